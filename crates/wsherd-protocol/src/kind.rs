@@ -1,0 +1,277 @@
+//! Where a message's kind lives, and how to read it without building a JSON tree.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// A caller's own kind extractor: gets the message text, returns its kind.
+pub type KindFn = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// How to find the kind (the routing discriminator) of an inbound JSON text message.
+///
+/// The kind is a string or a number somewhere in the message: `{"type":"trade",…}` has kind
+/// `trade` under the default rule; a Binance stream's `{"e":"aggTrade",…}` needs
+/// `KindRule::field("e")`; `{"data":{"type":"book"}}` needs `KindRule::pointer("/data/type")`.
+/// Numbers are turned into their decimal text, so `{"op":0}` has kind `"0"`.
+#[derive(Clone)]
+pub enum KindRule {
+    /// A path of object keys (or array indexes) from the top of the message.
+    Path(Arc<[String]>),
+    /// A caller's function over the raw text.
+    Custom(Arc<KindFn>),
+}
+
+impl KindRule {
+    /// The kind is the top-level field `name`.
+    pub fn field(name: impl Into<String>) -> Self {
+        KindRule::Path(Arc::from(vec![name.into()]))
+    }
+
+    /// The kind is at a JSON pointer (RFC 6901), such as `/data/type`.
+    ///
+    /// A string that does not start with `/` is taken as a top-level field name, which is what
+    /// the config key `kind` means.
+    pub fn pointer(pointer: &str) -> Self {
+        match pointer.strip_prefix('/') {
+            None => Self::field(pointer),
+            Some(rest) => {
+                let segments: Vec<String> = rest
+                    .split('/')
+                    .map(|segment| segment.replace("~1", "/").replace("~0", "~"))
+                    .collect();
+                KindRule::Path(Arc::from(segments))
+            }
+        }
+    }
+
+    /// The kind is whatever `extract` returns for the message text.
+    pub fn custom(extract: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        KindRule::Custom(Arc::new(extract))
+    }
+
+    /// Reads the kind of `text`.
+    ///
+    /// `Ok(None)` means the text is valid JSON without a kind where the rule looks (or with a
+    /// kind that is neither a string nor a number); `Err` means the text is not JSON at all.
+    /// The kind borrows from `text` when it holds no escapes.
+    pub fn extract<'a>(&self, text: &'a str) -> Result<Option<Cow<'a, str>>, serde_json::Error> {
+        match self {
+            KindRule::Path(segments) => {
+                let mut deserializer = serde_json::Deserializer::from_str(text);
+                let kind = PathSeed { segments }.deserialize(&mut deserializer)?;
+                deserializer.end()?;
+                Ok(kind)
+            }
+            KindRule::Custom(extract) => Ok(extract(text).map(Cow::Owned)),
+        }
+    }
+}
+
+impl Default for KindRule {
+    /// The top-level field `type`.
+    fn default() -> Self {
+        Self::field("type")
+    }
+}
+
+impl fmt::Debug for KindRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KindRule::Path(segments) if segments.len() == 1 => {
+                write!(f, "KindRule::field({:?})", segments[0])
+            }
+            KindRule::Path(segments) => {
+                let pointer: String = segments
+                    .iter()
+                    .map(|s| format!("/{}", s.replace('~', "~0").replace('/', "~1")))
+                    .collect();
+                write!(f, "KindRule::pointer({pointer:?})")
+            }
+            KindRule::Custom(_) => f.write_str("KindRule::custom(..)"),
+        }
+    }
+}
+
+/// Walks `segments` down the document, skipping everything off the path without allocating.
+struct PathSeed<'s> {
+    segments: &'s [String],
+}
+
+impl<'de> DeserializeSeed<'de> for PathSeed<'_> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PathSeed<'_> {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let Some((head, rest)) = self.segments.split_first() else {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            return Ok(None);
+        };
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if found.is_none() && key == head.as_str() {
+                found = map.next_value_seed(PathSeed { segments: rest })?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let target = self
+            .segments
+            .split_first()
+            .and_then(|(head, rest)| head.parse::<usize>().ok().map(|index| (index, rest)));
+        let mut found = None;
+        let mut index = 0usize;
+        loop {
+            match target {
+                Some((wanted, rest)) if wanted == index => {
+                    match seq.next_element_seed(PathSeed { segments: rest })? {
+                        Some(kind) => found = kind,
+                        None => break,
+                    }
+                }
+                _ => {
+                    if seq.next_element::<IgnoredAny>()?.is_none() {
+                        break;
+                    }
+                }
+            }
+            index += 1;
+        }
+        Ok(found)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
+        Ok(self.segments.is_empty().then_some(Cow::Borrowed(value)))
+    }
+
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(self
+            .segments
+            .is_empty()
+            .then(|| Cow::Owned(value.to_owned())))
+    }
+
+    fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
+        Ok(self.segments.is_empty().then_some(Cow::Owned(value)))
+    }
+
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(self
+            .segments
+            .is_empty()
+            .then(|| Cow::Owned(value.to_string())))
+    }
+
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(self
+            .segments
+            .is_empty()
+            .then(|| Cow::Owned(value.to_string())))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(rule: &KindRule, text: &str) -> Option<String> {
+        rule.extract(text).expect("valid JSON").map(Cow::into_owned)
+    }
+
+    #[test]
+    fn top_level_field_default_is_type() {
+        let rule = KindRule::default();
+        assert_eq!(kind(&rule, r#"{"seq":1,"type":"trade","p":[1,2]}"#).as_deref(), Some("trade"));
+        assert_eq!(kind(&rule, r#"{"kind":"trade"}"#), None);
+    }
+
+    #[test]
+    fn named_field_and_numbers() {
+        assert_eq!(kind(&KindRule::field("e"), r#"{"e":"aggTrade"}"#).as_deref(), Some("aggTrade"));
+        assert_eq!(kind(&KindRule::field("op"), r#"{"op":0,"d":{}}"#).as_deref(), Some("0"));
+        assert_eq!(kind(&KindRule::field("op"), r#"{"op":-3}"#).as_deref(), Some("-3"));
+        assert_eq!(kind(&KindRule::field("op"), r#"{"op":1.5}"#), None);
+        assert_eq!(kind(&KindRule::field("op"), r#"{"op":{"x":1}}"#), None);
+    }
+
+    #[test]
+    fn borrowed_when_unescaped_owned_when_escaped() {
+        let rule = KindRule::default();
+        assert!(matches!(rule.extract(r#"{"type":"a"}"#), Ok(Some(Cow::Borrowed("a")))));
+        assert_eq!(kind(&rule, r#"{"type":"a\"b"}"#).as_deref(), Some("a\"b"));
+    }
+
+    #[test]
+    fn pointer_walks_objects_and_arrays() {
+        let rule = KindRule::pointer("/data/type");
+        assert_eq!(kind(&rule, r#"{"x":[1,{"type":"no"}],"data":{"type":"book"}}"#).as_deref(), Some("book"));
+        assert_eq!(kind(&rule, r#"{"data":5}"#), None);
+        let rule = KindRule::pointer("/1/kind");
+        assert_eq!(kind(&rule, r#"[{"kind":"a"},{"kind":"b"}]"#).as_deref(), Some("b"));
+        assert_eq!(kind(&rule, r#"[{"kind":"a"}]"#), None);
+        let rule = KindRule::pointer("/a~1b/c~0d");
+        assert_eq!(kind(&rule, r#"{"a/b":{"c~d":"x"}}"#).as_deref(), Some("x"));
+        assert_eq!(format!("{rule:?}"), r#"KindRule::pointer("/a~1b/c~0d")"#);
+    }
+
+    #[test]
+    fn pointer_without_slash_is_a_field() {
+        assert_eq!(kind(&KindRule::pointer("e"), r#"{"e":"x"}"#).as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn first_occurrence_wins_on_duplicate_keys() {
+        assert_eq!(kind(&KindRule::default(), r#"{"type":"a","type":"b"}"#).as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn malformed_json_is_an_error_not_a_missing_kind() {
+        let rule = KindRule::default();
+        assert!(rule.extract(r#"{"type":"a""#).is_err());
+        assert!(rule.extract(r#"{"type":"a"} trailing"#).is_err());
+        assert!(rule.extract("not json").is_err());
+        assert!(rule.extract("").is_err());
+    }
+
+    #[test]
+    fn custom_rule() {
+        let rule = KindRule::custom(|text| text.split(':').next().map(str::to_owned));
+        assert_eq!(kind(&rule, "tick:42").as_deref(), Some("tick"));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = "[".repeat(100_000);
+        assert!(KindRule::default().extract(&deep).is_err());
+        let deep_obj = r#"{"a":"#.repeat(10_000);
+        assert!(KindRule::pointer("/a/a/a").extract(&deep_obj).is_err());
+    }
+}

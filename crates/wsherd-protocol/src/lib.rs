@@ -1,0 +1,29 @@
+//! Wire types for wsherd, with no actix in sight.
+//!
+//! - [`KindRule`] finds a message's kind (the routing discriminator) without building a JSON tree.
+//! - [`Inbound`] marks a Rust type decoded from one kind; [`Outbound`] is a message to write.
+//! - [`DecodeError`] keeps why a message was rejected and a bounded excerpt of it.
+//! - [`Reassembler`] joins continuation frames under a size cap.
+//! - [`EndpointName`] is a checked endpoint name.
+//!
+//! ```
+//! use wsherd_protocol::KindRule;
+//!
+//! let rule = KindRule::pointer("/data/e");
+//! let kind = rule.extract(r#"{"stream":"x","data":{"e":"trade","p":"1.0"}}"#).unwrap();
+//! assert_eq!(kind.as_deref(), Some("trade"));
+//! ```
+#![forbid(unsafe_code)]
+
+mod endpoint;
+mod kind;
+mod message;
+mod reassembly;
+
+pub use endpoint::{EndpointName, InvalidEndpointName};
+pub use kind::{KindFn, KindRule};
+pub use message::{
+    DecodeError, DecodeStage, EXCERPT_LIMIT, EncodeError, Inbound, Outbound, decode, excerpt,
+    validate_text,
+};
+pub use reassembly::{Fragment, Reassembled, Reassembler, ReassemblyError};

@@ -1,0 +1,52 @@
+//! Subscriptions and typed delivery for wsherd.
+//!
+//! A [`Router`] owns subscriptions: an actor's [`Recipient`](actix::Recipient) for a Rust type,
+//! by kind, optionally only from some endpoints. Every change publishes a new immutable
+//! [`RouteTable`]; connections keep a [`RouteCache`] and deliver straight into subscriber
+//! mailboxes, so the router is never a hop on the message path. Each message is decoded once per
+//! subscribed type, shared between that type's subscribers as a [`Delivery`]. What nobody wants,
+//! or what fails to decode, becomes a [`DeadLetter`].
+//!
+//! ```no_run
+//! use actix::prelude::*;
+//! use serde::Deserialize;
+//! use wsherd_protocol::{EndpointName, Inbound, KindRule};
+//! use wsherd_router::{Delivery, DispatchReport, Router};
+//!
+//! #[derive(Debug, Deserialize)]
+//! struct Trade { price: f64 }
+//! impl Inbound for Trade { const KIND: &'static str = "trade"; }
+//!
+//! struct Printer;
+//! impl Actor for Printer { type Context = Context<Self>; }
+//! impl Handler<Delivery<Trade>> for Printer {
+//!     type Result = ();
+//!     fn handle(&mut self, trade: Delivery<Trade>, _: &mut Context<Self>) {
+//!         println!("{}: {}", trade.endpoint, trade.message.price);
+//!     }
+//! }
+//!
+//! # #[actix::main] async fn main() {
+//! let router = Router::new();
+//! router.subscribe::<Trade>(Printer.start().recipient());
+//! // What a connection does with each text frame:
+//! let mut routes = router.cache();
+//! let mut report = DispatchReport::default();
+//! let endpoint = EndpointName::new("exchange").unwrap();
+//! routes.current().route_text(&endpoint, &KindRule::default(), br#"{"type":"trade","price":1.5}"#, &mut report);
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+
+mod delivery;
+mod router;
+mod subscription;
+mod table;
+
+pub use delivery::{Binary, DeadLetter, DeadLetterReason, Delivery};
+pub use router::{RouteCache, Router};
+pub use subscription::{Overflow, SubscribeOptions, SubscriptionId};
+pub use table::{DispatchReport, RouteTable};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,291 @@
+//! The router: owns subscriptions and publishes route tables.
+
+use std::any::{Any, TypeId};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use actix::Recipient;
+use serde::de::DeserializeOwned;
+use wsherd_protocol::Inbound;
+
+use crate::delivery::Delivery;
+use crate::subscription::{Group, SubscribeOptions, Subscriber, SubscriptionId};
+use crate::table::{JsonRoute, RouteTable};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum RouteKey {
+    Kind(Box<str>, TypeId),
+    AnyKind(TypeId),
+    Event(TypeId),
+}
+
+/// Type-erased subscribers of one Rust type on one route, as the router keeps them.
+trait Entry: Send {
+    fn remove(&mut self, id: SubscriptionId) -> bool;
+    fn is_empty(&self) -> bool;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn publish_into(&self, key: &RouteKey, table: &mut RouteTable);
+}
+
+struct JsonEntry<T: Send + Sync + 'static>(Group<T>);
+struct EventEntry<T: Send + Sync + 'static>(Group<T>);
+
+fn remove_from<T: Send + Sync + 'static>(group: &mut Group<T>, id: SubscriptionId) -> bool {
+    let before = group.subscribers.len();
+    group.subscribers.retain(|s| s.id != id);
+    group.subscribers.len() != before
+}
+
+impl<T: DeserializeOwned + Send + Sync + 'static> Entry for JsonEntry<T> {
+    fn remove(&mut self, id: SubscriptionId) -> bool {
+        remove_from(&mut self.0, id)
+    }
+    fn is_empty(&self) -> bool {
+        self.0.subscribers.is_empty()
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn publish_into(&self, key: &RouteKey, table: &mut RouteTable) {
+        let route: Arc<dyn JsonRoute> = Arc::new(self.0.clone());
+        match key {
+            RouteKey::Kind(kind, _) => table.kinds.entry(kind.clone()).or_default().push(route),
+            RouteKey::AnyKind(_) | RouteKey::Event(_) => table.any_kind.push(route),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Entry for EventEntry<T> {
+    fn remove(&mut self, id: SubscriptionId) -> bool {
+        remove_from(&mut self.0, id)
+    }
+    fn is_empty(&self) -> bool {
+        self.0.subscribers.is_empty()
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn publish_into(&self, _: &RouteKey, table: &mut RouteTable) {
+        table
+            .events
+            .insert(TypeId::of::<T>(), Arc::new(self.0.clone()));
+    }
+}
+
+#[derive(Default)]
+struct State {
+    next_id: u64,
+    version: u64,
+    entries: BTreeMap<RouteKey, Box<dyn Entry>>,
+    keys: HashMap<SubscriptionId, RouteKey>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    version: AtomicU64,
+    table: RwLock<Arc<RouteTable>>,
+}
+
+/// Owns subscriptions and publishes the route table every connection reads.
+///
+/// The router is not an actor: subscribing is a short critical section that rebuilds an
+/// immutable [`RouteTable`], and connections deliver from their cached snapshot, so no message
+/// ever waits in a router mailbox. Clone it freely; clones share the subscriptions.
+#[derive(Clone)]
+pub struct Router {
+    inner: Arc<Inner>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router")
+            .field("version", &self.inner.version.load(Ordering::Acquire))
+            .field("subscriptions", &self.subscription_count())
+            .finish()
+    }
+}
+
+impl Router {
+    /// A router with no subscriptions.
+    pub fn new() -> Self {
+        Router {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State::default()),
+                version: AtomicU64::new(0),
+                table: RwLock::new(Arc::new(RouteTable::default())),
+            }),
+        }
+    }
+
+    /// Delivers every message of kind `T::KIND` to `recipient`, decoded as `T`.
+    pub fn subscribe<T: Inbound>(&self, recipient: Recipient<Delivery<T>>) -> SubscriptionId {
+        self.subscribe_kind(T::KIND, recipient, SubscribeOptions::new())
+    }
+
+    /// Delivers every message of kind `kind` to `recipient`, decoded as `T`, per `options`.
+    pub fn subscribe_kind<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        kind: &str,
+        recipient: Recipient<Delivery<T>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.add(
+            RouteKey::Kind(kind.into(), TypeId::of::<T>()),
+            |group| Box::new(JsonEntry::<T>(group)),
+            |entry| entry.as_any_mut().downcast_mut::<JsonEntry<T>>().map(|e| &mut e.0),
+            recipient,
+            options,
+        )
+    }
+
+    /// Delivers every JSON text message, whatever its kind (or none), decoded as `T`.
+    ///
+    /// With `T = serde_json::Value` this sees the whole stream. Messages it receives are not
+    /// dead letters, even when no kind subscriber wanted them.
+    pub fn subscribe_all<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        recipient: Recipient<Delivery<T>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.add(
+            RouteKey::AnyKind(TypeId::of::<T>()),
+            |group| Box::new(JsonEntry::<T>(group)),
+            |entry| entry.as_any_mut().downcast_mut::<JsonEntry<T>>().map(|e| &mut e.0),
+            recipient,
+            options,
+        )
+    }
+
+    /// Delivers events of type `E`: [`DeadLetter`](crate::DeadLetter),
+    /// [`Binary`](crate::Binary), a connection's state events, or anything published with
+    /// [`RouteTable::publish`].
+    pub fn subscribe_event<E: Send + Sync + 'static>(
+        &self,
+        recipient: Recipient<Delivery<E>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.add(
+            RouteKey::Event(TypeId::of::<E>()),
+            |group| Box::new(EventEntry::<E>(group)),
+            |entry| entry.as_any_mut().downcast_mut::<EventEntry<E>>().map(|e| &mut e.0),
+            recipient,
+            options,
+        )
+    }
+
+    /// Ends a subscription; returns whether it existed.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        let mut state = self.lock();
+        let Some(key) = state.keys.remove(&id) else {
+            return false;
+        };
+        let now_empty = match state.entries.get_mut(&key) {
+            Some(entry) => {
+                entry.remove(id);
+                entry.is_empty()
+            }
+            None => false,
+        };
+        if now_empty {
+            state.entries.remove(&key);
+        }
+        self.publish(&mut state);
+        true
+    }
+
+    /// How many subscriptions exist.
+    pub fn subscription_count(&self) -> usize {
+        self.lock().keys.len()
+    }
+
+    /// The current route table.
+    pub fn table(&self) -> Arc<RouteTable> {
+        Arc::clone(&self.inner.table.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// A cache of the route table for one connection: it re-reads the table only when the
+    /// version moved, so the per-message cost is one atomic load.
+    pub fn cache(&self) -> RouteCache {
+        RouteCache {
+            router: self.clone(),
+            table: self.table(),
+        }
+    }
+
+    fn add<T: Send + Sync + 'static>(
+        &self,
+        key: RouteKey,
+        make: impl Fn(Group<T>) -> Box<dyn Entry>,
+        group_of: impl Fn(&mut Box<dyn Entry>) -> Option<&mut Group<T>>,
+        recipient: Recipient<Delivery<T>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        let mut state = self.lock();
+        state.next_id += 1;
+        let id = SubscriptionId(state.next_id);
+        let subscriber = Arc::new(Subscriber::new(id, recipient, options));
+        let entry = state
+            .entries
+            .entry(key.clone())
+            .or_insert_with(|| make(Group { subscribers: Vec::new() }));
+        match group_of(entry) {
+            Some(group) => group.subscribers.push(subscriber),
+            // The key carries the TypeId of `T`, so the entry is always of `T`; were it ever
+            // not, a fresh entry is better than a lost subscription or a panic.
+            None => {
+                *entry = make(Group {
+                    subscribers: vec![subscriber],
+                })
+            }
+        }
+        state.keys.insert(id, key);
+        self.publish(&mut state);
+        id
+    }
+
+    fn publish(&self, state: &mut State) {
+        state.version += 1;
+        let mut table = RouteTable {
+            version: state.version,
+            ..RouteTable::default()
+        };
+        for (key, entry) in &state.entries {
+            entry.publish_into(key, &mut table);
+        }
+        *self.inner.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
+        self.inner.version.store(state.version, Ordering::Release);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One connection's view of the route table; see [`Router::cache`].
+#[derive(Debug)]
+pub struct RouteCache {
+    router: Router,
+    table: Arc<RouteTable>,
+}
+
+impl RouteCache {
+    /// The newest route table, re-read only when a subscription changed.
+    pub fn current(&mut self) -> &Arc<RouteTable> {
+        if self.router.inner.version.load(Ordering::Acquire) != self.table.version {
+            self.table = self.router.table();
+        }
+        &self.table
+    }
+
+    /// The router this cache reads from.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+}

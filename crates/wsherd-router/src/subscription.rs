@@ -1,0 +1,161 @@
+//! Subscription options and the per-type group of subscribers.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use actix::prelude::SendError;
+use actix::Recipient;
+use wsherd_protocol::EndpointName;
+
+use crate::delivery::Delivery;
+use crate::table::DispatchReport;
+
+/// Identifies one subscription, for [`Router::unsubscribe`](crate::Router::unsubscribe).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriptionId(pub(crate) u64);
+
+/// What a connection does when a subscriber's mailbox is full.
+///
+/// A subscriber that is slower than its feed must either slow the feed down or lose messages;
+/// wsherd never queues without bound. Set the subscriber's capacity with
+/// `ctx.set_mailbox_capacity(n)` in its `started` to absorb bursts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Stop reading the socket until the subscriber has room: nothing is lost, and the peer
+    /// sees TCP back-pressure. Other subscribers of the same connection wait too.
+    #[default]
+    Backpressure,
+    /// Drop the message for this subscriber and count it (`dropped_full` in the endpoint's
+    /// counters); the connection never waits.
+    Drop,
+}
+
+/// How a subscription is made.
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeOptions {
+    pub(crate) endpoints: Option<Arc<[EndpointName]>>,
+    pub(crate) overflow: Overflow,
+}
+
+impl SubscribeOptions {
+    /// Every endpoint, [`Overflow::Backpressure`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Receive only from these endpoints.
+    pub fn endpoints<I>(mut self, endpoints: I) -> Self
+    where
+        I: IntoIterator<Item = EndpointName>,
+    {
+        self.endpoints = Some(endpoints.into_iter().collect());
+        self
+    }
+
+    /// What to do when this subscriber's mailbox is full.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+}
+
+pub(crate) type Blocked = Pin<Box<dyn Future<Output = ()>>>;
+
+pub(crate) struct Subscriber<T: Send + Sync + 'static> {
+    pub(crate) id: SubscriptionId,
+    recipient: Recipient<Delivery<T>>,
+    endpoints: Option<Arc<[EndpointName]>>,
+    overflow: Overflow,
+    /// Set once by the first connection that finds the actor gone, so only one asks the
+    /// router to forget it.
+    closed: AtomicBool,
+}
+
+impl<T: Send + Sync + 'static> Subscriber<T> {
+    pub(crate) fn new(
+        id: SubscriptionId,
+        recipient: Recipient<Delivery<T>>,
+        options: SubscribeOptions,
+    ) -> Self {
+        Subscriber {
+            id,
+            recipient,
+            endpoints: options.endpoints,
+            overflow: options.overflow,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn wants(&self, endpoint: &EndpointName) -> bool {
+        !self.closed.load(Ordering::Relaxed)
+            && self
+                .endpoints
+                .as_ref()
+                .is_none_or(|names| names.iter().any(|name| name == endpoint))
+    }
+
+    fn send(&self, delivery: Delivery<T>, report: &mut DispatchReport) {
+        match self.recipient.try_send(delivery) {
+            Ok(()) => report.delivered += 1,
+            Err(SendError::Full(delivery)) => match self.overflow {
+                Overflow::Drop => report.dropped_full += 1,
+                Overflow::Backpressure => {
+                    report.delivered += 1;
+                    let request = self.recipient.send(delivery);
+                    report.blocked.push(Box::pin(async move {
+                        // A subscriber that stops while we wait is pruned on the next message.
+                        let _ = request.await;
+                    }));
+                }
+            },
+            Err(SendError::Closed(_)) => {
+                if !self.closed.swap(true, Ordering::Relaxed) {
+                    report.closed.push(self.id);
+                }
+            }
+        }
+    }
+}
+
+/// All subscribers of one Rust type on one route; shared by the route tables that include it.
+pub(crate) struct Group<T: Send + Sync + 'static> {
+    pub(crate) subscribers: Vec<Arc<Subscriber<T>>>,
+}
+
+impl<T: Send + Sync + 'static> Clone for Group<T> {
+    fn clone(&self) -> Self {
+        Group {
+            subscribers: self.subscribers.clone(),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Group<T> {
+    pub(crate) fn wanted_by_any(&self, endpoint: &EndpointName) -> bool {
+        self.subscribers.iter().any(|s| s.wants(endpoint))
+    }
+
+    /// Hands `value` to every subscriber that wants `endpoint`; returns whether any did.
+    pub(crate) fn deliver(
+        &self,
+        endpoint: &EndpointName,
+        value: T,
+        report: &mut DispatchReport,
+    ) -> bool {
+        let message = Arc::new(value);
+        let mut any = false;
+        for subscriber in self.subscribers.iter().filter(|s| s.wants(endpoint)) {
+            any = true;
+            subscriber.send(
+                Delivery {
+                    endpoint: endpoint.clone(),
+                    message: Arc::clone(&message),
+                },
+                report,
+            );
+        }
+        any
+    }
+}

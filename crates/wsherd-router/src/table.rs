@@ -1,0 +1,247 @@
+//! The immutable route table that connections read on every message.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use wsherd_protocol::{DecodeError, DecodeStage, EndpointName, KindRule, decode, excerpt, validate_text};
+
+use crate::delivery::{Binary, DeadLetter, DeadLetterReason};
+use crate::subscription::{Blocked, Group, SubscriptionId};
+
+/// What happened to one or more dispatched messages; a connection keeps one and drains it.
+///
+/// Counting here instead of in shared atomics keeps the per-message path free of contention.
+#[derive(Default)]
+pub struct DispatchReport {
+    /// Deliveries handed to subscriber mailboxes (one message to three subscribers is three).
+    pub delivered: u64,
+    /// Deliveries dropped because an [`Overflow::Drop`](crate::Overflow::Drop) subscriber was full.
+    pub dropped_full: u64,
+    /// Messages that had no subscriber (they went to dead letters).
+    pub unrouted: u64,
+    /// Messages, or one subscribed type's decode of one, that failed to decode.
+    pub decode_failures: u64,
+    /// Subscriptions whose actor has stopped; tell the router with
+    /// [`Router::unsubscribe`](crate::Router::unsubscribe).
+    pub closed: Vec<SubscriptionId>,
+    pub(crate) blocked: Vec<Blocked>,
+}
+
+impl DispatchReport {
+    /// A future that completes once every full [`Overflow::Backpressure`](crate::Overflow)
+    /// subscriber has accepted its delivery, or `None` when nobody was full. Until it completes
+    /// the connection must not read further messages.
+    pub fn take_backpressure(&mut self) -> Option<impl Future<Output = ()> + 'static> {
+        if self.blocked.is_empty() {
+            return None;
+        }
+        let blocked = std::mem::take(&mut self.blocked);
+        Some(async move {
+            for wait in blocked {
+                wait.await;
+            }
+        })
+    }
+}
+
+impl std::fmt::Debug for DispatchReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DispatchReport")
+            .field("delivered", &self.delivered)
+            .field("dropped_full", &self.dropped_full)
+            .field("unrouted", &self.unrouted)
+            .field("decode_failures", &self.decode_failures)
+            .field("closed", &self.closed)
+            .field("blocked", &self.blocked.len())
+            .finish()
+    }
+}
+
+pub(crate) enum RouteOutcome {
+    NotWanted,
+    Delivered,
+    Rejected(DecodeError),
+}
+
+/// One subscribed Rust type on a JSON route: decodes a message once for all its subscribers.
+pub(crate) trait JsonRoute: Send + Sync {
+    fn route(
+        &self,
+        endpoint: &EndpointName,
+        kind: &str,
+        text: &str,
+        report: &mut DispatchReport,
+    ) -> RouteOutcome;
+}
+
+impl<T: DeserializeOwned + Send + Sync + 'static> JsonRoute for Group<T> {
+    fn route(
+        &self,
+        endpoint: &EndpointName,
+        kind: &str,
+        text: &str,
+        report: &mut DispatchReport,
+    ) -> RouteOutcome {
+        if !self.wanted_by_any(endpoint) {
+            return RouteOutcome::NotWanted;
+        }
+        match decode::<T>(kind, text) {
+            Ok(value) => {
+                self.deliver(endpoint, value, report);
+                RouteOutcome::Delivered
+            }
+            Err(error) => RouteOutcome::Rejected(error),
+        }
+    }
+}
+
+/// A snapshot of every subscription, published by the [`Router`](crate::Router) on each change.
+#[derive(Default)]
+pub struct RouteTable {
+    pub(crate) version: u64,
+    pub(crate) kinds: HashMap<Box<str>, Vec<Arc<dyn JsonRoute>>>,
+    pub(crate) any_kind: Vec<Arc<dyn JsonRoute>>,
+    pub(crate) events: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
+}
+
+impl RouteTable {
+    /// The version this snapshot was published as.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Routes one text message: UTF-8 check, kind extraction, one decode per subscribed type,
+    /// delivery; anything undeliverable becomes a [`DeadLetter`].
+    pub fn route_text(
+        &self,
+        endpoint: &EndpointName,
+        rule: &KindRule,
+        payload: &[u8],
+        report: &mut DispatchReport,
+    ) {
+        let text = match validate_text(payload) {
+            Ok(text) => text,
+            Err(error) => return self.reject(endpoint, None, error, report),
+        };
+        let kind = match rule.extract(text) {
+            Ok(kind) => kind,
+            Err(error) => {
+                let error = DecodeError::new(DecodeStage::Json, error.to_string(), payload);
+                return self.reject(endpoint, None, error, report);
+            }
+        };
+        let by_kind = kind
+            .as_deref()
+            .and_then(|kind| self.kinds.get(kind))
+            .map_or(&[][..], Vec::as_slice);
+        let mut delivered = false;
+        let mut rejected = false;
+        for route in by_kind.iter().chain(&self.any_kind) {
+            match route.route(endpoint, kind.as_deref().unwrap_or(""), text, report) {
+                RouteOutcome::NotWanted => {}
+                RouteOutcome::Delivered => delivered = true,
+                RouteOutcome::Rejected(error) => {
+                    rejected = true;
+                    self.reject(endpoint, kind.as_deref(), error, report);
+                }
+            }
+        }
+        if delivered || rejected {
+            return;
+        }
+        match kind {
+            None => {
+                let error = DecodeError::new(
+                    DecodeStage::MissingKind,
+                    format!("no kind at {rule:?}"),
+                    payload,
+                );
+                self.reject(endpoint, None, error, report);
+            }
+            Some(kind) => self.unrouted(endpoint, Some(kind.into_owned()), payload, report),
+        }
+    }
+
+    /// Routes one binary message to [`Binary`] subscribers, or to dead letters.
+    pub fn route_binary(&self, endpoint: &EndpointName, payload: Bytes, report: &mut DispatchReport) {
+        if !self.publish(endpoint, Binary(payload.clone()), report) {
+            self.unrouted(endpoint, None, &payload, report);
+        }
+    }
+
+    /// Delivers an event (a state change, a dead letter, anything `'static`) to its subscribers.
+    /// Returns whether anyone wanted it.
+    pub fn publish<E: Send + Sync + 'static>(
+        &self,
+        endpoint: &EndpointName,
+        event: E,
+        report: &mut DispatchReport,
+    ) -> bool {
+        self.event_group::<E>()
+            .is_some_and(|group| group.deliver(endpoint, event, report))
+    }
+
+    /// Whether anyone subscribed to events of type `E` (from any endpoint).
+    pub fn has_event_subscribers<E: Send + Sync + 'static>(&self) -> bool {
+        self.event_group::<E>().is_some()
+    }
+
+    fn event_group<E: Send + Sync + 'static>(&self) -> Option<&Group<E>> {
+        self.events
+            .get(&TypeId::of::<E>())
+            .and_then(|group| group.downcast_ref::<Group<E>>())
+    }
+
+    fn reject(
+        &self,
+        endpoint: &EndpointName,
+        kind: Option<&str>,
+        error: DecodeError,
+        report: &mut DispatchReport,
+    ) {
+        report.decode_failures += 1;
+        let letter = DeadLetter {
+            kind: kind.map(str::to_owned),
+            reason: DeadLetterReason::Rejected(error),
+        };
+        self.publish(endpoint, letter, report);
+    }
+
+    fn unrouted(
+        &self,
+        endpoint: &EndpointName,
+        kind: Option<String>,
+        payload: &[u8],
+        report: &mut DispatchReport,
+    ) {
+        report.unrouted += 1;
+        // The excerpt costs an allocation: build it only for someone who listens.
+        if let Some(group) = self.event_group::<DeadLetter>() {
+            let letter = DeadLetter {
+                kind,
+                reason: DeadLetterReason::NoSubscriber {
+                    excerpt: excerpt(payload),
+                    payload_len: payload.len(),
+                },
+            };
+            group.deliver(endpoint, letter, report);
+        }
+    }
+}
+
+impl std::fmt::Debug for RouteTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut kinds: Vec<&str> = self.kinds.keys().map(|k| &**k).collect();
+        kinds.sort_unstable();
+        f.debug_struct("RouteTable")
+            .field("version", &self.version)
+            .field("kinds", &kinds)
+            .field("any_kind", &self.any_kind.len())
+            .field("events", &self.events.len())
+            .finish()
+    }
+}

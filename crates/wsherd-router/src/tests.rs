@@ -1,0 +1,258 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use serde::{Deserialize, Deserializer};
+use wsherd_protocol::{DecodeStage, EndpointName, Inbound, KindRule};
+
+use super::*;
+
+struct Collector<T: Send + Sync + 'static> {
+    seen: Arc<Mutex<Vec<Delivery<T>>>>,
+}
+
+impl<T: Send + Sync + 'static> Actor for Collector<T> {
+    type Context = Context<Self>;
+}
+
+impl<T: Send + Sync + 'static> Handler<Delivery<T>> for Collector<T> {
+    type Result = ();
+    fn handle(&mut self, delivery: Delivery<T>, _: &mut Context<Self>) {
+        self.seen.lock().unwrap().push(delivery);
+    }
+}
+
+fn collector<T: Send + Sync + 'static>() -> (Recipient<Delivery<T>>, Arc<Mutex<Vec<Delivery<T>>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let addr = Collector { seen: seen.clone() }.start();
+    (addr.recipient(), seen)
+}
+
+/// Lets every started actor drain its mailbox.
+async fn settle() {
+    for _ in 0..10 {
+        actix_rt::task::yield_now().await;
+    }
+}
+
+static TRADE_DECODES: AtomicUsize = AtomicUsize::new(0);
+
+#[derive(Debug, PartialEq)]
+struct Trade {
+    seq: u64,
+}
+
+impl<'de> Deserialize<'de> for Trade {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            seq: u64,
+        }
+        TRADE_DECODES.fetch_add(1, Ordering::SeqCst);
+        Raw::deserialize(deserializer).map(|raw| Trade { seq: raw.seq })
+    }
+}
+
+impl Inbound for Trade {
+    const KIND: &'static str = "trade";
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+struct Quote {
+    bid: f64,
+}
+
+fn name(s: &str) -> EndpointName {
+    EndpointName::new(s).unwrap()
+}
+
+fn route(router: &Router, endpoint: &str, text: &str) -> DispatchReport {
+    let mut report = DispatchReport::default();
+    router
+        .table()
+        .route_text(&name(endpoint), &KindRule::default(), text.as_bytes(), &mut report);
+    report
+}
+
+#[actix_rt::test]
+async fn decodes_once_per_type_and_delivers_to_every_subscriber() {
+    let router = Router::new();
+    let (a, seen_a) = collector::<Trade>();
+    let (b, seen_b) = collector::<Trade>();
+    let (v, seen_v) = collector::<serde_json::Value>();
+    router.subscribe::<Trade>(a);
+    router.subscribe::<Trade>(b);
+    router.subscribe_kind::<serde_json::Value>("trade", v, SubscribeOptions::new());
+
+    let before = TRADE_DECODES.load(Ordering::SeqCst);
+    let report = route(&router, "ex", r#"{"type":"trade","seq":7}"#);
+    assert_eq!(TRADE_DECODES.load(Ordering::SeqCst) - before, 1, "one decode for two subscribers");
+    assert_eq!(report.delivered, 3);
+    settle().await;
+
+    let a = seen_a.lock().unwrap();
+    let b = seen_b.lock().unwrap();
+    assert_eq!(*a[0].message, Trade { seq: 7 });
+    assert_eq!(a[0].endpoint, "ex");
+    assert!(Arc::ptr_eq(&a[0].message, &b[0].message), "the value is shared, not copied");
+    assert_eq!(seen_v.lock().unwrap()[0].message["seq"], 7);
+}
+
+#[actix_rt::test]
+async fn endpoint_filter_limits_delivery() {
+    let router = Router::new();
+    let (a, seen) = collector::<Quote>();
+    router.subscribe_kind::<Quote>("quote", a, SubscribeOptions::new().endpoints([name("left")]));
+    let (dead, dead_seen) = collector::<DeadLetter>();
+    router.subscribe_event::<DeadLetter>(dead, SubscribeOptions::new());
+
+    assert_eq!(route(&router, "left", r#"{"type":"quote","bid":1.0}"#).delivered, 1);
+    let report = route(&router, "right", r#"{"type":"quote","bid":2.0}"#);
+    assert_eq!(report.unrouted, 1);
+    settle().await;
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    let dead = dead_seen.lock().unwrap();
+    assert_eq!(dead[0].endpoint, "right");
+    assert_eq!(dead[0].message.kind.as_deref(), Some("quote"));
+}
+
+#[actix_rt::test]
+async fn bad_messages_become_dead_letters_with_reasons() {
+    let router = Router::new();
+    let (q, _) = collector::<Quote>();
+    router.subscribe_kind::<Quote>("quote", q, SubscribeOptions::new());
+    let (dead, dead_seen) = collector::<DeadLetter>();
+    router.subscribe_event::<DeadLetter>(dead, SubscribeOptions::new());
+
+    let cases = [
+        (r#"{"type":"quote","bid":"high"}"#, 1, 0),
+        (r#"{"type":"quote""#, 1, 0),
+        (r#"{"seq":1}"#, 1, 0),
+        (r#"{"type":"nobody"}"#, 0, 1),
+    ];
+    for (text, failures, unrouted) in cases {
+        let report = route(&router, "ex", text);
+        assert_eq!((report.decode_failures, report.unrouted), (failures, unrouted), "{text}");
+    }
+    let mut report = DispatchReport::default();
+    router
+        .table()
+        .route_text(&name("ex"), &KindRule::default(), &[b'"', 0xC3, 0x28, b'"'], &mut report);
+    assert_eq!(report.decode_failures, 1);
+    settle().await;
+
+    let dead = dead_seen.lock().unwrap();
+    let stages: Vec<Option<DecodeStage>> = dead
+        .iter()
+        .map(|d| match &d.message.reason {
+            DeadLetterReason::Rejected(error) => Some(error.stage.clone()),
+            DeadLetterReason::NoSubscriber { .. } => None,
+        })
+        .collect();
+    assert!(matches!(&stages[0], Some(DecodeStage::Typed { kind, .. }) if kind == "quote"));
+    assert_eq!(stages[1], Some(DecodeStage::Json));
+    assert_eq!(stages[2], Some(DecodeStage::MissingKind));
+    assert_eq!(stages[3], None);
+    assert_eq!(stages[4], Some(DecodeStage::Utf8));
+    assert!(dead[3].message.to_string().contains("nobody"));
+}
+
+#[actix_rt::test]
+async fn subscribe_all_sees_every_message_and_binary_is_an_event() {
+    let router = Router::new();
+    let (all, seen) = collector::<serde_json::Value>();
+    router.subscribe_all::<serde_json::Value>(all, SubscribeOptions::new());
+    assert_eq!(route(&router, "ex", r#"{"type":"x"}"#).delivered, 1);
+    assert_eq!(route(&router, "ex", r#"{"no":"kind"}"#).delivered, 1);
+
+    let mut report = DispatchReport::default();
+    router.table().route_binary(&name("ex"), bytes::Bytes::from_static(b"\x01"), &mut report);
+    assert_eq!(report.unrouted, 1);
+    let (bin, bin_seen) = collector::<Binary>();
+    router.subscribe_event::<Binary>(bin, SubscribeOptions::new());
+    let mut report = DispatchReport::default();
+    router.table().route_binary(&name("ex"), bytes::Bytes::from_static(b"\x02"), &mut report);
+    assert_eq!(report.delivered, 1);
+    settle().await;
+    assert_eq!(seen.lock().unwrap().len(), 2);
+    assert_eq!(bin_seen.lock().unwrap()[0].message.0.as_ref(), b"\x02");
+}
+
+#[actix_rt::test]
+async fn cache_follows_versions_and_unsubscribe_works() {
+    let router = Router::new();
+    let mut cache = router.cache();
+    let v0 = cache.current().version();
+    let (a, _) = collector::<Quote>();
+    let id = router.subscribe_kind::<Quote>("quote", a, SubscribeOptions::new());
+    assert!(cache.current().version() > v0);
+    assert_eq!(router.subscription_count(), 1);
+    assert!(router.unsubscribe(id));
+    assert!(!router.unsubscribe(id));
+    assert_eq!(router.subscription_count(), 0);
+    assert_eq!(route(&router, "ex", r#"{"type":"quote","bid":1}"#).unrouted, 1);
+}
+
+struct Stopper;
+impl Actor for Stopper {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+impl Handler<Delivery<Quote>> for Stopper {
+    type Result = ();
+    fn handle(&mut self, _: Delivery<Quote>, _: &mut Context<Self>) {}
+}
+
+#[actix_rt::test]
+async fn stopped_subscriber_is_reported_once() {
+    let router = Router::new();
+    let addr = Stopper.start();
+    let id = router.subscribe_kind::<Quote>("quote", addr.recipient(), SubscribeOptions::new());
+    settle().await;
+    let first = route(&router, "ex", r#"{"type":"quote","bid":1}"#);
+    assert_eq!(first.closed, vec![id]);
+    let second = route(&router, "ex", r#"{"type":"quote","bid":1}"#);
+    assert!(second.closed.is_empty());
+    assert_eq!(second.unrouted, 1, "a dead subscriber wants nothing");
+}
+
+#[actix_rt::test]
+async fn full_mailbox_drops_or_applies_backpressure() {
+    let router = Router::new();
+    let (dropper, dropped_seen) = collector::<Quote>();
+    router.subscribe_kind::<Quote>("quote", dropper, SubscribeOptions::new().overflow(Overflow::Drop));
+    let mut total = DispatchReport::default();
+    for _ in 0..100 {
+        router
+            .table()
+            .route_text(&name("ex"), &KindRule::default(), br#"{"type":"quote","bid":1}"#, &mut total);
+    }
+    assert!(total.dropped_full > 0, "{total:?}");
+    assert_eq!(total.delivered + total.dropped_full, 100);
+    assert!(total.take_backpressure().is_none());
+    settle().await;
+    assert_eq!(dropped_seen.lock().unwrap().len() as u64, total.delivered);
+
+    let router = Router::new();
+    let (waiter, waited_seen) = collector::<Quote>();
+    router.subscribe_kind::<Quote>("quote", waiter, SubscribeOptions::new());
+    let mut sent = 0;
+    let mut waits = 0;
+    for _ in 0..100 {
+        let mut report = DispatchReport::default();
+        router
+            .table()
+            .route_text(&name("ex"), &KindRule::default(), br#"{"type":"quote","bid":1}"#, &mut report);
+        sent += report.delivered;
+        if let Some(wait) = report.take_backpressure() {
+            waits += 1;
+            wait.await;
+        }
+    }
+    assert!(waits > 0);
+    assert_eq!(sent, 100);
+    settle().await;
+    assert_eq!(waited_seen.lock().unwrap().len(), 100, "backpressure loses nothing");
+}
