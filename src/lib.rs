@@ -1,1 +1,40 @@
-//! x
+#![doc = include_str!("../docs/crate.md")]
+#![forbid(unsafe_code)]
+
+mod error;
+mod herd;
+mod status;
+
+pub use error::{HerdError, SendError};
+pub use herd::Herd;
+pub use status::EndpointStatus;
+
+pub use wsherd_connection::{
+    Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason, Phase, Side,
+    StatsSnapshot,
+};
+pub use wsherd_protocol::{
+    DecodeError, DecodeStage, EncodeError, EndpointName, Inbound, KindRule, Outbound,
+};
+pub use wsherd_router::{
+    Binary, DeadLetter, DeadLetterReason, Delivery, Overflow, Router, SubscribeOptions,
+    SubscriptionId,
+};
+
+/// Declares which kind each type is decoded from: `wsherd::inbound!(Trade => "trade", Quote => "quote");`
+#[macro_export]
+macro_rules! inbound {
+    ($($ty:ty => $kind:expr),+ $(,)?) => {
+        $(impl $crate::Inbound for $ty {
+            const KIND: &'static str = $kind;
+        })+
+    };
+}
+
+/// The names most programs need.
+pub mod prelude {
+    pub use crate::{
+        ConnectionConfig, ConnectionEvent, DeadLetter, Delivery, EndReason, EndpointName, Herd,
+        Inbound, KindRule, Outbound, Overflow, SubscribeOptions,
+    };
+}

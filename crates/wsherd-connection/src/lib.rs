@@ -1,1 +1,48 @@
-//! placeholder
+//! The wsherd Connection actor: one awc WebSocket life.
+//!
+//! A [`Connection`] connects with a handshake timeout, custom headers and subprotocols; answers
+//! every Ping; reassembles continuation frames under [`ConnectionConfig::max_message_size`];
+//! refuses frames over [`ConnectionConfig::max_frame_size`]; routes every message through a
+//! [`Router`](wsherd_router::Router)'s table; writes [`Send`] messages in order; closes
+//! gracefully on [`Close`]; and reports each [`ConnectionEvent`] with the exact [`EndReason`].
+//!
+//! Limits and what happens when they are hit:
+//!
+//! | limit | default | when exceeded |
+//! | --- | --- | --- |
+//! | handshake timeout | 10 s | life ends with [`EndReason::HandshakeTimeout`] |
+//! | frame size | 1 MiB | Close 1009 sent, [`EndReason::FrameTooLarge`] |
+//! | message size | 1 MiB | Close 1009 sent, [`EndReason::MessageTooLarge`] |
+//! | close timeout | 5 s | socket dropped; the end reason says whether the peer acknowledged |
+//! | close reason | 123 bytes | cut on a character boundary |
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use actix::prelude::*;
+//! use wsherd_connection::{Close, Connection, ConnectionConfig, Send};
+//! use wsherd_protocol::{EndpointName, Outbound};
+//! use wsherd_router::Router;
+//!
+//! # #[actix::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let router = Router::new();
+//! let config = Arc::new(ConnectionConfig::new("ws://127.0.0.1:9001/feed"));
+//! let connection = Connection::new(EndpointName::new("feed")?, config, &router).start();
+//! connection.send(Send(Outbound::from(r#"{"op":"subscribe"}"#))).await??;
+//! connection.send(Close { code: 1000, reason: "done".into() }).await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod client;
+mod config;
+mod connection;
+mod event;
+mod stats;
+
+pub use config::{
+    ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_MAX_MESSAGE_SIZE, MAX_CLOSE_REASON,
+};
+pub use connection::{Close, Connection, Send, SendError};
+pub use event::{ConnectionEvent, EndReason, Side};
+pub use stats::{ConnectionStats, Phase, StatsSnapshot};

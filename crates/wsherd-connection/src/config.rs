@@ -1,0 +1,148 @@
+//! What one connection needs to know.
+
+use std::fmt;
+use std::time::Duration;
+
+use wsherd_protocol::KindRule;
+
+/// Default handshake timeout: long enough for a slow TLS peer, short enough to notice a dead one.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default largest frame accepted from a peer (awc's own default, 64 KiB, is too small for
+/// order-book snapshots).
+pub const DEFAULT_MAX_FRAME_SIZE: usize = 1024 * 1024;
+/// Default largest message, after reassembling fragments.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+/// Default time to wait for the peer's answer to our Close before dropping the socket.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Close reasons longer than this are cut: a control frame carries at most 125 bytes, two of
+/// which are the code.
+pub const MAX_CLOSE_REASON: usize = 123;
+
+/// Settings of one connection.
+#[derive(Clone)]
+pub struct ConnectionConfig {
+    /// `ws://` URL to connect to.
+    pub url: String,
+    /// Extra request headers, in order. Values are never printed by `Debug`.
+    pub headers: Vec<(String, String)>,
+    /// Subprotocols to offer, in order of preference.
+    pub subprotocols: Vec<String>,
+    /// Time allowed for TCP connect plus the HTTP upgrade.
+    pub handshake_timeout: Duration,
+    /// Largest single frame accepted; a larger one ends the connection with close code 1009.
+    pub max_frame_size: usize,
+    /// Largest reassembled message accepted; a larger one ends the connection with 1009.
+    pub max_message_size: usize,
+    /// Time to wait for the peer to answer a Close.
+    pub close_timeout: Duration,
+    /// Where each message's kind lives.
+    pub kind: KindRule,
+}
+
+impl ConnectionConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        ConnectionConfig {
+            url: url.into(),
+            headers: Vec::new(),
+            subprotocols: Vec::new(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            kind: KindRule::default(),
+        }
+    }
+
+    /// Adds a request header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Offers a subprotocol.
+    pub fn subprotocol(mut self, protocol: impl Into<String>) -> Self {
+        self.subprotocols.push(protocol.into());
+        self
+    }
+
+    /// Sets the kind rule.
+    pub fn kind(mut self, kind: KindRule) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Sets the handshake timeout.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// Sets the largest accepted frame.
+    pub fn max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+
+    /// Sets the largest accepted message.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+
+    /// Sets how long to wait for the peer's Close.
+    pub fn close_timeout(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
+    }
+}
+
+impl fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("ConnectionConfig")
+            .field("url", &self.url)
+            .field("headers", &header_names)
+            .field("subprotocols", &self.subprotocols)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("max_message_size", &self.max_message_size)
+            .field("close_timeout", &self.close_timeout)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+/// `reason` cut to at most [`MAX_CLOSE_REASON`] bytes on a character boundary.
+pub(crate) fn truncate_reason(reason: &str) -> String {
+    if reason.len() <= MAX_CLOSE_REASON {
+        return reason.to_owned();
+    }
+    let mut cut = MAX_CLOSE_REASON;
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    reason[..cut].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_header_values() {
+        let config = ConnectionConfig::new("ws://127.0.0.1:1/").header("Authorization", "Bearer s3cret");
+        let shown = format!("{config:?}");
+        assert!(shown.contains("Authorization"));
+        assert!(!shown.contains("s3cret"));
+    }
+
+    #[test]
+    fn close_reasons_fit_a_control_frame() {
+        assert_eq!(truncate_reason("bye"), "bye");
+        let long = "ü".repeat(100);
+        let cut = truncate_reason(&long);
+        assert!(cut.len() <= MAX_CLOSE_REASON);
+        assert!(long.starts_with(&cut));
+    }
+}

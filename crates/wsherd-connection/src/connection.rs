@@ -1,0 +1,481 @@
+//! The Connection actor: one awc WebSocket life.
+
+use std::sync::Arc;
+
+use actix::io::{SinkWrite, WriteHandler};
+use actix::prelude::*;
+use actix_codec::Framed;
+use actix_http::ws::Item;
+use awc::BoxedSocket;
+use awc::error::{WsClientError, WsProtocolError};
+use awc::ws::{CloseCode, CloseReason, Codec, Frame, Message as WsMessage};
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, StreamExt};
+use wsherd_protocol::{EndpointName, Fragment, Outbound, Reassembled, Reassembler, ReassemblyError};
+use wsherd_router::{Delivery, DispatchReport, RouteCache, Router};
+
+use crate::client::client;
+use crate::config::{ConnectionConfig, truncate_reason};
+use crate::event::{ConnectionEvent, EndReason, Side};
+use crate::stats::{ConnectionStats, Phase};
+
+type WsSink = SinkWrite<WsMessage, SplitSink<Framed<BoxedSocket, Codec>, WsMessage>>;
+
+/// Writes one message to the peer.
+///
+/// Answers `Err` with the message handed back when the socket is not open.
+#[derive(Debug)]
+pub struct Send(pub Outbound);
+
+impl actix::Message for Send {
+    type Result = Result<(), SendError>;
+}
+
+/// A message could not be written; it is handed back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// The handshake has not finished.
+    #[error("the connection is not open yet")]
+    NotOpen(Outbound),
+    /// A Close was sent or received: no more data may be written.
+    #[error("the connection is closing")]
+    Closing(Outbound),
+}
+
+impl SendError {
+    /// The message that was not sent.
+    pub fn into_message(self) -> Outbound {
+        match self {
+            SendError::NotOpen(message) | SendError::Closing(message) => message,
+        }
+    }
+}
+
+/// Closes the connection gracefully: a Close frame with `code` and `reason` is sent, and the
+/// socket ends when the peer answers (or after the close timeout).
+#[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub struct Close {
+    /// Close code (1000 for a normal close).
+    pub code: u16,
+    /// Reason text; cut to 123 bytes.
+    pub reason: String,
+}
+
+/// One WebSocket socket life: handshake, frames in and out, and an exact end reason.
+///
+/// It answers Pings, reassembles fragments under the size cap, routes every message through the
+/// [`Router`]'s table, and reports each [`ConnectionEvent`] to its observer and to router
+/// subscribers. When the socket ends the actor stops; reconnecting is a supervisor's job.
+pub struct Connection {
+    name: EndpointName,
+    config: Arc<ConnectionConfig>,
+    routes: RouteCache,
+    report: DispatchReport,
+    stats: Arc<ConnectionStats>,
+    observer: Option<Recipient<Delivery<ConnectionEvent>>>,
+    sink: Option<WsSink>,
+    reassembler: Reassembler,
+    closing: Option<Side>,
+    end: Option<EndReason>,
+}
+
+impl Connection {
+    /// A connection for endpoint `name`; it connects when started.
+    pub fn new(name: EndpointName, config: Arc<ConnectionConfig>, router: &Router) -> Self {
+        let reassembler = Reassembler::new(config.max_message_size);
+        Connection {
+            name,
+            config,
+            routes: router.cache(),
+            report: DispatchReport::default(),
+            stats: Arc::new(ConnectionStats::default()),
+            observer: None,
+            sink: None,
+            reassembler,
+            closing: None,
+            end: None,
+        }
+    }
+
+    /// Counts into `stats` (shared with earlier lives of the same endpoint) instead of fresh ones.
+    pub fn with_stats(mut self, stats: Arc<ConnectionStats>) -> Self {
+        self.stats = stats;
+        self
+    }
+
+    /// Sends every event to `observer` as well as to router subscribers.
+    pub fn with_observer(mut self, observer: Recipient<Delivery<ConnectionEvent>>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The counters this connection writes.
+    pub fn stats(&self) -> &Arc<ConnectionStats> {
+        &self.stats
+    }
+
+    fn emit(&mut self, event: ConnectionEvent, ctx: &mut Context<Self>) {
+        if let Some(observer) = &self.observer {
+            // Events are a handful per socket life, never driven by message volume, so an
+            // unbounded send cannot be filled by a peer; losing one would desync the owner.
+            observer.do_send(Delivery {
+                endpoint: self.name.clone(),
+                message: Arc::new(event.clone()),
+            });
+        }
+        let table = Arc::clone(self.routes.current());
+        table.publish(&self.name, event, &mut self.report);
+        self.settle_report(ctx);
+    }
+
+    /// Moves the report's counters into the shared stats, forgets stopped subscribers and
+    /// pauses reading while a full subscriber catches up.
+    fn settle_report(&mut self, ctx: &mut Context<Self>) {
+        let report = &mut self.report;
+        let stats = &self.stats;
+        ConnectionStats::add(&stats.delivered, std::mem::take(&mut report.delivered));
+        ConnectionStats::add(&stats.dropped_full, std::mem::take(&mut report.dropped_full));
+        ConnectionStats::add(&stats.dead_letters, std::mem::take(&mut report.unrouted));
+        ConnectionStats::add(&stats.decode_failures, std::mem::take(&mut report.decode_failures));
+        if !report.closed.is_empty() {
+            for id in report.closed.drain(..) {
+                self.routes.router().unsubscribe(id);
+            }
+        }
+        if let Some(wait) = self.report.take_backpressure() {
+            // `wait` holds the actor: no frame is read until every full subscriber took its
+            // message, so the socket's TCP window throttles the peer instead of our memory.
+            ctx.wait(wait.into_actor(self));
+        }
+    }
+
+    fn on_text(&mut self, payload: Bytes, ctx: &mut Context<Self>) {
+        self.count_in(payload.len());
+        let table = self.routes.current();
+        table.route_text(&self.name, &self.config.kind, &payload, &mut self.report);
+        self.settle_report(ctx);
+    }
+
+    fn on_binary(&mut self, payload: Bytes, ctx: &mut Context<Self>) {
+        self.count_in(payload.len());
+        let table = self.routes.current();
+        table.route_binary(&self.name, payload, &mut self.report);
+        self.settle_report(ctx);
+    }
+
+    fn count_in(&self, bytes: usize) {
+        ConnectionStats::add(&self.stats.messages_in, 1);
+        ConnectionStats::add(&self.stats.bytes_in, bytes as u64);
+    }
+
+    fn on_fragment(&mut self, item: Item, ctx: &mut Context<Self>) {
+        let fragment = match item {
+            Item::FirstText(bytes) => Fragment::FirstText(bytes),
+            Item::FirstBinary(bytes) => Fragment::FirstBinary(bytes),
+            Item::Continue(bytes) => Fragment::Continue(bytes),
+            Item::Last(bytes) => Fragment::Last(bytes),
+        };
+        match self.reassembler.push(fragment) {
+            Ok(None) => {}
+            Ok(Some(Reassembled::Text(bytes))) => self.on_text(bytes, ctx),
+            Ok(Some(Reassembled::Binary(bytes))) => self.on_binary(bytes, ctx),
+            Err(ReassemblyError::TooLarge { size, limit }) => {
+                self.fail(EndReason::MessageTooLarge { size, limit }, 1009, ctx)
+            }
+            Err(error) => self.fail(
+                EndReason::Protocol {
+                    reason: error.to_string(),
+                },
+                1002,
+                ctx,
+            ),
+        }
+    }
+
+    fn on_peer_close(&mut self, reason: Option<CloseReason>, ctx: &mut Context<Self>) {
+        let (code, text) = match reason {
+            Some(reason) => (u16::from(reason.code), reason.description.unwrap_or_default()),
+            None => (1005, String::new()),
+        };
+        match self.closing {
+            Some(Side::Local) => {
+                // The peer acknowledged our Close: our frame has arrived, nothing is left to flush.
+                if let Some(EndReason::LocalClose { acknowledged, .. }) = &mut self.end {
+                    *acknowledged = true;
+                }
+                ctx.stop();
+            }
+            Some(Side::Peer) => {}
+            None => {
+                self.closing = Some(Side::Peer);
+                self.end = Some(EndReason::PeerClosed {
+                    code,
+                    reason: text.clone(),
+                });
+                // Echo the code (1005 may not be sent on the wire, so answer it with none).
+                let echo = (code != 1005).then(|| CloseReason {
+                    code: CloseCode::from(code),
+                    description: None,
+                });
+                self.write_frame(WsMessage::Close(echo));
+                self.stats.set_phase(Phase::Closing);
+                self.emit(
+                    ConnectionEvent::Closing {
+                        initiated_by: Side::Peer,
+                        code,
+                        reason: text,
+                    },
+                    ctx,
+                );
+                // The peer closes TCP after our echo; stopping now could drop the echo unsent.
+                ctx.run_later(self.config.close_timeout, |_, ctx| ctx.stop());
+            }
+        }
+    }
+
+    /// Ends the connection because of something the peer did: Close with `code`, then stop.
+    fn fail(&mut self, reason: EndReason, code: u16, ctx: &mut Context<Self>) {
+        if self.end.is_none() {
+            self.end = Some(reason.clone());
+        }
+        if self.closing.is_some() {
+            return;
+        }
+        self.closing = Some(Side::Local);
+        let text = truncate_reason(&reason.to_string());
+        self.write_frame(WsMessage::Close(Some(CloseReason {
+            code: CloseCode::from(code),
+            description: Some(text.clone()),
+        })));
+        self.stats.set_phase(Phase::Closing);
+        self.emit(
+            ConnectionEvent::Closing {
+                initiated_by: Side::Local,
+                code,
+                reason: text,
+            },
+            ctx,
+        );
+        ctx.run_later(self.config.close_timeout, |_, ctx| ctx.stop());
+    }
+
+    fn write_frame(&mut self, frame: WsMessage) -> bool {
+        match &mut self.sink {
+            Some(sink) => sink.write(frame).is_ok(),
+            None => false,
+        }
+    }
+
+    fn opened(
+        &mut self,
+        response: awc::ClientResponse,
+        framed: Framed<BoxedSocket, Codec>,
+        ctx: &mut Context<Self>,
+    ) {
+        let protocol = response
+            .headers()
+            .get(awc::http::header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let (sink, stream) = framed.split();
+        self.sink = Some(SinkWrite::new(sink, ctx));
+        ctx.add_stream(stream);
+        ConnectionStats::add(&self.stats.opens, 1);
+        self.stats.set_phase(Phase::Open);
+        self.emit(ConnectionEvent::Open { protocol }, ctx);
+    }
+
+    fn connect(&mut self, ctx: &mut Context<Self>) {
+        let config = Arc::clone(&self.config);
+        let mut request = client()
+            .ws(config.url.as_str())
+            .max_frame_size(config.max_frame_size);
+        if !config.subprotocols.is_empty() {
+            request = request.protocols(config.subprotocols.iter().map(String::as_str));
+        }
+        for (name, value) in &config.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let timeout = config.handshake_timeout;
+        let attempt = async move { actix_rt::time::timeout(timeout, request.connect()).await };
+        ctx.wait(attempt.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(Ok((response, framed))) => act.opened(response, framed, ctx),
+            Ok(Err(error)) => {
+                act.end = Some(handshake_end(error));
+                ctx.stop();
+            }
+            Err(_) => {
+                act.end = Some(EndReason::HandshakeTimeout { after: timeout });
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+/// Turns awc's `!Send` error into our own, keeping what a policy needs to classify it.
+fn handshake_end(error: WsClientError) -> EndReason {
+    use awc::error::SendRequestError;
+    match error {
+        WsClientError::InvalidResponseStatus(status) => EndReason::HandshakeRejected {
+            status: status.as_u16(),
+        },
+        WsClientError::SendRequest(SendRequestError::Url(error)) => EndReason::InvalidRequest {
+            reason: error.to_string(),
+        },
+        WsClientError::SendRequest(SendRequestError::Http(error)) => EndReason::InvalidRequest {
+            reason: error.to_string(),
+        },
+        WsClientError::SendRequest(SendRequestError::Connect(error)) => EndReason::ConnectFailed {
+            reason: error.to_string(),
+        },
+        WsClientError::SendRequest(error) => EndReason::ConnectFailed {
+            reason: error.to_string(),
+        },
+        other => EndReason::HandshakeInvalid {
+            reason: other.to_string(),
+        },
+    }
+}
+
+impl Actor for Connection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.stats.set_phase(Phase::Connecting);
+        self.emit(
+            ConnectionEvent::Connecting {
+                url: self.config.url.clone(),
+            },
+            ctx,
+        );
+        self.connect(ctx);
+    }
+
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
+        let reason = self.end.take().unwrap_or(EndReason::Stopped);
+        self.stats.set_phase(Phase::Closed);
+        self.stats.set_last_end(reason.clone());
+        self.emit(ConnectionEvent::Closed { reason }, ctx);
+    }
+}
+
+impl StreamHandler<Result<Frame, WsProtocolError>> for Connection {
+    fn handle(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {
+        match item {
+            Ok(Frame::Text(payload)) => self.on_text(payload, ctx),
+            Ok(Frame::Binary(payload)) => self.on_binary(payload, ctx),
+            Ok(Frame::Continuation(item)) => self.on_fragment(item, ctx),
+            Ok(Frame::Ping(payload)) => {
+                if self.closing.is_none() && self.write_frame(WsMessage::Pong(payload)) {
+                    ConnectionStats::add(&self.stats.pings_answered, 1);
+                }
+            }
+            Ok(Frame::Pong(_)) => ConnectionStats::add(&self.stats.pongs_received, 1),
+            Ok(Frame::Close(reason)) => self.on_peer_close(reason, ctx),
+            Err(WsProtocolError::Overflow) => self.fail(
+                EndReason::FrameTooLarge {
+                    limit: self.config.max_frame_size,
+                },
+                1009,
+                ctx,
+            ),
+            Err(WsProtocolError::Io(error)) => {
+                self.end.get_or_insert(EndReason::Io {
+                    reason: error.to_string(),
+                });
+                ctx.stop();
+            }
+            Err(error) => self.fail(
+                EndReason::Protocol {
+                    reason: error.to_string(),
+                },
+                1002,
+                ctx,
+            ),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.end.get_or_insert(EndReason::StreamEnded);
+        ctx.stop();
+    }
+}
+
+impl WriteHandler<WsProtocolError> for Connection {
+    fn error(&mut self, error: WsProtocolError, _: &mut Context<Self>) -> Running {
+        self.end.get_or_insert(EndReason::Io {
+            reason: error.to_string(),
+        });
+        Running::Stop
+    }
+}
+
+impl Handler<Send> for Connection {
+    type Result = Result<(), SendError>;
+
+    fn handle(&mut self, Send(message): Send, _: &mut Context<Self>) -> Self::Result {
+        if self.closing.is_some() {
+            return Err(SendError::Closing(message));
+        }
+        let Some(sink) = &mut self.sink else {
+            return Err(SendError::NotOpen(message));
+        };
+        let len = message.len() as u64;
+        let frame = match message {
+            Outbound::Text(text) => WsMessage::Text(text.into()),
+            Outbound::Binary(bytes) => WsMessage::Binary(bytes),
+        };
+        match sink.write(frame) {
+            Ok(()) => {
+                ConnectionStats::add(&self.stats.messages_out, 1);
+                ConnectionStats::add(&self.stats.bytes_out, len);
+                Ok(())
+            }
+            Err(WsMessage::Text(text)) => Err(SendError::Closing(Outbound::Text(text.to_string()))),
+            Err(WsMessage::Binary(bytes)) => Err(SendError::Closing(Outbound::Binary(bytes))),
+            Err(_) => Err(SendError::Closing(Outbound::Binary(Bytes::new()))),
+        }
+    }
+}
+
+impl Handler<Close> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, Close { code, reason }: Close, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            return;
+        }
+        if self.sink.is_none() {
+            // Still in the handshake: there is no peer to tell.
+            self.end = Some(EndReason::LocalClose {
+                code,
+                reason,
+                acknowledged: false,
+            });
+            ctx.stop();
+            return;
+        }
+        let reason = truncate_reason(&reason);
+        self.closing = Some(Side::Local);
+        self.end = Some(EndReason::LocalClose {
+            code,
+            reason: reason.clone(),
+            acknowledged: false,
+        });
+        self.write_frame(WsMessage::Close(Some(CloseReason {
+            code: CloseCode::from(code),
+            description: Some(reason.clone()),
+        })));
+        self.stats.set_phase(Phase::Closing);
+        self.emit(
+            ConnectionEvent::Closing {
+                initiated_by: Side::Local,
+                code,
+                reason,
+            },
+            ctx,
+        );
+        ctx.run_later(self.config.close_timeout, |_, ctx| ctx.stop());
+    }
+}

@@ -1,0 +1,178 @@
+//! State changes of a connection and the exact reason it ended.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Who sent the first Close frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// This client.
+    Local,
+    /// The server.
+    Peer,
+}
+
+/// Why a socket life ended. Every way out of a connection has exactly one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    /// The URL or a header could not be turned into a request.
+    InvalidRequest {
+        /// What was wrong.
+        reason: String,
+    },
+    /// TCP connect (or DNS, or TLS) failed.
+    ConnectFailed {
+        /// The underlying error.
+        reason: String,
+    },
+    /// Connect plus upgrade took longer than the handshake timeout.
+    HandshakeTimeout {
+        /// The timeout that ran out.
+        after: Duration,
+    },
+    /// The server answered the upgrade with a non-101 status.
+    HandshakeRejected {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The server answered 101 but the upgrade was not a valid WebSocket handshake.
+    HandshakeInvalid {
+        /// Which check failed.
+        reason: String,
+    },
+    /// The server sent a Close frame.
+    PeerClosed {
+        /// Close code (1005 when the frame had none).
+        code: u16,
+        /// Close reason text.
+        reason: String,
+    },
+    /// We sent a Close frame (asked to by the owner, or because of a limit).
+    LocalClose {
+        /// The code we sent.
+        code: u16,
+        /// The reason we sent.
+        reason: String,
+        /// Whether the peer answered with its Close before the socket ended.
+        acknowledged: bool,
+    },
+    /// The socket ended without a Close frame (close code 1006 in RFC 6455's terms).
+    StreamEnded,
+    /// A frame exceeded the maximum frame size.
+    FrameTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// A reassembled message exceeded the maximum message size.
+    MessageTooLarge {
+        /// Bytes it had reached.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The peer broke the WebSocket protocol.
+    Protocol {
+        /// What it did.
+        reason: String,
+    },
+    /// Reading or writing the socket failed.
+    Io {
+        /// The error.
+        reason: String,
+    },
+    /// The actor was stopped (its owner went away) before any close.
+    Stopped,
+}
+
+impl EndReason {
+    /// The close code that describes this end, as RFC 6455 numbers them.
+    pub fn close_code(&self) -> Option<u16> {
+        match self {
+            EndReason::PeerClosed { code, .. } | EndReason::LocalClose { code, .. } => Some(*code),
+            EndReason::StreamEnded | EndReason::Io { .. } => Some(1006),
+            EndReason::FrameTooLarge { .. } | EndReason::MessageTooLarge { .. } => Some(1009),
+            EndReason::Protocol { .. } => Some(1002),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, when the handshake was rejected.
+    pub fn handshake_status(&self) -> Option<u16> {
+        match self {
+            EndReason::HandshakeRejected { status } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the socket was ever open in this life (false: it ended in the handshake).
+    pub fn was_open(&self) -> bool {
+        !matches!(
+            self,
+            EndReason::InvalidRequest { .. }
+                | EndReason::ConnectFailed { .. }
+                | EndReason::HandshakeTimeout { .. }
+                | EndReason::HandshakeRejected { .. }
+                | EndReason::HandshakeInvalid { .. }
+        )
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::InvalidRequest { reason } => write!(f, "invalid request: {reason}"),
+            EndReason::ConnectFailed { reason } => write!(f, "connect failed: {reason}"),
+            EndReason::HandshakeTimeout { after } => write!(f, "handshake timed out after {after:?}"),
+            EndReason::HandshakeRejected { status } => write!(f, "handshake rejected with HTTP {status}"),
+            EndReason::HandshakeInvalid { reason } => write!(f, "invalid handshake response: {reason}"),
+            EndReason::PeerClosed { code, reason } => write!(f, "closed by peer with {code} {reason:?}"),
+            EndReason::LocalClose {
+                code,
+                reason,
+                acknowledged,
+            } => write!(
+                f,
+                "closed locally with {code} {reason:?} ({})",
+                if *acknowledged { "acknowledged" } else { "not acknowledged" }
+            ),
+            EndReason::StreamEnded => f.write_str("connection ended without a Close frame"),
+            EndReason::FrameTooLarge { limit } => write!(f, "frame larger than {limit} bytes"),
+            EndReason::MessageTooLarge { size, limit } => {
+                write!(f, "message of at least {size} bytes exceeds {limit}")
+            }
+            EndReason::Protocol { reason } => write!(f, "protocol error: {reason}"),
+            EndReason::Io { reason } => write!(f, "I/O error: {reason}"),
+            EndReason::Stopped => f.write_str("stopped"),
+        }
+    }
+}
+
+/// A change in one connection's life, delivered as `Delivery<ConnectionEvent>` to the owner and
+/// to any router subscriber.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionEvent {
+    /// The handshake started.
+    Connecting {
+        /// The URL being connected to.
+        url: String,
+    },
+    /// The handshake succeeded.
+    Open {
+        /// The subprotocol the server chose, if any.
+        protocol: Option<String>,
+    },
+    /// A Close frame was sent or received; the socket is winding down.
+    Closing {
+        /// Who closed first.
+        initiated_by: Side,
+        /// The close code.
+        code: u16,
+        /// The reason text.
+        reason: String,
+    },
+    /// The socket life is over.
+    Closed {
+        /// Why.
+        reason: EndReason,
+    },
+}

@@ -1,0 +1,135 @@
+//! Counters a connection keeps, readable from any thread without a message.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use crate::event::EndReason;
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Not started yet.
+    Idle,
+    /// Handshake in progress.
+    Connecting,
+    /// Open: frames flow.
+    Open,
+    /// A Close was sent or received.
+    Closing,
+    /// The socket life is over.
+    Closed,
+}
+
+impl Phase {
+    fn from_u8(value: u8) -> Phase {
+        match value {
+            1 => Phase::Connecting,
+            2 => Phase::Open,
+            3 => Phase::Closing,
+            4 => Phase::Closed,
+            _ => Phase::Idle,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            Phase::Idle => 0,
+            Phase::Connecting => 1,
+            Phase::Open => 2,
+            Phase::Closing => 3,
+            Phase::Closed => 4,
+        }
+    }
+}
+
+/// Monotonic counters of one endpoint; shared by every socket life of that endpoint.
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    pub(crate) messages_in: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) messages_out: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) delivered: AtomicU64,
+    pub(crate) dropped_full: AtomicU64,
+    pub(crate) dead_letters: AtomicU64,
+    pub(crate) decode_failures: AtomicU64,
+    pub(crate) pings_answered: AtomicU64,
+    pub(crate) pongs_received: AtomicU64,
+    pub(crate) opens: AtomicU64,
+    phase: AtomicU8,
+    last_end: Mutex<Option<EndReason>>,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Whole messages received (after reassembly).
+    pub messages_in: u64,
+    /// Payload bytes received.
+    pub bytes_in: u64,
+    /// Messages written.
+    pub messages_out: u64,
+    /// Payload bytes written.
+    pub bytes_out: u64,
+    /// Deliveries to subscribers.
+    pub delivered: u64,
+    /// Deliveries dropped because a subscriber with `Overflow::Drop` was full.
+    pub dropped_full: u64,
+    /// Messages with no subscriber.
+    pub dead_letters: u64,
+    /// Messages (or one type's decode of one) that failed to decode.
+    pub decode_failures: u64,
+    /// Server Pings answered with a Pong.
+    pub pings_answered: u64,
+    /// Pongs received.
+    pub pongs_received: u64,
+    /// Successful handshakes.
+    pub opens: u64,
+}
+
+impl ConnectionStats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        StatsSnapshot {
+            messages_in: read(&self.messages_in),
+            bytes_in: read(&self.bytes_in),
+            messages_out: read(&self.messages_out),
+            bytes_out: read(&self.bytes_out),
+            delivered: read(&self.delivered),
+            dropped_full: read(&self.dropped_full),
+            dead_letters: read(&self.dead_letters),
+            decode_failures: read(&self.decode_failures),
+            pings_answered: read(&self.pings_answered),
+            pongs_received: read(&self.pongs_received),
+            opens: read(&self.opens),
+        }
+    }
+
+    /// The current phase of the newest socket life.
+    pub fn phase(&self) -> Phase {
+        Phase::from_u8(self.phase.load(Ordering::Acquire))
+    }
+
+    /// Why the last socket life ended, if one has.
+    pub fn last_end(&self) -> Option<EndReason> {
+        self.last_end
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase.as_u8(), Ordering::Release);
+    }
+
+    pub(crate) fn set_last_end(&self, reason: EndReason) {
+        *self.last_end.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, amount: u64) {
+        if amount != 0 {
+            counter.fetch_add(amount, Ordering::Relaxed);
+        }
+    }
+}
