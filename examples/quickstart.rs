@@ -1,6 +1,7 @@
 //! Two endpoints against a local demo server, typed subscribers, offline.
 //!
 //! `cargo run --example quickstart`
+#![allow(clippy::print_stdout)] // printing is what an example is for
 
 use std::time::Duration;
 

@@ -15,7 +15,9 @@ pub enum HerdError {
     #[error("no endpoint named {0:?}")]
     UnknownEndpoint(String),
     /// Called outside a running actix system.
-    #[error("no actix system is running on this thread: start the herd inside one (e.g. #[actix::main])")]
+    #[error(
+        "no actix system is running on this thread: start the herd inside one (e.g. #[actix::main])"
+    )]
     NoSystem,
 }
 

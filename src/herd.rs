@@ -72,7 +72,11 @@ impl Herd {
     }
 
     /// Starts endpoint `name`; it connects at once.
-    pub fn add_endpoint(&self, name: &str, config: ConnectionConfig) -> Result<EndpointName, HerdError> {
+    pub fn add_endpoint(
+        &self,
+        name: &str,
+        config: ConnectionConfig,
+    ) -> Result<EndpointName, HerdError> {
         let name = EndpointName::new(name)?;
         if actix::System::try_current().is_none() {
             return Err(HerdError::NoSystem);
@@ -161,8 +165,13 @@ impl Herd {
     }
 
     /// Serializes `value` as JSON and sends it to endpoint `name`.
-    pub async fn send_json<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), SendError> {
-        let message = Outbound::json(value).map_err(|error: EncodeError| SendError::Encode(error))?;
+    pub async fn send_json<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<(), SendError> {
+        let message =
+            Outbound::json(value).map_err(|error: EncodeError| SendError::Encode(error))?;
         self.send(name, message).await
     }
 
@@ -177,7 +186,9 @@ impl Herd {
         recipient: Recipient<Delivery<T>>,
         options: SubscribeOptions,
     ) -> SubscriptionId {
-        self.inner.router.subscribe_kind(T::KIND, recipient, options)
+        self.inner
+            .router
+            .subscribe_kind(T::KIND, recipient, options)
     }
 
     /// Delivers messages of kind `kind`, decoded as `T`.
@@ -196,7 +207,9 @@ impl Herd {
         &self,
         recipient: Recipient<Delivery<E>>,
     ) -> SubscriptionId {
-        self.inner.router.subscribe_event(recipient, SubscribeOptions::new())
+        self.inner
+            .router
+            .subscribe_event(recipient, SubscribeOptions::new())
     }
 
     /// Ends a subscription.
@@ -219,7 +232,9 @@ impl Herd {
 
     /// A snapshot of endpoint `name`.
     pub fn endpoint_status(&self, name: &str) -> Option<EndpointStatus> {
-        self.lock().get_key_value(name).map(|(name, endpoint)| status_of(name, endpoint))
+        self.lock()
+            .get_key_value(name)
+            .map(|(name, endpoint)| status_of(name, endpoint))
     }
 
     fn connection(&self, name: &str) -> Result<Addr<Connection>, HerdError> {
@@ -230,7 +245,10 @@ impl Herd {
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<EndpointName, Endpoint>> {
-        self.inner.endpoints.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -38,3 +38,8 @@ pub mod prelude {
         Inbound, KindRule, Outbound, Overflow, SubscribeOptions,
     };
 }
+
+/// The README's code blocks, compiled as doctests so the README cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

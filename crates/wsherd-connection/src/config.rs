@@ -131,7 +131,8 @@ mod tests {
 
     #[test]
     fn debug_hides_header_values() {
-        let config = ConnectionConfig::new("ws://127.0.0.1:1/").header("Authorization", "Bearer s3cret");
+        let config =
+            ConnectionConfig::new("ws://127.0.0.1:1/").header("Authorization", "Bearer s3cret");
         let shown = format!("{config:?}");
         assert!(shown.contains("Authorization"));
         assert!(!shown.contains("s3cret"));

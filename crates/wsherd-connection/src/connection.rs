@@ -11,7 +11,9 @@ use awc::error::{WsClientError, WsProtocolError};
 use awc::ws::{CloseCode, CloseReason, Codec, Frame, Message as WsMessage};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, StreamExt};
-use wsherd_protocol::{EndpointName, Fragment, Outbound, Reassembled, Reassembler, ReassemblyError};
+use wsherd_protocol::{
+    EndpointName, Fragment, Outbound, Reassembled, Reassembler, ReassemblyError,
+};
 use wsherd_router::{Delivery, DispatchReport, RouteCache, Router};
 
 use crate::client::client;
@@ -135,9 +137,15 @@ impl Connection {
         let report = &mut self.report;
         let stats = &self.stats;
         ConnectionStats::add(&stats.delivered, std::mem::take(&mut report.delivered));
-        ConnectionStats::add(&stats.dropped_full, std::mem::take(&mut report.dropped_full));
+        ConnectionStats::add(
+            &stats.dropped_full,
+            std::mem::take(&mut report.dropped_full),
+        );
         ConnectionStats::add(&stats.dead_letters, std::mem::take(&mut report.unrouted));
-        ConnectionStats::add(&stats.decode_failures, std::mem::take(&mut report.decode_failures));
+        ConnectionStats::add(
+            &stats.decode_failures,
+            std::mem::take(&mut report.decode_failures),
+        );
         if !report.closed.is_empty() {
             for id in report.closed.drain(..) {
                 self.routes.router().unsubscribe(id);
@@ -195,7 +203,10 @@ impl Connection {
 
     fn on_peer_close(&mut self, reason: Option<CloseReason>, ctx: &mut Context<Self>) {
         let (code, text) = match reason {
-            Some(reason) => (u16::from(reason.code), reason.description.unwrap_or_default()),
+            Some(reason) => (
+                u16::from(reason.code),
+                reason.description.unwrap_or_default(),
+            ),
             None => (1005, String::new()),
         };
         match self.closing {
@@ -299,17 +310,23 @@ impl Connection {
         }
         let timeout = config.handshake_timeout;
         let attempt = async move { actix_rt::time::timeout(timeout, request.connect()).await };
-        ctx.wait(attempt.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(Ok((response, framed))) => act.opened(response, framed, ctx),
-            Ok(Err(error)) => {
-                act.end = Some(handshake_end(error));
-                ctx.stop();
-            }
-            Err(_) => {
-                act.end = Some(EndReason::HandshakeTimeout { after: timeout });
-                ctx.stop();
-            }
-        }));
+        // Spawned, not waited on: the mailbox stays live during the handshake, so a send gets
+        // its message back at once and a Close ends the attempt.
+        ctx.spawn(
+            attempt
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(Ok((response, framed))) => act.opened(response, framed, ctx),
+                    Ok(Err(error)) => {
+                        act.end = Some(handshake_end(error));
+                        ctx.stop();
+                    }
+                    Err(_) => {
+                        act.end = Some(EndReason::HandshakeTimeout { after: timeout });
+                        ctx.stop();
+                    }
+                }),
+        );
     }
 }
 

@@ -122,10 +122,18 @@ impl fmt::Display for EndReason {
         match self {
             EndReason::InvalidRequest { reason } => write!(f, "invalid request: {reason}"),
             EndReason::ConnectFailed { reason } => write!(f, "connect failed: {reason}"),
-            EndReason::HandshakeTimeout { after } => write!(f, "handshake timed out after {after:?}"),
-            EndReason::HandshakeRejected { status } => write!(f, "handshake rejected with HTTP {status}"),
-            EndReason::HandshakeInvalid { reason } => write!(f, "invalid handshake response: {reason}"),
-            EndReason::PeerClosed { code, reason } => write!(f, "closed by peer with {code} {reason:?}"),
+            EndReason::HandshakeTimeout { after } => {
+                write!(f, "handshake timed out after {after:?}")
+            }
+            EndReason::HandshakeRejected { status } => {
+                write!(f, "handshake rejected with HTTP {status}")
+            }
+            EndReason::HandshakeInvalid { reason } => {
+                write!(f, "invalid handshake response: {reason}")
+            }
+            EndReason::PeerClosed { code, reason } => {
+                write!(f, "closed by peer with {code} {reason:?}")
+            }
             EndReason::LocalClose {
                 code,
                 reason,
@@ -133,7 +141,11 @@ impl fmt::Display for EndReason {
             } => write!(
                 f,
                 "closed locally with {code} {reason:?} ({})",
-                if *acknowledged { "acknowledged" } else { "not acknowledged" }
+                if *acknowledged {
+                    "acknowledged"
+                } else {
+                    "not acknowledged"
+                }
             ),
             EndReason::StreamEnded => f.write_str("connection ended without a Close frame"),
             EndReason::FrameTooLarge { limit } => write!(f, "frame larger than {limit} bytes"),

@@ -101,7 +101,10 @@ mod tests {
 
     #[test]
     fn valid_and_invalid_names() {
-        assert_eq!(EndpointName::new("binance_spot-2").unwrap().as_str(), "binance_spot-2");
+        assert_eq!(
+            EndpointName::new("binance_spot-2").unwrap().as_str(),
+            "binance_spot-2"
+        );
         for bad in ["", "Binance", "a b", "a.b", "é"] {
             let error = EndpointName::new(bad).unwrap_err();
             assert_eq!(error.name, bad);

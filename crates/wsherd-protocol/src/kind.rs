@@ -209,15 +209,27 @@ mod tests {
     #[test]
     fn top_level_field_default_is_type() {
         let rule = KindRule::default();
-        assert_eq!(kind(&rule, r#"{"seq":1,"type":"trade","p":[1,2]}"#).as_deref(), Some("trade"));
+        assert_eq!(
+            kind(&rule, r#"{"seq":1,"type":"trade","p":[1,2]}"#).as_deref(),
+            Some("trade")
+        );
         assert_eq!(kind(&rule, r#"{"kind":"trade"}"#), None);
     }
 
     #[test]
     fn named_field_and_numbers() {
-        assert_eq!(kind(&KindRule::field("e"), r#"{"e":"aggTrade"}"#).as_deref(), Some("aggTrade"));
-        assert_eq!(kind(&KindRule::field("op"), r#"{"op":0,"d":{}}"#).as_deref(), Some("0"));
-        assert_eq!(kind(&KindRule::field("op"), r#"{"op":-3}"#).as_deref(), Some("-3"));
+        assert_eq!(
+            kind(&KindRule::field("e"), r#"{"e":"aggTrade"}"#).as_deref(),
+            Some("aggTrade")
+        );
+        assert_eq!(
+            kind(&KindRule::field("op"), r#"{"op":0,"d":{}}"#).as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            kind(&KindRule::field("op"), r#"{"op":-3}"#).as_deref(),
+            Some("-3")
+        );
         assert_eq!(kind(&KindRule::field("op"), r#"{"op":1.5}"#), None);
         assert_eq!(kind(&KindRule::field("op"), r#"{"op":{"x":1}}"#), None);
     }
@@ -225,17 +237,26 @@ mod tests {
     #[test]
     fn borrowed_when_unescaped_owned_when_escaped() {
         let rule = KindRule::default();
-        assert!(matches!(rule.extract(r#"{"type":"a"}"#), Ok(Some(Cow::Borrowed("a")))));
+        assert!(matches!(
+            rule.extract(r#"{"type":"a"}"#),
+            Ok(Some(Cow::Borrowed("a")))
+        ));
         assert_eq!(kind(&rule, r#"{"type":"a\"b"}"#).as_deref(), Some("a\"b"));
     }
 
     #[test]
     fn pointer_walks_objects_and_arrays() {
         let rule = KindRule::pointer("/data/type");
-        assert_eq!(kind(&rule, r#"{"x":[1,{"type":"no"}],"data":{"type":"book"}}"#).as_deref(), Some("book"));
+        assert_eq!(
+            kind(&rule, r#"{"x":[1,{"type":"no"}],"data":{"type":"book"}}"#).as_deref(),
+            Some("book")
+        );
         assert_eq!(kind(&rule, r#"{"data":5}"#), None);
         let rule = KindRule::pointer("/1/kind");
-        assert_eq!(kind(&rule, r#"[{"kind":"a"},{"kind":"b"}]"#).as_deref(), Some("b"));
+        assert_eq!(
+            kind(&rule, r#"[{"kind":"a"},{"kind":"b"}]"#).as_deref(),
+            Some("b")
+        );
         assert_eq!(kind(&rule, r#"[{"kind":"a"}]"#), None);
         let rule = KindRule::pointer("/a~1b/c~0d");
         assert_eq!(kind(&rule, r#"{"a/b":{"c~d":"x"}}"#).as_deref(), Some("x"));
@@ -244,12 +265,18 @@ mod tests {
 
     #[test]
     fn pointer_without_slash_is_a_field() {
-        assert_eq!(kind(&KindRule::pointer("e"), r#"{"e":"x"}"#).as_deref(), Some("x"));
+        assert_eq!(
+            kind(&KindRule::pointer("e"), r#"{"e":"x"}"#).as_deref(),
+            Some("x")
+        );
     }
 
     #[test]
     fn first_occurrence_wins_on_duplicate_keys() {
-        assert_eq!(kind(&KindRule::default(), r#"{"type":"a","type":"b"}"#).as_deref(), Some("a"));
+        assert_eq!(
+            kind(&KindRule::default(), r#"{"type":"a","type":"b"}"#).as_deref(),
+            Some("a")
+        );
     }
 
     #[test]

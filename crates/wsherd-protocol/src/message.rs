@@ -157,11 +157,17 @@ impl fmt::Display for DecodeError {
             DecodeStage::Utf8 => write!(f, "text frame is not valid UTF-8: {}", self.reason)?,
             DecodeStage::Json => write!(f, "message is not JSON: {}", self.reason)?,
             DecodeStage::MissingKind => write!(f, "message has no kind: {}", self.reason)?,
-            DecodeStage::Typed { kind, type_name } => {
-                write!(f, "kind {kind:?} does not decode into {type_name}: {}", self.reason)?
-            }
+            DecodeStage::Typed { kind, type_name } => write!(
+                f,
+                "kind {kind:?} does not decode into {type_name}: {}",
+                self.reason
+            )?,
         }
-        write!(f, " (payload {} bytes: {:?})", self.payload_len, self.excerpt)
+        write!(
+            f,
+            " (payload {} bytes: {:?})",
+            self.payload_len, self.excerpt
+        )
     }
 }
 
@@ -226,10 +232,15 @@ mod tests {
 
     #[test]
     fn decode_ok_and_typed_error_names_kind_and_type() {
-        assert_eq!(decode::<Trade>("trade", r#"{"type":"trade","seq":3}"#), Ok(Trade { seq: 3 }));
+        assert_eq!(
+            decode::<Trade>("trade", r#"{"type":"trade","seq":3}"#),
+            Ok(Trade { seq: 3 })
+        );
         let error = decode::<Trade>("trade", r#"{"type":"trade","seq":"x"}"#).unwrap_err();
-        assert!(matches!(&error.stage, DecodeStage::Typed { kind, type_name }
-            if kind == "trade" && type_name.ends_with("Trade")));
+        assert!(
+            matches!(&error.stage, DecodeStage::Typed { kind, type_name }
+            if kind == "trade" && type_name.ends_with("Trade"))
+        );
         let shown = error.to_string();
         assert!(shown.contains("kind \"trade\""), "{shown}");
         assert!(shown.contains("line 1"), "{shown}");
@@ -262,6 +273,9 @@ mod tests {
         assert_eq!(out.len(), 7);
         let big = Outbound::Text("x".repeat(10_000));
         assert!(format!("{big:?}").len() < 400);
-        assert_eq!(format!("{:?}", Outbound::from(vec![1u8, 2])), "Binary(2 bytes)");
+        assert_eq!(
+            format!("{:?}", Outbound::from(vec![1u8, 2])),
+            "Binary(2 bytes)"
+        );
     }
 }

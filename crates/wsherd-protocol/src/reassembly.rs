@@ -28,7 +28,9 @@ pub enum Reassembled {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReassemblyError {
     /// The message grew past the cap.
-    #[error("fragmented message exceeds the maximum message size: at least {size} bytes, limit {limit}")]
+    #[error(
+        "fragmented message exceeds the maximum message size: at least {size} bytes, limit {limit}"
+    )]
     TooLarge {
         /// Bytes the message had reached when it was refused.
         size: usize,
@@ -90,7 +92,11 @@ impl Reassembler {
         }
     }
 
-    fn start(&mut self, is_text: bool, chunk: Bytes) -> Result<Option<Reassembled>, ReassemblyError> {
+    fn start(
+        &mut self,
+        is_text: bool,
+        chunk: Bytes,
+    ) -> Result<Option<Reassembled>, ReassemblyError> {
         if self.in_progress.is_some() {
             self.in_progress = None;
             return Err(ReassemblyError::AlreadyStarted);
@@ -142,10 +148,16 @@ mod tests {
         assert_eq!(r.push(Fragment::FirstText(b("he"))), Ok(None));
         assert_eq!(r.push(Fragment::Continue(b("ll"))), Ok(None));
         assert_eq!(r.buffered(), 4);
-        assert_eq!(r.push(Fragment::Last(b("o"))), Ok(Some(Reassembled::Text(b("hello")))));
+        assert_eq!(
+            r.push(Fragment::Last(b("o"))),
+            Ok(Some(Reassembled::Text(b("hello"))))
+        );
         assert!(!r.is_in_progress());
         assert_eq!(r.push(Fragment::FirstBinary(b("a"))), Ok(None));
-        assert_eq!(r.push(Fragment::Last(b(""))), Ok(Some(Reassembled::Binary(b("a")))));
+        assert_eq!(
+            r.push(Fragment::Last(b(""))),
+            Ok(Some(Reassembled::Binary(b("a"))))
+        );
     }
 
     #[test]
@@ -162,16 +174,28 @@ mod tests {
         );
         assert!(!r.is_in_progress(), "the partial message is dropped");
         r.push(Fragment::FirstText(b("12"))).unwrap();
-        assert_eq!(r.push(Fragment::Last(b("345"))), Ok(Some(Reassembled::Text(b("12345")))));
+        assert_eq!(
+            r.push(Fragment::Last(b("345"))),
+            Ok(Some(Reassembled::Text(b("12345"))))
+        );
     }
 
     #[test]
     fn out_of_order_fragments_are_errors() {
         let mut r = Reassembler::new(10);
-        assert_eq!(r.push(Fragment::Continue(b("x"))), Err(ReassemblyError::NotStarted));
-        assert_eq!(r.push(Fragment::Last(b("x"))), Err(ReassemblyError::NotStarted));
+        assert_eq!(
+            r.push(Fragment::Continue(b("x"))),
+            Err(ReassemblyError::NotStarted)
+        );
+        assert_eq!(
+            r.push(Fragment::Last(b("x"))),
+            Err(ReassemblyError::NotStarted)
+        );
         r.push(Fragment::FirstText(b("x"))).unwrap();
-        assert_eq!(r.push(Fragment::FirstBinary(b("y"))), Err(ReassemblyError::AlreadyStarted));
+        assert_eq!(
+            r.push(Fragment::FirstBinary(b("y"))),
+            Err(ReassemblyError::AlreadyStarted)
+        );
         assert!(!r.is_in_progress());
     }
 }

@@ -75,12 +75,27 @@ pub enum DeadLetterReason {
 impl std::fmt::Display for DeadLetter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match (&self.reason, &self.kind) {
-            (DeadLetterReason::NoSubscriber { excerpt, payload_len }, Some(kind)) => write!(
+            (
+                DeadLetterReason::NoSubscriber {
+                    excerpt,
+                    payload_len,
+                },
+                Some(kind),
+            ) => write!(
                 f,
                 "no subscriber for kind {kind:?} (payload {payload_len} bytes: {excerpt:?})"
             ),
-            (DeadLetterReason::NoSubscriber { excerpt, payload_len }, None) => {
-                write!(f, "no subscriber (payload {payload_len} bytes: {excerpt:?})")
+            (
+                DeadLetterReason::NoSubscriber {
+                    excerpt,
+                    payload_len,
+                },
+                None,
+            ) => {
+                write!(
+                    f,
+                    "no subscriber (payload {payload_len} bytes: {excerpt:?})"
+                )
             }
             (DeadLetterReason::Rejected(error), _) => error.fmt(f),
         }

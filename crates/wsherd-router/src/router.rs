@@ -139,7 +139,12 @@ impl Router {
         self.add(
             RouteKey::Kind(kind.into(), TypeId::of::<T>()),
             |group| Box::new(JsonEntry::<T>(group)),
-            |entry| entry.as_any_mut().downcast_mut::<JsonEntry<T>>().map(|e| &mut e.0),
+            |entry| {
+                entry
+                    .as_any_mut()
+                    .downcast_mut::<JsonEntry<T>>()
+                    .map(|e| &mut e.0)
+            },
             recipient,
             options,
         )
@@ -157,7 +162,12 @@ impl Router {
         self.add(
             RouteKey::AnyKind(TypeId::of::<T>()),
             |group| Box::new(JsonEntry::<T>(group)),
-            |entry| entry.as_any_mut().downcast_mut::<JsonEntry<T>>().map(|e| &mut e.0),
+            |entry| {
+                entry
+                    .as_any_mut()
+                    .downcast_mut::<JsonEntry<T>>()
+                    .map(|e| &mut e.0)
+            },
             recipient,
             options,
         )
@@ -174,7 +184,12 @@ impl Router {
         self.add(
             RouteKey::Event(TypeId::of::<E>()),
             |group| Box::new(EventEntry::<E>(group)),
-            |entry| entry.as_any_mut().downcast_mut::<EventEntry<E>>().map(|e| &mut e.0),
+            |entry| {
+                entry
+                    .as_any_mut()
+                    .downcast_mut::<EventEntry<E>>()
+                    .map(|e| &mut e.0)
+            },
             recipient,
             options,
         )
@@ -207,7 +222,13 @@ impl Router {
 
     /// The current route table.
     pub fn table(&self) -> Arc<RouteTable> {
-        Arc::clone(&self.inner.table.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(
+            &self
+                .inner
+                .table
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// A cache of the route table for one connection: it re-reads the table only when the
@@ -231,10 +252,11 @@ impl Router {
         state.next_id += 1;
         let id = SubscriptionId(state.next_id);
         let subscriber = Arc::new(Subscriber::new(id, recipient, options));
-        let entry = state
-            .entries
-            .entry(key.clone())
-            .or_insert_with(|| make(Group { subscribers: Vec::new() }));
+        let entry = state.entries.entry(key.clone()).or_insert_with(|| {
+            make(Group {
+                subscribers: Vec::new(),
+            })
+        });
         match group_of(entry) {
             Some(group) => group.subscribers.push(subscriber),
             // The key carries the TypeId of `T`, so the entry is always of `T`; were it ever
@@ -259,12 +281,19 @@ impl Router {
         for (key, entry) in &state.entries {
             entry.publish_into(key, &mut table);
         }
-        *self.inner.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
+        *self
+            .inner
+            .table
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
         self.inner.version.store(state.version, Ordering::Release);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 

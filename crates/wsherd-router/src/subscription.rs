@@ -5,8 +5,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use actix::prelude::SendError;
 use actix::Recipient;
+use actix::prelude::SendError;
 use wsherd_protocol::EndpointName;
 
 use crate::delivery::Delivery;

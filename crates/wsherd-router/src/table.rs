@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
-use wsherd_protocol::{DecodeError, DecodeStage, EndpointName, KindRule, decode, excerpt, validate_text};
+use wsherd_protocol::{
+    DecodeError, DecodeStage, EndpointName, KindRule, decode, excerpt, validate_text,
+};
 
 use crate::delivery::{Binary, DeadLetter, DeadLetterReason};
 use crate::subscription::{Blocked, Group, SubscriptionId};
@@ -167,7 +169,12 @@ impl RouteTable {
     }
 
     /// Routes one binary message to [`Binary`] subscribers, or to dead letters.
-    pub fn route_binary(&self, endpoint: &EndpointName, payload: Bytes, report: &mut DispatchReport) {
+    pub fn route_binary(
+        &self,
+        endpoint: &EndpointName,
+        payload: Bytes,
+        report: &mut DispatchReport,
+    ) {
         if !self.publish(endpoint, Binary(payload.clone()), report) {
             self.unrouted(endpoint, None, &payload, report);
         }

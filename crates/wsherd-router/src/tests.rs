@@ -22,7 +22,9 @@ impl<T: Send + Sync + 'static> Handler<Delivery<T>> for Collector<T> {
     }
 }
 
-fn collector<T: Send + Sync + 'static>() -> (Recipient<Delivery<T>>, Arc<Mutex<Vec<Delivery<T>>>>) {
+type Seen<T> = Arc<Mutex<Vec<Delivery<T>>>>;
+
+fn collector<T: Send + Sync + 'static>() -> (Recipient<Delivery<T>>, Seen<T>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let addr = Collector { seen: seen.clone() }.start();
     (addr.recipient(), seen)
@@ -68,9 +70,12 @@ fn name(s: &str) -> EndpointName {
 
 fn route(router: &Router, endpoint: &str, text: &str) -> DispatchReport {
     let mut report = DispatchReport::default();
-    router
-        .table()
-        .route_text(&name(endpoint), &KindRule::default(), text.as_bytes(), &mut report);
+    router.table().route_text(
+        &name(endpoint),
+        &KindRule::default(),
+        text.as_bytes(),
+        &mut report,
+    );
     report
 }
 
@@ -86,7 +91,11 @@ async fn decodes_once_per_type_and_delivers_to_every_subscriber() {
 
     let before = TRADE_DECODES.load(Ordering::SeqCst);
     let report = route(&router, "ex", r#"{"type":"trade","seq":7}"#);
-    assert_eq!(TRADE_DECODES.load(Ordering::SeqCst) - before, 1, "one decode for two subscribers");
+    assert_eq!(
+        TRADE_DECODES.load(Ordering::SeqCst) - before,
+        1,
+        "one decode for two subscribers"
+    );
     assert_eq!(report.delivered, 3);
     settle().await;
 
@@ -94,7 +103,10 @@ async fn decodes_once_per_type_and_delivers_to_every_subscriber() {
     let b = seen_b.lock().unwrap();
     assert_eq!(*a[0].message, Trade { seq: 7 });
     assert_eq!(a[0].endpoint, "ex");
-    assert!(Arc::ptr_eq(&a[0].message, &b[0].message), "the value is shared, not copied");
+    assert!(
+        Arc::ptr_eq(&a[0].message, &b[0].message),
+        "the value is shared, not copied"
+    );
     assert_eq!(seen_v.lock().unwrap()[0].message["seq"], 7);
 }
 
@@ -102,11 +114,18 @@ async fn decodes_once_per_type_and_delivers_to_every_subscriber() {
 async fn endpoint_filter_limits_delivery() {
     let router = Router::new();
     let (a, seen) = collector::<Quote>();
-    router.subscribe_kind::<Quote>("quote", a, SubscribeOptions::new().endpoints([name("left")]));
+    router.subscribe_kind::<Quote>(
+        "quote",
+        a,
+        SubscribeOptions::new().endpoints([name("left")]),
+    );
     let (dead, dead_seen) = collector::<DeadLetter>();
     router.subscribe_event::<DeadLetter>(dead, SubscribeOptions::new());
 
-    assert_eq!(route(&router, "left", r#"{"type":"quote","bid":1.0}"#).delivered, 1);
+    assert_eq!(
+        route(&router, "left", r#"{"type":"quote","bid":1.0}"#).delivered,
+        1
+    );
     let report = route(&router, "right", r#"{"type":"quote","bid":2.0}"#);
     assert_eq!(report.unrouted, 1);
     settle().await;
@@ -132,12 +151,19 @@ async fn bad_messages_become_dead_letters_with_reasons() {
     ];
     for (text, failures, unrouted) in cases {
         let report = route(&router, "ex", text);
-        assert_eq!((report.decode_failures, report.unrouted), (failures, unrouted), "{text}");
+        assert_eq!(
+            (report.decode_failures, report.unrouted),
+            (failures, unrouted),
+            "{text}"
+        );
     }
     let mut report = DispatchReport::default();
-    router
-        .table()
-        .route_text(&name("ex"), &KindRule::default(), &[b'"', 0xC3, 0x28, b'"'], &mut report);
+    router.table().route_text(
+        &name("ex"),
+        &KindRule::default(),
+        &[b'"', 0xC3, 0x28, b'"'],
+        &mut report,
+    );
     assert_eq!(report.decode_failures, 1);
     settle().await;
 
@@ -166,12 +192,16 @@ async fn subscribe_all_sees_every_message_and_binary_is_an_event() {
     assert_eq!(route(&router, "ex", r#"{"no":"kind"}"#).delivered, 1);
 
     let mut report = DispatchReport::default();
-    router.table().route_binary(&name("ex"), bytes::Bytes::from_static(b"\x01"), &mut report);
+    router
+        .table()
+        .route_binary(&name("ex"), bytes::Bytes::from_static(b"\x01"), &mut report);
     assert_eq!(report.unrouted, 1);
     let (bin, bin_seen) = collector::<Binary>();
     router.subscribe_event::<Binary>(bin, SubscribeOptions::new());
     let mut report = DispatchReport::default();
-    router.table().route_binary(&name("ex"), bytes::Bytes::from_static(b"\x02"), &mut report);
+    router
+        .table()
+        .route_binary(&name("ex"), bytes::Bytes::from_static(b"\x02"), &mut report);
     assert_eq!(report.delivered, 1);
     settle().await;
     assert_eq!(seen.lock().unwrap().len(), 2);
@@ -190,7 +220,10 @@ async fn cache_follows_versions_and_unsubscribe_works() {
     assert!(router.unsubscribe(id));
     assert!(!router.unsubscribe(id));
     assert_eq!(router.subscription_count(), 0);
-    assert_eq!(route(&router, "ex", r#"{"type":"quote","bid":1}"#).unrouted, 1);
+    assert_eq!(
+        route(&router, "ex", r#"{"type":"quote","bid":1}"#).unrouted,
+        1
+    );
 }
 
 struct Stopper;
@@ -222,12 +255,19 @@ async fn stopped_subscriber_is_reported_once() {
 async fn full_mailbox_drops_or_applies_backpressure() {
     let router = Router::new();
     let (dropper, dropped_seen) = collector::<Quote>();
-    router.subscribe_kind::<Quote>("quote", dropper, SubscribeOptions::new().overflow(Overflow::Drop));
+    router.subscribe_kind::<Quote>(
+        "quote",
+        dropper,
+        SubscribeOptions::new().overflow(Overflow::Drop),
+    );
     let mut total = DispatchReport::default();
     for _ in 0..100 {
-        router
-            .table()
-            .route_text(&name("ex"), &KindRule::default(), br#"{"type":"quote","bid":1}"#, &mut total);
+        router.table().route_text(
+            &name("ex"),
+            &KindRule::default(),
+            br#"{"type":"quote","bid":1}"#,
+            &mut total,
+        );
     }
     assert!(total.dropped_full > 0, "{total:?}");
     assert_eq!(total.delivered + total.dropped_full, 100);
@@ -242,9 +282,12 @@ async fn full_mailbox_drops_or_applies_backpressure() {
     let mut waits = 0;
     for _ in 0..100 {
         let mut report = DispatchReport::default();
-        router
-            .table()
-            .route_text(&name("ex"), &KindRule::default(), br#"{"type":"quote","bid":1}"#, &mut report);
+        router.table().route_text(
+            &name("ex"),
+            &KindRule::default(),
+            br#"{"type":"quote","bid":1}"#,
+            &mut report,
+        );
         sent += report.delivered;
         if let Some(wait) = report.take_backpressure() {
             waits += 1;
@@ -254,5 +297,9 @@ async fn full_mailbox_drops_or_applies_backpressure() {
     assert!(waits > 0);
     assert_eq!(sent, 100);
     settle().await;
-    assert_eq!(waited_seen.lock().unwrap().len(), 100, "backpressure loses nothing");
+    assert_eq!(
+        waited_seen.lock().unwrap().len(),
+        100,
+        "backpressure loses nothing"
+    );
 }

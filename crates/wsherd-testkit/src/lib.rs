@@ -22,7 +22,9 @@
 mod log;
 mod script;
 mod server;
+mod watch;
 
-pub use log::{ConnectionLog, Received, WaitTimeout};
+pub use log::{ConnectionLog, Received};
 pub use script::{Behaviour, Script, Step, stream_message};
 pub use server::{BehaviourFn, TestServer, TestServerBuilder};
+pub use watch::{Recorded, Recorder, WaitTimeout, Watched};

@@ -1,10 +1,8 @@
 //! What the server saw, for tests to assert on.
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
-
 use bytes::Bytes;
-use tokio::sync::Notify;
+
+use crate::watch::Watched;
 
 /// A message the server received from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,37 +61,11 @@ impl ConnectionLog {
 }
 
 /// The log of a whole server; shared with its connection actors.
-#[derive(Debug, Default)]
-pub(crate) struct ServerLog {
-    connections: Mutex<Vec<ConnectionLog>>,
-    changed: Notify,
-}
-
-/// A wait on the server log ran out of time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WaitTimeout {
-    /// How long it waited.
-    pub waited: Duration,
-    /// A summary of the log when it gave up.
-    pub summary: String,
-}
-
-impl std::fmt::Display for WaitTimeout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "condition not met after {:?}; server saw: {}", self.waited, self.summary)
-    }
-}
-
-impl std::error::Error for WaitTimeout {}
+pub(crate) type ServerLog = Watched<Vec<ConnectionLog>>;
 
 impl ServerLog {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<ConnectionLog>> {
-        self.connections.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     pub(crate) fn open(&self, status: u16, headers: Vec<(String, String)>) -> usize {
-        let index = {
-            let mut connections = self.lock();
+        self.update(|connections| {
             let index = connections.len();
             connections.push(ConnectionLog {
                 index,
@@ -103,41 +75,19 @@ impl ServerLog {
                 ..ConnectionLog::default()
             });
             index
-        };
-        self.changed.notify_waiters();
-        index
+        })
     }
 
-    pub(crate) fn update(&self, index: usize, change: impl FnOnce(&mut ConnectionLog)) {
-        if let Some(connection) = self.lock().get_mut(index) {
-            change(connection);
-        }
-        self.changed.notify_waiters();
-    }
-
-    pub(crate) async fn wait_for<R>(
-        &self,
-        timeout: Duration,
-        mut check: impl FnMut(&[ConnectionLog]) -> Option<R>,
-    ) -> Result<R, WaitTimeout> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let mut notified = std::pin::pin!(self.changed.notified());
-            notified.as_mut().enable();
-            if let Some(result) = check(&self.lock()) {
-                return Ok(result);
+    pub(crate) fn record(&self, index: usize, change: impl FnOnce(&mut ConnectionLog)) {
+        self.update(|connections| {
+            if let Some(connection) = connections.get_mut(index) {
+                change(connection);
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Err(WaitTimeout {
-                    waited: timeout,
-                    summary: summarize(&self.lock()),
-                });
-            }
-        }
+        });
     }
 }
 
-fn summarize(connections: &[ConnectionLog]) -> String {
+pub(crate) fn summarize(connections: &[ConnectionLog]) -> String {
     let parts: Vec<String> = connections
         .iter()
         .map(|c| {

@@ -14,8 +14,9 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use actix_web_actors::ws;
 use bytes::Bytes;
 
-use crate::log::{ConnectionLog, Received, ServerLog, WaitTimeout};
+use crate::log::{ConnectionLog, Received, ServerLog, summarize};
 use crate::script::{Behaviour, Script, Step, stream_message};
+use crate::watch::WaitTimeout;
 
 /// Decides what each connection does, given its index on the server (from 0).
 pub type BehaviourFn = dyn Fn(usize) -> Behaviour + Send + Sync;
@@ -52,7 +53,7 @@ impl TestServerBuilder {
 
     /// Binds and starts the server on its own thread and actix system.
     pub fn start(self) -> io::Result<TestServer> {
-        let log = Arc::new(ServerLog::default());
+        let log = Arc::new(ServerLog::new(Vec::new()));
         let shared = Arc::new(Shared {
             behaviour: self.behaviour,
             protocols: self.protocols,
@@ -128,7 +129,9 @@ impl TestServer {
     }
 
     /// A server that asks `behaviour` what to do with each connection, by index.
-    pub fn builder_with(behaviour: impl Fn(usize) -> Behaviour + Send + Sync + 'static) -> TestServerBuilder {
+    pub fn builder_with(
+        behaviour: impl Fn(usize) -> Behaviour + Send + Sync + 'static,
+    ) -> TestServerBuilder {
         TestServerBuilder {
             behaviour: Arc::new(behaviour),
             protocols: Vec::new(),
@@ -160,9 +163,11 @@ impl TestServer {
     pub async fn wait_for<R>(
         &self,
         timeout: Duration,
-        check: impl FnMut(&[ConnectionLog]) -> Option<R>,
+        mut check: impl FnMut(&[ConnectionLog]) -> Option<R>,
     ) -> Result<R, WaitTimeout> {
-        self.log.wait_for(timeout, check).await
+        self.log
+            .wait_for(timeout, |connections| check(connections), |c| summarize(c))
+            .await
     }
 
     /// Waits until connection `index` has received `count` messages; returns them.
@@ -204,7 +209,9 @@ impl Drop for TestServer {
 
 impl std::fmt::Debug for TestServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TestServer").field("addr", &self.addr).finish()
+        f.debug_struct("TestServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -256,7 +263,7 @@ async fn upgrade(
         .frame_size(SERVER_MAX_FRAME)
         .start();
     if response.is_err() {
-        shared.log.update(index, |c| {
+        shared.log.record(index, |c| {
             c.status = 400;
             c.ended = true;
         });
@@ -294,7 +301,10 @@ impl ScriptedSocket {
                 } => {
                     let batch = count.min(STREAM_BATCH);
                     for seq in first_seq..first_seq + batch {
-                        let kind = match usize::try_from(seq).ok().and_then(|s| kinds.get(s % kinds.len().max(1))) {
+                        let kind = match usize::try_from(seq)
+                            .ok()
+                            .and_then(|s| kinds.get(s % kinds.len().max(1)))
+                        {
                             Some(kind) => kind.as_str(),
                             None => "message",
                         };
@@ -353,12 +363,16 @@ impl ScriptedSocket {
             }
         }
         self.received += 1;
-        self.log.update(self.index, |c| c.received.push(message));
+        self.log.record(self.index, |c| c.received.push(message));
         self.advance(ctx);
     }
 }
 
-fn write_fragmented(ctx: &mut ws::WebsocketContext<ScriptedSocket>, text: &str, fragment_size: usize) {
+fn write_fragmented(
+    ctx: &mut ws::WebsocketContext<ScriptedSocket>,
+    text: &str,
+    fragment_size: usize,
+) {
     let mut pieces = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
@@ -393,7 +407,7 @@ impl Actor for ScriptedSocket {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.log.update(self.index, |c| c.ended = true);
+        self.log.record(self.index, |c| c.ended = true);
     }
 }
 
@@ -403,12 +417,14 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ScriptedSocket {
             Ok(ws::Message::Text(text)) => self.record(Received::Text(text.to_string()), ctx),
             Ok(ws::Message::Binary(bytes)) => self.record(Received::Binary(bytes), ctx),
             Ok(ws::Message::Ping(payload)) => {
-                self.log.update(self.index, |c| c.pings += 1);
+                self.log.record(self.index, |c| c.pings += 1);
                 if !self.ignore_pings {
                     ctx.pong(&payload);
                 }
             }
-            Ok(ws::Message::Pong(payload)) => self.log.update(self.index, |c| c.pongs.push(payload)),
+            Ok(ws::Message::Pong(payload)) => {
+                self.log.record(self.index, |c| c.pongs.push(payload))
+            }
             Ok(ws::Message::Close(reason)) => {
                 let (code, text) = match &reason {
                     Some(reason) => (
@@ -417,7 +433,8 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ScriptedSocket {
                     ),
                     None => (1005, String::new()),
                 };
-                self.log.update(self.index, |c| c.close = Some((code, text)));
+                self.log
+                    .record(self.index, |c| c.close = Some((code, text)));
                 ctx.close(reason);
                 ctx.stop();
             }
