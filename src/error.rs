@@ -38,6 +38,9 @@ pub enum SendError {
     /// The endpoint's socket is closing.
     #[error("the endpoint is closing")]
     Closing(Outbound),
+    /// The endpoint's write buffer is full: its peer reads slower than we write.
+    #[error("the endpoint's write buffer is full")]
+    Full(Outbound),
     /// The value could not be serialized.
     #[error(transparent)]
     Encode(#[from] EncodeError),
@@ -52,7 +55,8 @@ impl SendError {
         match self {
             SendError::UnknownEndpoint { message, .. }
             | SendError::NotOpen(message)
-            | SendError::Closing(message) => Some(message),
+            | SendError::Closing(message)
+            | SendError::Full(message) => Some(message),
             SendError::Encode(_) | SendError::Lost => None,
         }
     }

@@ -159,6 +159,7 @@ impl Herd {
             Ok(Err(error)) => Err(match error {
                 wsherd_connection::SendError::NotOpen(message) => SendError::NotOpen(message),
                 wsherd_connection::SendError::Closing(message) => SendError::Closing(message),
+                wsherd_connection::SendError::Full(message) => SendError::Full(message),
             }),
             Err(_) => Err(SendError::Lost),
         }

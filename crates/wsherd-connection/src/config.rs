@@ -14,6 +14,8 @@ pub const DEFAULT_MAX_FRAME_SIZE: usize = 1024 * 1024;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 /// Default time to wait for the peer's answer to our Close before dropping the socket.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default bound on bytes waiting to be written (queued plus handed to the socket unflushed).
+pub const DEFAULT_WRITE_BUFFER: usize = 4 * 1024 * 1024;
 /// Close reasons longer than this are cut: a control frame carries at most 125 bytes, two of
 /// which are the code.
 pub const MAX_CLOSE_REASON: usize = 123;
@@ -35,6 +37,9 @@ pub struct ConnectionConfig {
     pub max_message_size: usize,
     /// Time to wait for the peer to answer a Close.
     pub close_timeout: Duration,
+    /// Bytes that may wait to be written; past it sends fail with `SendError::Full` and
+    /// server Pings go unanswered.
+    pub write_buffer: usize,
     /// Where each message's kind lives.
     pub kind: KindRule,
 }
@@ -50,6 +55,7 @@ impl ConnectionConfig {
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            write_buffer: DEFAULT_WRITE_BUFFER,
             kind: KindRule::default(),
         }
     }
@@ -90,6 +96,12 @@ impl ConnectionConfig {
         self
     }
 
+    /// Sets the write buffer bound in bytes.
+    pub fn write_buffer(mut self, bytes: usize) -> Self {
+        self.write_buffer = bytes;
+        self
+    }
+
     /// Sets how long to wait for the peer's Close.
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
         self.close_timeout = timeout;
@@ -108,6 +120,7 @@ impl fmt::Debug for ConnectionConfig {
             .field("max_frame_size", &self.max_frame_size)
             .field("max_message_size", &self.max_message_size)
             .field("close_timeout", &self.close_timeout)
+            .field("write_buffer", &self.write_buffer)
             .field("kind", &self.kind)
             .finish()
     }

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use actix::io::{SinkWrite, WriteHandler};
 use actix::prelude::*;
 use actix_codec::Framed;
 use actix_http::ws::Item;
@@ -10,6 +9,7 @@ use awc::BoxedSocket;
 use awc::error::{WsClientError, WsProtocolError};
 use awc::ws::{CloseCode, CloseReason, Codec, Frame, Message as WsMessage};
 use bytes::Bytes;
+use futures_util::SinkExt;
 use futures_util::stream::{SplitSink, StreamExt};
 use wsherd_protocol::{
     EndpointName, Fragment, Outbound, Reassembled, Reassembler, ReassemblyError,
@@ -17,11 +17,15 @@ use wsherd_protocol::{
 use wsherd_router::{Delivery, DispatchReport, RouteCache, Router};
 
 use crate::client::client;
-use crate::config::{ConnectionConfig, truncate_reason};
+use crate::config::{ConnectionConfig, MAX_CLOSE_REASON, truncate_reason};
+
+/// Bytes a Close frame can take: code plus the longest reason.
+const MAX_CLOSE_FRAME: usize = MAX_CLOSE_REASON + 2;
 use crate::event::{ConnectionEvent, EndReason, Side};
+use crate::outbox::Outbox;
 use crate::stats::{ConnectionStats, Phase};
 
-type WsSink = SinkWrite<WsMessage, SplitSink<Framed<BoxedSocket, Codec>, WsMessage>>;
+type WsSink = SplitSink<Framed<BoxedSocket, Codec>, WsMessage>;
 
 /// Writes one message to the peer.
 ///
@@ -42,13 +46,18 @@ pub enum SendError {
     /// A Close was sent or received: no more data may be written.
     #[error("the connection is closing")]
     Closing(Outbound),
+    /// The write buffer is full: the peer is not reading as fast as we write.
+    #[error("the write buffer is full")]
+    Full(Outbound),
 }
 
 impl SendError {
     /// The message that was not sent.
     pub fn into_message(self) -> Outbound {
         match self {
-            SendError::NotOpen(message) | SendError::Closing(message) => message,
+            SendError::NotOpen(message)
+            | SendError::Closing(message)
+            | SendError::Full(message) => message,
         }
     }
 }
@@ -76,9 +85,14 @@ pub struct Connection {
     report: DispatchReport,
     stats: Arc<ConnectionStats>,
     observer: Option<Recipient<Delivery<ConnectionEvent>>>,
+    /// The socket's write half; `None` before open and while a batch is being flushed.
     sink: Option<WsSink>,
+    is_open: bool,
+    outbox: Outbox<WsMessage>,
     reassembler: Reassembler,
     closing: Option<Side>,
+    /// Set when the peer broke the rules: once our Close is flushed there is nothing to wait for.
+    stop_when_flushed: bool,
     end: Option<EndReason>,
 }
 
@@ -86,6 +100,7 @@ impl Connection {
     /// A connection for endpoint `name`; it connects when started.
     pub fn new(name: EndpointName, config: Arc<ConnectionConfig>, router: &Router) -> Self {
         let reassembler = Reassembler::new(config.max_message_size);
+        let outbox = Outbox::new(config.write_buffer);
         Connection {
             name,
             config,
@@ -94,8 +109,11 @@ impl Connection {
             stats: Arc::new(ConnectionStats::default()),
             observer: None,
             sink: None,
+            is_open: false,
+            outbox,
             reassembler,
             closing: None,
+            stop_when_flushed: false,
             end: None,
         }
     }
@@ -229,7 +247,7 @@ impl Connection {
                     code: CloseCode::from(code),
                     description: None,
                 });
-                self.write_frame(WsMessage::Close(echo));
+                let _ = self.write_frame(WsMessage::Close(echo), ctx);
                 self.stats.set_phase(Phase::Closing);
                 self.emit(
                     ConnectionEvent::Closing {
@@ -245,7 +263,8 @@ impl Connection {
         }
     }
 
-    /// Ends the connection because of something the peer did: Close with `code`, then stop.
+    /// Fails the connection because of something the peer did (RFC 6455 §7.1.7): send a Close
+    /// with `code`, and stop as soon as it is flushed, without waiting for an answer.
     fn fail(&mut self, reason: EndReason, code: u16, ctx: &mut Context<Self>) {
         if self.end.is_none() {
             self.end = Some(reason.clone());
@@ -254,11 +273,15 @@ impl Connection {
             return;
         }
         self.closing = Some(Side::Local);
+        self.stop_when_flushed = true;
         let text = truncate_reason(&reason.to_string());
-        self.write_frame(WsMessage::Close(Some(CloseReason {
-            code: CloseCode::from(code),
-            description: Some(text.clone()),
-        })));
+        let queued = self.write_frame(
+            WsMessage::Close(Some(CloseReason {
+                code: CloseCode::from(code),
+                description: Some(text.clone()),
+            })),
+            ctx,
+        );
         self.stats.set_phase(Phase::Closing);
         self.emit(
             ConnectionEvent::Closing {
@@ -268,14 +291,72 @@ impl Connection {
             },
             ctx,
         );
-        ctx.run_later(self.config.close_timeout, |_, ctx| ctx.stop());
+        if queued.is_err() || self.is_flushed() {
+            ctx.stop();
+        } else {
+            ctx.run_later(self.config.close_timeout, |_, ctx| ctx.stop());
+        }
     }
 
-    fn write_frame(&mut self, frame: WsMessage) -> bool {
-        match &mut self.sink {
-            Some(sink) => sink.write(frame).is_ok(),
-            None => false,
+    fn is_flushed(&self) -> bool {
+        self.sink.is_some() && self.outbox.buffered() == 0
+    }
+
+    /// Queues a frame for the socket; false when it is not open or the write buffer is full
+    /// (a Close is queued whatever the buffer holds).
+    fn write_frame(&mut self, frame: WsMessage, ctx: &mut Context<Self>) -> Result<(), WsMessage> {
+        if !self.is_open {
+            return Err(frame);
         }
+        let (len, always) = match &frame {
+            WsMessage::Text(text) => (text.len(), false),
+            WsMessage::Binary(bytes) | WsMessage::Ping(bytes) | WsMessage::Pong(bytes) => {
+                (bytes.len(), false)
+            }
+            WsMessage::Close(_) => (MAX_CLOSE_FRAME, true),
+            WsMessage::Continuation(_) | WsMessage::Nop => (0, false),
+        };
+        self.outbox.push(frame, len, always)?;
+        self.pump(ctx);
+        Ok(())
+    }
+
+    /// Hands everything queued to the socket in one batch, unless a batch is already on its way.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if !self.outbox.has_queued() {
+            return;
+        }
+        let Some(mut sink) = self.sink.take() else {
+            return;
+        };
+        let (batch, bytes) = self.outbox.take_batch();
+        let frames = batch.len() as u64;
+        let write = async move {
+            for frame in batch {
+                sink.feed(frame).await?;
+            }
+            sink.flush().await?;
+            Ok::<_, WsProtocolError>(sink)
+        };
+        ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
+            act.outbox.flushed(bytes);
+            match result {
+                Ok(sink) => {
+                    ConnectionStats::add(&act.stats.frames_out, frames);
+                    act.sink = Some(sink);
+                    act.pump(ctx);
+                    if act.stop_when_flushed && act.is_flushed() {
+                        ctx.stop();
+                    }
+                }
+                Err(error) => {
+                    act.end.get_or_insert(EndReason::Io {
+                        reason: error.to_string(),
+                    });
+                    ctx.stop();
+                }
+            }
+        }));
     }
 
     fn opened(
@@ -290,7 +371,8 @@ impl Connection {
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
         let (sink, stream) = framed.split();
-        self.sink = Some(SinkWrite::new(sink, ctx));
+        self.sink = Some(sink);
+        self.is_open = true;
         ctx.add_stream(stream);
         ConnectionStats::add(&self.stats.opens, 1);
         self.stats.set_phase(Phase::Open);
@@ -384,8 +466,13 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Connection {
             Ok(Frame::Binary(payload)) => self.on_binary(payload, ctx),
             Ok(Frame::Continuation(item)) => self.on_fragment(item, ctx),
             Ok(Frame::Ping(payload)) => {
-                if self.closing.is_none() && self.write_frame(WsMessage::Pong(payload)) {
-                    ConnectionStats::add(&self.stats.pings_answered, 1);
+                if self.closing.is_none() {
+                    // A peer that pings without reading our Pongs fills the write buffer; then
+                    // its Pings go unanswered (RFC 6455 lets us answer only the latest one).
+                    match self.write_frame(WsMessage::Pong(payload), ctx) {
+                        Ok(()) => ConnectionStats::add(&self.stats.pings_answered, 1),
+                        Err(_) => ConnectionStats::add(&self.stats.pongs_skipped, 1),
+                    }
                 }
             }
             Ok(Frame::Pong(_)) => ConnectionStats::add(&self.stats.pongs_received, 1),
@@ -397,6 +484,16 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Connection {
                 1009,
                 ctx,
             ),
+            // actix-http reports reserved bits as `InvalidData` I/O: a protocol violation.
+            Err(WsProtocolError::Io(error)) if error.kind() == std::io::ErrorKind::InvalidData => {
+                self.fail(
+                    EndReason::Protocol {
+                        reason: error.to_string(),
+                    },
+                    1002,
+                    ctx,
+                )
+            }
             Err(WsProtocolError::Io(error)) => {
                 self.end.get_or_insert(EndReason::Io {
                     reason: error.to_string(),
@@ -419,39 +516,30 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Connection {
     }
 }
 
-impl WriteHandler<WsProtocolError> for Connection {
-    fn error(&mut self, error: WsProtocolError, _: &mut Context<Self>) -> Running {
-        self.end.get_or_insert(EndReason::Io {
-            reason: error.to_string(),
-        });
-        Running::Stop
-    }
-}
-
 impl Handler<Send> for Connection {
     type Result = Result<(), SendError>;
 
-    fn handle(&mut self, Send(message): Send, _: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Send(message): Send, ctx: &mut Context<Self>) -> Self::Result {
         if self.closing.is_some() {
             return Err(SendError::Closing(message));
         }
-        let Some(sink) = &mut self.sink else {
+        if !self.is_open {
             return Err(SendError::NotOpen(message));
-        };
+        }
         let len = message.len() as u64;
         let frame = match message {
             Outbound::Text(text) => WsMessage::Text(text.into()),
             Outbound::Binary(bytes) => WsMessage::Binary(bytes),
         };
-        match sink.write(frame) {
+        match self.write_frame(frame, ctx) {
             Ok(()) => {
                 ConnectionStats::add(&self.stats.messages_out, 1);
                 ConnectionStats::add(&self.stats.bytes_out, len);
                 Ok(())
             }
-            Err(WsMessage::Text(text)) => Err(SendError::Closing(Outbound::Text(text.to_string()))),
-            Err(WsMessage::Binary(bytes)) => Err(SendError::Closing(Outbound::Binary(bytes))),
-            Err(_) => Err(SendError::Closing(Outbound::Binary(Bytes::new()))),
+            Err(WsMessage::Text(text)) => Err(SendError::Full(Outbound::Text(text.to_string()))),
+            Err(WsMessage::Binary(bytes)) => Err(SendError::Full(Outbound::Binary(bytes))),
+            Err(_) => Err(SendError::Full(Outbound::Binary(Bytes::new()))),
         }
     }
 }
@@ -463,7 +551,7 @@ impl Handler<Close> for Connection {
         if self.closing.is_some() {
             return;
         }
-        if self.sink.is_none() {
+        if !self.is_open {
             // Still in the handshake: there is no peer to tell.
             self.end = Some(EndReason::LocalClose {
                 code,
@@ -480,10 +568,13 @@ impl Handler<Close> for Connection {
             reason: reason.clone(),
             acknowledged: false,
         });
-        self.write_frame(WsMessage::Close(Some(CloseReason {
-            code: CloseCode::from(code),
-            description: Some(reason.clone()),
-        })));
+        let _ = self.write_frame(
+            WsMessage::Close(Some(CloseReason {
+                code: CloseCode::from(code),
+                description: Some(reason.clone()),
+            })),
+            ctx,
+        );
         self.stats.set_phase(Phase::Closing);
         self.emit(
             ConnectionEvent::Closing {

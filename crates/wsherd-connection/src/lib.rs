@@ -15,6 +15,7 @@
 //! | message size | 1 MiB | Close 1009 sent, [`EndReason::MessageTooLarge`] |
 //! | close timeout | 5 s | socket dropped; the end reason says whether the peer acknowledged |
 //! | close reason | 123 bytes | cut on a character boundary |
+//! | write buffer | 4 MiB | sends fail with [`SendError::Full`]; server Pings go unanswered |
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -37,11 +38,12 @@ mod client;
 mod config;
 mod connection;
 mod event;
+mod outbox;
 mod stats;
 
 pub use config::{
     ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
-    DEFAULT_MAX_MESSAGE_SIZE, MAX_CLOSE_REASON,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_WRITE_BUFFER, MAX_CLOSE_REASON,
 };
 pub use connection::{Close, Connection, Send, SendError};
 pub use event::{ConnectionEvent, EndReason, Side};

@@ -54,6 +54,8 @@ pub struct ConnectionStats {
     pub(crate) dead_letters: AtomicU64,
     pub(crate) decode_failures: AtomicU64,
     pub(crate) pings_answered: AtomicU64,
+    pub(crate) pongs_skipped: AtomicU64,
+    pub(crate) frames_out: AtomicU64,
     pub(crate) pongs_received: AtomicU64,
     pub(crate) opens: AtomicU64,
     phase: AtomicU8,
@@ -81,6 +83,10 @@ pub struct StatsSnapshot {
     pub decode_failures: u64,
     /// Server Pings answered with a Pong.
     pub pings_answered: u64,
+    /// Server Pings left unanswered because the write buffer was full.
+    pub pongs_skipped: u64,
+    /// Frames of any type flushed to the socket.
+    pub frames_out: u64,
     /// Pongs received.
     pub pongs_received: u64,
     /// Successful handshakes.
@@ -101,6 +107,8 @@ impl ConnectionStats {
             dead_letters: read(&self.dead_letters),
             decode_failures: read(&self.decode_failures),
             pings_answered: read(&self.pings_answered),
+            pongs_skipped: read(&self.pongs_skipped),
+            frames_out: read(&self.frames_out),
             pongs_received: read(&self.pongs_received),
             opens: read(&self.opens),
         }

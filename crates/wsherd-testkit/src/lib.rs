@@ -20,11 +20,13 @@
 #![forbid(unsafe_code)]
 
 mod log;
+mod raw;
 mod script;
 mod server;
 mod watch;
 
 pub use log::{ConnectionLog, Received};
+pub use raw::{RawLog, RawServer, RawStep, accept_response, frame, frame_with};
 pub use script::{Behaviour, Script, Step, stream_message};
 pub use server::{BehaviourFn, TestServer, TestServerBuilder};
 pub use watch::{Recorded, Recorder, WaitTimeout, Watched};

@@ -1,0 +1,217 @@
+//! Peers that break the protocol: every one ends in a clear reason, never a panic, and memory
+//! stays bounded.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test helpers fail loudly
+
+use std::time::Duration;
+
+use wsherd::prelude::*;
+use wsherd::{DeadLetterReason, DecodeStage, Phase};
+use wsherd_testkit::{RawServer, RawStep, Recorded, Recorder, frame, frame_with};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, serde::Deserialize)]
+struct Trade {
+    seq: u64,
+}
+wsherd::inbound!(Trade => "trade");
+
+fn events(herd: &Herd) -> Recorded<Delivery<ConnectionEvent>> {
+    let (addr, recorded) = Recorder::<Delivery<ConnectionEvent>>::start();
+    herd.subscribe_events(addr.recipient());
+    recorded
+}
+
+async fn closed(events: &Recorded<Delivery<ConnectionEvent>>, name: &str) -> EndReason {
+    events
+        .wait_for(WAIT, |seen| {
+            seen.iter().find_map(|event| match &*event.message {
+                ConnectionEvent::Closed { reason } if event.endpoint == name => {
+                    Some(reason.clone())
+                }
+                _ => None,
+            })
+        })
+        .await
+        .expect("endpoint closed")
+}
+
+async fn end_reason_for(
+    script: Vec<RawStep>,
+    config: impl Fn(String) -> ConnectionConfig,
+) -> EndReason {
+    let server = RawServer::start(script).unwrap();
+    let herd = Herd::new();
+    let events = events(&herd);
+    herd.add_endpoint("hostile", config(server.url())).unwrap();
+    closed(&events, "hostile").await
+}
+
+#[actix_rt::test]
+async fn invalid_utf8_is_a_dead_letter_and_the_stream_goes_on() {
+    let server = RawServer::start(vec![
+        RawStep::Handshake,
+        RawStep::Write(frame(0x1, &[b'"', 0xFF, 0xFE, b'"'])),
+        RawStep::Write(frame(0x1, br#"{"type":"trade","seq":1}"#)),
+        RawStep::Hold,
+    ])
+    .unwrap();
+    let herd = Herd::new();
+    let (trades, trades_seen) = Recorder::<Delivery<Trade>>::start();
+    let (dead, dead_seen) = Recorder::<Delivery<DeadLetter>>::start();
+    herd.subscribe(trades.recipient());
+    herd.subscribe_events(dead.recipient());
+    herd.add_endpoint("raw", ConnectionConfig::new(server.url()))
+        .unwrap();
+    trades_seen.wait_for_count(1, WAIT).await.unwrap();
+    dead_seen.wait_for_count(1, WAIT).await.unwrap();
+    assert_eq!(trades_seen.with(|s| s[0].message.seq), 1);
+    assert!(dead_seen.with(|s| matches!(
+        &s[0].message.reason,
+        DeadLetterReason::Rejected(error) if error.stage == DecodeStage::Utf8
+    )));
+    assert_eq!(herd.endpoint_status("raw").unwrap().phase, Phase::Open);
+}
+
+#[actix_rt::test]
+async fn masked_server_frame_is_a_protocol_error() {
+    let reason = end_reason_for(
+        vec![
+            RawStep::Handshake,
+            RawStep::Write(frame_with(0x81, Some([9, 8, 7, 6]), b"{}")),
+            RawStep::Drain,
+        ],
+        ConnectionConfig::new,
+    )
+    .await;
+    assert!(matches!(reason, EndReason::Protocol { .. }), "{reason:?}");
+    assert_eq!(reason.close_code(), Some(1002));
+}
+
+#[actix_rt::test]
+async fn reserved_opcode_is_a_protocol_error() {
+    let reason = end_reason_for(
+        vec![
+            RawStep::Handshake,
+            RawStep::Write(frame_with(0x83, None, b"x")),
+            RawStep::Drain,
+        ],
+        ConnectionConfig::new,
+    )
+    .await;
+    assert!(matches!(reason, EndReason::Protocol { .. }), "{reason:?}");
+}
+
+#[actix_rt::test]
+async fn a_2_pow_63_length_header_is_refused_before_any_allocation() {
+    let mut header = vec![0x82, 127];
+    header.extend_from_slice(&(1u64 << 63).to_be_bytes());
+    let reason = end_reason_for(
+        vec![RawStep::Handshake, RawStep::Write(header), RawStep::Drain],
+        ConnectionConfig::new,
+    )
+    .await;
+    assert!(
+        matches!(
+            reason,
+            EndReason::FrameTooLarge { .. } | EndReason::Protocol { .. }
+        ),
+        "{reason:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn an_endless_fragmented_message_hits_the_message_cap() {
+    let mut fragments = frame_with(0x01, None, &[b'x'; 1000]);
+    for _ in 0..200 {
+        fragments.extend(frame_with(0x00, None, &[b'x'; 1000]));
+    }
+    let reason = end_reason_for(
+        vec![
+            RawStep::Handshake,
+            RawStep::Write(fragments),
+            RawStep::Drain,
+        ],
+        |url| ConnectionConfig::new(url).max_message_size(50_000),
+    )
+    .await;
+    assert!(
+        matches!(reason, EndReason::MessageTooLarge { limit: 50_000, .. }),
+        "{reason:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_handshake_sent_one_byte_at_a_time_still_opens() {
+    let server = RawServer::start(vec![
+        RawStep::HandshakeSlowly(Duration::from_millis(1)),
+        RawStep::WriteSlowly(
+            frame(0x1, br#"{"type":"trade","seq":5}"#),
+            Duration::from_millis(1),
+        ),
+        RawStep::Hold,
+    ])
+    .unwrap();
+    let herd = Herd::new();
+    let (trades, seen) = Recorder::<Delivery<Trade>>::start();
+    herd.subscribe(trades.recipient());
+    herd.add_endpoint("slow", ConnectionConfig::new(server.url()))
+        .unwrap();
+    seen.wait_for_count(1, WAIT).await.unwrap();
+    assert_eq!(seen.with(|s| s[0].message.seq), 5);
+}
+
+#[actix_rt::test]
+async fn garbage_after_the_101_ends_the_connection_with_a_reason() {
+    let reason = end_reason_for(
+        vec![
+            RawStep::Handshake,
+            RawStep::Write(b"\xF3\x00garbage that is not a frame at all".to_vec()),
+            RawStep::Drain,
+        ],
+        ConnectionConfig::new,
+    )
+    .await;
+    assert!(matches!(reason, EndReason::Protocol { .. }), "{reason:?}");
+}
+
+#[actix_rt::test]
+async fn a_peer_that_never_reads_fills_a_bounded_write_buffer() {
+    let server = RawServer::start(vec![RawStep::Handshake, RawStep::Hold]).unwrap();
+    let herd = Herd::new();
+    let events = events(&herd);
+    herd.add_endpoint(
+        "sink",
+        ConnectionConfig::new(server.url()).write_buffer(256 * 1024),
+    )
+    .unwrap();
+    events
+        .wait_for(WAIT, |seen| {
+            seen.iter()
+                .any(|e| matches!(&*e.message, ConnectionEvent::Open { .. }))
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    let chunk = bytes::Bytes::from(vec![7u8; 64 * 1024]);
+    let mut accepted = 0usize;
+    let mut refused = None;
+    // The kernel's socket buffers absorb some megabytes; after that our own bound must hold.
+    for _ in 0..4000 {
+        match herd.send("sink", chunk.clone()).await {
+            Ok(()) => accepted += 1,
+            Err(error) => {
+                refused = Some(error);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("the write buffer never filled");
+    assert!(matches!(refused, wsherd::SendError::Full(_)), "{refused:?}");
+    assert_eq!(
+        refused.into_message().map(|m| m.len()),
+        Some(64 * 1024),
+        "the message comes back"
+    );
+    assert!(accepted > 0);
+}
