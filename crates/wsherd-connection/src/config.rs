@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use wsherd_protocol::KindRule;
+use wsherd_protocol::{HeartbeatSpec, KindRule, ReplyMatcher};
 
 /// Default handshake timeout: long enough for a slow TLS peer, short enough to notice a dead one.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -42,6 +42,11 @@ pub struct ConnectionConfig {
     pub write_buffer: usize,
     /// Where each message's kind lives.
     pub kind: KindRule,
+    /// Pings, pong timeout and the idle watchdog.
+    pub heartbeat: HeartbeatSpec,
+    /// When set, the owner is told (`Notice::LiveReply`) when the first message matching it
+    /// arrives: a subscription acknowledgement.
+    pub live_after: Option<ReplyMatcher>,
 }
 
 impl ConnectionConfig {
@@ -57,6 +62,8 @@ impl ConnectionConfig {
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             write_buffer: DEFAULT_WRITE_BUFFER,
             kind: KindRule::default(),
+            heartbeat: HeartbeatSpec::default(),
+            live_after: None,
         }
     }
 
@@ -75,6 +82,12 @@ impl ConnectionConfig {
     /// Sets the kind rule.
     pub fn kind(mut self, kind: KindRule) -> Self {
         self.kind = kind;
+        self
+    }
+
+    /// Sets the heartbeat.
+    pub fn heartbeat(mut self, heartbeat: HeartbeatSpec) -> Self {
+        self.heartbeat = heartbeat;
         self
     }
 
@@ -122,6 +135,8 @@ impl fmt::Debug for ConnectionConfig {
             .field("close_timeout", &self.close_timeout)
             .field("write_buffer", &self.write_buffer)
             .field("kind", &self.kind)
+            .field("heartbeat", &self.heartbeat)
+            .field("live_after", &self.live_after)
             .finish()
     }
 }

@@ -1,6 +1,7 @@
 //! The Connection actor: one awc WebSocket life.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 use actix_codec::Framed;
@@ -12,16 +13,17 @@ use bytes::Bytes;
 use futures_util::SinkExt;
 use futures_util::stream::{SplitSink, StreamExt};
 use wsherd_protocol::{
-    EndpointName, Fragment, Outbound, Reassembled, Reassembler, ReassemblyError,
+    EndpointName, Fragment, Heartbeat, HeartbeatAction, HeartbeatMode, Outbound, Reassembled,
+    Reassembler, ReassemblyError,
 };
-use wsherd_router::{Delivery, DispatchReport, RouteCache, Router};
+use wsherd_router::{DispatchReport, RouteCache, Router};
 
 use crate::client::client;
 use crate::config::{ConnectionConfig, MAX_CLOSE_REASON, truncate_reason};
 
 /// Bytes a Close frame can take: code plus the longest reason.
 const MAX_CLOSE_FRAME: usize = MAX_CLOSE_REASON + 2;
-use crate::event::{ConnectionEvent, EndReason, Side};
+use crate::event::{ConnectionEvent, EndReason, Notice, Observed, Side};
 use crate::outbox::Outbox;
 use crate::stats::{ConnectionStats, Phase};
 
@@ -84,12 +86,19 @@ pub struct Connection {
     routes: RouteCache,
     report: DispatchReport,
     stats: Arc<ConnectionStats>,
-    observer: Option<Recipient<Delivery<ConnectionEvent>>>,
+    observer: Option<Recipient<Observed>>,
     /// The socket's write half; `None` before open and while a batch is being flushed.
     sink: Option<WsSink>,
     is_open: bool,
     outbox: Outbox<WsMessage>,
     reassembler: Reassembler,
+    heartbeat: Option<Heartbeat>,
+    /// Frames (any) and data messages seen since the last heartbeat tick; timestamped at the
+    /// tick, so the per-message path reads no clock.
+    saw_frame: bool,
+    saw_data: bool,
+    /// Whether the live-after reply is still awaited.
+    awaiting_live_reply: bool,
     closing: Option<Side>,
     /// Set when the peer broke the rules: once our Close is flushed there is nothing to wait for.
     stop_when_flushed: bool,
@@ -112,6 +121,10 @@ impl Connection {
             is_open: false,
             outbox,
             reassembler,
+            heartbeat: None,
+            saw_frame: false,
+            saw_data: false,
+            awaiting_live_reply: false,
             closing: None,
             stop_when_flushed: false,
             end: None,
@@ -124,8 +137,9 @@ impl Connection {
         self
     }
 
-    /// Sends every event to `observer` as well as to router subscribers.
-    pub fn with_observer(mut self, observer: Recipient<Delivery<ConnectionEvent>>) -> Self {
+    /// Sends every event to `observer` as well as to router subscribers, plus the notices only
+    /// an owner needs (the live-after reply, messages that never reached the socket).
+    pub fn with_observer(mut self, observer: Recipient<Observed>) -> Self {
         self.observer = Some(observer);
         self
     }
@@ -139,14 +153,23 @@ impl Connection {
         if let Some(observer) = &self.observer {
             // Events are a handful per socket life, never driven by message volume, so an
             // unbounded send cannot be filled by a peer; losing one would desync the owner.
-            observer.do_send(Delivery {
+            observer.do_send(Observed {
                 endpoint: self.name.clone(),
-                message: Arc::new(event.clone()),
+                notice: Notice::Event(event.clone()),
             });
         }
         let table = Arc::clone(self.routes.current());
         table.publish(&self.name, event, &mut self.report);
         self.settle_report(ctx);
+    }
+
+    fn notify_owner(&self, notice: Notice) {
+        if let Some(observer) = &self.observer {
+            observer.do_send(Observed {
+                endpoint: self.name.clone(),
+                notice,
+            });
+        }
     }
 
     /// Moves the report's counters into the shared stats, forgets stopped subscribers and
@@ -178,9 +201,44 @@ impl Connection {
 
     fn on_text(&mut self, payload: Bytes, ctx: &mut Context<Self>) {
         self.count_in(payload.len());
+        if (self.awaiting_live_reply || self.awaiting_app_reply()) && self.is_owner_reply(&payload) {
+            return;
+        }
         let table = self.routes.current();
         table.route_text(&self.name, &self.config.kind, &payload, &mut self.report);
         self.settle_report(ctx);
+    }
+
+    fn awaiting_app_reply(&self) -> bool {
+        self.heartbeat
+            .as_ref()
+            .is_some_and(|hb| hb.is_waiting_for_reply() && matches!(hb.spec().mode, HeartbeatMode::App { .. }))
+    }
+
+    /// Checks a text message against the replies the connection waits for; returns true when
+    /// it was an application heartbeat reply, which is consumed rather than routed.
+    fn is_owner_reply(&mut self, payload: &[u8]) -> bool {
+        let Ok(text) = std::str::from_utf8(payload) else {
+            return false;
+        };
+        if self.awaiting_live_reply
+            && let Some(matcher) = &self.config.live_after
+            && matcher.matches(text, &self.config.kind)
+        {
+            self.awaiting_live_reply = false;
+            self.notify_owner(Notice::LiveReply);
+        }
+        if let Some(hb) = &mut self.heartbeat
+            && hb.is_waiting_for_reply()
+            && let HeartbeatMode::App { reply, .. } = &hb.spec().mode
+            && reply.matches(text, &self.config.kind)
+        {
+            if let Some(rtt) = hb.on_app_reply(Instant::now()) {
+                self.stats.set_rtt(rtt);
+            }
+            return true;
+        }
+        false
     }
 
     fn on_binary(&mut self, payload: Bytes, ctx: &mut Context<Self>) {
@@ -190,7 +248,8 @@ impl Connection {
         self.settle_report(ctx);
     }
 
-    fn count_in(&self, bytes: usize) {
+    fn count_in(&mut self, bytes: usize) {
+        self.saw_data = true;
         ConnectionStats::add(&self.stats.messages_in, 1);
         ConnectionStats::add(&self.stats.bytes_in, bytes as u64);
     }
@@ -376,7 +435,43 @@ impl Connection {
         ctx.add_stream(stream);
         ConnectionStats::add(&self.stats.opens, 1);
         self.stats.set_phase(Phase::Open);
+        self.awaiting_live_reply = self.config.live_after.is_some();
+        self.heartbeat = Some(Heartbeat::new(self.config.heartbeat.clone(), Instant::now()));
         self.emit(ConnectionEvent::Open { protocol }, ctx);
+        self.heartbeat_tick(ctx);
+    }
+
+    /// Runs the heartbeat policy and schedules the next tick.
+    fn heartbeat_tick(&mut self, ctx: &mut Context<Self>) {
+        if self.closing.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        let Some(hb) = &mut self.heartbeat else {
+            return;
+        };
+        if std::mem::take(&mut self.saw_data) {
+            hb.on_data(now);
+        }
+        if std::mem::take(&mut self.saw_frame) {
+            hb.on_frame(now);
+        }
+        let (action, wake) = hb.poll(now);
+        match action {
+            None => {}
+            Some(HeartbeatAction::Ping(payload)) => {
+                let _ = self.write_frame(WsMessage::Ping(payload), ctx);
+            }
+            Some(HeartbeatAction::AppPing(text)) => {
+                let _ = self.write_frame(WsMessage::Text(text.into()), ctx);
+            }
+            Some(HeartbeatAction::Dead(why)) => {
+                // A dead peer will not answer a Close: send one for the record, and go.
+                self.fail(EndReason::Unresponsive { why }, 1011, ctx);
+                return;
+            }
+        }
+        ctx.run_later(wake.saturating_duration_since(now), |act, ctx| act.heartbeat_tick(ctx));
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
@@ -452,6 +547,18 @@ impl Actor for Connection {
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
+        let unsent: Vec<Outbound> = self
+            .outbox
+            .drain_unsent()
+            .filter_map(|frame| match frame {
+                WsMessage::Text(text) => Some(Outbound::Text(text.to_string())),
+                WsMessage::Binary(bytes) => Some(Outbound::Binary(bytes)),
+                _ => None,
+            })
+            .collect();
+        if !unsent.is_empty() {
+            self.notify_owner(Notice::Unsent(unsent));
+        }
         let reason = self.end.take().unwrap_or(EndReason::Stopped);
         self.stats.set_phase(Phase::Closed);
         self.stats.set_last_end(reason.clone());
@@ -461,6 +568,7 @@ impl Actor for Connection {
 
 impl StreamHandler<Result<Frame, WsProtocolError>> for Connection {
     fn handle(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {
+        self.saw_frame = true;
         match item {
             Ok(Frame::Text(payload)) => self.on_text(payload, ctx),
             Ok(Frame::Binary(payload)) => self.on_binary(payload, ctx),
@@ -475,7 +583,14 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Connection {
                     }
                 }
             }
-            Ok(Frame::Pong(_)) => ConnectionStats::add(&self.stats.pongs_received, 1),
+            Ok(Frame::Pong(payload)) => {
+                ConnectionStats::add(&self.stats.pongs_received, 1);
+                if let Some(hb) = &mut self.heartbeat
+                    && let Some(rtt) = hb.on_pong(&payload, Instant::now())
+                {
+                    self.stats.set_rtt(rtt);
+                }
+            }
             Ok(Frame::Close(reason)) => self.on_peer_close(reason, ctx),
             Err(WsProtocolError::Overflow) => self.fail(
                 EndReason::FrameTooLarge {

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use wsherd_protocol::{DeadPeer, EndpointName, Outbound};
+
 /// Who sent the first Close frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -80,6 +82,11 @@ pub enum EndReason {
         /// The error.
         reason: String,
     },
+    /// The heartbeat found the peer silent (half-open socket or stuck feed).
+    Unresponsive {
+        /// What the heartbeat saw.
+        why: DeadPeer,
+    },
     /// The actor was stopped (its owner went away) before any close.
     Stopped,
 }
@@ -154,6 +161,7 @@ impl fmt::Display for EndReason {
             }
             EndReason::Protocol { reason } => write!(f, "protocol error: {reason}"),
             EndReason::Io { reason } => write!(f, "I/O error: {reason}"),
+            EndReason::Unresponsive { why } => write!(f, "peer unresponsive: {why}"),
             EndReason::Stopped => f.write_str("stopped"),
         }
     }
@@ -187,4 +195,25 @@ pub enum ConnectionEvent {
         /// Why.
         reason: EndReason,
     },
+}
+
+/// What a connection tells its owner (the supervisor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A state change, as router subscribers also see it.
+    Event(ConnectionEvent),
+    /// The reply awaited by `live_after` arrived.
+    LiveReply,
+    /// Messages that were accepted but never reached the socket before it ended, in order.
+    Unsent(Vec<Outbound>),
+}
+
+/// A [`Notice`] from the connection of `endpoint`.
+#[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub struct Observed {
+    /// The endpoint.
+    pub endpoint: EndpointName,
+    /// What happened.
+    pub notice: Notice,
 }

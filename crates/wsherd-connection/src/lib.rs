@@ -46,5 +46,5 @@ pub use config::{
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_WRITE_BUFFER, MAX_CLOSE_REASON,
 };
 pub use connection::{Close, Connection, Send, SendError};
-pub use event::{ConnectionEvent, EndReason, Side};
+pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side};
 pub use stats::{ConnectionStats, Phase, StatsSnapshot};

@@ -58,6 +58,7 @@ pub struct ConnectionStats {
     pub(crate) frames_out: AtomicU64,
     pub(crate) pongs_received: AtomicU64,
     pub(crate) opens: AtomicU64,
+    rtt_micros: AtomicU64,
     phase: AtomicU8,
     last_end: Mutex<Option<EndReason>>,
 }
@@ -91,6 +92,8 @@ pub struct StatsSnapshot {
     pub pongs_received: u64,
     /// Successful handshakes.
     pub opens: u64,
+    /// The last heartbeat round trip, if one was measured.
+    pub rtt: Option<std::time::Duration>,
 }
 
 impl ConnectionStats {
@@ -111,6 +114,10 @@ impl ConnectionStats {
             frames_out: read(&self.frames_out),
             pongs_received: read(&self.pongs_received),
             opens: read(&self.opens),
+            rtt: match read(&self.rtt_micros) {
+                0 => None,
+                micros => Some(std::time::Duration::from_micros(micros)),
+            },
         }
     }
 
@@ -125,6 +132,11 @@ impl ConnectionStats {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    pub(crate) fn set_rtt(&self, rtt: std::time::Duration) {
+        let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
+        self.rtt_micros.store(micros, Ordering::Relaxed);
     }
 
     pub(crate) fn set_phase(&self, phase: Phase) {

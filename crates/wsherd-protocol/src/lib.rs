@@ -5,6 +5,7 @@
 //! - [`DecodeError`] keeps why a message was rejected and a bounded excerpt of it.
 //! - [`Reassembler`] joins continuation frames under a size cap.
 //! - [`EndpointName`] is a checked endpoint name.
+//! - [`Heartbeat`] decides when to ping and when a silent peer is dead.
 //!
 //! ```
 //! use wsherd_protocol::KindRule;
@@ -16,11 +17,16 @@
 #![forbid(unsafe_code)]
 
 mod endpoint;
+mod heartbeat;
 mod kind;
 mod message;
 mod reassembly;
 
 pub use endpoint::{EndpointName, InvalidEndpointName};
+pub use heartbeat::{
+    DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DeadPeer, Heartbeat, HeartbeatAction, HeartbeatMode,
+    HeartbeatSpec, ReplyMatcher,
+};
 pub use kind::{KindFn, KindRule};
 pub use message::{
     DecodeError, DecodeStage, EXCERPT_LIMIT, EncodeError, Inbound, Outbound, decode, excerpt,
