@@ -100,7 +100,7 @@ pub struct Connection {
     /// Whether the live-after reply is still awaited.
     awaiting_live_reply: bool,
     closing: Option<Side>,
-    /// Set when the peer broke the rules: once our Close is flushed there is nothing to wait for.
+    /// Set when the peer is gone: once our Close is flushed there is nothing to wait for.
     stop_when_flushed: bool,
     end: Option<EndReason>,
 }
@@ -201,7 +201,8 @@ impl Connection {
 
     fn on_text(&mut self, payload: Bytes, ctx: &mut Context<Self>) {
         self.count_in(payload.len());
-        if (self.awaiting_live_reply || self.awaiting_app_reply()) && self.is_owner_reply(&payload) {
+        if (self.awaiting_live_reply || self.awaiting_app_reply()) && self.is_owner_reply(&payload)
+        {
             return;
         }
         let table = self.routes.current();
@@ -210,9 +211,9 @@ impl Connection {
     }
 
     fn awaiting_app_reply(&self) -> bool {
-        self.heartbeat
-            .as_ref()
-            .is_some_and(|hb| hb.is_waiting_for_reply() && matches!(hb.spec().mode, HeartbeatMode::App { .. }))
+        self.heartbeat.as_ref().is_some_and(|hb| {
+            hb.is_waiting_for_reply() && matches!(hb.spec().mode, HeartbeatMode::App { .. })
+        })
     }
 
     /// Checks a text message against the replies the connection waits for; returns true when
@@ -323,8 +324,25 @@ impl Connection {
     }
 
     /// Fails the connection because of something the peer did (RFC 6455 §7.1.7): send a Close
-    /// with `code`, and stop as soon as it is flushed, without waiting for an answer.
+    /// with `code`, then wait up to the close timeout for the peer's answer. Stopping at once
+    /// would close a socket with unread input, which makes the kernel send a reset that can
+    /// destroy our Close before the peer reads it.
     fn fail(&mut self, reason: EndReason, code: u16, ctx: &mut Context<Self>) {
+        self.close_after_failure(reason, code, false, ctx);
+    }
+
+    /// Like [`Connection::fail`], for a peer that is gone: stop once the Close is flushed.
+    fn abandon(&mut self, reason: EndReason, code: u16, ctx: &mut Context<Self>) {
+        self.close_after_failure(reason, code, true, ctx);
+    }
+
+    fn close_after_failure(
+        &mut self,
+        reason: EndReason,
+        code: u16,
+        abandon: bool,
+        ctx: &mut Context<Self>,
+    ) {
         if self.end.is_none() {
             self.end = Some(reason.clone());
         }
@@ -332,7 +350,7 @@ impl Connection {
             return;
         }
         self.closing = Some(Side::Local);
-        self.stop_when_flushed = true;
+        self.stop_when_flushed = abandon;
         let text = truncate_reason(&reason.to_string());
         let queued = self.write_frame(
             WsMessage::Close(Some(CloseReason {
@@ -350,7 +368,7 @@ impl Connection {
             },
             ctx,
         );
-        if queued.is_err() || self.is_flushed() {
+        if queued.is_err() || (abandon && self.is_flushed()) {
             ctx.stop();
         } else {
             ctx.run_later(self.config.close_timeout, |_, ctx| ctx.stop());
@@ -436,7 +454,10 @@ impl Connection {
         ConnectionStats::add(&self.stats.opens, 1);
         self.stats.set_phase(Phase::Open);
         self.awaiting_live_reply = self.config.live_after.is_some();
-        self.heartbeat = Some(Heartbeat::new(self.config.heartbeat.clone(), Instant::now()));
+        self.heartbeat = Some(Heartbeat::new(
+            self.config.heartbeat.clone(),
+            Instant::now(),
+        ));
         self.emit(ConnectionEvent::Open { protocol }, ctx);
         self.heartbeat_tick(ctx);
     }
@@ -467,11 +488,13 @@ impl Connection {
             }
             Some(HeartbeatAction::Dead(why)) => {
                 // A dead peer will not answer a Close: send one for the record, and go.
-                self.fail(EndReason::Unresponsive { why }, 1011, ctx);
+                self.abandon(EndReason::Unresponsive { why }, 1011, ctx);
                 return;
             }
         }
-        ctx.run_later(wake.saturating_duration_since(now), |act, ctx| act.heartbeat_tick(ctx));
+        ctx.run_later(wake.saturating_duration_since(now), |act, ctx| {
+            act.heartbeat_tick(ctx)
+        });
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {

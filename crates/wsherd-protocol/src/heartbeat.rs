@@ -179,7 +179,8 @@ impl Heartbeat {
     /// The application-level reply arrived; returns the round trip.
     pub fn on_app_reply(&mut self, now: Instant) -> Option<Duration> {
         self.last_frame = now;
-        self.outstanding.and_then(|(_, sent)| self.answered(sent, now))
+        self.outstanding
+            .and_then(|(_, sent)| self.answered(sent, now))
     }
 
     fn answered(&mut self, sent: Instant, now: Instant) -> Option<Duration> {
@@ -194,7 +195,10 @@ impl Heartbeat {
         if let Some(idle_timeout) = self.spec.idle_timeout
             && now.saturating_duration_since(self.last_data) >= idle_timeout
         {
-            return (Some(HeartbeatAction::Dead(DeadPeer::Idle { idle_timeout })), now);
+            return (
+                Some(HeartbeatAction::Dead(DeadPeer::Idle { idle_timeout })),
+                now,
+            );
         }
         if let Some((_, sent)) = self.outstanding {
             if self.last_frame > sent {
@@ -202,7 +206,10 @@ impl Heartbeat {
                 self.outstanding = None;
             } else if now.saturating_duration_since(sent) >= self.spec.timeout {
                 let timeout = self.spec.timeout;
-                return (Some(HeartbeatAction::Dead(DeadPeer::NoReply { timeout })), now);
+                return (
+                    Some(HeartbeatAction::Dead(DeadPeer::NoReply { timeout })),
+                    now,
+                );
             }
         }
         let mut action = None;
@@ -213,7 +220,9 @@ impl Heartbeat {
                 self.outstanding = Some((self.sequence, now));
                 action = Some(match &self.spec.mode {
                     HeartbeatMode::App { payload, .. } => HeartbeatAction::AppPing(payload.clone()),
-                    _ => HeartbeatAction::Ping(Bytes::copy_from_slice(&self.sequence.to_be_bytes())),
+                    _ => {
+                        HeartbeatAction::Ping(Bytes::copy_from_slice(&self.sequence.to_be_bytes()))
+                    }
                 });
             }
         }
@@ -258,20 +267,28 @@ mod tests {
         assert_eq!(action, None);
         assert_eq!(wake, t0 + 10 * S);
         let (action, wake) = hb.poll(t0 + 10 * S);
-        let Some(HeartbeatAction::Ping(payload)) = action else { panic!("{action:?}") };
+        let Some(HeartbeatAction::Ping(payload)) = action else {
+            panic!("{action:?}")
+        };
         assert_eq!(wake, t0 + 15 * S, "the pong deadline comes first");
         assert_eq!(hb.on_pong(b"other", t0 + 11 * S), None, "not our payload");
         assert_eq!(hb.on_pong(&payload, t0 + 12 * S), Some(2 * S));
         assert_eq!(hb.rtt(), Some(2 * S));
         assert_eq!(hb.poll(t0 + 16 * S).0, None, "answered: not dead");
-        assert!(matches!(hb.poll(t0 + 20 * S).0, Some(HeartbeatAction::Ping(_))));
+        assert!(matches!(
+            hb.poll(t0 + 20 * S).0,
+            Some(HeartbeatAction::Ping(_))
+        ));
     }
 
     #[test]
     fn silent_peer_is_dead_after_the_timeout() {
         let t0 = Instant::now();
         let mut hb = Heartbeat::new(spec(HeartbeatMode::WsPing), t0);
-        assert!(matches!(hb.poll(t0 + 10 * S).0, Some(HeartbeatAction::Ping(_))));
+        assert!(matches!(
+            hb.poll(t0 + 10 * S).0,
+            Some(HeartbeatAction::Ping(_))
+        ));
         assert_eq!(hb.poll(t0 + 14 * S).0, None);
         assert_eq!(
             hb.poll(t0 + 15 * S).0,
@@ -297,9 +314,15 @@ mod tests {
             reply: ReplyMatcher::Text("pong".into()),
         };
         let mut hb = Heartbeat::new(spec(mode), t0);
-        assert_eq!(hb.poll(t0 + 10 * S).0, Some(HeartbeatAction::AppPing("ping".into())));
+        assert_eq!(
+            hb.poll(t0 + 10 * S).0,
+            Some(HeartbeatAction::AppPing("ping".into()))
+        );
         assert!(hb.is_waiting_for_reply());
-        assert_eq!(hb.on_app_reply(t0 + 10 * S + Duration::from_millis(30)), Some(Duration::from_millis(30)));
+        assert_eq!(
+            hb.on_app_reply(t0 + 10 * S + Duration::from_millis(30)),
+            Some(Duration::from_millis(30))
+        );
     }
 
     #[test]
@@ -310,11 +333,18 @@ mod tests {
         let mut hb = Heartbeat::new(spec, t0);
         for tick in [10, 20] {
             let (action, _) = hb.poll(t0 + tick * S);
-            let Some(HeartbeatAction::Ping(payload)) = action else { panic!() };
+            let Some(HeartbeatAction::Ping(payload)) = action else {
+                panic!()
+            };
             hb.on_pong(&payload, t0 + tick * S);
         }
         let (action, _) = hb.poll(t0 + 30 * S);
-        assert_eq!(action, Some(HeartbeatAction::Dead(DeadPeer::Idle { idle_timeout: 30 * S })));
+        assert_eq!(
+            action,
+            Some(HeartbeatAction::Dead(DeadPeer::Idle {
+                idle_timeout: 30 * S
+            }))
+        );
     }
 
     #[test]

@@ -24,8 +24,8 @@ mod reassembly;
 
 pub use endpoint::{EndpointName, InvalidEndpointName};
 pub use heartbeat::{
-    DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DeadPeer, Heartbeat, HeartbeatAction, HeartbeatMode,
-    HeartbeatSpec, ReplyMatcher,
+    DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DeadPeer, Heartbeat, HeartbeatAction,
+    HeartbeatMode, HeartbeatSpec, ReplyMatcher,
 };
 pub use kind::{KindFn, KindRule};
 pub use message::{
