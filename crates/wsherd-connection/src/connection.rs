@@ -39,6 +39,17 @@ impl actix::Message for Send {
     type Result = Result<(), SendError>;
 }
 
+/// Writes one on-open message (a subscription the owner replays after every open).
+///
+/// Like [`Send`], except that if the socket ends before the frame is written it is not handed
+/// back in [`Notice::Unsent`]: the owner sends it again on the next open anyway.
+#[derive(Debug)]
+pub struct SendOnOpen(pub Outbound);
+
+impl actix::Message for SendOnOpen {
+    type Result = Result<(), SendError>;
+}
+
 /// A message could not be written; it is handed back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
@@ -90,7 +101,8 @@ pub struct Connection {
     /// The socket's write half; `None` before open and while a batch is being flushed.
     sink: Option<WsSink>,
     is_open: bool,
-    outbox: Outbox<WsMessage>,
+    /// Frames waiting for the socket; the flag marks caller messages, handed back if unsent.
+    outbox: Outbox<(WsMessage, bool)>,
     reassembler: Reassembler,
     heartbeat: Option<Heartbeat>,
     /// Frames (any) and data messages seen since the last heartbeat tick; timestamped at the
@@ -382,6 +394,15 @@ impl Connection {
     /// Queues a frame for the socket; false when it is not open or the write buffer is full
     /// (a Close is queued whatever the buffer holds).
     fn write_frame(&mut self, frame: WsMessage, ctx: &mut Context<Self>) -> Result<(), WsMessage> {
+        self.write_frame_as(frame, false, ctx)
+    }
+
+    fn write_frame_as(
+        &mut self,
+        frame: WsMessage,
+        returnable: bool,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), WsMessage> {
         if !self.is_open {
             return Err(frame);
         }
@@ -393,7 +414,9 @@ impl Connection {
             WsMessage::Close(_) => (MAX_CLOSE_FRAME, true),
             WsMessage::Continuation(_) | WsMessage::Nop => (0, false),
         };
-        self.outbox.push(frame, len, always)?;
+        self.outbox
+            .push((frame, returnable), len, always)
+            .map_err(|(frame, _)| frame)?;
         self.pump(ctx);
         Ok(())
     }
@@ -409,7 +432,7 @@ impl Connection {
         let (batch, bytes) = self.outbox.take_batch();
         let frames = batch.len() as u64;
         let write = async move {
-            for frame in batch {
+            for (frame, _) in batch {
                 sink.feed(frame).await?;
             }
             sink.flush().await?;
@@ -573,9 +596,9 @@ impl Actor for Connection {
         let unsent: Vec<Outbound> = self
             .outbox
             .drain_unsent()
-            .filter_map(|frame| match frame {
-                WsMessage::Text(text) => Some(Outbound::Text(text.to_string())),
-                WsMessage::Binary(bytes) => Some(Outbound::Binary(bytes)),
+            .filter_map(|(frame, returnable)| match frame {
+                WsMessage::Text(text) if returnable => Some(Outbound::Text(text.to_string())),
+                WsMessage::Binary(bytes) if returnable => Some(Outbound::Binary(bytes)),
                 _ => None,
             })
             .collect();
@@ -654,10 +677,13 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Connection {
     }
 }
 
-impl Handler<Send> for Connection {
-    type Result = Result<(), SendError>;
-
-    fn handle(&mut self, Send(message): Send, ctx: &mut Context<Self>) -> Self::Result {
+impl Connection {
+    fn write_message(
+        &mut self,
+        message: Outbound,
+        returnable: bool,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), SendError> {
         if self.closing.is_some() {
             return Err(SendError::Closing(message));
         }
@@ -669,7 +695,7 @@ impl Handler<Send> for Connection {
             Outbound::Text(text) => WsMessage::Text(text.into()),
             Outbound::Binary(bytes) => WsMessage::Binary(bytes),
         };
-        match self.write_frame(frame, ctx) {
+        match self.write_frame_as(frame, returnable, ctx) {
             Ok(()) => {
                 ConnectionStats::add(&self.stats.messages_out, 1);
                 ConnectionStats::add(&self.stats.bytes_out, len);
@@ -679,6 +705,22 @@ impl Handler<Send> for Connection {
             Err(WsMessage::Binary(bytes)) => Err(SendError::Full(Outbound::Binary(bytes))),
             Err(_) => Err(SendError::Full(Outbound::Binary(Bytes::new()))),
         }
+    }
+}
+
+impl Handler<Send> for Connection {
+    type Result = Result<(), SendError>;
+
+    fn handle(&mut self, Send(message): Send, ctx: &mut Context<Self>) -> Self::Result {
+        self.write_message(message, true, ctx)
+    }
+}
+
+impl Handler<SendOnOpen> for Connection {
+    type Result = Result<(), SendError>;
+
+    fn handle(&mut self, SendOnOpen(message): SendOnOpen, ctx: &mut Context<Self>) -> Self::Result {
+        self.write_message(message, false, ctx)
     }
 }
 

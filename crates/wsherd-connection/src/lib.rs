@@ -45,6 +45,6 @@ pub use config::{
     ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_WRITE_BUFFER, MAX_CLOSE_REASON,
 };
-pub use connection::{Close, Connection, Send, SendError};
+pub use connection::{Close, Connection, Send, SendError, SendOnOpen};
 pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side};
 pub use stats::{ConnectionStats, Phase, StatsSnapshot};

@@ -1,0 +1,123 @@
+//! What to do when a socket life ends: reconnect now, back off, or stop.
+
+use std::collections::HashMap;
+
+use wsherd_connection::EndReason;
+
+/// The supervisor's answer to one end of a socket life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// Reconnect at once (the server is restarting or going away on purpose).
+    ReconnectNow,
+    /// Reconnect after the backoff delay.
+    Backoff,
+    /// Do not reconnect: the endpoint is `Failed`.
+    Stop,
+}
+
+/// Maps close codes and handshake statuses to actions; per-endpoint overrides on top of
+/// defaults that follow what the codes mean.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ActionTable {
+    /// Overrides by close code.
+    pub on_close: HashMap<u16, Action>,
+    /// Overrides by HTTP status of a refused handshake.
+    pub on_status: HashMap<u16, Action>,
+}
+
+impl ActionTable {
+    /// The action for `reason`.
+    pub fn classify(&self, reason: &EndReason) -> Action {
+        if let Some(status) = reason.handshake_status() {
+            return self
+                .on_status
+                .get(&status)
+                .copied()
+                .unwrap_or_else(|| default_for_status(status));
+        }
+        if let EndReason::InvalidRequest { .. } = reason {
+            // A URL or header that cannot form a request will not get better by retrying.
+            return Action::Stop;
+        }
+        match reason {
+            EndReason::PeerClosed { code, .. } => self
+                .on_close
+                .get(code)
+                .copied()
+                .unwrap_or_else(|| default_for_close(*code)),
+            _ => Action::Backoff,
+        }
+    }
+}
+
+/// Defaults by close code: 1001 (going away) and 1012 (service restart) come back at once;
+/// 1008 (policy violation) stops; everything else backs off.
+pub fn default_for_close(code: u16) -> Action {
+    match code {
+        1001 | 1012 => Action::ReconnectNow,
+        1008 => Action::Stop,
+        _ => Action::Backoff,
+    }
+}
+
+/// Defaults by handshake status: 401, 403, 404 stop (credentials or URL are wrong); 429 and
+/// everything else back off.
+pub fn default_for_status(status: u16) -> Action {
+    match status {
+        401 | 403 | 404 => Action::Stop,
+        _ => Action::Backoff,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed(code: u16) -> EndReason {
+        EndReason::PeerClosed {
+            code,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let table = ActionTable::default();
+        assert_eq!(table.classify(&closed(1001)), Action::ReconnectNow);
+        assert_eq!(table.classify(&closed(1012)), Action::ReconnectNow);
+        assert_eq!(table.classify(&closed(1011)), Action::Backoff);
+        assert_eq!(table.classify(&closed(1000)), Action::Backoff);
+        assert_eq!(table.classify(&closed(1008)), Action::Stop);
+        assert_eq!(table.classify(&EndReason::StreamEnded), Action::Backoff);
+        for status in [401, 403, 404] {
+            assert_eq!(
+                table.classify(&EndReason::HandshakeRejected { status }),
+                Action::Stop
+            );
+        }
+        for status in [429, 500, 503] {
+            assert_eq!(
+                table.classify(&EndReason::HandshakeRejected { status }),
+                Action::Backoff
+            );
+        }
+        assert_eq!(
+            table.classify(&EndReason::InvalidRequest { reason: "x".into() }),
+            Action::Stop
+        );
+    }
+
+    #[test]
+    fn overrides_win() {
+        let mut table = ActionTable::default();
+        table.on_close.insert(1008, Action::Backoff);
+        table.on_status.insert(404, Action::Backoff);
+        table.on_close.insert(4000, Action::Stop);
+        assert_eq!(table.classify(&closed(1008)), Action::Backoff);
+        assert_eq!(table.classify(&closed(4000)), Action::Stop);
+        assert_eq!(
+            table.classify(&EndReason::HandshakeRejected { status: 404 }),
+            Action::Backoff
+        );
+    }
+}

@@ -1,0 +1,50 @@
+//! Reconnect supervision for wsherd.
+//!
+//! A [`Supervisor`] keeps one endpoint connected across any number of socket lives. Its policy
+//! is plain code, unit tested on explicit instants: [`Backoff`] (exponential, capped, jittered,
+//! reset only after a stable uptime), [`IntensityWindow`] (N restarts in T), [`ActionTable`]
+//! (close codes and handshake statuses to actions), [`OutboundQueue`] (bounded by count and
+//! bytes, with an overflow policy and a TTL). A herd-wide [`Governor`] caps concurrent
+//! handshakes and paces reconnects so a mass drop does not stampede back.
+//!
+//! ```no_run
+//! use actix::prelude::*;
+//! use wsherd_connection::ConnectionConfig;
+//! use wsherd_protocol::EndpointName;
+//! use wsherd_router::Router;
+//! use wsherd_supervisor::{EndpointSpec, Submit, Supervisor};
+//!
+//! # #[actix::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let spec = EndpointSpec::new(ConnectionConfig::new("ws://127.0.0.1:9001/feed"))
+//!     .on_open(r#"{"op":"subscribe","channel":"trades"}"#);
+//! let supervisor = Supervisor::new(EndpointName::new("feed")?, spec, Router::new()).start();
+//! // Written now if live, else queued and sent after the on-open messages of the next open.
+//! supervisor.send(Submit(r#"{"op":"hello"}"#.into())).await??;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod backoff;
+mod classify;
+mod governor;
+mod intensity;
+mod queue;
+mod spec;
+mod state;
+mod status;
+mod supervisor;
+
+pub use backoff::{Backoff, BackoffPolicy, Jitter, Random, XorShift};
+pub use classify::{Action, ActionTable, default_for_close, default_for_status};
+pub use governor::{
+    Acquire, Governor, GovernorGone, GovernorPolicy, GovernorStats, Permit, RateLimiter,
+};
+pub use intensity::{IntensityWindow, RestartIntensity};
+pub use queue::{OutboundQueue, OverflowPolicy, QueuePolicy};
+pub use spec::{EndpointSpec, LiveAfter};
+pub use state::{EndpointState, FailReason, QueueEvent, StateEvent};
+pub use status::{EndpointShared, SupervisorStatus};
+pub use supervisor::{
+    AddOnOpenHook, Control, MAX_REMEMBERED, OnOpenHook, Rejected, Remember, Stop, Submit,
+    Submitted, Supervisor,
+};
