@@ -1,6 +1,7 @@
 //! Errors of the facade.
 
 use wsherd_protocol::{EncodeError, EndpointName, InvalidEndpointName, Outbound};
+use wsherd_supervisor::Rejected;
 
 /// Managing endpoints failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,7 +22,7 @@ pub enum HerdError {
     NoSystem,
 }
 
-/// A message was not written; where possible it is handed back.
+/// A message was not accepted; where possible it is handed back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
     /// No endpoint has that name.
@@ -32,20 +33,14 @@ pub enum SendError {
         /// The unsent message.
         message: Outbound,
     },
-    /// The endpoint's socket is not open.
-    #[error("the endpoint is not open")]
-    NotOpen(Outbound),
-    /// The endpoint's socket is closing.
-    #[error("the endpoint is closing")]
-    Closing(Outbound),
-    /// The endpoint's write buffer is full: its peer reads slower than we write.
-    #[error("the endpoint's write buffer is full")]
-    Full(Outbound),
+    /// The endpoint refused it (queue full, endpoint failed or stopped).
+    #[error(transparent)]
+    Rejected(#[from] Rejected),
     /// The value could not be serialized.
     #[error(transparent)]
     Encode(#[from] EncodeError),
-    /// The connection stopped while the message waited in its mailbox; the message is gone.
-    #[error("the connection stopped before the message was written")]
+    /// The endpoint's supervisor stopped while the message waited in its mailbox.
+    #[error("the endpoint stopped before the message was taken")]
     Lost,
 }
 
@@ -53,10 +48,8 @@ impl SendError {
     /// The unsent message, when it could be kept.
     pub fn into_message(self) -> Option<Outbound> {
         match self {
-            SendError::UnknownEndpoint { message, .. }
-            | SendError::NotOpen(message)
-            | SendError::Closing(message)
-            | SendError::Full(message) => Some(message),
+            SendError::UnknownEndpoint { message, .. } => Some(message),
+            SendError::Rejected(rejected) => Some(rejected.into_message()),
             SendError::Encode(_) | SendError::Lost => None,
         }
     }

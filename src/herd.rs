@@ -1,4 +1,4 @@
-//! The herd: named endpoints, subscriptions and sends in one handle.
+//! The herd: named, supervised endpoints, subscriptions and sends in one handle.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -6,29 +6,40 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use actix::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use wsherd_connection::{Close, Connection, ConnectionConfig, ConnectionStats, StatsSnapshot};
-use wsherd_protocol::{EncodeError, EndpointName, Inbound, Outbound};
+use wsherd_protocol::{EndpointName, Inbound, Outbound};
 use wsherd_router::{Delivery, Router, SubscribeOptions, SubscriptionId};
+use wsherd_supervisor::{
+    AddOnOpenHook, Control, EndpointShared, EndpointSpec, Governor, GovernorPolicy, GovernorStats,
+    OnOpenHook, Remember, Stop, Submit, Submitted, Supervisor,
+};
 
 use crate::error::{HerdError, SendError};
 use crate::status::EndpointStatus;
 
 struct Endpoint {
-    config: Arc<ConnectionConfig>,
-    connection: Addr<Connection>,
-    stats: Arc<ConnectionStats>,
+    url: String,
+    supervisor: Addr<Supervisor>,
+    shared: Arc<EndpointShared>,
+}
+
+struct GovernorHandle {
+    addr: Addr<Governor>,
+    stats: Arc<GovernorStats>,
 }
 
 struct Inner {
     router: Router,
+    governor_policy: GovernorPolicy,
+    governor: Mutex<Option<GovernorHandle>>,
     endpoints: Mutex<BTreeMap<EndpointName, Endpoint>>,
 }
 
-/// Many named WebSocket endpoints, their subscribers, and a way to send to each by name.
+/// Many named, supervised WebSocket endpoints, their subscribers, and a way to send to each
+/// by name.
 ///
 /// Cheap to clone: clones share the endpoints and subscriptions, so any actor can hold one.
 /// Endpoints start on the arbiter that adds them; the herd must be used inside a running actix
-/// system.
+/// system. One [`Governor`] per herd caps concurrent handshakes.
 #[derive(Clone)]
 pub struct Herd {
     inner: Arc<Inner>,
@@ -51,16 +62,18 @@ impl std::fmt::Debug for Herd {
 }
 
 impl Herd {
-    /// A herd with no endpoints and no subscribers.
+    /// A herd with no endpoints, no subscribers and the default governor.
     pub fn new() -> Self {
-        Self::with_router(Router::new())
+        Self::with_governor(GovernorPolicy::default())
     }
 
-    /// A herd that routes through an existing router (to share subscribers with other parts).
-    pub fn with_router(router: Router) -> Self {
+    /// A herd whose handshakes are governed by `policy`.
+    pub fn with_governor(policy: GovernorPolicy) -> Self {
         Herd {
             inner: Arc::new(Inner {
-                router,
+                router: Router::new(),
+                governor_policy: policy,
+                governor: Mutex::new(None),
                 endpoints: Mutex::new(BTreeMap::new()),
             }),
         }
@@ -71,79 +84,117 @@ impl Herd {
         &self.inner.router
     }
 
-    /// Starts endpoint `name`; it connects at once.
+    /// The governor's live figures (handshakes in flight, peak, waiting), once an endpoint
+    /// has started it.
+    pub fn governor_stats(&self) -> Option<Arc<GovernorStats>> {
+        self.governor_lock().as_ref().map(|g| Arc::clone(&g.stats))
+    }
+
+    /// Starts endpoint `name` under supervision; it connects at once (through the governor).
     pub fn add_endpoint(
         &self,
         name: &str,
-        config: ConnectionConfig,
+        spec: impl Into<EndpointSpec>,
     ) -> Result<EndpointName, HerdError> {
         let name = EndpointName::new(name)?;
         if actix::System::try_current().is_none() {
             return Err(HerdError::NoSystem);
         }
+        let spec = spec.into();
         let mut endpoints = self.lock();
-        if let Some(existing) = endpoints.get(&name)
-            && existing.connection.connected()
+        if endpoints
+            .get(&name)
+            .is_some_and(|e| e.supervisor.connected())
         {
             return Err(HerdError::DuplicateEndpoint(name));
         }
-        let config = Arc::new(config);
-        let stats = Arc::new(ConnectionStats::default());
-        let connection = Connection::new(name.clone(), Arc::clone(&config), &self.inner.router)
-            .with_stats(Arc::clone(&stats))
-            .start();
+        let url = spec.connection.url.clone();
+        let supervisor = Supervisor::new(name.clone(), spec, self.inner.router.clone())
+            .with_governor(self.governor());
+        let shared = supervisor.shared();
+        let supervisor = supervisor.start();
         endpoints.insert(
             name.clone(),
             Endpoint {
-                config,
-                connection,
-                stats,
+                url,
+                supervisor,
+                shared,
             },
         );
         Ok(name)
     }
 
-    /// Closes endpoint `name` gracefully and forgets it. Returns whether it existed.
-    pub fn remove_endpoint(&self, name: &str, code: u16, reason: &str) -> bool {
-        let Some(endpoint) = self.lock().remove(name) else {
-            return false;
-        };
-        endpoint.connection.do_send(Close {
+    /// Closes endpoint `name` gracefully (Close with `code` and `reason`), forgets it, and
+    /// hands back the messages that were still queued for it.
+    pub async fn remove_endpoint(
+        &self,
+        name: &str,
+        code: u16,
+        reason: &str,
+    ) -> Result<Vec<Outbound>, HerdError> {
+        let endpoint = self
+            .lock()
+            .remove(name)
+            .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
+        let stop = Stop {
             code,
             reason: reason.to_owned(),
-        });
-        true
+        };
+        Ok(endpoint.supervisor.send(stop).await.unwrap_or_default())
     }
 
-    /// Sends a Close with `code` and `reason` to endpoint `name`'s peer.
-    pub fn close(&self, name: &str, code: u16, reason: &str) -> Result<(), HerdError> {
-        let connection = self.connection(name)?;
-        connection.do_send(Close {
-            code,
-            reason: reason.to_owned(),
-        });
+    /// Closes the socket of endpoint `name` and connects again at once; from `Failed` this
+    /// starts over.
+    pub fn reconnect(&self, name: &str) -> Result<(), HerdError> {
+        self.control(name, Control::Reconnect)
+    }
+
+    /// Closes the socket of endpoint `name` and keeps it down until [`Herd::resume`]; sends
+    /// queue meanwhile.
+    pub fn pause(&self, name: &str) -> Result<(), HerdError> {
+        self.control(name, Control::Pause)
+    }
+
+    /// Connects a paused endpoint again.
+    pub fn resume(&self, name: &str) -> Result<(), HerdError> {
+        self.control(name, Control::Resume)
+    }
+
+    fn control(&self, name: &str, control: Control) -> Result<(), HerdError> {
+        // Control messages come from the owner, a handful at a time.
+        self.supervisor(name)?.do_send(control);
         Ok(())
     }
 
-    /// Closes every endpoint gracefully with 1000.
-    pub fn close_all(&self, reason: &str) {
-        for endpoint in self.lock().values() {
-            endpoint.connection.do_send(Close {
+    /// Closes every endpoint gracefully with 1000 and forgets them; returns what was queued,
+    /// by endpoint.
+    pub async fn shutdown(&self, reason: &str) -> BTreeMap<EndpointName, Vec<Outbound>> {
+        let endpoints = std::mem::take(&mut *self.lock());
+        let mut unsent = BTreeMap::new();
+        for (name, endpoint) in endpoints {
+            let stop = Stop {
                 code: 1000,
                 reason: reason.to_owned(),
-            });
+            };
+            let queued = endpoint.supervisor.send(stop).await.unwrap_or_default();
+            if !queued.is_empty() {
+                unsent.insert(name, queued);
+            }
         }
+        unsent
     }
 
-    /// Writes `message` to endpoint `name`. Messages sent to one endpoint are written in the
-    /// order their sends were called.
-    ///
-    /// On error the message comes back inside the [`SendError`], except when the connection
-    /// stopped while the message waited in its mailbox ([`SendError::Lost`]).
-    pub async fn send(&self, name: &str, message: impl Into<Outbound>) -> Result<(), SendError> {
+    /// Sends `message` to endpoint `name`: written at once when the endpoint is live and
+    /// nothing is queued, else queued (per its queue policy) and sent, in order, after the
+    /// on-open messages of the next open.
+    pub async fn send(
+        &self,
+        name: &str,
+        message: impl Into<Outbound>,
+    ) -> Result<Submitted, SendError> {
         let message = message.into();
-        let connection = match self.connection(name) {
-            Ok(connection) => connection,
+        let supervisor = match self.supervisor(name) {
+            Ok(supervisor) => supervisor,
             Err(_) => {
                 return Err(SendError::UnknownEndpoint {
                     name: name.to_owned(),
@@ -151,16 +202,8 @@ impl Herd {
                 });
             }
         };
-        if !connection.connected() {
-            return Err(SendError::NotOpen(message));
-        }
-        match connection.send(wsherd_connection::Send(message)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(match error {
-                wsherd_connection::SendError::NotOpen(message) => SendError::NotOpen(message),
-                wsherd_connection::SendError::Closing(message) => SendError::Closing(message),
-                wsherd_connection::SendError::Full(message) => SendError::Full(message),
-            }),
+        match supervisor.send(Submit(message)).await {
+            Ok(result) => result.map_err(SendError::Rejected),
             Err(_) => Err(SendError::Lost),
         }
     }
@@ -170,10 +213,37 @@ impl Herd {
         &self,
         name: &str,
         value: &T,
-    ) -> Result<(), SendError> {
-        let message =
-            Outbound::json(value).map_err(|error: EncodeError| SendError::Encode(error))?;
-        self.send(name, message).await
+    ) -> Result<Submitted, SendError> {
+        self.send(name, Outbound::json(value)?).await
+    }
+
+    /// Sends `message` to endpoint `name` now (or queues it) and again after every reconnect:
+    /// a subscription made at run time.
+    pub async fn remember(
+        &self,
+        name: &str,
+        message: impl Into<Outbound>,
+    ) -> Result<Submitted, SendError> {
+        let message = message.into();
+        let supervisor = match self.supervisor(name) {
+            Ok(supervisor) => supervisor,
+            Err(_) => {
+                return Err(SendError::UnknownEndpoint {
+                    name: name.to_owned(),
+                    message,
+                });
+            }
+        };
+        match supervisor.send(Remember(message)).await {
+            Ok(result) => result.map_err(SendError::Rejected),
+            Err(_) => Err(SendError::Lost),
+        }
+    }
+
+    /// Asks `hook` for messages to send after every open of endpoint `name`.
+    pub fn on_open_hook(&self, name: &str, hook: OnOpenHook) -> Result<(), HerdError> {
+        self.supervisor(name)?.do_send(AddOnOpenHook(hook));
+        Ok(())
     }
 
     /// Delivers every `T` (messages of kind `T::KIND`) from every endpoint to `recipient`.
@@ -202,7 +272,8 @@ impl Herd {
         self.inner.router.subscribe_kind(kind, recipient, options)
     }
 
-    /// Delivers events: [`ConnectionEvent`](crate::ConnectionEvent)s,
+    /// Delivers events: [`StateEvent`](crate::StateEvent)s,
+    /// [`ConnectionEvent`](crate::ConnectionEvent)s, [`QueueEvent`](crate::QueueEvent)s,
     /// [`DeadLetter`](crate::DeadLetter)s or [`Binary`](crate::Binary) frames.
     pub fn subscribe_events<E: Send + Sync + 'static>(
         &self,
@@ -238,11 +309,35 @@ impl Herd {
             .map(|(name, endpoint)| status_of(name, endpoint))
     }
 
-    fn connection(&self, name: &str) -> Result<Addr<Connection>, HerdError> {
+    fn supervisor(&self, name: &str) -> Result<Addr<Supervisor>, HerdError> {
         self.lock()
             .get(name)
-            .map(|endpoint| endpoint.connection.clone())
+            .map(|endpoint| endpoint.supervisor.clone())
             .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))
+    }
+
+    fn governor(&self) -> Addr<Governor> {
+        let mut governor = self.governor_lock();
+        match &*governor {
+            Some(handle) if handle.addr.connected() => handle.addr.clone(),
+            _ => {
+                let actor = Governor::new(self.inner.governor_policy);
+                let stats = actor.stats();
+                let addr = actor.start();
+                *governor = Some(GovernorHandle {
+                    addr: addr.clone(),
+                    stats,
+                });
+                addr
+            }
+        }
+    }
+
+    fn governor_lock(&self) -> MutexGuard<'_, Option<GovernorHandle>> {
+        self.inner
+            .governor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<EndpointName, Endpoint>> {
@@ -254,12 +349,21 @@ impl Herd {
 }
 
 fn status_of(name: &EndpointName, endpoint: &Endpoint) -> EndpointStatus {
-    let stats: StatsSnapshot = endpoint.stats.snapshot();
+    let status = endpoint.shared.snapshot();
     EndpointStatus {
         name: name.clone(),
-        url: endpoint.config.url.clone(),
-        phase: endpoint.stats.phase(),
-        last_end: endpoint.stats.last_end(),
-        stats,
+        url: endpoint.url.clone(),
+        state: status.state,
+        time_in_state: status.time_in_state,
+        attempt: status.attempt,
+        last_error: status.last_error,
+        rtt: status.connection.rtt,
+        queue_depth: status.queue_depth,
+        queue_bytes: status.queue_bytes,
+        reconnects: status.reconnects,
+        queue_dropped: status.queue_dropped,
+        queue_expired: status.queue_expired,
+        queue_rejected: status.queue_rejected,
+        stats: status.connection,
     }
 }

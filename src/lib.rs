@@ -13,12 +13,18 @@ pub use wsherd_connection::{
     Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason, Phase, Side,
     StatsSnapshot,
 };
+pub use wsherd_protocol::{DeadPeer, HeartbeatMode, HeartbeatSpec, ReplyMatcher};
 pub use wsherd_protocol::{
     DecodeError, DecodeStage, EncodeError, EndpointName, Inbound, KindRule, Outbound,
 };
 pub use wsherd_router::{
     Binary, DeadLetter, DeadLetterReason, Delivery, Overflow, Router, SubscribeOptions,
     SubscriptionId,
+};
+pub use wsherd_supervisor::{
+    Action, ActionTable, BackoffPolicy, EndpointSpec, EndpointState, FailReason, GovernorPolicy,
+    GovernorStats, Jitter, LiveAfter, OnOpenHook, OverflowPolicy, QueueEvent, QueuePolicy,
+    Rejected, RestartIntensity, StateEvent, Submitted,
 };
 
 /// Declares which kind each type is decoded from: `wsherd::inbound!(Trade => "trade", Quote => "quote");`
@@ -34,8 +40,9 @@ macro_rules! inbound {
 /// The names most programs need.
 pub mod prelude {
     pub use crate::{
-        ConnectionConfig, ConnectionEvent, DeadLetter, Delivery, EndReason, EndpointName, Herd,
-        Inbound, KindRule, Outbound, Overflow, SubscribeOptions,
+        ConnectionConfig, ConnectionEvent, DeadLetter, Delivery, EndReason, EndpointName,
+        EndpointSpec, EndpointState, Herd, Inbound, KindRule, Outbound, Overflow, StateEvent,
+        Submitted, SubscribeOptions,
     };
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Deserialize;
 use wsherd::prelude::*;
-use wsherd::{Binary, DeadLetterReason, DecodeStage, Phase, Side};
+use wsherd::{Binary, DeadLetterReason, DecodeStage, Side};
 use wsherd_testkit::{Behaviour, Recorded, Recorder, Step, TestServer};
 
 /// Generous: these wait on events, and a loaded 2-core machine is slow, not broken.
@@ -164,7 +164,7 @@ async fn two_endpoints_stream_three_kinds_to_two_subscribers_once_in_order() {
     let status = herd.status();
     assert_eq!(status.len(), 2);
     for endpoint in &status {
-        assert_eq!(endpoint.phase, Phase::Open);
+        assert_eq!(endpoint.state, EndpointState::Live);
         assert_eq!(endpoint.stats.messages_in, COUNT);
         assert_eq!(endpoint.stats.dead_letters, 0);
         assert_eq!(endpoint.stats.decode_failures, 0);
@@ -242,8 +242,8 @@ async fn malformed_and_unknown_messages_become_dead_letters_while_the_stream_con
 
     let status = herd.endpoint_status("feed").unwrap();
     assert_eq!(
-        status.phase,
-        Phase::Open,
+        status.state,
+        EndpointState::Live,
         "bad input does not end the connection"
     );
     assert_eq!(status.stats.decode_failures, 3);
@@ -347,9 +347,8 @@ async fn oversized_frame_closes_with_1009_and_the_herd_keeps_going() {
         .unwrap();
     news_seen.wait_for_count(3, WAIT).await.unwrap();
     let status = herd.endpoint_status("small").unwrap();
-    assert_eq!(status.phase, Phase::Closed);
     assert_eq!(
-        status.last_end,
+        status.last_error,
         Some(EndReason::FrameTooLarge { limit: 1024 })
     );
 }
@@ -387,7 +386,11 @@ async fn client_close_reaches_the_server_with_code_and_reason() {
     herd.add_endpoint("closer", ConnectionConfig::new(server.url("/")))
         .unwrap();
     opened(&events, "closer").await;
-    herd.close("closer", 4000, "maintenance window").unwrap();
+    let unsent = herd
+        .remove_endpoint("closer", 4000, "maintenance window")
+        .await
+        .unwrap();
+    assert!(unsent.is_empty());
     let close = server
         .wait_for(WAIT, |c| c.first().and_then(|c| c.close.clone()))
         .await
@@ -482,7 +485,7 @@ async fn messages_sent_by_name_reach_the_server_in_order() {
 }
 
 #[actix_rt::test]
-async fn sending_to_an_unknown_or_unopened_endpoint_hands_the_message_back() {
+async fn sending_to_an_unknown_endpoint_hands_the_message_back_and_removal_returns_the_queue() {
     let herd = Herd::new();
     let error = herd.send("nobody", "hello").await.unwrap_err();
     assert_eq!(error.into_message(), Some(Outbound::from("hello")));
@@ -491,9 +494,11 @@ async fn sending_to_an_unknown_or_unopened_endpoint_hands_the_message_back() {
     let url = format!("ws://{}/", silent.local_addr().unwrap());
     herd.add_endpoint("pending", ConnectionConfig::new(url))
         .unwrap();
-    let error = herd.send("pending", "early").await.unwrap_err();
-    assert!(matches!(&error, wsherd::SendError::NotOpen(_)), "{error:?}");
-    assert_eq!(error.into_message(), Some(Outbound::from("early")));
+    // Not open yet: the message waits in the endpoint's queue, and comes back on removal.
+    assert_eq!(
+        herd.send("pending", "early").await.unwrap(),
+        Submitted::Queued
+    );
     assert!(matches!(
         herd.add_endpoint("pending", ConnectionConfig::new("ws://127.0.0.1:1/")),
         Err(wsherd::HerdError::DuplicateEndpoint(_))
@@ -502,6 +507,10 @@ async fn sending_to_an_unknown_or_unopened_endpoint_hands_the_message_back() {
         herd.add_endpoint("Bad Name", ConnectionConfig::new("ws://127.0.0.1:1/")),
         Err(wsherd::HerdError::InvalidName(_))
     ));
+    let unsent = herd.remove_endpoint("pending", 1000, "bye").await.unwrap();
+    assert_eq!(unsent, [Outbound::from("early")]);
+    let error = herd.send("pending", "late").await.unwrap_err();
+    assert!(matches!(error, wsherd::SendError::UnknownEndpoint { .. }));
 }
 
 #[actix_rt::test]
@@ -640,5 +649,8 @@ async fn stopped_subscribers_are_dropped_quietly() {
         before,
         "the stopped subscriber was pruned"
     );
-    assert_eq!(herd.endpoint_status("feed").unwrap().phase, Phase::Open);
+    assert_eq!(
+        herd.endpoint_status("feed").unwrap().state,
+        EndpointState::Live
+    );
 }

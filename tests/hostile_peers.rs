@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use wsherd::prelude::*;
-use wsherd::{DeadLetterReason, DecodeStage, Phase};
+use wsherd::{DeadLetterReason, DecodeStage, Rejected, SendError};
 use wsherd_testkit::{RawServer, RawStep, Recorded, Recorder, frame, frame_with};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -72,7 +72,10 @@ async fn invalid_utf8_is_a_dead_letter_and_the_stream_goes_on() {
         &s[0].message.reason,
         DeadLetterReason::Rejected(error) if error.stage == DecodeStage::Utf8
     )));
-    assert_eq!(herd.endpoint_status("raw").unwrap().phase, Phase::Open);
+    assert_eq!(
+        herd.endpoint_status("raw").unwrap().state,
+        EndpointState::Live
+    );
 }
 
 #[actix_rt::test]
@@ -196,24 +199,35 @@ async fn a_peer_that_never_reads_fills_a_bounded_write_buffer() {
         .await
         .unwrap();
     let chunk = bytes::Bytes::from(vec![7u8; 64 * 1024]);
-    let mut accepted = 0usize;
+    let (mut written, mut queued) = (0usize, 0usize);
     let mut refused = None;
-    // The kernel's socket buffers absorb some megabytes; after that our own bound must hold.
+    // The kernel's socket buffers absorb some megabytes; then the connection's write buffer
+    // fills, then the endpoint's queue (1 MiB by default), then sends are refused.
     for _ in 0..4000 {
         match herd.send("sink", chunk.clone()).await {
-            Ok(()) => accepted += 1,
+            Ok(Submitted::Written) => written += 1,
+            Ok(Submitted::Queued) => queued += 1,
             Err(error) => {
                 refused = Some(error);
                 break;
             }
         }
     }
-    let refused = refused.expect("the write buffer never filled");
-    assert!(matches!(refused, wsherd::SendError::Full(_)), "{refused:?}");
+    let refused = refused.expect("memory grew without bound");
+    assert!(
+        matches!(&refused, SendError::Rejected(Rejected::QueueFull(_))),
+        "{refused:?}"
+    );
     assert_eq!(
         refused.into_message().map(|m| m.len()),
         Some(64 * 1024),
         "the message comes back"
     );
-    assert!(accepted > 0);
+    assert!(
+        written > 0 && queued > 0,
+        "written {written}, queued {queued}"
+    );
+    let status = herd.endpoint_status("sink").unwrap();
+    assert!(status.queue_bytes <= 1024 * 1024, "{status:?}");
+    assert_eq!(status.queue_rejected, 1);
 }

@@ -50,7 +50,7 @@ impl RateLimiter {
 
     /// Takes a token at `now`, or says how long until one is there.
     pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
-        if !(self.rate > 0.0) {
+        if self.rate.is_nan() || self.rate <= 0.0 {
             return Ok(());
         }
         let elapsed = now.saturating_duration_since(self.refilled).as_secs_f64();
