@@ -46,7 +46,16 @@ async fn closed(events: &Recorded<Delivery<ConnectionEvent>>, name: &str) -> End
             })
         })
         .await
-        .expect("endpoint closed")
+        .unwrap_or_else(|e| {
+            panic!(
+                "{name} never closed: {e}; saw {:?}",
+                events
+                    .snapshot()
+                    .iter()
+                    .map(|d| (d.endpoint.to_string(), (*d.message).clone()))
+                    .collect::<Vec<_>>()
+            )
+        })
 }
 
 async fn opened(events: &Recorded<Delivery<ConnectionEvent>>, name: &str) -> Option<String> {

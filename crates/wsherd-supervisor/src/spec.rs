@@ -53,6 +53,12 @@ impl EndpointSpec {
         }
     }
 
+    /// Sets the heartbeat of the connection.
+    pub fn heartbeat_spec(mut self, heartbeat: wsherd_protocol::HeartbeatSpec) -> Self {
+        self.connection.heartbeat = heartbeat;
+        self
+    }
+
     /// Sets the backoff.
     pub fn backoff(mut self, backoff: BackoffPolicy) -> Self {
         self.backoff = backoff;

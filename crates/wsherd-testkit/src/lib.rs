@@ -20,12 +20,14 @@
 #![forbid(unsafe_code)]
 
 mod log;
+mod proxy;
 mod raw;
 mod script;
 mod server;
 mod watch;
 
 pub use log::{ConnectionLog, Received};
+pub use proxy::{FaultProxy, ProxyMode};
 pub use raw::{RawLog, RawServer, RawStep, accept_response, frame, frame_with};
 pub use script::{Behaviour, Script, Step, stream_message};
 pub use server::{BehaviourFn, TestServer, TestServerBuilder};

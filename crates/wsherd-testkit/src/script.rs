@@ -39,6 +39,14 @@ pub enum Step {
     IgnorePings(bool),
     /// Echo every text and binary message the client sends.
     Echo(bool),
+    /// From now on, answer every text message equal to `request` with `reply` (an
+    /// application-level heartbeat or a subscription acknowledgement).
+    Answer {
+        /// The text to answer.
+        request: String,
+        /// The answer.
+        reply: String,
+    },
     /// Wait until this connection has received this many text or binary messages in total.
     WaitForMessages(usize),
     /// Wait this long before the next step.
@@ -50,7 +58,8 @@ pub enum Step {
         /// The reason text.
         reason: String,
     },
-    /// End the connection without a Close frame (the client sees the stream end).
+    /// End the TCP connection without a Close frame, once the client has read everything
+    /// written before (the server pings and cuts on the Pong).
     Drop,
 }
 

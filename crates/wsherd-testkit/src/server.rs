@@ -24,6 +24,9 @@ pub type BehaviourFn = dyn Fn(usize) -> Behaviour + Send + Sync;
 /// The largest frame the server accepts from a client.
 const SERVER_MAX_FRAME: usize = 64 * 1024 * 1024;
 
+/// The Ping payload a [`Step::Drop`] waits to see answered.
+const DROP_PING: &[u8] = b"wsherd-testkit-drop";
+
 /// Messages of a [`Step::Stream`] written per turn, so one stream never starves the server.
 const STREAM_BATCH: u64 = 512;
 
@@ -73,7 +76,11 @@ impl TestServerBuilder {
                             .app_data(data.clone())
                             .default_service(web::to(upgrade))
                     })
+                    .on_connect(remember_socket)
                     .workers(1)
+                    // Without keep-alive the socket closes as soon as a WebSocket ends, so a
+                    // scripted Drop is a real TCP close, not a wait for the keep-alive timer.
+                    .keep_alive(actix_web::http::KeepAlive::Disabled)
                     .disable_signals()
                     .shutdown_timeout(1)
                     .bind(("127.0.0.1", port));
@@ -215,6 +222,26 @@ impl std::fmt::Debug for TestServer {
     }
 }
 
+/// A duplicate of a connection's socket, so a script can end the TCP connection itself:
+/// actix-web keeps a finished WebSocket's connection open for its disconnect timeout.
+#[derive(Clone)]
+struct SocketHandle(Arc<socket2::Socket>);
+
+impl SocketHandle {
+    fn cut(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+fn remember_socket(io: &dyn std::any::Any, extensions: &mut actix_web::dev::Extensions) {
+    use std::os::fd::AsFd;
+    if let Some(stream) = io.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Ok(fd) = stream.as_fd().try_clone_to_owned()
+    {
+        extensions.insert(SocketHandle(Arc::new(socket2::Socket::from(fd))));
+    }
+}
+
 struct Shared {
     behaviour: Arc<BehaviourFn>,
     protocols: Vec<String>,
@@ -250,9 +277,13 @@ async fn upgrade(
     let index = shared.log.open(101, headers);
     let actor = ScriptedSocket {
         index,
+        socket: req.conn_data::<SocketHandle>().cloned(),
+        sent_close: false,
+        dropping: false,
         log: Arc::clone(&shared.log),
         steps: script.into(),
         echo: false,
+        answers: Vec::new(),
         ignore_pings: false,
         waiting_for: None,
         received: 0,
@@ -273,9 +304,13 @@ async fn upgrade(
 
 struct ScriptedSocket {
     index: usize,
+    socket: Option<SocketHandle>,
+    sent_close: bool,
+    dropping: bool,
     log: Arc<ServerLog>,
     steps: VecDeque<Step>,
     echo: bool,
+    answers: Vec<(String, String)>,
     ignore_pings: bool,
     waiting_for: Option<usize>,
     received: usize,
@@ -329,6 +364,7 @@ impl ScriptedSocket {
                 Step::Ping(payload) => ctx.ping(&payload),
                 Step::IgnorePings(ignore) => self.ignore_pings = ignore,
                 Step::Echo(echo) => self.echo = echo,
+                Step::Answer { request, reply } => self.answers.push((request, reply)),
                 Step::WaitForMessages(count) => {
                     if self.received < count {
                         self.waiting_for = Some(count);
@@ -344,18 +380,35 @@ impl ScriptedSocket {
                         code: ws::CloseCode::from(code),
                         description: Some(reason),
                     }));
-                    ctx.stop();
+                    // The TCP connection ends when the client answers (see the Close handler).
+                    self.sent_close = true;
                     return;
                 }
                 Step::Drop => {
-                    ctx.stop();
+                    // Cut only once the client has answered a Ping sent after everything
+                    // else: TCP order then proves it read every frame written before.
+                    ctx.ping(DROP_PING);
+                    self.dropping = true;
                     return;
                 }
             }
         }
     }
 
+    /// Ends the TCP connection at once, without a Close frame.
+    fn cut(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Some(socket) = &self.socket {
+            socket.cut();
+        }
+        ctx.stop();
+    }
+
     fn record(&mut self, message: Received, ctx: &mut ws::WebsocketContext<Self>) {
+        if let Received::Text(text) = &message
+            && let Some((_, reply)) = self.answers.iter().find(|(request, _)| request == text)
+        {
+            ctx.text(reply.clone());
+        }
         if self.echo {
             match &message {
                 Received::Text(text) => ctx.text(text.clone()),
@@ -423,7 +476,11 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ScriptedSocket {
                 }
             }
             Ok(ws::Message::Pong(payload)) => {
-                self.log.record(self.index, |c| c.pongs.push(payload))
+                if self.dropping && payload.as_ref() == DROP_PING {
+                    self.cut(ctx);
+                } else {
+                    self.log.record(self.index, |c| c.pongs.push(payload));
+                }
             }
             Ok(ws::Message::Close(reason)) => {
                 let (code, text) = match &reason {
