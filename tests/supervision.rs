@@ -879,3 +879,87 @@ async fn remembered_subscriptions_are_replayed_on_every_reconnect() {
         );
     }
 }
+
+#[actix_rt::test]
+async fn proxy_cut_reconnects_and_proxy_delay_shows_in_the_rtt() {
+    let server = TestServer::start(vec![]).unwrap();
+    let proxy = FaultProxy::start(server.addr()).unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    let heartbeat = HeartbeatSpec {
+        mode: HeartbeatMode::WsPing,
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_secs(10),
+        idle_timeout: None,
+    };
+    herd.add_endpoint("cut", spec(proxy.url("/")).heartbeat_spec(heartbeat))
+        .unwrap();
+    reached(&states, "cut", 1, is_live).await;
+    proxy.cut();
+    let backoff = reached(&states, "cut", 1, |s| {
+        matches!(s, EndpointState::Backoff { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            &backoff,
+            EndpointState::Backoff {
+                reason: EndReason::StreamEnded | EndReason::Io { .. },
+                ..
+            }
+        ),
+        "{backoff:?}"
+    );
+    reached(&states, "cut", 2, is_live).await;
+    assert_eq!(proxy.accepted(), 2);
+
+    // 100 ms each way. A ping is sent only when the previous one was answered, so once the
+    // server has seen three more pings, the second of them travelled both ways under the
+    // delay and its round trip (or a later one) is the RTT on record.
+    let pings_before = server.connections()[1].pings;
+    proxy.set_delay(Duration::from_millis(100));
+    server
+        .wait_for(WAIT, |c| {
+            c.get(1).filter(|c| c.pings >= pings_before + 3).map(|_| ())
+        })
+        .await
+        .unwrap();
+    let rtt = herd.endpoint_status("cut").unwrap().rtt.unwrap();
+    assert!(rtt >= Duration::from_millis(200), "{rtt:?}");
+}
+
+#[actix_rt::test]
+async fn max_attempts_gives_up_with_the_last_reason() {
+    let server = TestServer::builder_with(|_| Behaviour::Reject(503))
+        .start()
+        .unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    let backoff = BackoffPolicy {
+        max_attempts: 3,
+        ..fast_backoff()
+    };
+    herd.add_endpoint(
+        "limited",
+        EndpointSpec::new(ConnectionConfig::new(server.url("/"))).backoff(backoff),
+    )
+    .unwrap();
+    let failed = reached(&states, "limited", 1, |s| {
+        matches!(s, EndpointState::Failed { .. })
+    })
+    .await;
+    assert_eq!(
+        failed,
+        EndpointState::Failed {
+            reason: FailReason::AttemptsExhausted {
+                attempts: 3,
+                last: EndReason::HandshakeRejected { status: 503 }
+            }
+        }
+    );
+    assert_eq!(
+        server.connections().len(),
+        4,
+        "the first try and three retries"
+    );
+}

@@ -28,6 +28,7 @@ mod backoff;
 mod classify;
 mod governor;
 mod intensity;
+mod policy;
 mod queue;
 mod spec;
 mod state;
@@ -40,6 +41,7 @@ pub use governor::{
     Acquire, Governor, GovernorGone, GovernorPolicy, GovernorStats, Permit, RateLimiter,
 };
 pub use intensity::{IntensityWindow, RestartIntensity};
+pub use policy::{LifeEnd, Next, ReconnectPolicy};
 pub use queue::{OutboundQueue, OverflowPolicy, QueuePolicy};
 pub use spec::{EndpointSpec, LiveAfter};
 pub use state::{EndpointState, FailReason, QueueEvent, StateEvent};

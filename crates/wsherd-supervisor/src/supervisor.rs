@@ -12,10 +12,9 @@ use wsherd_connection::{
 use wsherd_protocol::{EndpointName, Outbound};
 use wsherd_router::{DispatchReport, RouteCache, Router};
 
-use crate::backoff::{Backoff, Random, XorShift};
-use crate::classify::Action;
+use crate::backoff::{Random, XorShift};
 use crate::governor::{Acquire, Governor, Permit};
-use crate::intensity::IntensityWindow;
+use crate::policy::{LifeEnd, Next, ReconnectPolicy};
 use crate::queue::OutboundQueue;
 use crate::spec::EndpointSpec;
 use crate::state::{EndpointState, FailReason, QueueEvent, StateEvent};
@@ -137,8 +136,7 @@ pub struct Supervisor {
     report: DispatchReport,
     governor: Option<Addr<Governor>>,
     shared: Arc<EndpointShared>,
-    backoff: Backoff,
-    intensity: IntensityWindow,
+    policy: ReconnectPolicy,
     random: Box<dyn Random>,
     queue: OutboundQueue,
     /// A queued message is on its way to the connection.
@@ -174,8 +172,11 @@ impl Supervisor {
             shared: Arc::new(EndpointShared::new(EndpointState::Connecting {
                 attempt: 1,
             })),
-            backoff: Backoff::new(spec.backoff.clone()),
-            intensity: IntensityWindow::new(spec.intensity),
+            policy: ReconnectPolicy::new(
+                spec.backoff.clone(),
+                spec.intensity,
+                spec.actions.clone(),
+            ),
             random: Box::new(XorShift::from_entropy()),
             queue: OutboundQueue::new(spec.queue),
             in_flight: false,
@@ -214,7 +215,7 @@ impl Supervisor {
     }
 
     fn set_state(&mut self, state: EndpointState, ctx: &mut Context<Self>) {
-        self.shared.set_state(state.clone(), self.backoff.attempt());
+        self.shared.set_state(state.clone(), self.policy.attempt());
         self.state = state.clone();
         let table = Arc::clone(self.routes.current());
         table.publish(&self.name, StateEvent { state }, &mut self.report);
@@ -258,7 +259,7 @@ impl Supervisor {
     fn begin_attempt(&mut self, ctx: &mut Context<Self>) {
         self.attempt_token += 1;
         let token = self.attempt_token;
-        let attempt = self.backoff.attempt() + 1;
+        let attempt = self.policy.attempt() + 1;
         self.set_state(EndpointState::Connecting { attempt }, ctx);
         match &self.governor {
             None => self.start_connection(ctx),
@@ -347,7 +348,6 @@ impl Supervisor {
             ctx.cancel_future(timer);
         }
         let uptime = self.opened_at.take().map(|opened| opened.elapsed());
-        let uptime = if self.live_timed_out { None } else { uptime };
         self.shared.set_last_error(reason.clone());
         if self.stopping {
             self.set_state(EndpointState::Stopped, ctx);
@@ -362,46 +362,18 @@ impl Supervisor {
             self.begin_attempt(ctx);
             return;
         }
-        let action = if self.live_timed_out {
-            Action::Backoff
-        } else {
-            self.spec.actions.classify(&reason)
+        let end = LifeEnd {
+            reason: reason.clone(),
+            uptime,
+            live_timed_out: self.live_timed_out,
         };
-        if action == Action::Stop {
-            self.fail(FailReason::NotRetryable(reason), ctx);
-            return;
-        }
-        if self.intensity.record(Instant::now()) {
-            let limit = self.spec.intensity;
-            self.fail(
-                FailReason::IntensityExceeded {
-                    max_restarts: limit.max_restarts,
-                    within: limit.within,
-                    last: reason,
-                },
-                ctx,
-            );
-            return;
-        }
-        self.backoff.on_closed(uptime);
-        // "Come back now" is honoured from a stable socket only: a server that accepts and
-        // closes with 1012 in a loop is paced like any other failure.
-        let stable = uptime.is_some_and(|up| up >= self.spec.backoff.reset_after);
-        if action == Action::ReconnectNow && stable {
-            self.begin_attempt(ctx);
-            return;
-        }
-        let attempts_before = self.backoff.attempt();
-        match self.backoff.next_delay(self.random.as_mut()) {
-            None => self.fail(
-                FailReason::AttemptsExhausted {
-                    attempts: attempts_before,
-                    last: reason,
-                },
-                ctx,
-            ),
-            Some(delay) => {
-                let attempt = self.backoff.attempt() + 1;
+        match self
+            .policy
+            .after_end(&end, Instant::now(), self.random.as_mut())
+        {
+            Next::Fail(why) => self.fail(why, ctx),
+            Next::ReconnectNow => self.begin_attempt(ctx),
+            Next::Backoff { attempt, delay } => {
                 self.set_state(
                     EndpointState::Backoff {
                         attempt,
@@ -636,8 +608,7 @@ impl Handler<Control> for Supervisor {
                     });
                 } else {
                     // From backoff, failure or pause: start over with a clean slate.
-                    self.backoff = Backoff::new(self.spec.backoff.clone());
-                    self.intensity = IntensityWindow::new(self.spec.intensity);
+                    self.policy.reset();
                     self.begin_attempt(ctx);
                 }
             }
