@@ -104,7 +104,11 @@ impl fmt::Display for EndpointState {
                 attempt,
                 delay,
                 reason,
-            } => write!(f, "backoff {delay:?} before attempt {attempt}: {reason}"),
+            } => write!(
+                f,
+                "backoff {} ms before attempt {attempt}: {reason}",
+                delay.as_millis()
+            ),
             EndpointState::Failed { reason } => write!(f, "failed: {reason}"),
             other => f.write_str(other.name()),
         }
