@@ -10,14 +10,13 @@ use wsherd_protocol::{EndpointName, Inbound, Outbound};
 use wsherd_router::{Delivery, Router, SubscribeOptions, SubscriptionId};
 use wsherd_supervisor::{
     AddOnOpenHook, Control, EndpointShared, EndpointSpec, Governor, GovernorPolicy, GovernorStats,
-    OnOpenHook, Remember, Stop, Submit, Submitted, Supervisor,
+    OnOpenHook, Rejected, Remember, Stop, Submit, Submitted, Supervisor,
 };
 
+use crate::EndpointStatus;
 use crate::error::{HerdError, SendError};
-use crate::status::EndpointStatus;
 
 struct Endpoint {
-    url: String,
     supervisor: Addr<Supervisor>,
     shared: Arc<EndpointShared>,
 }
@@ -108,19 +107,11 @@ impl Herd {
         {
             return Err(HerdError::DuplicateEndpoint(name));
         }
-        let url = spec.connection.url.clone();
         let supervisor = Supervisor::new(name.clone(), spec, self.inner.router.clone())
             .with_governor(self.governor());
         let shared = supervisor.shared();
         let supervisor = supervisor.start();
-        endpoints.insert(
-            name.clone(),
-            Endpoint {
-                url,
-                supervisor,
-                shared,
-            },
-        );
+        endpoints.insert(name.clone(), Endpoint { supervisor, shared });
         Ok(name)
     }
 
@@ -192,7 +183,20 @@ impl Herd {
         name: &str,
         message: impl Into<Outbound>,
     ) -> Result<Submitted, SendError> {
-        let message = message.into();
+        self.submit(name, message.into(), Submit).await
+    }
+
+    /// Hands `message` to endpoint `name`'s supervisor, wrapped by `wrap`.
+    async fn submit<M>(
+        &self,
+        name: &str,
+        message: Outbound,
+        wrap: fn(Outbound) -> M,
+    ) -> Result<Submitted, SendError>
+    where
+        M: actix::Message<Result = Result<Submitted, Rejected>> + Send + 'static,
+        Supervisor: Handler<M>,
+    {
         let supervisor = match self.supervisor(name) {
             Ok(supervisor) => supervisor,
             Err(_) => {
@@ -202,7 +206,7 @@ impl Herd {
                 });
             }
         };
-        match supervisor.send(Submit(message)).await {
+        match supervisor.send(wrap(message)).await {
             Ok(result) => result.map_err(SendError::Rejected),
             Err(_) => Err(SendError::Lost),
         }
@@ -224,20 +228,7 @@ impl Herd {
         name: &str,
         message: impl Into<Outbound>,
     ) -> Result<Submitted, SendError> {
-        let message = message.into();
-        let supervisor = match self.supervisor(name) {
-            Ok(supervisor) => supervisor,
-            Err(_) => {
-                return Err(SendError::UnknownEndpoint {
-                    name: name.to_owned(),
-                    message,
-                });
-            }
-        };
-        match supervisor.send(Remember(message)).await {
-            Ok(result) => result.map_err(SendError::Rejected),
-            Err(_) => Err(SendError::Lost),
-        }
+        self.submit(name, message.into(), Remember).await
     }
 
     /// Asks `hook` for messages to send after every open of endpoint `name`.
@@ -297,16 +288,16 @@ impl Herd {
     /// A snapshot of every endpoint, sorted by name.
     pub fn status(&self) -> Vec<EndpointStatus> {
         self.lock()
-            .iter()
-            .map(|(name, endpoint)| status_of(name, endpoint))
+            .values()
+            .map(|endpoint| endpoint.shared.snapshot())
             .collect()
     }
 
     /// A snapshot of endpoint `name`.
     pub fn endpoint_status(&self, name: &str) -> Option<EndpointStatus> {
         self.lock()
-            .get_key_value(name)
-            .map(|(name, endpoint)| status_of(name, endpoint))
+            .get(name)
+            .map(|endpoint| endpoint.shared.snapshot())
     }
 
     fn supervisor(&self, name: &str) -> Result<Addr<Supervisor>, HerdError> {
@@ -345,25 +336,5 @@ impl Herd {
             .endpoints
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-fn status_of(name: &EndpointName, endpoint: &Endpoint) -> EndpointStatus {
-    let status = endpoint.shared.snapshot();
-    EndpointStatus {
-        name: name.clone(),
-        url: endpoint.url.clone(),
-        state: status.state,
-        time_in_state: status.time_in_state,
-        attempt: status.attempt,
-        last_error: status.last_error,
-        rtt: status.connection.rtt,
-        queue_depth: status.queue_depth,
-        queue_bytes: status.queue_bytes,
-        reconnects: status.reconnects,
-        queue_dropped: status.queue_dropped,
-        queue_expired: status.queue_expired,
-        queue_rejected: status.queue_rejected,
-        stats: status.connection,
     }
 }

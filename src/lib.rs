@@ -3,11 +3,11 @@
 
 mod error;
 mod herd;
-mod status;
 
 pub use error::{HerdError, SendError};
 pub use herd::Herd;
-pub use status::EndpointStatus;
+/// One endpoint at one moment, as [`Herd::status`] reports it.
+pub use wsherd_supervisor::SupervisorStatus as EndpointStatus;
 
 pub use wsherd_connection::{
     Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason, Phase, Side,

@@ -1,18 +1,18 @@
 //! The facade against real WebSocket servers on 127.0.0.1.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test helpers fail loudly
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::*;
 use serde::Deserialize;
 use wsherd::prelude::*;
 use wsherd::{Binary, DeadLetterReason, DecodeStage, Side};
-use wsherd_testkit::{Behaviour, Recorded, Recorder, Step, TestServer};
-
-/// Generous: these wait on events, and a loaded 2-core machine is slow, not broken.
-const WAIT: Duration = Duration::from_secs(60);
+use wsherd_testkit::{Behaviour, Recorder, Step, TestServer};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 struct Trade {
@@ -27,50 +27,6 @@ struct News {
     seq: u64,
 }
 wsherd::inbound!(Trade => "trade", Quote => "quote", News => "news");
-
-fn events(herd: &Herd) -> Recorded<Delivery<ConnectionEvent>> {
-    let (addr, recorded) = Recorder::<Delivery<ConnectionEvent>>::start();
-    herd.subscribe_events(addr.recipient());
-    recorded
-}
-
-/// Waits for endpoint `name`'s `Closed` event and returns its reason.
-async fn closed(events: &Recorded<Delivery<ConnectionEvent>>, name: &str) -> EndReason {
-    events
-        .wait_for(WAIT, |seen| {
-            seen.iter().find_map(|event| match &*event.message {
-                ConnectionEvent::Closed { reason } if event.endpoint == name => {
-                    Some(reason.clone())
-                }
-                _ => None,
-            })
-        })
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "{name} never closed: {e}; saw {:?}",
-                events
-                    .snapshot()
-                    .iter()
-                    .map(|d| (d.endpoint.to_string(), (*d.message).clone()))
-                    .collect::<Vec<_>>()
-            )
-        })
-}
-
-async fn opened(events: &Recorded<Delivery<ConnectionEvent>>, name: &str) -> Option<String> {
-    events
-        .wait_for(WAIT, |seen| {
-            seen.iter().find_map(|event| match &*event.message {
-                ConnectionEvent::Open { protocol } if event.endpoint == name => {
-                    Some(protocol.clone())
-                }
-                _ => None,
-            })
-        })
-        .await
-        .expect("endpoint opened")
-}
 
 fn seqs_by_endpoint<T>(
     seen: &[Delivery<T>],

@@ -2,39 +2,20 @@
 //! stays bounded.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test helpers fail loudly
 
+mod common;
+
 use std::time::Duration;
 
+use common::*;
 use wsherd::prelude::*;
 use wsherd::{DeadLetterReason, DecodeStage, Rejected, SendError};
-use wsherd_testkit::{RawServer, RawStep, Recorded, Recorder, frame, frame_with};
-
-const WAIT: Duration = Duration::from_secs(60);
+use wsherd_testkit::{RawServer, RawStep, Recorder, frame, frame_with};
 
 #[derive(Debug, serde::Deserialize)]
 struct Trade {
     seq: u64,
 }
 wsherd::inbound!(Trade => "trade");
-
-fn events(herd: &Herd) -> Recorded<Delivery<ConnectionEvent>> {
-    let (addr, recorded) = Recorder::<Delivery<ConnectionEvent>>::start();
-    herd.subscribe_events(addr.recipient());
-    recorded
-}
-
-async fn closed(events: &Recorded<Delivery<ConnectionEvent>>, name: &str) -> EndReason {
-    events
-        .wait_for(WAIT, |seen| {
-            seen.iter().find_map(|event| match &*event.message {
-                ConnectionEvent::Closed { reason } if event.endpoint == name => {
-                    Some(reason.clone())
-                }
-                _ => None,
-            })
-        })
-        .await
-        .expect("endpoint closed")
-}
 
 async fn end_reason_for(
     script: Vec<RawStep>,

@@ -3,61 +3,24 @@
 //! the feature itself is about time passing (a TTL).
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test helpers fail loudly
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde::Deserialize;
 use wsherd::prelude::*;
 use wsherd::{
     ActionTable, BackoffPolicy, FailReason, GovernorPolicy, HeartbeatMode, HeartbeatSpec, Jitter,
     OverflowPolicy, QueueEvent, QueuePolicy, Rejected, ReplyMatcher, RestartIntensity, SendError,
 };
-use wsherd_testkit::{Behaviour, FaultProxy, ProxyMode, Recorded, Recorder, Step, TestServer};
-
-const WAIT: Duration = Duration::from_secs(60);
+use wsherd_testkit::{Behaviour, FaultProxy, ProxyMode, Recorder, Step, TestServer};
 
 #[derive(Debug, Clone, Deserialize)]
 struct Tick {
     seq: u64,
 }
 wsherd::inbound!(Tick => "tick");
-
-fn states(herd: &Herd) -> Recorded<Delivery<StateEvent>> {
-    let (addr, recorded) = Recorder::<Delivery<StateEvent>>::start();
-    herd.subscribe_events(addr.recipient());
-    recorded
-}
-
-/// States of `name` so far.
-fn history(states: &Recorded<Delivery<StateEvent>>, name: &str) -> Vec<EndpointState> {
-    states.with(|seen| {
-        seen.iter()
-            .filter(|d| d.endpoint == name)
-            .map(|d| d.message.state.clone())
-            .collect()
-    })
-}
-
-/// Waits until `name` has entered a state matching `pred` `nth` times (1-based).
-async fn reached(
-    states: &Recorded<Delivery<StateEvent>>,
-    name: &str,
-    nth: usize,
-    pred: impl Fn(&EndpointState) -> bool,
-) -> EndpointState {
-    states
-        .wait_for(WAIT, |seen| {
-            seen.iter()
-                .filter(|d| d.endpoint == name && pred(&d.message.state))
-                .nth(nth - 1)
-                .map(|d| d.message.state.clone())
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{name} never reached the state {nth} times: {e}"))
-}
-
-fn is_live(state: &EndpointState) -> bool {
-    *state == EndpointState::Live
-}
 
 fn fast_backoff() -> BackoffPolicy {
     BackoffPolicy {

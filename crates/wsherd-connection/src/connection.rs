@@ -361,30 +361,39 @@ impl Connection {
         if self.closing.is_some() {
             return;
         }
-        self.closing = Some(Side::Local);
         self.stop_when_flushed = abandon;
-        let text = truncate_reason(&reason.to_string());
-        let queued = self.write_frame(
-            WsMessage::Close(Some(CloseReason {
-                code: CloseCode::from(code),
-                description: Some(text.clone()),
-            })),
-            ctx,
-        );
+        let queued = self.send_close(code, &reason.to_string(), ctx);
+        if !queued || (abandon && self.is_flushed()) {
+            ctx.stop();
+        } else {
+            ctx.run_later(self.config.close_timeout, |_, ctx| ctx.stop());
+        }
+    }
+
+    /// Sends our Close (reason cut to fit) and announces `Closing`; returns whether the frame
+    /// was queued.
+    fn send_close(&mut self, code: u16, reason: &str, ctx: &mut Context<Self>) -> bool {
+        self.closing = Some(Side::Local);
+        let reason = truncate_reason(reason);
+        let queued = self
+            .write_frame(
+                WsMessage::Close(Some(CloseReason {
+                    code: CloseCode::from(code),
+                    description: Some(reason.clone()),
+                })),
+                ctx,
+            )
+            .is_ok();
         self.stats.set_phase(Phase::Closing);
         self.emit(
             ConnectionEvent::Closing {
                 initiated_by: Side::Local,
                 code,
-                reason: text,
+                reason,
             },
             ctx,
         );
-        if queued.is_err() || (abandon && self.is_flushed()) {
-            ctx.stop();
-        } else {
-            ctx.run_later(self.config.close_timeout, |_, ctx| ctx.stop());
-        }
+        queued
     }
 
     fn is_flushed(&self) -> bool {
@@ -741,29 +750,12 @@ impl Handler<Close> for Connection {
             ctx.stop();
             return;
         }
-        let reason = truncate_reason(&reason);
-        self.closing = Some(Side::Local);
         self.end = Some(EndReason::LocalClose {
             code,
-            reason: reason.clone(),
+            reason: truncate_reason(&reason),
             acknowledged: false,
         });
-        let _ = self.write_frame(
-            WsMessage::Close(Some(CloseReason {
-                code: CloseCode::from(code),
-                description: Some(reason.clone()),
-            })),
-            ctx,
-        );
-        self.stats.set_phase(Phase::Closing);
-        self.emit(
-            ConnectionEvent::Closing {
-                initiated_by: Side::Local,
-                code,
-                reason,
-            },
-            ctx,
-        );
+        self.send_close(code, &reason, ctx);
         ctx.run_later(self.config.close_timeout, |_, ctx| ctx.stop());
     }
 }

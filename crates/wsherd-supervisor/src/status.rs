@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use wsherd_connection::{ConnectionStats, EndReason, StatsSnapshot};
+use wsherd_protocol::EndpointName;
 
 use crate::state::EndpointState;
 
@@ -19,6 +20,8 @@ struct Cell {
 /// Counters and state of one endpoint, shared between its supervisor and whoever asks.
 #[derive(Debug)]
 pub struct EndpointShared {
+    name: EndpointName,
+    url: String,
     stats: Arc<ConnectionStats>,
     cell: Mutex<Cell>,
     pub(crate) queue_depth: AtomicUsize,
@@ -32,6 +35,10 @@ pub struct EndpointShared {
 /// One endpoint's status at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SupervisorStatus {
+    /// The endpoint's name.
+    pub name: EndpointName,
+    /// Its URL.
+    pub url: String,
     /// The current state.
     pub state: EndpointState,
     /// How long it has been in that state.
@@ -40,6 +47,8 @@ pub struct SupervisorStatus {
     pub attempt: u32,
     /// Why the last socket life ended.
     pub last_error: Option<EndReason>,
+    /// The last heartbeat round trip.
+    pub rtt: Option<Duration>,
     /// Messages waiting in the outbound queue.
     pub queue_depth: usize,
     /// Their payload bytes.
@@ -52,13 +61,15 @@ pub struct SupervisorStatus {
     pub queue_expired: u64,
     /// Messages refused because the queue was full (`reject`).
     pub queue_rejected: u64,
-    /// Connection counters (messages and bytes in and out, RTT, decode failures …).
-    pub connection: StatsSnapshot,
+    /// Connection counters (messages and bytes in and out, deliveries, decode failures …).
+    pub stats: StatsSnapshot,
 }
 
 impl EndpointShared {
-    pub(crate) fn new(initial: EndpointState) -> Self {
+    pub(crate) fn new(name: EndpointName, url: String, initial: EndpointState) -> Self {
         EndpointShared {
+            name,
+            url,
             stats: Arc::new(ConnectionStats::default()),
             cell: Mutex::new(Cell {
                 state: initial,
@@ -88,7 +99,11 @@ impl EndpointShared {
     /// Everything at once.
     pub fn snapshot(&self) -> SupervisorStatus {
         let cell = self.lock();
+        let stats = self.stats.snapshot();
         SupervisorStatus {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            rtt: stats.rtt,
             state: cell.state.clone(),
             time_in_state: cell.since.elapsed(),
             attempt: cell.attempt,
@@ -99,7 +114,7 @@ impl EndpointShared {
             queue_dropped: self.queue_dropped.load(Ordering::Relaxed),
             queue_expired: self.queue_expired.load(Ordering::Relaxed),
             queue_rejected: self.queue_rejected.load(Ordering::Relaxed),
-            connection: self.stats.snapshot(),
+            stats,
         }
     }
 

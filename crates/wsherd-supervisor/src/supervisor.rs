@@ -163,15 +163,17 @@ impl Supervisor {
         let mut connection = spec.connection.clone();
         connection.live_after = spec.live_after.as_ref().map(|live| live.matcher.clone());
         Supervisor {
-            name,
+            name: name.clone(),
             connection_config: Arc::new(connection),
             routes: router.cache(),
             report: DispatchReport::default(),
             router,
             governor: None,
-            shared: Arc::new(EndpointShared::new(EndpointState::Connecting {
-                attempt: 1,
-            })),
+            shared: Arc::new(EndpointShared::new(
+                name.clone(),
+                spec.connection.url.clone(),
+                EndpointState::Connecting { attempt: 1 },
+            )),
             policy: ReconnectPolicy::new(
                 spec.backoff.clone(),
                 spec.intensity,

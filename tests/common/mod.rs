@@ -1,0 +1,91 @@
+//! Helpers shared by the facade's integration tests: recorders of events and waits on them.
+// Each test crate uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use wsherd::prelude::*;
+use wsherd_testkit::{Recorded, Recorder};
+
+/// Generous: tests wait on events, and a loaded 2-core machine is slow, not broken.
+pub(crate) const WAIT: Duration = Duration::from_secs(60);
+
+/// Records every connection event of the herd.
+pub(crate) fn events(herd: &Herd) -> Recorded<Delivery<ConnectionEvent>> {
+    let (addr, recorded) = Recorder::<Delivery<ConnectionEvent>>::start();
+    herd.subscribe_events(addr.recipient());
+    recorded
+}
+
+/// Records every state event of the herd.
+pub(crate) fn states(herd: &Herd) -> Recorded<Delivery<StateEvent>> {
+    let (addr, recorded) = Recorder::<Delivery<StateEvent>>::start();
+    herd.subscribe_events(addr.recipient());
+    recorded
+}
+
+/// Waits for endpoint `name`'s first `Closed` event and returns its reason.
+pub(crate) async fn closed(events: &Recorded<Delivery<ConnectionEvent>>, name: &str) -> EndReason {
+    events
+        .wait_for(WAIT, |seen| {
+            seen.iter().find_map(|event| match &*event.message {
+                ConnectionEvent::Closed { reason } if event.endpoint == name => {
+                    Some(reason.clone())
+                }
+                _ => None,
+            })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{name} never closed: {e}"))
+}
+
+/// Waits for endpoint `name`'s first `Open` event and returns the negotiated subprotocol.
+pub(crate) async fn opened(
+    events: &Recorded<Delivery<ConnectionEvent>>,
+    name: &str,
+) -> Option<String> {
+    events
+        .wait_for(WAIT, |seen| {
+            seen.iter().find_map(|event| match &*event.message {
+                ConnectionEvent::Open { protocol } if event.endpoint == name => {
+                    Some(protocol.clone())
+                }
+                _ => None,
+            })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{name} never opened: {e}"))
+}
+
+/// States of `name` so far.
+pub(crate) fn history(states: &Recorded<Delivery<StateEvent>>, name: &str) -> Vec<EndpointState> {
+    states.with(|seen| {
+        seen.iter()
+            .filter(|d| d.endpoint == name)
+            .map(|d| d.message.state.clone())
+            .collect()
+    })
+}
+
+/// Waits until `name` has entered a state matching `pred` `nth` times (1-based).
+pub(crate) async fn reached(
+    states: &Recorded<Delivery<StateEvent>>,
+    name: &str,
+    nth: usize,
+    pred: impl Fn(&EndpointState) -> bool,
+) -> EndpointState {
+    states
+        .wait_for(WAIT, |seen| {
+            seen.iter()
+                .filter(|d| d.endpoint == name && pred(&d.message.state))
+                .nth(nth - 1)
+                .map(|d| d.message.state.clone())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{name} never reached the state {nth} times: {e}"))
+}
+
+/// Whether `state` is `Live`.
+pub(crate) fn is_live(state: &EndpointState) -> bool {
+    *state == EndpointState::Live
+}
