@@ -42,7 +42,7 @@ impl Printer {
             let herd = self.herd.clone();
             ctx.spawn(
                 async move {
-                    herd.shutdown("demo finished").await;
+                    herd.shutdown("demo finished", Duration::from_secs(5)).await;
                 }
                 .into_actor(self)
                 .map(|(), act, _| {

@@ -15,6 +15,9 @@ pub enum HerdError {
     /// No endpoint has that name.
     #[error("no endpoint named {0:?}")]
     UnknownEndpoint(String),
+    /// The configuration was refused.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// Called outside a running actix system.
     #[error(
         "no actix system is running on this thread: start the herd inside one (e.g. #[actix::main])"

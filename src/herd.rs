@@ -1,7 +1,10 @@
 //! The herd: named, supervised endpoints, subscriptions and sends in one handle.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use actix::prelude::*;
 use serde::Serialize;
@@ -14,11 +17,35 @@ use wsherd_supervisor::{
 };
 
 use crate::EndpointStatus;
+use crate::config::{EndpointConfig, HerdConfig, HerdSettings};
 use crate::error::{HerdError, SendError};
 
 struct Endpoint {
+    config: EndpointConfig,
     supervisor: Addr<Supervisor>,
     shared: Arc<EndpointShared>,
+}
+
+/// What a [`Herd::reload`] did, by endpoint name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// New endpoints, started.
+    pub started: Vec<EndpointName>,
+    /// Changed endpoints, restarted with their new settings.
+    pub restarted: Vec<EndpointName>,
+    /// Removed (or disabled) endpoints, stopped.
+    pub stopped: Vec<EndpointName>,
+    /// Endpoints whose settings did not change: their sockets were not touched.
+    pub unchanged: Vec<EndpointName>,
+}
+
+/// What [`Herd::shutdown`] leaves behind.
+#[derive(Debug, Default)]
+pub struct ShutdownReport {
+    /// Messages that were still queued, by endpoint.
+    pub unsent: BTreeMap<EndpointName, Vec<Outbound>>,
+    /// Endpoints whose close did not finish within the timeout.
+    pub timed_out: Vec<EndpointName>,
 }
 
 struct GovernorHandle {
@@ -31,14 +58,27 @@ struct Inner {
     governor_policy: GovernorPolicy,
     governor: Mutex<Option<GovernorHandle>>,
     endpoints: Mutex<BTreeMap<EndpointName, Endpoint>>,
+    /// Worker arbiters; empty means "the arbiter that adds the endpoint".
+    arbiters: Vec<Arbiter>,
+    next_arbiter: AtomicUsize,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for arbiter in &self.arbiters {
+            arbiter.stop();
+        }
+    }
 }
 
 /// Many named, supervised WebSocket endpoints, their subscribers, and a way to send to each
 /// by name.
 ///
 /// Cheap to clone: clones share the endpoints and subscriptions, so any actor can hold one.
-/// Endpoints start on the arbiter that adds them; the herd must be used inside a running actix
-/// system. One [`Governor`] per herd caps concurrent handshakes.
+/// A herd made by [`Herd::start`] spreads its endpoints over `workers` arbiters (threads), each
+/// with its own awc client; one made by [`Herd::new`] starts them on the arbiter that adds
+/// them. Either must be used inside a running actix system. One [`Governor`] per herd caps
+/// concurrent handshakes.
 #[derive(Clone)]
 pub struct Herd {
     inner: Arc<Inner>,
@@ -68,14 +108,99 @@ impl Herd {
 
     /// A herd whose handshakes are governed by `policy`.
     pub fn with_governor(policy: GovernorPolicy) -> Self {
+        Self::build(policy, Vec::new())
+    }
+
+    fn build(policy: GovernorPolicy, arbiters: Vec<Arbiter>) -> Self {
         Herd {
             inner: Arc::new(Inner {
                 router: Router::new(),
                 governor_policy: policy,
                 governor: Mutex::new(None),
                 endpoints: Mutex::new(BTreeMap::new()),
+                arbiters,
+                next_arbiter: AtomicUsize::new(0),
             }),
         }
+    }
+
+    /// A herd with `settings.workers` arbiters and its governor, and no endpoints yet.
+    pub fn with_settings(settings: &HerdSettings) -> Result<Self, HerdError> {
+        if actix::System::try_current().is_none() {
+            return Err(HerdError::NoSystem);
+        }
+        let arbiters = (0..settings.workers.max(1))
+            .map(|_| Arbiter::new())
+            .collect();
+        Ok(Self::build(settings.governor, arbiters))
+    }
+
+    /// Starts every enabled endpoint of `config` over its workers.
+    pub fn start(config: HerdConfig) -> Result<Self, HerdError> {
+        let herd = Self::with_settings(&config.settings)?;
+        for (name, endpoint) in config.endpoints {
+            if endpoint.enabled {
+                herd.start_endpoint(name, endpoint)?;
+            }
+        }
+        Ok(herd)
+    }
+
+    /// Loads `path` (plus `WSHERD__…` environment overrides) and starts the herd it describes.
+    pub fn from_config_file(path: impl AsRef<Path>) -> Result<Self, HerdError> {
+        Self::start(HerdConfig::from_file(path)?)
+    }
+
+    /// Applies a new configuration: unchanged endpoints keep their sockets, changed ones
+    /// restart, removed or disabled ones stop, new ones start. Herd settings (workers,
+    /// governor) stay as they were started.
+    pub async fn reload(&self, config: HerdConfig) -> Result<ReloadReport, HerdError> {
+        let mut report = ReloadReport::default();
+        let current: Vec<EndpointName> = self.endpoints();
+        for name in current {
+            let keep = config.endpoints.get(&name).is_some_and(|e| e.enabled);
+            if !keep {
+                self.remove_endpoint(name.as_str(), 1000, "removed from the configuration")
+                    .await?;
+                report.stopped.push(name);
+            }
+        }
+        for (name, endpoint) in config.endpoints {
+            if !endpoint.enabled {
+                continue;
+            }
+            let existing = self.lock().get(&name).map(|e| e.config.same_as(&endpoint));
+            match existing {
+                Some(true) => report.unchanged.push(name),
+                Some(false) => {
+                    self.remove_endpoint(name.as_str(), 1012, "configuration changed")
+                        .await?;
+                    self.start_endpoint(name.clone(), endpoint)?;
+                    report.restarted.push(name);
+                }
+                None => {
+                    self.start_endpoint(name.clone(), endpoint)?;
+                    report.started.push(name);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Stops endpoint `name` and starts it afresh with the same settings (new backoff, new
+    /// counters, empty queue). Returns what was queued.
+    pub async fn restart(&self, name: &str) -> Result<Vec<Outbound>, HerdError> {
+        let config = self
+            .lock()
+            .get(name)
+            .map(|e| e.config.clone())
+            .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
+        let name = EndpointName::new(name)?;
+        let unsent = self
+            .remove_endpoint(name.as_str(), 1012, "restart requested")
+            .await?;
+        self.start_endpoint(name, config)?;
+        Ok(unsent)
     }
 
     /// The router all endpoints deliver through.
@@ -96,10 +221,14 @@ impl Herd {
         spec: impl Into<EndpointSpec>,
     ) -> Result<EndpointName, HerdError> {
         let name = EndpointName::new(name)?;
+        self.start_endpoint(name.clone(), EndpointConfig::new(spec.into()))?;
+        Ok(name)
+    }
+
+    fn start_endpoint(&self, name: EndpointName, config: EndpointConfig) -> Result<(), HerdError> {
         if actix::System::try_current().is_none() {
             return Err(HerdError::NoSystem);
         }
-        let spec = spec.into();
         let mut endpoints = self.lock();
         if endpoints
             .get(&name)
@@ -107,12 +236,45 @@ impl Herd {
         {
             return Err(HerdError::DuplicateEndpoint(name));
         }
-        let supervisor = Supervisor::new(name.clone(), spec, self.inner.router.clone())
-            .with_governor(self.governor());
-        let shared = supervisor.shared();
-        let supervisor = supervisor.start();
-        endpoints.insert(name.clone(), Endpoint { supervisor, shared });
-        Ok(name)
+        let shared = Arc::new(EndpointShared::new(
+            name.clone(),
+            config.spec.connection.url.clone(),
+        ));
+        let governor = self.governor();
+        let router = self.inner.router.clone();
+        let spec = config.spec.clone();
+        let build = {
+            let name = name.clone();
+            let shared = Arc::clone(&shared);
+            move |_: &mut Context<Supervisor>| {
+                Supervisor::new(name, spec, router)
+                    .with_governor(governor)
+                    .with_shared(shared)
+            }
+        };
+        let supervisor = match self.next_arbiter() {
+            Some(arbiter) => Supervisor::start_in_arbiter(&arbiter, build),
+            None => Supervisor::create(build),
+        };
+        endpoints.insert(
+            name,
+            Endpoint {
+                config,
+                supervisor,
+                shared,
+            },
+        );
+        Ok(())
+    }
+
+    /// The worker arbiter for the next endpoint, round robin.
+    fn next_arbiter(&self) -> Option<ArbiterHandle> {
+        let arbiters = &self.inner.arbiters;
+        if arbiters.is_empty() {
+            return None;
+        }
+        let index = self.inner.next_arbiter.fetch_add(1, Ordering::Relaxed) % arbiters.len();
+        arbiters.get(index).map(Arbiter::handle)
     }
 
     /// Closes endpoint `name` gracefully (Close with `code` and `reason`), forgets it, and
@@ -131,7 +293,12 @@ impl Herd {
             code,
             reason: reason.to_owned(),
         };
-        Ok(endpoint.supervisor.send(stop).await.unwrap_or_default())
+        Ok(endpoint
+            .supervisor
+            .send(stop)
+            .await
+            .map(|receipt| receipt.unsent)
+            .unwrap_or_default())
     }
 
     /// Closes the socket of endpoint `name` and connects again at once; from `Failed` this
@@ -157,22 +324,32 @@ impl Herd {
         Ok(())
     }
 
-    /// Closes every endpoint gracefully with 1000 and forgets them; returns what was queued,
-    /// by endpoint.
-    pub async fn shutdown(&self, reason: &str) -> BTreeMap<EndpointName, Vec<Outbound>> {
+    /// Closes every endpoint gracefully (Close 1000 with `reason`) and forgets them; waits up
+    /// to `timeout` for the peers to answer. Returns what was still queued and which closes
+    /// did not finish in time.
+    pub async fn shutdown(&self, reason: &str, timeout: Duration) -> ShutdownReport {
         let endpoints = std::mem::take(&mut *self.lock());
-        let mut unsent = BTreeMap::new();
+        let mut report = ShutdownReport::default();
+        let mut pending = Vec::new();
         for (name, endpoint) in endpoints {
             let stop = Stop {
                 code: 1000,
                 reason: reason.to_owned(),
             };
-            let queued = endpoint.supervisor.send(stop).await.unwrap_or_default();
-            if !queued.is_empty() {
-                unsent.insert(name, queued);
+            if let Ok(receipt) = endpoint.supervisor.send(stop).await {
+                if !receipt.unsent.is_empty() {
+                    report.unsent.insert(name.clone(), receipt.unsent);
+                }
+                pending.push((name, receipt.closed));
             }
         }
-        unsent
+        let deadline = tokio::time::Instant::now() + timeout;
+        for (name, closed) in pending {
+            if tokio::time::timeout_at(deadline, closed).await.is_err() {
+                report.timed_out.push(name);
+            }
+        }
+        report
     }
 
     /// Sends `message` to endpoint `name`: written at once when the endpoint is live and

@@ -1,11 +1,12 @@
 #![doc = include_str!("../docs/crate.md")]
 #![forbid(unsafe_code)]
 
+pub mod config;
 mod error;
 mod herd;
 
 pub use error::{HerdError, SendError};
-pub use herd::Herd;
+pub use herd::{Herd, ReloadReport, ShutdownReport};
 /// One endpoint at one moment, as [`Herd::status`] reports it.
 pub use wsherd_supervisor::SupervisorStatus as EndpointStatus;
 

@@ -141,6 +141,21 @@ impl fmt::Debug for ConnectionConfig {
     }
 }
 
+/// Checks that `url` is a `ws://` or `wss://` URL with a host; the error says what is wrong.
+pub fn validate_url(url: &str) -> Result<(), String> {
+    let uri: awc::http::Uri = url
+        .parse()
+        .map_err(|error| format!("is not a valid URL: {error}"))?;
+    match uri.scheme_str() {
+        Some("ws" | "wss") => {}
+        _ => return Err("is not a ws:// or wss:// URL".to_owned()),
+    }
+    match uri.host() {
+        Some(host) if !host.is_empty() => Ok(()),
+        _ => Err("has no host".to_owned()),
+    }
+}
+
 /// `reason` cut to at most [`MAX_CLOSE_REASON`] bytes on a character boundary.
 pub(crate) fn truncate_reason(reason: &str) -> String {
     if reason.len() <= MAX_CLOSE_REASON {
@@ -164,6 +179,25 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(shown.contains("Authorization"));
         assert!(!shown.contains("s3cret"));
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(validate_url("ws://127.0.0.1:9001/feed?x=1"), Ok(()));
+        assert_eq!(validate_url("wss://example.com/"), Ok(()));
+        assert_eq!(
+            validate_url("htp://x").unwrap_err(),
+            "is not a ws:// or wss:// URL"
+        );
+        assert_eq!(
+            validate_url("http://x").unwrap_err(),
+            "is not a ws:// or wss:// URL"
+        );
+        assert!(
+            validate_url("not a url")
+                .unwrap_err()
+                .starts_with("is not a valid URL")
+        );
     }
 
     #[test]

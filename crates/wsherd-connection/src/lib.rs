@@ -43,7 +43,7 @@ mod stats;
 
 pub use config::{
     ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_WRITE_BUFFER, MAX_CLOSE_REASON,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_WRITE_BUFFER, MAX_CLOSE_REASON, validate_url,
 };
 pub use connection::{Close, Connection, Send, SendError, SendOnOpen};
 pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side};

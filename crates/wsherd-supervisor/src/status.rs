@@ -66,7 +66,12 @@ pub struct SupervisorStatus {
 }
 
 impl EndpointShared {
-    pub(crate) fn new(name: EndpointName, url: String, initial: EndpointState) -> Self {
+    /// Fresh counters for endpoint `name` at `url`, in state `Connecting { attempt: 1 }`.
+    pub fn new(name: EndpointName, url: String) -> Self {
+        Self::with_state(name, url, EndpointState::Connecting { attempt: 1 })
+    }
+
+    pub(crate) fn with_state(name: EndpointName, url: String, initial: EndpointState) -> Self {
         EndpointShared {
             name,
             url,

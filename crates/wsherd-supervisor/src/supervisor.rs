@@ -122,7 +122,17 @@ pub struct Stop {
 }
 
 impl actix::Message for Stop {
-    type Result = Vec<Outbound>;
+    type Result = StopReceipt;
+}
+
+/// What [`Stop`] answers: the messages still queued, and a signal for the end of the close.
+#[derive(Debug, actix::MessageResponse)]
+pub struct StopReceipt {
+    /// Messages that were queued and will never be sent, oldest first.
+    pub unsent: Vec<Outbound>,
+    /// Completes (with `Err`, the sender being dropped) once the supervisor has stopped, i.e.
+    /// the peer answered the Close or the close timeout passed.
+    pub closed: tokio::sync::oneshot::Receiver<()>,
 }
 
 /// Keeps one endpoint connected: backoff, restart intensity, the close-code table, on-open
@@ -155,6 +165,7 @@ pub struct Supervisor {
     remembered: Vec<Outbound>,
     hooks: Vec<OnOpenHook>,
     state: EndpointState,
+    stopped_signals: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Supervisor {
@@ -169,7 +180,7 @@ impl Supervisor {
             report: DispatchReport::default(),
             router,
             governor: None,
-            shared: Arc::new(EndpointShared::new(
+            shared: Arc::new(EndpointShared::with_state(
                 name.clone(),
                 spec.connection.url.clone(),
                 EndpointState::Connecting { attempt: 1 },
@@ -195,8 +206,16 @@ impl Supervisor {
             remembered: Vec::new(),
             hooks: Vec::new(),
             state: EndpointState::Connecting { attempt: 1 },
+            stopped_signals: Vec::new(),
             spec: Arc::new(spec),
         }
+    }
+
+    /// Reports into `shared` (made with [`EndpointShared::new`]) instead of its own, so the
+    /// owner can hold it before the supervisor starts on another arbiter.
+    pub fn with_shared(mut self, shared: Arc<EndpointShared>) -> Self {
+        self.shared = shared;
+        self
     }
 
     /// Takes handshake slots from `governor`.
@@ -641,9 +660,12 @@ impl Handler<Control> for Supervisor {
 }
 
 impl Handler<Stop> for Supervisor {
-    type Result = Vec<Outbound>;
+    type Result = StopReceipt;
 
-    fn handle(&mut self, Stop { code, reason }: Stop, ctx: &mut Context<Self>) -> Vec<Outbound> {
+    fn handle(&mut self, Stop { code, reason }: Stop, ctx: &mut Context<Self>) -> StopReceipt {
+        let (done, closed) = tokio::sync::oneshot::channel();
+        // Dropped with the actor: the receiver then completes.
+        self.stopped_signals.push(done);
         let queued = self.queue.drain();
         self.sync_queue();
         if !self.stopping {
@@ -657,6 +679,9 @@ impl Handler<Stop> for Supervisor {
                 }
             }
         }
-        queued
+        StopReceipt {
+            unsent: queued,
+            closed,
+        }
     }
 }

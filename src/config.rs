@@ -1,0 +1,339 @@
+//! Herd configuration from files and the environment, validated before anything starts.
+//!
+//! See the README's configuration reference for every key. Files are TOML, YAML or JSON by
+//! extension, layered in order; `WSHERD__…` environment variables override them
+//! (`WSHERD__ENDPOINTS__BINANCE__URL`). `[defaults]` applies to every endpoint, merged key by
+//! key under each `[endpoints.<name>]`.
+
+mod endpoint;
+mod read;
+mod units;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ::config::{Config, Environment, File, Value, ValueKind};
+use wsherd_protocol::EndpointName;
+use wsherd_supervisor::{EndpointSpec, GovernorPolicy};
+
+use read::{Reader, join};
+
+/// One thing wrong with a configuration: where, which key, what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The file (or environment variable) the value came from.
+    pub origin: String,
+    /// The key path, such as `endpoints.binance.url`.
+    pub key: String,
+    /// What was expected and what was found.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}: {}", self.origin, self.message)
+        } else {
+            write!(f, "{}: {}: {}", self.origin, self.key, self.message)
+        }
+    }
+}
+
+/// A configuration was refused; every problem found is listed, not only the first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The problems, in key order.
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.problems.len();
+        writeln!(
+            f,
+            "{count} problem{} in the configuration:",
+            if count == 1 { "" } else { "s" }
+        )?;
+        for problem in &self.problems {
+            writeln!(f, "  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Herd-wide settings (`[herd]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HerdSettings {
+    /// Arbiters (threads) the endpoints are spread over; default: the number of cores.
+    pub workers: usize,
+    /// Handshake cap and reconnect rate.
+    pub governor: GovernorPolicy,
+}
+
+impl Default for HerdSettings {
+    fn default() -> Self {
+        HerdSettings {
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
+            governor: GovernorPolicy::default(),
+        }
+    }
+}
+
+/// One endpoint as configured.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// Whether it is started (`enabled = false` keeps it in the file but down).
+    pub enabled: bool,
+    /// Everything the supervisor needs.
+    pub spec: EndpointSpec,
+    /// A digest of the resolved settings, secrets included, to tell whether a reload changed it.
+    fingerprint: u64,
+}
+
+impl EndpointConfig {
+    /// Wraps a programmatic spec.
+    pub fn new(spec: EndpointSpec) -> Self {
+        let fingerprint = digest(&format!("{spec:?}"));
+        EndpointConfig {
+            enabled: true,
+            spec,
+            fingerprint,
+        }
+    }
+
+    /// Whether `other` configures the same endpoint identically (a reload keeps its socket).
+    pub fn same_as(&self, other: &EndpointConfig) -> bool {
+        self.enabled == other.enabled && self.fingerprint == other.fingerprint
+    }
+}
+
+/// A whole, validated herd configuration.
+#[derive(Debug, Clone, Default)]
+pub struct HerdConfig {
+    /// `[herd]`.
+    pub settings: HerdSettings,
+    /// `[endpoints.<name>]`, with `[defaults]` merged in.
+    pub endpoints: BTreeMap<EndpointName, EndpointConfig>,
+}
+
+impl HerdConfig {
+    /// Loads one file plus the process environment.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<HerdConfig, ConfigError> {
+        ConfigLoader::new().file(path).load()
+    }
+}
+
+/// Builds a [`HerdConfig`] from layered files and environment overrides.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigLoader {
+    files: Vec<PathBuf>,
+    environment: Option<HashMap<String, String>>,
+}
+
+const TOP_KEYS: &[&str] = &["herd", "defaults", "endpoints"];
+const HERD_KEYS: &[&str] = &[
+    "workers",
+    "max_concurrent_handshakes",
+    "reconnects_per_second",
+];
+
+impl ConfigLoader {
+    /// No files yet; the process environment.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a file; later files override earlier ones key by key.
+    pub fn file(mut self, path: impl AsRef<Path>) -> Self {
+        self.files.push(path.as_ref().to_path_buf());
+        self
+    }
+
+    /// Uses `variables` instead of the process environment, for overrides and `{ env = … }`
+    /// secrets alike.
+    pub fn environment(mut self, variables: HashMap<String, String>) -> Self {
+        self.environment = Some(variables);
+        self
+    }
+
+    /// Reads, merges and validates everything; reports every problem at once.
+    pub fn load(&self) -> Result<HerdConfig, ConfigError> {
+        let root = self.collect()?;
+        let mut reader = Reader::new();
+        let config = self.interpret(&root, &mut reader);
+        if reader.problems.is_empty() {
+            Ok(config)
+        } else {
+            reader
+                .problems
+                .sort_by(|a, b| a.key.cmp(&b.key).then(a.message.cmp(&b.message)));
+            Err(ConfigError {
+                problems: reader.problems,
+            })
+        }
+    }
+
+    fn collect(&self) -> Result<Value, ConfigError> {
+        let mut problems = Vec::new();
+        let mut builder = Config::builder();
+        for path in &self.files {
+            let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if !matches!(extension, "toml" | "yaml" | "yml" | "json") {
+                problems.push(Problem {
+                    origin: path.display().to_string(),
+                    key: String::new(),
+                    message: format!(
+                        "unsupported file extension {extension:?}: use .toml, .yaml, .yml or .json"
+                    ),
+                });
+                continue;
+            }
+            if !path.is_file() {
+                problems.push(Problem {
+                    origin: path.display().to_string(),
+                    key: String::new(),
+                    message: "no such file".to_owned(),
+                });
+                continue;
+            }
+            builder = builder.add_source(File::from(path.as_path()).required(true));
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        let environment = Environment::with_prefix("WSHERD")
+            .prefix_separator("__")
+            .separator("__")
+            .source(
+                self.environment
+                    .clone()
+                    .map(|vars| vars.into_iter().collect()),
+            );
+        let built = builder
+            .add_source(environment)
+            .build()
+            .map_err(|error| ConfigError {
+                problems: vec![Problem {
+                    origin: self
+                        .files
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    key: String::new(),
+                    message: error.to_string(),
+                }],
+            })?;
+        let table = ::config::Source::collect(&built).map_err(|error| ConfigError {
+            problems: vec![Problem {
+                origin: "configuration".to_owned(),
+                key: String::new(),
+                message: error.to_string(),
+            }],
+        })?;
+        Ok(Value::new(None, ValueKind::Table(table)))
+    }
+
+    fn interpret(&self, root: &Value, reader: &mut Reader) -> HerdConfig {
+        let mut config = HerdConfig::default();
+        let Some(top) = reader.table(root, "", TOP_KEYS) else {
+            return config;
+        };
+        if let Some(herd) = top
+            .map
+            .get("herd")
+            .and_then(|v| reader.table(v, "herd", HERD_KEYS))
+        {
+            if let Some(workers) = reader.integer(&herd, "workers", 1, 1024) {
+                config.settings.workers = workers as usize;
+            }
+            if let Some(cap) =
+                reader.integer(&herd, "max_concurrent_handshakes", 0, u32::MAX as u64)
+            {
+                config.settings.governor.max_concurrent_handshakes = cap as usize;
+            }
+            if let Some(rate) = reader.float(&herd, "reconnects_per_second", 0.0) {
+                config.settings.governor.reconnects_per_second = rate;
+            }
+        }
+        let empty = Value::new(None, ValueKind::Table(Default::default()));
+        let defaults = match top.map.get("defaults") {
+            Some(defaults) => match reader.table(defaults, "defaults", endpoint::ENDPOINT_KEYS) {
+                Some(_) => defaults,
+                None => &empty,
+            },
+            None => &empty,
+        };
+        let Some(endpoints) = top.map.get("endpoints") else {
+            return config;
+        };
+        let Some(endpoints) = reader.table(endpoints, "endpoints", &[]) else {
+            return config;
+        };
+        let mut names: Vec<&String> = endpoints.map.keys().collect();
+        names.sort();
+        for name in names {
+            let path = join("endpoints", name);
+            let Some(value) = endpoints.map.get(name) else {
+                continue;
+            };
+            let endpoint_name = match EndpointName::new(name) {
+                Ok(endpoint_name) => endpoint_name,
+                Err(error) => {
+                    reader.problem(value.origin(), &path, error.why);
+                    continue;
+                }
+            };
+            let merged = read::merge(defaults, value);
+            let lookup = |var: &str| match &self.environment {
+                Some(vars) => vars.get(var).cloned(),
+                None => std::env::var(var).ok(),
+            };
+            if let Some((endpoint, secrets)) =
+                endpoint::read_endpoint(reader, &merged, &path, &lookup)
+            {
+                let fingerprint = digest(&(canonical(&merged) + &secrets));
+                config.endpoints.insert(
+                    endpoint_name,
+                    EndpointConfig {
+                        enabled: endpoint.0,
+                        spec: endpoint.1,
+                        fingerprint,
+                    },
+                );
+            }
+        }
+        config
+    }
+}
+
+/// The value with keys sorted and origins dropped, so equal settings print equally.
+fn canonical(value: &Value) -> String {
+    match &value.kind {
+        ValueKind::Table(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .into_iter()
+                .filter_map(|k| map.get(k).map(|v| format!("{k:?}={}", canonical(v))))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        ValueKind::Array(items) => {
+            let parts: Vec<String> = items.iter().map(canonical).collect();
+            format!("[{}]", parts.join(","))
+        }
+        ValueKind::String(text) => format!("{text:?}"),
+        _ => value.to_string(),
+    }
+}
+
+fn digest(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    hasher.finish()
+}

@@ -1,0 +1,454 @@
+//! One endpoint's keys, read into an `EndpointSpec`.
+
+use std::time::Duration;
+
+use config::{Value, ValueKind};
+use wsherd_connection::{ConnectionConfig, validate_url};
+use wsherd_protocol::{HeartbeatMode, KindRule, Outbound, ReplyMatcher};
+use wsherd_supervisor::{Action, EndpointSpec, Jitter, LiveAfter, OverflowPolicy};
+
+use super::read::{Reader, join, show};
+
+pub(crate) const ENDPOINT_KEYS: &[&str] = &[
+    "url",
+    "headers",
+    "subprotocols",
+    "kind",
+    "handshake_timeout",
+    "close_timeout",
+    "max_frame_size",
+    "max_message_size",
+    "write_buffer",
+    "idle_timeout",
+    "on_open",
+    "live_after",
+    "enabled",
+    "heartbeat",
+    "backoff",
+    "intensity",
+    "outbound",
+    "on_close",
+    "on_status",
+    "tls",
+];
+const HEARTBEAT_KEYS: &[&str] = &[
+    "mode",
+    "interval",
+    "timeout",
+    "payload",
+    "reply_kind",
+    "reply_text",
+];
+const BACKOFF_KEYS: &[&str] = &[
+    "initial",
+    "max",
+    "factor",
+    "jitter",
+    "reset_after",
+    "max_attempts",
+];
+const INTENSITY_KEYS: &[&str] = &["max_restarts", "within"];
+const OUTBOUND_KEYS: &[&str] = &["max_messages", "max_bytes", "overflow", "ttl"];
+const LIVE_AFTER_KEYS: &[&str] = &["kind", "text", "timeout"];
+const ACTIONS: &[&str] = &["reconnect", "backoff", "stop"];
+
+/// Default wait for the `live_after` reply.
+const DEFAULT_LIVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads endpoint `path`; returns `(enabled, spec)` and the resolved secrets (for the
+/// fingerprint), or `None` when something was wrong (the reader has the problems).
+pub(crate) fn read_endpoint(
+    reader: &mut Reader,
+    value: &Value,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Option<((bool, EndpointSpec), String)> {
+    let before = reader.problems.len();
+    let table = reader.table(value, path, ENDPOINT_KEYS)?;
+    let url = match reader.string(&table, "url") {
+        Some(url) => match validate_url(&url) {
+            Ok(()) => Some(url),
+            Err(why) => {
+                let origin = table
+                    .map
+                    .get("url")
+                    .and_then(Value::origin)
+                    .map(str::to_owned);
+                reader.problem(
+                    origin.as_deref(),
+                    &join(path, "url"),
+                    format!("{url:?} {why}"),
+                );
+                None
+            }
+        },
+        None => {
+            if !table.map.contains_key("url") {
+                reader.problem(
+                    table.origin.as_deref(),
+                    &join(path, "url"),
+                    "is required: the ws:// or wss:// URL to connect to",
+                );
+            }
+            None
+        }
+    };
+    let mut connection = ConnectionConfig::new(url.clone().unwrap_or_default());
+    let mut secrets = String::new();
+    if let Some(headers) = table.map.get("headers") {
+        read_headers(
+            reader,
+            headers,
+            &join(path, "headers"),
+            lookup,
+            &mut connection,
+            &mut secrets,
+        );
+    }
+    if let Some(protocols) = reader.strings(&table, "subprotocols") {
+        connection.subprotocols = protocols;
+    }
+    if let Some(kind) = reader.string(&table, "kind") {
+        if kind.is_empty() {
+            reader.problem(None, &join(path, "kind"), "must not be empty");
+        }
+        connection.kind = KindRule::pointer(&kind);
+    }
+    if let Some(timeout) = reader.duration(&table, "handshake_timeout") {
+        connection.handshake_timeout = timeout;
+    }
+    if let Some(timeout) = reader.duration(&table, "close_timeout") {
+        connection.close_timeout = timeout;
+    }
+    if let Some(size) = reader.size(&table, "max_frame_size") {
+        connection.max_frame_size = size;
+    }
+    if let Some(size) = reader.size(&table, "max_message_size") {
+        connection.max_message_size = size;
+    }
+    if let Some(size) = reader.size(&table, "write_buffer") {
+        connection.write_buffer = size;
+    }
+    if let Some(idle) = reader.duration(&table, "idle_timeout") {
+        connection.heartbeat.idle_timeout = Some(idle);
+    }
+    if let Some(heartbeat) = table.map.get("heartbeat") {
+        read_heartbeat(reader, heartbeat, &join(path, "heartbeat"), &mut connection);
+    }
+    if let Some(tls) = table.map.get("tls") {
+        reader.problem(
+            tls.origin(),
+            &join(path, "tls"),
+            "TLS settings are not supported by this build yet: only ws:// endpoints can be used",
+        );
+    }
+    let enabled = reader.boolean(&table, "enabled").unwrap_or(true);
+    let mut spec = EndpointSpec::new(connection);
+    if let Some(messages) = reader.strings(&table, "on_open") {
+        spec.on_open = messages.into_iter().map(Outbound::Text).collect();
+    }
+    if let Some(live) = table.map.get("live_after") {
+        spec.live_after = read_live_after(reader, live, &join(path, "live_after"));
+    }
+    if let Some(backoff) = table.map.get("backoff")
+        && let Some(backoff) = reader.table(backoff, &join(path, "backoff"), BACKOFF_KEYS)
+    {
+        let policy = &mut spec.backoff;
+        if let Some(initial) = reader.duration(&backoff, "initial") {
+            policy.initial = initial;
+        }
+        if let Some(max) = reader.duration(&backoff, "max") {
+            policy.max = max;
+        }
+        if let Some(factor) = reader.float(&backoff, "factor", 1.0) {
+            policy.factor = factor;
+        }
+        if let Some(jitter) = reader.choice(&backoff, "jitter", &["full", "equal", "none"]) {
+            policy.jitter = match jitter {
+                "equal" => Jitter::Equal,
+                "none" => Jitter::None,
+                _ => Jitter::Full,
+            };
+        }
+        if let Some(reset) = reader.duration(&backoff, "reset_after") {
+            policy.reset_after = reset;
+        }
+        if let Some(attempts) = reader.integer(&backoff, "max_attempts", 0, u32::MAX as u64) {
+            policy.max_attempts = attempts as u32;
+        }
+        if policy.initial > policy.max {
+            reader.problem(
+                backoff.origin.as_deref(),
+                &backoff.path,
+                format!(
+                    "initial ({:?}) is larger than max ({:?})",
+                    policy.initial, policy.max
+                ),
+            );
+        }
+    }
+    if let Some(intensity) = table.map.get("intensity")
+        && let Some(intensity) = reader.table(intensity, &join(path, "intensity"), INTENSITY_KEYS)
+    {
+        if let Some(max) = reader.integer(&intensity, "max_restarts", 0, u32::MAX as u64) {
+            spec.intensity.max_restarts = max as u32;
+        }
+        if let Some(within) = reader.duration(&intensity, "within") {
+            spec.intensity.within = within;
+        }
+    }
+    if let Some(outbound) = table.map.get("outbound")
+        && let Some(outbound) = reader.table(outbound, &join(path, "outbound"), OUTBOUND_KEYS)
+    {
+        if let Some(max) = reader.integer(&outbound, "max_messages", 0, u32::MAX as u64) {
+            spec.queue.max_messages = max as usize;
+        }
+        if let Some(max) = reader.size(&outbound, "max_bytes") {
+            spec.queue.max_bytes = max;
+        }
+        if let Some(overflow) = reader.choice(&outbound, "overflow", &["reject", "drop_oldest"]) {
+            spec.queue.overflow = if overflow == "drop_oldest" {
+                OverflowPolicy::DropOldest
+            } else {
+                OverflowPolicy::Reject
+            };
+        }
+        if let Some(ttl) = reader.duration(&outbound, "ttl") {
+            spec.queue.ttl = Some(ttl);
+        }
+    }
+    if let Some(on_close) = table.map.get("on_close") {
+        read_actions(
+            reader,
+            on_close,
+            &join(path, "on_close"),
+            1000..=4999,
+            &mut spec.actions.on_close,
+        );
+    }
+    if let Some(on_status) = table.map.get("on_status") {
+        read_actions(
+            reader,
+            on_status,
+            &join(path, "on_status"),
+            100..=599,
+            &mut spec.actions.on_status,
+        );
+    }
+    (reader.problems.len() == before).then_some(((enabled, spec), secrets))
+}
+
+fn read_headers(
+    reader: &mut Reader,
+    headers: &Value,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    connection: &mut ConnectionConfig,
+    secrets: &mut String,
+) {
+    let Some(table) = reader.table(headers, path, &[]) else {
+        return;
+    };
+    let mut names: Vec<&String> = table.map.keys().collect();
+    names.sort();
+    for name in names {
+        let Some(value) = table.map.get(name) else {
+            continue;
+        };
+        let key = join(path, name);
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            || name.is_empty()
+        {
+            reader.problem(
+                value.origin(),
+                &key,
+                format!("{name:?} is not a valid HTTP header name"),
+            );
+            continue;
+        }
+        let resolved = match &value.kind {
+            ValueKind::String(text) => Some(text.clone()),
+            ValueKind::Table(map) => match (map.get("env"), map.len()) {
+                (
+                    Some(Value {
+                        kind: ValueKind::String(var),
+                        ..
+                    }),
+                    1,
+                ) => match lookup(var) {
+                    Some(secret) => {
+                        secrets.push_str(&secret);
+                        secrets.push('\0');
+                        Some(secret)
+                    }
+                    None => {
+                        reader.problem(
+                            value.origin(),
+                            &key,
+                            format!("environment variable {var:?} is not set"),
+                        );
+                        None
+                    }
+                },
+                _ => {
+                    reader.problem(
+                        value.origin(),
+                        &key,
+                        "expected a string or { env = \"VARIABLE\" }",
+                    );
+                    None
+                }
+            },
+            _ => {
+                reader.problem(
+                    value.origin(),
+                    &key,
+                    format!(
+                        "expected a string or {{ env = \"VARIABLE\" }}, found {}",
+                        show(value)
+                    ),
+                );
+                None
+            }
+        };
+        if let Some(resolved) = resolved {
+            if resolved.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                reader.problem(
+                    value.origin(),
+                    &key,
+                    "the header value contains a line break or NUL",
+                );
+                continue;
+            }
+            connection.headers.push((name.clone(), resolved));
+        }
+    }
+}
+
+fn read_heartbeat(
+    reader: &mut Reader,
+    value: &Value,
+    path: &str,
+    connection: &mut ConnectionConfig,
+) {
+    let Some(table) = reader.table(value, path, HEARTBEAT_KEYS) else {
+        return;
+    };
+    let spec = &mut connection.heartbeat;
+    if let Some(interval) = reader.duration(&table, "interval") {
+        if interval.is_zero() {
+            reader.problem(
+                table.origin.as_deref(),
+                &join(path, "interval"),
+                "must be longer than zero",
+            );
+        }
+        spec.interval = interval;
+    }
+    if let Some(timeout) = reader.duration(&table, "timeout") {
+        if timeout.is_zero() {
+            reader.problem(
+                table.origin.as_deref(),
+                &join(path, "timeout"),
+                "must be longer than zero",
+            );
+        }
+        spec.timeout = timeout;
+    }
+    let payload = reader.string(&table, "payload");
+    let reply_kind = reader.string(&table, "reply_kind");
+    let reply_text = reader.string(&table, "reply_text");
+    let mode = reader
+        .choice(&table, "mode", &["ws-ping", "app", "off"])
+        .unwrap_or("ws-ping");
+    spec.mode = match mode {
+        "off" => HeartbeatMode::Off,
+        "app" => {
+            let reply = match (reply_kind, reply_text) {
+                (Some(kind), None) => Some(ReplyMatcher::Kind(kind)),
+                (None, Some(text)) => Some(ReplyMatcher::Text(text)),
+                _ => {
+                    reader.problem(
+                        table.origin.as_deref(),
+                        path,
+                        "mode \"app\" needs exactly one of reply_kind or reply_text",
+                    );
+                    None
+                }
+            };
+            if payload.is_none() {
+                reader.problem(
+                    table.origin.as_deref(),
+                    &join(path, "payload"),
+                    "is required with mode \"app\"",
+                );
+            }
+            match (payload, reply) {
+                (Some(payload), Some(reply)) => HeartbeatMode::App { payload, reply },
+                _ => HeartbeatMode::WsPing,
+            }
+        }
+        _ => HeartbeatMode::WsPing,
+    };
+}
+
+fn read_live_after(reader: &mut Reader, value: &Value, path: &str) -> Option<LiveAfter> {
+    let table = reader.table(value, path, LIVE_AFTER_KEYS)?;
+    let timeout = reader
+        .duration(&table, "timeout")
+        .unwrap_or(DEFAULT_LIVE_TIMEOUT);
+    let matcher = match (reader.string(&table, "kind"), reader.string(&table, "text")) {
+        (Some(kind), None) => ReplyMatcher::Kind(kind),
+        (None, Some(text)) => ReplyMatcher::Text(text),
+        _ => {
+            reader.problem(
+                table.origin.as_deref(),
+                path,
+                "needs exactly one of kind or text",
+            );
+            return None;
+        }
+    };
+    Some(LiveAfter { matcher, timeout })
+}
+
+fn read_actions(
+    reader: &mut Reader,
+    value: &Value,
+    path: &str,
+    range: std::ops::RangeInclusive<u16>,
+    into: &mut std::collections::HashMap<u16, Action>,
+) {
+    let Some(table) = reader.table(value, path, &[]) else {
+        return;
+    };
+    let mut keys: Vec<&String> = table.map.keys().collect();
+    keys.sort();
+    for key in keys {
+        let Some(entry) = table.map.get(key) else {
+            continue;
+        };
+        let code = key.parse::<u16>().ok().filter(|code| range.contains(code));
+        let Some(code) = code else {
+            reader.problem(
+                entry.origin(),
+                &join(path, key),
+                format!(
+                    "{key:?} is not a code from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            continue;
+        };
+        let action = reader.choice(&table, key, ACTIONS);
+        match action {
+            Some("reconnect") => into.insert(code, Action::ReconnectNow),
+            Some("stop") => into.insert(code, Action::Stop),
+            Some(_) => into.insert(code, Action::Backoff),
+            None => None,
+        };
+    }
+}
