@@ -162,7 +162,7 @@ impl ConfigLoader {
     /// Reads, merges and validates everything; reports every problem at once.
     pub fn load(&self) -> Result<HerdConfig, ConfigError> {
         let root = self.collect()?;
-        let mut reader = Reader::new();
+        let mut reader = Reader::new(&self.files);
         let config = self.interpret(&root, &mut reader);
         if reader.problems.is_empty() {
             Ok(config)
@@ -283,7 +283,7 @@ impl ConfigLoader {
             let endpoint_name = match EndpointName::new(name) {
                 Ok(endpoint_name) => endpoint_name,
                 Err(error) => {
-                    reader.problem(value.origin(), &path, error.why);
+                    reader.problem(read::origin_of(value).as_deref(), &path, error.why);
                     continue;
                 }
             };

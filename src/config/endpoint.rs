@@ -7,7 +7,7 @@ use wsherd_connection::{ConnectionConfig, validate_url};
 use wsherd_protocol::{HeartbeatMode, KindRule, Outbound, ReplyMatcher};
 use wsherd_supervisor::{Action, EndpointSpec, Jitter, LiveAfter, OverflowPolicy};
 
-use super::read::{Reader, join, show};
+use super::read::{Reader, join, origin_of, show};
 
 pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "url",
@@ -137,7 +137,7 @@ pub(crate) fn read_endpoint(
     }
     if let Some(tls) = table.map.get("tls") {
         reader.problem(
-            tls.origin(),
+            origin_of(tls).as_deref(),
             &join(path, "tls"),
             "TLS settings are not supported by this build yet: only ws:// endpoints can be used",
         );
@@ -262,7 +262,7 @@ fn read_headers(
             || name.is_empty()
         {
             reader.problem(
-                value.origin(),
+                origin_of(value).as_deref(),
                 &key,
                 format!("{name:?} is not a valid HTTP header name"),
             );
@@ -285,7 +285,7 @@ fn read_headers(
                     }
                     None => {
                         reader.problem(
-                            value.origin(),
+                            origin_of(value).as_deref(),
                             &key,
                             format!("environment variable {var:?} is not set"),
                         );
@@ -294,7 +294,7 @@ fn read_headers(
                 },
                 _ => {
                     reader.problem(
-                        value.origin(),
+                        origin_of(value).as_deref(),
                         &key,
                         "expected a string or { env = \"VARIABLE\" }",
                     );
@@ -303,7 +303,7 @@ fn read_headers(
             },
             _ => {
                 reader.problem(
-                    value.origin(),
+                    origin_of(value).as_deref(),
                     &key,
                     format!(
                         "expected a string or {{ env = \"VARIABLE\" }}, found {}",
@@ -316,7 +316,7 @@ fn read_headers(
         if let Some(resolved) = resolved {
             if resolved.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                 reader.problem(
-                    value.origin(),
+                    origin_of(value).as_deref(),
                     &key,
                     "the header value contains a line break or NUL",
                 );
@@ -433,7 +433,7 @@ fn read_actions(
         let code = key.parse::<u16>().ok().filter(|code| range.contains(code));
         let Some(code) = code else {
             reader.problem(
-                entry.origin(),
+                origin_of(entry).as_deref(),
                 &join(path, key),
                 format!(
                     "{key:?} is not a code from {} to {}",

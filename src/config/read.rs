@@ -13,6 +13,9 @@ const ENVIRONMENT: &str = "the environment";
 /// Collects problems while reading.
 pub(crate) struct Reader {
     pub(crate) problems: Vec<Problem>,
+    /// The files as the user named them, with their canonical paths: the `config` crate
+    /// records origins relative to the working directory.
+    files: Vec<(Option<std::path::PathBuf>, String)>,
 }
 
 /// A table being read: its path, where it came from, and its entries.
@@ -31,6 +34,23 @@ pub(crate) fn describe_origin(origin: Option<&str>, path: &str) -> String {
         ),
         Some(file) => file.to_owned(),
         None => "(built-in default)".to_owned(),
+    }
+}
+
+/// Where `value` came from: its own origin, or for a table or list the first origin inside.
+pub(crate) fn origin_of(value: &Value) -> Option<String> {
+    if let Some(origin) = value.origin() {
+        return Some(origin.to_owned());
+    }
+    match &value.kind {
+        ValueKind::Table(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            keys.into_iter()
+                .find_map(|k| map.get(k).and_then(origin_of))
+        }
+        ValueKind::Array(items) => items.iter().find_map(origin_of),
+        _ => None,
     }
 }
 
@@ -66,15 +86,26 @@ pub(crate) fn show(value: &Value) -> String {
 }
 
 impl Reader {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(files: &[std::path::PathBuf]) -> Self {
         Reader {
             problems: Vec::new(),
+            files: files
+                .iter()
+                .map(|f| (std::fs::canonicalize(f).ok(), f.display().to_string()))
+                .collect(),
         }
     }
 
     pub(crate) fn problem(&mut self, origin: Option<&str>, path: &str, message: impl Into<String>) {
+        let origin = origin.map(|origin| {
+            let canonical = std::fs::canonicalize(origin).ok();
+            self.files
+                .iter()
+                .find(|(file, _)| file.is_some() && *file == canonical)
+                .map_or_else(|| origin.to_owned(), |(_, given)| given.clone())
+        });
         self.problems.push(Problem {
-            origin: describe_origin(origin, path),
+            origin: describe_origin(origin.as_deref(), path),
             key: path.to_owned(),
             message: message.into(),
         });
@@ -89,7 +120,7 @@ impl Reader {
     ) -> Option<Table<'v>> {
         let ValueKind::Table(map) = &value.kind else {
             self.problem(
-                value.origin(),
+                origin_of(value).as_deref(),
                 path,
                 format!("expected a table, found {}", kind_name(value)),
             );
@@ -97,7 +128,7 @@ impl Reader {
         };
         let table = Table {
             path: path.to_owned(),
-            origin: value.origin().map(str::to_owned),
+            origin: origin_of(value),
             map,
         };
         self.unknown_keys(&table, known);
@@ -142,7 +173,7 @@ impl Reader {
             ValueKind::String(text) => Some(text.clone()),
             _ => {
                 self.problem(
-                    value.origin(),
+                    origin_of(value).as_deref(),
                     &path,
                     format!("expected a string, found {}", show(value)),
                 );
@@ -159,7 +190,7 @@ impl Reader {
             ValueKind::String(text) if text.eq_ignore_ascii_case("false") => Some(false),
             _ => {
                 self.problem(
-                    value.origin(),
+                    origin_of(value).as_deref(),
                     &path,
                     format!("expected true or false, found {}", show(value)),
                 );
@@ -189,7 +220,7 @@ impl Reader {
             Some(n) => Some(n),
             None => {
                 self.problem(
-                    value.origin(),
+                    origin_of(value).as_deref(),
                     &path,
                     format!(
                         "expected a whole number from {min} to {max}, found {}",
@@ -215,7 +246,7 @@ impl Reader {
             Some(n) => Some(n),
             None => {
                 self.problem(
-                    value.origin(),
+                    origin_of(value).as_deref(),
                     &path,
                     format!("expected a number of at least {min}, found {}", show(value)),
                 );
@@ -271,7 +302,7 @@ impl Reader {
             None => String::new(),
         };
         self.problem(
-            value.origin(),
+            origin_of(value).as_deref(),
             &path,
             format!(
                 "expected one of {}, found {text:?}{hint}",
@@ -286,7 +317,7 @@ impl Reader {
         let (value, path) = self.entry(table, key)?;
         let ValueKind::Array(items) = &value.kind else {
             self.problem(
-                value.origin(),
+                origin_of(value).as_deref(),
                 &path,
                 format!("expected a list of strings, found {}", show(value)),
             );
@@ -297,7 +328,7 @@ impl Reader {
             match &item.kind {
                 ValueKind::String(text) => out.push(text.clone()),
                 _ => self.problem(
-                    item.origin(),
+                    origin_of(item).as_deref(),
                     &format!("{path}[{i}]"),
                     format!("expected a string, found {}", show(item)),
                 ),
@@ -315,7 +346,7 @@ impl Reader {
         match parsed {
             Ok(parsed) => Some(parsed),
             Err(message) => {
-                self.problem(value.origin(), path, message);
+                self.problem(origin_of(value).as_deref(), path, message);
                 None
             }
         }

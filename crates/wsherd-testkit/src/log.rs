@@ -30,6 +30,8 @@ pub struct ConnectionLog {
     pub index: usize,
     /// The HTTP status the upgrade was answered with (101, or the rejection).
     pub status: u16,
+    /// The request path with its query, such as `/feed?x=1`.
+    pub path: Option<String>,
     /// The request's headers, names lower-cased.
     pub headers: Vec<(String, String)>,
     /// Messages received, in order.
@@ -64,12 +66,13 @@ impl ConnectionLog {
 pub(crate) type ServerLog = Watched<Vec<ConnectionLog>>;
 
 impl ServerLog {
-    pub(crate) fn open(&self, status: u16, headers: Vec<(String, String)>) -> usize {
+    pub(crate) fn open(&self, status: u16, path: String, headers: Vec<(String, String)>) -> usize {
         self.update(|connections| {
             let index = connections.len();
             connections.push(ConnectionLog {
                 index,
                 status,
+                path: Some(path),
                 headers,
                 ended: status != 101,
                 ..ConnectionLog::default()

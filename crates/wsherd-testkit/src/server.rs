@@ -264,17 +264,21 @@ async fn upgrade(
             )
         })
         .collect();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned());
     let decided = shared.next_index.fetch_add(1, Ordering::SeqCst);
     let script = match (shared.behaviour)(decided) {
         Behaviour::Reject(status) => {
-            shared.log.open(status, headers);
+            shared.log.open(status, path.clone(), headers);
             let status = actix_web::http::StatusCode::from_u16(status)
                 .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
             return Ok(HttpResponse::build(status).body("rejected by the test script"));
         }
         Behaviour::Accept(script) => script,
     };
-    let index = shared.log.open(101, headers);
+    let index = shared.log.open(101, path, headers);
     let actor = ScriptedSocket {
         index,
         socket: req.conn_data::<SocketHandle>().cloned(),

@@ -1,0 +1,550 @@
+//! Configuration files, environment overrides, validation messages, reload and workers.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test helpers fail loudly
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use serde::Deserialize;
+use wsherd::config::{ConfigLoader, HerdConfig};
+use wsherd::prelude::*;
+use wsherd::{HeartbeatMode, Jitter, OverflowPolicy, ReplyMatcher};
+use wsherd_testkit::{Recorder, Step, TestServer};
+
+/// A config file in the temp directory, removed when dropped.
+struct TempConfig(PathBuf);
+
+impl TempConfig {
+    fn new(extension: &str, contents: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "wsherd-test-{}-{}.{extension}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&path, contents).unwrap();
+        TempConfig(path)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    fn name(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn no_env() -> HashMap<String, String> {
+    HashMap::new()
+}
+
+fn load(file: &TempConfig) -> Result<HerdConfig, wsherd::config::ConfigError> {
+    ConfigLoader::new()
+        .file(file.path())
+        .environment(no_env())
+        .load()
+}
+
+/// The problems of a config that must fail, as `key: message` lines.
+fn problems(file: &TempConfig) -> Vec<String> {
+    let error = load(file).expect_err("the config should be refused");
+    for problem in &error.problems {
+        assert_eq!(
+            problem.origin,
+            file.name(),
+            "every problem names its file: {problem}"
+        );
+    }
+    error
+        .problems
+        .iter()
+        .map(|p| format!("{}: {}", p.key, p.message))
+        .collect()
+}
+
+fn name(s: &str) -> EndpointName {
+    EndpointName::new(s).unwrap()
+}
+
+#[test]
+fn a_full_endpoint_reads_every_key_with_defaults_merged_key_by_key() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[herd]
+workers = 3
+max_concurrent_handshakes = 8
+reconnects_per_second = 50
+
+[defaults]
+handshake_timeout = "5s"
+backoff = { initial = "250ms", max = "1m 30s", factor = 3.0, jitter = "equal", reset_after = "10s" }
+heartbeat = { interval = "15s", timeout = "10s" }
+
+[endpoints.binance]
+url = "ws://127.0.0.1:9001/ws"
+kind = "e"
+headers = { "X-Api-Key" = "k-1" }
+subprotocols = ["v1", "v2"]
+max_frame_size = "2MiB"
+max_message_size = "4MiB"
+idle_timeout = "1m"
+on_open = ['{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}']
+live_after = { kind = "subscribed", timeout = "3s" }
+backoff = { max_attempts = 7 }
+intensity = { max_restarts = 5, within = "1m" }
+outbound = { max_messages = 10, max_bytes = "64KiB", overflow = "drop_oldest", ttl = "30s" }
+on_close = { "4000" = "stop", "1008" = "backoff" }
+on_status = { "404" = "backoff" }
+
+[endpoints.kraken]
+url = "ws://127.0.0.1:9002/"
+kind = "/data/type"
+enabled = false
+heartbeat = { mode = "app", payload = '{"event":"ping"}', reply_kind = "pong" }
+"#,
+    );
+    let config = load(&file).unwrap();
+    assert_eq!(config.settings.workers, 3);
+    assert_eq!(config.settings.governor.max_concurrent_handshakes, 8);
+    assert_eq!(config.settings.governor.reconnects_per_second, 50.0);
+    let binance = &config.endpoints[&name("binance")];
+    assert!(binance.enabled);
+    let spec = &binance.spec;
+    let c = &spec.connection;
+    assert_eq!(c.url, "ws://127.0.0.1:9001/ws");
+    assert_eq!(format!("{:?}", c.kind), r#"KindRule::field("e")"#);
+    assert_eq!(c.headers.len(), 1);
+    assert_eq!(c.headers[0].1, "k-1");
+    assert_eq!(c.subprotocols, ["v1", "v2"]);
+    assert_eq!(
+        c.handshake_timeout,
+        Duration::from_secs(5),
+        "from [defaults]"
+    );
+    assert_eq!(c.max_frame_size, 2 << 20);
+    assert_eq!(c.max_message_size, 4 << 20);
+    assert_eq!(c.heartbeat.interval, Duration::from_secs(15));
+    assert_eq!(c.heartbeat.idle_timeout, Some(Duration::from_secs(60)));
+    assert_eq!(spec.on_open.len(), 1);
+    let live = spec.live_after.as_ref().unwrap();
+    assert_eq!(live.matcher, ReplyMatcher::Kind("subscribed".into()));
+    assert_eq!(live.timeout, Duration::from_secs(3));
+    // Nested tables merge key by key: max_attempts from the endpoint, the rest from defaults.
+    assert_eq!(spec.backoff.max_attempts, 7);
+    assert_eq!(spec.backoff.initial, Duration::from_millis(250));
+    assert_eq!(spec.backoff.max, Duration::from_secs(90));
+    assert_eq!(spec.backoff.factor, 3.0);
+    assert_eq!(spec.backoff.jitter, Jitter::Equal);
+    assert_eq!(spec.intensity.max_restarts, 5);
+    assert_eq!(spec.queue.max_messages, 10);
+    assert_eq!(spec.queue.max_bytes, 64 << 10);
+    assert_eq!(spec.queue.overflow, OverflowPolicy::DropOldest);
+    assert_eq!(spec.queue.ttl, Some(Duration::from_secs(30)));
+    assert_eq!(spec.actions.on_close[&4000], wsherd::Action::Stop);
+    assert_eq!(spec.actions.on_close[&1008], wsherd::Action::Backoff);
+    assert_eq!(spec.actions.on_status[&404], wsherd::Action::Backoff);
+
+    let kraken = &config.endpoints[&name("kraken")];
+    assert!(!kraken.enabled);
+    assert_eq!(
+        format!("{:?}", kraken.spec.connection.kind),
+        r#"KindRule::pointer("/data/type")"#
+    );
+    assert_eq!(
+        kraken.spec.connection.heartbeat.mode,
+        HeartbeatMode::App {
+            payload: r#"{"event":"ping"}"#.into(),
+            reply: ReplyMatcher::Kind("pong".into())
+        }
+    );
+    assert_eq!(
+        kraken.spec.connection.heartbeat.interval,
+        Duration::from_secs(15)
+    );
+}
+
+#[test]
+fn yaml_and_json_files_and_layering() {
+    let yaml = TempConfig::new(
+        "yaml",
+        "endpoints:\n  feed:\n    url: ws://127.0.0.1:1/\n    handshake_timeout: 2s\n",
+    );
+    let json = TempConfig::new(
+        "json",
+        r#"{"endpoints": {"feed": {"handshake_timeout": "7s"}, "other": {"url": "ws://127.0.0.1:2/"}}}"#,
+    );
+    let config = ConfigLoader::new()
+        .file(yaml.path())
+        .file(json.path())
+        .environment(no_env())
+        .load()
+        .unwrap();
+    let feed = &config.endpoints[&name("feed")].spec.connection;
+    assert_eq!(feed.url, "ws://127.0.0.1:1/", "from the first file");
+    assert_eq!(
+        feed.handshake_timeout,
+        Duration::from_secs(7),
+        "the second file wins"
+    );
+    assert!(config.endpoints.contains_key(&name("other")));
+}
+
+#[test]
+fn environment_overrides_files_and_names_its_variable_in_errors() {
+    let file = TempConfig::new("toml", "[endpoints.binance]\nurl = \"ws://127.0.0.1:1/\"\n");
+    let env: HashMap<String, String> = [
+        (
+            "WSHERD__ENDPOINTS__BINANCE__URL",
+            "ws://127.0.0.1:2/override",
+        ),
+        ("WSHERD__ENDPOINTS__BINANCE__HEARTBEAT__INTERVAL", "3s"),
+        ("WSHERD__ENDPOINTS__NEWONE__URL", "ws://127.0.0.1:3/"),
+        ("WSHERD__HERD__WORKERS", "2"),
+        ("UNRELATED", "x"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let config = ConfigLoader::new()
+        .file(file.path())
+        .environment(env)
+        .load()
+        .unwrap();
+    let binance = &config.endpoints[&name("binance")].spec.connection;
+    assert_eq!(binance.url, "ws://127.0.0.1:2/override");
+    assert_eq!(binance.heartbeat.interval, Duration::from_secs(3));
+    assert_eq!(
+        config.endpoints[&name("newone")].spec.connection.url,
+        "ws://127.0.0.1:3/"
+    );
+    assert_eq!(config.settings.workers, 2);
+
+    let env: HashMap<String, String> = [(
+        "WSHERD__ENDPOINTS__BINANCE__URL".to_owned(),
+        "htp://x".to_owned(),
+    )]
+    .into_iter()
+    .collect();
+    let error = ConfigLoader::new()
+        .file(file.path())
+        .environment(env)
+        .load()
+        .unwrap_err();
+    assert_eq!(
+        error.problems[0].to_string(),
+        r#"environment variable WSHERD__ENDPOINTS__BINANCE__URL: endpoints.binance.url: "htp://x" is not a ws:// or wss:// URL"#
+    );
+}
+
+#[test]
+fn secrets_come_from_the_environment_and_are_never_printed() {
+    let file = TempConfig::new(
+        "toml",
+        "[endpoints.feed]\nurl = \"ws://127.0.0.1:1/\"\nheaders = { Authorization = { env = \"FEED_TOKEN\" } }\n",
+    );
+    let env: HashMap<String, String> = [("FEED_TOKEN".to_owned(), "Bearer s3cr3t".to_owned())]
+        .into_iter()
+        .collect();
+    let config = ConfigLoader::new()
+        .file(file.path())
+        .environment(env)
+        .load()
+        .unwrap();
+    let feed = &config.endpoints[&name("feed")];
+    assert_eq!(feed.spec.connection.headers[0].1, "Bearer s3cr3t");
+    assert!(!format!("{config:?}").contains("s3cr3t"));
+    let missing = problems(&file);
+    assert_eq!(missing.len(), 1);
+    // Header names are case-insensitive; the config crate may keep or lower their case.
+    assert!(
+        missing[0].eq_ignore_ascii_case(
+            r#"endpoints.feed.headers.authorization: environment variable "FEED_TOKEN" is not set"#
+        ),
+        "{missing:?}"
+    );
+}
+
+#[test]
+fn bad_url_and_missing_url() {
+    let file = TempConfig::new(
+        "toml",
+        "[endpoints.binance]\nurl = \"htp://x\"\n[endpoints.nourl]\nkind = \"e\"\n",
+    );
+    let found = problems(&file);
+    assert_eq!(
+        found,
+        [
+            r#"endpoints.binance.url: "htp://x" is not a ws:// or wss:// URL"#,
+            "endpoints.nourl.url: is required: the ws:// or wss:// URL to connect to",
+        ]
+    );
+    let error = load(&file).unwrap_err();
+    assert!(error.to_string().contains(&format!(
+        "{}: endpoints.binance.url: \"htp://x\" is not a ws:// or wss:// URL",
+        file.name()
+    )));
+}
+
+#[test]
+fn unknown_keys_suggest_the_closest_known_one() {
+    let file = TempConfig::new(
+        "toml",
+        "[herd]\nworkrs = 2\n[endpoints.feed]\nulr = \"ws://127.0.0.1:1/\"\nurl = \"ws://127.0.0.1:1/\"\nheartbeat = { intervall = \"1s\" }\nzzzz = 1\n",
+    );
+    let found = problems(&file);
+    assert!(
+        found.contains(&r#"herd.workrs: unknown key "workrs"; did you mean "workers"?"#.to_owned()),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&r#"endpoints.feed.ulr: unknown key "ulr"; did you mean "url"?"#.to_owned()),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&r#"endpoints.feed.heartbeat.intervall: unknown key "intervall"; did you mean "interval"?"#.to_owned()),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p
+                .starts_with(r#"endpoints.feed.zzzz: unknown key "zzzz"; expected one of: url, "#)),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn wrong_types_durations_sizes_and_choices() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[endpoints.feed]
+url = "ws://127.0.0.1:1/"
+handshake_timeout = true
+max_frame_size = "1 XB"
+idle_timeout = "20x"
+enabled = "maybe"
+subprotocols = "v1"
+backoff = { jitter = "fulll", factor = 0.5, initial = "10s", max = "1s" }
+outbound = { overflow = "drop", max_messages = -1 }
+"#,
+    );
+    let found = problems(&file);
+    let expected = [
+        r#"endpoints.feed.backoff: initial (10s) is larger than max (1s)"#,
+        r#"endpoints.feed.backoff.factor: expected a number of at least 1, found 0.5"#,
+        r#"endpoints.feed.backoff.jitter: expected one of "full", "equal", "none", found "fulll"; did you mean "full"?"#,
+        r#"endpoints.feed.enabled: expected true or false, found "maybe""#,
+        r#"endpoints.feed.handshake_timeout: expected a duration such as "20s", found true"#,
+        r#"endpoints.feed.idle_timeout: "20x" is not a duration (use e.g. "500ms", "20s", "1m 30s")"#,
+        r#"endpoints.feed.max_frame_size: "1 XB" is not a size (use e.g. "64KiB", "1MiB", "16MB")"#,
+        r#"endpoints.feed.outbound.max_messages: expected a whole number from 0 to 4294967295, found -1"#,
+        r#"endpoints.feed.outbound.overflow: expected one of "reject", "drop_oldest", found "drop""#,
+        r#"endpoints.feed.subprotocols: expected a list of strings, found "v1""#,
+    ];
+    assert_eq!(found, expected, "all errors at once");
+}
+
+#[test]
+fn endpoint_names_codes_and_heartbeat_modes() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[endpoints.Binance]
+url = "ws://127.0.0.1:1/"
+
+[endpoints.feed]
+url = "ws://127.0.0.1:1/"
+on_close = { "999" = "stop", "4000" = "explode" }
+on_status = { "700" = "stop" }
+heartbeat = { mode = "app", reply_text = "pong" }
+live_after = { timeout = "1s" }
+"#,
+    );
+    let found = problems(&file);
+    let expected = [
+        "endpoints.Binance: only a-z, 0-9, '_' and '-' are allowed (environment keys are lower-cased)",
+        r#"endpoints.feed.heartbeat.payload: is required with mode "app""#,
+        "endpoints.feed.live_after: needs exactly one of kind or text",
+        r#"endpoints.feed.on_close.4000: expected one of "reconnect", "backoff", "stop", found "explode""#,
+        r#"endpoints.feed.on_close.999: "999" is not a code from 1000 to 4999"#,
+        r#"endpoints.feed.on_status.700: "700" is not a code from 100 to 599"#,
+    ];
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn unreadable_sources_are_clear() {
+    let wrong = TempConfig::new("ini", "x=1");
+    let error = ConfigLoader::new()
+        .file(wrong.path())
+        .environment(no_env())
+        .load()
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("unsupported file extension \"ini\""),
+        "{error}"
+    );
+    let missing = ConfigLoader::new()
+        .file("/nonexistent/wsherd.toml")
+        .environment(no_env())
+        .load()
+        .unwrap_err();
+    assert_eq!(
+        missing.problems[0].to_string(),
+        "/nonexistent/wsherd.toml: no such file"
+    );
+    let broken = TempConfig::new("toml", "[endpoints.feed\nurl = 1");
+    let error = load(&broken).unwrap_err();
+    assert!(error.problems[0].origin.contains(&broken.name()), "{error}");
+}
+
+#[derive(Debug, Deserialize)]
+struct Tick {
+    #[allow(dead_code)]
+    seq: u64,
+}
+wsherd::inbound!(Tick => "tick");
+
+#[actix_rt::test]
+async fn fifty_endpoints_from_a_file_all_start() {
+    let servers: Vec<TestServer> = (0..3)
+        .map(|_| TestServer::start(vec![Step::stream(&["tick"], 1)]).unwrap())
+        .collect();
+    let mut toml =
+        String::from("[herd]\nworkers = 2\n\n[defaults]\nbackoff = { initial = \"50ms\" }\n");
+    for i in 0..50 {
+        toml.push_str(&format!(
+            "\n[endpoints.feed-{i:02}]\nurl = \"{}\"\n",
+            servers[i % 3].url(&format!("/{i}"))
+        ));
+    }
+    let file = TempConfig::new("toml", &toml);
+    let herd = Herd::start(load(&file).unwrap()).unwrap();
+    let states = states(&herd);
+    let (ticks, ticks_seen) = Recorder::<Delivery<Tick>>::start();
+    herd.subscribe(ticks.recipient());
+    ticks_seen.wait_for_count(50, WAIT).await.unwrap();
+    let endpoints: std::collections::BTreeSet<String> =
+        ticks_seen.with(|s| s.iter().map(|d| d.endpoint.to_string()).collect());
+    assert_eq!(endpoints.len(), 50);
+    states
+        .wait_for(WAIT, |_| {
+            herd.status()
+                .iter()
+                .all(|s| s.state == EndpointState::Live)
+                .then_some(())
+        })
+        .await
+        .ok();
+    assert_eq!(herd.status().len(), 50);
+    let total: usize = servers.iter().map(|s| s.connections().len()).sum();
+    assert_eq!(total, 50);
+}
+
+#[actix_rt::test]
+async fn reload_keeps_unchanged_sockets_and_restarts_only_what_changed() {
+    let server = TestServer::start(vec![]).unwrap();
+    let config = |extra: &str| {
+        format!(
+            "[herd]\nworkers = 1\n[endpoints.keep]\nurl = \"{}\"\n[endpoints.change]\nurl = \"{}\"\n{extra}",
+            server.url("/keep"),
+            server.url("/change")
+        )
+    };
+    let first = TempConfig::new(
+        "toml",
+        &(config("handshake_timeout = \"5s\"\n")
+            + &format!("[endpoints.gone]\nurl = \"{}\"\n", server.url("/gone"))),
+    );
+    let herd = Herd::start(load(&first).unwrap()).unwrap();
+    let states = states(&herd);
+    // Wait until all three are connected.
+    server
+        .wait_for(WAIT, |c| (c.len() >= 3).then_some(()))
+        .await
+        .unwrap();
+    let second = TempConfig::new(
+        "toml",
+        &(config("handshake_timeout = \"6s\"\n")
+            + &format!("[endpoints.fresh]\nurl = \"{}\"\n", server.url("/fresh"))),
+    );
+    let report = herd.reload(load(&second).unwrap()).await.unwrap();
+    assert_eq!(report.unchanged, [name("keep")]);
+    assert_eq!(report.restarted, [name("change")]);
+    assert_eq!(report.stopped, [name("gone")]);
+    assert_eq!(report.started, [name("fresh")]);
+    server
+        .wait_for(WAIT, |c| (c.len() >= 5).then_some(()))
+        .await
+        .unwrap();
+    let paths = |path: &str| {
+        server
+            .connections()
+            .iter()
+            .filter(|c| c.path.as_deref() == Some(path))
+            .count()
+    };
+    assert_eq!(
+        paths("/keep"),
+        1,
+        "the unchanged endpoint was not reconnected"
+    );
+    assert_eq!(paths("/change"), 2);
+    assert_eq!(paths("/fresh"), 1);
+    assert_eq!(
+        herd.endpoints(),
+        [name("change"), name("fresh"), name("keep")]
+    );
+    let _ = states;
+    // Reloading the same file again changes nothing.
+    let report = herd.reload(load(&second).unwrap()).await.unwrap();
+    assert_eq!(report.unchanged.len(), 3);
+    assert!(report.restarted.is_empty() && report.started.is_empty() && report.stopped.is_empty());
+}
+
+#[actix_rt::test]
+async fn a_thousand_endpoints_over_two_arbiters_all_open_and_receive() {
+    const ENDPOINTS: usize = 1000;
+    let server = TestServer::start(vec![Step::stream(&["tick"], 1)]).unwrap();
+    let mut toml = String::from(
+        "[herd]\nworkers = 2\nmax_concurrent_handshakes = 64\n\n[defaults]\nbackoff = { initial = \"50ms\" }\n",
+    );
+    for i in 0..ENDPOINTS {
+        toml.push_str(&format!(
+            "[endpoints.e{i}]\nurl = \"{}\"\n",
+            server.url("/")
+        ));
+    }
+    let file = TempConfig::new("toml", &toml);
+    let herd = Herd::start(load(&file).unwrap()).unwrap();
+    let (ticks, ticks_seen) = Recorder::<Delivery<Tick>>::start_with_capacity(Some(4096));
+    herd.subscribe(ticks.recipient());
+    ticks_seen.wait_for_count(ENDPOINTS, WAIT).await.unwrap();
+    let endpoints: std::collections::BTreeSet<String> =
+        ticks_seen.with(|s| s.iter().map(|d| d.endpoint.to_string()).collect());
+    assert_eq!(endpoints.len(), ENDPOINTS, "every endpoint delivered");
+    assert_eq!(server.connections().len(), ENDPOINTS);
+    let report = herd.shutdown("test over", Duration::from_secs(30)).await;
+    assert!(report.timed_out.is_empty(), "{:?}", report.timed_out);
+    server
+        .wait_for(WAIT, |c| {
+            (c.iter().filter(|c| c.close.is_some()).count() == ENDPOINTS).then_some(())
+        })
+        .await
+        .unwrap();
+}
