@@ -430,6 +430,18 @@ impl Herd {
             .subscribe_kind(T::KIND, recipient, options)
     }
 
+    /// Delivers every `T` in [`Batch`](crate::Batch)es: what a connection decodes in one turn
+    /// travels as one message. Best for a subscriber on another arbiter than the endpoints.
+    pub fn subscribe_batched<T: Inbound>(
+        &self,
+        recipient: Recipient<wsherd_router::Batch<T>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.inner
+            .router
+            .subscribe_kind_batched(T::KIND, recipient, options)
+    }
+
     /// Delivers messages of kind `kind`, decoded as `T`.
     pub fn subscribe_kind<T: DeserializeOwned + Send + Sync + 'static>(
         &self,

@@ -19,7 +19,7 @@ pub use wsherd_protocol::{
     DecodeError, DecodeStage, EncodeError, EndpointName, Inbound, KindRule, Outbound,
 };
 pub use wsherd_router::{
-    Binary, DeadLetter, DeadLetterReason, Delivery, Overflow, Router, SubscribeOptions,
+    Batch, Binary, DeadLetter, DeadLetterReason, Delivery, Overflow, Router, SubscribeOptions,
     SubscriptionId,
 };
 pub use wsherd_supervisor::{

@@ -434,7 +434,7 @@ async fn fifty_endpoints_from_a_file_all_start() {
         ));
     }
     let file = TempConfig::new("toml", &toml);
-    let herd = Herd::start(load(&file).unwrap()).unwrap();
+    let herd = Herd::from_config_file(file.path()).unwrap();
     let states = states(&herd);
     let (ticks, ticks_seen) = Recorder::<Delivery<Tick>>::start();
     herd.subscribe(ticks.recipient());
@@ -547,4 +547,86 @@ async fn a_thousand_endpoints_over_two_arbiters_all_open_and_receive() {
         })
         .await
         .unwrap();
+}
+
+#[derive(Debug, Deserialize)]
+struct Trade {
+    seq: u64,
+}
+wsherd::inbound!(Trade => "trade");
+
+#[actix_rt::test]
+async fn a_subscriber_on_another_arbiter_receives_batches_in_order() {
+    const COUNT: u64 = 10_000;
+    let server = TestServer::start(vec![Step::stream(&["trade"], COUNT)]).unwrap();
+    let settings = wsherd::config::HerdSettings {
+        workers: 2,
+        ..Default::default()
+    };
+    let herd = Herd::with_settings(&settings).unwrap();
+    // The subscriber lives on an arbiter of its own, apart from both workers.
+    let arbiter = actix::Arbiter::new();
+    let (batches, seen) = {
+        let (tx, rx) = std::sync::mpsc::channel();
+        arbiter.spawn(async move {
+            let _ = tx.send(Recorder::<wsherd::Batch<Trade>>::start());
+        });
+        rx.recv().unwrap()
+    };
+    herd.subscribe_batched::<Trade>(batches.recipient(), SubscribeOptions::new());
+    herd.add_endpoint("feed", ConnectionConfig::new(server.url("/")))
+        .unwrap();
+    seen.wait_for(WAIT, |b| {
+        (b.iter().map(|b| b.deliveries.len()).sum::<usize>() as u64 >= COUNT).then_some(())
+    })
+    .await
+    .unwrap();
+    let seqs: Vec<u64> = seen.with(|b| {
+        b.iter()
+            .flat_map(|b| b.deliveries.iter().map(|d| d.message.seq))
+            .collect()
+    });
+    assert_eq!(
+        seqs,
+        (0..COUNT).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
+    let batches = seen.len();
+    assert!(
+        batches * 4 <= COUNT as usize,
+        "{batches} batches for {COUNT} messages"
+    );
+    arbiter.stop();
+}
+
+#[actix_rt::test]
+async fn restart_starts_an_endpoint_afresh_and_errors_name_the_problem() {
+    let server = TestServer::start(vec![]).unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    herd.add_endpoint("feed", ConnectionConfig::new(server.url("/")))
+        .unwrap();
+    reached(&states, "feed", 1, is_live).await;
+    let unsent = herd.restart("feed").await.unwrap();
+    assert!(unsent.is_empty());
+    reached(&states, "feed", 2, is_live).await;
+    let close = server.wait_for(WAIT, |c| c[0].close.clone()).await.unwrap();
+    assert_eq!(close, (1012, "restart requested".to_owned()));
+    assert_eq!(
+        herd.endpoint_status("feed").unwrap().reconnects,
+        0,
+        "fresh counters"
+    );
+    assert!(matches!(
+        herd.restart("nope").await,
+        Err(wsherd::HerdError::UnknownEndpoint(_))
+    ));
+    let bad = TempConfig::new("toml", "[endpoints.x]\nurl = 5\n");
+    let error = Herd::from_config_file(bad.path()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("endpoints.x.url: expected a string, found 5"),
+        "{error}"
+    );
 }

@@ -1,7 +1,7 @@
 //! The Connection actor: one awc WebSocket life.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use actix_codec::Framed;
@@ -20,6 +20,9 @@ use wsherd_router::{DispatchReport, RouteCache, Router};
 
 use crate::client::client;
 use crate::config::{ConnectionConfig, MAX_CLOSE_REASON, truncate_reason};
+
+/// Deliveries a batched subscriber is sent at most in one batch.
+const MAX_BATCH: usize = 256;
 
 /// Bytes a Close frame can take: code plus the longest reason.
 const MAX_CLOSE_FRAME: usize = MAX_CLOSE_REASON + 2;
@@ -105,6 +108,8 @@ pub struct Connection {
     outbox: Outbox<(WsMessage, bool)>,
     reassembler: Reassembler,
     heartbeat: Option<Heartbeat>,
+    /// A flush of batched deliveries is waiting for the end of this turn.
+    flush_scheduled: bool,
     /// Frames (any) and data messages seen since the last heartbeat tick; timestamped at the
     /// tick, so the per-message path reads no clock.
     saw_frame: bool,
@@ -134,6 +139,7 @@ impl Connection {
             outbox,
             reassembler,
             heartbeat: None,
+            flush_scheduled: false,
             saw_frame: false,
             saw_data: false,
             awaiting_live_reply: false,
@@ -187,6 +193,18 @@ impl Connection {
     /// Moves the report's counters into the shared stats, forgets stopped subscribers and
     /// pauses reading while a full subscriber catches up.
     fn settle_report(&mut self, ctx: &mut Context<Self>) {
+        if self.report.pending_deliveries() >= MAX_BATCH {
+            self.report.flush_batches();
+        } else if self.report.pending_deliveries() > 0 && !self.flush_scheduled {
+            // Flush what this turn gathered once the turn is over: a zero delay runs after the
+            // frames already read, so one batch carries all of them.
+            self.flush_scheduled = true;
+            ctx.run_later(Duration::ZERO, |act, ctx| {
+                act.flush_scheduled = false;
+                act.report.flush_batches();
+                act.settle_report(ctx);
+            });
+        }
         let report = &mut self.report;
         let stats = &self.stats;
         ConnectionStats::add(&stats.delivered, std::mem::take(&mut report.delivered));
@@ -602,6 +620,7 @@ impl Actor for Connection {
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.report.flush_batches();
         let unsent: Vec<Outbound> = self
             .outbox
             .drain_unsent()

@@ -40,6 +40,18 @@ impl<T: 'static> actix::Message for Delivery<T> {
     type Result = ();
 }
 
+/// Several deliveries of `T` in one message, in arrival order; see
+/// [`Router::subscribe_kind_batched`](crate::Router::subscribe_kind_batched).
+#[derive(Debug)]
+pub struct Batch<T> {
+    /// The deliveries, oldest first (possibly from several endpoints).
+    pub deliveries: Vec<Delivery<T>>,
+}
+
+impl<T: 'static> actix::Message for Batch<T> {
+    type Result = ();
+}
+
 /// A binary frame (or reassembled binary message) from an endpoint.
 ///
 /// Subscribe with [`Router::subscribe_event::<Binary>`](crate::Router::subscribe_event).

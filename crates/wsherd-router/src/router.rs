@@ -9,8 +9,8 @@ use actix::Recipient;
 use serde::de::DeserializeOwned;
 use wsherd_protocol::Inbound;
 
-use crate::delivery::Delivery;
-use crate::subscription::{Group, SubscribeOptions, Subscriber, SubscriptionId};
+use crate::delivery::{Batch, Delivery};
+use crate::subscription::{Group, Sink, SubscribeOptions, Subscriber, SubscriptionId};
 use crate::table::{JsonRoute, RouteTable};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -145,7 +145,31 @@ impl Router {
                     .downcast_mut::<JsonEntry<T>>()
                     .map(|e| &mut e.0)
             },
-            recipient,
+            Sink::Each(recipient),
+            options,
+        )
+    }
+
+    /// Delivers messages of kind `kind`, decoded as `T`, in [`Batch`]es: every delivery a
+    /// connection makes in one turn (up to a few hundred) travels as one message. Use it for a
+    /// subscriber on another arbiter, where each message would otherwise pay a cross-thread
+    /// wake-up.
+    pub fn subscribe_kind_batched<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        kind: &str,
+        recipient: Recipient<Batch<T>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.add(
+            RouteKey::Kind(kind.into(), TypeId::of::<T>()),
+            |group| Box::new(JsonEntry::<T>(group)),
+            |entry| {
+                entry
+                    .as_any_mut()
+                    .downcast_mut::<JsonEntry<T>>()
+                    .map(|e| &mut e.0)
+            },
+            Sink::Batched(recipient),
             options,
         )
     }
@@ -168,7 +192,7 @@ impl Router {
                     .downcast_mut::<JsonEntry<T>>()
                     .map(|e| &mut e.0)
             },
-            recipient,
+            Sink::Each(recipient),
             options,
         )
     }
@@ -190,7 +214,7 @@ impl Router {
                     .downcast_mut::<EventEntry<E>>()
                     .map(|e| &mut e.0)
             },
-            recipient,
+            Sink::Each(recipient),
             options,
         )
     }
@@ -245,13 +269,13 @@ impl Router {
         key: RouteKey,
         make: impl Fn(Group<T>) -> Box<dyn Entry>,
         group_of: impl Fn(&mut Box<dyn Entry>) -> Option<&mut Group<T>>,
-        recipient: Recipient<Delivery<T>>,
+        sink: Sink<T>,
         options: SubscribeOptions,
     ) -> SubscriptionId {
         let mut state = self.lock();
         state.next_id += 1;
         let id = SubscriptionId(state.next_id);
-        let subscriber = Arc::new(Subscriber::new(id, recipient, options));
+        let subscriber = Arc::new(Subscriber::new(id, sink, options));
         let entry = state.entries.entry(key.clone()).or_insert_with(|| {
             make(Group {
                 subscribers: Vec::new(),

@@ -1,5 +1,6 @@
 //! Subscription options and the per-type group of subscribers.
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use actix::Recipient;
 use actix::prelude::SendError;
 use wsherd_protocol::EndpointName;
 
-use crate::delivery::Delivery;
+use crate::delivery::{Batch, Delivery};
 use crate::table::DispatchReport;
 
 /// Identifies one subscription, for [`Router::unsubscribe`](crate::Router::unsubscribe).
@@ -63,9 +64,18 @@ impl SubscribeOptions {
 
 pub(crate) type Blocked = Pin<Box<dyn Future<Output = ()>>>;
 
+/// Where a subscriber's deliveries go.
+pub(crate) enum Sink<T: Send + Sync + 'static> {
+    /// One message per delivery.
+    Each(Recipient<Delivery<T>>),
+    /// Deliveries gathered per connection turn into one [`Batch`]: one channel hop for many
+    /// messages, which is what a subscriber on another arbiter wants.
+    Batched(Recipient<Batch<T>>),
+}
+
 pub(crate) struct Subscriber<T: Send + Sync + 'static> {
     pub(crate) id: SubscriptionId,
-    recipient: Recipient<Delivery<T>>,
+    sink: Sink<T>,
     endpoints: Option<Arc<[EndpointName]>>,
     overflow: Overflow,
     /// Set once by the first connection that finds the actor gone, so only one asks the
@@ -74,14 +84,10 @@ pub(crate) struct Subscriber<T: Send + Sync + 'static> {
 }
 
 impl<T: Send + Sync + 'static> Subscriber<T> {
-    pub(crate) fn new(
-        id: SubscriptionId,
-        recipient: Recipient<Delivery<T>>,
-        options: SubscribeOptions,
-    ) -> Self {
+    pub(crate) fn new(id: SubscriptionId, sink: Sink<T>, options: SubscribeOptions) -> Self {
         Subscriber {
             id,
-            recipient,
+            sink,
             endpoints: options.endpoints,
             overflow: options.overflow,
             closed: AtomicBool::new(false),
@@ -96,14 +102,30 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
                 .is_none_or(|names| names.iter().any(|name| name == endpoint))
     }
 
-    fn send(&self, delivery: Delivery<T>, report: &mut DispatchReport) {
-        match self.recipient.try_send(delivery) {
-            Ok(()) => report.delivered += 1,
-            Err(SendError::Full(delivery)) => match self.overflow {
-                Overflow::Drop => report.dropped_full += 1,
+    fn send(self: &Arc<Self>, delivery: Delivery<T>, report: &mut DispatchReport) {
+        match &self.sink {
+            Sink::Each(recipient) => self.offer(recipient, delivery, 1, report),
+            Sink::Batched(_) => report.add_to_batch(self, delivery),
+        }
+    }
+
+    /// Hands `message` (carrying `count` deliveries) to `recipient` under the overflow policy.
+    fn offer<M>(
+        &self,
+        recipient: &Recipient<M>,
+        message: M,
+        count: u64,
+        report: &mut DispatchReport,
+    ) where
+        M: actix::Message<Result = ()> + Send + 'static,
+    {
+        match recipient.try_send(message) {
+            Ok(()) => report.delivered += count,
+            Err(SendError::Full(message)) => match self.overflow {
+                Overflow::Drop => report.dropped_full += count,
                 Overflow::Backpressure => {
-                    report.delivered += 1;
-                    let request = self.recipient.send(delivery);
+                    report.delivered += count;
+                    let request = recipient.send(message);
                     report.blocked.push(Box::pin(async move {
                         // A subscriber that stops while we wait is pruned on the next message.
                         let _ = request.await;
@@ -115,6 +137,39 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
                     report.closed.push(self.id);
                 }
             }
+        }
+    }
+}
+
+/// Deliveries gathered for one batched subscriber during one connection turn.
+pub(crate) trait PendingBatch {
+    fn id(&self) -> SubscriptionId;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn flush(self: Box<Self>, report: &mut DispatchReport);
+}
+
+pub(crate) struct Pending<T: Send + Sync + 'static> {
+    pub(crate) subscriber: Arc<Subscriber<T>>,
+    pub(crate) deliveries: Vec<Delivery<T>>,
+}
+
+impl<T: Send + Sync + 'static> PendingBatch for Pending<T> {
+    fn id(&self) -> SubscriptionId {
+        self.subscriber.id
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn flush(self: Box<Self>, report: &mut DispatchReport) {
+        let Pending {
+            subscriber,
+            deliveries,
+        } = *self;
+        if let Sink::Batched(recipient) = &subscriber.sink {
+            let count = deliveries.len() as u64;
+            subscriber.offer(recipient, Batch { deliveries }, count, report);
         }
     }
 }

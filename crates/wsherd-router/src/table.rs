@@ -11,8 +11,8 @@ use wsherd_protocol::{
     DecodeError, DecodeStage, EndpointName, KindRule, decode, excerpt, validate_text,
 };
 
-use crate::delivery::{Binary, DeadLetter, DeadLetterReason};
-use crate::subscription::{Blocked, Group, SubscriptionId};
+use crate::delivery::{Binary, DeadLetter, DeadLetterReason, Delivery};
+use crate::subscription::{Blocked, Group, Pending, PendingBatch, Subscriber, SubscriptionId};
 
 /// What happened to one or more dispatched messages; a connection keeps one and drains it.
 ///
@@ -31,9 +31,44 @@ pub struct DispatchReport {
     /// [`Router::unsubscribe`](crate::Router::unsubscribe).
     pub closed: Vec<SubscriptionId>,
     pub(crate) blocked: Vec<Blocked>,
+    pending: Vec<Box<dyn PendingBatch>>,
+    pending_deliveries: usize,
 }
 
 impl DispatchReport {
+    /// Deliveries gathered for batched subscribers and not yet sent.
+    pub fn pending_deliveries(&self) -> usize {
+        self.pending_deliveries
+    }
+
+    /// Sends every gathered batch (one message per batched subscriber).
+    pub fn flush_batches(&mut self) {
+        self.pending_deliveries = 0;
+        for pending in std::mem::take(&mut self.pending) {
+            pending.flush(self);
+        }
+    }
+
+    pub(crate) fn add_to_batch<T: Send + Sync + 'static>(
+        &mut self,
+        subscriber: &Arc<Subscriber<T>>,
+        delivery: Delivery<T>,
+    ) {
+        self.pending_deliveries += 1;
+        let existing = self
+            .pending
+            .iter_mut()
+            .find(|p| p.id() == subscriber.id)
+            .and_then(|p| p.as_any_mut().downcast_mut::<Pending<T>>());
+        match existing {
+            Some(pending) => pending.deliveries.push(delivery),
+            None => self.pending.push(Box::new(Pending {
+                subscriber: Arc::clone(subscriber),
+                deliveries: vec![delivery],
+            })),
+        }
+    }
+
     /// A future that completes once every full [`Overflow::Backpressure`](crate::Overflow)
     /// subscriber has accepted its delivery, or `None` when nobody was full. Until it completes
     /// the connection must not read further messages.
@@ -59,6 +94,7 @@ impl std::fmt::Debug for DispatchReport {
             .field("decode_failures", &self.decode_failures)
             .field("closed", &self.closed)
             .field("blocked", &self.blocked.len())
+            .field("pending_deliveries", &self.pending_deliveries)
             .finish()
     }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer};
 use wsherd_protocol::{DecodeStage, EndpointName, Inbound, KindRule};
 
 use super::*;
+use crate::Batch;
 
 struct Collector<T: Send + Sync + 'static> {
     seen: Arc<Mutex<Vec<Delivery<T>>>>,
@@ -302,4 +303,51 @@ async fn full_mailbox_drops_or_applies_backpressure() {
         100,
         "backpressure loses nothing"
     );
+}
+
+struct BatchCollector {
+    seen: Arc<Mutex<Vec<Vec<u64>>>>,
+}
+
+impl Actor for BatchCollector {
+    type Context = Context<Self>;
+}
+
+impl Handler<Batch<Trade>> for BatchCollector {
+    type Result = ();
+    fn handle(&mut self, batch: Batch<Trade>, _: &mut Context<Self>) {
+        let seqs = batch.deliveries.iter().map(|d| d.message.seq).collect();
+        self.seen.lock().unwrap().push(seqs);
+    }
+}
+
+#[actix_rt::test]
+async fn batched_subscribers_get_one_message_per_flush_in_order() {
+    let router = Router::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let addr = BatchCollector { seen: seen.clone() }.start();
+    router.subscribe_kind_batched::<Trade>("trade", addr.recipient(), SubscribeOptions::new());
+    let (each, each_seen) = collector::<Trade>();
+    router.subscribe::<Trade>(each);
+    let mut report = DispatchReport::default();
+    for seq in 0..10 {
+        let text = format!(r#"{{"type":"trade","seq":{seq}}}"#);
+        router.table().route_text(
+            &name("ex"),
+            &KindRule::default(),
+            text.as_bytes(),
+            &mut report,
+        );
+    }
+    assert_eq!(report.pending_deliveries(), 10);
+    assert_eq!(
+        report.delivered, 10,
+        "the plain subscriber got each one at once"
+    );
+    report.flush_batches();
+    assert_eq!(report.pending_deliveries(), 0);
+    assert_eq!(report.delivered, 20);
+    settle().await;
+    assert_eq!(*seen.lock().unwrap(), vec![(0..10).collect::<Vec<u64>>()]);
+    assert_eq!(each_seen.lock().unwrap().len(), 10);
 }
