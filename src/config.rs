@@ -140,6 +140,32 @@ const HERD_KEYS: &[&str] = &[
     "reconnects_per_second",
 ];
 
+/// Every key an endpoint table (or `[defaults]`) accepts, nested ones dotted
+/// (`backoff.initial`); tables whose keys are free-form (`headers`, `on_close`, `on_status`)
+/// and the reserved `tls` are listed by their own name.
+pub fn endpoint_keys() -> Vec<String> {
+    let nested: [(&str, &[&str]); 5] = [
+        ("heartbeat", endpoint::HEARTBEAT_KEYS),
+        ("backoff", endpoint::BACKOFF_KEYS),
+        ("intensity", endpoint::INTENSITY_KEYS),
+        ("outbound", endpoint::OUTBOUND_KEYS),
+        ("live_after", endpoint::LIVE_AFTER_KEYS),
+    ];
+    let mut keys = Vec::new();
+    for key in endpoint::ENDPOINT_KEYS {
+        match nested.iter().find(|(table, _)| table == key) {
+            Some((table, inner)) => keys.extend(inner.iter().map(|k| format!("{table}.{k}"))),
+            None => keys.push((*key).to_owned()),
+        }
+    }
+    keys
+}
+
+/// Every key `[herd]` accepts.
+pub fn herd_keys() -> &'static [&'static str] {
+    HERD_KEYS
+}
+
 impl ConfigLoader {
     /// No files yet; the process environment.
     pub fn new() -> Self {

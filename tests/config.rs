@@ -630,3 +630,38 @@ async fn restart_starts_an_endpoint_afresh_and_errors_name_the_problem() {
         "{error}"
     );
 }
+
+#[test]
+fn the_reference_example_config_is_valid() {
+    let reference = include_str!("../docs/configuration.md");
+    let example = reference
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the reference has a TOML example");
+    let file = TempConfig::new("toml", example);
+    let env: HashMap<String, String> = [("BINANCE_KEY".to_owned(), "k".to_owned())]
+        .into_iter()
+        .collect();
+    let config = ConfigLoader::new()
+        .file(file.path())
+        .environment(env)
+        .load()
+        .unwrap();
+    assert_eq!(config.endpoints.len(), 3);
+    assert_eq!(config.settings.workers, 2);
+    assert!(!config.endpoints[&name("chat")].enabled);
+    // The reference documents every key the parser accepts, and nothing else.
+    let documented: Vec<String> = reference
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_owned)
+        .collect();
+    let mut accepted = wsherd::config::endpoint_keys();
+    accepted.extend(wsherd::config::herd_keys().iter().map(|k| (*k).to_owned()));
+    accepted.sort();
+    let mut documented_sorted = documented.clone();
+    documented_sorted.sort();
+    assert_eq!(documented_sorted, accepted);
+}

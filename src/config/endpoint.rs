@@ -31,7 +31,7 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "on_status",
     "tls",
 ];
-const HEARTBEAT_KEYS: &[&str] = &[
+pub(crate) const HEARTBEAT_KEYS: &[&str] = &[
     "mode",
     "interval",
     "timeout",
@@ -39,7 +39,7 @@ const HEARTBEAT_KEYS: &[&str] = &[
     "reply_kind",
     "reply_text",
 ];
-const BACKOFF_KEYS: &[&str] = &[
+pub(crate) const BACKOFF_KEYS: &[&str] = &[
     "initial",
     "max",
     "factor",
@@ -47,9 +47,9 @@ const BACKOFF_KEYS: &[&str] = &[
     "reset_after",
     "max_attempts",
 ];
-const INTENSITY_KEYS: &[&str] = &["max_restarts", "within"];
-const OUTBOUND_KEYS: &[&str] = &["max_messages", "max_bytes", "overflow", "ttl"];
-const LIVE_AFTER_KEYS: &[&str] = &["kind", "text", "timeout"];
+pub(crate) const INTENSITY_KEYS: &[&str] = &["max_restarts", "within"];
+pub(crate) const OUTBOUND_KEYS: &[&str] = &["max_messages", "max_bytes", "overflow", "ttl"];
+pub(crate) const LIVE_AFTER_KEYS: &[&str] = &["kind", "text", "timeout"];
 const ACTIONS: &[&str] = &["reconnect", "backoff", "stop"];
 
 /// Default wait for the `live_after` reply.
