@@ -142,9 +142,10 @@ const HERD_KEYS: &[&str] = &[
 
 /// Every key an endpoint table (or `[defaults]`) accepts, nested ones dotted
 /// (`backoff.initial`); tables whose keys are free-form (`headers`, `on_close`, `on_status`)
-/// and the reserved `tls` are listed by their own name.
+/// are listed by their own name.
 pub fn endpoint_keys() -> Vec<String> {
-    let nested: [(&str, &[&str]); 5] = [
+    let nested: [(&str, &[&str]); 6] = [
+        ("tls", endpoint::TLS_KEYS),
         ("heartbeat", endpoint::HEARTBEAT_KEYS),
         ("backoff", endpoint::BACKOFF_KEYS),
         ("intensity", endpoint::INTENSITY_KEYS),

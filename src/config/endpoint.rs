@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use config::{Value, ValueKind};
-use wsherd_connection::{ConnectionConfig, validate_url};
+use wsherd_connection::{ConnectionConfig, TlsFiles, client_config, validate_url};
 use wsherd_protocol::{HeartbeatMode, KindRule, Outbound, ReplyMatcher};
 use wsherd_supervisor::{Action, EndpointSpec, Jitter, LiveAfter, OverflowPolicy};
 
@@ -50,6 +50,7 @@ pub(crate) const BACKOFF_KEYS: &[&str] = &[
 pub(crate) const INTENSITY_KEYS: &[&str] = &["max_restarts", "within"];
 pub(crate) const OUTBOUND_KEYS: &[&str] = &["max_messages", "max_bytes", "overflow", "ttl"];
 pub(crate) const LIVE_AFTER_KEYS: &[&str] = &["kind", "text", "timeout"];
+pub(crate) const TLS_KEYS: &[&str] = &["ca_file", "client_cert", "client_key"];
 const ACTIONS: &[&str] = &["reconnect", "backoff", "stop"];
 
 /// Default wait for the `live_after` reply.
@@ -136,11 +137,7 @@ pub(crate) fn read_endpoint(
         read_heartbeat(reader, heartbeat, &join(path, "heartbeat"), &mut connection);
     }
     if let Some(tls) = table.map.get("tls") {
-        reader.problem(
-            origin_of(tls).as_deref(),
-            &join(path, "tls"),
-            "TLS settings are not supported by this build yet: only ws:// endpoints can be used",
-        );
+        read_tls(reader, tls, &join(path, "tls"), &mut connection);
     }
     let enabled = reader.boolean(&table, "enabled").unwrap_or(true);
     let mut spec = EndpointSpec::new(connection);
@@ -450,5 +447,21 @@ fn read_actions(
             Some(_) => into.insert(code, Action::Backoff),
             None => None,
         };
+    }
+}
+
+fn read_tls(reader: &mut Reader, value: &Value, path: &str, connection: &mut ConnectionConfig) {
+    let Some(table) = reader.table(value, path, TLS_KEYS) else {
+        return;
+    };
+    let files = TlsFiles {
+        ca_file: reader.string(&table, "ca_file").map(Into::into),
+        client_cert: reader.string(&table, "client_cert").map(Into::into),
+        client_key: reader.string(&table, "client_key").map(Into::into),
+    };
+    // Load them now: a missing or broken file is a configuration error, not a runtime surprise.
+    match client_config(Some(&files)) {
+        Ok(_) => connection.tls = Some(files),
+        Err(why) => reader.problem(table.origin.as_deref(), path, why),
     }
 }

@@ -44,6 +44,8 @@ pub struct ConnectionConfig {
     pub kind: KindRule,
     /// Pings, pong timeout and the idle watchdog.
     pub heartbeat: HeartbeatSpec,
+    /// TLS files for `wss://` (none: Web PKI roots, no client certificate).
+    pub tls: Option<crate::tls::TlsFiles>,
     /// When set, the owner is told (`Notice::LiveReply`) when the first message matching it
     /// arrives: a subscription acknowledgement.
     pub live_after: Option<ReplyMatcher>,
@@ -63,6 +65,7 @@ impl ConnectionConfig {
             write_buffer: DEFAULT_WRITE_BUFFER,
             kind: KindRule::default(),
             heartbeat: HeartbeatSpec::default(),
+            tls: None,
             live_after: None,
         }
     }
@@ -82,6 +85,12 @@ impl ConnectionConfig {
     /// Sets the kind rule.
     pub fn kind(mut self, kind: KindRule) -> Self {
         self.kind = kind;
+        self
+    }
+
+    /// Sets the TLS files.
+    pub fn tls(mut self, tls: crate::tls::TlsFiles) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -137,6 +146,7 @@ impl fmt::Debug for ConnectionConfig {
             .field("kind", &self.kind)
             .field("heartbeat", &self.heartbeat)
             .field("live_after", &self.live_after)
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -20,6 +20,7 @@ use wsherd_router::{DispatchReport, RouteCache, Router};
 
 use crate::client::client;
 use crate::config::{ConnectionConfig, MAX_CLOSE_REASON, truncate_reason};
+use crate::tls::tls_failure;
 
 /// Deliveries a batched subscriber is sent at most in one batch.
 const MAX_BATCH: usize = 256;
@@ -549,7 +550,15 @@ impl Connection {
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
         let config = Arc::clone(&self.config);
-        let mut request = client()
+        let client = match client(config.tls.as_ref()) {
+            Ok(client) => client,
+            Err(reason) => {
+                self.end = Some(EndReason::TlsConfig { reason });
+                ctx.stop();
+                return;
+            }
+        };
+        let mut request = client
             .ws(config.url.as_str())
             .max_frame_size(config.max_frame_size);
         if !config.subprotocols.is_empty() {
@@ -582,7 +591,7 @@ impl Connection {
 
 /// Turns awc's `!Send` error into our own, keeping what a policy needs to classify it.
 fn handshake_end(error: WsClientError) -> EndReason {
-    use awc::error::SendRequestError;
+    use awc::error::{ConnectError, SendRequestError};
     match error {
         WsClientError::InvalidResponseStatus(status) => EndReason::HandshakeRejected {
             status: status.as_u16(),
@@ -593,12 +602,35 @@ fn handshake_end(error: WsClientError) -> EndReason {
         WsClientError::SendRequest(SendRequestError::Http(error)) => EndReason::InvalidRequest {
             reason: error.to_string(),
         },
-        WsClientError::SendRequest(SendRequestError::Connect(error)) => EndReason::ConnectFailed {
-            reason: error.to_string(),
+        WsClientError::SendRequest(SendRequestError::Connect(ConnectError::Io(error))) => {
+            match tls_failure(&error) {
+                Some(reason) => EndReason::Tls { reason },
+                None => EndReason::ConnectFailed {
+                    reason: error.to_string(),
+                },
+            }
+        }
+        WsClientError::SendRequest(SendRequestError::Connect(error)) => match tls_failure(&error) {
+            Some(reason) => EndReason::Tls { reason },
+            None => EndReason::ConnectFailed {
+                reason: error.to_string(),
+            },
         },
-        WsClientError::SendRequest(error) => EndReason::ConnectFailed {
-            reason: error.to_string(),
-        },
+        WsClientError::SendRequest(error) => {
+            let tls = match &error {
+                SendRequestError::Send(io) => tls_failure(io),
+                SendRequestError::Response(actix_http::error::ParseError::Io(io)) => {
+                    tls_failure(io)
+                }
+                other => tls_failure(other),
+            };
+            match tls {
+                Some(reason) => EndReason::Tls { reason },
+                None => EndReason::ConnectFailed {
+                    reason: error.to_string(),
+                },
+            }
+        }
         other => EndReason::HandshakeInvalid {
             reason: other.to_string(),
         },

@@ -27,6 +27,17 @@ pub enum EndReason {
         /// The underlying error.
         reason: String,
     },
+    /// The TLS handshake failed: the server's certificate was refused (unknown issuer, wrong
+    /// name, expired …) or the server refused ours. Retrying will not help by itself.
+    Tls {
+        /// Which check failed, as rustls says it.
+        reason: String,
+    },
+    /// The endpoint's TLS files could not be used.
+    TlsConfig {
+        /// What is wrong with them.
+        reason: String,
+    },
     /// Connect plus upgrade took longer than the handshake timeout.
     HandshakeTimeout {
         /// The timeout that ran out.
@@ -117,6 +128,8 @@ impl EndReason {
             self,
             EndReason::InvalidRequest { .. }
                 | EndReason::ConnectFailed { .. }
+                | EndReason::Tls { .. }
+                | EndReason::TlsConfig { .. }
                 | EndReason::HandshakeTimeout { .. }
                 | EndReason::HandshakeRejected { .. }
                 | EndReason::HandshakeInvalid { .. }
@@ -129,6 +142,8 @@ impl fmt::Display for EndReason {
         match self {
             EndReason::InvalidRequest { reason } => write!(f, "invalid request: {reason}"),
             EndReason::ConnectFailed { reason } => write!(f, "connect failed: {reason}"),
+            EndReason::Tls { reason } => write!(f, "TLS handshake failed: {reason}"),
+            EndReason::TlsConfig { reason } => write!(f, "TLS files unusable: {reason}"),
             EndReason::HandshakeTimeout { after } => {
                 write!(f, "handshake timed out after {after:?}")
             }

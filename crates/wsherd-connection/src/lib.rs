@@ -40,6 +40,7 @@ mod connection;
 mod event;
 mod outbox;
 mod stats;
+mod tls;
 
 pub use config::{
     ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
@@ -48,3 +49,4 @@ pub use config::{
 pub use connection::{Close, Connection, Send, SendError, SendOnOpen};
 pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side};
 pub use stats::{ConnectionStats, Phase, StatsSnapshot};
+pub use tls::{TlsFiles, client_config};

@@ -35,8 +35,12 @@ impl ActionTable {
                 .copied()
                 .unwrap_or_else(|| default_for_status(status));
         }
-        if let EndReason::InvalidRequest { .. } = reason {
-            // A URL or header that cannot form a request will not get better by retrying.
+        if let EndReason::InvalidRequest { .. }
+        | EndReason::Tls { .. }
+        | EndReason::TlsConfig { .. } = reason
+        {
+            // A bad URL, a refused certificate or unusable TLS files do not get better by
+            // retrying; a person has to act.
             return Action::Stop;
         }
         match reason {

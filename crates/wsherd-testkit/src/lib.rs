@@ -24,6 +24,7 @@ mod proxy;
 mod raw;
 mod script;
 mod server;
+mod tls;
 mod watch;
 
 pub use log::{ConnectionLog, Received};
@@ -31,4 +32,5 @@ pub use proxy::{FaultProxy, ProxyMode};
 pub use raw::{RawLog, RawServer, RawStep, accept_response, frame, frame_with};
 pub use script::{Behaviour, Script, Step, stream_message};
 pub use server::{BehaviourFn, TestServer, TestServerBuilder};
+pub use tls::TestCerts;
 pub use watch::{Recorded, Recorder, WaitTimeout, Watched};

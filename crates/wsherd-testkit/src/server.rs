@@ -35,6 +35,7 @@ pub struct TestServerBuilder {
     behaviour: Arc<BehaviourFn>,
     protocols: Vec<String>,
     port: u16,
+    tls: Option<rustls::ServerConfig>,
 }
 
 impl TestServerBuilder {
@@ -54,6 +55,12 @@ impl TestServerBuilder {
         self
     }
 
+    /// Serves `wss://` with this rustls configuration (see `TestCerts::server_config`).
+    pub fn tls(mut self, config: rustls::ServerConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Binds and starts the server on its own thread and actix system.
     pub fn start(self) -> io::Result<TestServer> {
         let log = Arc::new(ServerLog::new(Vec::new()));
@@ -64,6 +71,8 @@ impl TestServerBuilder {
             next_index: AtomicUsize::new(0),
         });
         let port = self.port;
+        let tls = self.tls;
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name(format!("wsherd-testkit-{port}"))
@@ -82,8 +91,11 @@ impl TestServerBuilder {
                     // scripted Drop is a real TCP close, not a wait for the keep-alive timer.
                     .keep_alive(actix_web::http::KeepAlive::Disabled)
                     .disable_signals()
-                    .shutdown_timeout(1)
-                    .bind(("127.0.0.1", port));
+                    .shutdown_timeout(1);
+                    let bound = match tls {
+                        Some(config) => bound.bind_rustls_0_23(("127.0.0.1", port), config),
+                        None => bound.bind(("127.0.0.1", port)),
+                    };
                     let server = match bound {
                         Ok(server) => server,
                         Err(error) => {
@@ -111,6 +123,7 @@ impl TestServerBuilder {
             .map_err(|_| io::Error::other("test server thread died before binding"))??;
         Ok(TestServer {
             addr,
+            scheme,
             handle,
             log,
             thread: Some(thread),
@@ -124,6 +137,7 @@ impl TestServerBuilder {
 /// client's arbiter. Dropping it stops it and closes every connection without a Close frame.
 pub struct TestServer {
     addr: SocketAddr,
+    scheme: &'static str,
     handle: ServerHandle,
     log: Arc<ServerLog>,
     thread: Option<JoinHandle<()>>,
@@ -143,6 +157,7 @@ impl TestServer {
             behaviour: Arc::new(behaviour),
             protocols: Vec::new(),
             port: 0,
+            tls: None,
         }
     }
 
@@ -156,9 +171,14 @@ impl TestServer {
         self.addr
     }
 
-    /// `ws://127.0.0.1:<port>/`, plus `path`.
+    /// `ws://127.0.0.1:<port>/` (`wss://` when serving TLS), plus `path`.
     pub fn url(&self, path: &str) -> String {
-        format!("ws://{}/{}", self.addr, path.trim_start_matches('/'))
+        format!(
+            "{}://{}/{}",
+            self.scheme,
+            self.addr,
+            path.trim_start_matches('/')
+        )
     }
 
     /// A snapshot of every connection's log.
