@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use wsherd::prelude::*;
 use wsherd::{DeadLetterReason, DecodeStage, Rejected, SendError};
-use wsherd_testkit::{RawServer, RawStep, Recorder, frame, frame_with};
+use wsherd_testkit::{RawServer, RawStep, Recorder, Watched, frame, frame_with};
 
 #[derive(Debug, serde::Deserialize)]
 struct Trade {
@@ -211,4 +211,111 @@ async fn a_peer_that_never_reads_fills_a_bounded_write_buffer() {
     let status = herd.endpoint_status("sink").unwrap();
     assert!(status.queue_bytes <= 1024 * 1024, "{status:?}");
     assert_eq!(status.queue_rejected, 1);
+}
+
+#[actix_rt::test]
+async fn an_oversized_close_reason_is_a_protocol_error() {
+    // A close frame may carry at most 125 bytes; this one carries 200.
+    let mut payload = 1000u16.to_be_bytes().to_vec();
+    payload.extend(std::iter::repeat_n(b'x', 198));
+    let reason = end_reason_for(
+        vec![
+            RawStep::Handshake,
+            RawStep::Write(frame(0x8, &payload)),
+            RawStep::Drain,
+        ],
+        ConnectionConfig::new,
+    )
+    .await;
+    assert!(matches!(reason, EndReason::Protocol { .. }), "{reason:?}");
+}
+
+/// A subscriber that takes its time: it blocks its own arbiter for a moment per message.
+struct Slow {
+    seen: std::sync::Arc<Watched<Vec<u64>>>,
+}
+
+impl actix::Actor for Slow {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<Delivery<Trade>> for Slow {
+    type Result = ();
+    fn handle(&mut self, trade: Delivery<Trade>, _: &mut actix::Context<Self>) {
+        // Blocking is fine here: this actor has an arbiter to itself.
+        std::thread::sleep(Duration::from_micros(200));
+        self.seen.update(|seen| seen.push(trade.message.seq));
+    }
+}
+
+type Seen = std::sync::Arc<Watched<Vec<u64>>>;
+
+fn start_slow_on_its_own_arbiter(arbiter: &actix::Arbiter) -> (actix::Addr<Slow>, Seen) {
+    let seen: Seen = std::sync::Arc::new(Watched::new(Vec::new()));
+    let state = seen.clone();
+    let addr =
+        <Slow as actix::Actor>::start_in_arbiter(&arbiter.handle(), move |_| Slow { seen: state });
+    (addr, seen)
+}
+
+#[actix_rt::test]
+async fn a_flood_into_a_slow_subscriber_is_throttled_or_dropped_as_chosen() {
+    use wsherd_testkit::{Step, TestServer};
+    const COUNT: u64 = 3000;
+    // The server floods, then says goodbye: by the Close, every message has been read.
+    let server = TestServer::start(vec![
+        Step::stream(&["trade"], COUNT),
+        Step::close(1000, "done"),
+    ])
+    .unwrap();
+    let arbiter = actix::Arbiter::new();
+
+    // Backpressure (the default): the socket is read only as fast as the subscriber takes.
+    let herd = Herd::new();
+    let (slow, seen) = start_slow_on_its_own_arbiter(&arbiter);
+    herd.subscribe_with(
+        slow.recipient(),
+        SubscribeOptions::new().overflow(Overflow::Backpressure),
+    );
+    herd.add_endpoint("paced", ConnectionConfig::new(server.url("/")))
+        .unwrap();
+    seen.wait_for(
+        WAIT,
+        |s| (s.len() as u64 >= COUNT).then_some(()),
+        |s| format!("{} seen", s.len()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        *seen.lock(),
+        (0..COUNT).collect::<Vec<_>>(),
+        "nothing lost, in order"
+    );
+    assert_eq!(herd.endpoint_status("paced").unwrap().stats.dropped_full, 0);
+
+    // Drop: the connection never waits; what the subscriber cannot take is counted.
+    let herd = Herd::new();
+    // State events are counted by the supervisor, not in the connection's delivery counters.
+    let states = states(&herd);
+    let (slow, seen) = start_slow_on_its_own_arbiter(&arbiter);
+    herd.subscribe_with(
+        slow.recipient(),
+        SubscribeOptions::new().overflow(Overflow::Drop),
+    );
+    herd.add_endpoint("lossy", ConnectionConfig::new(server.url("/")))
+        .unwrap();
+    reached(&states, "lossy", 1, |s| {
+        matches!(s, EndpointState::Backoff { .. })
+    })
+    .await;
+    let status = herd.endpoint_status("lossy").unwrap();
+    assert_eq!(status.stats.messages_in, COUNT);
+    assert!(status.stats.dropped_full > 0, "{status:?}");
+    assert_eq!(status.stats.delivered + status.stats.dropped_full, COUNT);
+    let received = seen.lock().clone();
+    assert!(
+        received.windows(2).all(|w| w[0] < w[1]),
+        "what arrives is still in order"
+    );
+    arbiter.stop();
 }

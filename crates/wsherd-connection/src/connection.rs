@@ -97,6 +97,8 @@ pub struct Close {
 /// subscribers. When the socket ends the actor stops; reconnecting is a supervisor's job.
 pub struct Connection {
     name: EndpointName,
+    /// `endpoint{name=…}`: every log line of this connection is in it.
+    span: tracing::Span,
     config: Arc<ConnectionConfig>,
     routes: RouteCache,
     report: DispatchReport,
@@ -129,6 +131,7 @@ impl Connection {
         let reassembler = Reassembler::new(config.max_message_size);
         let outbox = Outbox::new(config.write_buffer);
         Connection {
+            span: tracing::info_span!("endpoint", name = %name),
             name,
             config,
             routes: router.cache(),
@@ -169,6 +172,16 @@ impl Connection {
     }
 
     fn emit(&mut self, event: ConnectionEvent, ctx: &mut Context<Self>) {
+        self.span.in_scope(|| match &event {
+            ConnectionEvent::Connecting { url } => tracing::debug!(%url, "connecting"),
+            ConnectionEvent::Open { protocol } => tracing::info!(?protocol, "open"),
+            ConnectionEvent::Closing {
+                initiated_by,
+                code,
+                reason,
+            } => tracing::debug!(?initiated_by, code, %reason, "closing"),
+            ConnectionEvent::Closed { reason } => tracing::info!(%reason, "closed"),
+        });
         if let Some(observer) = &self.observer {
             // Events are a handful per socket life, never driven by message volume, so an
             // unbounded send cannot be filled by a peer; losing one would desync the owner.
@@ -213,6 +226,15 @@ impl Connection {
             &stats.dropped_full,
             std::mem::take(&mut report.dropped_full),
         );
+        if report.decode_failures > 0 || report.dropped_full > 0 {
+            self.span.in_scope(|| {
+                tracing::debug!(
+                    decode_failures = report.decode_failures,
+                    dropped_full = report.dropped_full,
+                    "messages not delivered"
+                )
+            });
+        }
         ConnectionStats::add(&stats.dead_letters, std::mem::take(&mut report.unrouted));
         ConnectionStats::add(
             &stats.decode_failures,

@@ -139,6 +139,9 @@ pub struct StopReceipt {
 /// replay, the outbound queue, the live-after gate and state events.
 pub struct Supervisor {
     name: EndpointName,
+    /// `endpoint{name=…}`, shared in name with the connection's, to filter one endpoint's
+    /// history.
+    span: tracing::Span,
     spec: Arc<EndpointSpec>,
     connection_config: Arc<ConnectionConfig>,
     router: Router,
@@ -174,6 +177,7 @@ impl Supervisor {
         let mut connection = spec.connection.clone();
         connection.live_after = spec.live_after.as_ref().map(|live| live.matcher.clone());
         Supervisor {
+            span: tracing::info_span!("endpoint", name = %name),
             name: name.clone(),
             connection_config: Arc::new(connection),
             routes: router.cache(),
@@ -236,6 +240,17 @@ impl Supervisor {
     }
 
     fn set_state(&mut self, state: EndpointState, ctx: &mut Context<Self>) {
+        self.span.in_scope(|| match &state {
+            EndpointState::Backoff {
+                attempt,
+                delay,
+                reason,
+            } => {
+                tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, "backing off")
+            }
+            EndpointState::Failed { reason } => tracing::error!(%reason, "failed"),
+            other => tracing::info!(state = %other, "state"),
+        });
         self.shared.set_state(state.clone(), self.policy.attempt());
         self.state = state.clone();
         let table = Arc::clone(self.routes.current());
