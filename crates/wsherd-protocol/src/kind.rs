@@ -69,6 +69,32 @@ impl KindRule {
     }
 }
 
+impl KindRule {
+    /// The kind of an already parsed message (same answers as [`KindRule::extract`]).
+    pub fn extract_value(&self, value: &serde_json::Value) -> Option<String> {
+        match self {
+            KindRule::Path(segments) => {
+                let mut current = value;
+                for segment in segments.iter() {
+                    current = match current {
+                        serde_json::Value::Object(map) => map.get(segment)?,
+                        serde_json::Value::Array(items) => {
+                            items.get(segment.parse::<usize>().ok()?)?
+                        }
+                        _ => return None,
+                    };
+                }
+                match current {
+                    serde_json::Value::String(kind) => Some(kind.clone()),
+                    serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+                    _ => None,
+                }
+            }
+            KindRule::Custom(extract) => extract(&value.to_string()),
+        }
+    }
+}
+
 impl Default for KindRule {
     /// The top-level field `type`.
     fn default() -> Self {
@@ -286,6 +312,24 @@ mod tests {
         assert!(rule.extract(r#"{"type":"a"} trailing"#).is_err());
         assert!(rule.extract("not json").is_err());
         assert!(rule.extract("").is_err());
+    }
+
+    #[test]
+    fn value_and_text_extraction_agree() {
+        for (rule, text) in [
+            (KindRule::default(), r#"{"type":"a","x":1}"#),
+            (KindRule::field("op"), r#"{"op":3}"#),
+            (
+                KindRule::pointer("/data/type"),
+                r#"{"data":{"type":"book"}}"#,
+            ),
+            (KindRule::pointer("/1/k"), r#"[{"k":"a"},{"k":"b"}]"#),
+            (KindRule::default(), r#"{"type":1.5}"#),
+            (KindRule::default(), r#"[1,2]"#),
+        ] {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(rule.extract_value(&value), kind(&rule, text), "{text}");
+        }
     }
 
     #[test]

@@ -304,6 +304,7 @@ async fn upgrade(
         socket: req.conn_data::<SocketHandle>().cloned(),
         sent_close: false,
         dropping: false,
+        resume_pending: false,
         log: Arc::clone(&shared.log),
         steps: script.into(),
         echo: false,
@@ -331,6 +332,7 @@ struct ScriptedSocket {
     socket: Option<SocketHandle>,
     sent_close: bool,
     dropping: bool,
+    resume_pending: bool,
     log: Arc<ServerLog>,
     steps: VecDeque<Step>,
     echo: bool,
@@ -343,6 +345,11 @@ struct ScriptedSocket {
 impl ScriptedSocket {
     /// Runs steps until the script waits, ends, or closes the connection.
     fn advance(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        // A pause (or a stream continuing on the next turn) resumes the script itself;
+        // a message arriving meanwhile must not run the steps early.
+        if self.resume_pending {
+            return;
+        }
         if self.waiting_for.is_some_and(|n| self.received < n) {
             return;
         }
@@ -377,7 +384,7 @@ impl ScriptedSocket {
                             count: count - batch,
                             padding,
                         });
-                        ctx.run_later(Duration::ZERO, |act, ctx| act.advance(ctx));
+                        self.resume_later(Duration::ZERO, ctx);
                         return;
                     }
                 }
@@ -396,7 +403,7 @@ impl ScriptedSocket {
                     }
                 }
                 Step::Pause(delay) => {
-                    ctx.run_later(delay, |act, ctx| act.advance(ctx));
+                    self.resume_later(delay, ctx);
                     return;
                 }
                 Step::Close { code, reason } => {
@@ -417,6 +424,14 @@ impl ScriptedSocket {
                 }
             }
         }
+    }
+
+    fn resume_later(&mut self, delay: Duration, ctx: &mut ws::WebsocketContext<Self>) {
+        self.resume_pending = true;
+        ctx.run_later(delay, |act, ctx| {
+            act.resume_pending = false;
+            act.advance(ctx);
+        });
     }
 
     /// Ends the TCP connection at once, without a Close frame.

@@ -1,0 +1,256 @@
+//! `wsherd run` and `wsherd check`.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::Value;
+use tokio::signal::unix::{SignalKind, signal};
+use wsherd::config::HerdConfig;
+use wsherd::{DeadLetter, Herd, Outbound, StateEvent, SubscribeOptions};
+
+use crate::args::Format;
+use crate::output::{Filter, KindRules, Printer};
+
+/// How long a graceful shutdown waits for peers to answer the Close.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Validates `path`; prints the resolved endpoints, or every problem on stderr.
+pub(crate) fn check(path: &Path) -> ExitCode {
+    match HerdConfig::from_file(path) {
+        Ok(config) => {
+            println!(
+                "{}: valid; {} endpoint(s), {} worker(s)",
+                path.display(),
+                config.endpoints.len(),
+                config.settings.workers
+            );
+            for (name, endpoint) in &config.endpoints {
+                let spec = &endpoint.spec;
+                let c = &spec.connection;
+                let headers: Vec<String> = c
+                    .headers
+                    .iter()
+                    .map(|(name, _)| format!("{name}: <redacted>"))
+                    .collect();
+                println!(
+                    "\n[{name}]{}",
+                    if endpoint.enabled { "" } else { " (disabled)" }
+                );
+                println!("  url: {}", c.url);
+                println!("  kind: {:?}", c.kind);
+                println!("  headers: {headers:?}");
+                println!("  subprotocols: {:?}", c.subprotocols);
+                println!(
+                    "  limits: frame {} B, message {} B, handshake {:?}",
+                    c.max_frame_size, c.max_message_size, c.handshake_timeout
+                );
+                println!("  heartbeat: {:?}", c.heartbeat);
+                println!("  backoff: {:?}", spec.backoff);
+                println!("  intensity: {:?}", spec.intensity);
+                println!("  outbound: {:?}", spec.queue);
+                println!(
+                    "  on_open: {} message(s), live_after: {:?}",
+                    spec.on_open.len(),
+                    spec.live_after
+                );
+                if let Some(tls) = &c.tls {
+                    println!("  tls: {tls:?}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprint!("{error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// One line of stdin, parsed.
+#[derive(Debug, PartialEq)]
+struct Outgoing {
+    endpoint: String,
+    message: Outbound,
+}
+
+fn parse_stdin_line(line: &str) -> Result<Outgoing, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let endpoint = value
+        .get("endpoint")
+        .and_then(Value::as_str)
+        .ok_or("needs \"endpoint\": NAME")?
+        .to_owned();
+    let message = match (value.get("data"), value.get("text")) {
+        (Some(data), None) => Outbound::Text(data.to_string()),
+        (None, Some(Value::String(text))) => Outbound::Text(text.clone()),
+        (None, Some(_)) => return Err("\"text\" must be a string".to_owned()),
+        _ => return Err("needs exactly one of \"data\" or \"text\"".to_owned()),
+    };
+    Ok(Outgoing { endpoint, message })
+}
+
+fn kind_rules(config: &HerdConfig) -> HashMap<String, wsherd::KindRule> {
+    config
+        .endpoints
+        .iter()
+        .map(|(name, e)| (name.to_string(), e.spec.connection.kind.clone()))
+        .collect()
+}
+
+/// Runs the herd of `path` until SIGINT or SIGTERM.
+pub(crate) fn run(
+    path: &Path,
+    endpoints: Vec<String>,
+    kinds: Vec<String>,
+    format: Format,
+) -> ExitCode {
+    let config = match HerdConfig::from_file(path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprint!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let system = System::new();
+    let outcome = system.block_on(async move {
+        let rules: KindRules = Arc::new(Mutex::new(kind_rules(&config)));
+        let filter = Filter {
+            endpoints: endpoints.into_iter().collect(),
+            kinds: kinds.into_iter().collect(),
+        };
+        let herd = Herd::start(config).map_err(|e| e.to_string())?;
+        let printer = Printer::new(format, filter, Arc::clone(&rules)).start();
+        herd.router()
+            .subscribe_all::<Value>(printer.clone().recipient(), SubscribeOptions::new());
+        herd.subscribe_events::<DeadLetter>(printer.clone().recipient());
+        herd.subscribe_events::<StateEvent>(printer.recipient());
+        forward_stdin(herd.clone());
+        wait_for_signals(&herd, path, &rules).await;
+        let report = herd.shutdown("shutting down", SHUTDOWN_TIMEOUT).await;
+        for (endpoint, unsent) in &report.unsent {
+            eprintln!(
+                "{endpoint}: {} queued message(s) were not sent:",
+                unsent.len()
+            );
+            for message in unsent {
+                if let Outbound::Text(text) = message {
+                    eprintln!("  {text}");
+                }
+            }
+        }
+        for endpoint in &report.timed_out {
+            eprintln!("{endpoint}: the peer did not answer the Close in time");
+        }
+        Ok::<_, String>(())
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("wsherd: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGHUP reloads; SIGINT or SIGTERM return.
+async fn wait_for_signals(herd: &Herd, path: &Path, rules: &KindRules) {
+    let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("wsherd: cannot listen for signals; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => return,
+            _ = terminate.recv() => return,
+            _ = hangup.recv() => match HerdConfig::from_file(path) {
+                Ok(config) => {
+                    *rules.lock().unwrap_or_else(PoisonError::into_inner) = kind_rules(&config);
+                    match herd.reload(config).await {
+                        Ok(report) => eprintln!(
+                            "wsherd: reloaded: {} started, {} restarted, {} stopped, {} unchanged",
+                            report.started.len(),
+                            report.restarted.len(),
+                            report.stopped.len(),
+                            report.unchanged.len()
+                        ),
+                        Err(error) => eprintln!("wsherd: reload failed: {error}"),
+                    }
+                }
+                Err(error) => eprint!("wsherd: reload refused, keeping the running config:\n{error}"),
+            },
+        }
+    }
+}
+
+/// Reads JSON lines from stdin on a thread of its own (reading blocks) and sends them.
+fn forward_stdin(herd: Herd) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(64);
+    let reader = std::thread::Builder::new()
+        .name("wsherd-stdin".into())
+        .spawn(move || {
+            for (number, line) in std::io::stdin().lock().lines().enumerate() {
+                let Ok(line) = line else { break };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match parse_stdin_line(&line) {
+                    // The bounded channel makes a fast writer wait for the herd.
+                    Ok(outgoing) => {
+                        if tx.blocking_send(outgoing).is_err() {
+                            break;
+                        }
+                    }
+                    Err(why) => eprintln!("wsherd: stdin line {}: {why}; skipped", number + 1),
+                }
+            }
+        });
+    if let Err(error) = reader {
+        eprintln!("wsherd: cannot read stdin: {error}");
+        return;
+    }
+    actix_rt::spawn(async move {
+        while let Some(outgoing) = rx.recv().await {
+            if let Err(error) = herd.send(&outgoing.endpoint, outgoing.message).await {
+                eprintln!("wsherd: not sent to {:?}: {error}", outgoing.endpoint);
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdin_lines() {
+        assert_eq!(
+            parse_stdin_line(r#"{"endpoint":"a","data":{"op":"sub"}}"#),
+            Ok(Outgoing {
+                endpoint: "a".into(),
+                message: Outbound::from(r#"{"op":"sub"}"#)
+            })
+        );
+        assert_eq!(
+            parse_stdin_line(r#"{"endpoint":"a","text":"hi"}"#).map(|o| o.message),
+            Ok(Outbound::from("hi"))
+        );
+        for bad in [
+            "nope",
+            r#"{"data":1}"#,
+            r#"{"endpoint":"a"}"#,
+            r#"{"endpoint":"a","text":1}"#,
+        ] {
+            assert!(parse_stdin_line(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! The `wsherd` binary, driven as a user would: files, stdin, stdout, stderr, signals.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test helpers fail loudly
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wsherd_testkit::{Step, TestServer};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn wsherd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wsherd"))
+}
+
+struct TempFile(PathBuf);
+
+impl TempFile {
+    fn new(contents: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "wsherd-cli-{}-{}.toml",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&path, contents).unwrap();
+        TempFile(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A running `wsherd` whose output lines arrive on channels.
+struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Receiver<String>,
+    seen: Vec<String>,
+}
+
+fn lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+impl Running {
+    fn start(command: &mut Command) -> Running {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = lines(child.stdout.take().unwrap());
+        let stderr = lines(child.stderr.take().unwrap());
+        Running {
+            stdin: child.stdin.take(),
+            child,
+            stdout,
+            stderr,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads stdout until a line satisfies `pred`; returns it.
+    fn until(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                    let stderr: Vec<String> = self.stderr.try_iter().collect();
+                    panic!(
+                        "never saw {what}; stdout: {:#?}; stderr: {stderr:#?}",
+                        self.seen
+                    );
+                }
+            }
+        }
+    }
+
+    fn json_until(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let line = self.until(what, |line| {
+            serde_json::from_str::<Value>(line).is_ok_and(|v| pred(&v))
+        });
+        serde_json::from_str(&line).unwrap()
+    }
+
+    fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn stderr_until(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(_) => panic!("stderr never showed the expected line"),
+            }
+        }
+    }
+
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "wsherd did not exit after SIGINT"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn check_prints_resolved_endpoints_without_secrets_and_exit_codes_say_valid_or_not() {
+    let good = TempFile::new(
+        "[endpoints.feed]\nurl = \"ws://127.0.0.1:9/\"\nheaders = { Authorization = { env = \"WSHERD_CLI_TEST_TOKEN\" } }\n",
+    );
+    let output = wsherd()
+        .args(["check", "--config"])
+        .arg(&good.0)
+        .env("WSHERD_CLI_TEST_TOKEN", "Bearer hush-42")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("[feed]") && stdout.contains("ws://127.0.0.1:9/"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("<redacted>"), "{stdout}");
+    assert!(!stdout.contains("hush-42"));
+
+    let bad = TempFile::new("[endpoints.feed]\nurl = \"htp://x\"\nulr = 1\n");
+    let output = wsherd()
+        .args(["check", "--config"])
+        .arg(&bad.0)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("2 problems"), "{stderr}");
+    assert!(
+        stderr.contains("endpoints.feed.url: \"htp://x\" is not a ws:// or wss:// URL"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("endpoints.feed.ulr: unknown key \"ulr\"; did you mean \"url\"?"),
+        "{stderr}"
+    );
+
+    let output = wsherd().args(["check"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--config FILE is required"));
+}
+
+#[actix_rt::test]
+async fn run_prints_json_lines_sends_stdin_even_while_down_and_stops_gracefully() {
+    let server = TestServer::start(vec![Step::stream(&["tick", "quote"], 4)]).unwrap();
+    let port = server.addr().port();
+    let config = TempFile::new(&format!(
+        "[herd]\nworkers = 1\n[endpoints.feed]\nurl = \"ws://127.0.0.1:{port}/\"\nbackoff = {{ initial = \"100ms\", max = \"200ms\" }}\n"
+    ));
+    let mut running = Running::start(
+        wsherd()
+            .args(["run", "--config"])
+            .arg(&config.0)
+            .args(["--kind", "tick"]),
+    );
+
+    // State events and messages come from different actors: their relative order may vary.
+    running.json_until("the second tick", |v| {
+        v["event"] == "message" && v["data"]["seq"] == 2
+    });
+    if !running.seen.iter().any(|l| l.contains("\"live\"")) {
+        running.json_until("the live state", |v| {
+            v["event"] == "state" && v["state"] == "live"
+        });
+    }
+    let seen: Vec<Value> = running
+        .seen
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let live = seen.iter().find(|v| v["state"] == "live").unwrap();
+    assert_eq!(live["endpoint"], "feed");
+    assert!(live["ts"].as_str().is_some_and(|ts| ts.ends_with('Z')));
+    let message = seen.iter().find(|v| v["event"] == "message").unwrap();
+    assert_eq!(message["endpoint"], "feed");
+    assert_eq!(message["kind"], "tick");
+    assert_eq!(
+        message["data"],
+        serde_json::json!({"type": "tick", "seq": 0, "data": "x".repeat(16)})
+    );
+    assert!(
+        !running.seen.iter().any(|l| l.contains("\"quote\"")),
+        "--kind tick filters quotes out: {:?}",
+        running.seen
+    );
+
+    running.send(r#"{"endpoint":"feed","data":{"op":"hello"}}"#);
+    server.wait_for_received(0, 1, WAIT).await.unwrap();
+    assert_eq!(
+        server.connections()[0].received[0].as_text(),
+        Some(r#"{"op":"hello"}"#)
+    );
+
+    // Down: the line is queued and sent after the reconnect.
+    server.stop();
+    running.json_until("backoff", |v| {
+        v["event"] == "state" && v["state"] == "backoff" && v["delay_ms"].is_u64()
+    });
+    running.send(r#"{"endpoint":"feed","text":"while down"}"#);
+    running.send("this is not json");
+    running.stderr_until(|l| l.contains("stdin line 3") && l.contains("skipped"));
+    let restarted = TestServer::builder(vec![]).port(port).start().unwrap();
+    let received = restarted.wait_for_received(0, 1, WAIT).await.unwrap();
+    assert_eq!(received[0].as_text(), Some("while down"));
+
+    let status = running.interrupt();
+    assert!(status.success(), "{status:?}");
+    let close = restarted
+        .wait_for(WAIT, |c| c[0].close.clone())
+        .await
+        .unwrap();
+    assert_eq!(close.0, 1000, "a Close reached the peer");
+}
+
+#[test]
+fn demo_shows_messages_and_a_reconnect_and_exits_cleanly_on_sigint() {
+    let mut running = Running::start(wsherd().arg("demo"));
+    running.until("the banner", |l| l.starts_with("wsherd demo"));
+    running.until("a message", |l| l.contains("quote {"));
+    running.until("a reconnect", |l| l.contains("[reconnecting in"));
+    running.until("a recovery", |l| {
+        l.contains("flaky") && l.contains("[live]")
+    });
+    let status = running.interrupt();
+    assert!(status.success(), "{status:?}");
+}
