@@ -1,0 +1,138 @@
+//! The benchmark's server: a separate process writing pre-encoded frames as fast as TCP takes
+//! them, so the server's cost never shows in the client's figures.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+
+/// One ~120-byte JSON trade; the shape every client decodes.
+pub(crate) fn message(seq: u64) -> String {
+    format!(
+        r#"{{"type":"trade","seq":{seq},"symbol":"BTCUSDT","price":64123.45,"qty":0.0125,"side":"buy","ts":1764000000000}}"#
+    )
+}
+
+fn frame(payload: &[u8], out: &mut Vec<u8>) {
+    out.push(0x81);
+    match payload.len() {
+        len @ 0..=125 => out.push(len as u8),
+        len @ 126..=65535 => {
+            out.push(126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+}
+
+/// All `count` messages as server frames, built once.
+fn frames(count: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count as usize * 130);
+    for seq in 0..count {
+        frame(message(seq).as_bytes(), &mut out);
+    }
+    out
+}
+
+fn handshake(stream: &mut TcpStream) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut key = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::other("client left during the handshake"));
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("sec-websocket-key")
+        {
+            key = value.trim().to_owned();
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let accept = actix_http::ws::hash_key(key.as_bytes());
+    stream.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ")?;
+    stream.write_all(&accept)?;
+    stream.write_all(b"\r\n\r\n")
+}
+
+/// `serve COUNT`: listens on 127.0.0.1, prints the port, and sends COUNT messages on every
+/// connection, then a Close.
+pub(crate) fn serve(args: &[String]) -> ExitCode {
+    let count: u64 = args
+        .first()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1_000_000);
+    let Ok(listener) = TcpListener::bind("127.0.0.1:0") else {
+        return ExitCode::FAILURE;
+    };
+    let Ok(addr) = listener.local_addr() else {
+        return ExitCode::FAILURE;
+    };
+    println!("{}", addr.port());
+    let _ = std::io::stdout().flush();
+    let data = Arc::new(frames(count));
+    for stream in listener.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let data = Arc::clone(&data);
+        std::thread::spawn(move || {
+            let _ = stream.set_nodelay(true);
+            if handshake(&mut stream).is_err() {
+                return;
+            }
+            for chunk in data.chunks(256 * 1024) {
+                if stream.write_all(chunk).is_err() {
+                    return;
+                }
+            }
+            let _ = stream.write_all(&[0x88, 0x02, 0x03, 0xE8]);
+            // Drain until the client closes, so its Close answer has somewhere to go.
+            let mut sink = [0u8; 4096];
+            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+        });
+    }
+    ExitCode::SUCCESS
+}
+
+/// The server child process; killed on drop.
+pub(crate) struct ServerProcess {
+    child: Child,
+    pub(crate) port: u16,
+}
+
+impl ServerProcess {
+    pub(crate) fn start(count: u64) -> Result<ServerProcess, String> {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = Command::new(exe)
+            .args(["serve", &count.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start the server process: {e}"))?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().ok_or("the server has no stdout")?;
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let port = line
+            .trim()
+            .parse()
+            .map_err(|_| format!("the server said {line:?}"))?;
+        Ok(ServerProcess { child, port })
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,193 @@
+//! One connection, N messages decoded into an owned struct: raw awc, raw tokio-tungstenite,
+//! and wsherd delivering to one subscriber actor.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use wsherd::{ConnectionConfig, Delivery, Herd};
+
+use crate::measure::{Sample, median, sample};
+use crate::server::ServerProcess;
+
+const MESSAGES: u64 = 1_000_000;
+const ROUNDS: usize = 3;
+
+/// The decoded message; every client builds one per message.
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)] // read by decoding, which is the point
+pub(crate) struct Trade {
+    seq: u64,
+    symbol: String,
+    price: f64,
+    qty: f64,
+    side: String,
+    ts: u64,
+}
+wsherd::inbound!(Trade => "trade");
+
+fn raw_awc(url: &str) -> Result<(u64, Duration), String> {
+    let system = System::new();
+    system.block_on(async {
+        let started = Instant::now();
+        let (_, mut framed) = awc::Client::new()
+            .ws(url)
+            .max_frame_size(1 << 20)
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut count = 0u64;
+        while let Some(frame) = framed.next().await {
+            match frame.map_err(|e| e.to_string())? {
+                awc::ws::Frame::Text(bytes) => {
+                    let trade: Trade = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+                    std::hint::black_box(trade);
+                    count += 1;
+                }
+                awc::ws::Frame::Close(_) => break,
+                _ => {}
+            }
+        }
+        Ok((count, started.elapsed()))
+    })
+}
+
+fn raw_tungstenite(url: &str) -> Result<(u64, Duration), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let started = Instant::now();
+        let (mut ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut count = 0u64;
+        while let Some(message) = ws.next().await {
+            match message.map_err(|e| e.to_string())? {
+                tokio_tungstenite::tungstenite::Message::Text(text) => {
+                    let trade: Trade =
+                        serde_json::from_str(text.as_str()).map_err(|e| e.to_string())?;
+                    std::hint::black_box(trade);
+                    count += 1;
+                }
+                tokio_tungstenite::tungstenite::Message::Close(_) => break,
+                _ => {}
+            }
+        }
+        Ok((count, started.elapsed()))
+    })
+}
+
+/// Counts deliveries; says when the last one arrived.
+struct Counter {
+    count: u64,
+    target: u64,
+    done: Option<tokio::sync::oneshot::Sender<u64>>,
+}
+
+impl Actor for Counter {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(1024);
+    }
+}
+
+impl Handler<Delivery<Trade>> for Counter {
+    type Result = ();
+    fn handle(&mut self, trade: Delivery<Trade>, _: &mut Context<Self>) {
+        std::hint::black_box(&trade.message);
+        self.count += 1;
+        if self.count == self.target
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(self.count);
+        }
+    }
+}
+
+fn wsherd_one_subscriber(url: &str) -> Result<(u64, Duration), String> {
+    let system = System::new();
+    system.block_on(async {
+        let herd = Herd::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let counter = Counter {
+            count: 0,
+            target: MESSAGES,
+            done: Some(tx),
+        }
+        .start();
+        herd.subscribe::<Trade>(counter.recipient());
+        let mut config = ConnectionConfig::new(url);
+        config.heartbeat.interval = Duration::from_secs(3600);
+        let started = Instant::now();
+        herd.add_endpoint("bench", config)
+            .map_err(|e| e.to_string())?;
+        let count = rx.await.map_err(|e| e.to_string())?;
+        let elapsed = started.elapsed();
+        herd.shutdown("done", Duration::from_secs(1)).await;
+        Ok((count, elapsed))
+    })
+}
+
+/// A client: messages received and the time from connect to the last one.
+type Client = fn(&str) -> Result<(u64, Duration), String>;
+
+pub(crate) fn run() -> Result<Value, String> {
+    let server = ServerProcess::start(MESSAGES)?;
+    let url = server.url();
+    let clients: [(&str, Client); 3] = [
+        ("raw_awc", raw_awc),
+        ("tokio_tungstenite", raw_tungstenite),
+        ("wsherd", wsherd_one_subscriber),
+    ];
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); clients.len()];
+    for _ in 0..ROUNDS {
+        for (i, (name, client)) in clients.iter().enumerate() {
+            let (measured, outcome) = sample(|| client(&url));
+            let (count, wall) = outcome?;
+            if count != MESSAGES {
+                return Err(format!("{name} received {count} of {MESSAGES}"));
+            }
+            // Wall time from connect to the last message; CPU time of the whole call.
+            samples[i].push(Sample {
+                wall,
+                cpu: measured.cpu,
+            });
+        }
+    }
+    println!(
+        "throughput: {MESSAGES} messages of ~{} bytes, one connection, median of {ROUNDS} interleaved rounds",
+        crate::server::message(0).len()
+    );
+    println!(
+        "{:<20} {:>12} {:>10} {:>14}",
+        "client", "msgs/s", "wall s", "CPU s"
+    );
+    let mut figures = serde_json::Map::new();
+    let mut rates = Vec::new();
+    for ((name, _), runs) in clients.iter().zip(&samples) {
+        let wall = median(runs.iter().map(|s| s.wall.as_secs_f64()).collect());
+        let cpu = median(runs.iter().map(|s| s.cpu.as_secs_f64()).collect());
+        let rate = MESSAGES as f64 / wall;
+        println!("{name:<20} {rate:>12.0} {wall:>10.3} {cpu:>14.3}");
+        figures.insert(
+            (*name).into(),
+            json!({"msgs_per_s": rate, "wall_s": wall, "cpu_s": cpu}),
+        );
+        rates.push(rate);
+    }
+    let ratio_awc = rates[2] / rates[0];
+    let ratio_tungstenite = rates[2] / rates[1];
+    println!(
+        "ratio wsherd/raw_awc = {ratio_awc:.3}, wsherd/tokio_tungstenite = {ratio_tungstenite:.3}"
+    );
+    figures.insert("ratio_wsherd_raw_awc".into(), json!(ratio_awc));
+    figures.insert(
+        "ratio_wsherd_tokio_tungstenite".into(),
+        json!(ratio_tungstenite),
+    );
+    Ok(Value::Object(figures))
+}
