@@ -56,9 +56,18 @@ impl KindRule {
     /// `Ok(None)` means the text is valid JSON without a kind where the rule looks (or with a
     /// kind that is neither a string nor a number); `Err` means the text is not JSON at all.
     /// The kind borrows from `text` when it holds no escapes.
+    ///
+    /// When the kind is the very first field of the object (as most feeds send it), it is
+    /// read without scanning the rest: the rest is checked by the typed decode that follows,
+    /// so a message broken after its kind is reported as failing to decode into its type.
     pub fn extract<'a>(&self, text: &'a str) -> Result<Option<Cow<'a, str>>, serde_json::Error> {
         match self {
             KindRule::Path(segments) => {
+                if let [field] = &segments[..]
+                    && let Some(kind) = leading_field(text, field)
+                {
+                    return Ok(Some(Cow::Borrowed(kind)));
+                }
                 let mut deserializer = serde_json::Deserializer::from_str(text);
                 let kind = PathSeed { segments }.deserialize(&mut deserializer)?;
                 deserializer.end()?;
@@ -118,6 +127,28 @@ impl fmt::Debug for KindRule {
             KindRule::Custom(_) => f.write_str("KindRule::custom(..)"),
         }
     }
+}
+
+/// The string value of `field` when it is the first member of the top-level object, read
+/// without parsing further. `None` whenever anything is less than plain (escapes, a number, a
+/// different first field): the full parse decides then.
+fn leading_field<'a>(text: &'a str, field: &str) -> Option<&'a str> {
+    if field.contains(['"', '\\']) {
+        return None;
+    }
+    let rest = text.trim_start().strip_prefix('{')?.trim_start();
+    let rest = rest
+        .strip_prefix('"')?
+        .strip_prefix(field)?
+        .strip_prefix('"')?;
+    let rest = rest
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let end = rest.find(['"', '\\'])?;
+    let kind = &rest[..end];
+    (rest.as_bytes()[end] == b'"' && !kind.bytes().any(|b| b < 0x20)).then_some(kind)
 }
 
 /// Walks `segments` down the document, skipping everything off the path without allocating.
@@ -308,10 +339,40 @@ mod tests {
     #[test]
     fn malformed_json_is_an_error_not_a_missing_kind() {
         let rule = KindRule::default();
-        assert!(rule.extract(r#"{"type":"a""#).is_err());
-        assert!(rule.extract(r#"{"type":"a"} trailing"#).is_err());
+        assert!(rule.extract(r#"{"x":1,"type":"a""#).is_err());
+        assert!(rule.extract(r#"{"x":1} trailing"#).is_err());
         assert!(rule.extract("not json").is_err());
         assert!(rule.extract("").is_err());
+        assert!(
+            rule.extract(r#"{"type":"a\"#).is_err(),
+            "an escape: the full parse decides"
+        );
+    }
+
+    #[test]
+    fn a_leading_kind_is_read_without_parsing_the_rest() {
+        let rule = KindRule::default();
+        assert!(matches!(
+            rule.extract(r#" { "type" : "trade", "p": [1,2]}"#),
+            Ok(Some(Cow::Borrowed("trade")))
+        ));
+        // The rest is the typed decode's business.
+        assert_eq!(
+            kind(&rule, r#"{"type":"a"} trailing"#).as_deref(),
+            Some("a")
+        );
+        // Anything unusual takes the full parse.
+        assert_eq!(kind(&rule, r#"{"type":"a\"b"}"#).as_deref(), Some("a\"b"));
+        assert_eq!(
+            kind(&KindRule::field("op"), r#"{"op":0}"#).as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            kind(&rule, r#"{"typed":"x","type":"y"}"#).as_deref(),
+            Some("y")
+        );
+        assert_eq!(leading_field("{\"type\":\"a\u{1}\"}", "type"), None);
+        assert_eq!(leading_field(r#"{"type":"a"}"#, "ty\"pe"), None);
     }
 
     #[test]

@@ -146,7 +146,7 @@ async fn bad_messages_become_dead_letters_with_reasons() {
 
     let cases = [
         (r#"{"type":"quote","bid":"high"}"#, 1, 0),
-        (r#"{"type":"quote""#, 1, 0),
+        (r#"{"bid":1,"type":"quote""#, 1, 0),
         (r#"{"seq":1}"#, 1, 0),
         (r#"{"type":"nobody"}"#, 0, 1),
     ];
