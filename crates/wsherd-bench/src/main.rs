@@ -1,12 +1,14 @@
 //! `cargo run --release -p wsherd-bench -- <scenario> [--json]`
 //!
-//! Scenarios: `throughput`, `fanout`, `all`. Every figure is measured beside its baselines in
+//! Scenarios: `throughput`, `fanout`, `connections`, `storm`, `detect`, `all`. Every figure is measured beside its baselines in
 //! the same run, as the median of interleaved rounds; ratios are printed, never asserted.
 #![forbid(unsafe_code)]
 // Printing figures is what a benchmark is for.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod fanout;
+mod fleet;
+mod idle_server;
 mod measure;
 mod server;
 mod throughput;
@@ -15,9 +17,11 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("serve") {
-        // The child process: a raw WebSocket server writing pre-encoded frames.
-        return server::serve(&args[1..]);
+    match args.first().map(String::as_str) {
+        // Child processes: the servers the scenarios measure against.
+        Some("serve") => return server::serve(&args[1..]),
+        Some("serve-idle") => return idle_server::serve_idle(&args[1..]),
+        _ => {}
     }
     let json = args.iter().any(|a| a == "--json");
     let scenario = args
@@ -48,8 +52,28 @@ fn main() -> ExitCode {
             }
         }
     }
+    let scenarios: [(&str, fn() -> Result<serde_json::Value, String>); 3] = [
+        ("connections", fleet::connections),
+        ("storm", fleet::storm),
+        ("detect", fleet::detect),
+    ];
+    for (name, scenario_fn) in scenarios {
+        if run(name) {
+            match scenario_fn() {
+                Ok(figures) => {
+                    results.insert(name.into(), figures);
+                }
+                Err(error) => {
+                    eprintln!("{name}: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
     if results.is_empty() {
-        eprintln!("unknown scenario {scenario:?}: use throughput, fanout or all");
+        eprintln!(
+            "unknown scenario {scenario:?}: use throughput, fanout, connections, storm, detect or all"
+        );
         return ExitCode::from(2);
     }
     if json {

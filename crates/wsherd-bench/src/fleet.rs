@@ -1,0 +1,393 @@
+//! Many connections: `connections` (idle cost) and `storm` (a server restart under the
+//! governor), plus `detect` (a half-open peer through the fault proxy).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use wsherd::config::{EndpointConfig, HerdConfig, HerdSettings};
+use wsherd::{
+    ConnectionConfig, Delivery, EndpointName, EndpointSpec, EndpointState, GovernorPolicy,
+    HeartbeatMode, HeartbeatSpec, Herd, StateEvent,
+};
+
+use crate::measure::{cpu_time, median};
+
+const CONNECTIONS: usize = 10_000;
+const IDLE_WINDOW: Duration = Duration::from_secs(10);
+const CAP: usize = 64;
+
+/// Resident memory of this process, from `/proc/self/status`.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The idle server child process.
+struct IdleServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl IdleServer {
+    fn start(port: u16) -> Result<IdleServer, String> {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut child = std::process::Command::new(exe)
+            .args(["serve-idle", &port.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map_err(|e| e.to_string())?;
+        let port = line
+            .trim()
+            .parse()
+            .map_err(|_| format!("idle server said {line:?}"))?;
+        Ok(IdleServer { child, port })
+    }
+}
+
+impl Drop for IdleServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Counts `Live` states; wakes whoever waits for a number of them.
+struct LiveCounter {
+    live: Arc<AtomicU64>,
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl Actor for LiveCounter {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(65_536);
+    }
+}
+
+impl Handler<Delivery<StateEvent>> for LiveCounter {
+    type Result = ();
+    fn handle(&mut self, event: Delivery<StateEvent>, _: &mut Context<Self>) {
+        if event.message.state == EndpointState::Live {
+            self.live.fetch_add(1, Ordering::Relaxed);
+            self.changed.notify_waiters();
+        }
+    }
+}
+
+async fn wait_live(
+    live: &AtomicU64,
+    changed: &tokio::sync::Notify,
+    target: u64,
+    timeout: Duration,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let notified = changed.notified();
+        if live.load(Ordering::Relaxed) >= target {
+            return true;
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            return live.load(Ordering::Relaxed) >= target;
+        }
+    }
+}
+
+fn herd_config(port: u16, heartbeat: Duration) -> HerdConfig {
+    let mut endpoints = BTreeMap::new();
+    for i in 0..CONNECTIONS {
+        let mut connection = ConnectionConfig::new(format!("ws://127.0.0.1:{port}/{i}"));
+        connection.heartbeat = HeartbeatSpec {
+            mode: HeartbeatMode::WsPing,
+            interval: heartbeat,
+            timeout: heartbeat,
+            idle_timeout: None,
+        };
+        let spec = EndpointSpec::new(connection)
+            .on_open(r#"{"op":"subscribe"}"#)
+            .backoff(wsherd::BackoffPolicy {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(2),
+                ..Default::default()
+            });
+        if let Ok(name) = EndpointName::new(&format!("c{i}")) {
+            endpoints.insert(name, EndpointConfig::new(spec));
+        }
+    }
+    HerdConfig {
+        settings: HerdSettings {
+            workers: 2,
+            governor: GovernorPolicy {
+                max_concurrent_handshakes: CAP,
+                reconnects_per_second: 0.0,
+            },
+        },
+        endpoints,
+    }
+}
+
+/// `storm`: all connected, the server restarts, time until all are live again.
+pub(crate) fn storm() -> Result<Value, String> {
+    let server = IdleServer::start(0)?;
+    let port = server.port;
+    let system = System::new();
+    let result = system.block_on(async move {
+        let mut server = Some(server);
+        let live = Arc::new(AtomicU64::new(0));
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let counter = LiveCounter {
+            live: Arc::clone(&live),
+            changed: Arc::clone(&changed),
+        }
+        .start();
+        let started = Instant::now();
+        let herd =
+            Herd::start(herd_config(port, Duration::from_secs(5))).map_err(|e| e.to_string())?;
+        herd.subscribe_events::<StateEvent>(counter.recipient());
+        if !wait_live(
+            &live,
+            &changed,
+            CONNECTIONS as u64,
+            Duration::from_secs(120),
+        )
+        .await
+        {
+            return Err(format!(
+                "only {} of {CONNECTIONS} came up",
+                live.load(Ordering::Relaxed)
+            ));
+        }
+        let first_open = started.elapsed();
+        drop(server.take());
+        let restarted_at = Instant::now();
+        let _server = IdleServer::start(port)?;
+        if !wait_live(
+            &live,
+            &changed,
+            2 * CONNECTIONS as u64,
+            Duration::from_secs(120),
+        )
+        .await
+        {
+            return Err(format!(
+                "only {} lives after the restart",
+                live.load(Ordering::Relaxed)
+            ));
+        }
+        let recovery = restarted_at.elapsed();
+        let governor = herd.governor_stats().ok_or("no governor")?;
+        let status = herd.status();
+        let opens: u64 = status.iter().map(|s| s.stats.opens).sum();
+        let most_opens = status.iter().map(|s| s.stats.opens).max().unwrap_or(0);
+        herd.shutdown("done", Duration::from_secs(10)).await;
+        Ok(json!({
+            "connections": CONNECTIONS,
+            "first_open_s": first_open.as_secs_f64(),
+            "recovery_s": recovery.as_secs_f64(),
+            "handshake_cap": CAP,
+            "peak_handshakes": governor.peak(),
+            "total_opens": opens,
+            "most_opens_per_endpoint": most_opens,
+        }))
+    })?;
+    println!("storm: {CONNECTIONS} supervised connections, server restarted, handshake cap {CAP}");
+    println!(
+        "  first open {:.2} s; all live again {:.2} s after the restart; peak handshakes {} (cap {CAP}); {} opens in total, at most {} per endpoint",
+        result["first_open_s"].as_f64().unwrap_or(0.0),
+        result["recovery_s"].as_f64().unwrap_or(0.0),
+        result["peak_handshakes"],
+        result["total_opens"],
+        result["most_opens_per_endpoint"],
+    );
+    Ok(result)
+}
+
+/// `connections`: memory and idle CPU of supervised connections against raw awc and
+/// tokio-tungstenite ones.
+pub(crate) fn connections() -> Result<Value, String> {
+    let server = IdleServer::start(0)?;
+    let port = server.port;
+    let mut figures = serde_json::Map::new();
+    println!(
+        "connections: {CONNECTIONS} idle connections, 5 s heartbeat, {} s idle window",
+        IDLE_WINDOW.as_secs()
+    );
+    println!(
+        "{:<28} {:>14} {:>12} {:>14}",
+        "client", "bytes/conn", "open s", "idle CPU %"
+    );
+
+    // wsherd, supervised.
+    let wsherd = {
+        let system = System::new();
+        system.block_on(async {
+            let live = Arc::new(AtomicU64::new(0));
+            let changed = Arc::new(tokio::sync::Notify::new());
+            let counter = LiveCounter {
+                live: Arc::clone(&live),
+                changed: Arc::clone(&changed),
+            }
+            .start();
+            let before = rss_bytes();
+            let started = Instant::now();
+            let herd = Herd::start(herd_config(port, Duration::from_secs(5)))
+                .map_err(|e| e.to_string())?;
+            herd.subscribe_events::<StateEvent>(counter.recipient());
+            if !wait_live(
+                &live,
+                &changed,
+                CONNECTIONS as u64,
+                Duration::from_secs(120),
+            )
+            .await
+            {
+                return Err("not all connections came up".to_owned());
+            }
+            let open = started.elapsed();
+            let per = rss_bytes().saturating_sub(before) as f64 / CONNECTIONS as f64;
+            let cpu = cpu_time();
+            tokio::time::sleep(IDLE_WINDOW).await;
+            let idle =
+                cpu_time().saturating_sub(cpu).as_secs_f64() / IDLE_WINDOW.as_secs_f64() * 100.0;
+            herd.shutdown("done", Duration::from_secs(10)).await;
+            Ok::<_, String>((per, open.as_secs_f64(), idle))
+        })?
+    };
+    report(&mut figures, "wsherd_supervised", wsherd);
+
+    // tokio-tungstenite, one task per connection reading (and so answering pings).
+    for (name, read_buffer) in [
+        ("tokio_tungstenite_default", None),
+        ("tokio_tungstenite_4kib", Some(4096)),
+    ] {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let figures_for = runtime.block_on(async {
+            let before = rss_bytes();
+            let started = Instant::now();
+            let mut tasks = Vec::with_capacity(CONNECTIONS);
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(CONNECTIONS);
+            for i in 0..CONNECTIONS {
+                let url = format!("ws://127.0.0.1:{port}/{i}");
+                let tx = tx.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut config =
+                        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default();
+                    if let Some(size) = read_buffer {
+                        config = config.read_buffer_size(size);
+                    }
+                    let Ok((mut ws, _)) =
+                        tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+                            .await
+                    else {
+                        return;
+                    };
+                    let _ = tx.send(()).await;
+                    while let Some(Ok(_)) = ws.next().await {}
+                }));
+            }
+            for _ in 0..CONNECTIONS {
+                if rx.recv().await.is_none() {
+                    break;
+                }
+            }
+            let open = started.elapsed();
+            let per = rss_bytes().saturating_sub(before) as f64 / CONNECTIONS as f64;
+            let cpu = cpu_time();
+            tokio::time::sleep(IDLE_WINDOW).await;
+            let idle =
+                cpu_time().saturating_sub(cpu).as_secs_f64() / IDLE_WINDOW.as_secs_f64() * 100.0;
+            for task in tasks {
+                task.abort();
+            }
+            (per, open.as_secs_f64(), idle)
+        });
+        report(&mut figures, name, figures_for);
+    }
+    drop(server);
+    Ok(Value::Object(figures))
+}
+
+fn report(
+    figures: &mut serde_json::Map<String, Value>,
+    name: &str,
+    (per, open, idle): (f64, f64, f64),
+) {
+    println!("{name:<28} {per:>14.0} {open:>12.2} {idle:>14.2}");
+    figures.insert(
+        name.into(),
+        json!({"bytes_per_connection": per, "open_s": open, "idle_cpu_percent": idle}),
+    );
+}
+
+/// `detect`: a black-holed path; time until the heartbeat reconnects, against interval +
+/// timeout.
+pub(crate) fn detect() -> Result<Value, String> {
+    let interval = Duration::from_millis(500);
+    let timeout = Duration::from_millis(500);
+    let mut samples = Vec::new();
+    for _ in 0..3 {
+        let server = wsherd_testkit::TestServer::start(vec![]).map_err(|e| e.to_string())?;
+        let proxy = wsherd_testkit::FaultProxy::start(server.addr()).map_err(|e| e.to_string())?;
+        let system = System::new();
+        let detected = system.block_on(async {
+            let (states, seen) = wsherd_testkit::Recorder::<Delivery<StateEvent>>::start();
+            let herd = Herd::new();
+            herd.subscribe_events(states.recipient());
+            let mut config = ConnectionConfig::new(proxy.url("/"));
+            config.heartbeat = HeartbeatSpec {
+                mode: HeartbeatMode::WsPing,
+                interval,
+                timeout,
+                idle_timeout: None,
+            };
+            herd.add_endpoint("watched", config)
+                .map_err(|e| e.to_string())?;
+            let wait = Duration::from_secs(30);
+            seen.wait_for(wait, |s| {
+                s.iter()
+                    .any(|d| d.message.state == EndpointState::Live)
+                    .then_some(())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            proxy.set_mode(wsherd_testkit::ProxyMode::BlackHole);
+            let cut = Instant::now();
+            seen.wait_for(wait, |s| {
+                s.iter()
+                    .any(|d| matches!(d.message.state, EndpointState::Backoff { .. }))
+                    .then_some(())
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok::<_, String>(cut.elapsed())
+        })?;
+        samples.push(detected.as_secs_f64());
+    }
+    let median_s = median(samples);
+    let bound = (interval + timeout).as_secs_f64();
+    println!("detect: half-open peer, interval {interval:?} + timeout {timeout:?}");
+    println!(
+        "  detected after {median_s:.3} s (median of 3); ratio to interval + timeout = {:.2}",
+        median_s / bound
+    );
+    Ok(json!({"detect_s": median_s, "interval_plus_timeout_s": bound, "ratio": median_s / bound}))
+}

@@ -1,0 +1,105 @@
+//! `serve-idle PORT`: an async server for many idle connections. It completes handshakes,
+//! answers Pings and Closes, ignores everything else, and counts what it accepted.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+async fn handshake(stream: &mut TcpStream) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 16 * 1024 || stream.read(&mut byte).await? == 0 {
+            return Err(std::io::Error::other("bad handshake"));
+        }
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let key = text
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let accept = actix_http::ws::hash_key(key.as_bytes());
+    let mut response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ".to_vec();
+    response.extend_from_slice(&accept);
+    response.extend_from_slice(b"\r\n\r\n");
+    stream.write_all(&response).await
+}
+
+/// Reads client frames (masked); answers Ping with Pong and Close with Close.
+async fn serve_frames(stream: &mut TcpStream) -> std::io::Result<()> {
+    let mut header = [0u8; 2];
+    loop {
+        stream.read_exact(&mut header).await?;
+        let opcode = header[0] & 0x0F;
+        let len = match header[1] & 0x7F {
+            126 => u64::from(stream.read_u16().await?),
+            127 => stream.read_u64().await?,
+            n => u64::from(n),
+        };
+        if len > 1 << 20 {
+            return Err(std::io::Error::other("frame too large for the idle server"));
+        }
+        let mut mask = [0u8; 4];
+        if header[1] & 0x80 != 0 {
+            stream.read_exact(&mut mask).await?;
+        }
+        let mut payload = vec![0u8; len as usize];
+        stream.read_exact(&mut payload).await?;
+        for (i, byte) in payload.iter_mut().enumerate() {
+            *byte ^= mask[i % 4];
+        }
+        match opcode {
+            0x9 if payload.len() <= 125 => {
+                let mut pong = vec![0x8A, payload.len() as u8];
+                pong.extend_from_slice(&payload);
+                stream.write_all(&pong).await?;
+            }
+            0x8 => {
+                let _ = stream.write_all(&[0x88, 0x02, 0x03, 0xE8]).await;
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+}
+
+pub(crate) fn serve_idle(args: &[String]) -> ExitCode {
+    let port: u16 = args.first().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return ExitCode::FAILURE;
+    };
+    runtime.block_on(async move {
+        let Ok(listener) = TcpListener::bind(("127.0.0.1", port)).await else {
+            return ExitCode::FAILURE;
+        };
+        let Ok(addr) = listener.local_addr() else {
+            return ExitCode::FAILURE;
+        };
+        println!("{}", addr.port());
+        let accepted = Arc::new(AtomicU64::new(0));
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            accepted.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                if handshake(&mut stream).await.is_ok() {
+                    let _ = serve_frames(&mut stream).await;
+                }
+            });
+        }
+    })
+}
