@@ -15,6 +15,9 @@ mod throughput;
 
 use std::process::ExitCode;
 
+/// A scenario: prints its table and returns its figures.
+type Scenario = fn() -> Result<serde_json::Value, String>;
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
@@ -52,7 +55,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let scenarios: [(&str, fn() -> Result<serde_json::Value, String>); 3] = [
+    let scenarios: [(&str, Scenario); 3] = [
         ("connections", fleet::connections),
         ("storm", fleet::storm),
         ("detect", fleet::detect),
