@@ -280,3 +280,55 @@ fn demo_shows_messages_and_a_reconnect_and_exits_cleanly_on_sigint() {
     let status = running.interrupt();
     assert!(status.success(), "{status:?}");
 }
+
+#[actix_rt::test]
+async fn sighup_reloads_the_config_and_keeps_unchanged_endpoints() {
+    let server = TestServer::start(vec![]).unwrap();
+    let first = format!(
+        "[herd]\nworkers = 1\n[endpoints.keep]\nurl = \"{}\"\n",
+        server.url("/keep")
+    );
+    let config = TempFile::new(&first);
+    let mut running = Running::start(wsherd().args(["run", "--config"]).arg(&config.0));
+    running.json_until("keep live", |v| {
+        v["endpoint"] == "keep" && v["state"] == "live"
+    });
+
+    std::fs::write(
+        &config.0,
+        format!(
+            "{first}[endpoints.added]\nurl = \"{}\"\n",
+            server.url("/added")
+        ),
+    )
+    .unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    running
+        .stderr_until(|l| l.contains("reloaded: 1 started, 0 restarted, 0 stopped, 1 unchanged"));
+    running.json_until("added live", |v| {
+        v["endpoint"] == "added" && v["state"] == "live"
+    });
+    let paths: Vec<Option<String>> = server
+        .connections()
+        .iter()
+        .map(|c| c.path.clone())
+        .collect();
+    assert_eq!(
+        paths,
+        [Some("/keep".to_owned()), Some("/added".to_owned())],
+        "keep was not reconnected"
+    );
+
+    // A broken file is refused and the running config stays.
+    std::fs::write(&config.0, "[endpoints.keep]\nurl = \"htp://x\"\n").unwrap();
+    Command::new("kill")
+        .args(["-HUP", &running.child.id().to_string()])
+        .status()
+        .unwrap();
+    running.stderr_until(|l| l.contains("reload refused"));
+    assert!(running.interrupt().success());
+}
