@@ -108,7 +108,28 @@ impl Handler<Delivery<Trade>> for Counter {
     }
 }
 
+impl Handler<wsherd::Batch<Trade>> for Counter {
+    type Result = ();
+    fn handle(&mut self, batch: wsherd::Batch<Trade>, _: &mut Context<Self>) {
+        std::hint::black_box(&batch.deliveries);
+        self.count += batch.deliveries.len() as u64;
+        if self.count >= self.target
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(self.count);
+        }
+    }
+}
+
 fn wsherd_one_subscriber(url: &str) -> Result<(u64, Duration), String> {
+    wsherd_client(url, false)
+}
+
+fn wsherd_batched(url: &str) -> Result<(u64, Duration), String> {
+    wsherd_client(url, true)
+}
+
+fn wsherd_client(url: &str, batched: bool) -> Result<(u64, Duration), String> {
     let system = System::new();
     system.block_on(async {
         let herd = Herd::new();
@@ -119,7 +140,11 @@ fn wsherd_one_subscriber(url: &str) -> Result<(u64, Duration), String> {
             done: Some(tx),
         }
         .start();
-        herd.subscribe::<Trade>(counter.recipient());
+        if batched {
+            herd.subscribe_batched::<Trade>(counter.recipient(), wsherd::SubscribeOptions::new());
+        } else {
+            herd.subscribe::<Trade>(counter.recipient());
+        }
         let mut config = ConnectionConfig::new(url);
         config.heartbeat.interval = Duration::from_secs(3600);
         let started = Instant::now();
@@ -138,10 +163,11 @@ type Client = fn(&str) -> Result<(u64, Duration), String>;
 pub(crate) fn run() -> Result<Value, String> {
     let server = ServerProcess::start(MESSAGES)?;
     let url = server.url();
-    let clients: [(&str, Client); 3] = [
+    let clients: [(&str, Client); 4] = [
         ("raw_awc", raw_awc),
         ("tokio_tungstenite", raw_tungstenite),
         ("wsherd", wsherd_one_subscriber),
+        ("wsherd_batched", wsherd_batched),
     ];
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); clients.len()];
     for _ in 0..ROUNDS {
