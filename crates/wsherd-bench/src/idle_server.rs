@@ -17,20 +17,7 @@ async fn handshake(stream: &mut TcpStream) -> std::io::Result<()> {
         }
         head.push(byte[0]);
     }
-    let text = String::from_utf8_lossy(&head);
-    let key = text
-        .lines()
-        .find_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            name.trim()
-                .eq_ignore_ascii_case("sec-websocket-key")
-                .then(|| value.trim().to_owned())
-        })
-        .unwrap_or_default();
-    let accept = actix_http::ws::hash_key(key.as_bytes());
-    let mut response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ".to_vec();
-    response.extend_from_slice(&accept);
-    response.extend_from_slice(b"\r\n\r\n");
+    let response = wsherd_testkit::accept_response(&String::from_utf8_lossy(&head));
     stream.write_all(&response).await
 }
 

@@ -40,25 +40,13 @@ fn frames(count: u64) -> Vec<u8> {
 
 fn handshake(stream: &mut TcpStream) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
-    let mut key = String::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
+    let mut head = String::new();
+    while !head.ends_with("\r\n\r\n") {
+        if reader.read_line(&mut head)? == 0 {
             return Err(std::io::Error::other("client left during the handshake"));
         }
-        if let Some((name, value)) = line.split_once(':')
-            && name.trim().eq_ignore_ascii_case("sec-websocket-key")
-        {
-            key = value.trim().to_owned();
-        }
-        if line == "\r\n" {
-            break;
-        }
     }
-    let accept = actix_http::ws::hash_key(key.as_bytes());
-    stream.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ")?;
-    stream.write_all(&accept)?;
-    stream.write_all(b"\r\n\r\n")
+    stream.write_all(&wsherd_testkit::accept_response(&head))
 }
 
 /// `serve COUNT`: listens on 127.0.0.1, prints the port, and sends COUNT messages on every
