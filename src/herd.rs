@@ -343,10 +343,17 @@ impl Herd {
                 pending.push((name, receipt.closed));
             }
         }
-        let deadline = tokio::time::Instant::now() + timeout;
-        for (name, closed) in pending {
-            if tokio::time::timeout_at(deadline, closed).await.is_err() {
-                report.timed_out.push(name);
+        // `timeout` measures the whole shutdown, not each close (tokio caps huge timeouts).
+        let all = async {
+            for (_, closed) in pending.iter_mut() {
+                let _ = closed.await;
+            }
+        };
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            for (name, closed) in &mut pending {
+                if closed.try_recv() == Err(tokio::sync::oneshot::error::TryRecvError::Empty) {
+                    report.timed_out.push(name.clone());
+                }
             }
         }
         report

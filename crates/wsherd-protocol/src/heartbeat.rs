@@ -75,6 +75,10 @@ impl Default for HeartbeatSpec {
     }
 }
 
+/// The longest interval, timeout or idle timeout the heartbeat uses: a configured "100000d"
+/// is cut to this, so instants never overflow.
+pub const MAX_HEARTBEAT_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// What the connection must do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HeartbeatAction {
@@ -129,7 +133,10 @@ pub struct Heartbeat {
 
 impl Heartbeat {
     /// A heartbeat for a socket that opened at `now`.
-    pub fn new(spec: HeartbeatSpec, now: Instant) -> Self {
+    pub fn new(mut spec: HeartbeatSpec, now: Instant) -> Self {
+        spec.interval = spec.interval.min(MAX_HEARTBEAT_DURATION);
+        spec.timeout = spec.timeout.min(MAX_HEARTBEAT_DURATION);
+        spec.idle_timeout = spec.idle_timeout.map(|d| d.min(MAX_HEARTBEAT_DURATION));
         Heartbeat {
             next_ping: now + spec.interval,
             spec,
@@ -345,6 +352,23 @@ mod tests {
                 idle_timeout: 30 * S
             }))
         );
+    }
+
+    #[test]
+    fn absurd_durations_do_not_overflow() {
+        let t0 = Instant::now();
+        let mut hb = Heartbeat::new(
+            HeartbeatSpec {
+                mode: HeartbeatMode::WsPing,
+                interval: Duration::MAX,
+                timeout: Duration::MAX,
+                idle_timeout: Some(Duration::MAX),
+            },
+            t0,
+        );
+        let (action, wake) = hb.poll(t0 + S);
+        assert_eq!(action, None);
+        assert!(wake > t0);
     }
 
     #[test]

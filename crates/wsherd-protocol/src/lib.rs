@@ -25,7 +25,7 @@ mod reassembly;
 pub use endpoint::{EndpointName, InvalidEndpointName};
 pub use heartbeat::{
     DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DeadPeer, Heartbeat, HeartbeatAction,
-    HeartbeatMode, HeartbeatSpec, ReplyMatcher,
+    HeartbeatMode, HeartbeatSpec, MAX_HEARTBEAT_DURATION, ReplyMatcher,
 };
 pub use kind::{KindFn, KindRule};
 pub use message::{

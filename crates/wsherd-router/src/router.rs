@@ -136,15 +136,8 @@ impl Router {
         recipient: Recipient<Delivery<T>>,
         options: SubscribeOptions,
     ) -> SubscriptionId {
-        self.add(
+        self.add_json(
             RouteKey::Kind(kind.into(), TypeId::of::<T>()),
-            |group| Box::new(JsonEntry::<T>(group)),
-            |entry| {
-                entry
-                    .as_any_mut()
-                    .downcast_mut::<JsonEntry<T>>()
-                    .map(|e| &mut e.0)
-            },
             Sink::Each(recipient),
             options,
         )
@@ -160,15 +153,8 @@ impl Router {
         recipient: Recipient<Batch<T>>,
         options: SubscribeOptions,
     ) -> SubscriptionId {
-        self.add(
+        self.add_json(
             RouteKey::Kind(kind.into(), TypeId::of::<T>()),
-            |group| Box::new(JsonEntry::<T>(group)),
-            |entry| {
-                entry
-                    .as_any_mut()
-                    .downcast_mut::<JsonEntry<T>>()
-                    .map(|e| &mut e.0)
-            },
             Sink::Batched(recipient),
             options,
         )
@@ -183,15 +169,8 @@ impl Router {
         recipient: Recipient<Delivery<T>>,
         options: SubscribeOptions,
     ) -> SubscriptionId {
-        self.add(
+        self.add_json(
             RouteKey::AnyKind(TypeId::of::<T>()),
-            |group| Box::new(JsonEntry::<T>(group)),
-            |entry| {
-                entry
-                    .as_any_mut()
-                    .downcast_mut::<JsonEntry<T>>()
-                    .map(|e| &mut e.0)
-            },
             Sink::Each(recipient),
             options,
         )
@@ -262,6 +241,26 @@ impl Router {
             router: self.clone(),
             table: self.table(),
         }
+    }
+
+    fn add_json<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        key: RouteKey,
+        sink: Sink<T>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.add(
+            key,
+            |group| Box::new(JsonEntry::<T>(group)),
+            |entry| {
+                entry
+                    .as_any_mut()
+                    .downcast_mut::<JsonEntry<T>>()
+                    .map(|e| &mut e.0)
+            },
+            sink,
+            options,
+        )
     }
 
     fn add<T: Send + Sync + 'static>(

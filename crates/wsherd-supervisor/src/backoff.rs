@@ -137,7 +137,11 @@ impl Backoff {
         }
         self.attempt += 1;
         let nominal = self.nominal(self.attempt);
-        let unit = random.next_unit().clamp(0.0, 1.0);
+        // A NaN from a custom source would make `mul_f64` panic.
+        let unit = match random.next_unit() {
+            unit if unit.is_nan() => 0.0,
+            unit => unit.clamp(0.0, 1.0),
+        };
         Some(match self.policy.jitter {
             Jitter::None => nominal,
             Jitter::Full => nominal.mul_f64(unit),
@@ -243,6 +247,14 @@ mod tests {
         for _ in 0..100 {
             let _ = backoff.next_delay(&mut Fixed(0.99));
         }
+        struct Nan;
+        impl Random for Nan {
+            fn next_unit(&mut self) -> f64 {
+                f64::NAN
+            }
+        }
+        let mut backoff = Backoff::new(policy(Jitter::Full));
+        assert_eq!(backoff.next_delay(&mut Nan), Some(ms(0)));
         let mut rng = XorShift::new(0);
         let unit = rng.next_unit();
         assert!((0.0..1.0).contains(&unit));
