@@ -160,15 +160,37 @@ fn wsherd_client(url: &str, batched: bool) -> Result<(u64, Duration), String> {
 /// A client: messages received and the time from connect to the last one.
 type Client = fn(&str) -> Result<(u64, Duration), String>;
 
+const CLIENTS: [(&str, Client); 4] = [
+    ("raw_awc", raw_awc),
+    ("tokio_tungstenite", raw_tungstenite),
+    ("wsherd", wsherd_one_subscriber),
+    ("wsherd_batched", wsherd_batched),
+];
+
+/// Runs one client for a few rounds and prints its rate.
+fn run_alone(name: &str) -> Result<Value, String> {
+    let Some((_, client)) = CLIENTS.iter().find(|(n, _)| *n == name) else {
+        return Err(format!("no client {name:?} in throughput"));
+    };
+    let server = ServerProcess::start(MESSAGES)?;
+    let mut rates = Vec::new();
+    for _ in 0..ROUNDS * 2 {
+        let (count, wall) = client(&server.url())?;
+        rates.push(count as f64 / wall.as_secs_f64());
+    }
+    let rate = median(rates);
+    println!("{name}: {rate:.0} msgs/s (median of {} runs)", ROUNDS * 2);
+    Ok(json!({ name: rate }))
+}
+
 pub(crate) fn run() -> Result<Value, String> {
+    // `WSHERD_BENCH_ONLY=wsherd` runs one client alone: for profiling, not for figures.
+    if let Ok(only) = std::env::var("WSHERD_BENCH_ONLY") {
+        return run_alone(&only);
+    }
     let server = ServerProcess::start(MESSAGES)?;
     let url = server.url();
-    let clients: [(&str, Client); 4] = [
-        ("raw_awc", raw_awc),
-        ("tokio_tungstenite", raw_tungstenite),
-        ("wsherd", wsherd_one_subscriber),
-        ("wsherd_batched", wsherd_batched),
-    ];
+    let clients = CLIENTS;
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); clients.len()];
     for _ in 0..ROUNDS {
         for (i, (name, client)) in clients.iter().enumerate() {

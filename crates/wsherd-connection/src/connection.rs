@@ -1,7 +1,7 @@
 //! The Connection actor: one awc WebSocket life.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use actix_codec::Framed;
@@ -11,7 +11,6 @@ use awc::error::{WsClientError, WsProtocolError};
 use awc::ws::{CloseCode, CloseReason, Codec, Frame, Message as WsMessage};
 use bytes::Bytes;
 use futures_util::SinkExt;
-use futures_util::stream::{SplitSink, StreamExt};
 use wsherd_protocol::{
     EndpointName, Fragment, Heartbeat, HeartbeatAction, HeartbeatMode, Outbound, Reassembled,
     Reassembler, ReassemblyError,
@@ -29,9 +28,11 @@ const MAX_BATCH: usize = 256;
 const MAX_CLOSE_FRAME: usize = MAX_CLOSE_REASON + 2;
 use crate::event::{ConnectionEvent, EndReason, Notice, Observed, Side};
 use crate::outbox::Outbox;
+use crate::reader::{FrameSink, Reader};
+use crate::split::{LocalSink, split_local};
 use crate::stats::{ConnectionStats, Phase};
 
-type WsSink = SplitSink<Framed<BoxedSocket, Codec>, WsMessage>;
+type WsSink = LocalSink<Framed<BoxedSocket, Codec>>;
 
 /// Writes one message to the peer.
 ///
@@ -111,8 +112,8 @@ pub struct Connection {
     outbox: Outbox<(WsMessage, bool)>,
     reassembler: Reassembler,
     heartbeat: Option<Heartbeat>,
-    /// A flush of batched deliveries is waiting for the end of this turn.
-    flush_scheduled: bool,
+    /// Messages and bytes received this turn, not yet in `stats`.
+    unsettled_in: (u64, u64),
     /// Frames (any) and data messages seen since the last heartbeat tick; timestamped at the
     /// tick, so the per-message path reads no clock.
     saw_frame: bool,
@@ -143,7 +144,7 @@ impl Connection {
             outbox,
             reassembler,
             heartbeat: None,
-            flush_scheduled: false,
+            unsettled_in: (0, 0),
             saw_frame: false,
             saw_data: false,
             awaiting_live_reply: false,
@@ -204,23 +205,38 @@ impl Connection {
         }
     }
 
-    /// Moves the report's counters into the shared stats, forgets stopped subscribers and
-    /// pauses reading while a full subscriber catches up.
-    fn settle_report(&mut self, ctx: &mut Context<Self>) {
+    /// After each message: what cannot wait for the end of the turn (a full batch, a stopped
+    /// subscriber, a full one that must be waited for).
+    fn settle_message(&mut self, ctx: &mut Context<Self>) {
         if self.report.pending_deliveries() >= MAX_BATCH {
             self.report.flush_batches();
-        } else if self.report.pending_deliveries() > 0 && !self.flush_scheduled {
-            // Flush what this turn gathered once the turn is over: a zero delay runs after the
-            // frames already read, so one batch carries all of them.
-            self.flush_scheduled = true;
-            ctx.run_later(Duration::ZERO, |act, ctx| {
-                act.flush_scheduled = false;
-                act.report.flush_batches();
-                act.settle_report(ctx);
-            });
         }
-        let report = &mut self.report;
+        if self.report.has_blocked() || !self.report.closed.is_empty() {
+            self.settle_report(ctx);
+        }
+    }
+
+    /// Settles the turn (see [`Self::settle_counts`]) and pauses reading while a full
+    /// subscriber catches up.
+    fn settle_report(&mut self, ctx: &mut Context<Self>) {
+        self.settle_counts();
+        if let Some(wait) = self.report.take_backpressure() {
+            // `wait` holds the actor: no frame is read until every full subscriber took its
+            // message, so the socket's TCP window throttles the peer instead of our memory.
+            ctx.wait(wait.into_actor(self));
+        }
+    }
+
+    /// Sends gathered batches, moves the turn's counters into the shared stats and forgets
+    /// stopped subscribers.
+    fn settle_counts(&mut self) {
+        if self.report.pending_deliveries() > 0 {
+            self.report.flush_batches();
+        }
         let stats = &self.stats;
+        ConnectionStats::add(&stats.messages_in, std::mem::take(&mut self.unsettled_in.0));
+        ConnectionStats::add(&stats.bytes_in, std::mem::take(&mut self.unsettled_in.1));
+        let report = &mut self.report;
         ConnectionStats::add(&stats.delivered, std::mem::take(&mut report.delivered));
         ConnectionStats::add(
             &stats.dropped_full,
@@ -245,11 +261,6 @@ impl Connection {
                 self.routes.router().unsubscribe(id);
             }
         }
-        if let Some(wait) = self.report.take_backpressure() {
-            // `wait` holds the actor: no frame is read until every full subscriber took its
-            // message, so the socket's TCP window throttles the peer instead of our memory.
-            ctx.wait(wait.into_actor(self));
-        }
     }
 
     fn on_text(&mut self, payload: Bytes, ctx: &mut Context<Self>) {
@@ -260,7 +271,7 @@ impl Connection {
         }
         let table = self.routes.current();
         table.route_text(&self.name, &self.config.kind, &payload, &mut self.report);
-        self.settle_report(ctx);
+        self.settle_message(ctx);
     }
 
     fn awaiting_app_reply(&self) -> bool {
@@ -299,13 +310,13 @@ impl Connection {
         self.count_in(payload.len());
         let table = self.routes.current();
         table.route_binary(&self.name, payload, &mut self.report);
-        self.settle_report(ctx);
+        self.settle_message(ctx);
     }
 
     fn count_in(&mut self, bytes: usize) {
         self.saw_data = true;
-        ConnectionStats::add(&self.stats.messages_in, 1);
-        ConnectionStats::add(&self.stats.bytes_in, bytes as u64);
+        self.unsettled_in.0 += 1;
+        self.unsettled_in.1 += bytes as u64;
     }
 
     fn on_fragment(&mut self, item: Item, ctx: &mut Context<Self>) {
@@ -520,10 +531,10 @@ impl Connection {
             .get(awc::http::header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let (sink, stream) = framed.split();
+        let (sink, stream) = split_local(framed);
         self.sink = Some(sink);
         self.is_open = true;
-        ctx.add_stream(stream);
+        ctx.spawn(Reader::new(stream));
         ConnectionStats::add(&self.stats.opens, 1);
         self.stats.set_phase(Phase::Open);
         self.awaiting_live_reply = self.config.live_after.is_some();
@@ -674,7 +685,7 @@ impl Actor for Connection {
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
-        self.report.flush_batches();
+        self.settle_counts();
         let unsent: Vec<Outbound> = self
             .outbox
             .drain_unsent()
@@ -694,8 +705,12 @@ impl Actor for Connection {
     }
 }
 
-impl StreamHandler<Result<Frame, WsProtocolError>> for Connection {
-    fn handle(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {
+impl FrameSink<Result<Frame, WsProtocolError>> for Connection {
+    fn end_of_turn(&mut self, ctx: &mut Context<Self>) {
+        self.settle_report(ctx);
+    }
+
+    fn on_frame(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {
         self.saw_frame = true;
         match item {
             Ok(Frame::Text(payload)) => self.on_text(payload, ctx),
@@ -753,7 +768,7 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for Connection {
         }
     }
 
-    fn finished(&mut self, ctx: &mut Context<Self>) {
+    fn on_stream_end(&mut self, ctx: &mut Context<Self>) {
         self.end.get_or_insert(EndReason::StreamEnded);
         ctx.stop();
     }

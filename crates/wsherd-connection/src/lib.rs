@@ -39,6 +39,8 @@ mod config;
 mod connection;
 mod event;
 mod outbox;
+mod reader;
+mod split;
 mod stats;
 mod tls;
 

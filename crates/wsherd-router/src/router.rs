@@ -50,7 +50,7 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Entry for JsonEntry<T> {
     fn publish_into(&self, key: &RouteKey, table: &mut RouteTable) {
         let route: Arc<dyn JsonRoute> = Arc::new(self.0.clone());
         match key {
-            RouteKey::Kind(kind, _) => table.kinds.entry(kind.clone()).or_default().push(route),
+            RouteKey::Kind(kind, _) => table.kinds.insert(kind, route),
             RouteKey::AnyKind(_) | RouteKey::Event(_) => table.any_kind.push(route),
         }
     }

@@ -69,6 +69,12 @@ impl DispatchReport {
         }
     }
 
+    /// Whether a full [`Overflow::Backpressure`](crate::Overflow) subscriber is waited for;
+    /// see [`Self::take_backpressure`].
+    pub fn has_blocked(&self) -> bool {
+        !self.blocked.is_empty()
+    }
+
     /// A future that completes once every full [`Overflow::Backpressure`](crate::Overflow)
     /// subscriber has accepted its delivery, or `None` when nobody was full. Until it completes
     /// the connection must not read further messages.
@@ -137,11 +143,63 @@ impl<T: DeserializeOwned + Send + Sync + 'static> JsonRoute for Group<T> {
     }
 }
 
+/// The routes of one kind, in subscription order.
+type Routes = Vec<Arc<dyn JsonRoute>>;
+
+/// Subscribed kinds scanned in a list up to this many; a map beyond.
+const FEW_KINDS: usize = 16;
+
+/// The routes of each subscribed kind, looked up once per message.
+///
+/// Hashing a kind (SipHash) costs more than comparing it with a handful of short strings, and
+/// most connections route only a few kinds; a map takes over when there are many.
+#[derive(Default)]
+pub(crate) struct KindIndex {
+    few: Vec<(Box<str>, Routes)>,
+    many: HashMap<Box<str>, Routes>,
+}
+
+impl KindIndex {
+    pub(crate) fn insert(&mut self, kind: &str, route: Arc<dyn JsonRoute>) {
+        if !self.many.is_empty() {
+            return self.many.entry(kind.into()).or_default().push(route);
+        }
+        if let Some((_, routes)) = self.few.iter_mut().find(|(k, _)| &**k == kind) {
+            return routes.push(route);
+        }
+        if self.few.len() < FEW_KINDS {
+            self.few.push((kind.into(), vec![route]));
+        } else {
+            self.many.extend(self.few.drain(..));
+            self.many.insert(kind.into(), vec![route]);
+        }
+    }
+
+    pub(crate) fn get(&self, kind: &str) -> &[Arc<dyn JsonRoute>] {
+        let found = if self.many.is_empty() {
+            self.few
+                .iter()
+                .find(|(k, _)| k.len() == kind.len() && &**k == kind)
+                .map(|(_, routes)| routes)
+        } else {
+            self.many.get(kind)
+        };
+        found.map_or(&[][..], Vec::as_slice)
+    }
+
+    fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.few
+            .iter()
+            .map(|(k, _)| &**k)
+            .chain(self.many.keys().map(|k| &**k))
+    }
+}
+
 /// A snapshot of every subscription, published by the [`Router`](crate::Router) on each change.
 #[derive(Default)]
 pub struct RouteTable {
     pub(crate) version: u64,
-    pub(crate) kinds: HashMap<Box<str>, Vec<Arc<dyn JsonRoute>>>,
+    pub(crate) kinds: KindIndex,
     pub(crate) any_kind: Vec<Arc<dyn JsonRoute>>,
     pub(crate) events: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
 }
@@ -172,10 +230,7 @@ impl RouteTable {
                 return self.reject(endpoint, None, error, report);
             }
         };
-        let by_kind = kind
-            .as_deref()
-            .and_then(|kind| self.kinds.get(kind))
-            .map_or(&[][..], Vec::as_slice);
+        let by_kind = kind.as_deref().map_or(&[][..], |kind| self.kinds.get(kind));
         let mut delivered = false;
         let mut rejected = false;
         for route in by_kind.iter().chain(&self.any_kind) {
@@ -278,7 +333,7 @@ impl RouteTable {
 
 impl std::fmt::Debug for RouteTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut kinds: Vec<&str> = self.kinds.keys().map(|k| &**k).collect();
+        let mut kinds: Vec<&str> = self.kinds.kinds().collect();
         kinds.sort_unstable();
         f.debug_struct("RouteTable")
             .field("version", &self.version)

@@ -351,3 +351,33 @@ async fn batched_subscribers_get_one_message_per_flush_in_order() {
     assert_eq!(*seen.lock().unwrap(), vec![(0..10).collect::<Vec<u64>>()]);
     assert_eq!(each_seen.lock().unwrap().len(), 10);
 }
+
+#[actix_rt::test]
+async fn many_kinds_route_alike_before_and_after_the_index_becomes_a_map() {
+    let router = Router::new();
+    let mut seen = Vec::new();
+    let mut expected = [0usize; 40];
+    // 40 kinds cross the point where the kind list becomes a map; "k1" and "k10" share a
+    // prefix and "k" is a prefix of all, so a lookup must compare whole kinds.
+    for i in 0..40 {
+        let (recipient, collected) = collector::<serde_json::Value>();
+        router.subscribe_kind::<serde_json::Value>(
+            &format!("k{i}"),
+            recipient,
+            SubscribeOptions::new(),
+        );
+        seen.push(collected);
+        for j in [0, i / 2, i] {
+            let report = route(&router, "ex", &format!(r#"{{"type":"k{j}","n":{i}}}"#));
+            assert_eq!(report.delivered, 1, "k{j} with {} kinds subscribed", i + 1);
+            expected[j] += 1;
+        }
+        let report = route(&router, "ex", r#"{"type":"k","n":0}"#);
+        assert_eq!((report.delivered, report.unrouted), (0, 1));
+        // Collectors hold 16 messages; let them drain before k0 gets more.
+        settle().await;
+    }
+    settle().await;
+    let got: Vec<usize> = seen.iter().map(|s| s.lock().unwrap().len()).collect();
+    assert_eq!(got, expected);
+}
