@@ -9,7 +9,7 @@ use std::sync::Arc;
 /// One ~120-byte JSON trade; the shape every client decodes.
 pub(crate) fn message(seq: u64) -> String {
     format!(
-        r#"{{"type":"trade","seq":{seq},"symbol":"BTCUSDT","price":64123.45,"qty":0.0125,"side":"buy","ts":1764000000000}}"#
+        r#"{{"type":"trade","seq":{seq},"symbol":"BTCUSDT","venue":"binance","price":64123.45,"qty":0.0125,"side":"buy","ts":1764000000000}}"#
     )
 }
 

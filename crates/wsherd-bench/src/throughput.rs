@@ -1,6 +1,8 @@
 //! One connection, N messages decoded into an owned struct: raw awc, raw tokio-tungstenite,
 //! and wsherd delivering to one subscriber actor.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -21,6 +23,7 @@ const ROUNDS: usize = 3;
 pub(crate) struct Trade {
     seq: u64,
     symbol: String,
+    venue: String,
     price: f64,
     qty: f64,
     side: String,
@@ -54,6 +57,53 @@ fn raw_awc(url: &str) -> Result<(u64, Duration), String> {
     })
 }
 
+/// A decoded trade handed to an actor by hand, as a raw awc application would.
+struct Forwarded(Trade);
+
+impl actix::Message for Forwarded {
+    type Result = ();
+}
+
+/// The raw awc loop plus one actix mailbox hop per message to a counting actor: what an
+/// application gets by writing the loop itself, and the floor for any per-message delivery.
+fn raw_awc_actor(url: &str) -> Result<(u64, Duration), String> {
+    let system = System::new();
+    system.block_on(async {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let counter = Counter {
+            count: 0,
+            target: MESSAGES,
+            done: Some(tx),
+        }
+        .start();
+        let started = Instant::now();
+        let (_, mut framed) = awc::Client::new()
+            .ws(url)
+            .max_frame_size(1 << 20)
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        while let Some(frame) = framed.next().await {
+            match frame.map_err(|e| e.to_string())? {
+                awc::ws::Frame::Text(bytes) => {
+                    let trade: Trade = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
+                    match counter.try_send(Forwarded(trade)) {
+                        Ok(()) => {}
+                        Err(SendError::Full(message)) => {
+                            counter.send(message).await.map_err(|e| e.to_string())?
+                        }
+                        Err(SendError::Closed(_)) => return Err("the counter stopped".into()),
+                    }
+                }
+                awc::ws::Frame::Close(_) => break,
+                _ => {}
+            }
+        }
+        let count = rx.await.map_err(|e| e.to_string())?;
+        Ok((count, started.elapsed()))
+    })
+}
+
 fn raw_tungstenite(url: &str) -> Result<(u64, Duration), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -81,6 +131,61 @@ fn raw_tungstenite(url: &str) -> Result<(u64, Duration), String> {
     })
 }
 
+/// The ezsockets client handler: decodes every text message into a `Trade`.
+struct EzClient {
+    count: Arc<AtomicU64>,
+}
+
+#[async_trait::async_trait]
+impl ezsockets::ClientExt for EzClient {
+    type Call = ();
+
+    async fn on_text(&mut self, text: ezsockets::Utf8Bytes) -> Result<(), ezsockets::Error> {
+        let trade: Trade = serde_json::from_str(text.as_str())?;
+        std::hint::black_box(trade);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn on_binary(&mut self, _: ezsockets::Bytes) -> Result<(), ezsockets::Error> {
+        Ok(())
+    }
+
+    async fn on_call(&mut self, (): ()) -> Result<(), ezsockets::Error> {
+        Ok(())
+    }
+
+    async fn on_close(
+        &mut self,
+        _: Option<ezsockets::CloseFrame>,
+    ) -> Result<ezsockets::client::ClientCloseMode, ezsockets::Error> {
+        // The server closes after the last message: that is the end of the run.
+        Ok(ezsockets::client::ClientCloseMode::Close)
+    }
+}
+
+fn ezsockets_client(url: &str) -> Result<(u64, Duration), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let count = Arc::new(AtomicU64::new(0));
+    let config = ezsockets::ClientConfig::new(url).max_initial_connect_attempts(1);
+    let handler_count = Arc::clone(&count);
+    runtime.block_on(async move {
+        let started = Instant::now();
+        let (_client, run) = ezsockets::connect(
+            move |_| EzClient {
+                count: handler_count,
+            },
+            config,
+        )
+        .await;
+        run.await.map_err(|e| e.to_string())?;
+        Ok((count.load(Ordering::Relaxed), started.elapsed()))
+    })
+}
+
 /// Counts deliveries; says when the last one arrived.
 struct Counter {
     count: u64,
@@ -99,6 +204,19 @@ impl Handler<Delivery<Trade>> for Counter {
     type Result = ();
     fn handle(&mut self, trade: Delivery<Trade>, _: &mut Context<Self>) {
         std::hint::black_box(&trade.message);
+        self.count += 1;
+        if self.count == self.target
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(self.count);
+        }
+    }
+}
+
+impl Handler<Forwarded> for Counter {
+    type Result = ();
+    fn handle(&mut self, trade: Forwarded, _: &mut Context<Self>) {
+        std::hint::black_box(&trade.0);
         self.count += 1;
         if self.count == self.target
             && let Some(done) = self.done.take()
@@ -160,9 +278,11 @@ fn wsherd_client(url: &str, batched: bool) -> Result<(u64, Duration), String> {
 /// A client: messages received and the time from connect to the last one.
 type Client = fn(&str) -> Result<(u64, Duration), String>;
 
-const CLIENTS: [(&str, Client); 4] = [
+const CLIENTS: [(&str, Client); 6] = [
     ("raw_awc", raw_awc),
     ("tokio_tungstenite", raw_tungstenite),
+    ("ezsockets", ezsockets_client),
+    ("raw_awc_actor", raw_awc_actor),
     ("wsherd", wsherd_one_subscriber),
     ("wsherd_batched", wsherd_batched),
 ];
@@ -227,15 +347,17 @@ pub(crate) fn run() -> Result<Value, String> {
         );
         rates.push(rate);
     }
-    let ratio_awc = rates[2] / rates[0];
-    let ratio_tungstenite = rates[2] / rates[1];
-    println!(
-        "ratio wsherd/raw_awc = {ratio_awc:.3}, wsherd/tokio_tungstenite = {ratio_tungstenite:.3}"
-    );
-    figures.insert("ratio_wsherd_raw_awc".into(), json!(ratio_awc));
-    figures.insert(
-        "ratio_wsherd_tokio_tungstenite".into(),
-        json!(ratio_tungstenite),
-    );
+    let wsherd = rates[4];
+    let ratios = [
+        ("ratio_wsherd_raw_awc", wsherd / rates[0]),
+        ("ratio_wsherd_tokio_tungstenite", wsherd / rates[1]),
+        ("ratio_wsherd_ezsockets", wsherd / rates[2]),
+        ("ratio_wsherd_raw_awc_actor", wsherd / rates[3]),
+        ("ratio_wsherd_batched_raw_awc", rates[5] / rates[0]),
+    ];
+    for (name, ratio) in ratios {
+        println!("{:<32} {ratio:.3}", name.trim_start_matches("ratio_"));
+        figures.insert(name.into(), json!(ratio));
+    }
     Ok(Value::Object(figures))
 }

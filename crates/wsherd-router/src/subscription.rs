@@ -199,18 +199,26 @@ impl<T: Send + Sync + 'static> Group<T> {
         value: T,
         report: &mut DispatchReport,
     ) -> bool {
+        let mut wanted = self.subscribers.iter().filter(|s| s.wants(endpoint));
+        let Some(mut subscriber) = wanted.next() else {
+            return false;
+        };
         let message = Arc::new(value);
-        let mut any = false;
-        for subscriber in self.subscribers.iter().filter(|s| s.wants(endpoint)) {
-            any = true;
-            subscriber.send(
-                Delivery {
-                    endpoint: endpoint.clone(),
-                    message: Arc::clone(&message),
-                },
-                report,
-            );
+        for next in wanted {
+            let delivery = Delivery {
+                endpoint: endpoint.clone(),
+                message: Arc::clone(&message),
+            };
+            subscriber.send(delivery, report);
+            subscriber = next;
         }
-        any
+        // The last subscriber takes the message itself: with one subscriber (the common case)
+        // no reference count is touched.
+        let delivery = Delivery {
+            endpoint: endpoint.clone(),
+            message,
+        };
+        subscriber.send(delivery, report);
+        true
     }
 }
