@@ -27,12 +27,13 @@ const MAX_BATCH: usize = 256;
 /// Bytes a Close frame can take: code plus the longest reason.
 const MAX_CLOSE_FRAME: usize = MAX_CLOSE_REASON + 2;
 use crate::event::{ConnectionEvent, EndReason, Notice, Observed, Side};
+use crate::framed::LeanFramed;
 use crate::outbox::Outbox;
 use crate::reader::{FrameSink, Reader};
 use crate::split::{LocalSink, split_local};
 use crate::stats::{ConnectionStats, Phase};
 
-type WsSink = LocalSink<Framed<BoxedSocket, Codec>>;
+type WsSink = LocalSink<LeanFramed<BoxedSocket>>;
 
 /// Writes one message to the peer.
 ///
@@ -531,7 +532,7 @@ impl Connection {
             .get(awc::http::header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let (sink, stream) = split_local(framed);
+        let (sink, stream) = split_local(LeanFramed::from_framed(framed));
         self.sink = Some(sink);
         self.is_open = true;
         ctx.spawn(Reader::new(stream));

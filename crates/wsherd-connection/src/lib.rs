@@ -38,6 +38,7 @@ mod client;
 mod config;
 mod connection;
 mod event;
+mod framed;
 mod outbox;
 mod reader;
 mod split;

@@ -1,0 +1,361 @@
+//! The socket's framing: awc's WebSocket codec over buffers sized by the traffic.
+//!
+//! awc hands back an `actix_codec::Framed`, which keeps an 8 KiB read buffer and an 8 KiB write
+//! buffer per socket for the socket's whole life, and reads at most 8 KiB per system call. For a
+//! herd of mostly idle connections the buffers are most of what a connection costs; for one busy
+//! feed the small reads are a system call every ~60 messages. This framing starts from the same
+//! parts (the codec and any bytes read past the handshake) and
+//! - while idle holds no buffer at all: a read lands in a small stack buffer first, and a read
+//!   buffer that was emptied after a small read is given back;
+//! - while busy reads straight into a buffer that doubles (to 64 KiB) while reads fill it;
+//! - gives the write buffer back whenever it has been flushed.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use actix_codec::{AsyncRead, AsyncWrite, Decoder, Encoder, Framed, ReadBuf};
+use actix_http::ws::{Codec, Frame, Message, ProtocolError};
+use bytes::{Buf, BytesMut};
+use futures_util::{Sink, Stream};
+
+/// Bytes read into the stack while no read buffer is held; a read that fills it means traffic.
+const PROBE: usize = 512;
+/// First size of a read buffer, and the spare room below which it is grown before a read.
+const CHUNK_MIN: usize = 4 * 1024;
+/// Largest read asked of the socket.
+const CHUNK_MAX: usize = 64 * 1024;
+/// Encoded bytes beyond which the sink asks for a flush before taking more.
+const WRITE_HIGH: usize = 64 * 1024;
+
+/// A WebSocket client socket: frames in, messages out.
+pub(crate) struct LeanFramed<T> {
+    io: T,
+    codec: Codec,
+    read_buf: BytesMut,
+    write_buf: BytesMut,
+    /// Bytes asked of the socket per read while busy.
+    chunk: usize,
+    /// Bytes the last read returned: a small one means the connection is quiet.
+    last_read: usize,
+    /// `read_buf` may hold a whole frame: decode before reading.
+    readable: bool,
+    eof: bool,
+}
+
+impl<T> LeanFramed<T> {
+    /// Takes over awc's framing, keeping bytes it read past the handshake.
+    pub(crate) fn from_framed(framed: Framed<T, Codec>) -> Self {
+        let parts = framed.into_parts();
+        let keep = |buf: BytesMut| if buf.is_empty() { BytesMut::new() } else { buf };
+        LeanFramed {
+            io: parts.io,
+            codec: parts.codec,
+            read_buf: keep(parts.read_buf),
+            write_buf: keep(parts.write_buf),
+            chunk: CHUNK_MIN,
+            last_read: 0,
+            readable: true,
+            eof: false,
+        }
+    }
+
+    /// Bytes held in buffers (capacity, not content): what an idle socket costs in memory.
+    #[cfg(test)]
+    pub(crate) fn buffered_capacity(&self) -> usize {
+        self.read_buf.capacity() + self.write_buf.capacity()
+    }
+}
+
+impl<T: AsyncRead + Unpin> LeanFramed<T> {
+    /// Reads more bytes into `read_buf`; `Ok(0)` is the end of the stream.
+    fn read_more(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read_buf.capacity() == 0 {
+            // No buffer held: probe through the stack, so waiting costs no heap.
+            let mut probe = [0u8; PROBE];
+            let mut buf = ReadBuf::new(&mut probe);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))?;
+            let filled = buf.filled();
+            self.read_buf.extend_from_slice(filled);
+            self.last_read = filled.len();
+            return Poll::Ready(Ok(filled.len()));
+        }
+        if self.read_buf.capacity() - self.read_buf.len() < CHUNK_MIN {
+            self.read_buf.reserve(self.chunk);
+        }
+        let room = self.read_buf.capacity() - self.read_buf.len();
+        let read = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.read_buf
+        ))?;
+        if read == room {
+            // The socket had at least as much as we asked: ask for more next time.
+            self.chunk = (self.chunk * 2).min(CHUNK_MAX);
+        }
+        self.last_read = read;
+        Poll::Ready(Ok(read))
+    }
+}
+
+impl<T: AsyncRead + Unpin> Stream for LeanFramed<T> {
+    type Item = Result<Frame, ProtocolError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.readable {
+                if this.eof {
+                    let decoded = this.codec.decode_eof(&mut this.read_buf);
+                    // Frames may remain after the end of the stream; anything else ends it.
+                    this.readable = matches!(decoded, Ok(Some(_)));
+                    return Poll::Ready(decoded.transpose());
+                }
+                match this.codec.decode(&mut this.read_buf) {
+                    Ok(Some(frame)) => return Poll::Ready(Some(Ok(frame))),
+                    Ok(None) => this.readable = false,
+                    Err(error) => return Poll::Ready(Some(Err(error))),
+                }
+            } else if this.eof {
+                return Poll::Ready(None);
+            }
+            match this.read_more(cx) {
+                Poll::Ready(Ok(read)) => {
+                    this.eof = read == 0;
+                    this.readable = true;
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
+                Poll::Pending => {
+                    if this.read_buf.is_empty() && this.last_read < PROBE {
+                        // Quiet: hold no buffer until the peer sends again.
+                        this.read_buf = BytesMut::new();
+                        this.chunk = CHUNK_MIN;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Sink<Message> for LeanFramed<T> {
+    type Error = ProtocolError;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ProtocolError>> {
+        if self.write_buf.len() < WRITE_HIGH {
+            Poll::Ready(Ok(()))
+        } else {
+            self.poll_flush(cx)
+        }
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), ProtocolError> {
+        let this = self.get_mut();
+        this.codec.encode(message, &mut this.write_buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ProtocolError>> {
+        let this = self.get_mut();
+        while !this.write_buf.is_empty() {
+            let written = ready!(Pin::new(&mut this.io).poll_write(cx, &this.write_buf))?;
+            if written == 0 {
+                return Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the socket took no bytes",
+                )
+                .into()));
+            }
+            this.write_buf.advance(written);
+        }
+        if this.write_buf.capacity() > 0 {
+            this.write_buf = BytesMut::new();
+        }
+        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), ProtocolError>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        ready!(Pin::new(&mut self.get_mut().io).poll_shutdown(cx))?;
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use futures_util::{FutureExt, SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream, duplex};
+
+    use super::*;
+
+    fn client(io: DuplexStream) -> LeanFramed<DuplexStream> {
+        LeanFramed::from_framed(Framed::new(
+            io,
+            Codec::new().client_mode().max_size(1 << 20),
+        ))
+    }
+
+    /// What a test server sends (`Message` is not `Clone`).
+    #[derive(Clone)]
+    enum Sent {
+        Text(String),
+        Binary(Bytes),
+        Ping(Bytes),
+    }
+
+    impl Sent {
+        fn message(&self) -> Message {
+            match self {
+                Sent::Text(text) => Message::Text(text.clone().into()),
+                Sent::Binary(bytes) => Message::Binary(bytes.clone()),
+                Sent::Ping(bytes) => Message::Ping(bytes.clone()),
+            }
+        }
+    }
+
+    /// Frames as a server writes them (unmasked).
+    fn server_bytes(messages: &[Sent]) -> Vec<u8> {
+        let mut codec = Codec::new().max_size(1 << 20);
+        let mut out = BytesMut::new();
+        for message in messages {
+            codec.encode(message.message(), &mut out).unwrap();
+        }
+        out.to_vec()
+    }
+
+    fn texts(count: usize) -> Vec<Sent> {
+        (0..count)
+            .map(|i| Sent::Text(format!("{{\"seq\":{i}}}")))
+            .collect()
+    }
+
+    fn as_text(frame: Frame) -> String {
+        match frame {
+            Frame::Text(bytes) => String::from_utf8(bytes.to_vec()).unwrap(),
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn frames_arrive_whole_whatever_the_read_boundaries() {
+        let big = Bytes::from(vec![7u8; 200_000]);
+        let mut messages = texts(300);
+        messages.insert(150, Sent::Binary(big.clone()));
+        let wire = server_bytes(&messages);
+        // A 61-byte pipe cuts every frame somewhere, and the big one into thousands of reads.
+        for pipe in [61, 1 << 20] {
+            let (ours, mut theirs) = duplex(pipe);
+            let mut framed = client(ours);
+            let wire = wire.clone();
+            let writer = actix_rt::spawn(async move { theirs.write_all(&wire).await });
+            for (i, expected) in messages.iter().enumerate() {
+                let frame = framed.next().await.unwrap().unwrap();
+                match (expected, frame) {
+                    (Sent::Binary(bytes), Frame::Binary(got)) => assert_eq!(got, *bytes),
+                    (Sent::Text(text), got) => assert_eq!(as_text(got), *text, "#{i}"),
+                    (_, got) => panic!("#{i}: {got:?}"),
+                }
+            }
+            writer.await.unwrap().unwrap();
+        }
+    }
+
+    #[actix_rt::test]
+    async fn an_idle_socket_holds_no_buffer() {
+        let (ours, mut theirs) = duplex(1 << 16);
+        let mut framed = client(ours);
+        theirs
+            .write_all(&server_bytes(&[Sent::Ping(Bytes::from_static(b"hb"))]))
+            .await
+            .unwrap();
+        assert!(matches!(framed.next().await, Some(Ok(Frame::Ping(_)))));
+        // Nothing more to read: the poll that finds the socket empty gives the buffer back.
+        assert!(framed.next().now_or_never().is_none());
+        assert_eq!(framed.buffered_capacity(), 0);
+
+        // A written and flushed message leaves no write buffer behind either.
+        framed
+            .send(Message::Pong(Bytes::from_static(b"hb")))
+            .await
+            .unwrap();
+        assert_eq!(framed.buffered_capacity(), 0);
+        let mut wire = [0u8; 64];
+        let read = theirs.read(&mut wire).await.unwrap();
+        let mut server = Codec::new();
+        let mut got = BytesMut::from(&wire[..read]);
+        assert!(matches!(server.decode(&mut got), Ok(Some(Frame::Pong(p))) if p == "hb"));
+    }
+
+    #[actix_rt::test]
+    async fn a_busy_socket_is_read_in_growing_chunks() {
+        let messages = texts(20_000);
+        let wire = server_bytes(&messages);
+        let (ours, mut theirs) = duplex(1 << 20);
+        let mut framed = client(ours);
+        theirs.write_all(&wire).await.unwrap();
+        for expected in &messages {
+            let Sent::Text(text) = expected else {
+                unreachable!()
+            };
+            assert_eq!(as_text(framed.next().await.unwrap().unwrap()), *text);
+        }
+        assert_eq!(
+            framed.chunk, CHUNK_MAX,
+            "reads that fill the buffer grow it"
+        );
+    }
+
+    #[actix_rt::test]
+    async fn frames_before_the_end_of_stream_are_delivered_and_a_cut_frame_is_an_error() {
+        let (ours, mut theirs) = duplex(1 << 16);
+        let mut framed = client(ours);
+        let mut wire = server_bytes(&texts(2));
+        let cut = server_bytes(&[Sent::Text("cut short".into())]);
+        wire.extend_from_slice(&cut[..cut.len() - 3]);
+        theirs.write_all(&wire).await.unwrap();
+        drop(theirs);
+        assert_eq!(
+            as_text(framed.next().await.unwrap().unwrap()),
+            r#"{"seq":0}"#
+        );
+        assert_eq!(
+            as_text(framed.next().await.unwrap().unwrap()),
+            r#"{"seq":1}"#
+        );
+        assert!(matches!(framed.next().await, Some(Err(_))));
+        assert!(framed.next().await.is_none());
+
+        // A clean end after whole frames is just the end.
+        let (ours, mut theirs) = duplex(1 << 16);
+        let mut framed = client(ours);
+        theirs.write_all(&server_bytes(&texts(1))).await.unwrap();
+        drop(theirs);
+        assert!(framed.next().await.unwrap().is_ok());
+        assert!(framed.next().await.is_none());
+    }
+
+    #[actix_rt::test]
+    async fn messages_written_reach_the_peer_in_order_and_masked() {
+        let (ours, mut theirs) = duplex(1 << 20);
+        let mut framed = client(ours);
+        for message in texts(1000) {
+            framed.feed(message.message()).await.unwrap();
+        }
+        framed.flush().await.unwrap();
+        drop(framed);
+        let mut wire = Vec::new();
+        theirs.read_to_end(&mut wire).await.unwrap();
+        // The server codec rejects unmasked frames, so decoding proves the masking.
+        let mut server = Codec::new();
+        let mut wire = BytesMut::from(&wire[..]);
+        for i in 0..1000 {
+            let frame = server.decode(&mut wire).unwrap().unwrap();
+            assert_eq!(as_text(frame), format!("{{\"seq\":{i}}}"));
+        }
+        assert!(wire.is_empty());
+    }
+}
