@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use wsherd::config::{EndpointConfig, HerdConfig, HerdSettings};
 use wsherd::{
@@ -18,7 +18,10 @@ use wsherd::{
 use crate::measure::{cpu_time, median};
 
 const CONNECTIONS: usize = 10_000;
-const IDLE_WINDOW: Duration = Duration::from_secs(10);
+/// Idle CPU is measured over this window, as the median of three equal parts of it.
+const IDLE_WINDOW: Duration = Duration::from_secs(30);
+/// Heartbeat interval of every idle connection that has one.
+const HEARTBEAT: Duration = Duration::from_secs(5);
 const CAP: usize = 64;
 
 /// Resident memory of this process, from `/proc/self/status`.
@@ -109,6 +112,97 @@ async fn wait_live(
     }
 }
 
+/// CPU use while idle, in percent of one core: the median of three thirds of [`IDLE_WINDOW`].
+async fn idle_cpu_percent() -> f64 {
+    let part = IDLE_WINDOW / 3;
+    let mut parts = Vec::new();
+    for _ in 0..3 {
+        let cpu = cpu_time();
+        tokio::time::sleep(part).await;
+        parts.push(cpu_time().saturating_sub(cpu).as_secs_f64() / part.as_secs_f64() * 100.0);
+    }
+    median(parts)
+}
+
+/// The hand-written alternative to a supervised connection: one actor per socket on awc's
+/// own framing, pinging every [`HEARTBEAT`] and answering Pings, with no reconnect.
+struct RawAwcConnection {
+    sink: actix::io::SinkWrite<awc::ws::Message, RawAwcSink>,
+}
+
+type RawAwcSink = futures_util::stream::SplitSink<
+    actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>,
+    awc::ws::Message,
+>;
+
+impl Actor for RawAwcConnection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(HEARTBEAT, |act, _| {
+            let _ = act.sink.write(awc::ws::Message::Ping(bytes::Bytes::new()));
+        });
+    }
+}
+
+impl actix::io::WriteHandler<awc::error::WsProtocolError> for RawAwcConnection {}
+
+impl StreamHandler<Result<awc::ws::Frame, awc::error::WsProtocolError>> for RawAwcConnection {
+    fn handle(
+        &mut self,
+        frame: Result<awc::ws::Frame, awc::error::WsProtocolError>,
+        _: &mut Context<Self>,
+    ) {
+        if let Ok(awc::ws::Frame::Ping(payload)) = frame {
+            let _ = self.sink.write(awc::ws::Message::Pong(payload));
+        }
+    }
+}
+
+/// Opens [`CONNECTIONS`] raw awc actors; memory, open time and idle CPU.
+fn raw_awc_actors(port: u16) -> Result<(f64, f64, f64), String> {
+    let system = System::new();
+    system.block_on(async {
+        // awc caps a client at 100 connections unless told otherwise.
+        let client = awc::Client::builder()
+            .disable_timeout()
+            .connector(awc::Connector::new().limit(0))
+            .finish();
+        let before = rss_bytes();
+        let started = Instant::now();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Addr<RawAwcConnection>>(CONNECTIONS);
+        for i in 0..CONNECTIONS {
+            let request = client.ws(format!("ws://127.0.0.1:{port}/{i}"));
+            let tx = tx.clone();
+            actix_rt::spawn(async move {
+                let Ok((_, framed)) = request.connect().await else {
+                    return;
+                };
+                let addr = RawAwcConnection::create(|ctx| {
+                    let (sink, stream) = framed.split();
+                    ctx.add_stream(stream);
+                    RawAwcConnection {
+                        sink: actix::io::SinkWrite::new(sink, ctx),
+                    }
+                });
+                let _ = tx.send(addr).await;
+            });
+        }
+        drop(tx);
+        let mut actors = Vec::with_capacity(CONNECTIONS);
+        while let Some(addr) = rx.recv().await {
+            actors.push(addr);
+        }
+        if actors.len() != CONNECTIONS {
+            return Err(format!("{} of {CONNECTIONS} raw awc connections opened", actors.len()));
+        }
+        let open = started.elapsed();
+        let per = rss_bytes().saturating_sub(before) as f64 / CONNECTIONS as f64;
+        let idle = idle_cpu_percent().await;
+        Ok((per, open.as_secs_f64(), idle))
+    })
+}
+
 fn herd_config(port: u16, heartbeat: Duration) -> HerdConfig {
     let mut endpoints = BTreeMap::new();
     for i in 0..CONNECTIONS {
@@ -158,7 +252,7 @@ pub(crate) fn storm() -> Result<Value, String> {
         .start();
         let started = Instant::now();
         let herd =
-            Herd::start(herd_config(port, Duration::from_secs(5))).map_err(|e| e.to_string())?;
+            Herd::start(herd_config(port, HEARTBEAT)).map_err(|e| e.to_string())?;
         herd.subscribe_events::<StateEvent>(counter.recipient());
         if !wait_live(
             &live,
@@ -225,7 +319,8 @@ pub(crate) fn connections() -> Result<Value, String> {
     let port = server.port;
     let mut figures = serde_json::Map::new();
     println!(
-        "connections: {CONNECTIONS} idle connections, 5 s heartbeat, {} s idle window",
+        "connections: {CONNECTIONS} idle connections, {} s heartbeat, idle CPU: median of three thirds of {} s",
+        HEARTBEAT.as_secs(),
         IDLE_WINDOW.as_secs()
     );
     println!(
@@ -246,7 +341,7 @@ pub(crate) fn connections() -> Result<Value, String> {
             .start();
             let before = rss_bytes();
             let started = Instant::now();
-            let herd = Herd::start(herd_config(port, Duration::from_secs(5)))
+            let herd = Herd::start(herd_config(port, HEARTBEAT))
                 .map_err(|e| e.to_string())?;
             herd.subscribe_events::<StateEvent>(counter.recipient());
             if !wait_live(
@@ -261,17 +356,15 @@ pub(crate) fn connections() -> Result<Value, String> {
             }
             let open = started.elapsed();
             let per = rss_bytes().saturating_sub(before) as f64 / CONNECTIONS as f64;
-            let cpu = cpu_time();
-            tokio::time::sleep(IDLE_WINDOW).await;
-            let idle =
-                cpu_time().saturating_sub(cpu).as_secs_f64() / IDLE_WINDOW.as_secs_f64() * 100.0;
+            let idle = idle_cpu_percent().await;
             herd.shutdown("done", Duration::from_secs(10)).await;
             Ok::<_, String>((per, open.as_secs_f64(), idle))
         })?
     };
     report(&mut figures, "wsherd_supervised", wsherd);
+    report(&mut figures, "raw_awc_actor", raw_awc_actors(port)?);
 
-    // tokio-tungstenite, one task per connection reading (and so answering pings).
+    // tokio-tungstenite, one task per connection: reads (and so answers Pings) and pings.
     for (name, read_buffer) in [
         ("tokio_tungstenite_default", None),
         ("tokio_tungstenite_4kib", Some(4096)),
@@ -301,7 +394,23 @@ pub(crate) fn connections() -> Result<Value, String> {
                         return;
                     };
                     let _ = tx.send(()).await;
-                    while let Some(Ok(_)) = ws.next().await {}
+                    // The same heartbeat as the others: a Ping every HEARTBEAT.
+                    let mut ticks = tokio::time::interval_at(
+                        tokio::time::Instant::now() + HEARTBEAT,
+                        HEARTBEAT,
+                    );
+                    loop {
+                        let tick = std::pin::pin!(ticks.tick());
+                        let ping_due = match futures_util::future::select(ws.next(), tick).await {
+                            futures_util::future::Either::Left((Some(Ok(_)), _)) => false,
+                            futures_util::future::Either::Left(_) => break,
+                            futures_util::future::Either::Right(_) => true,
+                        };
+                        let ping = tokio_tungstenite::tungstenite::Message::Ping(Default::default());
+                        if ping_due && ws.send(ping).await.is_err() {
+                            break;
+                        }
+                    }
                 }));
             }
             for _ in 0..CONNECTIONS {
@@ -311,10 +420,7 @@ pub(crate) fn connections() -> Result<Value, String> {
             }
             let open = started.elapsed();
             let per = rss_bytes().saturating_sub(before) as f64 / CONNECTIONS as f64;
-            let cpu = cpu_time();
-            tokio::time::sleep(IDLE_WINDOW).await;
-            let idle =
-                cpu_time().saturating_sub(cpu).as_secs_f64() / IDLE_WINDOW.as_secs_f64() * 100.0;
+            let idle = idle_cpu_percent().await;
             for task in tasks {
                 task.abort();
             }
