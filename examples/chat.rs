@@ -11,7 +11,7 @@ use serde::Deserialize;
 use wsherd::prelude::*;
 use wsherd_testkit::{Recorder, Step, TestServer};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct Said {
     from: String,
     text: String,

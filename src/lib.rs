@@ -19,8 +19,8 @@ pub use wsherd_protocol::{
     DecodeError, DecodeStage, EncodeError, EndpointName, Inbound, KindRule, Outbound,
 };
 pub use wsherd_router::{
-    Batch, Binary, DeadLetter, DeadLetterReason, Delivery, Overflow, Router, SubscribeOptions,
-    SubscriptionId,
+    Batch, Binary, DeadLetter, DeadLetterReason, Delivery, Overflow, Router, Shared,
+    SubscribeOptions, SubscriptionId,
 };
 pub use wsherd_supervisor::{
     Action, ActionTable, BackoffPolicy, EndpointSpec, EndpointState, FailReason, GovernorPolicy,

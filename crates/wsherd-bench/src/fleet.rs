@@ -194,7 +194,10 @@ fn raw_awc_actors(port: u16) -> Result<(f64, f64, f64), String> {
             actors.push(addr);
         }
         if actors.len() != CONNECTIONS {
-            return Err(format!("{} of {CONNECTIONS} raw awc connections opened", actors.len()));
+            return Err(format!(
+                "{} of {CONNECTIONS} raw awc connections opened",
+                actors.len()
+            ));
         }
         let open = started.elapsed();
         let per = rss_bytes().saturating_sub(before) as f64 / CONNECTIONS as f64;
@@ -251,8 +254,7 @@ pub(crate) fn storm() -> Result<Value, String> {
         }
         .start();
         let started = Instant::now();
-        let herd =
-            Herd::start(herd_config(port, HEARTBEAT)).map_err(|e| e.to_string())?;
+        let herd = Herd::start(herd_config(port, HEARTBEAT)).map_err(|e| e.to_string())?;
         herd.subscribe_events::<StateEvent>(counter.recipient());
         if !wait_live(
             &live,
@@ -341,8 +343,7 @@ pub(crate) fn connections() -> Result<Value, String> {
             .start();
             let before = rss_bytes();
             let started = Instant::now();
-            let herd = Herd::start(herd_config(port, HEARTBEAT))
-                .map_err(|e| e.to_string())?;
+            let herd = Herd::start(herd_config(port, HEARTBEAT)).map_err(|e| e.to_string())?;
             herd.subscribe_events::<StateEvent>(counter.recipient());
             if !wait_live(
                 &live,
@@ -406,7 +407,8 @@ pub(crate) fn connections() -> Result<Value, String> {
                             futures_util::future::Either::Left(_) => break,
                             futures_util::future::Either::Right(_) => true,
                         };
-                        let ping = tokio_tungstenite::tungstenite::Message::Ping(Default::default());
+                        let ping =
+                            tokio_tungstenite::tungstenite::Message::Ping(Default::default());
                         if ping_due && ws.send(ping).await.is_err() {
                             break;
                         }

@@ -43,7 +43,7 @@ mod router;
 mod subscription;
 mod table;
 
-pub use delivery::{Batch, Binary, DeadLetter, DeadLetterReason, Delivery};
+pub use delivery::{Batch, Binary, DeadLetter, DeadLetterReason, Delivery, Shared};
 pub use router::{RouteCache, Router};
 pub use subscription::{Overflow, SubscribeOptions, SubscriptionId};
 pub use table::{DispatchReport, RouteTable};

@@ -10,7 +10,7 @@ use actix::Recipient;
 use actix::prelude::SendError;
 use wsherd_protocol::EndpointName;
 
-use crate::delivery::{Batch, Delivery};
+use crate::delivery::{Batch, Delivery, Shared};
 use crate::table::DispatchReport;
 
 /// Identifies one subscription, for [`Router::unsubscribe`](crate::Router::unsubscribe).
@@ -200,23 +200,36 @@ impl<T: Send + Sync + 'static> Group<T> {
         report: &mut DispatchReport,
     ) -> bool {
         let mut wanted = self.subscribers.iter().filter(|s| s.wants(endpoint));
-        let Some(mut subscriber) = wanted.next() else {
+        let Some(first) = wanted.next() else {
             return false;
         };
-        let message = Arc::new(value);
-        for next in wanted {
+        let Some(mut next) = wanted.next() else {
+            // One subscriber (the common case): the value travels inline, no allocation.
             let delivery = Delivery {
                 endpoint: endpoint.clone(),
-                message: Arc::clone(&message),
+                message: Shared::alone(value),
+            };
+            first.send(delivery, report);
+            return true;
+        };
+        let message = Arc::new(value);
+        let mut subscriber = first;
+        loop {
+            let delivery = Delivery {
+                endpoint: endpoint.clone(),
+                message: Shared::from_arc(Arc::clone(&message)),
             };
             subscriber.send(delivery, report);
             subscriber = next;
+            match wanted.next() {
+                Some(after) => next = after,
+                None => break,
+            }
         }
-        // The last subscriber takes the message itself: with one subscriber (the common case)
-        // no reference count is touched.
+        // The last subscriber takes the reference the loop kept.
         let delivery = Delivery {
             endpoint: endpoint.clone(),
-            message,
+            message: Shared::from_arc(message),
         };
         subscriber.send(delivery, report);
         true

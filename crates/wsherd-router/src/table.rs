@@ -14,6 +14,10 @@ use wsherd_protocol::{
 use crate::delivery::{Binary, DeadLetter, DeadLetterReason, Delivery};
 use crate::subscription::{Blocked, Group, Pending, PendingBatch, Subscriber, SubscriptionId};
 
+/// Room a new batch starts with: a connection reads up to 64 frames per turn, so a batch
+/// rarely grows past it, and growing from one would copy the deliveries six times.
+const BATCH_START: usize = 64;
+
 /// What happened to one or more dispatched messages; a connection keeps one and drains it.
 ///
 /// Counting here instead of in shared atomics keeps the per-message path free of contention.
@@ -62,10 +66,14 @@ impl DispatchReport {
             .and_then(|p| p.as_any_mut().downcast_mut::<Pending<T>>());
         match existing {
             Some(pending) => pending.deliveries.push(delivery),
-            None => self.pending.push(Box::new(Pending {
-                subscriber: Arc::clone(subscriber),
-                deliveries: vec![delivery],
-            })),
+            None => {
+                let mut deliveries = Vec::with_capacity(BATCH_START);
+                deliveries.push(delivery);
+                self.pending.push(Box::new(Pending {
+                    subscriber: Arc::clone(subscriber),
+                    deliveries,
+                }));
+            }
         }
     }
 

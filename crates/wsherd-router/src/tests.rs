@@ -105,7 +105,7 @@ async fn decodes_once_per_type_and_delivers_to_every_subscriber() {
     assert_eq!(*a[0].message, Trade { seq: 7 });
     assert_eq!(a[0].endpoint, "ex");
     assert!(
-        Arc::ptr_eq(&a[0].message, &b[0].message),
+        Shared::ptr_eq(&a[0].message, &b[0].message),
         "the value is shared, not copied"
     );
     assert_eq!(seen_v.lock().unwrap()[0].message["seq"], 7);
@@ -380,4 +380,41 @@ async fn many_kinds_route_alike_before_and_after_the_index_becomes_a_map() {
     settle().await;
     let got: Vec<usize> = seen.iter().map(|s| s.lock().unwrap().len()).collect();
     assert_eq!(got, expected);
+}
+
+#[actix_rt::test]
+async fn one_subscriber_gets_the_value_inline_and_several_share_one() {
+    let router = Router::new();
+    let (only, seen_only) = collector::<serde_json::Value>();
+    router.subscribe_kind::<serde_json::Value>("solo", only, SubscribeOptions::new());
+    let (a, seen_a) = collector::<serde_json::Value>();
+    let (b, seen_b) = collector::<serde_json::Value>();
+    let (c, seen_c) = collector::<serde_json::Value>();
+    for recipient in [a, b, c] {
+        router.subscribe_kind::<serde_json::Value>("trio", recipient, SubscribeOptions::new());
+    }
+    route(&router, "ex", r#"{"type":"solo","n":1}"#);
+    route(&router, "ex", r#"{"type":"trio","n":3}"#);
+    settle().await;
+
+    let solo = seen_only.lock().unwrap().pop().unwrap();
+    assert!(!solo.message.is_shared());
+    assert_eq!(solo.message["n"], 1);
+    assert_eq!(solo.into_inner()["n"], 1);
+
+    let mut trio: Vec<_> = [seen_a, seen_b, seen_c]
+        .iter()
+        .map(|seen| seen.lock().unwrap().pop().unwrap())
+        .collect();
+    assert!(
+        trio.iter()
+            .all(|d| d.message.is_shared() && d.message["n"] == 3)
+    );
+    assert!(Shared::ptr_eq(&trio[0].message, &trio[2].message));
+    let arc = trio.remove(0).message.into_arc();
+    assert_eq!(
+        std::sync::Arc::strong_count(&arc),
+        3,
+        "one value for three deliveries"
+    );
 }
