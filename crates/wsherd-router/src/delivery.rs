@@ -141,7 +141,8 @@ impl<T: 'static> actix::Message for Delivery<T> {
 /// [`Router::subscribe_kind_batched`](crate::Router::subscribe_kind_batched).
 #[derive(Debug)]
 pub struct Batch<T> {
-    /// The deliveries, oldest first (possibly from several endpoints).
+    /// The deliveries, oldest first. A batch is one connection's turn, so all of them come from
+    /// the same endpoint.
     pub deliveries: Vec<Delivery<T>>,
 }
 
