@@ -437,8 +437,9 @@ impl Herd {
             .subscribe_kind(T::KIND, recipient, options)
     }
 
-    /// Delivers every `T` in [`Batch`](crate::Batch)es: what a connection decodes in one turn
-    /// travels as one message. Best for a subscriber on another arbiter than the endpoints.
+    /// Delivers every `T` in [`Batch`](crate::Batch)es: what a connection decodes while its
+    /// socket has frames to read (up to 256) travels as one message. Best for a subscriber on
+    /// another arbiter than the endpoints.
     pub fn subscribe_batched<T: Inbound>(
         &self,
         recipient: Recipient<wsherd_router::Batch<T>>,

@@ -596,6 +596,11 @@ async fn a_subscriber_on_another_arbiter_receives_batches_in_order() {
         batches * 4 <= COUNT as usize,
         "{batches} batches for {COUNT} messages"
     );
+    let largest = seen.with(|b| b.iter().map(|b| b.deliveries.len()).max().unwrap_or(0));
+    assert!(
+        largest <= 256,
+        "a batch of {largest} is over the cap of 256"
+    );
     arbiter.stop();
 }
 

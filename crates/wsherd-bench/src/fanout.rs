@@ -118,6 +118,21 @@ pub(crate) fn run() -> Result<Value, String> {
         ("other_arbiter_per_message", Placement::OtherArbiterEach),
         ("other_arbiter_batched", Placement::OtherArbiterBatched),
     ];
+    // `WSHERD_BENCH_ONLY=<placement>` runs one placement alone: for profiling, not for figures.
+    if let Ok(only) = std::env::var("WSHERD_BENCH_ONLY") {
+        let Some((name, placement)) = placements.iter().find(|(n, _)| *n == only) else {
+            return Err(format!("no placement {only:?} in fanout"));
+        };
+        let rates = (0..ROUNDS * 2)
+            .map(|_| one(&url, *placement))
+            .collect::<Result<Vec<f64>, String>>()?;
+        let rate = median(rates);
+        println!(
+            "{name}: {rate:.0} deliveries/s (median of {} runs)",
+            ROUNDS * 2
+        );
+        return Ok(json!({ *name: rate }));
+    }
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); placements.len()];
     for _ in 0..ROUNDS {
         for (i, (_, placement)) in placements.iter().enumerate() {

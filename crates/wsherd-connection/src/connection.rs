@@ -21,7 +21,9 @@ use crate::client::client;
 use crate::config::{ConnectionConfig, MAX_CLOSE_REASON, truncate_reason};
 use crate::tls::tls_failure;
 
-/// Deliveries a batched subscriber is sent at most in one batch.
+/// Deliveries a batched subscriber is sent at most in one batch. Batches go out when one is
+/// this full or when the socket has nothing more for now, whichever comes first: a busy feed
+/// sends a subscriber on another arbiter one batch (one cross-thread wake-up) per 256 messages.
 const MAX_BATCH: usize = 256;
 
 /// Bytes a Close frame can take: code plus the longest reason.
@@ -209,7 +211,7 @@ impl Connection {
     /// After each message: what cannot wait for the end of the turn (a full batch, a stopped
     /// subscriber, a full one that must be waited for).
     fn settle_message(&mut self, ctx: &mut Context<Self>) {
-        if self.report.pending_deliveries() >= MAX_BATCH {
+        if self.report.largest_batch() >= MAX_BATCH {
             self.report.flush_batches();
         }
         if self.report.has_blocked() || !self.report.closed.is_empty() {
@@ -220,7 +222,12 @@ impl Connection {
     /// Settles the turn (see [`Self::settle_counts`]) and pauses reading while a full
     /// subscriber catches up.
     fn settle_report(&mut self, ctx: &mut Context<Self>) {
-        self.settle_counts();
+        self.settle_turn(true, ctx);
+    }
+
+    /// Settles a turn; gathered batches go out only with `flush_batches` (or when one is full).
+    fn settle_turn(&mut self, flush_batches: bool, ctx: &mut Context<Self>) {
+        self.settle_counts(flush_batches);
         if let Some(wait) = self.report.take_backpressure() {
             // `wait` holds the actor: no frame is read until every full subscriber took its
             // message, so the socket's TCP window throttles the peer instead of our memory.
@@ -228,10 +235,10 @@ impl Connection {
         }
     }
 
-    /// Sends gathered batches, moves the turn's counters into the shared stats and forgets
-    /// stopped subscribers.
-    fn settle_counts(&mut self) {
-        if self.report.pending_deliveries() > 0 {
+    /// Sends gathered batches (with `flush_batches`), moves the turn's counters into the shared
+    /// stats and forgets stopped subscribers.
+    fn settle_counts(&mut self, flush_batches: bool) {
+        if flush_batches && self.report.pending_deliveries() > 0 {
             self.report.flush_batches();
         }
         let stats = &self.stats;
@@ -686,7 +693,7 @@ impl Actor for Connection {
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
-        self.settle_counts();
+        self.settle_counts(true);
         let unsent: Vec<Outbound> = self
             .outbox
             .drain_unsent()
@@ -707,8 +714,9 @@ impl Actor for Connection {
 }
 
 impl FrameSink<Result<Frame, WsProtocolError>> for Connection {
-    fn end_of_turn(&mut self, ctx: &mut Context<Self>) {
-        self.settle_report(ctx);
+    fn end_of_turn(&mut self, socket_drained: bool, ctx: &mut Context<Self>) {
+        // While the socket still has frames, batches keep filling (up to MAX_BATCH).
+        self.settle_turn(socket_drained, ctx);
     }
 
     fn on_frame(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {

@@ -22,9 +22,10 @@ pub(crate) const FRAMES_PER_TURN: usize = 64;
 pub(crate) trait FrameSink<Item>: Actor<Context = Context<Self>> {
     /// One frame (or read error).
     fn on_frame(&mut self, item: Item, ctx: &mut Context<Self>);
-    /// The turn is over: the socket has nothing more right now, the turn's budget is spent or
-    /// the actor must wait for something.
-    fn end_of_turn(&mut self, ctx: &mut Context<Self>);
+    /// The turn is over: the socket has nothing more right now (`socket_drained`), or the
+    /// turn's budget is spent, or the actor must wait for something or stop (also drained: no
+    /// more frames are read for now).
+    fn end_of_turn(&mut self, socket_drained: bool, ctx: &mut Context<Self>);
     /// The stream ended.
     fn on_stream_end(&mut self, ctx: &mut Context<Self>);
 }
@@ -61,23 +62,23 @@ where
                     act.on_frame(item, ctx);
                     handled += 1;
                     if ctx.waiting() || ctx.state() != ActorState::Running {
-                        act.end_of_turn(ctx);
+                        act.end_of_turn(true, ctx);
                         return Poll::Pending;
                     }
                     if handled == FRAMES_PER_TURN {
-                        act.end_of_turn(ctx);
+                        act.end_of_turn(false, ctx);
                         task.waker().wake_by_ref();
                         return Poll::Pending;
                     }
                 }
                 Poll::Ready(None) => {
-                    act.end_of_turn(ctx);
+                    act.end_of_turn(true, ctx);
                     act.on_stream_end(ctx);
                     return Poll::Ready(());
                 }
                 Poll::Pending => {
                     if handled > 0 {
-                        act.end_of_turn(ctx);
+                        act.end_of_turn(true, ctx);
                     }
                     return Poll::Pending;
                 }

@@ -143,10 +143,10 @@ impl Router {
         )
     }
 
-    /// Delivers messages of kind `kind`, decoded as `T`, in [`Batch`]es: every delivery a
-    /// connection makes in one turn (up to a few hundred) travels as one message. Use it for a
-    /// subscriber on another arbiter, where each message would otherwise pay a cross-thread
-    /// wake-up.
+    /// Delivers messages of kind `kind`, decoded as `T`, in [`Batch`]es: a connection gathers
+    /// deliveries while its socket has frames to read and sends them when the socket has
+    /// nothing more for now or a batch holds 256. Use it for a subscriber on another arbiter,
+    /// where each message would otherwise pay a cross-thread wake-up.
     pub fn subscribe_kind_batched<T: DeserializeOwned + Send + Sync + 'static>(
         &self,
         kind: &str,

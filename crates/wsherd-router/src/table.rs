@@ -37,6 +37,7 @@ pub struct DispatchReport {
     pub(crate) blocked: Vec<Blocked>,
     pending: Vec<Box<dyn PendingBatch>>,
     pending_deliveries: usize,
+    largest_batch: usize,
 }
 
 impl DispatchReport {
@@ -45,9 +46,16 @@ impl DispatchReport {
         self.pending_deliveries
     }
 
+    /// Deliveries in the fullest gathered batch: a connection sends its batches when this
+    /// reaches its cap, or when the socket has nothing more for now.
+    pub fn largest_batch(&self) -> usize {
+        self.largest_batch
+    }
+
     /// Sends every gathered batch (one message per batched subscriber).
     pub fn flush_batches(&mut self) {
         self.pending_deliveries = 0;
+        self.largest_batch = 0;
         for pending in std::mem::take(&mut self.pending) {
             pending.flush(self);
         }
@@ -65,8 +73,12 @@ impl DispatchReport {
             .find(|p| p.id() == subscriber.id)
             .and_then(|p| p.as_any_mut().downcast_mut::<Pending<T>>());
         match existing {
-            Some(pending) => pending.deliveries.push(delivery),
+            Some(pending) => {
+                pending.deliveries.push(delivery);
+                self.largest_batch = self.largest_batch.max(pending.deliveries.len());
+            }
             None => {
+                self.largest_batch = self.largest_batch.max(1);
                 let mut deliveries = Vec::with_capacity(BATCH_START);
                 deliveries.push(delivery);
                 self.pending.push(Box::new(Pending {
