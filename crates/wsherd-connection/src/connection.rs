@@ -21,13 +21,9 @@ use crate::client::client;
 use crate::config::{ConnectionConfig, MAX_CLOSE_REASON, truncate_reason};
 use crate::tls::tls_failure;
 
-/// Deliveries a batched subscriber is sent at most in one batch. Batches go out when one is
-/// this full or when the socket has nothing more for now, whichever comes first: a busy feed
-/// sends a subscriber on another arbiter one batch (one cross-thread wake-up) per 256 messages.
-const MAX_BATCH: usize = 256;
-
 /// Bytes a Close frame can take: code plus the longest reason.
 const MAX_CLOSE_FRAME: usize = MAX_CLOSE_REASON + 2;
+use crate::batching::BatchClock;
 use crate::event::{ConnectionEvent, EndReason, Notice, Observed, Side};
 use crate::framed::LeanFramed;
 use crate::outbox::Outbox;
@@ -115,6 +111,8 @@ pub struct Connection {
     outbox: Outbox<(WsMessage, bool)>,
     reassembler: Reassembler,
     heartbeat: Option<Heartbeat>,
+    /// When gathered batches go out.
+    batching: BatchClock,
     /// Messages and bytes received this turn, not yet in `stats`.
     unsettled_in: (u64, u64),
     /// Frames (any) and data messages seen since the last heartbeat tick; timestamped at the
@@ -147,6 +145,7 @@ impl Connection {
             outbox,
             reassembler,
             heartbeat: None,
+            batching: BatchClock::default(),
             unsettled_in: (0, 0),
             saw_frame: false,
             saw_data: false,
@@ -211,7 +210,7 @@ impl Connection {
     /// After each message: what cannot wait for the end of the turn (a full batch, a stopped
     /// subscriber, a full one that must be waited for).
     fn settle_message(&mut self, ctx: &mut Context<Self>) {
-        if self.report.largest_batch() >= MAX_BATCH {
+        if self.batching.after_frame(self.report.largest_batch()) {
             self.report.flush_batches();
         }
         if self.report.has_blocked() || !self.report.closed.is_empty() {
@@ -539,7 +538,8 @@ impl Connection {
             .get(awc::http::header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let (sink, stream) = split_local(LeanFramed::from_framed(framed));
+        let framed = LeanFramed::from_framed(framed, self.config.max_frame_size);
+        let (sink, stream) = split_local(framed);
         self.sink = Some(sink);
         self.is_open = true;
         ctx.spawn(Reader::new(stream));
@@ -715,8 +715,10 @@ impl Actor for Connection {
 
 impl FrameSink<Result<Frame, WsProtocolError>> for Connection {
     fn end_of_turn(&mut self, socket_drained: bool, ctx: &mut Context<Self>) {
-        // While the socket still has frames, batches keep filling (up to MAX_BATCH).
-        self.settle_turn(socket_drained, ctx);
+        let send_batches = self
+            .batching
+            .after_turn(socket_drained, self.report.pending_deliveries());
+        self.settle_turn(send_batches, ctx);
     }
 
     fn on_frame(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {

@@ -6,9 +6,14 @@
 //! feed the small reads are a system call every ~60 messages. This framing starts from the same
 //! parts (the codec and any bytes read past the handshake) and
 //! - while idle holds no buffer at all: a read lands in a small stack buffer first, and a read
-//!   buffer that was emptied after a small read is given back;
-//! - while busy reads straight into a buffer that doubles (to 64 KiB) while reads fill it;
-//! - gives the write buffer back whenever it has been flushed.
+//!   buffer that is empty when the socket has nothing more is given back;
+//! - while busy reads straight into a buffer, asking for room that doubles (to 64 KiB) while
+//!   reads fill it;
+//! - gives the write buffer back whenever it has been flushed;
+//! - rejects a frame as soon as more than the frame cap is buffered without it completing
+//!   (actix-http's parser checks the cap only once the whole frame has arrived);
+//! - after a protocol error reads and discards the rest, so the peer's bytes neither repeat
+//!   the error nor pile up while our Close goes out.
 
 use std::io;
 use std::pin::Pin;
@@ -27,6 +32,10 @@ const CHUNK_MIN: usize = 4 * 1024;
 const CHUNK_MAX: usize = 64 * 1024;
 /// Encoded bytes beyond which the sink asks for a flush before taking more.
 const WRITE_HIGH: usize = 64 * 1024;
+/// The longest frame header: 2 bytes, 8 of length, 4 of mask.
+const MAX_HEADER: usize = 14;
+/// Reads of discarded input in one poll before yielding to the rest of the actor.
+const DISCARD_READS_PER_POLL: usize = 64;
 
 /// A WebSocket client socket: frames in, messages out.
 pub(crate) struct LeanFramed<T> {
@@ -41,11 +50,16 @@ pub(crate) struct LeanFramed<T> {
     /// `read_buf` may hold a whole frame: decode before reading.
     readable: bool,
     eof: bool,
+    /// The largest frame payload accepted.
+    max_frame_size: usize,
+    /// A frame was malformed: what follows it cannot be framed, so it is discarded.
+    failed: bool,
 }
 
 impl<T> LeanFramed<T> {
-    /// Takes over awc's framing, keeping bytes it read past the handshake.
-    pub(crate) fn from_framed(framed: Framed<T, Codec>) -> Self {
+    /// Takes over awc's framing, keeping bytes it read past the handshake. `max_frame_size` must
+    /// be the codec's own cap.
+    pub(crate) fn from_framed(framed: Framed<T, Codec>, max_frame_size: usize) -> Self {
         let parts = framed.into_parts();
         let keep = |buf: BytesMut| if buf.is_empty() { BytesMut::new() } else { buf };
         LeanFramed {
@@ -57,6 +71,8 @@ impl<T> LeanFramed<T> {
             last_read: 0,
             readable: true,
             eof: false,
+            max_frame_size,
+            failed: false,
         }
     }
 
@@ -98,23 +114,62 @@ impl<T: AsyncRead + Unpin> LeanFramed<T> {
     }
 }
 
+impl<T: AsyncRead + Unpin> LeanFramed<T> {
+    /// Reads and drops input until the end of the stream.
+    fn discard(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame, ProtocolError>>> {
+        self.read_buf = BytesMut::new();
+        for _ in 0..DISCARD_READS_PER_POLL {
+            let mut probe = [0u8; PROBE];
+            let mut buf = ReadBuf::new(&mut probe);
+            match ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)) {
+                Ok(()) if buf.filled().is_empty() => return Poll::Ready(None),
+                Ok(()) => {}
+                // The error that failed the stream was already reported.
+                Err(_) => return Poll::Ready(None),
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    /// The first error ends framing: everything after it is discarded.
+    fn fail(&mut self, error: ProtocolError) -> Poll<Option<Result<Frame, ProtocolError>>> {
+        self.failed = true;
+        self.readable = false;
+        Poll::Ready(Some(Err(error)))
+    }
+}
+
 impl<T: AsyncRead + Unpin> Stream for LeanFramed<T> {
     type Item = Result<Frame, ProtocolError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if this.failed {
+            return this.discard(cx);
+        }
         loop {
             if this.readable {
                 if this.eof {
                     let decoded = this.codec.decode_eof(&mut this.read_buf);
                     // Frames may remain after the end of the stream; anything else ends it.
-                    this.readable = matches!(decoded, Ok(Some(_)));
-                    return Poll::Ready(decoded.transpose());
+                    return match decoded {
+                        Ok(Some(frame)) => Poll::Ready(Some(Ok(frame))),
+                        Ok(None) => {
+                            this.readable = false;
+                            Poll::Ready(None)
+                        }
+                        Err(error) => this.fail(error),
+                    };
                 }
                 match this.codec.decode(&mut this.read_buf) {
                     Ok(Some(frame)) => return Poll::Ready(Some(Ok(frame))),
+                    Ok(None) if this.read_buf.len() > this.max_frame_size + MAX_HEADER => {
+                        // More than any acceptable frame is buffered and it is still not whole.
+                        return this.fail(ProtocolError::Overflow);
+                    }
                     Ok(None) => this.readable = false,
-                    Err(error) => return Poll::Ready(Some(Err(error))),
+                    Err(error) => return this.fail(error),
                 }
             } else if this.eof {
                 return Poll::Ready(None);
@@ -124,12 +179,14 @@ impl<T: AsyncRead + Unpin> Stream for LeanFramed<T> {
                     this.eof = read == 0;
                     this.readable = true;
                 }
-                Poll::Ready(Err(error)) => return Poll::Ready(Some(Err(error.into()))),
+                Poll::Ready(Err(error)) => return this.fail(error.into()),
                 Poll::Pending => {
-                    if this.read_buf.is_empty() && this.last_read < PROBE {
-                        // Quiet: hold no buffer until the peer sends again.
+                    if this.read_buf.is_empty() {
+                        // Nothing more for now: hold no buffer until the peer sends again.
                         this.read_buf = BytesMut::new();
-                        this.chunk = CHUNK_MIN;
+                        if this.last_read < PROBE {
+                            this.chunk = CHUNK_MIN;
+                        }
                     }
                     return Poll::Pending;
                 }
@@ -193,10 +250,10 @@ mod tests {
     use super::*;
 
     fn client(io: DuplexStream) -> LeanFramed<DuplexStream> {
-        LeanFramed::from_framed(Framed::new(
-            io,
-            Codec::new().client_mode().max_size(1 << 20),
-        ))
+        LeanFramed::from_framed(
+            Framed::new(io, Codec::new().client_mode().max_size(1 << 20)),
+            1 << 20,
+        )
     }
 
     /// What a test server sends (`Message` is not `Clone`).
@@ -357,5 +414,52 @@ mod tests {
             assert_eq!(as_text(frame), format!("{{\"seq\":{i}}}"));
         }
         assert!(wire.is_empty());
+    }
+
+    #[actix_rt::test]
+    async fn a_frame_over_the_cap_fails_before_it_is_buffered_whole() {
+        let (ours, mut theirs) = duplex(1 << 16);
+        let mut framed = LeanFramed::from_framed(
+            Framed::new(ours, Codec::new().client_mode().max_size(1024)),
+            1024,
+        );
+        // A text frame announcing 1 MiB, then the payload, which a peer may send forever.
+        let mut header = vec![0x81, 127];
+        header.extend_from_slice(&(1u64 << 20).to_be_bytes());
+        let writer = actix_rt::spawn(async move {
+            theirs.write_all(&header).await?;
+            let chunk = vec![b'x'; 4096];
+            for _ in 0..256 {
+                theirs.write_all(&chunk).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        });
+        assert!(matches!(
+            framed.next().await,
+            Some(Err(ProtocolError::Overflow))
+        ));
+        assert!(
+            framed.buffered_capacity() < 64 * 1024,
+            "{} bytes buffered for a 1 KiB cap",
+            framed.buffered_capacity()
+        );
+        // The rest is read and dropped, not reported again, until the stream ends.
+        assert!(framed.next().await.is_none());
+        writer.await.unwrap().unwrap();
+    }
+
+    #[actix_rt::test]
+    async fn after_a_malformed_frame_nothing_more_is_framed() {
+        let (ours, mut theirs) = duplex(1 << 16);
+        let mut framed = client(ours);
+        // RSV1 set on an otherwise empty text frame, then frames that would be valid.
+        let mut wire = vec![0xC1, 0x00];
+        wire.extend_from_slice(&server_bytes(&texts(3)));
+        theirs.write_all(&wire).await.unwrap();
+        assert!(matches!(framed.next().await, Some(Err(_))));
+        // The error is not repeated, and what follows it is not taken for frames.
+        assert!(framed.next().now_or_never().is_none());
+        drop(theirs);
+        assert!(framed.next().await.is_none());
     }
 }

@@ -34,6 +34,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod batching;
 mod client;
 mod config;
 mod connection;

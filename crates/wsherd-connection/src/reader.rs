@@ -33,11 +33,17 @@ pub(crate) trait FrameSink<Item>: Actor<Context = Context<Self>> {
 /// The spawned future that reads `stream` into its actor.
 pub(crate) struct Reader<S> {
     stream: S,
+    /// The last turn ended on its budget, so the actor has not yet been told that the socket
+    /// drained: the next poll that finds nothing must say so even if it handled no frame.
+    drain_owed: bool,
 }
 
 impl<S> Reader<S> {
     pub(crate) fn new(stream: S) -> Self {
-        Reader { stream }
+        Reader {
+            stream,
+            drain_owed: false,
+        }
     }
 }
 
@@ -62,27 +68,107 @@ where
                     act.on_frame(item, ctx);
                     handled += 1;
                     if ctx.waiting() || ctx.state() != ActorState::Running {
+                        this.drain_owed = false;
                         act.end_of_turn(true, ctx);
                         return Poll::Pending;
                     }
                     if handled == FRAMES_PER_TURN {
+                        this.drain_owed = true;
                         act.end_of_turn(false, ctx);
                         task.waker().wake_by_ref();
                         return Poll::Pending;
                     }
                 }
                 Poll::Ready(None) => {
+                    this.drain_owed = false;
                     act.end_of_turn(true, ctx);
                     act.on_stream_end(ctx);
                     return Poll::Ready(());
                 }
                 Poll::Pending => {
-                    if handled > 0 {
+                    if handled > 0 || std::mem::take(&mut this.drain_owed) {
                         act.end_of_turn(true, ctx);
                     }
                     return Poll::Pending;
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures_util::StreamExt;
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// Records what the reader tells it.
+    struct Probe {
+        turns: mpsc::UnboundedSender<(usize, bool)>,
+        frames: usize,
+        stream: Option<Box<dyn Stream<Item = u32> + Unpin>>,
+    }
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+
+        fn started(&mut self, ctx: &mut Context<Self>) {
+            if let Some(stream) = self.stream.take() {
+                ctx.spawn(Reader::new(stream));
+            }
+        }
+    }
+
+    impl FrameSink<u32> for Probe {
+        fn on_frame(&mut self, _: u32, _: &mut Context<Self>) {
+            self.frames += 1;
+        }
+        fn end_of_turn(&mut self, socket_drained: bool, _: &mut Context<Self>) {
+            let _ = self
+                .turns
+                .send((std::mem::take(&mut self.frames), socket_drained));
+        }
+        fn on_stream_end(&mut self, _: &mut Context<Self>) {}
+    }
+
+    /// Starts a probe on `frames` frames followed by a socket that stays quiet.
+    fn probe(frames: u32) -> mpsc::UnboundedReceiver<(usize, bool)> {
+        let (turns, seen) = mpsc::unbounded_channel();
+        let stream = futures_util::stream::iter(0..frames).chain(futures_util::stream::pending());
+        Probe {
+            turns,
+            frames: 0,
+            stream: Some(Box::new(stream)),
+        }
+        .start();
+        seen
+    }
+
+    async fn next_turn(seen: &mut mpsc::UnboundedReceiver<(usize, bool)>) -> (usize, bool) {
+        // Generous: a missing turn end is the failure, not a slow machine.
+        tokio::time::timeout(Duration::from_secs(30), seen.recv())
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or((usize::MAX, false))
+    }
+
+    #[actix_rt::test]
+    async fn a_burst_of_whole_turns_still_ends_drained() {
+        // 128 frames fill two turns exactly; the poll after them handles none but must still
+        // say that the socket drained, or batches would wait for the next frame.
+        let mut seen = probe(2 * FRAMES_PER_TURN as u32);
+        assert_eq!(next_turn(&mut seen).await, (FRAMES_PER_TURN, false));
+        assert_eq!(next_turn(&mut seen).await, (FRAMES_PER_TURN, false));
+        assert_eq!(next_turn(&mut seen).await, (0, true));
+    }
+
+    #[actix_rt::test]
+    async fn a_short_burst_ends_drained() {
+        let mut seen = probe(5);
+        assert_eq!(next_turn(&mut seen).await, (5, true));
     }
 }

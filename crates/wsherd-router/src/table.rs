@@ -14,9 +14,10 @@ use wsherd_protocol::{
 use crate::delivery::{Binary, DeadLetter, DeadLetterReason, Delivery};
 use crate::subscription::{Blocked, Group, Pending, PendingBatch, Subscriber, SubscriptionId};
 
-/// Room a new batch starts with: a connection reads up to 64 frames per turn, so a batch
-/// rarely grows past it, and growing from one would copy the deliveries six times.
-const BATCH_START: usize = 64;
+/// Room a new batch starts with, at least and at most: a batch starts as large as the largest
+/// one of the previous flush, so a steady feed fills batches without ever copying them to grow.
+const BATCH_START_MIN: usize = 16;
+const BATCH_START_MAX: usize = 256;
 
 /// What happened to one or more dispatched messages; a connection keeps one and drains it.
 ///
@@ -38,6 +39,8 @@ pub struct DispatchReport {
     pending: Vec<Box<dyn PendingBatch>>,
     pending_deliveries: usize,
     largest_batch: usize,
+    /// Room the next new batch starts with.
+    batch_start: usize,
 }
 
 impl DispatchReport {
@@ -55,6 +58,7 @@ impl DispatchReport {
     /// Sends every gathered batch (one message per batched subscriber).
     pub fn flush_batches(&mut self) {
         self.pending_deliveries = 0;
+        self.batch_start = self.largest_batch.clamp(BATCH_START_MIN, BATCH_START_MAX);
         self.largest_batch = 0;
         for pending in std::mem::take(&mut self.pending) {
             pending.flush(self);
@@ -79,7 +83,7 @@ impl DispatchReport {
             }
             None => {
                 self.largest_batch = self.largest_batch.max(1);
-                let mut deliveries = Vec::with_capacity(BATCH_START);
+                let mut deliveries = Vec::with_capacity(self.batch_start.max(BATCH_START_MIN));
                 deliveries.push(delivery);
                 self.pending.push(Box::new(Pending {
                     subscriber: Arc::clone(subscriber),
