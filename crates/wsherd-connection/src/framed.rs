@@ -462,4 +462,89 @@ mod tests {
         drop(theirs);
         assert!(framed.next().await.is_none());
     }
+
+    /// A socket that hands out its bytes in given pieces, with a `Pending` before each one.
+    struct Trickle {
+        pieces: std::collections::VecDeque<Vec<u8>>,
+        ready: bool,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            let ready = self.ready;
+            self.ready = !ready;
+            if !ready {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let Some(mut piece) = self.pieces.pop_front() else {
+                return Poll::Ready(Ok(()));
+            };
+            let taken = piece.len().min(buf.remaining());
+            buf.put_slice(&piece[..taken]);
+            if taken < piece.len() {
+                self.pieces.push_front(piece.split_off(taken));
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever the frame sizes and however the bytes are cut, with the socket going
+        /// quiet between every two pieces (which is when buffers are given back), every frame
+        /// arrives whole and in order, then the stream ends.
+        #[test]
+        fn frames_survive_any_cutting(
+            sizes in proptest::collection::vec(0usize..70_000, 1..12),
+            cuts in proptest::collection::vec(1usize..5_000, 1..64),
+        ) {
+            let sent: Vec<Sent> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| match i % 3 {
+                    0 => Sent::Text("t".repeat(n)),
+                    1 => Sent::Binary(Bytes::from(vec![i as u8; n])),
+                    _ => Sent::Ping(Bytes::from(vec![7u8; n % 126])),
+                })
+                .collect();
+            let mut wire = server_bytes(&sent);
+            let mut pieces = std::collections::VecDeque::new();
+            let mut cut = cuts.iter().cycle();
+            while !wire.is_empty() {
+                let rest = wire.split_off(cut.next().copied().unwrap_or(1).min(wire.len()));
+                pieces.push_back(std::mem::replace(&mut wire, rest));
+            }
+            let mut framed = LeanFramed::from_framed(
+                Framed::new(
+                    Trickle { pieces, ready: false },
+                    Codec::new().client_mode().max_size(1 << 20),
+                ),
+                1 << 20,
+            );
+            let got: Vec<Frame> = actix_rt::System::new().block_on(async {
+                let mut got = Vec::new();
+                while let Some(frame) = framed.next().await {
+                    got.push(frame.unwrap());
+                }
+                got
+            });
+            proptest::prop_assert_eq!(got.len(), sent.len());
+            for (frame, sent) in got.into_iter().zip(&sent) {
+                match (frame, sent) {
+                    (Frame::Text(got), Sent::Text(text)) => {
+                        proptest::prop_assert_eq!(&got[..], text.as_bytes())
+                    }
+                    (Frame::Binary(got), Sent::Binary(bytes)) => proptest::prop_assert_eq!(got, bytes.clone()),
+                    (Frame::Ping(got), Sent::Ping(bytes)) => proptest::prop_assert_eq!(got, bytes.clone()),
+                    (frame, _) => proptest::prop_assert!(false, "unexpected {:?}", frame),
+                }
+            }
+        }
+    }
 }
