@@ -25,7 +25,7 @@ use crate::tls::tls_failure;
 const MAX_CLOSE_FRAME: usize = MAX_CLOSE_REASON + 2;
 use crate::batching::BatchClock;
 use crate::event::{ConnectionEvent, EndReason, Notice, Observed, Side};
-use crate::framed::LeanFramed;
+use crate::framed::{InFrame, LeanFramed};
 use crate::outbox::Outbox;
 use crate::reader::{FrameSink, Reader};
 use crate::split::{LocalSink, split_local};
@@ -270,14 +270,13 @@ impl Connection {
         }
     }
 
-    fn on_text(&mut self, payload: Bytes, ctx: &mut Context<Self>) {
+    fn on_text(&mut self, payload: &[u8], ctx: &mut Context<Self>) {
         self.count_in(payload.len());
-        if (self.awaiting_live_reply || self.awaiting_app_reply()) && self.is_owner_reply(&payload)
-        {
+        if (self.awaiting_live_reply || self.awaiting_app_reply()) && self.is_owner_reply(payload) {
             return;
         }
         let table = self.routes.current();
-        table.route_text(&self.name, &self.config.kind, &payload, &mut self.report);
+        table.route_text(&self.name, &self.config.kind, payload, &mut self.report);
         self.settle_message(ctx);
     }
 
@@ -335,7 +334,7 @@ impl Connection {
         };
         match self.reassembler.push(fragment) {
             Ok(None) => {}
-            Ok(Some(Reassembled::Text(bytes))) => self.on_text(bytes, ctx),
+            Ok(Some(Reassembled::Text(bytes))) => self.on_text(&bytes, ctx),
             Ok(Some(Reassembled::Binary(bytes))) => self.on_binary(bytes, ctx),
             Err(ReassemblyError::TooLarge { size, limit }) => {
                 self.fail(EndReason::MessageTooLarge { size, limit }, 1009, ctx)
@@ -713,7 +712,7 @@ impl Actor for Connection {
     }
 }
 
-impl FrameSink<Result<Frame, WsProtocolError>> for Connection {
+impl FrameSink<LeanFramed<BoxedSocket>> for Connection {
     fn end_of_turn(&mut self, socket_drained: bool, ctx: &mut Context<Self>) {
         let send_batches = self
             .batching
@@ -721,10 +720,15 @@ impl FrameSink<Result<Frame, WsProtocolError>> for Connection {
         self.settle_turn(send_batches, ctx);
     }
 
-    fn on_frame(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {
+    fn on_frame(&mut self, item: Result<InFrame<'_>, WsProtocolError>, ctx: &mut Context<Self>) {
         self.saw_frame = true;
+        let item = match item {
+            Ok(InFrame::Text(payload)) => return self.on_text(payload, ctx),
+            Ok(InFrame::Other(frame)) => Ok(frame),
+            Err(error) => Err(error),
+        };
         match item {
-            Ok(Frame::Text(payload)) => self.on_text(payload, ctx),
+            Ok(Frame::Text(payload)) => self.on_text(&payload, ctx),
             Ok(Frame::Binary(payload)) => self.on_binary(payload, ctx),
             Ok(Frame::Continuation(item)) => self.on_fragment(item, ctx),
             Ok(Frame::Ping(payload)) => {

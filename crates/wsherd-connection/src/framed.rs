@@ -22,7 +22,9 @@ use std::task::{Context, Poll, ready};
 use actix_codec::{AsyncRead, AsyncWrite, Decoder, Encoder, Framed, ReadBuf};
 use actix_http::ws::{Codec, Frame, Message, ProtocolError};
 use bytes::{Buf, BytesMut};
-use futures_util::{Sink, Stream};
+use futures_util::Sink;
+#[cfg(test)]
+use futures_util::Stream;
 
 /// Bytes read into the stack while no read buffer is held; a read that fills it means traffic.
 const PROBE: usize = 512;
@@ -49,6 +51,10 @@ pub(crate) struct LeanFramed<T> {
     last_read: usize,
     /// `read_buf` may hold a whole frame: decode before reading.
     readable: bool,
+    /// Bytes of `read_buf` taken by the last [`InFrame::Text`], dropped on the next poll.
+    consumed: usize,
+    /// A fragmented message is in progress.
+    fragmenting: bool,
     eof: bool,
     /// The largest frame payload accepted.
     max_frame_size: usize,
@@ -70,6 +76,8 @@ impl<T> LeanFramed<T> {
             chunk: CHUNK_MIN,
             last_read: 0,
             readable: true,
+            consumed: 0,
+            fragmenting: false,
             eof: false,
             max_frame_size,
             failed: false,
@@ -116,7 +124,7 @@ impl<T: AsyncRead + Unpin> LeanFramed<T> {
 
 impl<T: AsyncRead + Unpin> LeanFramed<T> {
     /// Reads and drops input until the end of the stream.
-    fn discard(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame, ProtocolError>>> {
+    fn discard<F>(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<F, ProtocolError>>> {
         self.read_buf = BytesMut::new();
         for _ in 0..DISCARD_READS_PER_POLL {
             let mut probe = [0u8; PROBE];
@@ -133,65 +141,144 @@ impl<T: AsyncRead + Unpin> LeanFramed<T> {
     }
 
     /// The first error ends framing: everything after it is discarded.
-    fn fail(&mut self, error: ProtocolError) -> Poll<Option<Result<Frame, ProtocolError>>> {
+    fn fail<F>(&mut self, error: ProtocolError) -> Poll<Option<Result<F, ProtocolError>>> {
         self.failed = true;
         self.readable = false;
         Poll::Ready(Some(Err(error)))
     }
 }
 
-impl<T: AsyncRead + Unpin> Stream for LeanFramed<T> {
-    type Item = Result<Frame, ProtocolError>;
+/// One frame read from the socket.
+#[derive(Debug)]
+pub(crate) enum InFrame<'a> {
+    /// A whole (unfragmented) text frame's payload, still in the read buffer: the common
+    /// frame is routed from where it was read, without a `Bytes` of its own.
+    Text(&'a [u8]),
+    /// Any other frame, as awc's codec decoded it.
+    Other(Frame),
+}
 
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.failed {
-            return this.discard(cx);
+impl<T> LeanFramed<T> {
+    /// The payload range of a whole, valid, unfragmented text frame at the start of
+    /// `read_buf`; `None` for anything else, which awc's codec then decodes and checks.
+    fn whole_text_frame(&self) -> Option<(usize, usize)> {
+        let buf = &self.read_buf[..];
+        // FIN and the text opcode, no reserved bits; no mask bit (servers must not mask).
+        if self.fragmenting || *buf.first()? != 0x81 || *buf.get(1)? & 0x80 != 0 {
+            return None;
+        }
+        let (header, len) = match *buf.get(1)? {
+            126 => (
+                4,
+                usize::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+            ),
+            127 => return None,
+            len => (2, usize::from(len)),
+        };
+        let end = header + len;
+        (len <= self.max_frame_size && buf.len() >= end).then_some((header, end))
+    }
+
+    /// Notes where a fragmented message starts and ends, so that a whole text frame in the
+    /// middle of one goes to the codec (which rejects it) rather than the fast path.
+    fn track_fragments(&mut self, frame: &Frame) {
+        if let Frame::Continuation(item) = frame {
+            self.fragmenting = !matches!(item, actix_http::ws::Item::Last(_));
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> LeanFramed<T> {
+    /// The next frame. A [`InFrame::Text`] borrows the read buffer; it is consumed on the
+    /// next call.
+    pub(crate) fn next_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<InFrame<'_>, ProtocolError>>> {
+        if self.consumed > 0 {
+            self.read_buf.advance(std::mem::take(&mut self.consumed));
+        }
+        if self.failed {
+            return self.discard(cx);
         }
         loop {
-            if this.readable {
-                if this.eof {
-                    let decoded = this.codec.decode_eof(&mut this.read_buf);
-                    // Frames may remain after the end of the stream; anything else ends it.
-                    return match decoded {
-                        Ok(Some(frame)) => Poll::Ready(Some(Ok(frame))),
-                        Ok(None) => {
-                            this.readable = false;
-                            Poll::Ready(None)
-                        }
-                        Err(error) => this.fail(error),
-                    };
+            if self.readable {
+                if let Some((start, end)) = self.whole_text_frame() {
+                    self.consumed = end;
+                    let payload = self.read_buf.get(start..end).unwrap_or_default();
+                    return Poll::Ready(Some(Ok(InFrame::Text(payload))));
                 }
-                match this.codec.decode(&mut this.read_buf) {
-                    Ok(Some(frame)) => return Poll::Ready(Some(Ok(frame))),
-                    Ok(None) if this.read_buf.len() > this.max_frame_size + MAX_HEADER => {
-                        // More than any acceptable frame is buffered and it is still not whole.
-                        return this.fail(ProtocolError::Overflow);
+                let decoded = if self.eof {
+                    self.codec.decode_eof(&mut self.read_buf)
+                } else {
+                    self.codec.decode(&mut self.read_buf)
+                };
+                match decoded {
+                    Ok(Some(frame)) => {
+                        self.track_fragments(&frame);
+                        return Poll::Ready(Some(Ok(InFrame::Other(frame))));
                     }
-                    Ok(None) => this.readable = false,
-                    Err(error) => return this.fail(error),
+                    Ok(None) if self.eof => {
+                        // Frames may remain after the end of the stream; then it ends.
+                        self.readable = false;
+                        return Poll::Ready(None);
+                    }
+                    Ok(None) if self.read_buf.len() > self.max_frame_size + MAX_HEADER => {
+                        // More than any acceptable frame is buffered and it is still not whole.
+                        return self.fail(ProtocolError::Overflow);
+                    }
+                    Ok(None) => self.readable = false,
+                    Err(error) => return self.fail(error),
                 }
-            } else if this.eof {
+            } else if self.eof {
                 return Poll::Ready(None);
             }
-            match this.read_more(cx) {
+            match self.read_more(cx) {
                 Poll::Ready(Ok(read)) => {
-                    this.eof = read == 0;
-                    this.readable = true;
+                    self.eof = read == 0;
+                    self.readable = true;
                 }
-                Poll::Ready(Err(error)) => return this.fail(error.into()),
+                Poll::Ready(Err(error)) => return self.fail(error.into()),
                 Poll::Pending => {
-                    if this.read_buf.is_empty() {
+                    if self.read_buf.is_empty() {
                         // Nothing more for now: hold no buffer until the peer sends again.
-                        this.read_buf = BytesMut::new();
-                        if this.last_read < PROBE {
-                            this.chunk = CHUNK_MIN;
+                        self.read_buf = BytesMut::new();
+                        if self.last_read < PROBE {
+                            self.chunk = CHUNK_MIN;
                         }
                     }
                     return Poll::Pending;
                 }
             }
         }
+    }
+}
+
+impl<T: AsyncRead + Unpin> crate::reader::FrameSource for LeanFramed<T> {
+    type Frame<'a>
+        = Result<InFrame<'a>, ProtocolError>
+    where
+        T: 'a;
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::Frame<'_>>> {
+        self.next_frame(cx)
+    }
+}
+
+/// Owned frames, for tests that read the socket as a stream.
+#[cfg(test)]
+impl<T: AsyncRead + Unpin> Stream for LeanFramed<T> {
+    type Item = Result<Frame, ProtocolError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().next_frame(cx).map(|frame| {
+            frame.map(|frame| {
+                frame.map(|frame| match frame {
+                    InFrame::Text(payload) => Frame::Text(bytes::Bytes::copy_from_slice(payload)),
+                    InFrame::Other(frame) => frame,
+                })
+            })
+        })
     }
 }
 
@@ -257,12 +344,15 @@ mod tests {
     }
 
     /// What a test server sends (`Message` is not `Clone`).
-    #[derive(Clone)]
     enum Sent {
         Text(String),
         Binary(Bytes),
         Ping(Bytes),
+        /// One fragment of a text message: first, middle or last.
+        Fragment(Item),
     }
+
+    use actix_http::ws::Item;
 
     impl Sent {
         fn message(&self) -> Message {
@@ -270,6 +360,12 @@ mod tests {
                 Sent::Text(text) => Message::Text(text.clone().into()),
                 Sent::Binary(bytes) => Message::Binary(bytes.clone()),
                 Sent::Ping(bytes) => Message::Ping(bytes.clone()),
+                Sent::Fragment(item) => Message::Continuation(match item {
+                    Item::FirstText(b) => Item::FirstText(b.clone()),
+                    Item::FirstBinary(b) => Item::FirstBinary(b.clone()),
+                    Item::Continue(b) => Item::Continue(b.clone()),
+                    Item::Last(b) => Item::Last(b.clone()),
+                }),
             }
         }
     }
@@ -507,10 +603,17 @@ mod tests {
             let sent: Vec<Sent> = sizes
                 .iter()
                 .enumerate()
-                .map(|(i, &n)| match i % 3 {
-                    0 => Sent::Text("t".repeat(n)),
-                    1 => Sent::Binary(Bytes::from(vec![i as u8; n])),
-                    _ => Sent::Ping(Bytes::from(vec![7u8; n % 126])),
+                .flat_map(|(i, &n)| match i % 4 {
+                    0 => vec![Sent::Text("t".repeat(n))],
+                    1 => vec![Sent::Binary(Bytes::from(vec![i as u8; n]))],
+                    2 => vec![Sent::Ping(Bytes::from(vec![7u8; n % 126]))],
+                    // A fragmented text message with a Ping between its fragments.
+                    _ => vec![
+                        Sent::Fragment(Item::FirstText(Bytes::from("f".repeat(n % 300)))),
+                        Sent::Ping(Bytes::from_static(b"p")),
+                        Sent::Fragment(Item::Continue(Bytes::from("c".repeat(n % 70)))),
+                        Sent::Fragment(Item::Last(Bytes::from("l".repeat(n % 200)))),
+                    ],
                 })
                 .collect();
             let mut wire = server_bytes(&sent);
@@ -542,9 +645,50 @@ mod tests {
                     }
                     (Frame::Binary(got), Sent::Binary(bytes)) => proptest::prop_assert_eq!(got, bytes.clone()),
                     (Frame::Ping(got), Sent::Ping(bytes)) => proptest::prop_assert_eq!(got, bytes.clone()),
+                    (Frame::Continuation(got), Sent::Fragment(sent)) => {
+                        let same = match (got, sent) {
+                            (Item::FirstText(a), Item::FirstText(b))
+                            | (Item::Continue(a), Item::Continue(b))
+                            | (Item::Last(a), Item::Last(b)) => a == *b,
+                            _ => false,
+                        };
+                        proptest::prop_assert!(same);
+                    }
                     (frame, _) => proptest::prop_assert!(false, "unexpected {:?}", frame),
                 }
             }
         }
+    }
+
+    #[actix_rt::test]
+    async fn a_whole_text_frame_inside_a_fragmented_message_is_refused() {
+        let (ours, mut theirs) = duplex(1 << 16);
+        let mut framed = client(ours);
+        let wire = server_bytes(&[
+            Sent::Fragment(Item::FirstText(Bytes::from_static(b"half"))),
+            Sent::Text("interloper".into()),
+        ]);
+        theirs.write_all(&wire).await.unwrap();
+        assert!(matches!(
+            framed.next().await,
+            Some(Ok(Frame::Continuation(Item::FirstText(_))))
+        ));
+        assert!(matches!(
+            framed.next().await,
+            Some(Err(ProtocolError::ContinuationStarted))
+        ));
+
+        // Once the fragmented message ends, whole text frames are fine again.
+        let (ours, mut theirs) = duplex(1 << 16);
+        let mut framed = client(ours);
+        let wire = server_bytes(&[
+            Sent::Fragment(Item::FirstText(Bytes::from_static(b"a"))),
+            Sent::Fragment(Item::Last(Bytes::from_static(b"b"))),
+            Sent::Text("whole".into()),
+        ]);
+        theirs.write_all(&wire).await.unwrap();
+        assert!(framed.next().await.unwrap().is_ok());
+        assert!(framed.next().await.unwrap().is_ok());
+        assert_eq!(as_text(framed.next().await.unwrap().unwrap()), "whole");
     }
 }

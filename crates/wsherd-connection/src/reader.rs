@@ -9,7 +9,8 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use actix::prelude::*;
-use futures_util::Stream;
+
+use crate::split::LocalSource;
 
 /// Frames handled in one turn before the reader yields to the actor's mailbox and timers.
 ///
@@ -18,10 +19,21 @@ use futures_util::Stream;
 /// heartbeat tick through every few microseconds under a flood.
 pub(crate) const FRAMES_PER_TURN: usize = 64;
 
+/// Where frames come from: a socket that may lend each frame from its read buffer.
+pub(crate) trait FrameSource {
+    /// One frame (or read error), possibly borrowing the source.
+    type Frame<'a>
+    where
+        Self: 'a;
+
+    /// The next frame; `None` at the end of the stream.
+    fn poll_frame(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Frame<'_>>>;
+}
+
 /// What the actor does with the reader's output.
-pub(crate) trait FrameSink<Item>: Actor<Context = Context<Self>> {
+pub(crate) trait FrameSink<S: FrameSource>: Actor<Context = Context<Self>> {
     /// One frame (or read error).
-    fn on_frame(&mut self, item: Item, ctx: &mut Context<Self>);
+    fn on_frame(&mut self, frame: S::Frame<'_>, ctx: &mut Context<Self>);
     /// The turn is over: the socket has nothing more right now (`socket_drained`), or the
     /// turn's budget is spent, or the actor must wait for something or stop (also drained: no
     /// more frames are read for now).
@@ -30,18 +42,18 @@ pub(crate) trait FrameSink<Item>: Actor<Context = Context<Self>> {
     fn on_stream_end(&mut self, ctx: &mut Context<Self>);
 }
 
-/// The spawned future that reads `stream` into its actor.
+/// The spawned future that reads `source` into its actor.
 pub(crate) struct Reader<S> {
-    stream: S,
+    source: LocalSource<S>,
     /// The last turn ended on its budget, so the actor has not yet been told that the socket
     /// drained: the next poll that finds nothing must say so even if it handled no frame.
     drain_owed: bool,
 }
 
 impl<S> Reader<S> {
-    pub(crate) fn new(stream: S) -> Self {
+    pub(crate) fn new(source: LocalSource<S>) -> Self {
         Reader {
-            stream,
+            source,
             drain_owed: false,
         }
     }
@@ -49,8 +61,8 @@ impl<S> Reader<S> {
 
 impl<A, S> ActorFuture<A> for Reader<S>
 where
-    S: Stream + Unpin,
-    A: FrameSink<S::Item>,
+    S: FrameSource,
+    A: FrameSink<S>,
 {
     type Output = ();
 
@@ -61,9 +73,15 @@ where
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
         let this = self.get_mut();
+        // Held for the turn: frames may borrow the socket's buffer while the actor handles
+        // them. The write half borrows it only from its own future, never during a turn.
+        let Ok(mut source) = this.source.0.try_borrow_mut() else {
+            task.waker().wake_by_ref();
+            return Poll::Pending;
+        };
         let mut handled = 0;
         loop {
-            match Pin::new(&mut this.stream).poll_next(task) {
+            match source.poll_frame(task) {
                 Poll::Ready(Some(item)) => {
                     act.on_frame(item, ctx);
                     handled += 1;
@@ -105,24 +123,36 @@ mod tests {
 
     use super::*;
 
+    /// Frames from a stream of numbers.
+    struct Numbers(Box<dyn futures_util::Stream<Item = u32> + Unpin>);
+
+    impl FrameSource for Numbers {
+        type Frame<'a> = u32;
+
+        fn poll_frame(&mut self, cx: &mut TaskContext<'_>) -> Poll<Option<u32>> {
+            self.0.poll_next_unpin(cx)
+        }
+    }
+
     /// Records what the reader tells it.
     struct Probe {
         turns: mpsc::UnboundedSender<(usize, bool)>,
         frames: usize,
-        stream: Option<Box<dyn Stream<Item = u32> + Unpin>>,
+        source: Option<Numbers>,
     }
 
     impl Actor for Probe {
         type Context = Context<Self>;
 
         fn started(&mut self, ctx: &mut Context<Self>) {
-            if let Some(stream) = self.stream.take() {
-                ctx.spawn(Reader::new(stream));
+            if let Some(source) = self.source.take() {
+                let (_, source) = crate::split::split_local(source);
+                ctx.spawn(Reader::new(source));
             }
         }
     }
 
-    impl FrameSink<u32> for Probe {
+    impl FrameSink<Numbers> for Probe {
         fn on_frame(&mut self, _: u32, _: &mut Context<Self>) {
             self.frames += 1;
         }
@@ -141,7 +171,7 @@ mod tests {
         Probe {
             turns,
             frames: 0,
-            stream: Some(Box::new(stream)),
+            source: Some(Numbers(Box::new(stream))),
         }
         .start();
         seen

@@ -2,8 +2,10 @@
 //!
 //! `StreamExt::split` guards the socket with a `BiLock` (atomics and a waker slot per poll)
 //! because its halves may live on different threads. A connection's halves never leave its
-//! actor, whose context polls both from one task, so a shared `RefCell` is enough: each poll
-//! borrows the socket for its own duration only and never re-enters the other half.
+//! actor, whose context polls both from one task, so a shared `RefCell` is enough. The write
+//! half borrows the socket for one poll at a time; the read half (see `Reader`) for one turn
+//! of frames, during which the actor only queues writes (they run in a spawned future, after
+//! the turn).
 
 use std::cell::RefCell;
 use std::pin::Pin;
@@ -11,16 +13,16 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use awc::error::WsProtocolError;
-use futures_util::{Sink, Stream};
+use futures_util::Sink;
 
-/// Splits `io` into a stream half and a sink half that share it.
-pub(crate) fn split_local<S>(io: S) -> (LocalSink<S>, LocalStream<S>) {
+/// Splits `io` into a reading half and a sink half that share it.
+pub(crate) fn split_local<S>(io: S) -> (LocalSink<S>, LocalSource<S>) {
     let shared = Rc::new(RefCell::new(io));
-    (LocalSink(Rc::clone(&shared)), LocalStream(shared))
+    (LocalSink(Rc::clone(&shared)), LocalSource(shared))
 }
 
 /// The reading half.
-pub(crate) struct LocalStream<S>(Rc<RefCell<S>>);
+pub(crate) struct LocalSource<S>(pub(crate) Rc<RefCell<S>>);
 
 /// The writing half.
 pub(crate) struct LocalSink<S>(Rc<RefCell<S>>);
@@ -42,14 +44,6 @@ where
             cx.waker().wake_by_ref();
             Poll::Pending
         }
-    }
-}
-
-impl<S: Stream + Unpin> Stream for LocalStream<S> {
-    type Item = S::Item;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        with_socket(&self.0, cx, |socket, cx| socket.poll_next(cx))
     }
 }
 
