@@ -31,16 +31,24 @@ pub(crate) struct Trade {
 }
 wsherd::inbound!(Trade => "trade");
 
+/// A plain awc WebSocket to `url`, as the raw loops use it.
+async fn awc_socket(
+    url: &str,
+) -> Result<actix_codec::Framed<awc::BoxedSocket, awc::ws::Codec>, String> {
+    let (_, framed) = awc::Client::new()
+        .ws(url)
+        .max_frame_size(1 << 20)
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(framed)
+}
+
 fn raw_awc(url: &str) -> Result<(u64, Duration), String> {
     let system = System::new();
     system.block_on(async {
         let started = Instant::now();
-        let (_, mut framed) = awc::Client::new()
-            .ws(url)
-            .max_frame_size(1 << 20)
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut framed = awc_socket(url).await?;
         let mut count = 0u64;
         while let Some(frame) = framed.next().await {
             match frame.map_err(|e| e.to_string())? {
@@ -69,20 +77,9 @@ impl actix::Message for Forwarded {
 fn raw_awc_actor(url: &str) -> Result<(u64, Duration), String> {
     let system = System::new();
     system.block_on(async {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let counter = Counter {
-            count: 0,
-            target: MESSAGES,
-            done: Some(tx),
-        }
-        .start();
+        let (counter, rx) = Counter::start();
         let started = Instant::now();
-        let (_, mut framed) = awc::Client::new()
-            .ws(url)
-            .max_frame_size(1 << 20)
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut framed = awc_socket(url).await?;
         while let Some(frame) = framed.next().await {
             match frame.map_err(|e| e.to_string())? {
                 awc::ws::Frame::Text(bytes) => {
@@ -193,6 +190,28 @@ struct Counter {
     done: Option<tokio::sync::oneshot::Sender<u64>>,
 }
 
+impl Counter {
+    /// A counter of [`MESSAGES`] deliveries, and the channel that says when they all came.
+    fn start() -> (Addr<Counter>, tokio::sync::oneshot::Receiver<u64>) {
+        let (done, all_in) = tokio::sync::oneshot::channel();
+        let counter = Counter {
+            count: 0,
+            target: MESSAGES,
+            done: Some(done),
+        };
+        (Actor::start(counter), all_in)
+    }
+
+    fn add(&mut self, deliveries: usize) {
+        self.count += deliveries as u64;
+        if self.count >= self.target
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(self.count);
+        }
+    }
+}
+
 impl Actor for Counter {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
@@ -204,12 +223,7 @@ impl Handler<Delivery<Trade>> for Counter {
     type Result = ();
     fn handle(&mut self, trade: Delivery<Trade>, _: &mut Context<Self>) {
         std::hint::black_box(&trade.message);
-        self.count += 1;
-        if self.count == self.target
-            && let Some(done) = self.done.take()
-        {
-            let _ = done.send(self.count);
-        }
+        self.add(1);
     }
 }
 
@@ -217,12 +231,7 @@ impl Handler<Forwarded> for Counter {
     type Result = ();
     fn handle(&mut self, trade: Forwarded, _: &mut Context<Self>) {
         std::hint::black_box(&trade.0);
-        self.count += 1;
-        if self.count == self.target
-            && let Some(done) = self.done.take()
-        {
-            let _ = done.send(self.count);
-        }
+        self.add(1);
     }
 }
 
@@ -230,12 +239,7 @@ impl Handler<wsherd::Batch<Trade>> for Counter {
     type Result = ();
     fn handle(&mut self, batch: wsherd::Batch<Trade>, _: &mut Context<Self>) {
         std::hint::black_box(&batch.deliveries);
-        self.count += batch.deliveries.len() as u64;
-        if self.count >= self.target
-            && let Some(done) = self.done.take()
-        {
-            let _ = done.send(self.count);
-        }
+        self.add(batch.deliveries.len());
     }
 }
 
@@ -251,13 +255,7 @@ fn wsherd_client(url: &str, batched: bool) -> Result<(u64, Duration), String> {
     let system = System::new();
     system.block_on(async {
         let herd = Herd::new();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let counter = Counter {
-            count: 0,
-            target: MESSAGES,
-            done: Some(tx),
-        }
-        .start();
+        let (counter, rx) = Counter::start();
         if batched {
             herd.subscribe_batched::<Trade>(counter.recipient(), wsherd::SubscribeOptions::new());
         } else {
