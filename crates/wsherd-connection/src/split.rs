@@ -27,9 +27,9 @@ pub(crate) struct LocalSource<S>(pub(crate) Rc<RefCell<S>>);
 /// The writing half.
 pub(crate) struct LocalSink<S>(Rc<RefCell<S>>);
 
-/// Runs `poll` on the shared socket. A borrow can only be held by the other half's poll,
-/// which would mean re-entry from inside the socket; answering `Pending` after a wake-up
-/// retries instead of panicking.
+/// Runs `poll` on the shared socket. The reader holds the socket for a turn, and the write
+/// half is only polled from its own future, after the turn; were the socket ever busy here,
+/// answering `Pending` after a wake-up retries instead of panicking.
 fn with_socket<S, T>(
     shared: &RefCell<S>,
     cx: &mut Context<'_>,
