@@ -107,6 +107,29 @@ async fn a_2_pow_63_length_header_is_refused_before_any_allocation() {
 }
 
 #[actix_rt::test]
+async fn a_frame_announced_over_the_cap_fails_before_it_arrives_whole() {
+    // 4 MiB announced against the 1 MiB cap, then 2 MiB of it: the frame never completes, so
+    // only the buffered size can tell, and it must, long before the peer stops sending.
+    let mut header = vec![0x82, 127];
+    header.extend_from_slice(&(4u64 << 20).to_be_bytes());
+    let reason = end_reason_for(
+        vec![
+            RawStep::Handshake,
+            RawStep::Write(header),
+            RawStep::Write(vec![0u8; 2 << 20]),
+            RawStep::Drain,
+        ],
+        ConnectionConfig::new,
+    )
+    .await;
+    assert!(
+        matches!(reason, EndReason::FrameTooLarge { .. }),
+        "{reason:?}"
+    );
+    assert_eq!(reason.close_code(), Some(1009));
+}
+
+#[actix_rt::test]
 async fn an_endless_fragmented_message_hits_the_message_cap() {
     let mut fragments = frame_with(0x01, None, &[b'x'; 1000]);
     for _ in 0..200 {
