@@ -400,6 +400,12 @@ async fn one_subscriber_gets_the_value_inline_and_several_share_one() {
     let solo = seen_only.lock().unwrap().pop().unwrap();
     assert!(!solo.message.is_shared());
     assert_eq!(solo.message["n"], 1);
+    assert_eq!(solo.message, serde_json::json!({"type": "solo", "n": 1}));
+    assert_eq!(solo.message.as_ref()["type"], "solo");
+    assert_eq!(
+        format!("{:?}", solo.message),
+        format!("{:?}", *solo.message)
+    );
     assert_eq!(solo.into_inner()["n"], 1);
 
     let mut trio: Vec<_> = [seen_a, seen_b, seen_c]
