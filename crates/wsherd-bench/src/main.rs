@@ -18,7 +18,23 @@ use std::process::ExitCode;
 /// A scenario: prints its table and returns its figures.
 type Scenario = fn() -> Result<serde_json::Value, String>;
 
+/// Open files the fleet scenarios need in each process: 10,000 sockets and some to spare.
+const FILES_NEEDED: u64 = 10_500;
+
+/// Raises this process's open-file limit as far as the hard limit allows; the server children
+/// inherit it (and raise their own too).
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < FILES_NEEDED => eprintln!(
+            "note: open files are limited to {limit} (hard limit); connections and storm need about {FILES_NEEDED}"
+        ),
+        Ok(_) => {}
+        Err(error) => eprintln!("note: cannot raise the open-file limit: {error}"),
+    }
+}
+
 fn main() -> ExitCode {
+    raise_open_file_limit();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         // Child processes: the servers the scenarios measure against.
