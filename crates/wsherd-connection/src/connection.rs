@@ -17,19 +17,19 @@ use wsherd_protocol::{
 };
 use wsherd_router::{DispatchReport, RouteCache, Router};
 
+use crate::batching::BatchClock;
 use crate::client::client;
 use crate::config::{ConnectionConfig, MAX_CLOSE_REASON, truncate_reason};
-use crate::tls::tls_failure;
-
-/// Bytes a Close frame can take: code plus the longest reason.
-const MAX_CLOSE_FRAME: usize = MAX_CLOSE_REASON + 2;
-use crate::batching::BatchClock;
 use crate::event::{ConnectionEvent, EndReason, Notice, Observed, Side};
 use crate::framed::{InFrame, LeanFramed};
 use crate::outbox::Outbox;
 use crate::reader::{FrameSink, Reader};
 use crate::split::{LocalSink, split_local};
 use crate::stats::{ConnectionStats, Phase};
+use crate::tls::tls_failure;
+
+/// Bytes a Close frame can take: code plus the longest reason.
+const MAX_CLOSE_FRAME: usize = MAX_CLOSE_REASON + 2;
 
 type WsSink = LocalSink<LeanFramed<BoxedSocket>>;
 
