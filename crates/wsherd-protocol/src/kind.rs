@@ -133,22 +133,38 @@ impl fmt::Debug for KindRule {
 /// without parsing further. `None` whenever anything is less than plain (escapes, a number, a
 /// different first field): the full parse decides then.
 fn leading_field<'a>(text: &'a str, field: &str) -> Option<&'a str> {
-    if field.contains(['"', '\\']) {
+    let (bytes, field) = (text.as_bytes(), field.as_bytes());
+    if field.iter().any(|&b| b == b'"' || b == b'\\') {
         return None;
     }
-    let rest = text.trim_start().strip_prefix('{')?.trim_start();
-    let rest = rest
-        .strip_prefix('"')?
-        .strip_prefix(field)?
-        .strip_prefix('"')?;
-    let rest = rest
-        .trim_start()
-        .strip_prefix(':')?
-        .trim_start()
-        .strip_prefix('"')?;
-    let end = rest.find(['"', '\\'])?;
-    let kind = &rest[..end];
-    (rest.as_bytes()[end] == b'"' && !kind.bytes().any(|b| b < 0x20)).then_some(kind)
+    // `{ "field" : "` with JSON whitespace wherever it may be.
+    let mut at = byte_at(bytes, after_whitespace(bytes, 0), b'{')?;
+    at = byte_at(bytes, after_whitespace(bytes, at), b'"')?;
+    (bytes.get(at..at + field.len()) == Some(field)).then_some(())?;
+    at = byte_at(bytes, at + field.len(), b'"')?;
+    at = byte_at(bytes, after_whitespace(bytes, at), b':')?;
+    let start = byte_at(bytes, after_whitespace(bytes, at), b'"')?;
+    // The kind ends at its closing quote; an escape or a control character means the slow path.
+    let len = bytes
+        .get(start..)?
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    byte_at(bytes, start + len, b'"')?;
+    text.get(start..start + len)
+}
+
+/// The index after `at` when the byte there is `expected`.
+fn byte_at(bytes: &[u8], at: usize, expected: u8) -> Option<usize> {
+    (bytes.get(at) == Some(&expected)).then_some(at + 1)
+}
+
+/// The index of the first byte at or after `at` that is not JSON whitespace (RFC 8259 allows
+/// only space, tab, line feed and carriage return).
+fn after_whitespace(bytes: &[u8], mut at: usize) -> usize {
+    while matches!(bytes.get(at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        at += 1;
+    }
+    at
 }
 
 /// Walks `segments` down the document, skipping everything off the path without allocating.
