@@ -352,6 +352,10 @@ pub(crate) fn run() -> Result<Value, String> {
         ("ratio_wsherd_ezsockets", wsherd / rates[2]),
         ("ratio_wsherd_raw_awc_actor", wsherd / rates[3]),
         ("ratio_wsherd_batched_raw_awc", rates[5] / rates[0]),
+        (
+            "ratio_wsherd_batched_tokio_tungstenite",
+            rates[5] / rates[1],
+        ),
     ];
     for (name, ratio) in ratios {
         println!("{:<32} {ratio:.3}", name.trim_start_matches("ratio_"));

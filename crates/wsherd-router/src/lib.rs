@@ -39,6 +39,7 @@
 #![forbid(unsafe_code)]
 
 mod delivery;
+mod pool;
 mod router;
 mod subscription;
 mod table;

@@ -83,7 +83,7 @@ impl DispatchReport {
             }
             None => {
                 self.largest_batch = self.largest_batch.max(1);
-                let mut deliveries = Vec::with_capacity(self.batch_start.max(BATCH_START_MIN));
+                let mut deliveries = crate::pool::take(self.batch_start.max(BATCH_START_MIN));
                 deliveries.push(delivery);
                 self.pending.push(Box::new(Pending {
                     subscriber: Arc::clone(subscriber),
