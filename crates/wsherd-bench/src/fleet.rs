@@ -96,20 +96,46 @@ impl Handler<Delivery<StateEvent>> for LiveCounter {
     }
 }
 
-async fn wait_live(
-    live: &AtomicU64,
-    changed: &tokio::sync::Notify,
-    target: u64,
-    timeout: Duration,
-) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let notified = changed.notified();
-        if live.load(Ordering::Relaxed) >= target {
-            return true;
+/// Counts the `Live` states of a herd's endpoints and waits for a number of them.
+struct LiveWatch {
+    live: Arc<AtomicU64>,
+    changed: Arc<tokio::sync::Notify>,
+    counter: Addr<LiveCounter>,
+}
+
+impl LiveWatch {
+    fn start() -> LiveWatch {
+        let live = Arc::new(AtomicU64::new(0));
+        let changed = Arc::new(tokio::sync::Notify::new());
+        let counter = LiveCounter {
+            live: Arc::clone(&live),
+            changed: Arc::clone(&changed),
         }
-        if tokio::time::timeout_at(deadline, notified).await.is_err() {
-            return live.load(Ordering::Relaxed) >= target;
+        .start();
+        LiveWatch {
+            live,
+            changed,
+            counter,
+        }
+    }
+
+    /// Counts `herd`'s state events from now on.
+    fn watch(&self, herd: &Herd) {
+        herd.subscribe_events::<StateEvent>(self.counter.clone().recipient());
+    }
+
+    /// Waits (two minutes at most) until `target` lives have begun.
+    async fn until(&self, target: u64) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let notified = self.changed.notified();
+            let live = self.live.load(Ordering::Relaxed);
+            if live >= target {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(format!("only {live} of {target} lives began"));
+            }
         }
     }
 }
@@ -248,29 +274,11 @@ pub(crate) fn storm() -> Result<Value, String> {
     let system = System::new();
     let result = system.block_on(async move {
         let mut server = Some(server);
-        let live = Arc::new(AtomicU64::new(0));
-        let changed = Arc::new(tokio::sync::Notify::new());
-        let counter = LiveCounter {
-            live: Arc::clone(&live),
-            changed: Arc::clone(&changed),
-        }
-        .start();
+        let lives = LiveWatch::start();
         let started = Instant::now();
         let herd = Herd::start(herd_config(port, HEARTBEAT)).map_err(|e| e.to_string())?;
-        herd.subscribe_events::<StateEvent>(counter.recipient());
-        if !wait_live(
-            &live,
-            &changed,
-            CONNECTIONS as u64,
-            Duration::from_secs(120),
-        )
-        .await
-        {
-            return Err(format!(
-                "only {} of {CONNECTIONS} came up",
-                live.load(Ordering::Relaxed)
-            ));
-        }
+        lives.watch(&herd);
+        lives.until(CONNECTIONS as u64).await?;
         let first_open = started.elapsed();
         let mut recoveries = Vec::new();
         for restart in 1..=RESTARTS {
@@ -278,12 +286,10 @@ pub(crate) fn storm() -> Result<Value, String> {
             let restarted_at = Instant::now();
             server = Some(IdleServer::start(port)?);
             let target = (restart as u64 + 1) * CONNECTIONS as u64;
-            if !wait_live(&live, &changed, target, Duration::from_secs(120)).await {
-                return Err(format!(
-                    "restart {restart}: only {} of {target} lives",
-                    live.load(Ordering::Relaxed)
-                ));
-            }
+            lives
+                .until(target)
+                .await
+                .map_err(|e| format!("restart {restart}: {e}"))?;
             recoveries.push(restarted_at.elapsed().as_secs_f64());
         }
         let recovery = median(recoveries.clone());
@@ -292,7 +298,7 @@ pub(crate) fn storm() -> Result<Value, String> {
         let opens: u64 = status.iter().map(|s| s.stats.opens).sum();
         let most_opens = status.iter().map(|s| s.stats.opens).max().unwrap_or(0);
         herd.shutdown("done", Duration::from_secs(10)).await;
-        Ok(json!({
+        Ok::<_, String>(json!({
             "connections": CONNECTIONS,
             "first_open_s": first_open.as_secs_f64(),
             "restarts": RESTARTS,
@@ -338,27 +344,12 @@ pub(crate) fn connections() -> Result<Value, String> {
     let wsherd = {
         let system = System::new();
         system.block_on(async {
-            let live = Arc::new(AtomicU64::new(0));
-            let changed = Arc::new(tokio::sync::Notify::new());
-            let counter = LiveCounter {
-                live: Arc::clone(&live),
-                changed: Arc::clone(&changed),
-            }
-            .start();
+            let lives = LiveWatch::start();
             let before = rss_bytes();
             let started = Instant::now();
             let herd = Herd::start(herd_config(port, HEARTBEAT)).map_err(|e| e.to_string())?;
-            herd.subscribe_events::<StateEvent>(counter.recipient());
-            if !wait_live(
-                &live,
-                &changed,
-                CONNECTIONS as u64,
-                Duration::from_secs(120),
-            )
-            .await
-            {
-                return Err("not all connections came up".to_owned());
-            }
+            lives.watch(&herd);
+            lives.until(CONNECTIONS as u64).await?;
             let open = started.elapsed();
             let per = rss_bytes().saturating_sub(before) as f64 / CONNECTIONS as f64;
             let idle = idle_cpu_percent().await;
