@@ -258,12 +258,9 @@ async fn backoff_grows_is_capped_and_resets_only_after_a_stable_uptime() {
         matches!(s, EndpointState::Backoff { .. })
     })
     .await;
-    let delays: Vec<u64> = history(&states, "flaky")
+    let delays: Vec<u64> = backoff_delays(&states, "flaky")
         .iter()
-        .filter_map(|s| match s {
-            EndpointState::Backoff { delay, .. } => Some(delay.as_millis() as u64),
-            _ => None,
-        })
+        .map(|delay| delay.as_millis() as u64)
         .take(7)
         .collect();
     // 4 refusals: 20, 40, 80, 80 (capped); stable socket: reset to 20; flap: 40; refusal: 80.
@@ -297,13 +294,7 @@ async fn jitter_spreads_delays_below_the_nominal_one() {
         matches!(s, EndpointState::Backoff { .. })
     })
     .await;
-    let delays: Vec<Duration> = history(&states, "jittery")
-        .iter()
-        .filter_map(|s| match s {
-            EndpointState::Backoff { delay, .. } => Some(*delay),
-            _ => None,
-        })
-        .collect();
+    let delays = backoff_delays(&states, "jittery");
     assert!(delays.iter().all(|d| *d <= Duration::from_millis(40)));
     let distinct: std::collections::BTreeSet<_> = delays.iter().collect();
     assert!(distinct.len() > 5, "{delays:?}");

@@ -67,6 +67,17 @@ pub(crate) fn history(states: &Recorded<Delivery<StateEvent>>, name: &str) -> Ve
     })
 }
 
+/// The backoff delays `name` has announced so far, in order.
+pub(crate) fn backoff_delays(states: &Recorded<Delivery<StateEvent>>, name: &str) -> Vec<Duration> {
+    history(states, name)
+        .iter()
+        .filter_map(|s| match s {
+            EndpointState::Backoff { delay, .. } => Some(*delay),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Waits until `name` has entered a state matching `pred` `nth` times (1-based).
 pub(crate) async fn reached(
     states: &Recorded<Delivery<StateEvent>>,
