@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use wsherd_protocol::{EndpointName, Inbound, Outbound};
+use wsherd_protocol::{CloseCode, EndpointName, Inbound, Outbound};
 use wsherd_router::{Delivery, Router, SubscribeOptions, SubscriptionId};
 use wsherd_supervisor::{
     AddOnOpenHook, Control, EndpointShared, EndpointSpec, Governor, GovernorPolicy, GovernorStats,
@@ -160,7 +160,7 @@ impl Herd {
         for name in current {
             let keep = config.endpoints.get(&name).is_some_and(|e| e.enabled);
             if !keep {
-                self.remove_endpoint(name.as_str(), 1000, "removed from the configuration")
+                self.remove_endpoint(name.as_str(), CloseCode::NORMAL, "removed from the configuration")
                     .await?;
                 report.stopped.push(name);
             }
@@ -173,7 +173,7 @@ impl Herd {
             match existing {
                 Some(true) => report.unchanged.push(name),
                 Some(false) => {
-                    self.remove_endpoint(name.as_str(), 1012, "configuration changed")
+                    self.remove_endpoint(name.as_str(), CloseCode::RESTART, "configuration changed")
                         .await?;
                     self.start_endpoint(name.clone(), endpoint)?;
                     report.restarted.push(name);
@@ -197,7 +197,7 @@ impl Herd {
             .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
         let name = EndpointName::new(name)?;
         let unsent = self
-            .remove_endpoint(name.as_str(), 1012, "restart requested")
+            .remove_endpoint(name.as_str(), CloseCode::RESTART, "restart requested")
             .await?;
         self.start_endpoint(name, config)?;
         Ok(unsent)
@@ -282,7 +282,7 @@ impl Herd {
     pub async fn remove_endpoint(
         &self,
         name: &str,
-        code: u16,
+        code: impl Into<CloseCode>,
         reason: &str,
     ) -> Result<Vec<Outbound>, HerdError> {
         let endpoint = self
@@ -290,7 +290,7 @@ impl Herd {
             .remove(name)
             .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
         let stop = Stop {
-            code,
+            code: code.into(),
             reason: reason.to_owned(),
         };
         Ok(endpoint
@@ -333,7 +333,7 @@ impl Herd {
         let mut pending = Vec::new();
         for (name, endpoint) in endpoints {
             let stop = Stop {
-                code: 1000,
+                code: CloseCode::NORMAL,
                 reason: reason.to_owned(),
             };
             if let Ok(receipt) = endpoint.supervisor.send(stop).await {

@@ -14,7 +14,7 @@ pub use wsherd_connection::{
     Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason, Phase, Side,
     StatsSnapshot, TlsFiles,
 };
-pub use wsherd_protocol::{DeadPeer, HeartbeatMode, HeartbeatSpec, ReplyMatcher};
+pub use wsherd_protocol::{CloseCode, DeadPeer, HeartbeatMode, HeartbeatSpec, ReplyMatcher};
 pub use wsherd_protocol::{
     DecodeError, DecodeStage, EncodeError, EndpointName, Inbound, KindRule, Outbound,
 };
@@ -41,7 +41,7 @@ macro_rules! inbound {
 /// The names most programs need.
 pub mod prelude {
     pub use crate::{
-        ConnectionConfig, ConnectionEvent, DeadLetter, Delivery, EndReason, EndpointName,
+        CloseCode, ConnectionConfig, ConnectionEvent, DeadLetter, Delivery, EndReason, EndpointName,
         EndpointSpec, EndpointState, Herd, Inbound, KindRule, Outbound, Overflow, StateEvent,
         Submitted, SubscribeOptions,
     };

@@ -71,7 +71,7 @@ async fn masked_server_frame_is_a_protocol_error() {
     )
     .await;
     assert!(matches!(reason, EndReason::Protocol { .. }), "{reason:?}");
-    assert_eq!(reason.close_code(), Some(1002));
+    assert_eq!(reason.close_code(), Some(CloseCode::PROTOCOL));
 }
 
 #[actix_rt::test]
@@ -126,7 +126,7 @@ async fn a_frame_announced_over_the_cap_fails_before_it_arrives_whole() {
         matches!(reason, EndReason::FrameTooLarge { .. }),
         "{reason:?}"
     );
-    assert_eq!(reason.close_code(), Some(1009));
+    assert_eq!(reason.close_code(), Some(CloseCode::TOO_BIG));
 }
 
 #[actix_rt::test]

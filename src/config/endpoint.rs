@@ -411,12 +411,13 @@ fn read_live_after(reader: &mut Reader, value: &Value, path: &str) -> Option<Liv
     Some(LiveAfter { matcher, timeout })
 }
 
-fn read_actions(
+/// Reads a table of codes (close codes or HTTP statuses, keyed `K`) to actions.
+fn read_actions<K: From<u16> + Eq + std::hash::Hash>(
     reader: &mut Reader,
     value: &Value,
     path: &str,
     range: std::ops::RangeInclusive<u16>,
-    into: &mut std::collections::HashMap<u16, Action>,
+    into: &mut std::collections::HashMap<K, Action>,
 ) {
     let Some(table) = reader.table(value, path, &[]) else {
         return;
@@ -428,7 +429,7 @@ fn read_actions(
             continue;
         };
         let code = key.parse::<u16>().ok().filter(|code| range.contains(code));
-        let Some(code) = code else {
+        let Some(code) = code.map(K::from) else {
             reader.problem(
                 origin_of(entry).as_deref(),
                 &join(path, key),

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use wsherd_protocol::{DeadPeer, EndpointName, Outbound};
+use wsherd_protocol::{CloseCode, DeadPeer, EndpointName, Outbound};
 
 /// Who sent the first Close frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +16,7 @@ pub enum Side {
 
 /// Why a socket life ended. Every way out of a connection has exactly one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EndReason {
     /// The URL or a header could not be turned into a request.
     InvalidRequest {
@@ -55,15 +56,15 @@ pub enum EndReason {
     },
     /// The server sent a Close frame.
     PeerClosed {
-        /// Close code (1005 when the frame had none).
-        code: u16,
+        /// Close code ([`CloseCode::NO_STATUS`] when the frame had none).
+        code: CloseCode,
         /// Close reason text.
         reason: String,
     },
     /// We sent a Close frame (asked to by the owner, or because of a limit).
     LocalClose {
         /// The code we sent.
-        code: u16,
+        code: CloseCode,
         /// The reason we sent.
         reason: String,
         /// Whether the peer answered with its Close before the socket ended.
@@ -103,14 +104,28 @@ pub enum EndReason {
 }
 
 impl EndReason {
-    /// The close code that describes this end, as RFC 6455 numbers them.
-    pub fn close_code(&self) -> Option<u16> {
+    /// The close code that describes this end, as RFC 6455 numbers them: the code of the
+    /// Close frame sent or received, the code wsherd sends when it ends a life for that reason
+    /// (1009 for a size limit, 1002 for a protocol error, 1011 for a dead peer), or 1006 when
+    /// the socket ended without a Close. `None` when the socket never opened, or was stopped
+    /// before any close.
+    pub fn close_code(&self) -> Option<CloseCode> {
         match self {
             EndReason::PeerClosed { code, .. } | EndReason::LocalClose { code, .. } => Some(*code),
-            EndReason::StreamEnded | EndReason::Io { .. } => Some(1006),
-            EndReason::FrameTooLarge { .. } | EndReason::MessageTooLarge { .. } => Some(1009),
-            EndReason::Protocol { .. } => Some(1002),
-            _ => None,
+            EndReason::StreamEnded | EndReason::Io { .. } => Some(CloseCode::ABNORMAL),
+            EndReason::FrameTooLarge { .. } | EndReason::MessageTooLarge { .. } => {
+                Some(CloseCode::TOO_BIG)
+            }
+            EndReason::Protocol { .. } => Some(CloseCode::PROTOCOL),
+            EndReason::Unresponsive { .. } => Some(CloseCode::INTERNAL),
+            EndReason::InvalidRequest { .. }
+            | EndReason::ConnectFailed { .. }
+            | EndReason::Tls { .. }
+            | EndReason::TlsConfig { .. }
+            | EndReason::HandshakeTimeout { .. }
+            | EndReason::HandshakeRejected { .. }
+            | EndReason::HandshakeInvalid { .. }
+            | EndReason::Stopped => None,
         }
     }
 
@@ -185,6 +200,7 @@ impl fmt::Display for EndReason {
 /// A change in one connection's life, delivered as `Delivery<ConnectionEvent>` to the owner and
 /// to any router subscriber.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConnectionEvent {
     /// The handshake started.
     Connecting {
@@ -201,7 +217,7 @@ pub enum ConnectionEvent {
         /// Who closed first.
         initiated_by: Side,
         /// The close code.
-        code: u16,
+        code: CloseCode,
         /// The reason text.
         reason: String,
     },
@@ -214,6 +230,7 @@ pub enum ConnectionEvent {
 
 /// What a connection tells its owner (the supervisor).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Notice {
     /// A state change, as router subscribers also see it.
     Event(ConnectionEvent),

@@ -3,7 +3,7 @@
 //! A [`Connection`] connects with a handshake timeout, custom headers and subprotocols; answers
 //! every Ping; reassembles continuation frames under [`ConnectionConfig::max_message_size`];
 //! refuses frames over [`ConnectionConfig::max_frame_size`]; routes every message through a
-//! [`Router`](wsherd_router::Router)'s table; writes [`Send`] messages in order; closes
+//! [`Router`](wsherd_router::Router)'s table; writes [`Write`] messages in order; closes
 //! gracefully on [`Close`]; and reports each [`ConnectionEvent`] with the exact [`EndReason`].
 //!
 //! Limits and what happens when they are hit:
@@ -15,21 +15,21 @@
 //! | message size | 1 MiB | Close 1009 sent, [`EndReason::MessageTooLarge`] |
 //! | close timeout | 5 s | socket dropped; the end reason says whether the peer acknowledged |
 //! | close reason | 123 bytes | cut on a character boundary |
-//! | write buffer | 4 MiB | sends fail with [`SendError::Full`]; server Pings go unanswered |
+//! | write buffer | 4 MiB | writes fail with [`WriteError::Full`]; server Pings go unanswered |
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use actix::prelude::*;
-//! use wsherd_connection::{Close, Connection, ConnectionConfig, Send};
-//! use wsherd_protocol::{EndpointName, Outbound};
+//! use wsherd_connection::{Close, Connection, ConnectionConfig, Write};
+//! use wsherd_protocol::{CloseCode, EndpointName, Outbound};
 //! use wsherd_router::Router;
 //!
 //! # #[actix::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let router = Router::new();
 //! let config = Arc::new(ConnectionConfig::new("ws://127.0.0.1:9001/feed"));
 //! let connection = Connection::new(EndpointName::new("feed")?, config, &router).start();
-//! connection.send(Send(Outbound::from(r#"{"op":"subscribe"}"#))).await??;
-//! connection.send(Close { code: 1000, reason: "done".into() }).await?;
+//! connection.send(Write(Outbound::from(r#"{"op":"subscribe"}"#))).await??;
+//! connection.send(Close { code: CloseCode::NORMAL, reason: "done".into() }).await?;
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
@@ -50,7 +50,7 @@ pub use config::{
     ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_WRITE_BUFFER, MAX_CLOSE_REASON, validate_url,
 };
-pub use connection::{Close, Connection, Send, SendError, SendOnOpen};
+pub use connection::{Close, Connection, Write, WriteError, WriteOnOpen};
 pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side};
 pub use stats::{ConnectionStats, Phase, StatsSnapshot};
 pub use tls::{TlsFiles, client_config};

@@ -6,6 +6,7 @@
 //! - [`Reassembler`] joins continuation frames under a size cap.
 //! - [`EndpointName`] is a checked endpoint name.
 //! - [`Heartbeat`] decides when to ping and when a silent peer is dead.
+//! - [`CloseCode`] names the close codes wsherd sends and acts on.
 //!
 //! ```
 //! use wsherd_protocol::KindRule;
@@ -16,12 +17,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod close;
 mod endpoint;
 mod heartbeat;
 mod kind;
 mod message;
 mod reassembly;
 
+pub use close::CloseCode;
 pub use endpoint::{EndpointName, InvalidEndpointName};
 pub use heartbeat::{
     DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DeadPeer, Heartbeat, HeartbeatAction,

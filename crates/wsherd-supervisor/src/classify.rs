@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use wsherd_connection::EndReason;
+use wsherd_protocol::CloseCode;
 
 /// The supervisor's answer to one end of a socket life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,7 +21,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ActionTable {
     /// Overrides by close code.
-    pub on_close: HashMap<u16, Action>,
+    pub on_close: HashMap<CloseCode, Action>,
     /// Overrides by HTTP status of a refused handshake.
     pub on_status: HashMap<u16, Action>,
 }
@@ -56,10 +57,10 @@ impl ActionTable {
 
 /// Defaults by close code: 1001 (going away) and 1012 (service restart) come back at once;
 /// 1008 (policy violation) stops; everything else backs off.
-pub fn default_for_close(code: u16) -> Action {
+pub fn default_for_close(code: CloseCode) -> Action {
     match code {
-        1001 | 1012 => Action::ReconnectNow,
-        1008 => Action::Stop,
+        CloseCode::GOING_AWAY | CloseCode::RESTART => Action::ReconnectNow,
+        CloseCode::POLICY => Action::Stop,
         _ => Action::Backoff,
     }
 }
@@ -79,7 +80,7 @@ mod tests {
 
     fn closed(code: u16) -> EndReason {
         EndReason::PeerClosed {
-            code,
+            code: code.into(),
             reason: String::new(),
         }
     }
@@ -114,9 +115,9 @@ mod tests {
     #[test]
     fn overrides_win() {
         let mut table = ActionTable::default();
-        table.on_close.insert(1008, Action::Backoff);
+        table.on_close.insert(1008.into(), Action::Backoff);
         table.on_status.insert(404, Action::Backoff);
-        table.on_close.insert(4000, Action::Stop);
+        table.on_close.insert(4000.into(), Action::Stop);
         assert_eq!(table.classify(&closed(1008)), Action::Backoff);
         assert_eq!(table.classify(&closed(4000)), Action::Stop);
         assert_eq!(

@@ -145,7 +145,7 @@ mod tests {
 
     fn closed(code: u16) -> EndReason {
         EndReason::PeerClosed {
-            code,
+            code: code.into(),
             reason: String::new(),
         }
     }

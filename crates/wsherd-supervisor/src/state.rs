@@ -7,6 +7,7 @@ use wsherd_connection::EndReason;
 
 /// Why an endpoint gave up.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FailReason {
     /// The action table says this end must not be retried (401, 403, 404, 1008, a bad URL…).
     NotRetryable(EndReason),
@@ -50,6 +51,7 @@ impl fmt::Display for FailReason {
 /// Where an endpoint is: `Connecting → Open → Live → Backoff → Connecting …`, until `Failed`
 /// or `Stopped`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum EndpointState {
     /// Waiting for a handshake slot, or in the handshake.
     Connecting {
@@ -117,6 +119,7 @@ impl fmt::Display for EndpointState {
 
 /// A state change of one endpoint, delivered as `Delivery<StateEvent>` to subscribers.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StateEvent {
     /// The new state.
     pub state: EndpointState,
@@ -124,6 +127,7 @@ pub struct StateEvent {
 
 /// Something the outbound queue dropped, delivered as `Delivery<QueueEvent>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum QueueEvent {
     /// Oldest messages dropped to make room (`overflow = "drop_oldest"`).
     DroppedOldest {

@@ -1,0 +1,132 @@
+//! Dialing: the upgrade request, its timeout, and turning awc's errors into end reasons.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_codec::Framed;
+use awc::BoxedSocket;
+use awc::error::WsClientError;
+use awc::ws::Codec;
+use wsherd_protocol::Heartbeat;
+
+use super::Connection;
+use super::state::SocketState;
+use crate::client::client;
+use crate::event::{ConnectionEvent, EndReason};
+use crate::framed::LeanFramed;
+use crate::reader::Reader;
+use crate::split::split_local;
+use crate::stats::ConnectionStats;
+use crate::tls::tls_failure;
+
+impl Connection {
+    pub(super) fn connect(&mut self, ctx: &mut Context<Self>) {
+        let config = Arc::clone(&self.config);
+        let client = match client(config.tls.as_ref()) {
+            Ok(client) => client,
+            Err(reason) => {
+                self.end = Some(EndReason::TlsConfig { reason });
+                ctx.stop();
+                return;
+            }
+        };
+        let mut request = client
+            .ws(config.url.as_str())
+            .max_frame_size(config.max_frame_size);
+        if !config.subprotocols.is_empty() {
+            request = request.protocols(config.subprotocols.iter().map(String::as_str));
+        }
+        for (name, value) in &config.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let timeout = config.handshake_timeout;
+        let attempt = async move { actix_rt::time::timeout(timeout, request.connect()).await };
+        // Spawned, not waited on: the mailbox stays live during the handshake, so a write gets
+        // its message back at once and a Close ends the attempt.
+        ctx.spawn(
+            attempt
+                .into_actor(self)
+                .map(move |result, act, ctx| match result {
+                    Ok(Ok((response, framed))) => act.opened(response, framed, ctx),
+                    Ok(Err(error)) => {
+                        act.end = Some(handshake_end(error));
+                        ctx.stop();
+                    }
+                    Err(_) => {
+                        act.end = Some(EndReason::HandshakeTimeout { after: timeout });
+                        ctx.stop();
+                    }
+                }),
+        );
+    }
+
+    fn opened(
+        &mut self,
+        response: awc::ClientResponse,
+        framed: Framed<BoxedSocket, Codec>,
+        ctx: &mut Context<Self>,
+    ) {
+        let protocol = response
+            .headers()
+            .get(awc::http::header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let framed = LeanFramed::from_framed(framed, self.config.max_frame_size);
+        let (sink, stream) = split_local(framed);
+        self.sink = Some(sink);
+        self.set_state(SocketState::Open);
+        ctx.spawn(Reader::new(stream));
+        ConnectionStats::add(&self.stats.opens, 1);
+        self.awaiting_live_reply = self.config.live_after.is_some();
+        self.heartbeat = Some(Heartbeat::new(
+            self.config.heartbeat.clone(),
+            Instant::now(),
+        ));
+        self.emit(ConnectionEvent::Open { protocol }, ctx);
+        self.heartbeat_tick(ctx);
+    }
+}
+
+/// Turns awc's `!Send` error into our own, keeping what a policy needs to classify it.
+fn handshake_end(error: WsClientError) -> EndReason {
+    use awc::error::{ConnectError, SendRequestError};
+    match error {
+        WsClientError::InvalidResponseStatus(status) => EndReason::HandshakeRejected {
+            status: status.as_u16(),
+        },
+        WsClientError::SendRequest(SendRequestError::Url(error)) => EndReason::InvalidRequest {
+            reason: error.to_string(),
+        },
+        WsClientError::SendRequest(SendRequestError::Http(error)) => EndReason::InvalidRequest {
+            reason: error.to_string(),
+        },
+        WsClientError::SendRequest(SendRequestError::Connect(ConnectError::Io(error))) => {
+            connect_failed(tls_failure(&error), error.to_string())
+        }
+        WsClientError::SendRequest(SendRequestError::Connect(error)) => {
+            connect_failed(tls_failure(&error), error.to_string())
+        }
+        WsClientError::SendRequest(error) => {
+            let tls = match &error {
+                SendRequestError::Send(io) => tls_failure(io),
+                SendRequestError::Response(actix_http::error::ParseError::Io(io)) => {
+                    tls_failure(io)
+                }
+                other => tls_failure(other),
+            };
+            connect_failed(tls, error.to_string())
+        }
+        other => EndReason::HandshakeInvalid {
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// A failed connect: a TLS failure when rustls said so, else the underlying error.
+fn connect_failed(tls: Option<String>, error: String) -> EndReason {
+    match tls {
+        Some(reason) => EndReason::Tls { reason },
+        None => EndReason::ConnectFailed { reason: error },
+    }
+}

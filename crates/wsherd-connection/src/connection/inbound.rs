@@ -1,0 +1,209 @@
+//! The read side: frames the reader hands over, routed to subscribers and settled per turn.
+
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_http::ws::Item;
+use awc::BoxedSocket;
+use awc::error::WsProtocolError;
+use awc::ws::{Frame, Message as WsMessage};
+use bytes::Bytes;
+use wsherd_protocol::{Fragment, Reassembled, ReassemblyError};
+
+use super::Connection;
+use crate::event::EndReason;
+use crate::framed::{InFrame, LeanFramed};
+use crate::reader::FrameSink;
+use crate::stats::ConnectionStats;
+
+impl Connection {
+    /// After each message: what cannot wait for the end of the turn (a full batch, a stopped
+    /// subscriber, a full one that must be waited for).
+    fn settle_message(&mut self, ctx: &mut Context<Self>) {
+        if self.batching.after_frame(self.report.largest_batch()) {
+            self.report.flush_batches();
+        }
+        if self.report.has_blocked() || !self.report.closed.is_empty() {
+            self.settle_report(ctx);
+        }
+    }
+
+    /// Settles the turn (see [`Self::settle_counts`]) and pauses reading while a full
+    /// subscriber catches up.
+    pub(super) fn settle_report(&mut self, ctx: &mut Context<Self>) {
+        self.settle_turn(true, ctx);
+    }
+
+    /// Settles a turn; gathered batches go out only with `flush_batches` (or when one is full).
+    fn settle_turn(&mut self, flush_batches: bool, ctx: &mut Context<Self>) {
+        self.settle_counts(flush_batches);
+        if let Some(wait) = self.report.take_backpressure() {
+            // `wait` holds the actor: no frame is read until every full subscriber took its
+            // message, so the socket's TCP window throttles the peer instead of our memory.
+            ctx.wait(wait.into_actor(self));
+        }
+    }
+
+    /// Sends gathered batches (with `flush_batches`), moves the turn's counters into the shared
+    /// stats and forgets stopped subscribers.
+    pub(super) fn settle_counts(&mut self, flush_batches: bool) {
+        if flush_batches && self.report.pending_deliveries() > 0 {
+            self.report.flush_batches();
+        }
+        let stats = &self.stats;
+        ConnectionStats::add(&stats.messages_in, std::mem::take(&mut self.unsettled_in.0));
+        ConnectionStats::add(&stats.bytes_in, std::mem::take(&mut self.unsettled_in.1));
+        let report = &mut self.report;
+        ConnectionStats::add(&stats.delivered, std::mem::take(&mut report.delivered));
+        ConnectionStats::add(
+            &stats.dropped_full,
+            std::mem::take(&mut report.dropped_full),
+        );
+        if report.decode_failures > 0 || report.dropped_full > 0 {
+            self.span.in_scope(|| {
+                tracing::debug!(
+                    decode_failures = report.decode_failures,
+                    dropped_full = report.dropped_full,
+                    "messages not delivered"
+                )
+            });
+        }
+        ConnectionStats::add(&stats.dead_letters, std::mem::take(&mut report.unrouted));
+        ConnectionStats::add(
+            &stats.decode_failures,
+            std::mem::take(&mut report.decode_failures),
+        );
+        if !report.closed.is_empty() {
+            for id in report.closed.drain(..) {
+                self.routes.router().unsubscribe(id);
+            }
+        }
+    }
+
+    fn on_text(&mut self, payload: &[u8], ctx: &mut Context<Self>) {
+        self.count_in(payload.len());
+        if (self.awaiting_live_reply || self.awaiting_app_reply()) && self.is_owner_reply(payload) {
+            return;
+        }
+        let table = self.routes.current();
+        table.route_text(&self.name, &self.config.kind, payload, &mut self.report);
+        self.settle_message(ctx);
+    }
+
+    fn on_binary(&mut self, payload: Bytes, ctx: &mut Context<Self>) {
+        self.count_in(payload.len());
+        let table = self.routes.current();
+        table.route_binary(&self.name, payload, &mut self.report);
+        self.settle_message(ctx);
+    }
+
+    fn count_in(&mut self, bytes: usize) {
+        self.saw_data = true;
+        self.unsettled_in.0 += 1;
+        self.unsettled_in.1 += bytes as u64;
+    }
+
+    fn on_fragment(&mut self, item: Item, ctx: &mut Context<Self>) {
+        let fragment = match item {
+            Item::FirstText(bytes) => Fragment::FirstText(bytes),
+            Item::FirstBinary(bytes) => Fragment::FirstBinary(bytes),
+            Item::Continue(bytes) => Fragment::Continue(bytes),
+            Item::Last(bytes) => Fragment::Last(bytes),
+        };
+        match self.reassembler.push(fragment) {
+            Ok(None) => {}
+            Ok(Some(Reassembled::Text(bytes))) => self.on_text(&bytes, ctx),
+            Ok(Some(Reassembled::Binary(bytes))) => self.on_binary(bytes, ctx),
+            Err(ReassemblyError::TooLarge { size, limit }) => {
+                self.fail(EndReason::MessageTooLarge { size, limit }, ctx)
+            }
+            Err(error) => self.fail(
+                EndReason::Protocol {
+                    reason: error.to_string(),
+                },
+                ctx,
+            ),
+        }
+    }
+
+    fn on_ping(&mut self, payload: Bytes, ctx: &mut Context<Self>) {
+        if self.state.is_closing() {
+            return;
+        }
+        // A peer that pings without reading our Pongs fills the write buffer; then its Pings
+        // go unanswered (RFC 6455 lets us answer only the latest one).
+        match self.write_frame(WsMessage::Pong(payload), ctx) {
+            Ok(()) => ConnectionStats::add(&self.stats.pings_answered, 1),
+            Err(_) => ConnectionStats::add(&self.stats.pongs_skipped, 1),
+        }
+    }
+
+    fn on_pong(&mut self, payload: &[u8]) {
+        ConnectionStats::add(&self.stats.pongs_received, 1);
+        if let Some(hb) = &mut self.heartbeat
+            && let Some(rtt) = hb.on_pong(payload, Instant::now())
+        {
+            self.stats.set_rtt(rtt);
+        }
+    }
+
+    fn on_read_error(&mut self, error: WsProtocolError, ctx: &mut Context<Self>) {
+        match error {
+            WsProtocolError::Overflow => self.fail(
+                EndReason::FrameTooLarge {
+                    limit: self.config.max_frame_size,
+                },
+                ctx,
+            ),
+            // actix-http reports reserved bits as `InvalidData` I/O: a protocol violation.
+            WsProtocolError::Io(error) if error.kind() == std::io::ErrorKind::InvalidData => self
+                .fail(
+                    EndReason::Protocol {
+                        reason: error.to_string(),
+                    },
+                    ctx,
+                ),
+            WsProtocolError::Io(error) => {
+                self.end.get_or_insert(EndReason::Io {
+                    reason: error.to_string(),
+                });
+                ctx.stop();
+            }
+            error => self.fail(
+                EndReason::Protocol {
+                    reason: error.to_string(),
+                },
+                ctx,
+            ),
+        }
+    }
+}
+
+impl FrameSink<LeanFramed<BoxedSocket>> for Connection {
+    fn end_of_turn(&mut self, socket_drained: bool, ctx: &mut Context<Self>) {
+        let send_batches = self
+            .batching
+            .after_turn(socket_drained, self.report.pending_deliveries());
+        self.settle_turn(send_batches, ctx);
+    }
+
+    fn on_frame(&mut self, item: Result<InFrame<'_>, WsProtocolError>, ctx: &mut Context<Self>) {
+        self.saw_frame = true;
+        match item {
+            Ok(InFrame::Text(payload)) => self.on_text(payload, ctx),
+            Ok(InFrame::Other(Frame::Text(payload))) => self.on_text(&payload, ctx),
+            Ok(InFrame::Other(Frame::Binary(payload))) => self.on_binary(payload, ctx),
+            Ok(InFrame::Other(Frame::Continuation(item))) => self.on_fragment(item, ctx),
+            Ok(InFrame::Other(Frame::Ping(payload))) => self.on_ping(payload, ctx),
+            Ok(InFrame::Other(Frame::Pong(payload))) => self.on_pong(&payload),
+            Ok(InFrame::Other(Frame::Close(reason))) => self.on_peer_close(reason, ctx),
+            Err(error) => self.on_read_error(error, ctx),
+        }
+    }
+
+    fn on_stream_end(&mut self, ctx: &mut Context<Self>) {
+        self.end.get_or_insert(EndReason::StreamEnded);
+        ctx.stop();
+    }
+}
+

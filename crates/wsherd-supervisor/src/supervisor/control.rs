@@ -1,0 +1,104 @@
+//! What an owner asks of a running endpoint: pause, resume, reconnect, stop.
+
+use actix::prelude::*;
+use wsherd_connection::Close;
+use wsherd_protocol::CloseCode;
+
+use super::Supervisor;
+use super::messages::{Control, Stop, StopReceipt};
+use crate::state::EndpointState;
+
+/// What the owner last asked for; it decides what follows the end of the current socket.
+///
+/// | intent | when the socket ends | a new request |
+/// | --- | --- | --- |
+/// | `Run` | the reconnect policy decides | any |
+/// | `ReconnectNow` | connect again at once, then `Run` | any |
+/// | `Pause` | `Paused` until `Resume` | `Resume`, `Reconnect`, `Stop` |
+/// | `Stop` | `Stopped`, the actor ends | ignored |
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Intent {
+    /// Stay connected, by policy.
+    Run,
+    /// A manual reconnect is under way: skip the policy once.
+    ReconnectNow,
+    /// Stay down until resumed.
+    Pause,
+    /// Stop for good.
+    Stop,
+}
+
+impl Handler<Control> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, control: Control, ctx: &mut Context<Self>) {
+        if self.intent == Intent::Stop {
+            return;
+        }
+        match control {
+            Control::Reconnect => {
+                if let Some(connection) = &self.connection {
+                    self.intent = Intent::ReconnectNow;
+                    connection.do_send(Close {
+                        code: CloseCode::NORMAL,
+                        reason: "reconnect requested".to_owned(),
+                    });
+                } else {
+                    // From backoff, failure or pause: start over with a clean slate.
+                    self.intent = Intent::Run;
+                    self.policy.reset();
+                    self.begin_attempt(ctx);
+                }
+            }
+            Control::Pause => {
+                if self.intent == Intent::Pause {
+                    return;
+                }
+                self.intent = Intent::Pause;
+                self.attempt_token += 1;
+                match &self.connection {
+                    Some(connection) => connection.do_send(Close {
+                        code: CloseCode::NORMAL,
+                        reason: "paused".to_owned(),
+                    }),
+                    None => self.set_state(EndpointState::Paused, ctx),
+                }
+            }
+            Control::Resume => {
+                if self.intent == Intent::Pause {
+                    self.intent = Intent::Run;
+                    if self.connection.is_none() {
+                        self.begin_attempt(ctx);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Handler<Stop> for Supervisor {
+    type Result = StopReceipt;
+
+    fn handle(&mut self, Stop { code, reason }: Stop, ctx: &mut Context<Self>) -> StopReceipt {
+        let (done, closed) = tokio::sync::oneshot::channel();
+        // Dropped with the actor: the receiver then completes.
+        self.stopped_signals.push(done);
+        let queued = self.queue.drain();
+        self.sync_queue();
+        if self.intent != Intent::Stop {
+            self.intent = Intent::Stop;
+            self.attempt_token += 1;
+            match &self.connection {
+                Some(connection) => connection.do_send(Close { code, reason }),
+                None => {
+                    self.set_state(EndpointState::Stopped, ctx);
+                    ctx.stop();
+                }
+            }
+        }
+        StopReceipt {
+            unsent: queued,
+            closed,
+        }
+    }
+}

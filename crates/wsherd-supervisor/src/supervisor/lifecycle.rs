@@ -1,0 +1,156 @@
+//! An endpoint's way through its states across socket lives: attempt, open, live, end, and
+//! what the policy makes of each end.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use actix::prelude::*;
+use wsherd_connection::{Close, Connection, EndReason};
+use wsherd_protocol::CloseCode;
+
+use super::Supervisor;
+use super::control::Intent;
+use crate::governor::Acquire;
+use crate::policy::{LifeEnd, Next};
+use crate::state::{EndpointState, FailReason};
+
+impl Supervisor {
+    /// Starts attempt number `backoff.attempt() + 1`, through the governor when there is one.
+    pub(super) fn begin_attempt(&mut self, ctx: &mut Context<Self>) {
+        self.attempt_token += 1;
+        let token = self.attempt_token;
+        let attempt = self.policy.attempt() + 1;
+        self.set_state(EndpointState::Connecting { attempt }, ctx);
+        match &self.governor {
+            None => self.start_connection(ctx),
+            Some(governor) => {
+                let request = governor.send(Acquire);
+                ctx.spawn(request.into_actor(self).map(move |granted, act, ctx| {
+                    if token != act.attempt_token || act.connection.is_some() {
+                        return; // abandoned meanwhile; the permit, if any, goes back on drop
+                    }
+                    // Without a governor answer (it stopped) connecting is still right.
+                    act.permit = granted.ok().and_then(Result::ok);
+                    act.start_connection(ctx);
+                }));
+            }
+        }
+    }
+
+    fn start_connection(&mut self, ctx: &mut Context<Self>) {
+        if self.lives_started > 0 {
+            self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        self.lives_started += 1;
+        self.live_timed_out = false;
+        let connection = Connection::new(
+            self.name.clone(),
+            Arc::clone(&self.connection_config),
+            &self.router,
+        )
+        .with_stats(Arc::clone(self.shared.connection_stats()))
+        .with_observer(ctx.address().recipient())
+        .start();
+        self.connection = Some(connection);
+    }
+
+    pub(super) fn on_open(&mut self, ctx: &mut Context<Self>) {
+        self.permit = None;
+        self.opened_at = Some(Instant::now());
+        self.set_state(EndpointState::Open, ctx);
+        let Some(connection) = self.connection.clone() else {
+            return;
+        };
+        self.replay_on_open(&connection);
+        match &self.spec.live_after {
+            None => self.become_live(ctx),
+            Some(live) => {
+                let timeout = live.timeout;
+                self.live_timer = Some(ctx.run_later(timeout, move |act, _| {
+                    act.live_timer = None;
+                    if act.state == EndpointState::Open
+                        && let Some(connection) = &act.connection
+                    {
+                        act.live_timed_out = true;
+                        connection.do_send(Close {
+                            code: CloseCode::NORMAL,
+                            reason: format!("no live-after reply within {timeout:?}"),
+                        });
+                    }
+                }));
+            }
+        }
+    }
+
+    pub(super) fn become_live(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.live_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        self.set_state(EndpointState::Live, ctx);
+        self.pump(ctx);
+    }
+
+    pub(super) fn on_closed(&mut self, reason: EndReason, ctx: &mut Context<Self>) {
+        self.connection = None;
+        self.permit = None;
+        if let Some(timer) = self.live_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        let uptime = self.opened_at.take().map(|opened| opened.elapsed());
+        self.shared.set_last_error(reason.clone());
+        match self.intent {
+            Intent::Stop => {
+                self.set_state(EndpointState::Stopped, ctx);
+                ctx.stop();
+                return;
+            }
+            Intent::Pause => {
+                self.set_state(EndpointState::Paused, ctx);
+                return;
+            }
+            Intent::ReconnectNow => {
+                self.intent = Intent::Run;
+                self.begin_attempt(ctx);
+                return;
+            }
+            Intent::Run => {}
+        }
+        let end = LifeEnd {
+            reason: reason.clone(),
+            uptime,
+            live_timed_out: self.live_timed_out,
+        };
+        match self
+            .policy
+            .after_end(&end, Instant::now(), self.random.as_mut())
+        {
+            Next::Fail(why) => self.fail(why, ctx),
+            Next::ReconnectNow => self.begin_attempt(ctx),
+            Next::Backoff { attempt, delay } => {
+                self.set_state(
+                    EndpointState::Backoff {
+                        attempt,
+                        delay,
+                        reason,
+                    },
+                    ctx,
+                );
+                self.attempt_token += 1;
+                let token = self.attempt_token;
+                ctx.run_later(delay, move |act, ctx| {
+                    if token == act.attempt_token
+                        && matches!(act.state, EndpointState::Backoff { .. })
+                    {
+                        act.begin_attempt(ctx);
+                    }
+                });
+            }
+        }
+    }
+
+    fn fail(&mut self, reason: FailReason, ctx: &mut Context<Self>) {
+        self.attempt_token += 1;
+        self.set_state(EndpointState::Failed { reason }, ctx);
+    }
+}
