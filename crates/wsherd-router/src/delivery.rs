@@ -5,6 +5,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use wsherd_protocol::{DecodeError, EndpointName};
 
+mod pool;
+
 /// One typed message (or event) from one endpoint, as a subscriber actor receives it.
 ///
 /// The value is decoded once per message. When one subscriber receives it, it travels inline;
@@ -150,9 +152,17 @@ pub struct Batch<T: 'static> {
     pub deliveries: Vec<Delivery<T>>,
 }
 
+impl<T: 'static> Batch<T> {
+    /// Storage for the deliveries of a new batch: emptied storage of an earlier batch of `T`
+    /// dropped on this thread when there is one, else room for `capacity` deliveries.
+    pub(crate) fn storage(capacity: usize) -> Vec<Delivery<T>> {
+        pool::take(capacity)
+    }
+}
+
 impl<T: 'static> Drop for Batch<T> {
     fn drop(&mut self) {
-        crate::pool::give_back(std::mem::take(&mut self.deliveries));
+        pool::give_back(std::mem::take(&mut self.deliveries));
     }
 }
 

@@ -38,16 +38,19 @@
 //! ```
 #![forbid(unsafe_code)]
 
+// A one-way chain, each module using only those to its left, so each reads without the ones after
+// it: delivery → dispatch → subscription → table → router.
 mod delivery;
-mod pool;
+mod dispatch;
 mod router;
 mod subscription;
 mod table;
 
 pub use delivery::{Batch, Binary, DeadLetter, DeadLetterReason, Delivery, Shared};
+pub use dispatch::{DispatchReport, Overflow, SubscriptionId};
 pub use router::{RouteCache, Router};
-pub use subscription::{Overflow, SubscribeOptions, SubscriptionId};
-pub use table::{DispatchReport, RouteTable};
+pub use subscription::SubscribeOptions;
+pub use table::RouteTable;
 
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 use wsherd_protocol::Inbound;
 
 use crate::delivery::{Batch, Delivery};
-use crate::subscription::{Group, Sink, SubscribeOptions, Subscriber, SubscriptionId};
+use crate::dispatch::{Sink, Subscriber, SubscriptionId};
+use crate::subscription::{Group, SubscribeOptions};
 use crate::table::{JsonRoute, RouteTable};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -274,7 +275,12 @@ impl Router {
         let mut state = self.lock();
         state.next_id += 1;
         let id = SubscriptionId(state.next_id);
-        let subscriber = Arc::new(Subscriber::new(id, sink, options));
+        let subscriber = Arc::new(Subscriber::new(
+            id,
+            sink,
+            options.endpoints,
+            options.overflow,
+        ));
         let entry = state.entries.entry(key.clone()).or_insert_with(|| {
             make(Group {
                 subscribers: Vec::new(),

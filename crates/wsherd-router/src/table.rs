@@ -2,7 +2,6 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,123 +10,9 @@ use wsherd_protocol::{
     DecodeError, DecodeStage, EndpointName, KindRule, decode, excerpt, validate_text,
 };
 
-use crate::delivery::{Binary, DeadLetter, DeadLetterReason, Delivery};
-use crate::subscription::{Blocked, Group, Pending, PendingBatch, Subscriber, SubscriptionId};
-
-/// Room a new batch starts with, at least and at most: a batch starts as large as the largest
-/// one of the previous flush, so a steady feed fills batches without ever copying them to grow.
-const BATCH_START_MIN: usize = 16;
-const BATCH_START_MAX: usize = 256;
-
-/// What happened to one or more dispatched messages; a connection keeps one and drains it.
-///
-/// Counting here instead of in shared atomics keeps the per-message path free of contention.
-#[derive(Default)]
-pub struct DispatchReport {
-    /// Deliveries handed to subscriber mailboxes (one message to three subscribers is three).
-    pub delivered: u64,
-    /// Deliveries dropped because an [`Overflow::Drop`](crate::Overflow::Drop) subscriber was full.
-    pub dropped_full: u64,
-    /// Messages that had no subscriber (they went to dead letters).
-    pub unrouted: u64,
-    /// Messages, or one subscribed type's decode of one, that failed to decode.
-    pub decode_failures: u64,
-    /// Subscriptions whose actor has stopped; tell the router with
-    /// [`Router::unsubscribe`](crate::Router::unsubscribe).
-    pub closed: Vec<SubscriptionId>,
-    pub(crate) blocked: Vec<Blocked>,
-    pending: Vec<Box<dyn PendingBatch>>,
-    pending_deliveries: usize,
-    largest_batch: usize,
-    /// Room the next new batch starts with.
-    batch_start: usize,
-}
-
-impl DispatchReport {
-    /// Deliveries gathered for batched subscribers and not yet sent.
-    pub fn pending_deliveries(&self) -> usize {
-        self.pending_deliveries
-    }
-
-    /// Deliveries in the fullest gathered batch: a connection sends its batches when this
-    /// reaches its cap, or when the socket has nothing more for now.
-    pub fn largest_batch(&self) -> usize {
-        self.largest_batch
-    }
-
-    /// Sends every gathered batch (one message per batched subscriber).
-    pub fn flush_batches(&mut self) {
-        self.pending_deliveries = 0;
-        self.batch_start = self.largest_batch.clamp(BATCH_START_MIN, BATCH_START_MAX);
-        self.largest_batch = 0;
-        for pending in std::mem::take(&mut self.pending) {
-            pending.flush(self);
-        }
-    }
-
-    pub(crate) fn add_to_batch<T: Send + Sync + 'static>(
-        &mut self,
-        subscriber: &Arc<Subscriber<T>>,
-        delivery: Delivery<T>,
-    ) {
-        self.pending_deliveries += 1;
-        let existing = self
-            .pending
-            .iter_mut()
-            .find(|p| p.id() == subscriber.id)
-            .and_then(|p| p.as_any_mut().downcast_mut::<Pending<T>>());
-        match existing {
-            Some(pending) => {
-                pending.deliveries.push(delivery);
-                self.largest_batch = self.largest_batch.max(pending.deliveries.len());
-            }
-            None => {
-                self.largest_batch = self.largest_batch.max(1);
-                let mut deliveries = crate::pool::take(self.batch_start.max(BATCH_START_MIN));
-                deliveries.push(delivery);
-                self.pending.push(Box::new(Pending {
-                    subscriber: Arc::clone(subscriber),
-                    deliveries,
-                }));
-            }
-        }
-    }
-
-    /// Whether a full [`Overflow::Backpressure`](crate::Overflow) subscriber is waited for;
-    /// see [`Self::take_backpressure`].
-    pub fn has_blocked(&self) -> bool {
-        !self.blocked.is_empty()
-    }
-
-    /// A future that completes once every full [`Overflow::Backpressure`](crate::Overflow)
-    /// subscriber has accepted its delivery, or `None` when nobody was full. Until it completes
-    /// the connection must not read further messages.
-    pub fn take_backpressure(&mut self) -> Option<impl Future<Output = ()> + 'static> {
-        if self.blocked.is_empty() {
-            return None;
-        }
-        let blocked = std::mem::take(&mut self.blocked);
-        Some(async move {
-            for wait in blocked {
-                wait.await;
-            }
-        })
-    }
-}
-
-impl std::fmt::Debug for DispatchReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DispatchReport")
-            .field("delivered", &self.delivered)
-            .field("dropped_full", &self.dropped_full)
-            .field("unrouted", &self.unrouted)
-            .field("decode_failures", &self.decode_failures)
-            .field("closed", &self.closed)
-            .field("blocked", &self.blocked.len())
-            .field("pending_deliveries", &self.pending_deliveries)
-            .finish()
-    }
-}
+use crate::delivery::{Binary, DeadLetter, DeadLetterReason};
+use crate::dispatch::DispatchReport;
+use crate::subscription::Group;
 
 pub(crate) enum RouteOutcome {
     NotWanted,

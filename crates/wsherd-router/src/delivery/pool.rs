@@ -10,7 +10,7 @@ use std::any::{Any, TypeId};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::delivery::Delivery;
+use super::Delivery;
 
 /// Emptied batches kept per delivered type and thread.
 const KEPT_PER_TYPE: usize = 4;
@@ -22,7 +22,7 @@ thread_local! {
 
 /// Storage for a new batch: a kept one when this thread has one, else a new one with room for
 /// `capacity` deliveries.
-pub(crate) fn take<T: 'static>(capacity: usize) -> Vec<Delivery<T>> {
+pub(super) fn take<T: 'static>(capacity: usize) -> Vec<Delivery<T>> {
     let kept = KEPT
         .try_with(|kept| {
             let mut kept = kept.try_borrow_mut().ok()?;
@@ -37,7 +37,7 @@ pub(crate) fn take<T: 'static>(capacity: usize) -> Vec<Delivery<T>> {
 
 /// Keeps `storage` (emptied here) for the next batch of `T` on this thread, unless enough are
 /// kept already.
-pub(crate) fn give_back<T: 'static>(mut storage: Vec<Delivery<T>>) {
+pub(super) fn give_back<T: 'static>(mut storage: Vec<Delivery<T>>) {
     // Dropping the deliveries runs their values' destructors: before any borrow of the pool.
     storage.clear();
     if storage.capacity() == 0 {

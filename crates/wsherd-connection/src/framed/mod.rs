@@ -1,0 +1,187 @@
+//! The socket's framing: awc's WebSocket codec over buffers sized by the traffic.
+//!
+//! awc hands back an `actix_codec::Framed`, which keeps an 8 KiB read buffer and an 8 KiB write
+//! buffer per socket for the socket's whole life, and reads at most 8 KiB per system call. For a
+//! herd of mostly idle connections the buffers are most of what a connection costs; for one busy
+//! feed the small reads are a system call every ~60 messages. This framing starts from the same
+//! parts (the codec and any bytes read past the handshake) and
+//! - while idle holds no buffer at all: a read lands in a small stack buffer first, and a read
+//!   buffer that is empty when the socket has nothing more is given back;
+//! - while busy reads straight into a buffer, asking for room that doubles (to 64 KiB) while
+//!   reads fill it;
+//! - gives the write buffer back whenever it has been flushed;
+//! - rejects a frame as soon as more than the frame cap is buffered without it completing
+//!   (actix-http's parser checks the cap only once the whole frame has arrived);
+//! - after a protocol error reads and discards the rest, so the peer's bytes neither repeat
+//!   the error nor pile up while our Close goes out.
+//!
+//! As in tokio-util's `FramedImpl`, each side keeps its own state (`read::ReadState`,
+//! `write::WriteState`) and only the codec is shared, so what a poll of one side can change is
+//! in one place. `header` is the fast path's reading of a frame header, kept apart so that it
+//! can be tested on bare bytes.
+
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use actix_codec::{AsyncRead, AsyncWrite, Decoder, Encoder, Framed};
+use actix_http::ws::{Codec, Frame, Message, ProtocolError};
+use bytes::BytesMut;
+use futures_util::Sink;
+
+use read::ReadState;
+use write::WriteState;
+
+mod header;
+mod read;
+#[cfg(test)]
+mod tests;
+mod write;
+
+/// A WebSocket client socket: frames in, messages out.
+pub(crate) struct LeanFramed<T> {
+    io: T,
+    /// Shared by both sides: it decodes what is read and encodes (masking) what is written.
+    codec: Codec,
+    read: ReadState,
+    write: WriteState,
+}
+
+impl<T> LeanFramed<T> {
+    /// Takes over awc's framing, keeping bytes it read past the handshake. `max_frame_size` must
+    /// be the codec's own cap.
+    pub(crate) fn from_framed(framed: Framed<T, Codec>, max_frame_size: usize) -> Self {
+        let parts = framed.into_parts();
+        let keep = |buf: BytesMut| if buf.is_empty() { BytesMut::new() } else { buf };
+        LeanFramed {
+            io: parts.io,
+            codec: parts.codec,
+            read: ReadState::new(keep(parts.read_buf), max_frame_size),
+            write: WriteState {
+                buf: keep(parts.write_buf),
+            },
+        }
+    }
+}
+
+/// One frame read from the socket.
+#[derive(Debug)]
+pub(crate) enum InFrame<'a> {
+    /// A whole (unfragmented) text frame's payload, still in the read buffer: the common
+    /// frame is routed from where it was read, without a `Bytes` of its own.
+    Text(&'a [u8]),
+    /// Any other frame, as awc's codec decoded it.
+    Other(Frame),
+}
+
+impl<T: AsyncRead + Unpin> LeanFramed<T> {
+    /// The next frame. A [`InFrame::Text`] borrows the read buffer; it is consumed on the
+    /// next call.
+    ///
+    /// Where the read side stands, tested in this order on every call:
+    ///
+    /// | state | when | meaning | next |
+    /// | --- | --- | --- | --- |
+    /// | lent | `consumed > 0` | the last [`InFrame::Text`] borrows the buffer | its bytes are dropped; go on below |
+    /// | failed | `failed` | an error was reported | discard: drop the buffer, read through the stack and drop, at most 64 reads a poll; end of stream or read error → `None`, never a second error |
+    /// | buffered | `readable` | the buffer may hold a whole frame: decode before reading | whole text frame, not fragmenting → [`InFrame::Text`]; else the codec: a frame → [`InFrame::Other`]; none and `eof` → ended; none and over cap + header → failed (`Overflow`); none → idle or busy; error → failed |
+    /// | ended | `eof` | the stream is over, no whole frame left | `None` on every call |
+    /// | idle | no buffer held | quiet: waiting costs no heap | probe read of up to 512 B through the stack, copied into a new buffer → buffered (`eof` if 0 B); pending → idle; error → failed |
+    /// | busy | a buffer held | traffic, or part of a frame read | read straight into the buffer, reserving `chunk` when under 4 KiB is spare; a read that fills the room doubles `chunk` (to 64 KiB) → buffered (`eof` if 0 B); pending with the buffer empty → idle, `chunk` back to 4 KiB if the last read was under 512 B; pending → busy; error → failed |
+    /// | fragmenting | `fragmenting`, with any of the above | a fragmented message is open | fast path off, so the codec refuses a whole text frame inside it; cleared by the last fragment |
+    pub(crate) fn next_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<InFrame<'_>, ProtocolError>>> {
+        self.read.drop_consumed();
+        if self.read.failed {
+            return self.read.discard(&mut self.io, cx);
+        }
+        loop {
+            if self.read.readable {
+                if let Some((start, end)) = self.read.whole_text_frame() {
+                    self.read.consumed = end;
+                    let payload = self.read.buf.get(start..end).unwrap_or_default();
+                    return Poll::Ready(Some(Ok(InFrame::Text(payload))));
+                }
+                let decoded = if self.read.eof {
+                    self.codec.decode_eof(&mut self.read.buf)
+                } else {
+                    self.codec.decode(&mut self.read.buf)
+                };
+                match decoded {
+                    Ok(Some(frame)) => {
+                        self.read.track_fragments(&frame);
+                        return Poll::Ready(Some(Ok(InFrame::Other(frame))));
+                    }
+                    Ok(None) if self.read.eof => {
+                        // Frames may remain after the end of the stream; then it ends.
+                        self.read.readable = false;
+                        return Poll::Ready(None);
+                    }
+                    Ok(None) if self.read.overflowing() => {
+                        return self.read.fail(ProtocolError::Overflow);
+                    }
+                    Ok(None) => self.read.readable = false,
+                    Err(error) => return self.read.fail(error),
+                }
+            } else if self.read.eof {
+                return Poll::Ready(None);
+            }
+            match self.read.read_more(&mut self.io, cx) {
+                Poll::Ready(Ok(read)) => {
+                    self.read.eof = read == 0;
+                    self.read.readable = true;
+                }
+                Poll::Ready(Err(error)) => return self.read.fail(error.into()),
+                Poll::Pending => {
+                    self.read.idle();
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> crate::reader::FrameSource for LeanFramed<T> {
+    type Frame<'a>
+        = Result<InFrame<'a>, ProtocolError>
+    where
+        T: 'a;
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Self::Frame<'_>>> {
+        self.next_frame(cx)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Sink<Message> for LeanFramed<T> {
+    type Error = ProtocolError;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ProtocolError>> {
+        if self.write.has_room() {
+            Poll::Ready(Ok(()))
+        } else {
+            self.poll_flush(cx)
+        }
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), ProtocolError> {
+        let this = self.get_mut();
+        this.codec.encode(message, &mut this.write.buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ProtocolError>> {
+        let this = self.get_mut();
+        ready!(this.write.poll_write_out(&mut this.io, cx))?;
+        ready!(Pin::new(&mut this.io).poll_flush(cx))?;
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), ProtocolError>> {
+        ready!(self.as_mut().poll_flush(cx))?;
+        ready!(Pin::new(&mut self.get_mut().io).poll_shutdown(cx))?;
+        Poll::Ready(Ok(()))
+    }
+}
