@@ -160,8 +160,12 @@ impl Herd {
         for name in current {
             let keep = config.endpoints.get(&name).is_some_and(|e| e.enabled);
             if !keep {
-                self.remove_endpoint(name.as_str(), CloseCode::NORMAL, "removed from the configuration")
-                    .await?;
+                self.remove_endpoint(
+                    name.as_str(),
+                    CloseCode::NORMAL,
+                    "removed from the configuration",
+                )
+                .await?;
                 report.stopped.push(name);
             }
         }
@@ -173,8 +177,12 @@ impl Herd {
             match existing {
                 Some(true) => report.unchanged.push(name),
                 Some(false) => {
-                    self.remove_endpoint(name.as_str(), CloseCode::RESTART, "configuration changed")
-                        .await?;
+                    self.remove_endpoint(
+                        name.as_str(),
+                        CloseCode::RESTART,
+                        "configuration changed",
+                    )
+                    .await?;
                     self.start_endpoint(name.clone(), endpoint)?;
                     report.restarted.push(name);
                 }

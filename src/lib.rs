@@ -41,9 +41,9 @@ macro_rules! inbound {
 /// The names most programs need.
 pub mod prelude {
     pub use crate::{
-        CloseCode, ConnectionConfig, ConnectionEvent, DeadLetter, Delivery, EndReason, EndpointName,
-        EndpointSpec, EndpointState, Herd, Inbound, KindRule, Outbound, Overflow, StateEvent,
-        Submitted, SubscribeOptions,
+        CloseCode, ConnectionConfig, ConnectionEvent, DeadLetter, Delivery, EndReason,
+        EndpointName, EndpointSpec, EndpointState, Herd, Inbound, KindRule, Outbound, Overflow,
+        StateEvent, Submitted, SubscribeOptions,
     };
 }
 

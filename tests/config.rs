@@ -152,8 +152,14 @@ heartbeat = { mode = "app", payload = '{"event":"ping"}', reply_kind = "pong" }
     assert_eq!(spec.queue.max_bytes, 64 << 10);
     assert_eq!(spec.queue.overflow, OverflowPolicy::DropOldest);
     assert_eq!(spec.queue.ttl, Some(Duration::from_secs(30)));
-    assert_eq!(spec.actions.on_close[&CloseCode::from(4000)], wsherd::Action::Stop);
-    assert_eq!(spec.actions.on_close[&CloseCode::POLICY], wsherd::Action::Backoff);
+    assert_eq!(
+        spec.actions.on_close[&CloseCode::from(4000)],
+        wsherd::Action::Stop
+    );
+    assert_eq!(
+        spec.actions.on_close[&CloseCode::POLICY],
+        wsherd::Action::Backoff
+    );
     assert_eq!(spec.actions.on_status[&404], wsherd::Action::Backoff);
 
     let kraken = &config.endpoints[&name("kraken")];

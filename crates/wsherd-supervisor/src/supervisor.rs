@@ -190,13 +190,9 @@ impl Handler<Observed> for Supervisor {
         match observed.notice {
             Notice::Event(ConnectionEvent::Open { .. }) => self.on_open(ctx),
             Notice::Event(ConnectionEvent::Closed { reason }) => self.on_closed(reason, ctx),
-            Notice::LiveReply => {
-                if self.state == EndpointState::Open {
-                    self.become_live(ctx);
-                }
-            }
+            Notice::LiveReply if self.state == EndpointState::Open => self.become_live(ctx),
             Notice::Unsent(messages) => self.take_back(messages),
-            // Connecting, Closing, and whatever later versions announce: nothing to decide.
+            // Connecting, Closing, a late live reply, and whatever later versions announce.
             _ => {}
         }
     }

@@ -206,4 +206,3 @@ impl FrameSink<LeanFramed<BoxedSocket>> for Connection {
         ctx.stop();
     }
 }
-

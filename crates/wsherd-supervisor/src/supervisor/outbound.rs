@@ -11,9 +11,7 @@ use wsherd_protocol::Outbound;
 
 use super::Supervisor;
 use super::control::Intent;
-use super::messages::{
-    AddOnOpenHook, MAX_REMEMBERED, Rejected, Remember, Submit, Submitted,
-};
+use super::messages::{AddOnOpenHook, MAX_REMEMBERED, Rejected, Remember, Submit, Submitted};
 use crate::state::{EndpointState, QueueEvent};
 
 /// How soon a message refused by a full write buffer is tried again.
