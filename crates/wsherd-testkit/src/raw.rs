@@ -12,6 +12,8 @@ use crate::watch::Watched;
 
 /// The largest HTTP request head the raw server reads before giving up on a client.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// The most bytes a `Drain` keeps for the log; the rest is read and discarded.
+const MAX_DRAINED: usize = 1024 * 1024;
 
 /// One thing the raw server does on a connection, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +30,8 @@ pub enum RawStep {
     WriteSlowly(Vec<u8>, Duration),
     /// Keep the socket open without reading or writing until the server is dropped.
     Hold,
-    /// Read and discard whatever the client sends until it closes or the server is dropped.
+    /// Read whatever the client sends until it closes or the server is dropped, keeping the
+    /// first MiB in [`RawLog::drained`].
     Drain,
 }
 
@@ -71,6 +74,65 @@ pub struct RawLog {
     pub finished: bool,
     /// The first I/O error, if any (the client hanging up shows here).
     pub error: Option<String>,
+    /// What the client sent during `Drain`, as read off the wire (its frames are masked).
+    pub drained: Vec<u8>,
+}
+
+impl RawLog {
+    /// The client's frames read during `Drain`, unmasked: `(first byte, payload)` each, a cut
+    /// frame at the end left out.
+    pub fn client_frames(&self) -> Vec<(u8, Vec<u8>)> {
+        client_frames(&self.drained)
+    }
+
+    /// The code of the first Close frame the client sent during `Drain`.
+    pub fn close_code(&self) -> Option<u16> {
+        self.client_frames()
+            .into_iter()
+            .find(|(first, _)| first & 0x0F == 0x8)
+            .and_then(|(_, payload)| Some(u16::from_be_bytes([*payload.first()?, *payload.get(1)?])))
+    }
+}
+
+/// Splits client-to-server bytes into frames (masked, as RFC 6455 requires of clients).
+pub fn client_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut frames = Vec::new();
+    while bytes.len() >= 2 {
+        let first = bytes[0];
+        let masked = bytes[1] & 0x80 != 0;
+        let (len, mut at) = match bytes[1] & 0x7F {
+            126 if bytes.len() >= 4 => (u64::from(u16::from_be_bytes([bytes[2], bytes[3]])), 4),
+            127 if bytes.len() >= 10 => {
+                let mut len = [0u8; 8];
+                len.copy_from_slice(&bytes[2..10]);
+                (u64::from_be_bytes(len), 10)
+            }
+            126 | 127 => break,
+            len => (u64::from(len), 2),
+        };
+        let mut key = [0u8; 4];
+        if masked {
+            let Some(mask) = bytes.get(at..at + 4) else {
+                break;
+            };
+            key.copy_from_slice(mask);
+            at += 4;
+        }
+        let Some(payload) = usize::try_from(len)
+            .ok()
+            .and_then(|len| bytes.get(at..at.checked_add(len)?))
+        else {
+            break;
+        };
+        let payload: Vec<u8> = payload
+            .iter()
+            .enumerate()
+            .map(|(i, byte)| byte ^ key[i % 4])
+            .collect();
+        bytes = &bytes[at + payload.len()..];
+        frames.push((first, payload));
+    }
+    frames
 }
 
 /// A TCP server on 127.0.0.1 that runs a [`RawStep`] script on each connection, on plain
@@ -245,7 +307,12 @@ fn run_script(
                 while !stopping.load(Ordering::SeqCst) {
                     match stream.read(&mut buf) {
                         Ok(0) => return Ok(()),
-                        Ok(_) => {}
+                        Ok(read) => log.update(|logs| {
+                            if let Some(entry) = logs.get_mut(index) {
+                                let room = MAX_DRAINED.saturating_sub(entry.drained.len());
+                                entry.drained.extend_from_slice(&buf[..read.min(room)]);
+                            }
+                        }),
                         Err(e)
                             if matches!(
                                 e.kind(),
@@ -319,6 +386,21 @@ mod tests {
         assert_eq!(large.len(), 10 + 70_000);
         let masked = frame_with(0x81, Some([1, 2, 3, 4]), b"ab");
         assert_eq!(masked, [0x81, 0x82, 1, 2, 3, 4, b'a' ^ 1, b'b' ^ 2]);
+    }
+
+    #[test]
+    fn client_frames_are_unmasked_and_a_cut_one_is_left_out() {
+        let mut wire = frame_with(0x81, Some([9, 8, 7, 6]), b"hello");
+        wire.extend(frame_with(0x88, Some([1, 2, 3, 4]), &[0x03, 0xF3, b'x']));
+        wire.extend(&frame_with(0x82, Some([1, 1, 1, 1]), &[0u8; 300])[..50]);
+        let log = RawLog {
+            drained: wire,
+            ..RawLog::default()
+        };
+        let frames = log.client_frames();
+        assert_eq!(frames.len(), 2);
+        assert_eq!(frames[0], (0x81, b"hello".to_vec()));
+        assert_eq!(log.close_code(), Some(1011));
     }
 
     #[test]
