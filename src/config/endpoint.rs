@@ -1,11 +1,17 @@
 //! One endpoint's keys, read into an `EndpointSpec`.
+//!
+//! This file holds the catalogue of accepted keys and reads the endpoint table itself: the
+//! connection keys, headers (with their secrets) and TLS files. The nested tables that tune
+//! behaviour live apart: [`liveness`] reads `heartbeat` and `live_after`, [`policy`] reads
+//! `backoff`, `intensity`, `outbound`, `on_close` and `on_status`.
 
-use std::time::Duration;
+mod liveness;
+mod policy;
 
 use config::{Value, ValueKind};
 use wsherd_connection::{ConnectionConfig, TlsFiles, client_config, validate_url};
-use wsherd_protocol::{HeartbeatMode, KindRule, Outbound, ReplyMatcher};
-use wsherd_supervisor::{Action, EndpointSpec, Jitter, LiveAfter, OverflowPolicy};
+use wsherd_protocol::{KindRule, Outbound};
+use wsherd_supervisor::EndpointSpec;
 
 use super::read::{Reader, join, origin_of, show};
 
@@ -51,10 +57,6 @@ pub(crate) const INTENSITY_KEYS: &[&str] = &["max_restarts", "within"];
 pub(crate) const OUTBOUND_KEYS: &[&str] = &["max_messages", "max_bytes", "overflow", "ttl"];
 pub(crate) const LIVE_AFTER_KEYS: &[&str] = &["kind", "text", "timeout"];
 pub(crate) const TLS_KEYS: &[&str] = &["ca_file", "client_cert", "client_key"];
-const ACTIONS: &[&str] = &["reconnect", "backoff", "stop"];
-
-/// Default wait for the `live_after` reply.
-const DEFAULT_LIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reads endpoint `path`; returns `(enabled, spec)` and the resolved secrets (for the
 /// fingerprint), or `None` when something was wrong (the reader has the problems).
@@ -134,7 +136,7 @@ pub(crate) fn read_endpoint(
         connection.heartbeat.idle_timeout = Some(idle);
     }
     if let Some(heartbeat) = table.map.get("heartbeat") {
-        read_heartbeat(reader, heartbeat, &join(path, "heartbeat"), &mut connection);
+        liveness::read_heartbeat(reader, heartbeat, &join(path, "heartbeat"), &mut connection);
     }
     if let Some(tls) = table.map.get("tls") {
         read_tls(reader, tls, &join(path, "tls"), &mut connection);
@@ -145,77 +147,24 @@ pub(crate) fn read_endpoint(
         spec.on_open = messages.into_iter().map(Outbound::Text).collect();
     }
     if let Some(live) = table.map.get("live_after") {
-        spec.live_after = read_live_after(reader, live, &join(path, "live_after"));
+        spec.live_after = liveness::read_live_after(reader, live, &join(path, "live_after"));
     }
-    if let Some(backoff) = table.map.get("backoff")
-        && let Some(backoff) = reader.table(backoff, &join(path, "backoff"), BACKOFF_KEYS)
-    {
-        let policy = &mut spec.backoff;
-        if let Some(initial) = reader.duration(&backoff, "initial") {
-            policy.initial = initial;
-        }
-        if let Some(max) = reader.duration(&backoff, "max") {
-            policy.max = max;
-        }
-        if let Some(factor) = reader.float(&backoff, "factor", 1.0) {
-            policy.factor = factor;
-        }
-        if let Some(jitter) = reader.choice(&backoff, "jitter", &["full", "equal", "none"]) {
-            policy.jitter = match jitter {
-                "equal" => Jitter::Equal,
-                "none" => Jitter::None,
-                _ => Jitter::Full,
-            };
-        }
-        if let Some(reset) = reader.duration(&backoff, "reset_after") {
-            policy.reset_after = reset;
-        }
-        if let Some(attempts) = reader.integer(&backoff, "max_attempts", 0, u32::MAX as u64) {
-            policy.max_attempts = attempts as u32;
-        }
-        if policy.initial > policy.max {
-            reader.problem(
-                backoff.origin.as_deref(),
-                &backoff.path,
-                format!(
-                    "initial ({:?}) is larger than max ({:?})",
-                    policy.initial, policy.max
-                ),
-            );
-        }
+    if let Some(backoff) = table.map.get("backoff") {
+        policy::read_backoff(reader, backoff, &join(path, "backoff"), &mut spec.backoff);
     }
-    if let Some(intensity) = table.map.get("intensity")
-        && let Some(intensity) = reader.table(intensity, &join(path, "intensity"), INTENSITY_KEYS)
-    {
-        if let Some(max) = reader.integer(&intensity, "max_restarts", 0, u32::MAX as u64) {
-            spec.intensity.max_restarts = max as u32;
-        }
-        if let Some(within) = reader.duration(&intensity, "within") {
-            spec.intensity.within = within;
-        }
+    if let Some(intensity) = table.map.get("intensity") {
+        policy::read_intensity(
+            reader,
+            intensity,
+            &join(path, "intensity"),
+            &mut spec.intensity,
+        );
     }
-    if let Some(outbound) = table.map.get("outbound")
-        && let Some(outbound) = reader.table(outbound, &join(path, "outbound"), OUTBOUND_KEYS)
-    {
-        if let Some(max) = reader.integer(&outbound, "max_messages", 0, u32::MAX as u64) {
-            spec.queue.max_messages = max as usize;
-        }
-        if let Some(max) = reader.size(&outbound, "max_bytes") {
-            spec.queue.max_bytes = max;
-        }
-        if let Some(overflow) = reader.choice(&outbound, "overflow", &["reject", "drop_oldest"]) {
-            spec.queue.overflow = if overflow == "drop_oldest" {
-                OverflowPolicy::DropOldest
-            } else {
-                OverflowPolicy::Reject
-            };
-        }
-        if let Some(ttl) = reader.duration(&outbound, "ttl") {
-            spec.queue.ttl = Some(ttl);
-        }
+    if let Some(outbound) = table.map.get("outbound") {
+        policy::read_outbound(reader, outbound, &join(path, "outbound"), &mut spec.queue);
     }
     if let Some(on_close) = table.map.get("on_close") {
-        read_actions(
+        policy::read_actions(
             reader,
             on_close,
             &join(path, "on_close"),
@@ -224,7 +173,7 @@ pub(crate) fn read_endpoint(
         );
     }
     if let Some(on_status) = table.map.get("on_status") {
-        read_actions(
+        policy::read_actions(
             reader,
             on_status,
             &join(path, "on_status"),
@@ -321,133 +270,6 @@ fn read_headers(
             }
             connection.headers.push((name.clone(), resolved));
         }
-    }
-}
-
-fn read_heartbeat(
-    reader: &mut Reader,
-    value: &Value,
-    path: &str,
-    connection: &mut ConnectionConfig,
-) {
-    let Some(table) = reader.table(value, path, HEARTBEAT_KEYS) else {
-        return;
-    };
-    let spec = &mut connection.heartbeat;
-    if let Some(interval) = reader.duration(&table, "interval") {
-        if interval.is_zero() {
-            reader.problem(
-                table.origin.as_deref(),
-                &join(path, "interval"),
-                "must be longer than zero",
-            );
-        }
-        spec.interval = interval;
-    }
-    if let Some(timeout) = reader.duration(&table, "timeout") {
-        if timeout.is_zero() {
-            reader.problem(
-                table.origin.as_deref(),
-                &join(path, "timeout"),
-                "must be longer than zero",
-            );
-        }
-        spec.timeout = timeout;
-    }
-    let payload = reader.string(&table, "payload");
-    let reply_kind = reader.string(&table, "reply_kind");
-    let reply_text = reader.string(&table, "reply_text");
-    let mode = reader
-        .choice(&table, "mode", &["ws-ping", "app", "off"])
-        .unwrap_or("ws-ping");
-    spec.mode = match mode {
-        "off" => HeartbeatMode::Off,
-        "app" => {
-            let reply = match (reply_kind, reply_text) {
-                (Some(kind), None) => Some(ReplyMatcher::Kind(kind)),
-                (None, Some(text)) => Some(ReplyMatcher::Text(text)),
-                _ => {
-                    reader.problem(
-                        table.origin.as_deref(),
-                        path,
-                        "mode \"app\" needs exactly one of reply_kind or reply_text",
-                    );
-                    None
-                }
-            };
-            if payload.is_none() {
-                reader.problem(
-                    table.origin.as_deref(),
-                    &join(path, "payload"),
-                    "is required with mode \"app\"",
-                );
-            }
-            match (payload, reply) {
-                (Some(payload), Some(reply)) => HeartbeatMode::App { payload, reply },
-                _ => HeartbeatMode::WsPing,
-            }
-        }
-        _ => HeartbeatMode::WsPing,
-    };
-}
-
-fn read_live_after(reader: &mut Reader, value: &Value, path: &str) -> Option<LiveAfter> {
-    let table = reader.table(value, path, LIVE_AFTER_KEYS)?;
-    let timeout = reader
-        .duration(&table, "timeout")
-        .unwrap_or(DEFAULT_LIVE_TIMEOUT);
-    let matcher = match (reader.string(&table, "kind"), reader.string(&table, "text")) {
-        (Some(kind), None) => ReplyMatcher::Kind(kind),
-        (None, Some(text)) => ReplyMatcher::Text(text),
-        _ => {
-            reader.problem(
-                table.origin.as_deref(),
-                path,
-                "needs exactly one of kind or text",
-            );
-            return None;
-        }
-    };
-    Some(LiveAfter { matcher, timeout })
-}
-
-/// Reads a table of codes (close codes or HTTP statuses, keyed `K`) to actions.
-fn read_actions<K: From<u16> + Eq + std::hash::Hash>(
-    reader: &mut Reader,
-    value: &Value,
-    path: &str,
-    range: std::ops::RangeInclusive<u16>,
-    into: &mut std::collections::HashMap<K, Action>,
-) {
-    let Some(table) = reader.table(value, path, &[]) else {
-        return;
-    };
-    let mut keys: Vec<&String> = table.map.keys().collect();
-    keys.sort();
-    for key in keys {
-        let Some(entry) = table.map.get(key) else {
-            continue;
-        };
-        let code = key.parse::<u16>().ok().filter(|code| range.contains(code));
-        let Some(code) = code.map(K::from) else {
-            reader.problem(
-                origin_of(entry).as_deref(),
-                &join(path, key),
-                format!(
-                    "{key:?} is not a code from {} to {}",
-                    range.start(),
-                    range.end()
-                ),
-            );
-            continue;
-        };
-        let action = reader.choice(&table, key, ACTIONS);
-        match action {
-            Some("reconnect") => into.insert(code, Action::ReconnectNow),
-            Some("stop") => into.insert(code, Action::Stop),
-            Some(_) => into.insert(code, Action::Backoff),
-            None => None,
-        };
     }
 }
 

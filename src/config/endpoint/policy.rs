@@ -1,0 +1,142 @@
+//! What the supervisor does about failures and backlog: the `backoff`, `intensity` and
+//! `outbound` tables, and the `on_close` / `on_status` action tables.
+
+use config::Value;
+use wsherd_supervisor::{
+    Action, BackoffPolicy, Jitter, OverflowPolicy, QueuePolicy, RestartIntensity,
+};
+
+use super::{BACKOFF_KEYS, INTENSITY_KEYS, OUTBOUND_KEYS};
+use crate::config::read::{Reader, join, origin_of};
+
+const ACTIONS: &[&str] = &["reconnect", "backoff", "stop"];
+
+/// Reads the `backoff` table at `path` into `policy`.
+pub(super) fn read_backoff(
+    reader: &mut Reader,
+    value: &Value,
+    path: &str,
+    policy: &mut BackoffPolicy,
+) {
+    let Some(backoff) = reader.table(value, path, BACKOFF_KEYS) else {
+        return;
+    };
+    if let Some(initial) = reader.duration(&backoff, "initial") {
+        policy.initial = initial;
+    }
+    if let Some(max) = reader.duration(&backoff, "max") {
+        policy.max = max;
+    }
+    if let Some(factor) = reader.float(&backoff, "factor", 1.0) {
+        policy.factor = factor;
+    }
+    if let Some(jitter) = reader.choice(&backoff, "jitter", &["full", "equal", "none"]) {
+        policy.jitter = match jitter {
+            "equal" => Jitter::Equal,
+            "none" => Jitter::None,
+            _ => Jitter::Full,
+        };
+    }
+    if let Some(reset) = reader.duration(&backoff, "reset_after") {
+        policy.reset_after = reset;
+    }
+    if let Some(attempts) = reader.integer(&backoff, "max_attempts", 0, u32::MAX as u64) {
+        policy.max_attempts = attempts as u32;
+    }
+    if policy.initial > policy.max {
+        reader.problem(
+            backoff.origin.as_deref(),
+            &backoff.path,
+            format!(
+                "initial ({:?}) is larger than max ({:?})",
+                policy.initial, policy.max
+            ),
+        );
+    }
+}
+
+/// Reads the `intensity` table at `path` into `intensity`.
+pub(super) fn read_intensity(
+    reader: &mut Reader,
+    value: &Value,
+    path: &str,
+    intensity: &mut RestartIntensity,
+) {
+    let Some(table) = reader.table(value, path, INTENSITY_KEYS) else {
+        return;
+    };
+    if let Some(max) = reader.integer(&table, "max_restarts", 0, u32::MAX as u64) {
+        intensity.max_restarts = max as u32;
+    }
+    if let Some(within) = reader.duration(&table, "within") {
+        intensity.within = within;
+    }
+}
+
+/// Reads the `outbound` table at `path` into `queue`.
+pub(super) fn read_outbound(
+    reader: &mut Reader,
+    value: &Value,
+    path: &str,
+    queue: &mut QueuePolicy,
+) {
+    let Some(outbound) = reader.table(value, path, OUTBOUND_KEYS) else {
+        return;
+    };
+    if let Some(max) = reader.integer(&outbound, "max_messages", 0, u32::MAX as u64) {
+        queue.max_messages = max as usize;
+    }
+    if let Some(max) = reader.size(&outbound, "max_bytes") {
+        queue.max_bytes = max;
+    }
+    if let Some(overflow) = reader.choice(&outbound, "overflow", &["reject", "drop_oldest"]) {
+        queue.overflow = if overflow == "drop_oldest" {
+            OverflowPolicy::DropOldest
+        } else {
+            OverflowPolicy::Reject
+        };
+    }
+    if let Some(ttl) = reader.duration(&outbound, "ttl") {
+        queue.ttl = Some(ttl);
+    }
+}
+
+/// Reads a table of codes (close codes or HTTP statuses, keyed `K`) to actions.
+pub(super) fn read_actions<K: From<u16> + Eq + std::hash::Hash>(
+    reader: &mut Reader,
+    value: &Value,
+    path: &str,
+    range: std::ops::RangeInclusive<u16>,
+    into: &mut std::collections::HashMap<K, Action>,
+) {
+    let Some(table) = reader.table(value, path, &[]) else {
+        return;
+    };
+    let mut keys: Vec<&String> = table.map.keys().collect();
+    keys.sort();
+    for key in keys {
+        let Some(entry) = table.map.get(key) else {
+            continue;
+        };
+        let code = key.parse::<u16>().ok().filter(|code| range.contains(code));
+        let Some(code) = code.map(K::from) else {
+            reader.problem(
+                origin_of(entry).as_deref(),
+                &join(path, key),
+                format!(
+                    "{key:?} is not a code from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            );
+            continue;
+        };
+        let action = reader.choice(&table, key, ACTIONS);
+        match action {
+            Some("reconnect") => into.insert(code, Action::ReconnectNow),
+            Some("stop") => into.insert(code, Action::Stop),
+            Some(_) => into.insert(code, Action::Backoff),
+            None => None,
+        };
+    }
+}

@@ -1,0 +1,189 @@
+//! Endpoints coming and going: add, remove, restart, reload, the owner's controls (pause,
+//! resume, reconnect), and shutdown, with the reports the bulk operations return.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use wsherd_protocol::{CloseCode, EndpointName, Outbound};
+use wsherd_supervisor::{Control, EndpointSpec, Stop};
+
+use super::Herd;
+use crate::config::{EndpointConfig, HerdConfig};
+use crate::error::HerdError;
+
+/// What a [`Herd::reload`] did, by endpoint name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// New endpoints, started.
+    pub started: Vec<EndpointName>,
+    /// Changed endpoints, restarted with their new settings.
+    pub restarted: Vec<EndpointName>,
+    /// Removed (or disabled) endpoints, stopped.
+    pub stopped: Vec<EndpointName>,
+    /// Endpoints whose settings did not change: their sockets were not touched.
+    pub unchanged: Vec<EndpointName>,
+}
+
+/// What [`Herd::shutdown`] leaves behind.
+#[derive(Debug, Default)]
+pub struct ShutdownReport {
+    /// Messages that were still queued, by endpoint.
+    pub unsent: BTreeMap<EndpointName, Vec<Outbound>>,
+    /// Endpoints whose close did not finish within the timeout.
+    pub timed_out: Vec<EndpointName>,
+}
+
+impl Herd {
+    /// Applies a new configuration: unchanged endpoints keep their sockets, changed ones
+    /// restart, removed or disabled ones stop, new ones start. Herd settings (workers,
+    /// governor) stay as they were started.
+    pub async fn reload(&self, config: HerdConfig) -> Result<ReloadReport, HerdError> {
+        let mut report = ReloadReport::default();
+        let current: Vec<EndpointName> = self.endpoints();
+        for name in current {
+            let keep = config.endpoints.get(&name).is_some_and(|e| e.enabled);
+            if !keep {
+                self.remove_endpoint(
+                    name.as_str(),
+                    CloseCode::NORMAL,
+                    "removed from the configuration",
+                )
+                .await?;
+                report.stopped.push(name);
+            }
+        }
+        for (name, endpoint) in config.endpoints {
+            if !endpoint.enabled {
+                continue;
+            }
+            let existing = self.lock().get(&name).map(|e| e.config.same_as(&endpoint));
+            match existing {
+                Some(true) => report.unchanged.push(name),
+                Some(false) => {
+                    self.remove_endpoint(
+                        name.as_str(),
+                        CloseCode::RESTART,
+                        "configuration changed",
+                    )
+                    .await?;
+                    self.start_endpoint(name.clone(), endpoint)?;
+                    report.restarted.push(name);
+                }
+                None => {
+                    self.start_endpoint(name.clone(), endpoint)?;
+                    report.started.push(name);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Stops endpoint `name` and starts it afresh with the same settings (new backoff, new
+    /// counters, empty queue). Returns what was queued.
+    pub async fn restart(&self, name: &str) -> Result<Vec<Outbound>, HerdError> {
+        let config = self
+            .lock()
+            .get(name)
+            .map(|e| e.config.clone())
+            .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
+        let name = EndpointName::new(name)?;
+        let unsent = self
+            .remove_endpoint(name.as_str(), CloseCode::RESTART, "restart requested")
+            .await?;
+        self.start_endpoint(name, config)?;
+        Ok(unsent)
+    }
+
+    /// Starts endpoint `name` under supervision; it connects at once (through the governor).
+    pub fn add_endpoint(
+        &self,
+        name: &str,
+        spec: impl Into<EndpointSpec>,
+    ) -> Result<EndpointName, HerdError> {
+        let name = EndpointName::new(name)?;
+        self.start_endpoint(name.clone(), EndpointConfig::new(spec.into()))?;
+        Ok(name)
+    }
+
+    /// Closes endpoint `name` gracefully (Close with `code` and `reason`), forgets it, and
+    /// hands back the messages that were still queued for it.
+    pub async fn remove_endpoint(
+        &self,
+        name: &str,
+        code: impl Into<CloseCode>,
+        reason: &str,
+    ) -> Result<Vec<Outbound>, HerdError> {
+        let endpoint = self
+            .lock()
+            .remove(name)
+            .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
+        let stop = Stop {
+            code: code.into(),
+            reason: reason.to_owned(),
+        };
+        Ok(endpoint
+            .supervisor
+            .send(stop)
+            .await
+            .map(|receipt| receipt.unsent)
+            .unwrap_or_default())
+    }
+
+    /// Closes the socket of endpoint `name` and connects again at once; from `Failed` this
+    /// starts over.
+    pub fn reconnect(&self, name: &str) -> Result<(), HerdError> {
+        self.control(name, Control::Reconnect)
+    }
+
+    /// Closes the socket of endpoint `name` and keeps it down until [`Herd::resume`]; sends
+    /// queue meanwhile.
+    pub fn pause(&self, name: &str) -> Result<(), HerdError> {
+        self.control(name, Control::Pause)
+    }
+
+    /// Connects a paused endpoint again.
+    pub fn resume(&self, name: &str) -> Result<(), HerdError> {
+        self.control(name, Control::Resume)
+    }
+
+    fn control(&self, name: &str, control: Control) -> Result<(), HerdError> {
+        // Control messages come from the owner, a handful at a time.
+        self.supervisor(name)?.do_send(control);
+        Ok(())
+    }
+
+    /// Closes every endpoint gracefully (Close 1000 with `reason`) and forgets them; waits up
+    /// to `timeout` for the peers to answer. Returns what was still queued and which closes
+    /// did not finish in time.
+    pub async fn shutdown(&self, reason: &str, timeout: Duration) -> ShutdownReport {
+        let endpoints = std::mem::take(&mut *self.lock());
+        let mut report = ShutdownReport::default();
+        let mut pending = Vec::new();
+        for (name, endpoint) in endpoints {
+            let stop = Stop {
+                code: CloseCode::NORMAL,
+                reason: reason.to_owned(),
+            };
+            if let Ok(receipt) = endpoint.supervisor.send(stop).await {
+                if !receipt.unsent.is_empty() {
+                    report.unsent.insert(name.clone(), receipt.unsent);
+                }
+                pending.push((name, receipt.closed));
+            }
+        }
+        // `timeout` measures the whole shutdown, not each close (tokio caps huge timeouts).
+        let all = async {
+            for (_, closed) in pending.iter_mut() {
+                let _ = closed.await;
+            }
+        };
+        if tokio::time::timeout(timeout, all).await.is_err() {
+            for (name, closed) in &mut pending {
+                if closed.try_recv() == Err(tokio::sync::oneshot::error::TryRecvError::Empty) {
+                    report.timed_out.push(name.clone());
+                }
+            }
+        }
+        report
+    }
+}

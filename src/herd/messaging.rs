@@ -1,0 +1,134 @@
+//! Traffic through the herd: sends (plain, JSON, remembered for every reconnect), on-open
+//! hooks, and subscriptions to what the endpoints deliver.
+
+use actix::prelude::*;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wsherd_protocol::{Inbound, Outbound};
+use wsherd_router::{Delivery, SubscribeOptions, SubscriptionId};
+use wsherd_supervisor::{
+    AddOnOpenHook, OnOpenHook, Rejected, Remember, Submit, Submitted, Supervisor,
+};
+
+use super::Herd;
+use crate::error::{HerdError, SendError};
+
+impl Herd {
+    /// Sends `message` to endpoint `name`: written at once when the endpoint is live and
+    /// nothing is queued, else queued (per its queue policy) and sent, in order, after the
+    /// on-open messages of the next open.
+    pub async fn send(
+        &self,
+        name: &str,
+        message: impl Into<Outbound>,
+    ) -> Result<Submitted, SendError> {
+        self.submit(name, message.into(), Submit).await
+    }
+
+    /// Hands `message` to endpoint `name`'s supervisor, wrapped by `wrap`.
+    async fn submit<M>(
+        &self,
+        name: &str,
+        message: Outbound,
+        wrap: fn(Outbound) -> M,
+    ) -> Result<Submitted, SendError>
+    where
+        M: actix::Message<Result = Result<Submitted, Rejected>> + Send + 'static,
+        Supervisor: Handler<M>,
+    {
+        let supervisor = match self.supervisor(name) {
+            Ok(supervisor) => supervisor,
+            Err(_) => {
+                return Err(SendError::UnknownEndpoint {
+                    name: name.to_owned(),
+                    message,
+                });
+            }
+        };
+        match supervisor.send(wrap(message)).await {
+            Ok(result) => result.map_err(SendError::Rejected),
+            Err(_) => Err(SendError::Lost),
+        }
+    }
+
+    /// Serializes `value` as JSON and sends it to endpoint `name`.
+    pub async fn send_json<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        value: &T,
+    ) -> Result<Submitted, SendError> {
+        self.send(name, Outbound::json(value)?).await
+    }
+
+    /// Sends `message` to endpoint `name` now (or queues it) and again after every reconnect:
+    /// a subscription made at run time.
+    pub async fn remember(
+        &self,
+        name: &str,
+        message: impl Into<Outbound>,
+    ) -> Result<Submitted, SendError> {
+        self.submit(name, message.into(), Remember).await
+    }
+
+    /// Asks `hook` for messages to send after every open of endpoint `name`.
+    pub fn on_open_hook(&self, name: &str, hook: OnOpenHook) -> Result<(), HerdError> {
+        self.supervisor(name)?.do_send(AddOnOpenHook(hook));
+        Ok(())
+    }
+
+    /// Delivers every `T` (messages of kind `T::KIND`) from every endpoint to `recipient`.
+    pub fn subscribe<T: Inbound>(&self, recipient: Recipient<Delivery<T>>) -> SubscriptionId {
+        self.inner.router.subscribe(recipient)
+    }
+
+    /// Delivers `T` per `options` (only some endpoints, overflow policy).
+    pub fn subscribe_with<T: Inbound>(
+        &self,
+        recipient: Recipient<Delivery<T>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.inner
+            .router
+            .subscribe_kind(T::KIND, recipient, options)
+    }
+
+    /// Delivers every `T` in [`Batch`](crate::Batch)es: what a connection decodes while its
+    /// socket has frames to read (up to 256) travels as one message. Best for a subscriber on
+    /// another arbiter than the endpoints.
+    pub fn subscribe_batched<T: Inbound>(
+        &self,
+        recipient: Recipient<wsherd_router::Batch<T>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.inner
+            .router
+            .subscribe_kind_batched(T::KIND, recipient, options)
+    }
+
+    /// Delivers messages of kind `kind`, decoded as `T`.
+    pub fn subscribe_kind<T: DeserializeOwned + Send + Sync + 'static>(
+        &self,
+        kind: &str,
+        recipient: Recipient<Delivery<T>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.inner.router.subscribe_kind(kind, recipient, options)
+    }
+
+    /// Delivers events: [`StateEvent`](crate::StateEvent)s,
+    /// [`ConnectionEvent`](crate::ConnectionEvent)s, [`QueueEvent`](crate::QueueEvent)s,
+    /// [`DeadLetter`](crate::DeadLetter)s or [`Binary`](crate::Binary) frames.
+    pub fn subscribe_events<E: Send + Sync + 'static>(
+        &self,
+        recipient: Recipient<Delivery<E>>,
+    ) -> SubscriptionId {
+        self.inner
+            .router
+            .subscribe_event(recipient, SubscribeOptions::new())
+    }
+
+    /// Ends a subscription.
+    pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
+        self.inner.router.unsubscribe(id)
+    }
+}
