@@ -1,9 +1,9 @@
 //! The Connection actor: one awc WebSocket life.
 //!
-//! The actor's concerns are split by layer: [`handshake`] dials and opens the socket,
-//! [`inbound`] handles frames the reader hands over and routes messages, [`heartbeat`] keeps
-//! the peer honest, [`write`] is the write side, [`close`] ends the life gracefully, and
-//! [`state`] is where the life stands. This file holds the actor itself: its fields, its
+//! The actor's concerns are split by layer: `handshake` dials and opens the socket,
+//! `inbound` handles frames the reader hands over and routes messages, `heartbeat` keeps
+//! the peer honest, `write` is the write side, `close` ends the life gracefully, and
+//! `state` is where the life stands. This file holds the actor itself: its fields, its
 //! start and stop, and the events it reports.
 
 mod close;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::Deserialize;
 use wsherd_connection::{
-    Close, Connection, ConnectionConfig, ConnectionEvent, EndReason, Notice, Observed, Side,
-    Write, WriteError,
+    Close, Connection, ConnectionConfig, ConnectionEvent, EndReason, Notice, Observed, Side, Write,
+    WriteError,
 };
 use wsherd_protocol::{CloseCode, EndpointName, HeartbeatMode, HeartbeatSpec, Inbound, Outbound};
 use wsherd_router::{Delivery, Router};

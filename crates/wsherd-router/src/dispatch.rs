@@ -162,7 +162,7 @@ impl<T: Send + Sync + 'static> PendingBatch for Pending<T> {
 pub struct DispatchReport {
     /// Deliveries handed to subscriber mailboxes (one message to three subscribers is three).
     pub delivered: u64,
-    /// Deliveries dropped because an [`Overflow::Drop`](crate::Overflow::Drop) subscriber was full.
+    /// Deliveries dropped because an [`Overflow::Drop`] subscriber was full.
     pub dropped_full: u64,
     /// Messages that had no subscriber (they went to dead letters).
     pub unrouted: u64,

@@ -1,8 +1,8 @@
 //! The Supervisor actor: one per endpoint, outliving every socket.
 //!
-//! Split by concern: [`messages`] is what an owner may ask, [`lifecycle`] moves the endpoint
-//! through its states across socket lives, [`outbound`] is the queue and the on-open replay,
-//! and [`control`] handles pause, resume, reconnect and stop. This file holds the actor, its
+//! Split by concern: `messages` is what an owner may ask, `lifecycle` moves the endpoint
+//! through its states across socket lives, `outbound` is the queue and the on-open replay,
+//! and `control` handles pause, resume, reconnect and stop. This file holds the actor, its
 //! published state, and what it hears from its connection.
 
 mod control;

@@ -90,7 +90,9 @@ impl RawLog {
         self.client_frames()
             .into_iter()
             .find(|(first, _)| first & 0x0F == 0x8)
-            .and_then(|(_, payload)| Some(u16::from_be_bytes([*payload.first()?, *payload.get(1)?])))
+            .and_then(|(_, payload)| {
+                Some(u16::from_be_bytes([*payload.first()?, *payload.get(1)?]))
+            })
     }
 }
 
