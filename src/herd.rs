@@ -122,7 +122,7 @@ impl Herd {
         let herd = Self::with_settings(&config.settings)?;
         for (name, endpoint) in config.endpoints {
             if endpoint.enabled {
-                herd.start_endpoint(name, endpoint)?;
+                herd.start_endpoint(name, endpoint, lifecycle::Replay::default())?;
             }
         }
         Ok(herd)
@@ -144,7 +144,12 @@ impl Herd {
         self.governor_lock().as_ref().map(|g| Arc::clone(&g.stats))
     }
 
-    fn start_endpoint(&self, name: EndpointName, config: EndpointConfig) -> Result<(), HerdError> {
+    fn start_endpoint(
+        &self,
+        name: EndpointName,
+        config: EndpointConfig,
+        replay: lifecycle::Replay,
+    ) -> Result<(), HerdError> {
         if actix::System::try_current().is_none() {
             return Err(HerdError::NoSystem);
         }
@@ -169,6 +174,7 @@ impl Herd {
                 Supervisor::new(name, spec, router)
                     .with_governor(governor)
                     .with_shared(shared)
+                    .with_replay(replay.remembered, replay.hooks)
             }
         };
         let supervisor = match self.next_arbiter() {

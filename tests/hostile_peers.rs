@@ -209,7 +209,7 @@ async fn a_peer_that_never_reads_fills_a_bounded_write_buffer() {
     // fills, then the endpoint's queue (1 MiB by default), then sends are refused.
     for _ in 0..4000 {
         match herd.send("sink", chunk.clone()).await {
-            Ok(Submitted::Written) => written += 1,
+            Ok(Submitted::Writing) => written += 1,
             Ok(Submitted::Queued) => queued += 1,
             Err(error) => {
                 refused = Some(error);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use wsherd_protocol::{CloseCode, EndpointName, Outbound};
-use wsherd_supervisor::{Control, EndpointSpec, Stop};
+use wsherd_supervisor::{Control, EndpointSpec, OnOpenHook, Stop};
 
 use super::Herd;
 use crate::config::{EndpointConfig, HerdConfig};
@@ -22,12 +22,29 @@ pub struct ReloadReport {
     pub stopped: Vec<EndpointName>,
     /// Endpoints whose settings did not change: their sockets were not touched.
     pub unchanged: Vec<EndpointName>,
+    /// Messages the stopped and restarted endpoints had accepted but not sent, oldest first:
+    /// the queue, and what their sockets handed back as they closed.
+    pub unsent: BTreeMap<EndpointName, Vec<Outbound>>,
+}
+
+/// What a stopped endpoint leaves: its unsent messages, and what a successor replays.
+pub(super) struct Stopped {
+    pub(super) unsent: Vec<Outbound>,
+    pub(super) replay: Replay,
+}
+
+/// Run-time subscriptions a restarted endpoint keeps: [`Herd::remember`]ed messages and hooks.
+#[derive(Default)]
+pub(super) struct Replay {
+    pub(super) remembered: Vec<Outbound>,
+    pub(super) hooks: Vec<OnOpenHook>,
 }
 
 /// What [`Herd::shutdown`] leaves behind.
 #[derive(Debug, Default)]
 pub struct ShutdownReport {
-    /// Messages that were still queued, by endpoint.
+    /// Messages accepted and not sent, by endpoint, oldest first: the queue, and what the
+    /// sockets handed back as they closed (for the closes that finished in time).
     pub unsent: BTreeMap<EndpointName, Vec<Outbound>>,
     /// Endpoints whose close did not finish within the timeout.
     pub timed_out: Vec<EndpointName>,
@@ -43,12 +60,16 @@ impl Herd {
         for name in current {
             let keep = config.endpoints.get(&name).is_some_and(|e| e.enabled);
             if !keep {
-                self.remove_endpoint(
-                    name.as_str(),
-                    CloseCode::NORMAL,
-                    "removed from the configuration",
-                )
-                .await?;
+                let stopped = self
+                    .stop_endpoint(
+                        name.as_str(),
+                        CloseCode::NORMAL,
+                        "removed from the configuration",
+                    )
+                    .await?;
+                if !stopped.unsent.is_empty() {
+                    report.unsent.insert(name.clone(), stopped.unsent);
+                }
                 report.stopped.push(name);
             }
         }
@@ -60,17 +81,17 @@ impl Herd {
             match existing {
                 Some(true) => report.unchanged.push(name),
                 Some(false) => {
-                    self.remove_endpoint(
-                        name.as_str(),
-                        CloseCode::RESTART,
-                        "configuration changed",
-                    )
-                    .await?;
-                    self.start_endpoint(name.clone(), endpoint)?;
+                    let stopped = self
+                        .stop_endpoint(name.as_str(), CloseCode::RESTART, "configuration changed")
+                        .await?;
+                    if !stopped.unsent.is_empty() {
+                        report.unsent.insert(name.clone(), stopped.unsent);
+                    }
+                    self.start_endpoint(name.clone(), endpoint, stopped.replay)?;
                     report.restarted.push(name);
                 }
                 None => {
-                    self.start_endpoint(name.clone(), endpoint)?;
+                    self.start_endpoint(name.clone(), endpoint, Replay::default())?;
                     report.started.push(name);
                 }
             }
@@ -79,7 +100,8 @@ impl Herd {
     }
 
     /// Stops endpoint `name` and starts it afresh with the same settings (new backoff, new
-    /// counters, empty queue). Returns what was queued.
+    /// counters, empty queue; remembered messages and hooks kept). Returns what it had accepted
+    /// and not sent, oldest first.
     pub async fn restart(&self, name: &str) -> Result<Vec<Outbound>, HerdError> {
         let config = self
             .lock()
@@ -87,11 +109,11 @@ impl Herd {
             .map(|e| e.config.clone())
             .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
         let name = EndpointName::new(name)?;
-        let unsent = self
-            .remove_endpoint(name.as_str(), CloseCode::RESTART, "restart requested")
+        let stopped = self
+            .stop_endpoint(name.as_str(), CloseCode::RESTART, "restart requested")
             .await?;
-        self.start_endpoint(name, config)?;
-        Ok(unsent)
+        self.start_endpoint(name, config, stopped.replay)?;
+        Ok(stopped.unsent)
     }
 
     /// Starts endpoint `name` under supervision; it connects at once (through the governor).
@@ -101,32 +123,59 @@ impl Herd {
         spec: impl Into<EndpointSpec>,
     ) -> Result<EndpointName, HerdError> {
         let name = EndpointName::new(name)?;
-        self.start_endpoint(name.clone(), EndpointConfig::new(spec.into()))?;
+        self.start_endpoint(
+            name.clone(),
+            EndpointConfig::new(spec.into()),
+            Replay::default(),
+        )?;
         Ok(name)
     }
 
-    /// Closes endpoint `name` gracefully (Close with `code` and `reason`), forgets it, and
-    /// hands back the messages that were still queued for it.
+    /// Closes endpoint `name` gracefully (Close with `code` and `reason`), waits for the close
+    /// to finish (the peer's answer or the close timeout), forgets it, and hands back every
+    /// message it had accepted and not sent, oldest first: the queue, and what the socket
+    /// handed back as it closed.
     pub async fn remove_endpoint(
         &self,
         name: &str,
         code: impl Into<CloseCode>,
         reason: &str,
     ) -> Result<Vec<Outbound>, HerdError> {
+        Ok(self.stop_endpoint(name, code.into(), reason).await?.unsent)
+    }
+
+    async fn stop_endpoint(
+        &self,
+        name: &str,
+        code: CloseCode,
+        reason: &str,
+    ) -> Result<Stopped, HerdError> {
         let endpoint = self
             .lock()
             .remove(name)
             .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
         let stop = Stop {
-            code: code.into(),
+            code,
             reason: reason.to_owned(),
         };
-        Ok(endpoint
-            .supervisor
-            .send(stop)
-            .await
-            .map(|receipt| receipt.unsent)
-            .unwrap_or_default())
+        let Ok(receipt) = endpoint.supervisor.send(stop).await else {
+            // The supervisor was already gone: it held nothing any more.
+            return Ok(Stopped {
+                unsent: Vec::new(),
+                replay: Replay::default(),
+            });
+        };
+        let mut unsent = receipt.unsent;
+        // The socket's messages left the queue before those still in it: they go first.
+        let late = receipt.closed.await.unwrap_or_default();
+        unsent.splice(0..0, late);
+        Ok(Stopped {
+            unsent,
+            replay: Replay {
+                remembered: receipt.remembered,
+                hooks: receipt.hooks,
+            },
+        })
     }
 
     /// Closes the socket of endpoint `name` and connects again at once; from `Failed` this
@@ -168,20 +217,31 @@ impl Herd {
                 if !receipt.unsent.is_empty() {
                     report.unsent.insert(name.clone(), receipt.unsent);
                 }
-                pending.push((name, receipt.closed));
+                pending.push((name, receipt.closed, None));
             }
         }
         // `timeout` measures the whole shutdown, not each close (tokio caps huge timeouts).
         let all = async {
-            for (_, closed) in pending.iter_mut() {
-                let _ = closed.await;
+            for (_, closed, late) in pending.iter_mut() {
+                *late = closed.await.ok();
             }
         };
-        if tokio::time::timeout(timeout, all).await.is_err() {
-            for (name, closed) in &mut pending {
-                if closed.try_recv() == Err(tokio::sync::oneshot::error::TryRecvError::Empty) {
-                    report.timed_out.push(name.clone());
-                }
+        let in_time = tokio::time::timeout(timeout, all).await.is_ok();
+        for (name, mut closed, late) in pending {
+            let late = match late {
+                Some(late) => Some(late),
+                None if in_time => None,
+                None => match closed.try_recv() {
+                    Ok(late) => Some(late),
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                        report.timed_out.push(name.clone());
+                        None
+                    }
+                    Err(tokio::sync::oneshot::error::TryRecvError::Closed) => None,
+                },
+            };
+            if let Some(late) = late.filter(|late| !late.is_empty()) {
+                report.unsent.entry(name).or_default().splice(0..0, late);
             }
         }
         report

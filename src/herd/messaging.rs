@@ -14,9 +14,10 @@ use super::Herd;
 use crate::error::{HerdError, SendError};
 
 impl Herd {
-    /// Sends `message` to endpoint `name`: written at once when the endpoint is live and
-    /// nothing is queued, else queued (per its queue policy) and sent, in order, after the
-    /// on-open messages of the next open.
+    /// Sends `message` to endpoint `name`: into the socket's write buffer at once
+    /// ([`Submitted::Writing`]) when the endpoint is live and nothing waits, else into its
+    /// queue ([`Submitted::Queued`], per its queue policy) and out, in order, after the on-open
+    /// messages of the next open. What each outcome promises: `docs/guarantees.md`.
     pub async fn send(
         &self,
         name: &str,
@@ -26,14 +27,15 @@ impl Herd {
     }
 
     /// Hands `message` to endpoint `name`'s supervisor, wrapped by `wrap`.
-    async fn submit<M>(
+    async fn submit<M, R>(
         &self,
         name: &str,
         message: Outbound,
         wrap: fn(Outbound) -> M,
-    ) -> Result<Submitted, SendError>
+    ) -> Result<R, SendError>
     where
-        M: actix::Message<Result = Result<Submitted, Rejected>> + Send + 'static,
+        M: actix::Message<Result = Result<R, Rejected>> + Send + 'static,
+        R: Send + 'static,
         Supervisor: Handler<M>,
     {
         let supervisor = match self.supervisor(name) {
@@ -60,13 +62,16 @@ impl Herd {
         self.send(name, Outbound::json(value)?).await
     }
 
-    /// Sends `message` to endpoint `name` now (or queues it) and again after every reconnect:
-    /// a subscription made at run time.
+    /// Keeps `message` for endpoint `name` and writes it after every open (after the
+    /// configured on-open messages), and on the open socket now if there is one: a
+    /// subscription made at run time. It is written once per socket, never also queued.
+    /// Refused when the endpoint failed or is stopping; kept across [`Herd::restart`] and
+    /// [`Herd::reload`].
     pub async fn remember(
         &self,
         name: &str,
         message: impl Into<Outbound>,
-    ) -> Result<Submitted, SendError> {
+    ) -> Result<(), SendError> {
         self.submit(name, message.into(), Remember).await
     }
 

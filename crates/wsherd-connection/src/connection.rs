@@ -19,21 +19,33 @@ use std::sync::Arc;
 use actix::prelude::*;
 use awc::BoxedSocket;
 use awc::ws::Message as WsMessage;
-use wsherd_protocol::{EndpointName, Heartbeat, Outbound, Reassembler};
+use wsherd_protocol::{EndpointName, Heartbeat, Reassembler};
 use wsherd_router::{DispatchReport, RouteCache, Router};
 
 use crate::batching::BatchClock;
 use crate::config::ConnectionConfig;
 use crate::event::{ConnectionEvent, EndReason, Notice, Observed};
-use crate::framed::LeanFramed;
+use crate::framed::{FramesWritten, LeanFramed};
 use crate::outbox::Outbox;
-use crate::split::LocalSink;
+use crate::split::{LocalSink, LocalSource};
 use crate::stats::ConnectionStats;
 
-pub use messages::{Close, Write, WriteError, WriteOnOpen};
+pub use messages::{Close, ReleaseReads, Write, WriteError, WriteOnOpen};
 use state::SocketState;
+use write::{Origin, Unflushed};
 
 type WsSink = LocalSink<LeanFramed<BoxedSocket>>;
+type WsSource = LocalSource<LeanFramed<BoxedSocket>>;
+
+/// When the socket is read.
+enum Reads {
+    /// As soon as it opens.
+    AtOnce,
+    /// Once released; the read half waits here from the open until then.
+    Held(Option<WsSource>),
+    /// Being read.
+    Running,
+}
 
 /// One WebSocket socket life: handshake, frames in and out, and an exact end reason.
 ///
@@ -53,8 +65,14 @@ pub struct Connection {
     state: SocketState,
     /// The socket's write half; `None` before open and while a batch is being flushed.
     sink: Option<WsSink>,
-    /// Frames waiting for the socket; the flag marks caller messages, handed back if unsent.
-    outbox: Outbox<(WsMessage, bool)>,
+    /// Frames waiting for the socket, each with whose it is.
+    outbox: Outbox<(WsMessage, Origin)>,
+    /// Data frames handed to the socket and not yet taken whole by the operating system.
+    unflushed: Unflushed,
+    /// The socket's count of frames the operating system took whole; `None` before open.
+    frames_written: Option<FramesWritten>,
+    /// Whether reading waits for [`ReleaseReads`], and the read half while it waits.
+    reads: Reads,
     reassembler: Reassembler,
     heartbeat: Option<Heartbeat>,
     /// When gathered batches go out.
@@ -86,6 +104,9 @@ impl Connection {
             state: SocketState::Connecting,
             sink: None,
             outbox,
+            unflushed: Unflushed::default(),
+            frames_written: None,
+            reads: Reads::AtOnce,
             reassembler,
             heartbeat: None,
             batching: BatchClock::default(),
@@ -107,6 +128,15 @@ impl Connection {
     /// an owner needs (the live-after reply, messages that never reached the socket).
     pub fn with_observer(mut self, observer: Recipient<Observed>) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Reads nothing from the socket until a [`ReleaseReads`] arrives (or this side sends a
+    /// Close). An owner that announces the open itself (the supervisor's `Open` and `Live`
+    /// states) releases reads after announcing it, so that subscribers see those events before
+    /// the socket's first message.
+    pub fn hold_reads(mut self) -> Self {
+        self.reads = Reads::Held(None);
         self
     }
 
@@ -171,7 +201,7 @@ impl Actor for Connection {
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
         self.settle_counts(true);
-        let unsent: Vec<Outbound> = self.drain_unsent();
+        let unsent = self.drain_unsent();
         if !unsent.is_empty() {
             self.notify_owner(Notice::Unsent(unsent));
         }

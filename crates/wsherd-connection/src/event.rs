@@ -1,7 +1,7 @@
 //! State changes of a connection and the exact reason it ended.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wsherd_protocol::{CloseCode, DeadPeer, EndpointName, Outbound};
 
@@ -228,6 +228,15 @@ pub enum ConnectionEvent {
     },
 }
 
+/// A caller message that was accepted but never reached the operating system whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsent {
+    /// The message.
+    pub message: Outbound,
+    /// When the owner first accepted it ([`Write::queued_at`](crate::Write::queued_at)).
+    pub queued_at: Instant,
+}
+
 /// What a connection tells its owner (the supervisor).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -236,8 +245,10 @@ pub enum Notice {
     Event(ConnectionEvent),
     /// The reply awaited by `live_after` arrived.
     LiveReply,
-    /// Messages that were accepted but never reached the socket before it ended, in order.
-    Unsent(Vec<Outbound>),
+    /// Caller messages ([`Write`](crate::Write)) that were accepted but whose last byte never
+    /// reached the operating system before the socket ended, in order: those in the write
+    /// buffer and those in a write the socket's end cut short.
+    Unsent(Vec<Unsent>),
 }
 
 /// A [`Notice`] from the connection of `endpoint`.

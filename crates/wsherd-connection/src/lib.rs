@@ -28,7 +28,7 @@
 //! let router = Router::new();
 //! let config = Arc::new(ConnectionConfig::new("ws://127.0.0.1:9001/feed"));
 //! let connection = Connection::new(EndpointName::new("feed")?, config, &router).start();
-//! connection.send(Write(Outbound::from(r#"{"op":"subscribe"}"#))).await??;
+//! connection.send(Write::new(r#"{"op":"subscribe"}"#)).await??;
 //! connection.send(Close { code: CloseCode::NORMAL, reason: "done".into() }).await?;
 //! # Ok(()) }
 //! ```
@@ -50,7 +50,7 @@ pub use config::{
     ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_WRITE_BUFFER, MAX_CLOSE_REASON, validate_url,
 };
-pub use connection::{Close, Connection, Write, WriteError, WriteOnOpen};
-pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side};
+pub use connection::{Close, Connection, ReleaseReads, Write, WriteError, WriteOnOpen};
+pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side, Unsent};
 pub use stats::{ConnectionStats, Phase, StatsSnapshot};
 pub use tls::{TlsFiles, client_config};

@@ -49,6 +49,7 @@ pub struct ConnectionStats {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) messages_out: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
+    pub(crate) messages_flushed: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) dropped_full: AtomicU64,
     pub(crate) dead_letters: AtomicU64,
@@ -70,10 +71,13 @@ pub struct StatsSnapshot {
     pub messages_in: u64,
     /// Payload bytes received.
     pub bytes_in: u64,
-    /// Messages written.
+    /// Messages accepted into the socket's write buffer (see `messages_flushed`).
     pub messages_out: u64,
     /// Payload bytes written.
     pub bytes_out: u64,
+    /// Messages (caller and on-open) whose last byte the operating system took: past this
+    /// point nothing in wsherd holds them, and only a reply from the peer proves they arrived.
+    pub messages_flushed: u64,
     /// Deliveries to subscribers.
     pub delivered: u64,
     /// Deliveries dropped because a subscriber with `Overflow::Drop` was full.
@@ -105,6 +109,7 @@ impl ConnectionStats {
             bytes_in: read(&self.bytes_in),
             messages_out: read(&self.messages_out),
             bytes_out: read(&self.bytes_out),
+            messages_flushed: read(&self.messages_flushed),
             delivered: read(&self.delivered),
             dropped_full: read(&self.dropped_full),
             dead_letters: read(&self.dead_letters),

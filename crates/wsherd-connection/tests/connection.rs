@@ -86,7 +86,7 @@ async fn a_connection_routes_what_it_reads_writes_what_it_is_given_and_closes_wi
     assert_eq!(seqs, [0, 1, 2]);
 
     connection
-        .send(Write(Outbound::from("hello")))
+        .send(Write::new("hello"))
         .await
         .unwrap()
         .unwrap();
@@ -140,7 +140,7 @@ async fn a_write_before_the_handshake_finishes_is_handed_back_and_the_handshake_
     let (connection, notices) = start(config, &Router::new());
 
     let refused = connection
-        .send(Write(Outbound::from("too early")))
+        .send(Write::new("too early"))
         .await
         .unwrap();
     assert_eq!(

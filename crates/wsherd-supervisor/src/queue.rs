@@ -119,6 +119,12 @@ impl OutboundQueue {
         before - self.items.len()
     }
 
+    /// When the next message will be older than the TTL, if one is held and there is a TTL.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        let ttl = self.policy.ttl?;
+        self.items.iter().map(|(_, at)| *at + ttl).min()
+    }
+
     /// The oldest message and when it was queued.
     pub fn pop(&mut self) -> Option<(Outbound, Instant)> {
         self.pop_raw()

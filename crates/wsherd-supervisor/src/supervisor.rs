@@ -9,7 +9,9 @@ mod control;
 mod lifecycle;
 mod messages;
 mod outbound;
+mod replay;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,11 +64,21 @@ pub struct Supervisor {
     lives_started: u64,
     opened_at: Option<Instant>,
     live_timer: Option<SpawnHandle>,
-    /// This life was closed because the live-after reply never came.
-    live_timed_out: bool,
+    /// This life was closed because it never finished opening (no live-after reply, or the
+    /// on-open replay could not be written): a failed attempt, whatever the close code.
+    open_failed: bool,
     remembered: Vec<Outbound>,
     hooks: Vec<OnOpenHook>,
-    stopped_signals: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// On-open messages still to write on this socket, oldest first.
+    replay: VecDeque<Outbound>,
+    /// One replayed message is on its way to the connection.
+    replay_writing: bool,
+    /// The replay must be written by then, or the open is a failed attempt.
+    replay_deadline: Option<Instant>,
+    /// Wakes the queue's expiry while the endpoint is down.
+    expiry_timer: Option<SpawnHandle>,
+    /// Told, when the actor stops, what the socket handed back while closing.
+    stopped_signals: Vec<tokio::sync::oneshot::Sender<Vec<Outbound>>>,
 }
 
 impl Supervisor {
@@ -100,10 +112,14 @@ impl Supervisor {
             attempt_token: 0,
             opened_at: None,
             live_timer: None,
-            live_timed_out: false,
+            open_failed: false,
             lives_started: 0,
             remembered: Vec::new(),
             hooks: Vec::new(),
+            replay: VecDeque::new(),
+            replay_writing: false,
+            replay_deadline: None,
+            expiry_timer: None,
             state: EndpointState::Connecting { attempt: 1 },
             intent: Intent::Run,
             stopped_signals: Vec::new(),
@@ -127,6 +143,14 @@ impl Supervisor {
     /// Uses `random` for jitter (tests make it exact).
     pub fn with_random(mut self, random: Box<dyn Random>) -> Self {
         self.random = random;
+        self
+    }
+
+    /// Starts with what a predecessor kept ([`StopReceipt::remembered`] and
+    /// [`StopReceipt::hooks`]): a restart does not forget run-time subscriptions.
+    pub fn with_replay(mut self, remembered: Vec<Outbound>, hooks: Vec<OnOpenHook>) -> Self {
+        self.remembered = remembered;
+        self.hooks = hooks;
         self
     }
 
@@ -191,7 +215,7 @@ impl Handler<Observed> for Supervisor {
             Notice::Event(ConnectionEvent::Open { .. }) => self.on_open(ctx),
             Notice::Event(ConnectionEvent::Closed { reason }) => self.on_closed(reason, ctx),
             Notice::LiveReply if self.state == EndpointState::Open => self.become_live(ctx),
-            Notice::Unsent(messages) => self.take_back(messages),
+            Notice::Unsent(messages) => self.take_back(messages, ctx),
             // Connecting, Closing, a late live reply, and whatever later versions announce.
             _ => {}
         }

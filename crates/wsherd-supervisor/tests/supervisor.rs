@@ -131,17 +131,20 @@ async fn stop_hands_back_what_was_queued_and_ends_stopped() {
         receipt.unsent,
         [Outbound::from("one"), Outbound::from("two")]
     );
-    let _ = closed_within(receipt.closed).await;
+    let late = closed_within(receipt.closed).await;
+    assert_eq!(late, Ok(Vec::new()), "no socket, nothing handed back late");
     reached(&states, 1, |s| *s == EndpointState::Stopped).await;
     assert!(!supervisor.connected(), "the actor has stopped");
 }
 
 /// Waits for the stop signal, within the tests' patience.
-async fn closed_within(closed: tokio::sync::oneshot::Receiver<()>) -> Result<(), ()> {
-    actix_rt::time::timeout(WAIT, closed)
-        .await
-        .map_err(|_| ())
-        .map(|_| ())
+async fn closed_within(
+    closed: tokio::sync::oneshot::Receiver<Vec<Outbound>>,
+) -> Result<Vec<Outbound>, ()> {
+    match actix_rt::time::timeout(WAIT, closed).await {
+        Ok(Ok(late)) => Ok(late),
+        _ => Err(()),
+    }
 }
 
 #[actix_rt::test]

@@ -100,6 +100,8 @@ impl Connection {
         ctx: &mut Context<Self>,
     ) -> bool {
         let can_write = self.state.can_write();
+        // The peer's answer must be read, whoever held the reads.
+        self.release_reads(ctx);
         let reason = truncate_reason(reason);
         self.set_state(SocketState::Closing {
             initiated_by: Side::Local,

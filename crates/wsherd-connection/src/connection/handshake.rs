@@ -10,7 +10,8 @@ use awc::error::WsClientError;
 use awc::ws::Codec;
 use wsherd_protocol::Heartbeat;
 
-use super::Connection;
+use super::messages::ReleaseReads;
+use super::{Connection, Reads};
 use super::state::SocketState;
 use crate::client::client;
 use crate::event::{ConnectionEvent, EndReason};
@@ -73,10 +74,17 @@ impl Connection {
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
         let framed = LeanFramed::from_framed(framed, self.config.max_frame_size);
-        let (sink, stream) = split_local(framed);
+        self.frames_written = Some(framed.frames_written());
+        let (sink, source) = split_local(framed);
         self.sink = Some(sink);
         self.set_state(SocketState::Open);
-        ctx.spawn(Reader::new(stream));
+        match &mut self.reads {
+            Reads::Held(waiting) => *waiting = Some(source),
+            Reads::AtOnce | Reads::Running => {
+                self.reads = Reads::Running;
+                ctx.spawn(Reader::new(source));
+            }
+        }
         ConnectionStats::add(&self.stats.opens, 1);
         self.awaiting_live_reply = self.config.live_after.is_some();
         self.heartbeat = Some(Heartbeat::new(
@@ -85,6 +93,24 @@ impl Connection {
         ));
         self.emit(ConnectionEvent::Open { protocol }, ctx);
         self.heartbeat_tick(ctx);
+    }
+
+    /// Starts reading a socket whose reads were held.
+    pub(super) fn release_reads(&mut self, ctx: &mut Context<Self>) {
+        if let Reads::Held(waiting) = &mut self.reads
+            && let Some(source) = waiting.take()
+        {
+            self.reads = Reads::Running;
+            ctx.spawn(Reader::new(source));
+        }
+    }
+}
+
+impl Handler<ReleaseReads> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, _: ReleaseReads, ctx: &mut Context<Self>) {
+        self.release_reads(ctx);
     }
 }
 

@@ -1,12 +1,32 @@
 //! What a connection's owner may ask of it, and how a refused write is handed back.
 
+use std::time::Instant;
+
 use wsherd_protocol::{CloseCode, Outbound};
 
 /// Writes one message to the peer.
 ///
-/// Answers `Err` with the message handed back when the socket cannot take it.
+/// `Ok` means the message is in the socket's write buffer: it goes to the operating system in
+/// order, and if the socket ends before its last byte does, it is handed back to the owner in
+/// [`Notice::Unsent`](crate::Notice::Unsent) with `queued_at`. `Err` hands the message back at
+/// once when the socket cannot take it.
 #[derive(Debug)]
-pub struct Write(pub Outbound);
+pub struct Write {
+    /// The message.
+    pub message: Outbound,
+    /// When the owner first accepted it (kept for its TTL when it comes back).
+    pub queued_at: Instant,
+}
+
+impl Write {
+    /// A message accepted now.
+    pub fn new(message: impl Into<Outbound>) -> Self {
+        Write {
+            message: message.into(),
+            queued_at: Instant::now(),
+        }
+    }
+}
 
 impl actix::Message for Write {
     type Result = Result<(), WriteError>;
@@ -60,3 +80,8 @@ pub struct Close {
     /// Reason text; cut to 123 bytes.
     pub reason: String,
 }
+
+/// Starts reading a socket that was started with [`Connection::hold_reads`](crate::Connection::hold_reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, actix::Message)]
+#[rtype(result = "()")]
+pub struct ReleaseReads;

@@ -29,6 +29,7 @@ use bytes::BytesMut;
 use futures_util::Sink;
 
 use read::ReadState;
+pub(crate) use write::FramesWritten;
 use write::WriteState;
 
 mod header;
@@ -56,10 +57,16 @@ impl<T> LeanFramed<T> {
             io: parts.io,
             codec: parts.codec,
             read: ReadState::new(keep(parts.read_buf), max_frame_size),
-            write: WriteState {
-                buf: keep(parts.write_buf),
-            },
+            write: WriteState::new(parts.write_buf),
         }
+    }
+}
+
+impl<T> LeanFramed<T> {
+    /// The count of frames the operating system has taken whole, shared: it keeps counting
+    /// after this framing is split and moved.
+    pub(crate) fn frames_written(&self) -> FramesWritten {
+        self.write.frames_written()
     }
 }
 
@@ -166,7 +173,8 @@ impl<T: AsyncWrite + Unpin> Sink<Message> for LeanFramed<T> {
 
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), ProtocolError> {
         let this = self.get_mut();
-        this.codec.encode(message, &mut this.write.buf)
+        let codec = &mut this.codec;
+        this.write.push_frame(|buf| codec.encode(message, buf))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ProtocolError>> {

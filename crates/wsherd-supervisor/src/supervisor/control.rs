@@ -90,14 +90,13 @@ impl Handler<Stop> for Supervisor {
             self.attempt_token += 1;
             match &self.connection {
                 Some(connection) => connection.do_send(Close { code, reason }),
-                None => {
-                    self.set_state(EndpointState::Stopped, ctx);
-                    ctx.stop();
-                }
+                None => self.finish_stop(ctx),
             }
         }
         StopReceipt {
             unsent: queued,
+            remembered: self.remembered.clone(),
+            hooks: self.hooks.clone(),
             closed,
         }
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use actix::prelude::*;
-use wsherd_connection::{Close, Connection, EndReason};
+use wsherd_connection::{Close, Connection, EndReason, ReleaseReads};
 use wsherd_protocol::CloseCode;
 
 use super::Supervisor;
@@ -43,12 +43,15 @@ impl Supervisor {
             self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         self.lives_started += 1;
-        self.live_timed_out = false;
+        self.open_failed = false;
         let connection = Connection::new(
             self.name.clone(),
             Arc::clone(&self.connection_config),
             &self.router,
         )
+        // Released once the open is announced: subscribers see `Open` (and `Live`) before the
+        // socket's first message.
+        .hold_reads()
         .with_stats(Arc::clone(self.shared.connection_stats()))
         .with_observer(ctx.address().recipient())
         .start();
@@ -62,7 +65,7 @@ impl Supervisor {
         let Some(connection) = self.connection.clone() else {
             return;
         };
-        self.replay_on_open(&connection);
+        self.start_replay(ctx);
         match &self.spec.live_after {
             None => self.become_live(ctx),
             Some(live) => {
@@ -72,7 +75,7 @@ impl Supervisor {
                     if act.state == EndpointState::Open
                         && let Some(connection) = &act.connection
                     {
-                        act.live_timed_out = true;
+                        act.open_failed = true;
                         connection.do_send(Close {
                             code: CloseCode::NORMAL,
                             reason: format!("no live-after reply within {timeout:?}"),
@@ -81,6 +84,7 @@ impl Supervisor {
                 }));
             }
         }
+        connection.do_send(ReleaseReads);
     }
 
     pub(super) fn become_live(&mut self, ctx: &mut Context<Self>) {
@@ -97,16 +101,17 @@ impl Supervisor {
         if let Some(timer) = self.live_timer.take() {
             ctx.cancel_future(timer);
         }
+        self.end_replay();
         let uptime = self.opened_at.take().map(|opened| opened.elapsed());
         self.shared.set_last_error(reason.clone());
         match self.intent {
             Intent::Stop => {
-                self.set_state(EndpointState::Stopped, ctx);
-                ctx.stop();
+                self.finish_stop(ctx);
                 return;
             }
             Intent::Pause => {
                 self.set_state(EndpointState::Paused, ctx);
+                self.schedule_expiry(ctx);
                 return;
             }
             Intent::ReconnectNow => {
@@ -119,7 +124,7 @@ impl Supervisor {
         let end = LifeEnd {
             reason: reason.clone(),
             uptime,
-            live_timed_out: self.live_timed_out,
+            live_timed_out: self.open_failed,
         };
         match self
             .policy
@@ -136,6 +141,7 @@ impl Supervisor {
                     },
                     ctx,
                 );
+                self.schedule_expiry(ctx);
                 self.attempt_token += 1;
                 let token = self.attempt_token;
                 ctx.run_later(delay, move |act, ctx| {
@@ -152,5 +158,18 @@ impl Supervisor {
     fn fail(&mut self, reason: FailReason, ctx: &mut Context<Self>) {
         self.attempt_token += 1;
         self.set_state(EndpointState::Failed { reason }, ctx);
+        self.schedule_expiry(ctx);
+    }
+
+    /// The last socket is gone after a stop: report what it handed back, and end.
+    pub(super) fn finish_stop(&mut self, ctx: &mut Context<Self>) {
+        let mut late = Some(self.queue.drain());
+        self.sync_queue();
+        for signal in self.stopped_signals.drain(..) {
+            // The first stop asked for is told; any later one has nothing new to hear.
+            let _ = signal.send(late.take().unwrap_or_default());
+        }
+        self.set_state(EndpointState::Stopped, ctx);
+        ctx.stop();
     }
 }

@@ -7,15 +7,20 @@ use wsherd_protocol::{CloseCode, Outbound};
 /// Most messages [`Remember`] keeps for replay.
 pub const MAX_REMEMBERED: usize = 10_000;
 
-/// What happened to a submitted message.
+/// What became of an accepted message (see `docs/guarantees.md`). Whatever the outcome, the
+/// message is now wsherd's: it goes out in order, or comes back to the caller from `stop`,
+/// `remove`, `restart`, `reload` or `shutdown`, or is dropped and counted by the queue's
+/// policy (TTL, `drop_oldest`). Neither outcome says that it reached the peer.
 ///
 /// Deliberately exhaustive: a caller that counts outcomes should hear from the compiler when
 /// a new one appears.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Submitted {
-    /// Handed to the open socket.
-    Written,
-    /// Kept in the outbound queue; it goes out, in order, once the endpoint is live.
+    /// In the open socket's write buffer, being written. If the socket ends before the
+    /// operating system took its last byte, it goes back to the front of the queue and out on
+    /// the next socket.
+    Writing,
+    /// In the endpoint's outbound queue; it goes out, in order, once the endpoint is live.
     Queued,
 }
 
@@ -58,13 +63,14 @@ impl actix::Message for Submit {
     type Result = Result<Submitted, Rejected>;
 }
 
-/// Sends a message now (or queues it) and replays it after every future open, after the
-/// configured on-open messages: a subscription made at run time.
+/// Keeps a message for replay after every open, after the configured on-open messages, and
+/// writes it on the open socket now if there is one: a subscription made at run time. Refused
+/// (and not kept) when the endpoint failed or is stopping.
 #[derive(Debug)]
 pub struct Remember(pub Outbound);
 
 impl actix::Message for Remember {
-    type Result = Result<Submitted, Rejected>;
+    type Result = Result<(), Rejected>;
 }
 
 /// A function asked for messages to send after every open (after the remembered ones).
@@ -112,12 +118,30 @@ impl actix::Message for Stop {
     type Result = StopReceipt;
 }
 
-/// What [`Stop`] answers: the messages still queued, and a signal for the end of the close.
-#[derive(Debug, actix::MessageResponse)]
+/// What [`Stop`] answers: the messages still queued, what a restart carries over, and the
+/// messages the socket hands back as it closes.
+#[derive(actix::MessageResponse)]
 pub struct StopReceipt {
     /// Messages that were queued and will never be sent, oldest first.
     pub unsent: Vec<Outbound>,
-    /// Completes (with `Err`, the sender being dropped) once the supervisor has stopped, i.e.
-    /// the peer answered the Close or the close timeout passed.
-    pub closed: tokio::sync::oneshot::Receiver<()>,
+    /// Messages kept by [`Remember`], for a successor to replay.
+    pub remembered: Vec<Outbound>,
+    /// The on-open hooks, for a successor.
+    pub hooks: Vec<OnOpenHook>,
+    /// Completes once the supervisor has stopped (the peer answered the Close or the close
+    /// timeout passed) with the messages the socket handed back while closing, oldest first:
+    /// accepted, but never taken whole by the operating system. `Err` when the supervisor went
+    /// away without a word (its system stopped).
+    pub closed: tokio::sync::oneshot::Receiver<Vec<Outbound>>,
+}
+
+impl std::fmt::Debug for StopReceipt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Message contents can be secrets (subscriptions with tokens): counts only.
+        f.debug_struct("StopReceipt")
+            .field("unsent", &self.unsent.len())
+            .field("remembered", &self.remembered.len())
+            .field("hooks", &self.hooks.len())
+            .finish_non_exhaustive()
+    }
 }

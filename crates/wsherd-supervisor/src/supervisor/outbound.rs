@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
-use wsherd_connection::{Connection, Write, WriteError, WriteOnOpen};
+use wsherd_connection::{Unsent, Write, WriteError};
 use wsherd_protocol::Outbound;
 
 use super::Supervisor;
@@ -14,33 +14,49 @@ use super::control::Intent;
 use super::messages::{AddOnOpenHook, MAX_REMEMBERED, Rejected, Remember, Submit, Submitted};
 use crate::state::{EndpointState, QueueEvent};
 
-/// How soon a message refused by a full write buffer is tried again.
-const FULL_RETRY: Duration = Duration::from_millis(20);
+use super::replay::FULL_RETRY;
 
 impl Supervisor {
-    /// Writes the on-open messages, the remembered ones and the hooks' on a fresh socket.
-    pub(super) fn replay_on_open(&mut self, connection: &Addr<Connection>) {
-        let replay = self
-            .spec
-            .on_open
-            .iter()
-            .chain(&self.remembered)
-            .cloned()
-            .chain(self.hooks.iter().flat_map(|hook| hook()));
-        for message in replay {
-            // Bounded by the configuration, never by a peer; and ahead of every queued message
-            // because the pump only starts once live.
-            connection.do_send(WriteOnOpen(message));
+    /// Messages the socket accepted but the operating system never took whole: back to the
+    /// front of the queue, ahead of newer ones, with their first enqueue time (for the TTL).
+    pub(super) fn take_back(&mut self, messages: Vec<Unsent>, ctx: &mut Context<Self>) {
+        for unsent in messages.into_iter().rev() {
+            self.queue.requeue_front(unsent.message, unsent.queued_at);
+        }
+        self.sync_queue();
+        self.schedule_expiry(ctx);
+    }
+
+    /// Drops what outlived its TTL, counted and announced.
+    fn expire(&mut self, ctx: &mut Context<Self>) {
+        let expired = self.queue.expire(Instant::now());
+        if expired > 0 {
+            self.shared
+                .queue_expired
+                .fetch_add(expired as u64, Ordering::Relaxed);
+            self.sync_queue();
+            self.publish_queue_event(QueueEvent::Expired { count: expired }, ctx);
         }
     }
 
-    /// Messages the connection accepted but never wrote: back to the front of the queue.
-    pub(super) fn take_back(&mut self, messages: Vec<Outbound>) {
-        let now = Instant::now();
-        for message in messages.into_iter().rev() {
-            self.queue.requeue_front(message, now);
+    /// While the endpoint is not live, wakes when the oldest message outlives its TTL, so that
+    /// stale messages neither count in the status nor hold room that fresh ones need.
+    pub(super) fn schedule_expiry(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.expiry_timer.take() {
+            ctx.cancel_future(timer);
         }
-        self.sync_queue();
+        if self.state == EndpointState::Live {
+            return; // the pump expires as it goes
+        }
+        let Some(at) = self.queue.next_expiry() else {
+            return;
+        };
+        let wait = at.saturating_duration_since(Instant::now());
+        self.expiry_timer = Some(ctx.run_later(wait, |act, ctx| {
+            act.expiry_timer = None;
+            act.expire(ctx);
+            act.schedule_expiry(ctx);
+        }));
     }
 
     fn publish_queue_event(&mut self, event: QueueEvent, ctx: &mut Context<Self>) {
@@ -68,18 +84,13 @@ impl Supervisor {
         }
     }
 
-    /// Sends queued messages one at a time, in order, while live.
+    /// Sends queued messages one at a time, in order, while live and once the on-open replay
+    /// is written.
     pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
-        if self.in_flight || self.state != EndpointState::Live {
+        if self.in_flight || self.state != EndpointState::Live || self.is_replaying() {
             return;
         }
-        let expired = self.queue.expire(Instant::now());
-        if expired > 0 {
-            self.shared
-                .queue_expired
-                .fetch_add(expired as u64, Ordering::Relaxed);
-            self.publish_queue_event(QueueEvent::Expired { count: expired }, ctx);
-        }
+        self.expire(ctx);
         let Some(connection) = self.connection.clone() else {
             return;
         };
@@ -90,7 +101,10 @@ impl Supervisor {
         self.sync_queue();
         self.in_flight = true;
         let copy = message.clone();
-        let write = connection.send(Write(message));
+        let write = connection.send(Write {
+            message,
+            queued_at,
+        });
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             act.in_flight = false;
             match result {
@@ -118,6 +132,8 @@ impl Supervisor {
         message: Outbound,
         ctx: &mut Context<Self>,
     ) -> Result<Submitted, Rejected> {
+        // Stale messages must not hold room that would refuse this one.
+        self.expire(ctx);
         match self.queue.push(message, Instant::now()) {
             Ok(dropped) => {
                 if dropped > 0 {
@@ -128,6 +144,7 @@ impl Supervisor {
                 }
                 self.sync_queue();
                 self.pump(ctx);
+                self.schedule_expiry(ctx);
                 Ok(Submitted::Queued)
             }
             Err(message) => {
@@ -145,7 +162,10 @@ impl Supervisor {
         if let Some(state) = self.is_down() {
             return Box::pin(fut::ready(Err(Rejected::Down { state, message })));
         }
-        let direct = self.state == EndpointState::Live && self.queue.is_empty() && !self.in_flight;
+        let direct = self.state == EndpointState::Live
+            && self.queue.is_empty()
+            && !self.in_flight
+            && !self.is_replaying();
         let Some(connection) = self.connection.clone().filter(|_| direct) else {
             return Box::pin(fut::ready(self.enqueue(message, ctx)));
         };
@@ -156,12 +176,15 @@ impl Supervisor {
         let copy = message.clone();
         Box::pin(
             connection
-                .send(Write(message))
+                .send(Write {
+                    message,
+                    queued_at,
+                })
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.in_flight = false;
                     let outcome = match result {
-                        Ok(Ok(())) => Submitted::Written,
+                        Ok(Ok(())) => Submitted::Writing,
                         Ok(Err(error)) => {
                             act.queue.requeue_front(error.into_message(), queued_at);
                             Submitted::Queued
@@ -192,19 +215,22 @@ impl Handler<Submit> for Supervisor {
 }
 
 impl Handler<Remember> for Supervisor {
-    type Result = ResponseActFuture<Self, Result<Submitted, Rejected>>;
+    type Result = Result<(), Rejected>;
 
     fn handle(&mut self, Remember(message): Remember, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(state) = self.is_down() {
+            return Err(Rejected::Down { state, message });
+        }
         if self.remembered.len() >= MAX_REMEMBERED {
-            return Box::pin(fut::ready(Err(Rejected::TooManyRemembered(message))));
+            return Err(Rejected::TooManyRemembered(message));
         }
         self.remembered.push(message.clone());
-        // Now, if there is a socket: it was opened before this was remembered.
+        // Written once on this socket as part of its replay (never also queued, so never
+        // twice), and again after every later open.
         if matches!(self.state, EndpointState::Open | EndpointState::Live) {
-            self.submit(message, ctx)
-        } else {
-            Box::pin(fut::ready(Ok(Submitted::Queued)))
+            self.replay_now(message, ctx);
         }
+        Ok(())
     }
 }
 

@@ -1,0 +1,111 @@
+//! The on-open replay: configured on-open messages, remembered ones and the hooks', written on
+//! every fresh socket one after another, waiting for room, ahead of anything queued.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use wsherd_connection::{Close, WriteError, WriteOnOpen};
+use wsherd_protocol::{CloseCode, Outbound};
+
+use super::Supervisor;
+
+/// How soon a message refused by a full write buffer is tried again.
+pub(super) const FULL_RETRY: Duration = Duration::from_millis(20);
+
+impl Supervisor {
+    /// Starts writing the replay on a socket that just opened. It must be written within the
+    /// handshake timeout (the replay is part of opening), or the open is a failed attempt.
+    pub(super) fn start_replay(&mut self, ctx: &mut Context<Self>) {
+        self.replay = self
+            .spec
+            .on_open
+            .iter()
+            .chain(&self.remembered)
+            .cloned()
+            .chain(self.hooks.iter().flat_map(|hook| hook()))
+            .collect();
+        self.replay_deadline = Some(Instant::now() + self.connection_config.handshake_timeout);
+        self.replay_step(ctx);
+    }
+
+    /// Adds one message to this socket's replay (a subscription remembered while open).
+    pub(super) fn replay_now(&mut self, message: Outbound, ctx: &mut Context<Self>) {
+        if !self.is_replaying() {
+            self.replay_deadline =
+                Some(Instant::now() + self.connection_config.handshake_timeout);
+        }
+        self.replay.push_back(message);
+        self.replay_step(ctx);
+    }
+
+    /// Whether replayed messages are still to be written: queued ones wait behind them.
+    pub(super) fn is_replaying(&self) -> bool {
+        self.replay_writing || !self.replay.is_empty()
+    }
+
+    /// Forgets the replay of a socket that ended.
+    pub(super) fn end_replay(&mut self) {
+        self.replay.clear();
+        self.replay_deadline = None;
+    }
+
+    /// Writes the next replayed message, one at a time so that order holds and a full write
+    /// buffer is waited out instead of dropping what does not fit.
+    fn replay_step(&mut self, ctx: &mut Context<Self>) {
+        if self.replay_writing {
+            return;
+        }
+        let Some(connection) = self.connection.clone() else {
+            self.end_replay();
+            return;
+        };
+        let Some(message) = self.replay.pop_front() else {
+            self.replay_deadline = None;
+            self.pump(ctx);
+            return;
+        };
+        self.replay_writing = true;
+        let life = self.lives_started;
+        let write = connection.send(WriteOnOpen(message));
+        ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
+            act.replay_writing = false;
+            if life != act.lives_started {
+                return; // that socket is gone; the new one has a replay of its own
+            }
+            match result {
+                Ok(Ok(())) => act.replay_step(ctx),
+                Ok(Err(WriteError::Full(message))) => {
+                    act.replay.push_front(message);
+                    if act.replay_deadline.is_some_and(|at| Instant::now() >= at) {
+                        act.replay_failed();
+                    } else {
+                        ctx.run_later(FULL_RETRY, move |act, ctx| {
+                            if life == act.lives_started {
+                                act.replay_step(ctx);
+                            }
+                        });
+                    }
+                }
+                // The socket is ending: its end decides what follows, and the next socket
+                // replays everything again.
+                Ok(Err(_)) | Err(_) => act.end_replay(),
+            }
+        }));
+    }
+
+    /// The peer did not take the replay in time: close, and count the life as a failed attempt.
+    fn replay_failed(&mut self) {
+        let left = self.replay.len();
+        self.end_replay();
+        self.open_failed = true;
+        let timeout = self.connection_config.handshake_timeout;
+        if let Some(connection) = &self.connection {
+            connection.do_send(Close {
+                code: CloseCode::NORMAL,
+                reason: format!(
+                    "on-open replay not written within {timeout:?} ({left} messages left): the peer is not reading"
+                ),
+            });
+        }
+    }
+}
