@@ -8,6 +8,7 @@ mod common;
 
 mod backoff;
 mod control;
+mod delivery;
 mod governor;
 mod heartbeat;
 mod queue;

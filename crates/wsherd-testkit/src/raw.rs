@@ -151,7 +151,13 @@ pub struct RawServer {
 impl RawServer {
     /// Starts a server that runs `script` on every connection.
     pub fn start(script: Vec<RawStep>) -> io::Result<RawServer> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), script)
+    }
+
+    /// Like [`RawServer::start`], on `addr` (a fixed port lets a test put a real server on the
+    /// same address after this one is dropped).
+    pub fn start_on(addr: SocketAddr, script: Vec<RawStep>) -> io::Result<RawServer> {
+        let listener = TcpListener::bind(addr)?;
         let addr = listener.local_addr()?;
         let stopping = Arc::new(AtomicBool::new(false));
         let (release, held) = channel::<()>();

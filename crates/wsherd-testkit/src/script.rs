@@ -61,6 +61,10 @@ pub enum Step {
     /// End the TCP connection without a Close frame, once the client has read everything
     /// written before (the server pings and cuts on the Pong).
     Drop,
+    /// End the TCP connection at once, without a Close frame and without waiting for
+    /// anything: what is on the wire either way (and unread in the server's buffers) is lost,
+    /// as when a peer crashes.
+    Cut,
 }
 
 impl Step {

@@ -34,6 +34,7 @@ pub struct TestServerBuilder {
     protocols: Vec<String>,
     port: u16,
     tls: Option<rustls::ServerConfig>,
+    handshake_delay: Duration,
 }
 
 impl TestServerBuilder {
@@ -44,6 +45,13 @@ impl TestServerBuilder {
         S: Into<String>,
     {
         self.protocols = protocols.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Holds every upgrade this long before answering it, so that concurrent handshakes pile
+    /// up where [`TestServer::peak_handshakes`] can count them.
+    pub fn handshake_delay(mut self, delay: Duration) -> Self {
+        self.handshake_delay = delay;
         self
     }
 
@@ -62,11 +70,14 @@ impl TestServerBuilder {
     /// Binds and starts the server on its own thread and actix system.
     pub fn start(self) -> io::Result<TestServer> {
         let log = Arc::new(ServerLog::new(Vec::new()));
+        let handshakes = Arc::new(Handshakes::default());
         let shared = Arc::new(Shared {
             behaviour: self.behaviour,
             protocols: self.protocols,
             log: Arc::clone(&log),
             next_index: AtomicUsize::new(0),
+            handshake_delay: self.handshake_delay,
+            handshakes: Arc::clone(&handshakes),
         });
         let port = self.port;
         let tls = self.tls;
@@ -124,6 +135,7 @@ impl TestServerBuilder {
             scheme,
             handle,
             log,
+            handshakes,
             thread: Some(thread),
         })
     }
@@ -138,6 +150,7 @@ pub struct TestServer {
     scheme: &'static str,
     handle: ServerHandle,
     log: Arc<ServerLog>,
+    handshakes: Arc<Handshakes>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -156,6 +169,7 @@ impl TestServer {
             protocols: Vec::new(),
             port: 0,
             tls: None,
+            handshake_delay: Duration::ZERO,
         }
     }
 
@@ -177,6 +191,12 @@ impl TestServer {
             self.addr,
             path.trim_start_matches('/')
         )
+    }
+
+    /// The most upgrade requests this server was answering at once (see
+    /// [`TestServerBuilder::handshake_delay`]).
+    pub fn peak_handshakes(&self) -> usize {
+        self.handshakes.peak.load(Ordering::SeqCst)
     }
 
     /// A snapshot of every connection's log.
@@ -265,6 +285,32 @@ struct Shared {
     protocols: Vec<String>,
     log: Arc<ServerLog>,
     next_index: AtomicUsize,
+    handshake_delay: Duration,
+    handshakes: Arc<Handshakes>,
+}
+
+/// Upgrade requests being answered now, and the most there ever were at once.
+#[derive(Debug, Default)]
+struct Handshakes {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Counts one upgrade while it is being answered.
+struct InHandshake<'a>(&'a Handshakes);
+
+impl<'a> InHandshake<'a> {
+    fn enter(handshakes: &'a Handshakes) -> Self {
+        let now = handshakes.now.fetch_add(1, Ordering::SeqCst) + 1;
+        handshakes.peak.fetch_max(now, Ordering::SeqCst);
+        InHandshake(handshakes)
+    }
+}
+
+impl Drop for InHandshake<'_> {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn upgrade(
@@ -272,6 +318,10 @@ async fn upgrade(
     stream: web::Payload,
     shared: web::Data<Shared>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let _counted = InHandshake::enter(&shared.handshakes);
+    if !shared.handshake_delay.is_zero() {
+        actix_rt::time::sleep(shared.handshake_delay).await;
+    }
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()

@@ -100,6 +100,7 @@ impl Supervisor {
         };
         self.sync_queue();
         self.in_flight = true;
+        let life = self.lives_started;
         let copy = message.clone();
         let write = connection.send(Write {
             message,
@@ -107,22 +108,24 @@ impl Supervisor {
         });
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             act.in_flight = false;
-            match result {
-                Ok(Ok(())) => act.pump(ctx),
+            let refused = match result {
+                Ok(Ok(())) => return act.pump(ctx),
                 Ok(Err(WriteError::Full(message))) => {
                     act.queue.requeue_front(message, queued_at);
                     act.sync_queue();
                     ctx.run_later(FULL_RETRY, |act, ctx| act.pump(ctx));
+                    return;
                 }
-                Ok(Err(error)) => {
-                    act.queue.requeue_front(error.into_message(), queued_at);
-                    act.sync_queue();
-                }
+                Ok(Err(error)) => error.into_message(),
                 // The connection stopped with the message in its mailbox: it never left.
-                Err(_) => {
-                    act.queue.requeue_front(copy, queued_at);
-                    act.sync_queue();
-                }
+                Err(_) => copy,
+            };
+            act.queue.requeue_front(refused, queued_at);
+            act.sync_queue();
+            // Refused by a socket that is ending: the next one's opening pumps again, unless
+            // it already opened while this write was on its way.
+            if life != act.lives_started {
+                act.pump(ctx);
             }
         }));
     }

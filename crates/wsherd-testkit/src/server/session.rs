@@ -131,6 +131,10 @@ impl ScriptedSocket {
                     self.sent_close = true;
                     return;
                 }
+                Step::Cut => {
+                    self.cut(ctx);
+                    return;
+                }
                 Step::Drop => {
                     // Cut only once the client has answered a Ping sent after everything
                     // else: TCP order then proves it read every frame written before.
