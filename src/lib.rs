@@ -47,6 +47,9 @@ pub mod prelude {
     };
 }
 
+#[doc = include_str!("../docs/guarantees.md")]
+pub mod guarantees {}
+
 /// The README's code blocks, compiled as doctests so the README cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

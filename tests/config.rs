@@ -676,3 +676,28 @@ fn the_reference_example_config_is_valid() {
     documented_sorted.sort();
     assert_eq!(documented_sorted, accepted);
 }
+
+#[actix_rt::test]
+async fn reload_hands_back_what_removed_endpoints_had_not_sent() {
+    let refusing = TestServer::builder_with(|_| wsherd_testkit::Behaviour::Reject(503))
+        .start()
+        .unwrap();
+    let first = TempConfig::new(
+        "toml",
+        &format!(
+            "[endpoints.gone]\nurl = \"{}\"\nbackoff = {{ initial = \"1h\", max = \"1h\" }}\n",
+            refusing.url("/")
+        ),
+    );
+    let herd = Herd::start(load(&first).unwrap()).unwrap();
+    for text in ["one", "two"] {
+        assert_eq!(herd.send("gone", text).await.unwrap(), Submitted::Queued);
+    }
+    let empty = TempConfig::new("toml", "[endpoints]\n");
+    let report = herd.reload(load(&empty).unwrap()).await.unwrap();
+    assert_eq!(report.stopped, [name("gone")]);
+    assert_eq!(
+        report.unsent.get(&name("gone")).map(Vec::as_slice),
+        Some(&[Outbound::from("one"), Outbound::from("two")][..])
+    );
+}

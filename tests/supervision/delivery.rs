@@ -3,8 +3,10 @@
 //! except `messages_flushed`: the one thing only the client can know.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use wsherd_testkit::{RawServer, RawStep};
+use actix::{Actor, Context, Handler};
+use wsherd_testkit::{RawServer, RawStep, Watched};
 
 use super::*;
 
@@ -77,7 +79,10 @@ async fn a_socket_killed_with_a_full_write_buffer_hands_back_every_unflushed_mes
     let flushed = herd.endpoint_status("sink").unwrap().stats.messages_flushed;
     assert!(flushed < accepted, "{flushed} of {accepted} flushed");
 
-    let good = TestServer::builder(vec![]).port(addr.port()).start().unwrap();
+    let good = TestServer::builder(vec![])
+        .port(addr.port())
+        .start()
+        .unwrap();
     let expected = accepted - flushed;
     let received = good
         .wait_for(WAIT, |logs| {
@@ -144,10 +149,8 @@ async fn a_subscription_remembered_while_open_is_written_once_per_socket() {
     let states = states(&herd);
     herd.add_endpoint(
         "feed",
-        spec(server.url("/")).live_after(
-            ReplyMatcher::Text("ack".into()),
-            Duration::from_millis(300),
-        ),
+        spec(server.url("/"))
+            .live_after(ReplyMatcher::Text("ack".into()), Duration::from_millis(300)),
     )
     .unwrap();
     reached(&states, "feed", 1, |s| *s == EndpointState::Open).await;
@@ -159,7 +162,11 @@ async fn a_subscription_remembered_while_open_is_written_once_per_socket() {
     let texts: Vec<_> = second.iter().filter_map(|m| m.as_text()).collect();
     assert_eq!(texts, ["sub", "after"], "replayed once, not also queued");
     let first: Vec<String> = server.connections()[0].texts().map(str::to_owned).collect();
-    assert_eq!(first, ["sub"], "written at once on the socket that was open");
+    assert_eq!(
+        first,
+        ["sub"],
+        "written at once on the socket that was open"
+    );
 }
 
 #[actix_rt::test]
@@ -173,13 +180,19 @@ async fn remember_is_refused_when_failed_and_what_it_refused_is_not_kept() {
     let herd = Herd::new();
     let states = states(&herd);
     herd.add_endpoint("feed", spec(server.url("/"))).unwrap();
-    reached(&states, "feed", 1, |s| matches!(s, EndpointState::Failed { .. })).await;
+    reached(&states, "feed", 1, |s| {
+        matches!(s, EndpointState::Failed { .. })
+    })
+    .await;
 
     let refused = herd.remember("feed", "sub").await;
     assert!(
         matches!(
             &refused,
-            Err(SendError::Rejected(Rejected::Down { state: "failed", .. }))
+            Err(wsherd::SendError::Rejected(Rejected::Down {
+                state: "failed",
+                ..
+            }))
         ),
         "{refused:?}"
     );
@@ -225,7 +238,11 @@ async fn on_open_messages_beyond_the_write_buffer_wait_for_room_instead_of_vanis
 
     let received = server.wait_for_received(0, 21, WAIT).await.unwrap();
     let seqs = numbers(received.iter().filter_map(|m| m.as_text()));
-    assert_eq!(seqs, (0..21).collect::<Vec<_>>(), "all replayed, then the send");
+    assert_eq!(
+        seqs,
+        (0..21).collect::<Vec<_>>(),
+        "all replayed, then the send"
+    );
 }
 
 #[actix_rt::test]
@@ -251,7 +268,10 @@ async fn stale_messages_expire_while_down_and_never_refuse_fresh_ones() {
             ttl: Some(ttl),
         });
     herd.add_endpoint("down", endpoint).unwrap();
-    reached(&states, "down", 1, |s| matches!(s, EndpointState::Backoff { .. })).await;
+    reached(&states, "down", 1, |s| {
+        matches!(s, EndpointState::Backoff { .. })
+    })
+    .await;
     for text in ["stale 1", "stale 2"] {
         assert_eq!(herd.send("down", text).await.unwrap(), Submitted::Queued);
     }
@@ -355,4 +375,83 @@ async fn peers_cut_while_messages_are_on_the_wire_lose_only_what_was_flushed_and
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     assert_eq!(flushed, sent + hellos);
+}
+
+/// Records messages and state events in one mailbox: the order one subscriber sees.
+struct Both(Arc<Watched<Vec<String>>>);
+
+impl Actor for Both {
+    type Context = Context<Self>;
+}
+
+impl Handler<Delivery<Tick>> for Both {
+    type Result = ();
+
+    fn handle(&mut self, tick: Delivery<Tick>, _: &mut Context<Self>) {
+        self.0
+            .update(|seen| seen.push(format!("tick {}", tick.message.seq)));
+    }
+}
+
+impl Handler<Delivery<StateEvent>> for Both {
+    type Result = ();
+
+    fn handle(&mut self, event: Delivery<StateEvent>, _: &mut Context<Self>) {
+        let name = event.message.state.name();
+        self.0.update(|seen| seen.push(name.to_owned()));
+    }
+}
+
+#[actix_rt::test]
+async fn a_subscriber_sees_each_open_before_its_messages_and_each_end_before_the_next_lifes() {
+    let server = TestServer::builder_with(|index| match index {
+        0 => Behaviour::Accept(vec![Step::stream(&["tick"], 5), Step::Drop]),
+        _ => Behaviour::Accept(vec![Step::stream(&["tick"], 5)]),
+    })
+    .start()
+    .unwrap();
+    let herd = Herd::new();
+    let seen = Arc::new(Watched::new(Vec::new()));
+    let both = Both(Arc::clone(&seen)).start();
+    herd.subscribe::<Tick>(both.clone().recipient());
+    herd.subscribe_events::<StateEvent>(both.recipient());
+    herd.add_endpoint("feed", spec(server.url("/"))).unwrap();
+
+    let seen = seen
+        .wait_for(
+            WAIT,
+            |seen| {
+                let ticks = seen.iter().filter(|s| s.starts_with("tick")).count();
+                (ticks == 10).then(|| seen.clone())
+            },
+            |seen| format!("{seen:?}"),
+        )
+        .await
+        .unwrap();
+    let at = |what: &str, from: usize| {
+        seen.iter()
+            .skip(from)
+            .position(|s| s.starts_with(what))
+            .map(|i| i + from)
+            .unwrap_or_else(|| panic!("no {what} after {from}: {seen:?}"))
+    };
+    let live = at("live", 0);
+    assert!(
+        live < at("tick", 0),
+        "live before the first message: {seen:?}"
+    );
+    let backoff = at("backoff", live);
+    assert_eq!(
+        seen[..backoff]
+            .iter()
+            .filter(|s| s.starts_with("tick"))
+            .count(),
+        5,
+        "the first life's messages before its end: {seen:?}"
+    );
+    let second_live = at("live", backoff);
+    assert!(
+        second_live < at("tick", backoff),
+        "the next life's live before its first message: {seen:?}"
+    );
 }

@@ -177,7 +177,10 @@ async fn idle_watchdog_reconnects_a_feed_that_went_quiet_while_pongs_still_flow(
     );
     // Pongs flowed all along: the server answered the pings (an RTT was measured) and the
     // 5 s pong timeout never fired; only the silence of data ended the socket.
-    assert!(server.connections()[0].pings >= 2, "the client kept pinging");
+    assert!(
+        server.connections()[0].pings >= 2,
+        "the client kept pinging"
+    );
     assert!(herd.endpoint_status("quiet").unwrap().rtt.is_some());
 }
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::Deserialize;
 use wsherd_connection::{
-    Close, Connection, ConnectionConfig, ConnectionEvent, EndReason, Notice, Observed, Side, Write,
-    WriteError,
+    Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason, Notice,
+    Observed, Side, Write, WriteError,
 };
 use wsherd_protocol::{CloseCode, EndpointName, HeartbeatMode, HeartbeatSpec, Inbound, Outbound};
 use wsherd_router::{Delivery, Router};
@@ -85,11 +85,7 @@ async fn a_connection_routes_what_it_reads_writes_what_it_is_given_and_closes_wi
     let seqs: Vec<u64> = ticks.with(|seen| seen.iter().map(|d| d.message.seq).collect());
     assert_eq!(seqs, [0, 1, 2]);
 
-    connection
-        .send(Write::new("hello"))
-        .await
-        .unwrap()
-        .unwrap();
+    connection.send(Write::new("hello")).await.unwrap().unwrap();
     let received = server.wait_for_received(0, 1, WAIT).await.unwrap();
     assert_eq!(received[0].as_text(), Some("hello"));
 
@@ -139,10 +135,7 @@ async fn a_write_before_the_handshake_finishes_is_handed_back_and_the_handshake_
     let config = ConnectionConfig::new(url).handshake_timeout(Duration::from_millis(300));
     let (connection, notices) = start(config, &Router::new());
 
-    let refused = connection
-        .send(Write::new("too early"))
-        .await
-        .unwrap();
+    let refused = connection.send(Write::new("too early")).await.unwrap();
     assert_eq!(
         refused,
         Err(WriteError::NotOpen(Outbound::from("too early")))
@@ -233,4 +226,68 @@ async fn a_silent_peer_is_declared_dead_and_told_so_with_the_code_the_end_reason
         reason.close_code(),
         "the peer hears the code the end reason reports"
     );
+}
+
+#[actix_rt::test]
+async fn writes_the_os_never_took_whole_are_handed_back_in_order_with_their_time() {
+    // Completes the handshake and never reads: our buffers fill, then the kernel's.
+    let server = RawServer::start(vec![RawStep::Handshake, RawStep::Hold]).unwrap();
+    let config = ConnectionConfig::new(server.url())
+        .write_buffer(128 * 1024)
+        .close_timeout(Duration::from_millis(100));
+    let stats = Arc::new(ConnectionStats::default());
+    let (observer, notices) = Recorder::<Observed>::start();
+    let connection = Connection::new(
+        EndpointName::new("sink").unwrap(),
+        Arc::new(config),
+        &Router::new(),
+    )
+    .with_stats(Arc::clone(&stats))
+    .with_observer(observer.recipient())
+    .start();
+    opened(&notices).await;
+
+    let accepted_at = std::time::Instant::now();
+    let mut accepted = 0u64;
+    loop {
+        let write = Write {
+            message: Outbound::from(format!("{accepted:08}:{}", "x".repeat(16 * 1024))),
+            queued_at: accepted_at,
+        };
+        match connection.send(write).await.unwrap() {
+            Ok(()) => accepted += 1,
+            Err(WriteError::Full(_)) => break,
+            Err(other) => panic!("{other:?}"),
+        }
+        assert!(accepted < 100_000, "the socket never filled");
+    }
+    connection.do_send(Close {
+        code: CloseCode::NORMAL,
+        reason: "bye".into(),
+    });
+    ended(&notices).await;
+
+    let unsent = notices.with(|seen| {
+        seen.iter()
+            .find_map(|observed| match &observed.notice {
+                Notice::Unsent(unsent) => Some(unsent.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    });
+    let seqs: Vec<u64> = unsent
+        .iter()
+        .filter_map(|u| match &u.message {
+            Outbound::Text(text) => text.get(..8)?.parse().ok(),
+            Outbound::Binary(_) => None,
+        })
+        .collect();
+    let flushed = stats.snapshot().messages_flushed;
+    assert!(!seqs.is_empty(), "the write buffer held messages");
+    assert_eq!(
+        seqs,
+        (flushed..accepted).collect::<Vec<_>>(),
+        "exactly the messages after the last one the OS took whole, oldest first"
+    );
+    assert!(unsent.iter().all(|u| u.queued_at == accepted_at));
 }

@@ -11,8 +11,8 @@ use awc::ws::Codec;
 use wsherd_protocol::Heartbeat;
 
 use super::messages::ReleaseReads;
-use super::{Connection, Reads};
 use super::state::SocketState;
+use super::{Connection, Reads};
 use crate::client::client;
 use crate::event::{ConnectionEvent, EndReason};
 use crate::framed::LeanFramed;

@@ -86,7 +86,11 @@ impl Unflushed {
     fn settle(&mut self, written: &FramesWritten) -> u64 {
         let written = written.get();
         let mut flushed = 0;
-        while self.frames.front().is_some_and(|(index, _)| *index < written) {
+        while self
+            .frames
+            .front()
+            .is_some_and(|(index, _)| *index < written)
+        {
             self.frames.pop_front();
             flushed += 1;
         }
@@ -205,20 +209,20 @@ impl Connection {
     pub(super) fn drain_unsent(&mut self) -> Vec<Unsent> {
         self.settle_flushed();
         let mut unsent: Vec<Unsent> = self.unflushed.drain_callers().collect();
-        let queued = self
-            .outbox
-            .drain_unsent()
-            .filter_map(|(frame, origin)| match (frame, origin) {
-                (WsMessage::Text(text), Origin::Caller(queued_at)) => Some(Unsent {
-                    message: Outbound::Text(text.to_string()),
-                    queued_at,
-                }),
-                (WsMessage::Binary(bytes), Origin::Caller(queued_at)) => Some(Unsent {
-                    message: Outbound::Binary(bytes),
-                    queued_at,
-                }),
-                _ => None,
-            });
+        let queued =
+            self.outbox
+                .drain_unsent()
+                .filter_map(|(frame, origin)| match (frame, origin) {
+                    (WsMessage::Text(text), Origin::Caller(queued_at)) => Some(Unsent {
+                        message: Outbound::Text(text.to_string()),
+                        queued_at,
+                    }),
+                    (WsMessage::Binary(bytes), Origin::Caller(queued_at)) => Some(Unsent {
+                        message: Outbound::Binary(bytes),
+                        queued_at,
+                    }),
+                    _ => None,
+                });
         unsent.extend(queued);
         unsent
     }

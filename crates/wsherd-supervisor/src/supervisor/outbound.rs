@@ -102,10 +102,7 @@ impl Supervisor {
         self.in_flight = true;
         let life = self.lives_started;
         let copy = message.clone();
-        let write = connection.send(Write {
-            message,
-            queued_at,
-        });
+        let write = connection.send(Write { message, queued_at });
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             act.in_flight = false;
             let refused = match result {
@@ -179,10 +176,7 @@ impl Supervisor {
         let copy = message.clone();
         Box::pin(
             connection
-                .send(Write {
-                    message,
-                    queued_at,
-                })
+                .send(Write { message, queued_at })
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.in_flight = false;

@@ -31,8 +31,7 @@ impl Supervisor {
     /// Adds one message to this socket's replay (a subscription remembered while open).
     pub(super) fn replay_now(&mut self, message: Outbound, ctx: &mut Context<Self>) {
         if !self.is_replaying() {
-            self.replay_deadline =
-                Some(Instant::now() + self.connection_config.handshake_timeout);
+            self.replay_deadline = Some(Instant::now() + self.connection_config.handshake_timeout);
         }
         self.replay.push_back(message);
         self.replay_step(ctx);
