@@ -22,6 +22,8 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "kind",
     "handshake_timeout",
     "close_timeout",
+    "max_stall",
+    "write_timeout",
     "max_frame_size",
     "max_message_size",
     "write_buffer",
@@ -119,6 +121,12 @@ pub(crate) fn read_endpoint(
     }
     if let Some(timeout) = reader.duration(&table, "handshake_timeout") {
         connection.handshake_timeout = timeout;
+    }
+    if let Some(stall) = reader.duration(&table, "max_stall") {
+        connection.max_stall = stall;
+    }
+    if let Some(timeout) = reader.duration(&table, "write_timeout") {
+        connection.write_timeout = timeout;
     }
     if let Some(timeout) = reader.duration(&table, "close_timeout") {
         connection.close_timeout = timeout;

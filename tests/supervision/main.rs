@@ -7,6 +7,7 @@
 mod common;
 
 mod backoff;
+mod backpressure;
 mod control;
 mod delivery;
 mod governor;

@@ -19,6 +19,10 @@ pub const DEFAULT_WRITE_BUFFER: usize = 4 * 1024 * 1024;
 /// Close reasons longer than this are cut: a control frame carries at most 125 bytes, two of
 /// which are the code.
 pub const MAX_CLOSE_REASON: usize = 123;
+/// Default [`ConnectionConfig::max_stall`].
+pub const DEFAULT_MAX_STALL: Duration = Duration::from_secs(30);
+/// Default [`ConnectionConfig::write_timeout`].
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Settings of one connection.
 #[derive(Clone)]
@@ -37,7 +41,7 @@ pub struct ConnectionConfig {
     pub max_message_size: usize,
     /// Time to wait for the peer to answer a Close.
     pub close_timeout: Duration,
-    /// Bytes that may wait to be written; past it sends fail with `SendError::Full` and
+    /// Bytes that may wait to be written; past it writes fail with `WriteError::Full` and
     /// server Pings go unanswered.
     pub write_buffer: usize,
     /// Where each message's kind lives.
@@ -49,6 +53,12 @@ pub struct ConnectionConfig {
     /// When set, the owner is told (`Notice::LiveReply`) when the first message matching it
     /// arrives: a subscription acknowledgement.
     pub live_after: Option<ReplyMatcher>,
+    /// Longest a full `Overflow::Backpressure` subscriber may hold the socket's reads paused;
+    /// past it the life ends with `EndReason::SubscriberStalled`.
+    pub max_stall: Duration,
+    /// Longest one write may wait for the peer to take bytes (a peer that sends but never
+    /// reads); past it the life ends with `EndReason::WriteStalled`.
+    pub write_timeout: Duration,
 }
 
 impl ConnectionConfig {
@@ -67,7 +77,21 @@ impl ConnectionConfig {
             heartbeat: HeartbeatSpec::default(),
             tls: None,
             live_after: None,
+            max_stall: DEFAULT_MAX_STALL,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
         }
+    }
+
+    /// Sets how long a full subscriber may pause the socket's reads.
+    pub fn max_stall(mut self, stall: Duration) -> Self {
+        self.max_stall = stall;
+        self
+    }
+
+    /// Sets how long one write may wait for the peer to read.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
     }
 
     /// Adds a request header.

@@ -6,6 +6,7 @@
 //! `state` is where the life stands. This file holds the actor itself: its fields, its
 //! start and stop, and the events it reports.
 
+mod backpressure;
 mod close;
 mod handshake;
 mod heartbeat;
@@ -30,6 +31,7 @@ use crate::outbox::Outbox;
 use crate::split::{LocalSink, LocalSource};
 use crate::stats::ConnectionStats;
 
+use backpressure::Stall;
 pub use messages::{Close, ReleaseReads, Write, WriteError, WriteOnOpen};
 use state::SocketState;
 use write::{Origin, Unflushed};
@@ -73,6 +75,8 @@ pub struct Connection {
     frames_written: Option<FramesWritten>,
     /// Whether reading waits for [`ReleaseReads`], and the read half while it waits.
     reads: Reads,
+    /// Reads paused for full subscribers, and the write watchdog.
+    stall: Stall,
     reassembler: Reassembler,
     heartbeat: Option<Heartbeat>,
     /// When gathered batches go out.
@@ -107,6 +111,7 @@ impl Connection {
             unflushed: Unflushed::default(),
             frames_written: None,
             reads: Reads::AtOnce,
+            stall: Stall::default(),
             reassembler,
             heartbeat: None,
             batching: BatchClock::default(),

@@ -99,6 +99,18 @@ pub enum EndReason {
         /// What the heartbeat saw.
         why: DeadPeer,
     },
+    /// A full subscriber (`Overflow::Backpressure`) kept the socket's reads paused longer than
+    /// `max_stall`. A Close with 1011 was sent; the held deliveries are not delivered.
+    SubscriberStalled {
+        /// The limit that ran out.
+        after: Duration,
+    },
+    /// One write waited longer than `write_timeout` for the peer to take bytes: the peer sends
+    /// (the heartbeat stays happy) but does not read. No Close could be written.
+    WriteStalled {
+        /// The limit that ran out.
+        after: Duration,
+    },
     /// The actor was stopped (its owner went away) before any close.
     Stopped,
 }
@@ -112,12 +124,16 @@ impl EndReason {
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
             EndReason::PeerClosed { code, .. } | EndReason::LocalClose { code, .. } => Some(*code),
-            EndReason::StreamEnded | EndReason::Io { .. } => Some(CloseCode::ABNORMAL),
+            EndReason::StreamEnded | EndReason::Io { .. } | EndReason::WriteStalled { .. } => {
+                Some(CloseCode::ABNORMAL)
+            }
             EndReason::FrameTooLarge { .. } | EndReason::MessageTooLarge { .. } => {
                 Some(CloseCode::TOO_BIG)
             }
             EndReason::Protocol { .. } => Some(CloseCode::PROTOCOL),
-            EndReason::Unresponsive { .. } => Some(CloseCode::INTERNAL),
+            EndReason::Unresponsive { .. } | EndReason::SubscriberStalled { .. } => {
+                Some(CloseCode::INTERNAL)
+            }
             EndReason::InvalidRequest { .. }
             | EndReason::ConnectFailed { .. }
             | EndReason::Tls { .. }
@@ -192,6 +208,12 @@ impl fmt::Display for EndReason {
             EndReason::Protocol { reason } => write!(f, "protocol error: {reason}"),
             EndReason::Io { reason } => write!(f, "I/O error: {reason}"),
             EndReason::Unresponsive { why } => write!(f, "peer unresponsive: {why}"),
+            EndReason::SubscriberStalled { after } => {
+                write!(f, "a subscriber took nothing for {after:?}")
+            }
+            EndReason::WriteStalled { after } => {
+                write!(f, "the peer read nothing for {after:?} while we wrote")
+            }
             EndReason::Stopped => f.write_str("stopped"),
         }
     }

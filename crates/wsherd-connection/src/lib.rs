@@ -16,6 +16,8 @@
 //! | close timeout | 5 s | socket dropped; the end reason says whether the peer acknowledged |
 //! | close reason | 123 bytes | cut on a character boundary |
 //! | write buffer | 4 MiB | writes fail with [`WriteError::Full`]; server Pings go unanswered |
+//! | stall | 30 s | a full subscriber paused reads that long: [`EndReason::SubscriberStalled`] |
+//! | write timeout | 30 s | one write waited that long for the peer to read: [`EndReason::WriteStalled`] |
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -48,7 +50,8 @@ mod tls;
 
 pub use config::{
     ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_WRITE_BUFFER, MAX_CLOSE_REASON, validate_url,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_STALL, DEFAULT_WRITE_BUFFER, DEFAULT_WRITE_TIMEOUT,
+    MAX_CLOSE_REASON, validate_url,
 };
 pub use connection::{Close, Connection, ReleaseReads, Write, WriteError, WriteOnOpen};
 pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side, Unsent};

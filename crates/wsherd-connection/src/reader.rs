@@ -32,6 +32,11 @@ pub(crate) trait FrameSource {
 
 /// What the actor does with the reader's output.
 pub(crate) trait FrameSink<S: FrameSource>: Actor<Context = Context<Self>> {
+    /// Whether the actor wants no frames for now (a full subscriber); the reader parks until
+    /// woken through [`FrameSink::park_reader`]'s waker.
+    fn reads_paused(&self) -> bool;
+    /// Keeps the reader's waker, to wake it when reads resume.
+    fn park_reader(&mut self, waker: &std::task::Waker);
     /// One frame (or read error).
     fn on_frame(&mut self, frame: S::Frame<'_>, ctx: &mut Context<Self>);
     /// The turn is over: the socket has nothing more right now (`socket_drained`), or the
@@ -73,6 +78,10 @@ where
         task: &mut TaskContext<'_>,
     ) -> Poll<()> {
         let this = self.get_mut();
+        if act.reads_paused() {
+            act.park_reader(task.waker());
+            return Poll::Pending;
+        }
         // Held for the turn: frames may borrow the socket's buffer while the actor handles
         // them. The write half borrows it only from its own future, never during a turn.
         let Ok(mut source) = this.source.0.try_borrow_mut() else {
@@ -85,9 +94,12 @@ where
                 Poll::Ready(Some(item)) => {
                     act.on_frame(item, ctx);
                     handled += 1;
-                    if ctx.waiting() || ctx.state() != ActorState::Running {
+                    if act.reads_paused() || ctx.waiting() || ctx.state() != ActorState::Running {
                         this.drain_owed = false;
                         act.end_of_turn(true, ctx);
+                        if act.reads_paused() {
+                            act.park_reader(task.waker());
+                        }
                         return Poll::Pending;
                     }
                     if handled == FRAMES_PER_TURN {
@@ -153,6 +165,10 @@ mod tests {
     }
 
     impl FrameSink<Numbers> for Probe {
+        fn reads_paused(&self) -> bool {
+            false
+        }
+        fn park_reader(&mut self, _: &std::task::Waker) {}
         fn on_frame(&mut self, _: u32, _: &mut Context<Self>) {
             self.frames += 1;
         }

@@ -2,6 +2,7 @@
 //! batches gathered during a connection turn, and the [`DispatchReport`] of what happened.
 
 use std::any::Any;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -100,17 +101,20 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
     ) where
         M: actix::Message<Result = ()> + Send + 'static,
     {
+        if self.overflow == Overflow::Backpressure && !report.blocked.is_empty() {
+            // Earlier deliveries wait for a full subscriber: this one waits behind them, or it
+            // could reach a mailbox before them.
+            report.delivered += count;
+            report.hold(recipient.send(message));
+            return;
+        }
         match recipient.try_send(message) {
             Ok(()) => report.delivered += count,
             Err(SendError::Full(message)) => match self.overflow {
                 Overflow::Drop => report.dropped_full += count,
                 Overflow::Backpressure => {
                     report.delivered += count;
-                    let request = recipient.send(message);
-                    report.blocked.push(Box::pin(async move {
-                        // A subscriber that stops while we wait is pruned on the next message.
-                        let _ = request.await;
-                    }));
+                    report.hold(recipient.send(message));
                 }
             },
             Err(SendError::Closed(_)) => {
@@ -171,7 +175,8 @@ pub struct DispatchReport {
     /// Subscriptions whose actor has stopped; tell the router with
     /// [`Router::unsubscribe`](crate::Router::unsubscribe).
     pub closed: Vec<SubscriptionId>,
-    blocked: Vec<Blocked>,
+    /// Deliveries waiting for room in a full subscriber's mailbox, in the order they were made.
+    blocked: VecDeque<Blocked>,
     pending: Vec<Box<dyn PendingBatch>>,
     pending_deliveries: usize,
     largest_batch: usize,
@@ -180,6 +185,43 @@ pub struct DispatchReport {
 }
 
 impl DispatchReport {
+    fn hold<R>(&mut self, request: R)
+    where
+        R: Future + 'static,
+    {
+        self.blocked.push_back(Box::pin(async move {
+            // A subscriber that stops while we wait is pruned on the next message.
+            let _ = request.await;
+        }));
+    }
+
+    /// Makes progress on the deliveries held for full subscribers, oldest first; `Ready` once
+    /// every one of them was taken. While any is held, later deliveries to backpressure
+    /// subscribers queue behind it, so a subscriber never sees them out of order.
+    pub fn poll_unblocked(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        while let Some(front) = self.blocked.front_mut() {
+            match front.as_mut().poll(cx) {
+                std::task::Poll::Ready(()) => {
+                    self.blocked.pop_front();
+                }
+                std::task::Poll::Pending => return std::task::Poll::Pending,
+            }
+        }
+        std::task::Poll::Ready(())
+    }
+
+    /// Deliveries (messages or batches) held for full subscribers.
+    pub fn held(&self) -> usize {
+        self.blocked.len()
+    }
+
+    /// Gives up the held deliveries (their subscribers never get them); returns how many.
+    pub fn drop_held(&mut self) -> usize {
+        let held = self.blocked.len();
+        self.blocked.clear();
+        held
+    }
+
     /// Deliveries gathered for batched subscribers and not yet sent.
     pub fn pending_deliveries(&self) -> usize {
         self.pending_deliveries

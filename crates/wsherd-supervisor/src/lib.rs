@@ -47,6 +47,6 @@ pub use spec::{EndpointSpec, LiveAfter};
 pub use state::{EndpointState, FailReason, QueueEvent, StateEvent};
 pub use status::{EndpointShared, SupervisorStatus};
 pub use supervisor::{
-    AddOnOpenHook, Control, MAX_REMEMBERED, OnOpenHook, Rejected, Remember, Stop, StopReceipt,
-    Submit, Submitted, Supervisor,
+    AddOnOpenHook, Control, MAX_HELD_EVENTS, MAX_REMEMBERED, OnOpenHook, Rejected, Remember, Stop,
+    StopReceipt, Submit, Submitted, Supervisor,
 };

@@ -30,6 +30,7 @@ pub struct EndpointShared {
     pub(crate) queue_dropped: AtomicU64,
     pub(crate) queue_expired: AtomicU64,
     pub(crate) queue_rejected: AtomicU64,
+    pub(crate) events_dropped: AtomicU64,
 }
 
 /// One endpoint's status at one moment.
@@ -61,6 +62,9 @@ pub struct SupervisorStatus {
     pub queue_expired: u64,
     /// Messages refused because the queue was full (`reject`).
     pub queue_rejected: u64,
+    /// State and queue events not delivered because a full subscriber held more than
+    /// `MAX_HELD_EVENTS` of them.
+    pub events_dropped: u64,
     /// Connection counters (messages and bytes in and out, deliveries, decode failures …).
     pub stats: StatsSnapshot,
 }
@@ -88,6 +92,7 @@ impl EndpointShared {
             queue_dropped: AtomicU64::new(0),
             queue_expired: AtomicU64::new(0),
             queue_rejected: AtomicU64::new(0),
+            events_dropped: AtomicU64::new(0),
         }
     }
 
@@ -119,6 +124,7 @@ impl EndpointShared {
             queue_dropped: self.queue_dropped.load(Ordering::Relaxed),
             queue_expired: self.queue_expired.load(Ordering::Relaxed),
             queue_rejected: self.queue_rejected.load(Ordering::Relaxed),
+            events_dropped: self.events_dropped.load(Ordering::Relaxed),
             stats,
         }
     }

@@ -77,6 +77,8 @@ pub struct Supervisor {
     replay_deadline: Option<Instant>,
     /// Wakes the queue's expiry while the endpoint is down.
     expiry_timer: Option<SpawnHandle>,
+    /// The events held for full subscribers are being driven.
+    draining_events: bool,
     /// Told, when the actor stops, what the socket handed back while closing.
     stopped_signals: Vec<tokio::sync::oneshot::Sender<Vec<Outbound>>>,
 }
@@ -120,6 +122,7 @@ impl Supervisor {
             replay_writing: false,
             replay_deadline: None,
             expiry_timer: None,
+            draining_events: false,
             state: EndpointState::Connecting { attempt: 1 },
             intent: Intent::Run,
             stopped_signals: Vec::new(),
@@ -179,13 +182,49 @@ impl Supervisor {
         self.settle_report(ctx);
     }
 
+    /// Forgets stopped subscribers, and lets events held for full ones go out in the
+    /// background: the supervisor never waits for a subscriber (it must keep reconnecting,
+    /// stopping and answering), and holds at most [`MAX_HELD_EVENTS`] for one.
     fn settle_report(&mut self, ctx: &mut Context<Self>) {
         for id in self.report.closed.drain(..) {
             self.router.unsubscribe(id);
         }
-        if let Some(wait) = self.report.take_backpressure() {
-            ctx.wait(wait.into_actor(self));
+        let held = self.report.held();
+        if held > MAX_HELD_EVENTS {
+            let dropped = self.report.drop_held();
+            self.shared
+                .events_dropped
+                .fetch_add(dropped as u64, std::sync::atomic::Ordering::Relaxed);
+            self.span
+                .in_scope(|| tracing::warn!(dropped, "events dropped for a full subscriber"));
+        } else if held > 0 && !self.draining_events {
+            self.draining_events = true;
+            ctx.spawn(DrainEvents);
         }
+    }
+}
+
+/// Most state and queue events held for full subscribers; past it they are dropped and counted
+/// (`events_dropped`), so a stuck subscriber of a flapping endpoint cannot grow memory.
+pub const MAX_HELD_EVENTS: usize = 1024;
+
+/// Drives the events held for full subscribers, oldest first.
+struct DrainEvents;
+
+impl ActorFuture<Supervisor> for DrainEvents {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        act: &mut Supervisor,
+        _: &mut Context<Supervisor>,
+        task: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let done = act.report.poll_unblocked(task);
+        if done.is_ready() {
+            act.draining_events = false;
+        }
+        done
     }
 }
 

@@ -30,6 +30,9 @@ pub enum RawStep {
     WriteSlowly(Vec<u8>, Duration),
     /// Keep the socket open without reading or writing until the server is dropped.
     Hold,
+    /// Write these bytes again every interval, never reading, until the client goes away or
+    /// the server is dropped: a peer that talks but does not listen.
+    Repeat(Vec<u8>, Duration),
     /// Read whatever the client sends until it closes or the server is dropped, keeping the
     /// first MiB in [`RawLog::drained`].
     Drain,
@@ -300,6 +303,13 @@ fn run_script(
                     stream.flush()?;
                     std::thread::sleep(*pause);
                 }
+            }
+            RawStep::Repeat(bytes, every) => {
+                while !stopping.load(Ordering::SeqCst) {
+                    stream.write_all(bytes)?;
+                    std::thread::sleep(*every);
+                }
+                return Ok(());
             }
             RawStep::Hold => {
                 // Blocks until the server is dropped (the sender goes away).

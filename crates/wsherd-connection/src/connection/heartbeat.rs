@@ -17,13 +17,15 @@ impl Connection {
             return;
         }
         let now = Instant::now();
+        // While wsherd holds the reads, the peer's answers sit unread: its clock stands still.
+        let held = self.reads_paused();
         let Some(hb) = &mut self.heartbeat else {
             return;
         };
-        if std::mem::take(&mut self.saw_data) {
+        if std::mem::take(&mut self.saw_data) || held {
             hb.on_data(now);
         }
-        if std::mem::take(&mut self.saw_frame) {
+        if std::mem::take(&mut self.saw_frame) || held {
             hb.on_frame(now);
         }
         let (action, wake) = hb.poll(now);

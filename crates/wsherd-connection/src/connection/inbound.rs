@@ -28,8 +28,8 @@ impl Connection {
         }
     }
 
-    /// Settles the turn (see [`Self::settle_counts`]) and pauses reading while a full
-    /// subscriber catches up.
+    /// Settles the turn (see [`Self::settle_counts`]) and pauses reading (only reading) while a
+    /// full subscriber catches up.
     pub(super) fn settle_report(&mut self, ctx: &mut Context<Self>) {
         self.settle_turn(true, ctx);
     }
@@ -37,11 +37,7 @@ impl Connection {
     /// Settles a turn; gathered batches go out only with `flush_batches` (or when one is full).
     fn settle_turn(&mut self, flush_batches: bool, ctx: &mut Context<Self>) {
         self.settle_counts(flush_batches);
-        if let Some(wait) = self.report.take_backpressure() {
-            // `wait` holds the actor: no frame is read until every full subscriber took its
-            // message, so the socket's TCP window throttles the peer instead of our memory.
-            ctx.wait(wait.into_actor(self));
-        }
+        self.pause_for_held(ctx);
     }
 
     /// Sends gathered batches (with `flush_batches`), moves the turn's counters into the shared
@@ -180,6 +176,14 @@ impl Connection {
 }
 
 impl FrameSink<LeanFramed<BoxedSocket>> for Connection {
+    fn reads_paused(&self) -> bool {
+        Connection::reads_paused(self)
+    }
+
+    fn park_reader(&mut self, waker: &std::task::Waker) {
+        Connection::park_reader(self, waker);
+    }
+
     fn end_of_turn(&mut self, socket_drained: bool, ctx: &mut Context<Self>) {
         let send_batches = self
             .batching

@@ -169,7 +169,9 @@ impl Connection {
             sink.flush().await?;
             Ok::<_, WsProtocolError>(sink)
         };
+        self.write_started(ctx);
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
+            act.write_done();
             act.outbox.flushed(bytes);
             act.settle_flushed();
             match result {
