@@ -14,7 +14,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use ::config::{Config, Environment, File, Value, ValueKind};
-use wsherd_protocol::EndpointName;
+use wsherd_protocol::{EndpointName, Outbound};
 use wsherd_supervisor::{EndpointSpec, GovernorPolicy};
 
 use read::{Reader, join};
@@ -82,8 +82,9 @@ impl Default for HerdSettings {
     }
 }
 
-/// One endpoint as configured.
-#[derive(Debug, Clone)]
+/// One endpoint as configured. `Debug` shows the spec as its own `Debug` does (secrets
+/// hidden), not the fingerprint, which is a digest of them.
+#[derive(Clone)]
 pub struct EndpointConfig {
     /// Whether it is started (`enabled = false` keeps it in the file but down).
     pub enabled: bool,
@@ -96,7 +97,18 @@ pub struct EndpointConfig {
 impl EndpointConfig {
     /// Wraps a programmatic spec.
     pub fn new(spec: EndpointSpec) -> Self {
-        let fingerprint = digest(&format!("{spec:?}"));
+        // `Debug` hides the URL's credentials, header values and on-open messages, so they are
+        // added: a reload must still see that they changed.
+        let c = &spec.connection;
+        let mut material = format!("{spec:?}\0{}\0{:?}", c.url, c.headers);
+        for message in &spec.on_open {
+            match message {
+                Outbound::Text(text) => material.push_str(text),
+                Outbound::Binary(bytes) => material.push_str(&format!("{:?}", &bytes[..])),
+            }
+            material.push('\0');
+        }
+        let fingerprint = digest(&material);
         EndpointConfig {
             enabled: true,
             spec,
@@ -107,6 +119,15 @@ impl EndpointConfig {
     /// Whether `other` configures the same endpoint identically (a reload keeps its socket).
     pub fn same_as(&self, other: &EndpointConfig) -> bool {
         self.enabled == other.enabled && self.fingerprint == other.fingerprint
+    }
+}
+
+impl fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("enabled", &self.enabled)
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
     }
 }
 
@@ -251,14 +272,14 @@ impl ConfigLoader {
                         .collect::<Vec<_>>()
                         .join(", "),
                     key: String::new(),
-                    message: error.to_string(),
+                    message: without_quoted_source(&error.to_string()),
                 }],
             })?;
         let table = ::config::Source::collect(&built).map_err(|error| ConfigError {
             problems: vec![Problem {
                 origin: "configuration".to_owned(),
                 key: String::new(),
-                message: error.to_string(),
+                message: without_quoted_source(&error.to_string()),
             }],
         })?;
         Ok(Value::new(None, ValueKind::Table(table)))
@@ -335,6 +356,22 @@ impl ConfigLoader {
         }
         config
     }
+}
+
+/// A parse error without the lines of the file it quotes (TOML's `3 | url = "…"` and the caret
+/// under it): the line at fault may hold a secret. Line, column and what was wrong remain.
+fn without_quoted_source(message: &str) -> String {
+    let quoted = |line: &str| {
+        line.trim_start()
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .trim_start()
+            .starts_with('|')
+    };
+    message
+        .lines()
+        .filter(|line| !quoted(line))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The value with keys sorted and origins dropped, so equal settings print equally.

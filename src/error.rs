@@ -1,5 +1,6 @@
 //! Errors of the facade.
 
+use wsherd_connection::InvalidConfig;
 use wsherd_protocol::{EncodeError, EndpointName, InvalidEndpointName, Outbound};
 use wsherd_supervisor::Rejected;
 
@@ -18,6 +19,14 @@ pub enum HerdError {
     /// The configuration was refused.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// An endpoint's spec has a setting it cannot run with (a heartbeat duration too short).
+    #[error("endpoint {name}: {error}")]
+    InvalidSpec {
+        /// The endpoint.
+        name: EndpointName,
+        /// What is wrong.
+        error: InvalidConfig,
+    },
     /// Called outside a running actix system.
     #[error(
         "no actix system is running on this thread: start the herd inside one (e.g. #[actix::main])"

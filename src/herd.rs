@@ -153,6 +153,9 @@ impl Herd {
         if actix::System::try_current().is_none() {
             return Err(HerdError::NoSystem);
         }
+        if let Err(error) = config.spec.validate() {
+            return Err(HerdError::InvalidSpec { name, error });
+        }
         let mut endpoints = self.lock();
         if endpoints
             .get(&name)

@@ -11,10 +11,13 @@ pub use herd::{Herd, ReloadReport, ShutdownReport};
 pub use wsherd_supervisor::SupervisorStatus as EndpointStatus;
 
 pub use wsherd_connection::{
-    Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason, Phase, Side,
-    StatsSnapshot, TlsFiles,
+    Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason,
+    InvalidConfig, InvalidUtf8Policy, Phase, Side, StatsSnapshot, TlsFiles,
 };
-pub use wsherd_protocol::{CloseCode, DeadPeer, HeartbeatMode, HeartbeatSpec, ReplyMatcher};
+pub use wsherd_protocol::{
+    CloseCode, DeadPeer, HeartbeatMode, HeartbeatSpec, InvalidHeartbeat, MIN_HEARTBEAT_DURATION,
+    ReplyMatcher, redact_url,
+};
 pub use wsherd_protocol::{
     DecodeError, DecodeStage, EncodeError, EndpointName, Inbound, KindRule, Outbound,
 };

@@ -637,7 +637,7 @@ async fn restart_starts_an_endpoint_afresh_and_errors_name_the_problem() {
     assert!(
         error
             .to_string()
-            .contains("endpoints.x.url: expected a string, found 5"),
+            .contains(r#"endpoints.x.url: expected a string, { env = "VARIABLE" } or { file = "PATH" }, found a number"#),
         "{error}"
     );
 }
@@ -700,4 +700,244 @@ async fn reload_hands_back_what_removed_endpoints_had_not_sent() {
         report.unsent.get(&name("gone")).map(Vec::as_slice),
         Some(&[Outbound::from("one"), Outbound::from("two")][..])
     );
+}
+#[test]
+fn zero_or_tiny_heartbeat_durations_are_refused_naming_key_and_file() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[endpoints.feed]
+url = "ws://127.0.0.1:1/"
+idle_timeout = "0s"
+heartbeat = { interval = "1ms", timeout = "0s" }
+"#,
+    );
+    let found = problems(&file);
+    assert_eq!(
+        found,
+        [
+            "endpoints.feed.heartbeat.interval: 1ms is too short: the minimum is 10ms",
+            "endpoints.feed.heartbeat.timeout: 0ns is too short: the minimum is 10ms",
+            "endpoints.feed.idle_timeout: 0ns is too short: the minimum is 10ms",
+        ]
+    );
+    let shown = load(&file).unwrap_err().to_string();
+    assert!(
+        shown.contains(&format!("{}: endpoints.feed.idle_timeout:", file.name())),
+        "{shown}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_herd_refuses_an_endpoint_whose_heartbeat_would_spin() {
+    let herd = Herd::new();
+    let zero_interval = wsherd::HeartbeatSpec {
+        interval: Duration::ZERO,
+        ..Default::default()
+    };
+    let error = herd
+        .add_endpoint(
+            "spin",
+            ConnectionConfig::new("ws://127.0.0.1:1/").heartbeat(zero_interval),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&error, wsherd::HerdError::InvalidSpec { name, .. } if name.as_str() == "spin"),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("endpoint spin: heartbeat interval of 0ns"),
+        "{error}"
+    );
+    let zero_idle = wsherd::HeartbeatSpec {
+        idle_timeout: Some(Duration::ZERO),
+        ..Default::default()
+    };
+    let spec =
+        EndpointSpec::new(ConnectionConfig::new("ws://127.0.0.1:1/")).heartbeat_spec(zero_idle);
+    assert!(matches!(
+        herd.add_endpoint("idle", spec),
+        Err(wsherd::HerdError::InvalidSpec { .. })
+    ));
+    assert!(herd.endpoints().is_empty(), "nothing was started");
+    // The checked constructors refuse the same values up front.
+    assert!(
+        wsherd::HeartbeatSpec::new(
+            HeartbeatMode::WsPing,
+            Duration::ZERO,
+            Duration::from_secs(1)
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn sizes_reach_usize_max_and_2_pow_64_is_refused() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[endpoints.feed]
+url = "ws://127.0.0.1:1/"
+max_frame_size = "18446744073709551615"
+max_message_size = "16 EiB"
+[endpoints.over]
+url = "ws://127.0.0.1:1/"
+max_frame_size = "18446744073709551616"
+"#,
+    );
+    let found = problems(&file);
+    assert_eq!(
+        found,
+        [
+            r#"endpoints.feed.max_message_size: "16 EiB" is not a size (use e.g. "64KiB", "1MiB", "16MB")"#,
+            r#"endpoints.over.max_frame_size: "18446744073709551616" is larger than the largest size, 18446744073709551615 bytes"#,
+        ]
+    );
+    let fits = TempConfig::new(
+        "toml",
+        "[endpoints.feed]\nurl = \"ws://127.0.0.1:1/\"\nmax_frame_size = \"18446744073709551615\"\nmax_message_size = \"17179869183GiB\"\n",
+    );
+    let config = load(&fits).unwrap();
+    let c = &config.endpoints[&name("feed")].spec.connection;
+    assert_eq!(c.max_frame_size, usize::MAX);
+    assert_eq!(c.max_message_size, usize::MAX - (1 << 30) + 1);
+}
+
+#[test]
+fn invalid_utf8_fails_by_default_and_is_a_dead_letter_on_request() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[endpoints.strict]
+url = "ws://127.0.0.1:1/"
+[endpoints.lenient]
+url = "ws://127.0.0.1:1/"
+invalid_utf8 = "dead_letter"
+"#,
+    );
+    let config = load(&file).unwrap();
+    let policy = |n: &str| config.endpoints[&name(n)].spec.connection.invalid_utf8;
+    assert_eq!(policy("strict"), wsherd::InvalidUtf8Policy::Fail);
+    assert_eq!(policy("lenient"), wsherd::InvalidUtf8Policy::DeadLetter);
+    let bad = TempConfig::new(
+        "toml",
+        "[endpoints.feed]\nurl = \"ws://127.0.0.1:1/\"\ninvalid_utf8 = \"ignore\"\n",
+    );
+    assert_eq!(
+        problems(&bad),
+        [r#"endpoints.feed.invalid_utf8: expected one of "fail", "dead_letter", found "ignore""#]
+    );
+}
+
+#[test]
+fn url_headers_and_on_open_may_come_from_the_environment_or_a_file() {
+    let dir = std::env::temp_dir();
+    let secret_file = |what: &str, contents: &str| {
+        let path = dir.join(format!("wsherd-secret-{}-{what}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        path
+    };
+    let url_file = secret_file("url", "ws://127.0.0.1:1/feed?token=from-file\n");
+    let header_file = secret_file("header", "Bearer file-token\r\n");
+    let open_file = secret_file("open", "{\"op\":\"login\",\"key\":\"file-key\"}\n");
+    let file = TempConfig::new(
+        "toml",
+        &format!(
+            r#"
+[endpoints.env]
+url = {{ env = "FEED_URL" }}
+headers = {{ Authorization = {{ env = "FEED_TOKEN" }} }}
+on_open = [{{ env = "FEED_LOGIN" }}, '{{"op":"subscribe"}}']
+[endpoints.file]
+url = {{ file = "{}" }}
+headers = {{ Authorization = {{ file = "{}" }} }}
+on_open = [{{ file = "{}" }}]
+"#,
+            url_file.display(),
+            header_file.display(),
+            open_file.display()
+        ),
+    );
+    let env: HashMap<String, String> = [
+        ("FEED_URL", "ws://127.0.0.1:1/?listenKey=from-env"),
+        ("FEED_TOKEN", "Bearer env-token"),
+        ("FEED_LOGIN", r#"{"op":"login","key":"env-key"}"#),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let config = ConfigLoader::new()
+        .file(file.path())
+        .environment(env)
+        .load()
+        .unwrap();
+    let from_env = &config.endpoints[&name("env")].spec;
+    assert_eq!(
+        from_env.connection.url,
+        "ws://127.0.0.1:1/?listenKey=from-env"
+    );
+    assert_eq!(from_env.connection.headers[0].1, "Bearer env-token");
+    assert_eq!(
+        from_env.on_open,
+        [
+            Outbound::from(r#"{"op":"login","key":"env-key"}"#),
+            Outbound::from(r#"{"op":"subscribe"}"#)
+        ]
+    );
+    let from_file = &config.endpoints[&name("file")].spec;
+    assert_eq!(
+        from_file.connection.url,
+        "ws://127.0.0.1:1/feed?token=from-file"
+    );
+    assert_eq!(from_file.connection.headers[0].1, "Bearer file-token");
+    assert_eq!(
+        from_file.on_open,
+        [Outbound::from(r#"{"op":"login","key":"file-key"}"#)]
+    );
+    let shown = format!("{config:?}");
+    for secret in [
+        "from-env",
+        "env-token",
+        "env-key",
+        "from-file",
+        "file-token",
+        "file-key",
+    ] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+
+    // Problems name the variable or the file, never a value.
+    let missing = std::env::temp_dir().join("wsherd-no-such-secret");
+    let broken = TempConfig::new(
+        "toml",
+        &format!(
+            r#"
+[endpoints.feed]
+url = {{ env = "NOPE" }}
+headers = {{ Authorization = 12345, X-Key = {{ file = "{}" }}, X-Other = {{ vault = "x" }} }}
+on_open = ["fine", 67890, {{ env = "NOPE" }}]
+"#,
+            missing.display()
+        ),
+    );
+    let found = problems(&broken);
+    let accepted = r#"expected a string, { env = "VARIABLE" } or { file = "PATH" }"#;
+    let expected = [
+        format!("endpoints.feed.headers.authorization: {accepted}, found a number"),
+        format!(
+            "endpoints.feed.headers.x-key: cannot read file {:?}: No such file or directory (os error 2)",
+            missing.display().to_string()
+        ),
+        format!("endpoints.feed.headers.x-other: {accepted}, found a table of another shape"),
+        format!("endpoints.feed.on_open[1]: {accepted}, found a number"),
+        r#"endpoints.feed.on_open[2]: environment variable "NOPE" is not set"#.to_owned(),
+        r#"endpoints.feed.url: environment variable "NOPE" is not set"#.to_owned(),
+    ];
+    let lower = |v: &[String]| v.iter().map(|p| p.to_lowercase()).collect::<Vec<_>>();
+    assert_eq!(lower(&found), lower(&expected));
+    for file in [url_file, header_file, open_file] {
+        let _ = std::fs::remove_file(file);
+    }
 }

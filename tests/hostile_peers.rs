@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use wsherd::prelude::*;
-use wsherd::{DeadLetterReason, DecodeStage, Rejected, SendError};
+use wsherd::{DeadLetterReason, DecodeStage, InvalidUtf8Policy, Rejected, SendError};
 use wsherd_testkit::{RawServer, RawStep, Recorder, Watched, frame, frame_with};
 
 #[derive(Debug, serde::Deserialize)]
@@ -31,7 +31,52 @@ async fn end_reason_for(
 }
 
 #[actix_rt::test]
-async fn invalid_utf8_is_a_dead_letter_and_the_stream_goes_on() {
+async fn invalid_utf8_fails_the_connection_with_1007_by_default() {
+    // RFC 6455 §8.1: a text frame that is not UTF-8 fails the connection; a valid frame after
+    // it is never delivered. The broken one is reassembled from fragments the second time.
+    let mut fragmented = frame_with(0x01, None, &[b'"', 0xE2, 0x82]);
+    fragmented.extend(frame_with(0x80, None, b"x\""));
+    for broken in [frame(0x1, &[b'"', 0xFF, 0xFE, b'"']), fragmented] {
+        let server = RawServer::start(vec![
+            RawStep::Handshake,
+            RawStep::Write(broken),
+            RawStep::Write(frame(0x1, br#"{"type":"trade","seq":1}"#)),
+            RawStep::Drain,
+        ])
+        .unwrap();
+        let herd = Herd::new();
+        let events = events(&herd);
+        let (trades, trades_seen) = Recorder::<Delivery<Trade>>::start();
+        herd.subscribe(trades.recipient());
+        herd.add_endpoint(
+            "strict",
+            ConnectionConfig::new(server.url()).close_timeout(Duration::from_millis(200)),
+        )
+        .unwrap();
+        let reason = closed(&events, "strict").await;
+        assert!(
+            matches!(reason, EndReason::InvalidUtf8 { valid_up_to: 1, .. }),
+            "{reason:?}"
+        );
+        assert_eq!(reason.close_code(), Some(CloseCode::INVALID_PAYLOAD));
+        let told = server
+            .wait_for(WAIT, |logs| logs.first().and_then(|log| log.close_code()))
+            .await
+            .unwrap();
+        assert_eq!(told, 1007, "the peer is told why");
+        assert_eq!(
+            trades_seen.len(),
+            0,
+            "nothing after the broken frame is delivered"
+        );
+        herd.remove_endpoint("strict", CloseCode::NORMAL, "done")
+            .await
+            .unwrap();
+    }
+}
+
+#[actix_rt::test]
+async fn invalid_utf8_is_a_dead_letter_and_the_stream_goes_on_when_the_endpoint_opts_in() {
     let server = RawServer::start(vec![
         RawStep::Handshake,
         RawStep::Write(frame(0x1, &[b'"', 0xFF, 0xFE, b'"'])),
@@ -44,8 +89,11 @@ async fn invalid_utf8_is_a_dead_letter_and_the_stream_goes_on() {
     let (dead, dead_seen) = Recorder::<Delivery<DeadLetter>>::start();
     herd.subscribe(trades.recipient());
     herd.subscribe_events(dead.recipient());
-    herd.add_endpoint("raw", ConnectionConfig::new(server.url()))
-        .unwrap();
+    herd.add_endpoint(
+        "raw",
+        ConnectionConfig::new(server.url()).invalid_utf8(InvalidUtf8Policy::DeadLetter),
+    )
+    .unwrap();
     trades_seen.wait_for_count(1, WAIT).await.unwrap();
     dead_seen.wait_for_count(1, WAIT).await.unwrap();
     assert_eq!(trades_seen.with(|s| s[0].message.seq), 1);
@@ -55,6 +103,45 @@ async fn invalid_utf8_is_a_dead_letter_and_the_stream_goes_on() {
     )));
     assert_eq!(
         herd.endpoint_status("raw").unwrap().state,
+        EndpointState::Live
+    );
+}
+
+#[actix_rt::test]
+async fn with_usize_max_caps_every_frame_still_arrives() {
+    // A 3 MiB frame (64-bit length) over the 1 MiB the codec reserves ahead, cut into slow
+    // pieces, and a fragmented message: no cap arithmetic may overflow.
+    let big = format!(
+        r#"{{"type":"trade","seq":2,"pad":"{}"}}"#,
+        "x".repeat(3 << 20)
+    );
+    let mut fragmented = frame_with(0x01, None, br#"{"type":"trade","#);
+    fragmented.extend(frame_with(0x80, None, br#""seq":3}"#));
+    let server = RawServer::start(vec![
+        RawStep::Handshake,
+        RawStep::Write(frame(0x1, br#"{"type":"trade","seq":1}"#)),
+        RawStep::Write(frame(0x1, big.as_bytes())),
+        RawStep::Write(fragmented),
+        RawStep::Hold,
+    ])
+    .unwrap();
+    let herd = Herd::new();
+    let (trades, seen) = Recorder::<Delivery<Trade>>::start();
+    herd.subscribe(trades.recipient());
+    herd.add_endpoint(
+        "uncapped",
+        ConnectionConfig::new(server.url())
+            .max_frame_size(usize::MAX)
+            .max_message_size(usize::MAX),
+    )
+    .unwrap();
+    seen.wait_for_count(3, WAIT).await.unwrap();
+    assert_eq!(
+        seen.with(|s| s.iter().map(|d| d.message.seq).collect::<Vec<_>>()),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        herd.endpoint_status("uncapped").unwrap().state,
         EndpointState::Live
     );
 }

@@ -132,3 +132,137 @@ async fn secrets_stay_out_of_logs_status_debug_and_errors() {
     assert!(logs.contains("endpoint{name=denied}"), "{logs}");
     assert!(logs.contains("handshake rejected with HTTP 401"), "{logs}");
 }
+
+/// One secret per place a secret can sit; every output is searched for each of them.
+const IN_QUERY: &str = "q-s3cr3t-4711";
+const IN_USERINFO: &str = "u-s3cr3t-4712";
+const IN_HEADER: &str = "h-s3cr3t-4713";
+const IN_ON_OPEN: &str = "o-s3cr3t-4714";
+const PLANTED: [&str; 4] = [IN_QUERY, IN_USERINFO, IN_HEADER, IN_ON_OPEN];
+
+/// Every `(output, secret)` pair where the output shows the secret.
+fn leaks(outputs: &[(&str, String)]) -> Vec<String> {
+    let mut found = Vec::new();
+    for (name, text) in outputs {
+        for secret in PLANTED {
+            if text.contains(secret) {
+                found.push(format!("{name} shows {secret}"));
+            }
+        }
+    }
+    found
+}
+
+#[actix_rt::test]
+async fn secrets_in_the_url_a_header_and_on_open_messages_are_never_printed() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = TestServer::start(vec![]).unwrap();
+    let url = format!(
+        "ws://feeder:{IN_USERINFO}@{}/feed?listenKey={IN_QUERY}&depth=10",
+        server.addr()
+    );
+    let path = std::env::temp_dir().join(format!("wsherd-secrets-all-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        format!(
+            "[endpoints.feed]\nurl = \"{url}\"\n\
+             headers = {{ Authorization = {{ env = \"FEED_TOKEN\" }} }}\n\
+             on_open = ['{{\"op\":\"login\",\"key\":\"{IN_ON_OPEN}\"}}']\n"
+        ),
+    )
+    .unwrap();
+    let env: HashMap<String, String> = [("FEED_TOKEN".to_owned(), IN_HEADER.to_owned())]
+        .into_iter()
+        .collect();
+    let config = ConfigLoader::new()
+        .file(&path)
+        .environment(env.clone())
+        .load()
+        .unwrap();
+    let spec = config.endpoints.values().next().unwrap().spec.clone();
+
+    let herd = Herd::new();
+    let events = events(&herd);
+    let states = states(&herd);
+    herd.add_endpoint("feed", spec.clone()).unwrap();
+    reached(&states, "feed", 1, is_live).await;
+    // Every secret did reach the server, where it belongs.
+    let received = server.wait_for_received(0, 1, WAIT).await.unwrap();
+    assert!(received[0].as_text().unwrap().contains(IN_ON_OPEN));
+    let log = &server.connections()[0];
+    assert_eq!(log.header("authorization"), Some(IN_HEADER));
+    assert!(
+        log.path.as_deref().unwrap_or("").contains(IN_QUERY),
+        "{log:?}"
+    );
+
+    // Config errors: a URL that is refused, and a file that does not parse on the line that
+    // holds the secret.
+    std::fs::write(
+        &path,
+        format!("[endpoints.bad]\nurl = \"htp://feeder:{IN_USERINFO}@x/?token={IN_QUERY}\"\n"),
+    )
+    .unwrap();
+    let refused = ConfigLoader::new()
+        .file(&path)
+        .environment(env.clone())
+        .load()
+        .unwrap_err();
+    std::fs::write(
+        &path,
+        format!("[endpoints.bad]\nurl = \"ws://x/?token={IN_QUERY}\n"),
+    )
+    .unwrap();
+    let unparsable = ConfigLoader::new()
+        .file(&path)
+        .environment(env)
+        .load()
+        .unwrap_err();
+    let _ = std::fs::remove_file(&path);
+
+    let status = herd.endpoint_status("feed").unwrap();
+    let outputs = [
+        ("trace logs", capture.text()),
+        ("config Debug", format!("{config:?}")),
+        ("spec Debug", format!("{spec:?}")),
+        ("connection config Debug", format!("{:?}", spec.connection)),
+        (
+            "connection events",
+            format!("{:?}", events.with(|e| e.to_vec())),
+        ),
+        ("state events", format!("{:?}", states.with(|e| e.to_vec()))),
+        ("status Debug", format!("{:?}", herd.status())),
+        ("status url", status.url.clone()),
+        ("herd Debug", format!("{herd:?}")),
+        ("refused config error", format!("{refused}\n{refused:?}")),
+        (
+            "unparsable config error",
+            format!("{unparsable}\n{unparsable:?}"),
+        ),
+    ];
+    let found = leaks(&outputs);
+    assert!(found.is_empty(), "secrets printed:\n{}", found.join("\n"));
+    assert_eq!(
+        status.url,
+        format!("ws://***@{}/feed?listenKey=***&depth=***", server.addr())
+    );
+    // What is shown still says where and what went wrong.
+    assert!(
+        capture.text().contains("connecting"),
+        "the Connecting line is logged"
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains(r#""htp://***@x/?token=***" is not a ws:// or wss:// URL"#),
+        "{refused}"
+    );
+    assert!(unparsable.to_string().contains("line 2"), "{unparsable}");
+}

@@ -1,19 +1,24 @@
 //! One endpoint's keys, read into an `EndpointSpec`.
 //!
 //! This file holds the catalogue of accepted keys and reads the endpoint table itself: the
-//! connection keys, headers (with their secrets) and TLS files. The nested tables that tune
-//! behaviour live apart: [`liveness`] reads `heartbeat` and `live_after`, [`policy`] reads
-//! `backoff`, `intensity`, `outbound`, `on_close` and `on_status`.
+//! connection keys, headers and TLS files. The nested tables that tune behaviour live apart:
+//! [`liveness`] reads `heartbeat` and `live_after` (and checks every heartbeat duration,
+//! `idle_timeout` included), [`policy`] reads `backoff`,
+//! `intensity`, `outbound`, `on_close` and `on_status`; [`secret`] resolves the values that may
+//! come from the environment or a file (the URL, headers, on-open messages).
 
 mod liveness;
 mod policy;
+mod secret;
 
-use config::{Value, ValueKind};
-use wsherd_connection::{ConnectionConfig, TlsFiles, client_config, validate_url};
-use wsherd_protocol::{KindRule, Outbound};
+use config::Value;
+use wsherd_connection::{
+    ConnectionConfig, InvalidUtf8Policy, TlsFiles, client_config, validate_url,
+};
+use wsherd_protocol::{KindRule, Outbound, redact_url};
 use wsherd_supervisor::EndpointSpec;
 
-use super::read::{Reader, join, origin_of, show};
+use super::read::{Reader, join, origin_of};
 
 pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "url",
@@ -28,6 +33,7 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "max_message_size",
     "write_buffer",
     "idle_timeout",
+    "invalid_utf8",
     "on_open",
     "live_after",
     "enabled",
@@ -70,36 +76,34 @@ pub(crate) fn read_endpoint(
 ) -> Option<((bool, EndpointSpec), String)> {
     let before = reader.problems.len();
     let table = reader.table(value, path, ENDPOINT_KEYS)?;
-    let url = match reader.string(&table, "url") {
-        Some(url) => match validate_url(&url) {
-            Ok(()) => Some(url),
-            Err(why) => {
-                let origin = table
-                    .map
-                    .get("url")
-                    .and_then(Value::origin)
-                    .map(str::to_owned);
+    let mut secrets = String::new();
+    let url_path = join(path, "url");
+    let url =
+        match table.map.get("url") {
+            Some(value) => secret::resolve(reader, value, &url_path, lookup, &mut secrets)
+                .and_then(|url| match validate_url(&url) {
+                    Ok(()) => Some(url),
+                    Err(why) => {
+                        // The URL may carry credentials: the problem shows it redacted.
+                        let shown = redact_url(&url);
+                        reader.problem(
+                            origin_of(value).as_deref(),
+                            &url_path,
+                            format!("{shown:?} {why}"),
+                        );
+                        None
+                    }
+                }),
+            None => {
                 reader.problem(
-                    origin.as_deref(),
-                    &join(path, "url"),
-                    format!("{url:?} {why}"),
+                    table.origin.as_deref(),
+                    &url_path,
+                    "is required: the ws:// or wss:// URL to connect to",
                 );
                 None
             }
-        },
-        None => {
-            if !table.map.contains_key("url") {
-                reader.problem(
-                    table.origin.as_deref(),
-                    &join(path, "url"),
-                    "is required: the ws:// or wss:// URL to connect to",
-                );
-            }
-            None
-        }
-    };
-    let mut connection = ConnectionConfig::new(url.clone().unwrap_or_default());
-    let mut secrets = String::new();
+        };
+    let mut connection = ConnectionConfig::new(url.unwrap_or_default());
     if let Some(headers) = table.map.get("headers") {
         read_headers(
             reader,
@@ -141,7 +145,14 @@ pub(crate) fn read_endpoint(
         connection.write_buffer = size;
     }
     if let Some(idle) = reader.duration(&table, "idle_timeout") {
+        liveness::check_heartbeat_duration(reader, &table, "idle_timeout", idle);
         connection.heartbeat.idle_timeout = Some(idle);
+    }
+    if let Some(policy) = reader.choice(&table, "invalid_utf8", &["fail", "dead_letter"]) {
+        connection.invalid_utf8 = match policy {
+            "dead_letter" => InvalidUtf8Policy::DeadLetter,
+            _ => InvalidUtf8Policy::Fail,
+        };
     }
     if let Some(heartbeat) = table.map.get("heartbeat") {
         liveness::read_heartbeat(reader, heartbeat, &join(path, "heartbeat"), &mut connection);
@@ -151,8 +162,12 @@ pub(crate) fn read_endpoint(
     }
     let enabled = reader.boolean(&table, "enabled").unwrap_or(true);
     let mut spec = EndpointSpec::new(connection);
-    if let Some(messages) = reader.strings(&table, "on_open") {
-        spec.on_open = messages.into_iter().map(Outbound::Text).collect();
+    if let Some(messages) = table.map.get("on_open") {
+        let path = join(path, "on_open");
+        if let Some(messages) = secret::resolve_list(reader, messages, &path, lookup, &mut secrets)
+        {
+            spec.on_open = messages.into_iter().map(Outbound::Text).collect();
+        }
     }
     if let Some(live) = table.map.get("live_after") {
         spec.live_after = liveness::read_live_after(reader, live, &join(path, "live_after"));
@@ -222,51 +237,7 @@ fn read_headers(
             );
             continue;
         }
-        let resolved = match &value.kind {
-            ValueKind::String(text) => Some(text.clone()),
-            ValueKind::Table(map) => match (map.get("env"), map.len()) {
-                (
-                    Some(Value {
-                        kind: ValueKind::String(var),
-                        ..
-                    }),
-                    1,
-                ) => match lookup(var) {
-                    Some(secret) => {
-                        secrets.push_str(&secret);
-                        secrets.push('\0');
-                        Some(secret)
-                    }
-                    None => {
-                        reader.problem(
-                            origin_of(value).as_deref(),
-                            &key,
-                            format!("environment variable {var:?} is not set"),
-                        );
-                        None
-                    }
-                },
-                _ => {
-                    reader.problem(
-                        origin_of(value).as_deref(),
-                        &key,
-                        "expected a string or { env = \"VARIABLE\" }",
-                    );
-                    None
-                }
-            },
-            _ => {
-                reader.problem(
-                    origin_of(value).as_deref(),
-                    &key,
-                    format!(
-                        "expected a string or {{ env = \"VARIABLE\" }}, found {}",
-                        show(value)
-                    ),
-                );
-                None
-            }
-        };
+        let resolved = secret::resolve(reader, value, &key, lookup, secrets);
         if let Some(resolved) = resolved {
             if resolved.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
                 reader.problem(

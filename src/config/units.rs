@@ -47,9 +47,15 @@ fn seconds_to_duration(seconds: f64) -> Option<Duration> {
         .flatten()
 }
 
-/// Parses `"1MiB"`, `"64 KiB"`, `"16MB"`, `"512B"`, `"1024"` into bytes.
+/// Parses `"1MiB"`, `"64 KiB"`, `"16MB"`, `"512B"`, `"1024"` into bytes, up to `usize::MAX`.
 pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
     let invalid = || format!("{text:?} is not a size (use e.g. \"64KiB\", \"1MiB\", \"16MB\")");
+    let too_large = || {
+        format!(
+            "{text:?} is larger than the largest size, {} bytes",
+            usize::MAX
+        )
+    };
     let trimmed = text.trim();
     let number_len = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -57,20 +63,32 @@ pub(crate) fn parse_size(text: &str) -> Result<usize, String> {
     if number_len == 0 {
         return Err(invalid());
     }
-    let number: f64 = trimmed[..number_len].parse().map_err(|_| invalid())?;
-    let scale: f64 = match trimmed[number_len..].trim() {
-        "" | "B" | "b" => 1.0,
-        "KiB" | "kib" => 1024.0,
-        "MiB" | "mib" => 1024.0 * 1024.0,
-        "GiB" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "KB" | "kB" | "kb" => 1e3,
-        "MB" | "mb" => 1e6,
-        "GB" | "gb" => 1e9,
+    let (number, unit) = trimmed.split_at(number_len);
+    let scale: u64 = match unit.trim() {
+        "" | "B" | "b" => 1,
+        "KiB" | "kib" => 1 << 10,
+        "MiB" | "mib" => 1 << 20,
+        "GiB" | "gib" => 1 << 30,
+        "KB" | "kB" | "kb" => 1_000,
+        "MB" | "mb" => 1_000_000,
+        "GB" | "gb" => 1_000_000_000,
         _ => return Err(invalid()),
     };
-    let bytes = number * scale;
-    if !bytes.is_finite() || bytes < 0.0 || bytes > usize::MAX as f64 {
+    // Whole numbers are counted exactly: a float cannot tell usize::MAX from 2^64.
+    if !number.contains('.') {
+        let whole: u128 = number.parse().map_err(|_| invalid())?;
+        return whole
+            .checked_mul(u128::from(scale))
+            .and_then(|bytes| usize::try_from(bytes).ok())
+            .ok_or_else(too_large);
+    }
+    let bytes = number.parse::<f64>().map_err(|_| invalid())? * scale as f64;
+    // `usize::MAX as f64` rounds up to 2^64, which does not fit: the bound is exclusive.
+    if !bytes.is_finite() || bytes < 0.0 {
         return Err(invalid());
+    }
+    if bytes >= usize::MAX as f64 {
+        return Err(too_large());
     }
     Ok(bytes as usize)
 }
@@ -125,9 +143,24 @@ mod tests {
         assert_eq!(parse_size("16MB"), Ok(16_000_000));
         assert_eq!(parse_size("512"), Ok(512));
         assert_eq!(parse_size("512B"), Ok(512));
-        for bad in ["", "MiB", "1 XB", "-1", "1e999"] {
+        assert_eq!(parse_size("0.5KiB"), Ok(512));
+        for bad in ["", "MiB", "1 XB", "-1", "1e999", "1.2.3", "."] {
             assert!(parse_size(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn sizes_reach_usize_max_and_stop_at_2_pow_64() {
+        assert_eq!(parse_size(&usize::MAX.to_string()), Ok(usize::MAX));
+        let two_pow_64 = (u128::from(u64::MAX) + 1).to_string();
+        let error = parse_size(&two_pow_64).unwrap_err();
+        assert!(error.contains("is larger than the largest size"), "{error}");
+        // 2^64 - 2^30 fits; 2^34 GiB is 2^64 and does not, nor does its float spelling.
+        assert_eq!(parse_size("17179869183GiB"), Ok(usize::MAX - (1 << 30) + 1));
+        assert!(parse_size("17179869184GiB").is_err());
+        assert!(parse_size("17179869184.0GiB").is_err());
+        assert!(parse_size("18446744073709551616.0").is_err());
+        assert!(parse_size("99999999999999999999999999999999999999999").is_err());
     }
 
     #[test]

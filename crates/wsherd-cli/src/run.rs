@@ -41,7 +41,7 @@ pub(crate) fn check(path: &Path) -> ExitCode {
                     "\n[{name}]{}",
                     if endpoint.enabled { "" } else { " (disabled)" }
                 );
-                println!("  url: {}", c.url);
+                println!("  url: {}", wsherd::redact_url(&c.url));
                 println!("  kind: {:?}", c.kind);
                 println!("  headers: {headers:?}");
                 println!("  subprotocols: {:?}", c.subprotocols);
@@ -132,16 +132,12 @@ pub(crate) fn run(
         forward_stdin(herd.clone());
         wait_for_signals(&herd, path, &rules).await;
         let report = herd.shutdown("shutting down", SHUTDOWN_TIMEOUT).await;
+        // How many, not what: messages (subscriptions, logins) often carry credentials.
         for (endpoint, unsent) in &report.unsent {
             eprintln!(
-                "{endpoint}: {} queued message(s) were not sent:",
+                "{endpoint}: {} queued message(s) were not sent",
                 unsent.len()
             );
-            for message in unsent {
-                if let Outbound::Text(text) = message {
-                    eprintln!("  {text}");
-                }
-            }
         }
         for endpoint in &report.timed_out {
             eprintln!("{endpoint}: the peer did not answer the Close in time");

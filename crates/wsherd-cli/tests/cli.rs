@@ -196,6 +196,93 @@ fn check_prints_resolved_endpoints_without_secrets_and_exit_codes_say_valid_or_n
     assert!(String::from_utf8_lossy(&output.stderr).contains("--config FILE is required"));
 }
 
+#[test]
+fn check_and_the_shutdown_report_never_print_secrets() {
+    const IN_QUERY: &str = "q-cli-s3cr3t";
+    const IN_USERINFO: &str = "u-cli-s3cr3t";
+    const IN_HEADER: &str = "h-cli-s3cr3t";
+    const IN_ON_OPEN: &str = "o-cli-s3cr3t";
+    const IN_QUEUED: &str = "m-cli-s3cr3t";
+    let shows_a_secret = |text: &str| {
+        [IN_QUERY, IN_USERINFO, IN_HEADER, IN_ON_OPEN, IN_QUEUED]
+            .into_iter()
+            .find(|secret| text.contains(secret))
+    };
+    // A port nobody listens on: the endpoint stays down and queues what it is sent.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = TempFile::new(&format!(
+        "[endpoints.feed]\n\
+         url = \"ws://bot:{IN_USERINFO}@127.0.0.1:{port}/ws?listenKey={IN_QUERY}\"\n\
+         headers = {{ Authorization = {{ env = \"WSHERD_CLI_SECRET\" }} }}\n\
+         on_open = ['{{\"key\":\"{IN_ON_OPEN}\"}}']\n\
+         backoff = {{ initial = \"1m\", max = \"1m\" }}\n"
+    ));
+    let output = wsherd()
+        .args(["check", "--config"])
+        .arg(&config.0)
+        .env("WSHERD_CLI_SECRET", IN_HEADER)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(shows_a_secret(&stdout), None, "{stdout}");
+    assert_eq!(shows_a_secret(&stderr), None, "{stderr}");
+    assert!(
+        stdout.contains(&format!("url: ws://***@127.0.0.1:{port}/ws?listenKey=***")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("on_open: 1 message(s)"), "{stdout}");
+
+    let bad = TempFile::new(&format!(
+        "[endpoints.feed]\nurl = \"htp://bot:{IN_USERINFO}@x/?listenKey={IN_QUERY}\"\n"
+    ));
+    let output = wsherd()
+        .args(["check", "--config"])
+        .arg(&bad.0)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(shows_a_secret(&stderr), None, "{stderr}");
+    assert!(
+        stderr.contains("\"htp://***@x/?listenKey=***\""),
+        "{stderr}"
+    );
+
+    let mut running = Running::start(
+        wsherd()
+            .args(["run", "--config"])
+            .arg(&config.0)
+            .env("WSHERD_CLI_SECRET", IN_HEADER),
+    );
+    running.send(&format!(r#"{{"endpoint":"feed","text":"{IN_QUEUED}"}}"#));
+    // Lines are sent in order: once the second is refused, the first is queued.
+    running.send(r#"{"endpoint":"nope","text":"x"}"#);
+    let mut stderr = vec![running.stderr_until(|l| l.contains("not sent to \"nope\""))];
+    let status = running.interrupt();
+    assert!(status.success(), "{status:?}");
+    // The process has exited: reading to the end of its pipes misses no line.
+    stderr.extend(running.stderr.iter());
+    let stderr = stderr.join("\n");
+    let stdout: Vec<String> = running
+        .seen
+        .drain(..)
+        .chain(running.stdout.iter())
+        .collect();
+    let stdout = stdout.join("\n");
+    assert!(
+        stderr.contains("feed: 1 queued message(s) were not sent"),
+        "the report says how many: {stderr}"
+    );
+    assert_eq!(shows_a_secret(&stderr), None, "{stderr}");
+    assert_eq!(shows_a_secret(&stdout), None, "{stdout}");
+}
+
 #[actix_rt::test]
 async fn run_prints_json_lines_sends_stdin_even_while_down_and_stops_gracefully() {
     let server = TestServer::start(vec![Step::stream(&["tick", "quote"], 4)]).unwrap();

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use wsherd_protocol::{HeartbeatSpec, KindRule, ReplyMatcher};
+use wsherd_protocol::{HeartbeatSpec, InvalidHeartbeat, KindRule, ReplyMatcher, redact_url};
 
 /// Default handshake timeout: long enough for a slow TLS peer, short enough to notice a dead one.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,10 +24,26 @@ pub const DEFAULT_MAX_STALL: Duration = Duration::from_secs(30);
 /// Default [`ConnectionConfig::write_timeout`].
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What a connection does with a text message that is not valid UTF-8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum InvalidUtf8Policy {
+    /// Fail the connection with close code 1007 and [`EndReason::InvalidUtf8`], as RFC 6455
+    /// §8.1 says an endpoint must.
+    ///
+    /// [`EndReason::InvalidUtf8`]: crate::EndReason::InvalidUtf8
+    #[default]
+    Fail,
+    /// Turn the message into a dead letter and go on reading: for a peer known to send the
+    /// odd broken message whose feed is still worth having.
+    DeadLetter,
+}
+
 /// Settings of one connection.
+///
+/// `Debug` shows the URL through [`redact_url`] and header names without their values.
 #[derive(Clone)]
 pub struct ConnectionConfig {
-    /// `ws://` URL to connect to.
+    /// `ws://` URL to connect to. Events, logs and status show it through [`redact_url`].
     pub url: String,
     /// Extra request headers, in order. Values are never printed by `Debug`.
     pub headers: Vec<(String, String)>,
@@ -59,6 +75,18 @@ pub struct ConnectionConfig {
     /// Longest one write may wait for the peer to take bytes (a peer that sends but never
     /// reads); past it the life ends with `EndReason::WriteStalled`.
     pub write_timeout: Duration,
+    /// What a text message that is not UTF-8 does: fail the connection (the default) or
+    /// become a dead letter.
+    pub invalid_utf8: InvalidUtf8Policy,
+}
+
+/// A connection setting that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidConfig {
+    /// A heartbeat duration is too short.
+    #[error(transparent)]
+    Heartbeat(#[from] InvalidHeartbeat),
 }
 
 impl ConnectionConfig {
@@ -79,7 +107,22 @@ impl ConnectionConfig {
             live_after: None,
             max_stall: DEFAULT_MAX_STALL,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
+            invalid_utf8: InvalidUtf8Policy::default(),
         }
+    }
+
+    /// Checks the settings a connection cannot run with (today: heartbeat durations too short
+    /// to re-arm a timer on). A herd checks every endpoint it adds; a connection started on its
+    /// own raises such durations to the minimum instead of spinning.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        self.heartbeat.validate()?;
+        Ok(())
+    }
+
+    /// Sets what a text message that is not UTF-8 does.
+    pub fn invalid_utf8(mut self, policy: InvalidUtf8Policy) -> Self {
+        self.invalid_utf8 = policy;
+        self
     }
 
     /// Sets how long a full subscriber may pause the socket's reads.
@@ -159,7 +202,7 @@ impl fmt::Debug for ConnectionConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
         f.debug_struct("ConnectionConfig")
-            .field("url", &self.url)
+            .field("url", &redact_url(&self.url))
             .field("headers", &header_names)
             .field("subprotocols", &self.subprotocols)
             .field("handshake_timeout", &self.handshake_timeout)
@@ -171,6 +214,7 @@ impl fmt::Debug for ConnectionConfig {
             .field("heartbeat", &self.heartbeat)
             .field("live_after", &self.live_after)
             .field("tls", &self.tls)
+            .field("invalid_utf8", &self.invalid_utf8)
             .finish()
     }
 }
@@ -213,6 +257,29 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(shown.contains("Authorization"));
         assert!(!shown.contains("s3cret"));
+    }
+
+    #[test]
+    fn debug_redacts_the_url() {
+        let config = ConnectionConfig::new("wss://bob:pw1@h.example/ws?listenKey=k3y#f");
+        let shown = format!("{config:?}");
+        assert!(
+            shown.contains("wss://***@h.example/ws?listenKey=***#***"),
+            "{shown}"
+        );
+        assert!(!shown.contains("pw1") && !shown.contains("k3y"), "{shown}");
+    }
+
+    #[test]
+    fn too_short_heartbeats_are_refused() {
+        let mut config = ConnectionConfig::new("ws://127.0.0.1:1/");
+        assert_eq!(config.validate(), Ok(()));
+        config.heartbeat.interval = Duration::ZERO;
+        let error = config.validate().unwrap_err();
+        assert!(error.to_string().contains("heartbeat interval"), "{error}");
+        config.heartbeat.interval = Duration::from_secs(1);
+        config.heartbeat.idle_timeout = Some(Duration::ZERO);
+        assert!(config.validate().is_err());
     }
 
     #[test]

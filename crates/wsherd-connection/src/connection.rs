@@ -20,7 +20,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use awc::BoxedSocket;
 use awc::ws::Message as WsMessage;
-use wsherd_protocol::{EndpointName, Heartbeat, Reassembler};
+use wsherd_protocol::{EndpointName, Heartbeat, Reassembler, redact_url};
 use wsherd_router::{DispatchReport, RouteCache, Router};
 
 use crate::batching::BatchClock;
@@ -196,8 +196,9 @@ impl Actor for Connection {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.set_state(SocketState::Connecting);
         self.emit(
+            // Events are logged and shown to subscribers: the socket alone gets the real URL.
             ConnectionEvent::Connecting {
-                url: self.config.url.clone(),
+                url: redact_url(&self.config.url),
             },
             ctx,
         );

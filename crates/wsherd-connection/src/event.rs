@@ -84,6 +84,14 @@ pub enum EndReason {
         /// The configured limit.
         limit: usize,
     },
+    /// A text message was not valid UTF-8 (RFC 6455 §8.1: the connection fails, with 1007).
+    /// Only with [`InvalidUtf8Policy::Fail`](crate::InvalidUtf8Policy::Fail), the default.
+    InvalidUtf8 {
+        /// Bytes of the message that were valid before the first invalid sequence.
+        valid_up_to: usize,
+        /// The message's length in bytes.
+        len: usize,
+    },
     /// The peer broke the WebSocket protocol.
     Protocol {
         /// What it did.
@@ -118,7 +126,8 @@ pub enum EndReason {
 impl EndReason {
     /// The close code that describes this end, as RFC 6455 numbers them: the code of the
     /// Close frame sent or received, the code wsherd sends when it ends a life for that reason
-    /// (1009 for a size limit, 1002 for a protocol error, 1011 for a dead peer), or 1006 when
+    /// (1009 for a size limit, 1002 for a protocol error, 1007 for text that is not UTF-8,
+    /// 1011 for a dead peer), or 1006 when
     /// the socket ended without a Close. `None` when the socket never opened, or was stopped
     /// before any close.
     pub fn close_code(&self) -> Option<CloseCode> {
@@ -131,6 +140,7 @@ impl EndReason {
                 Some(CloseCode::TOO_BIG)
             }
             EndReason::Protocol { .. } => Some(CloseCode::PROTOCOL),
+            EndReason::InvalidUtf8 { .. } => Some(CloseCode::INVALID_PAYLOAD),
             EndReason::Unresponsive { .. } | EndReason::SubscriberStalled { .. } => {
                 Some(CloseCode::INTERNAL)
             }
@@ -205,6 +215,10 @@ impl fmt::Display for EndReason {
             EndReason::MessageTooLarge { size, limit } => {
                 write!(f, "message of at least {size} bytes exceeds {limit}")
             }
+            EndReason::InvalidUtf8 { valid_up_to, len } => write!(
+                f,
+                "text message is not valid UTF-8 (invalid from byte {valid_up_to} of {len})"
+            ),
             EndReason::Protocol { reason } => write!(f, "protocol error: {reason}"),
             EndReason::Io { reason } => write!(f, "I/O error: {reason}"),
             EndReason::Unresponsive { why } => write!(f, "peer unresponsive: {why}"),
@@ -226,7 +240,8 @@ impl fmt::Display for EndReason {
 pub enum ConnectionEvent {
     /// The handshake started.
     Connecting {
-        /// The URL being connected to.
+        /// The URL being connected to, with its credentials hidden
+        /// ([`redact_url`](wsherd_protocol::redact_url)): events are shown to people.
         url: String,
     },
     /// The handshake succeeded.

@@ -12,6 +12,7 @@
 //! | --- | --- | --- |
 //! | handshake timeout | 10 s | life ends with [`EndReason::HandshakeTimeout`] |
 //! | frame size | 1 MiB | Close 1009 sent, [`EndReason::FrameTooLarge`] |
+//! | text that is not UTF-8 | fail ([`InvalidUtf8Policy`]) | Close 1007 sent, [`EndReason::InvalidUtf8`]; or, opted in, a dead letter |
 //! | message size | 1 MiB | Close 1009 sent, [`EndReason::MessageTooLarge`] |
 //! | close timeout | 5 s | socket dropped; the end reason says whether the peer acknowledged |
 //! | close reason | 123 bytes | cut on a character boundary |
@@ -51,7 +52,7 @@ mod tls;
 pub use config::{
     ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_STALL, DEFAULT_WRITE_BUFFER, DEFAULT_WRITE_TIMEOUT,
-    MAX_CLOSE_REASON, validate_url,
+    InvalidConfig, InvalidUtf8Policy, MAX_CLOSE_REASON, validate_url,
 };
 pub use connection::{Close, Connection, ReleaseReads, Write, WriteError, WriteOnOpen};
 pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side, Unsent};

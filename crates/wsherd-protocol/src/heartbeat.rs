@@ -64,6 +64,64 @@ pub struct HeartbeatSpec {
     pub idle_timeout: Option<Duration>,
 }
 
+impl HeartbeatSpec {
+    /// A checked spec with no idle watchdog: `interval` and `timeout` must each be at least
+    /// [`MIN_HEARTBEAT_DURATION`].
+    pub fn new(
+        mode: HeartbeatMode,
+        interval: Duration,
+        timeout: Duration,
+    ) -> Result<Self, InvalidHeartbeat> {
+        let spec = HeartbeatSpec {
+            mode,
+            interval,
+            timeout,
+            idle_timeout: None,
+        };
+        spec.validate().map(|()| spec)
+    }
+
+    /// Sets the idle watchdog; it must be at least [`MIN_HEARTBEAT_DURATION`].
+    pub fn with_idle_timeout(mut self, idle_timeout: Duration) -> Result<Self, InvalidHeartbeat> {
+        self.idle_timeout = Some(idle_timeout);
+        self.validate().map(|()| self)
+    }
+
+    /// Checks that every duration in use is at least [`MIN_HEARTBEAT_DURATION`]: the fields are
+    /// public, so a spec built by hand is checked here (a herd checks every endpoint it adds).
+    /// `interval` and `timeout` are not used, so not checked, with [`HeartbeatMode::Off`].
+    pub fn validate(&self) -> Result<(), InvalidHeartbeat> {
+        let pinging = self.mode != HeartbeatMode::Off;
+        let durations = [
+            ("interval", pinging.then_some(self.interval)),
+            ("timeout", pinging.then_some(self.timeout)),
+            ("idle_timeout", self.idle_timeout),
+        ];
+        match durations.into_iter().find_map(|(field, value)| {
+            value
+                .filter(|value| *value < MIN_HEARTBEAT_DURATION)
+                .map(|value| InvalidHeartbeat { field, value })
+        }) {
+            Some(invalid) => Err(invalid),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A heartbeat duration too short to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "heartbeat {field} of {value:?} is shorter than the minimum of {min:?}: a timer that fires \
+     that often keeps the connection busy doing nothing else",
+    min = MIN_HEARTBEAT_DURATION
+)]
+pub struct InvalidHeartbeat {
+    /// The field: `interval`, `timeout` or `idle_timeout`.
+    pub field: &'static str,
+    /// Its value.
+    pub value: Duration,
+}
+
 impl Default for HeartbeatSpec {
     fn default() -> Self {
         HeartbeatSpec {
@@ -78,6 +136,15 @@ impl Default for HeartbeatSpec {
 /// The longest interval, timeout or idle timeout the heartbeat uses: a configured "100000d"
 /// is cut to this, so instants never overflow.
 pub const MAX_HEARTBEAT_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The shortest interval, timeout or idle timeout accepted. Shorter ones are refused by
+/// [`HeartbeatSpec::validate`] and by the configuration, and raised to this by
+/// [`Heartbeat::new`]: a zero interval would re-arm the timer at once, forever.
+pub const MIN_HEARTBEAT_DURATION: Duration = Duration::from_millis(10);
+
+/// The least delay [`Heartbeat::poll`] asks for: the timer never re-arms at zero delay, even
+/// when a deadline is due right now.
+const MIN_WAKE: Duration = Duration::from_millis(1);
 
 /// What the connection must do now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,11 +199,14 @@ pub struct Heartbeat {
 }
 
 impl Heartbeat {
-    /// A heartbeat for a socket that opened at `now`.
+    /// A heartbeat for a socket that opened at `now`. Durations are brought within
+    /// [`MIN_HEARTBEAT_DURATION`] and [`MAX_HEARTBEAT_DURATION`], so an unchecked spec can
+    /// neither spin nor overflow an instant.
     pub fn new(mut spec: HeartbeatSpec, now: Instant) -> Self {
-        spec.interval = spec.interval.min(MAX_HEARTBEAT_DURATION);
-        spec.timeout = spec.timeout.min(MAX_HEARTBEAT_DURATION);
-        spec.idle_timeout = spec.idle_timeout.map(|d| d.min(MAX_HEARTBEAT_DURATION));
+        let bound = |d: Duration| d.clamp(MIN_HEARTBEAT_DURATION, MAX_HEARTBEAT_DURATION);
+        spec.interval = bound(spec.interval);
+        spec.timeout = bound(spec.timeout);
+        spec.idle_timeout = spec.idle_timeout.map(bound);
         Heartbeat {
             next_ping: now + spec.interval,
             spec,
@@ -197,8 +267,14 @@ impl Heartbeat {
         Some(rtt)
     }
 
-    /// What to do at `now`, and when to ask again.
+    /// What to do at `now`, and when to ask again: always later than `now`, so a timer re-armed
+    /// on it never fires back to back.
     pub fn poll(&mut self, now: Instant) -> (Option<HeartbeatAction>, Instant) {
+        let (action, wake) = self.decide(now);
+        (action, wake.max(now + MIN_WAKE))
+    }
+
+    fn decide(&mut self, now: Instant) -> (Option<HeartbeatAction>, Instant) {
         if let Some(idle_timeout) = self.spec.idle_timeout
             && now.saturating_duration_since(self.last_data) >= idle_timeout
         {
@@ -369,6 +445,72 @@ mod tests {
         let (action, wake) = hb.poll(t0 + S);
         assert_eq!(action, None);
         assert!(wake > t0);
+    }
+
+    #[test]
+    fn a_zero_interval_never_re_arms_the_timer_at_zero_delay() {
+        let t0 = Instant::now();
+        let mut spec = spec(HeartbeatMode::WsPing);
+        spec.interval = Duration::ZERO;
+        spec.timeout = Duration::ZERO;
+        let mut hb = Heartbeat::new(spec, t0);
+        let mut now = t0;
+        for _ in 0..100 {
+            let (action, wake) = hb.poll(now);
+            assert!(wake > now, "re-armed at zero delay after {action:?}");
+            if let Some(HeartbeatAction::Ping(payload)) = action {
+                hb.on_pong(&payload, now);
+            }
+            now = wake;
+        }
+        assert!(
+            now >= t0 + 100 * MIN_HEARTBEAT_DURATION / 2,
+            "{:?}",
+            now - t0
+        );
+    }
+
+    #[test]
+    fn a_due_idle_deadline_still_wakes_later_than_now() {
+        let t0 = Instant::now();
+        let mut spec = spec(HeartbeatMode::Off);
+        spec.idle_timeout = Some(Duration::ZERO);
+        let mut hb = Heartbeat::new(spec, t0);
+        let (action, wake) = hb.poll(t0);
+        assert_eq!(action, None, "raised to the minimum, not due at once");
+        assert!(wake > t0);
+        let (action, wake) = hb.poll(t0 + MIN_HEARTBEAT_DURATION);
+        assert!(matches!(action, Some(HeartbeatAction::Dead(_))));
+        assert!(wake > t0 + MIN_HEARTBEAT_DURATION);
+    }
+
+    #[test]
+    fn specs_with_zero_or_tiny_durations_are_refused() {
+        let tiny = Duration::from_millis(1);
+        let error = HeartbeatSpec::new(HeartbeatMode::WsPing, Duration::ZERO, 5 * S).unwrap_err();
+        assert_eq!(error.field, "interval");
+        assert!(
+            error.to_string().contains("heartbeat interval of 0ns"),
+            "{error}"
+        );
+        assert_eq!(
+            HeartbeatSpec::new(HeartbeatMode::WsPing, S, tiny)
+                .unwrap_err()
+                .field,
+            "timeout"
+        );
+        let spec = HeartbeatSpec::new(HeartbeatMode::WsPing, S, S).unwrap();
+        assert_eq!(
+            spec.clone()
+                .with_idle_timeout(Duration::ZERO)
+                .unwrap_err()
+                .field,
+            "idle_timeout"
+        );
+        assert!(spec.with_idle_timeout(MIN_HEARTBEAT_DURATION).is_ok());
+        // Unused durations are not checked.
+        assert!(HeartbeatSpec::new(HeartbeatMode::Off, Duration::ZERO, Duration::ZERO).is_ok());
+        assert!(HeartbeatSpec::default().validate().is_ok());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`EndpointName`] is a checked endpoint name.
 //! - [`Heartbeat`] decides when to ping and when a silent peer is dead.
 //! - [`CloseCode`] names the close codes wsherd sends and acts on.
+//! - [`redact_url`] shows a URL without its credentials.
 //!
 //! ```
 //! use wsherd_protocol::KindRule;
@@ -23,12 +24,14 @@ mod heartbeat;
 mod kind;
 mod message;
 mod reassembly;
+mod redact;
 
 pub use close::CloseCode;
 pub use endpoint::{EndpointName, InvalidEndpointName};
 pub use heartbeat::{
     DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DeadPeer, Heartbeat, HeartbeatAction,
-    HeartbeatMode, HeartbeatSpec, MAX_HEARTBEAT_DURATION, ReplyMatcher,
+    HeartbeatMode, HeartbeatSpec, InvalidHeartbeat, MAX_HEARTBEAT_DURATION, MIN_HEARTBEAT_DURATION,
+    ReplyMatcher,
 };
 pub use kind::{KindFn, KindRule};
 pub use message::{
@@ -36,3 +39,4 @@ pub use message::{
     validate_text,
 };
 pub use reassembly::{Fragment, Reassembled, Reassembler, ReassemblyError};
+pub use redact::{REDACTED, redact_url};

@@ -120,7 +120,8 @@ impl RouteTable {
     }
 
     /// Routes one text message: UTF-8 check, kind extraction, one decode per subscribed type,
-    /// delivery; anything undeliverable becomes a [`DeadLetter`].
+    /// delivery; anything undeliverable becomes a [`DeadLetter`] (text that is not UTF-8
+    /// included).
     pub fn route_text(
         &self,
         endpoint: &EndpointName,
@@ -128,10 +129,23 @@ impl RouteTable {
         payload: &[u8],
         report: &mut DispatchReport,
     ) {
-        let text = match validate_text(payload) {
-            Ok(text) => text,
-            Err(error) => return self.reject(endpoint, None, error, report),
-        };
+        match validate_text(payload) {
+            Ok(text) => self.route_str(endpoint, rule, text, report),
+            Err(error) => self.reject(endpoint, None, error, report),
+        }
+    }
+
+    /// Routes one text message already known to be UTF-8, as [`RouteTable::route_text`] does
+    /// after its check: for a caller that validated it anyway (a connection must, to fail on
+    /// invalid text), so no message is validated twice.
+    pub fn route_str(
+        &self,
+        endpoint: &EndpointName,
+        rule: &KindRule,
+        text: &str,
+        report: &mut DispatchReport,
+    ) {
+        let payload = text.as_bytes();
         let kind = match rule.extract(text) {
             Ok(kind) => kind,
             Err(error) => {

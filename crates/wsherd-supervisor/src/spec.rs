@@ -1,8 +1,9 @@
 //! Everything one supervised endpoint is configured with.
 
+use std::fmt;
 use std::time::Duration;
 
-use wsherd_connection::ConnectionConfig;
+use wsherd_connection::{ConnectionConfig, InvalidConfig};
 use wsherd_protocol::{Outbound, ReplyMatcher};
 
 use crate::backoff::BackoffPolicy;
@@ -21,7 +22,10 @@ pub struct LiveAfter {
 }
 
 /// A supervised endpoint's whole configuration.
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows the connection as its own `Debug` does (URL redacted, header names only) and
+/// how many on-open messages there are, never what they say: they often carry credentials.
+#[derive(Clone)]
 pub struct EndpointSpec {
     /// The socket: URL, headers, limits, heartbeat, kind rule.
     pub connection: ConnectionConfig,
@@ -51,6 +55,12 @@ impl EndpointSpec {
             on_open: Vec::new(),
             live_after: None,
         }
+    }
+
+    /// Checks the settings an endpoint cannot run with (see [`ConnectionConfig::validate`]); a
+    /// herd checks every endpoint it adds.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        self.connection.validate()
     }
 
     /// Sets the heartbeat of the connection.
@@ -96,8 +106,42 @@ impl EndpointSpec {
     }
 }
 
+impl fmt::Debug for EndpointSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointSpec")
+            .field("connection", &self.connection)
+            .field("backoff", &self.backoff)
+            .field("intensity", &self.intensity)
+            .field("actions", &self.actions)
+            .field("queue", &self.queue)
+            .field(
+                "on_open",
+                &format_args!("{} message(s)", self.on_open.len()),
+            )
+            .field("live_after", &self.live_after)
+            .finish()
+    }
+}
+
 impl From<ConnectionConfig> for EndpointSpec {
     fn from(connection: ConnectionConfig) -> Self {
         EndpointSpec::new(connection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_counts_on_open_messages_without_showing_them() {
+        let spec = EndpointSpec::new(ConnectionConfig::new("ws://h/?token=t0k3n"))
+            .on_open(r#"{"op":"auth","key":"k3y"}"#);
+        let shown = format!("{spec:?}");
+        assert!(shown.contains("1 message(s)"), "{shown}");
+        assert!(
+            !shown.contains("k3y") && !shown.contains("t0k3n"),
+            "{shown}"
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use wsherd_connection::{ConnectionStats, EndReason, StatsSnapshot};
-use wsherd_protocol::EndpointName;
+use wsherd_protocol::{EndpointName, redact_url};
 
 use crate::state::EndpointState;
 
@@ -21,6 +21,7 @@ struct Cell {
 #[derive(Debug)]
 pub struct EndpointShared {
     name: EndpointName,
+    /// Already redacted: status is for showing.
     url: String,
     stats: Arc<ConnectionStats>,
     cell: Mutex<Cell>,
@@ -38,7 +39,7 @@ pub struct EndpointShared {
 pub struct SupervisorStatus {
     /// The endpoint's name.
     pub name: EndpointName,
-    /// Its URL.
+    /// Its URL, with credentials hidden ([`redact_url`]).
     pub url: String,
     /// The current state.
     pub state: EndpointState,
@@ -70,7 +71,8 @@ pub struct SupervisorStatus {
 }
 
 impl EndpointShared {
-    /// Fresh counters for endpoint `name` at `url`, in state `Connecting { attempt: 1 }`.
+    /// Fresh counters for endpoint `name` at `url`, in state `Connecting { attempt: 1 }`. The
+    /// status shows `url` through [`redact_url`].
     pub fn new(name: EndpointName, url: String) -> Self {
         Self::with_state(name, url, EndpointState::Connecting { attempt: 1 })
     }
@@ -78,7 +80,7 @@ impl EndpointShared {
     pub(crate) fn with_state(name: EndpointName, url: String, initial: EndpointState) -> Self {
         EndpointShared {
             name,
-            url,
+            url: redact_url(&url),
             stats: Arc::new(ConnectionStats::default()),
             cell: Mutex::new(Cell {
                 state: initial,
@@ -142,5 +144,21 @@ impl EndpointShared {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Cell> {
         self.cell.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_and_debug_show_the_url_redacted() {
+        let name = EndpointName::new("feed").unwrap();
+        let shared = EndpointShared::new(name, "wss://u:pw9@h/ws?listenKey=k3y9".into());
+        let status = shared.snapshot();
+        assert_eq!(status.url, "wss://***@h/ws?listenKey=***");
+        for shown in [format!("{status:?}"), format!("{shared:?}")] {
+            assert!(!shown.contains("pw9") && !shown.contains("k3y9"), "{shown}");
+        }
     }
 }

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use config::Value;
 use wsherd_connection::ConnectionConfig;
-use wsherd_protocol::{HeartbeatMode, ReplyMatcher};
+use wsherd_protocol::{HeartbeatMode, MIN_HEARTBEAT_DURATION, ReplyMatcher};
 use wsherd_supervisor::LiveAfter;
 
 use super::{HEARTBEAT_KEYS, LIVE_AFTER_KEYS};
-use crate::config::read::{Reader, join};
+use crate::config::read::{Reader, Table, join};
 
 /// Default wait for the `live_after` reply.
 const DEFAULT_LIVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -25,23 +25,11 @@ pub(super) fn read_heartbeat(
     };
     let spec = &mut connection.heartbeat;
     if let Some(interval) = reader.duration(&table, "interval") {
-        if interval.is_zero() {
-            reader.problem(
-                table.origin.as_deref(),
-                &join(path, "interval"),
-                "must be longer than zero",
-            );
-        }
+        check_heartbeat_duration(reader, &table, "interval", interval);
         spec.interval = interval;
     }
     if let Some(timeout) = reader.duration(&table, "timeout") {
-        if timeout.is_zero() {
-            reader.problem(
-                table.origin.as_deref(),
-                &join(path, "timeout"),
-                "must be longer than zero",
-            );
-        }
+        check_heartbeat_duration(reader, &table, "timeout", timeout);
         spec.timeout = timeout;
     }
     let payload = reader.string(&table, "payload");
@@ -79,6 +67,29 @@ pub(super) fn read_heartbeat(
         }
         _ => HeartbeatMode::WsPing,
     };
+}
+
+/// Reports `key` of `table` when `value` is shorter than the heartbeat's minimum: a zero or
+/// tiny interval would re-arm a timer at once, forever. The same bound as
+/// [`HeartbeatSpec::validate`](wsherd_protocol::HeartbeatSpec::validate), named by key here.
+pub(super) fn check_heartbeat_duration(
+    reader: &mut Reader,
+    table: &Table<'_>,
+    key: &str,
+    value: Duration,
+) {
+    if value < MIN_HEARTBEAT_DURATION {
+        let origin = table
+            .map
+            .get(key)
+            .and_then(Value::origin)
+            .map(str::to_owned);
+        reader.problem(
+            origin.as_deref().or(table.origin.as_deref()),
+            &join(&table.path, key),
+            format!("{value:?} is too short: the minimum is {MIN_HEARTBEAT_DURATION:?}"),
+        );
+    }
 }
 
 pub(super) fn read_live_after(reader: &mut Reader, value: &Value, path: &str) -> Option<LiveAfter> {

@@ -56,10 +56,7 @@ impl Connection {
 
     /// Checks a text message against the replies the connection waits for; returns true when
     /// it was an application heartbeat reply, which is consumed rather than routed.
-    pub(super) fn is_owner_reply(&mut self, payload: &[u8]) -> bool {
-        let Ok(text) = std::str::from_utf8(payload) else {
-            return false;
-        };
+    pub(super) fn is_owner_reply(&mut self, text: &str) -> bool {
         if self.awaiting_live_reply
             && let Some(matcher) = &self.config.live_after
             && matcher.matches(text, &self.config.kind)

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use wsherd_protocol::{Fragment, Reassembled, ReassemblyError};
 
 use super::Connection;
+use crate::config::InvalidUtf8Policy;
 use crate::event::EndReason;
 use crate::framed::{InFrame, LeanFramed};
 use crate::reader::FrameSink;
@@ -76,17 +77,55 @@ impl Connection {
         }
     }
 
+    /// A whole text message (one frame, or reassembled). It is checked for UTF-8 here, once:
+    /// the owner's replies and the router take the checked `&str`.
     fn on_text(&mut self, payload: &[u8], ctx: &mut Context<Self>) {
+        if self.has_failed() {
+            return;
+        }
         self.count_in(payload.len());
-        if (self.awaiting_live_reply || self.awaiting_app_reply()) && self.is_owner_reply(payload) {
+        let text = match std::str::from_utf8(payload) {
+            Ok(text) => text,
+            Err(error) => return self.on_invalid_utf8(payload, error, ctx),
+        };
+        if (self.awaiting_live_reply || self.awaiting_app_reply()) && self.is_owner_reply(text) {
             return;
         }
         let table = self.routes.current();
-        table.route_text(&self.name, &self.config.kind, payload, &mut self.report);
+        table.route_str(&self.name, &self.config.kind, text, &mut self.report);
         self.settle_message(ctx);
     }
 
+    /// RFC 6455 §8.1: text that is not UTF-8 fails the connection, unless the endpoint chose
+    /// to keep such messages as dead letters.
+    #[cold]
+    fn on_invalid_utf8(
+        &mut self,
+        payload: &[u8],
+        error: std::str::Utf8Error,
+        ctx: &mut Context<Self>,
+    ) {
+        match self.config.invalid_utf8 {
+            InvalidUtf8Policy::Fail => self.fail(
+                EndReason::InvalidUtf8 {
+                    valid_up_to: error.valid_up_to(),
+                    len: payload.len(),
+                },
+                ctx,
+            ),
+            InvalidUtf8Policy::DeadLetter => {
+                // The router's own check turns it into the dead letter, excerpt and all.
+                let table = self.routes.current();
+                table.route_text(&self.name, &self.config.kind, payload, &mut self.report);
+                self.settle_message(ctx);
+            }
+        }
+    }
+
     fn on_binary(&mut self, payload: Bytes, ctx: &mut Context<Self>) {
+        if self.has_failed() {
+            return;
+        }
         self.count_in(payload.len());
         let table = self.routes.current();
         table.route_binary(&self.name, payload, &mut self.report);
@@ -99,7 +138,24 @@ impl Connection {
         self.unsettled_in.1 += bytes as u64;
     }
 
+    /// Whether this life was failed for something the peer did (or a dead peer): RFC 6455
+    /// §7.1.7 then forbids processing its data, so frames already read behind the fault are
+    /// dropped. A Close that we or the peer started is no failure: data still arriving then is
+    /// delivered.
+    fn has_failed(&self) -> bool {
+        matches!(
+            &self.end,
+            Some(reason) if !matches!(
+                reason,
+                EndReason::LocalClose { .. } | EndReason::PeerClosed { .. }
+            )
+        )
+    }
+
     fn on_fragment(&mut self, item: Item, ctx: &mut Context<Self>) {
+        if self.has_failed() {
+            return;
+        }
         let fragment = match item {
             Item::FirstText(bytes) => Fragment::FirstText(bytes),
             Item::FirstBinary(bytes) => Fragment::FirstBinary(bytes),

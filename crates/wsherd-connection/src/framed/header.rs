@@ -52,6 +52,28 @@ pub(super) fn whole_text_header(buf: &[u8]) -> Option<(usize, usize)> {
     }
 }
 
+/// `(header length, declared payload length)` of any frame at the start of `buf`, masked or
+/// not; `None` while the header is not all read. Nothing is checked: this only says how much
+/// the frame claims, so that a huge claim is not allocated for before its bytes arrive.
+#[inline]
+pub(super) fn declared_lengths(buf: &[u8]) -> Option<(usize, u64)> {
+    let second = *buf.get(1)?;
+    let mask = if second & MASK != 0 { MASK_KEY } else { 0 };
+    let (extended, len) = match second & !MASK {
+        LEN_16 => (
+            EXT_16,
+            u64::from(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?])),
+        ),
+        LEN_64 => {
+            let bytes: [u8; EXT_64] = buf.get(BASE..BASE + EXT_64)?.try_into().ok()?;
+            (EXT_64, u64::from_be_bytes(bytes))
+        }
+        len => (0, u64::from(len)),
+    };
+    let header = BASE + extended + mask;
+    (buf.len() >= header).then_some((header, len))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +127,23 @@ mod tests {
         assert_eq!(whole_text_header(&[0x81]), None);
         assert_eq!(whole_text_header(&[0x81, 126]), None);
         assert_eq!(whole_text_header(&[0x81, 126, 0x01]), None);
+    }
+
+    #[test]
+    fn declared_lengths_cover_every_length_form_and_the_mask() {
+        assert_eq!(declared_lengths(&[0x82, 5]), Some((2, 5)));
+        assert_eq!(
+            declared_lengths(&[0x89, 126, 0x01, 0x02]),
+            Some((4, 0x0102))
+        );
+        let mut header = vec![0x82, 127];
+        header.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert_eq!(declared_lengths(&header), Some((10, u64::MAX)));
+        assert_eq!(declared_lengths(&[0x81, 0x85, 1, 2, 3, 4]), Some((6, 5)));
+        // Not all read yet.
+        assert_eq!(declared_lengths(&[0x82]), None);
+        assert_eq!(declared_lengths(&header[..9]), None);
+        assert_eq!(declared_lengths(&[0x81, 0x85, 1, 2, 3]), None);
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl<T: AsyncRead + Unpin> LeanFramed<T> {
     /// | --- | --- | --- | --- |
     /// | lent | `consumed > 0` | the last [`InFrame::Text`] borrows the buffer | its bytes are dropped; go on below |
     /// | failed | `failed` | an error was reported | discard: drop the buffer, read through the stack and drop, at most 64 reads a poll; end of stream or read error → `None`, never a second error |
-    /// | buffered | `readable` | the buffer may hold a whole frame: decode before reading | whole text frame, not fragmenting → [`InFrame::Text`]; else the codec: a frame → [`InFrame::Other`]; none and `eof` → ended; none and over cap + header → failed (`Overflow`); none → idle or busy; error → failed |
+    /// | buffered | `readable` | the buffer may hold a whole frame: decode before reading | whole text frame, not fragmenting → [`InFrame::Text`]; an incomplete frame claiming over 1 MiB (and the cap) is not decoded yet (`eof` → failed); else the codec: a frame → [`InFrame::Other`]; none and `eof` → ended; none and over cap + header → failed (`Overflow`); none → idle or busy; error → failed |
     /// | ended | `eof` | the stream is over, no whole frame left | `None` on every call |
     /// | idle | no buffer held | quiet: waiting costs no heap | probe read of up to 512 B through the stack, copied into a new buffer → buffered (`eof` if 0 B); pending → idle; error → failed |
     /// | busy | a buffer held | traffic, or part of a frame read | read straight into the buffer, reserving `chunk` when under 4 KiB is spare; a read that fills the room doubles `chunk` (to 64 KiB) → buffered (`eof` if 0 B); pending with the buffer empty → idle, `chunk` back to 4 KiB if the last read was under 512 B; pending → busy; error → failed |
@@ -110,7 +110,15 @@ impl<T: AsyncRead + Unpin> LeanFramed<T> {
                     let payload = self.read.buf.get(start..end).unwrap_or_default();
                     return Poll::Ready(Some(Ok(InFrame::Text(payload))));
                 }
-                let decoded = if self.read.eof {
+                let decoded = if self.read.awaiting_large_frame() {
+                    if self.read.eof {
+                        return self.read.fail(ProtocolError::Io(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the stream ended inside a frame",
+                        )));
+                    }
+                    Ok(None)
+                } else if self.read.eof {
                     self.codec.decode_eof(&mut self.read.buf)
                 } else {
                     self.codec.decode(&mut self.read.buf)

@@ -10,7 +10,7 @@ use actix_codec::{AsyncRead, ReadBuf};
 use actix_http::ws::{Frame, Item, ProtocolError};
 use bytes::{Buf, BytesMut};
 
-use super::header::{MAX_HEADER, whole_text_header};
+use super::header::{MAX_HEADER, declared_lengths, whole_text_header};
 
 /// Bytes read into the stack while no read buffer is held; a read that fills it means traffic.
 const PROBE: usize = 512;
@@ -18,6 +18,11 @@ const PROBE: usize = 512;
 const CHUNK_MIN: usize = 4 * 1024;
 /// Largest read asked of the socket.
 pub(super) const CHUNK_MAX: usize = 64 * 1024;
+/// The most the codec may reserve for a frame that has not arrived whole. actix-http's parser
+/// reserves the declared length (up to the cap) as soon as it reads a header; with a cap as
+/// large as `usize::MAX` a peer's claim alone would allocate without bound, or abort. Larger
+/// frames grow the buffer as their bytes arrive instead.
+const CODEC_RESERVE_MAX: usize = 1 << 20;
 /// Reads of discarded input in one poll before yielding to the rest of the actor.
 const DISCARD_READS_PER_POLL: usize = 64;
 
@@ -95,7 +100,24 @@ impl ReadState {
     /// parser would wait for the whole frame, however large, before checking the cap.
     #[inline]
     pub(super) fn overflowing(&self) -> bool {
-        self.buf.len() > self.max_frame_size + MAX_HEADER
+        // Saturating: a cap near `usize::MAX` must not overflow (it means "no cap").
+        self.buf.len() > self.max_frame_size.saturating_add(MAX_HEADER)
+    }
+
+    /// The buffer starts with a frame that is not whole yet and claims more than the codec
+    /// may reserve for it (see [`CODEC_RESERVE_MAX`]): read on without decoding.
+    #[inline]
+    pub(super) fn awaiting_large_frame(&self) -> bool {
+        let Some((header, declared)) = declared_lengths(&self.buf) else {
+            return false;
+        };
+        // A length with the top bit set is invalid: the codec refuses it at once.
+        if declared > i64::MAX as u64 {
+            return false;
+        }
+        let declared = usize::try_from(declared).unwrap_or(usize::MAX);
+        declared.min(self.max_frame_size) > CODEC_RESERVE_MAX
+            && self.buf.len() < header.saturating_add(declared)
     }
 
     /// Reads more bytes into `buf`; `Ok(0)` is the end of the stream.

@@ -391,3 +391,64 @@ async fn a_whole_text_frame_inside_a_fragmented_message_is_refused() {
     assert!(framed.next().await.unwrap().is_ok());
     assert_eq!(as_text(framed.next().await.unwrap().unwrap()), "whole");
 }
+
+/// A client whose frame cap is `usize::MAX`: no cap at all.
+fn uncapped(io: DuplexStream) -> LeanFramed<DuplexStream> {
+    LeanFramed::from_framed(
+        Framed::new(io, Codec::new().client_mode().max_size(usize::MAX)),
+        usize::MAX,
+    )
+}
+
+#[actix_rt::test]
+async fn with_a_usize_max_cap_frames_of_every_size_still_pass() {
+    // Small text, a 64-bit length over the codec's reservation limit, and a fragmented
+    // message, cut by a small pipe so that every frame is seen incomplete first.
+    let big = Bytes::from(vec![3u8; 3 << 20]);
+    let messages = vec![
+        Sent::Text("small".into()),
+        Sent::Binary(big.clone()),
+        Sent::Fragment(Item::FirstText(Bytes::from_static(b"fir"))),
+        Sent::Fragment(Item::Last(Bytes::from_static(b"st"))),
+        Sent::Text("t".repeat(70_000)),
+    ];
+    let wire = server_bytes(&messages);
+    for pipe in [61, 1 << 16] {
+        let (ours, mut theirs) = duplex(pipe);
+        let mut framed = uncapped(ours);
+        let wire = wire.clone();
+        let writer = actix_rt::spawn(async move { theirs.write_all(&wire).await });
+        assert_eq!(as_text(framed.next().await.unwrap().unwrap()), "small");
+        assert!(matches!(framed.next().await, Some(Ok(Frame::Binary(got))) if got == big));
+        assert!(matches!(
+            framed.next().await,
+            Some(Ok(Frame::Continuation(Item::FirstText(_))))
+        ));
+        assert!(matches!(
+            framed.next().await,
+            Some(Ok(Frame::Continuation(Item::Last(_))))
+        ));
+        assert_eq!(as_text(framed.next().await.unwrap().unwrap()).len(), 70_000);
+        writer.await.unwrap().unwrap();
+    }
+}
+
+#[actix_rt::test]
+async fn with_a_usize_max_cap_a_huge_claim_is_not_allocated_before_its_bytes() {
+    let (ours, mut theirs) = duplex(1 << 16);
+    let mut framed = uncapped(ours);
+    // A binary frame claiming 1 PiB, 64 KiB of it, then the end of the stream.
+    let mut wire = vec![0x82, 127];
+    wire.extend_from_slice(&(1u64 << 50).to_be_bytes());
+    wire.extend_from_slice(&[0u8; 64 * 1024]);
+    let writer = actix_rt::spawn(async move {
+        theirs.write_all(&wire).await?;
+        theirs.shutdown().await
+    });
+    assert!(matches!(
+        framed.next().await,
+        Some(Err(ProtocolError::Io(_)))
+    ));
+    assert!(framed.next().await.is_none());
+    writer.await.unwrap().unwrap();
+}
