@@ -66,12 +66,27 @@ async fn a_sleeping_subscriber_pauses_only_reads_while_sends_status_close_and_sh
     }
     .start();
     herd.subscribe::<Tick>(sleepy.recipient());
-    herd.add_endpoint("feed", spec(server.url("/"))).unwrap();
+    let heartbeat = HeartbeatSpec {
+        mode: HeartbeatMode::WsPing,
+        interval: Duration::from_millis(50),
+        timeout: Duration::from_millis(100),
+        idle_timeout: None,
+    };
+    herd.add_endpoint("feed", spec(server.url("/")).heartbeat_spec(heartbeat))
+        .unwrap();
     reached(&states, "feed", 1, is_live).await;
     // The subscriber took one message and sleeps; its mailbox is full behind it.
     while taken.load(Ordering::SeqCst) == 0 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+
+    // The heartbeat goes on: pings keep reaching the server, and the peer (whose Pongs sit
+    // unread behind the paused reads) is not declared dead.
+    let pings = server.connections()[0].pings;
+    server
+        .wait_for(WAIT, |c| (c[0].pings >= pings + 5).then_some(()))
+        .await
+        .unwrap();
 
     let sent = herd.send("feed", "during the stall").await.unwrap();
     assert_eq!(

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 use awc::BoxedSocket;
 use awc::ws::Message as WsMessage;
-use wsherd_protocol::{EndpointName, Heartbeat, Reassembler, redact_url};
+use wsherd_protocol::{EndpointName, Reassembler, redact_url};
 use wsherd_router::{DispatchReport, RouteCache, Router};
 
 use crate::batching::BatchClock;
@@ -32,6 +32,7 @@ use crate::split::{LocalSink, LocalSource};
 use crate::stats::ConnectionStats;
 
 use backpressure::Stall;
+use heartbeat::Watching;
 pub use messages::{Close, ReleaseReads, Write, WriteError, WriteOnOpen};
 use state::SocketState;
 use write::{Origin, Unflushed};
@@ -78,13 +79,17 @@ pub struct Connection {
     /// Reads paused for full subscribers, and the write watchdog.
     stall: Stall,
     reassembler: Reassembler,
-    heartbeat: Option<Heartbeat>,
+    /// This socket's registration with its arbiter's heartbeat, once open.
+    watch: Option<Watching>,
+    /// An application ping went out and its reply is awaited (checked per text message only
+    /// while this is set).
+    awaiting_app_reply: bool,
     /// When gathered batches go out.
     batching: BatchClock,
     /// Messages and bytes received this turn, not yet in `stats`.
     unsettled_in: (u64, u64),
-    /// Frames (any) and data messages seen since the last heartbeat tick; timestamped at the
-    /// tick, so the per-message path reads no clock.
+    /// Frames (any) and data messages seen this read turn; told to the heartbeat once per
+    /// turn, so the per-message path touches no shared memory and reads no clock.
     saw_frame: bool,
     saw_data: bool,
     /// Whether the live-after reply is still awaited.
@@ -113,7 +118,8 @@ impl Connection {
             reads: Reads::AtOnce,
             stall: Stall::default(),
             reassembler,
-            heartbeat: None,
+            watch: None,
+            awaiting_app_reply: false,
             batching: BatchClock::default(),
             unsettled_in: (0, 0),
             saw_frame: false,
@@ -206,6 +212,7 @@ impl Actor for Connection {
     }
 
     fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.unwatch();
         self.settle_counts(true);
         let unsent = self.drain_unsent();
         if !unsent.is_empty() {

@@ -53,6 +53,7 @@ impl Connection {
         }
         if self.stall.since.is_none() {
             self.stall.since = Some(Instant::now());
+            self.report_held(true);
             self.stall.pauses += 1;
             let pause = self.stall.pauses;
             let limit = self.config.max_stall;
@@ -71,6 +72,7 @@ impl Connection {
     fn resume_reads(&mut self) {
         self.stall.draining = false;
         self.stall.since = None;
+        self.report_held(false);
         if let Some(reader) = self.stall.reader.take() {
             reader.wake();
         }

@@ -29,6 +29,7 @@ impl Connection {
             }
             Some(Side::Peer) => {}
             None => {
+                self.unwatch();
                 self.set_state(SocketState::Closing {
                     initiated_by: Side::Peer,
                     stop_when_flushed: false,
@@ -100,6 +101,8 @@ impl Connection {
         ctx: &mut Context<Self>,
     ) -> bool {
         let can_write = self.state.can_write();
+        // Silence is expected from here on: the close timeout bounds what is left.
+        self.unwatch();
         // The peer's answer must be read, whoever held the reads.
         self.release_reads(ctx);
         let reason = truncate_reason(reason);

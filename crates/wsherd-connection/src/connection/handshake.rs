@@ -1,14 +1,12 @@
 //! Dialing: the upgrade request, its timeout, and turning awc's errors into end reasons.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::prelude::*;
 use actix_codec::Framed;
 use awc::BoxedSocket;
 use awc::error::WsClientError;
 use awc::ws::Codec;
-use wsherd_protocol::Heartbeat;
 
 use super::messages::ReleaseReads;
 use super::state::SocketState;
@@ -87,12 +85,8 @@ impl Connection {
         }
         ConnectionStats::add(&self.stats.opens, 1);
         self.awaiting_live_reply = self.config.live_after.is_some();
-        self.heartbeat = Some(Heartbeat::new(
-            self.config.heartbeat.clone(),
-            Instant::now(),
-        ));
         self.emit(ConnectionEvent::Open { protocol }, ctx);
-        self.heartbeat_tick(ctx);
+        self.watch(ctx);
     }
 
     /// Starts reading a socket whose reads were held.

@@ -1,57 +1,85 @@
-//! Keeping the peer honest: the heartbeat tick, and the replies the connection consumes itself
-//! (application pongs, the live-after answer) instead of routing them.
+//! Keeping the peer honest: the socket's side of the arbiter's heartbeat actor
+//! ([`Heartbeats`]), and the replies the connection consumes itself (application pongs, the
+//! live-after answer) instead of routing them.
 
-use std::time::Instant;
+use std::sync::Arc;
 
 use actix::prelude::*;
 use awc::ws::Message as WsMessage;
-use wsherd_protocol::{HeartbeatAction, HeartbeatMode};
+use bytes::Bytes;
+use wsherd_protocol::HeartbeatMode;
 
 use super::Connection;
 use crate::event::{EndReason, Notice};
+use crate::heartbeats::{Answered, Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
+
+/// A socket's registration with its arbiter's heartbeat.
+pub(super) struct Watching {
+    id: WatchId,
+    liveness: Arc<Liveness>,
+    heartbeats: Addr<Heartbeats>,
+}
 
 impl Connection {
-    /// Runs the heartbeat policy and schedules the next tick.
-    pub(super) fn heartbeat_tick(&mut self, ctx: &mut Context<Self>) {
-        if self.state.is_closing() {
-            return;
-        }
-        let now = Instant::now();
-        // While wsherd holds the reads, the peer's answers sit unread: its clock stands still.
-        let held = self.reads_paused();
-        let Some(hb) = &mut self.heartbeat else {
-            return;
-        };
-        if std::mem::take(&mut self.saw_data) || held {
-            hb.on_data(now);
-        }
-        if std::mem::take(&mut self.saw_frame) || held {
-            hb.on_frame(now);
-        }
-        let (action, wake) = hb.poll(now);
-        match action {
-            None => {}
-            Some(HeartbeatAction::Ping(payload)) => {
-                let _ = self.write_frame(WsMessage::Ping(payload), ctx);
-            }
-            Some(HeartbeatAction::AppPing(text)) => {
-                let _ = self.write_frame(WsMessage::Text(text.into()), ctx);
-            }
-            Some(HeartbeatAction::Dead(why)) => {
-                // A dead peer will not answer a Close: send one for the record, and go.
-                self.abandon(EndReason::Unresponsive { why }, ctx);
-                return;
-            }
-        }
-        ctx.run_later(wake.saturating_duration_since(now), |act, ctx| {
-            act.heartbeat_tick(ctx)
+    /// Asks the arbiter's heartbeat to watch this socket, now open.
+    pub(super) fn watch(&mut self, ctx: &mut Context<Self>) {
+        let heartbeats = Heartbeats::from_registry();
+        let id = WatchId::next();
+        let liveness = Arc::new(Liveness::default());
+        // One registration per socket life, never driven by a peer.
+        heartbeats.do_send(Watch {
+            id,
+            spec: self.config.heartbeat.clone(),
+            liveness: Arc::clone(&liveness),
+            stats: Arc::clone(&self.stats),
+            to: ctx.address().recipient(),
+        });
+        self.watch = Some(Watching {
+            id,
+            liveness,
+            heartbeats,
         });
     }
 
+    /// Stops the watch: the socket is closing (a Close is on its way, silence is expected) or
+    /// gone.
+    pub(super) fn unwatch(&mut self) {
+        if let Some(watching) = self.watch.take() {
+            watching.heartbeats.do_send(Unwatch(watching.id));
+        }
+    }
+
+    /// Tells the heartbeat what this read turn saw (once per turn, not per frame).
+    pub(super) fn report_liveness(&mut self) {
+        let Some(watching) = &self.watch else {
+            return;
+        };
+        if std::mem::take(&mut self.saw_frame) {
+            watching.liveness.saw_frame();
+        }
+        if std::mem::take(&mut self.saw_data) {
+            watching.liveness.saw_data();
+        }
+    }
+
+    /// Tells the heartbeat whether wsherd holds this socket's reads.
+    pub(super) fn report_held(&self, held: bool) {
+        if let Some(watching) = &self.watch {
+            watching.liveness.set_held(held);
+        }
+    }
+
+    /// A Pong arrived: the heartbeat measures the round trip.
+    pub(super) fn report_pong(&self, payload: Bytes) {
+        if let Some(watching) = &self.watch {
+            watching
+                .heartbeats
+                .do_send(Answered::Pong(watching.id, payload));
+        }
+    }
+
     pub(super) fn awaiting_app_reply(&self) -> bool {
-        self.heartbeat.as_ref().is_some_and(|hb| {
-            hb.is_waiting_for_reply() && matches!(hb.spec().mode, HeartbeatMode::App { .. })
-        })
+        self.awaiting_app_reply
     }
 
     /// Checks a text message against the replies the connection waits for; returns true when
@@ -64,16 +92,40 @@ impl Connection {
             self.awaiting_live_reply = false;
             self.notify_owner(Notice::LiveReply);
         }
-        if let Some(hb) = &mut self.heartbeat
-            && hb.is_waiting_for_reply()
-            && let HeartbeatMode::App { reply, .. } = &hb.spec().mode
+        if self.awaiting_app_reply
+            && let HeartbeatMode::App { reply, .. } = &self.config.heartbeat.mode
             && reply.matches(text, &self.config.kind)
         {
-            if let Some(rtt) = hb.on_app_reply(Instant::now()) {
-                self.stats.set_rtt(rtt);
+            self.awaiting_app_reply = false;
+            if let Some(watching) = &self.watch {
+                watching.heartbeats.do_send(Answered::AppReply(watching.id));
             }
             return true;
         }
         false
+    }
+}
+
+impl Handler<Beat> for Connection {
+    type Result = ();
+
+    fn handle(&mut self, beat: Beat, ctx: &mut Context<Self>) {
+        if self.state.is_closing() {
+            return;
+        }
+        match beat {
+            Beat::Ping(payload) => {
+                let _ = self.write_frame(WsMessage::Ping(payload), ctx);
+            }
+            Beat::AppPing(text) => {
+                self.awaiting_app_reply = true;
+                let _ = self.write_frame(WsMessage::Text(text.into()), ctx);
+            }
+            Beat::Dead(why) => {
+                self.watch = None; // the heartbeat forgot us already
+                // A dead peer will not answer a Close: send one for the record, and go.
+                self.abandon(EndReason::Unresponsive { why }, ctx);
+            }
+        }
     }
 }

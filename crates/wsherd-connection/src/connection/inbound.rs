@@ -1,7 +1,5 @@
 //! The read side: frames the reader hands over, routed to subscribers and settled per turn.
 
-use std::time::Instant;
-
 use actix::prelude::*;
 use actix_http::ws::Item;
 use awc::BoxedSocket;
@@ -190,13 +188,9 @@ impl Connection {
         }
     }
 
-    fn on_pong(&mut self, payload: &[u8]) {
+    fn on_pong(&mut self, payload: Bytes) {
         ConnectionStats::add(&self.stats.pongs_received, 1);
-        if let Some(hb) = &mut self.heartbeat
-            && let Some(rtt) = hb.on_pong(payload, Instant::now())
-        {
-            self.stats.set_rtt(rtt);
-        }
+        self.report_pong(payload);
     }
 
     fn on_read_error(&mut self, error: WsProtocolError, ctx: &mut Context<Self>) {
@@ -241,6 +235,7 @@ impl FrameSink<LeanFramed<BoxedSocket>> for Connection {
     }
 
     fn end_of_turn(&mut self, socket_drained: bool, ctx: &mut Context<Self>) {
+        self.report_liveness();
         let send_batches = self
             .batching
             .after_turn(socket_drained, self.report.pending_deliveries());
@@ -255,7 +250,7 @@ impl FrameSink<LeanFramed<BoxedSocket>> for Connection {
             Ok(InFrame::Other(Frame::Binary(payload))) => self.on_binary(payload, ctx),
             Ok(InFrame::Other(Frame::Continuation(item))) => self.on_fragment(item, ctx),
             Ok(InFrame::Other(Frame::Ping(payload))) => self.on_ping(payload, ctx),
-            Ok(InFrame::Other(Frame::Pong(payload))) => self.on_pong(&payload),
+            Ok(InFrame::Other(Frame::Pong(payload))) => self.on_pong(payload),
             Ok(InFrame::Other(Frame::Close(reason))) => self.on_peer_close(reason, ctx),
             Err(error) => self.on_read_error(error, ctx),
         }
