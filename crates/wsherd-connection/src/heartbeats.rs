@@ -15,8 +15,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -26,15 +26,48 @@ use wsherd_protocol::{DeadPeer, Heartbeat, HeartbeatAction, HeartbeatSpec};
 use crate::stats::ConnectionStats;
 
 /// What a watched socket saw since the heartbeat last looked; raised by the socket, taken by
-/// the heartbeat.
+/// the heartbeat when it next looks (answers keep their arrival time, so a round trip is
+/// measured exactly however late that is). No message per frame or per Pong.
 #[derive(Debug, Default)]
 pub struct Liveness {
     frame: AtomicBool,
     data: AtomicBool,
     held: AtomicBool,
+    /// The latest answer to a ping, with when it arrived.
+    answer: Mutex<Option<(Answer, Instant)>>,
+}
+
+/// An answer to a ping.
+#[derive(Debug)]
+enum Answer {
+    Pong(Bytes),
+    AppReply,
 }
 
 impl Liveness {
+    /// A Pong with this payload arrived (any Pong also counts as a frame).
+    pub fn pong(&self, payload: Bytes) {
+        self.answered(Answer::Pong(payload));
+    }
+
+    /// The application ping's reply arrived.
+    pub fn app_reply(&self) {
+        self.answered(Answer::AppReply);
+    }
+
+    fn answered(&self, answer: Answer) {
+        // A poisoned lock only means a panic elsewhere; the slot itself is always valid.
+        *self.answer.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((answer, Instant::now()));
+    }
+
+    fn take_answer(&self) -> Option<(Answer, Instant)> {
+        self.answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
     /// A frame of any kind arrived.
     pub fn saw_frame(&self) {
         self.frame.store(true, Ordering::Relaxed);
@@ -98,17 +131,6 @@ pub struct Watch {
 #[derive(Debug, Clone, Copy, actix::Message)]
 #[rtype(result = "()")]
 pub struct Unwatch(pub WatchId);
-
-/// A watched socket got an answer to a ping.
-#[derive(Debug, Clone, PartialEq, Eq, actix::Message)]
-#[rtype(result = "()")]
-#[non_exhaustive]
-pub enum Answered {
-    /// A protocol Pong with this payload.
-    Pong(WatchId, Bytes),
-    /// The application ping's reply.
-    AppReply(WatchId),
-}
 
 struct Watched {
     heartbeat: Heartbeat,
@@ -177,6 +199,15 @@ impl Heartbeats {
             };
             if watched.wake != wake {
                 continue; // rescheduled since
+            }
+            if let Some((answer, at)) = watched.liveness.take_answer() {
+                let rtt = match answer {
+                    Answer::Pong(payload) => watched.heartbeat.on_pong(&payload, at),
+                    Answer::AppReply => watched.heartbeat.on_app_reply(at),
+                };
+                if let Some(rtt) = rtt {
+                    watched.stats.set_rtt(rtt);
+                }
             }
             let held = watched.liveness.held.load(Ordering::Relaxed);
             if watched.liveness.data.swap(false, Ordering::Relaxed) || held {
@@ -247,33 +278,6 @@ impl Handler<Unwatch> for Heartbeats {
         self.watched.remove(&id);
         if self.watched.is_empty() {
             self.wakes.clear();
-        }
-    }
-}
-
-impl Handler<Answered> for Heartbeats {
-    type Result = ();
-
-    fn handle(&mut self, answered: Answered, _: &mut Context<Self>) {
-        let now = Instant::now();
-        let (id, rtt) = match answered {
-            Answered::Pong(id, payload) => {
-                let rtt = self
-                    .watched
-                    .get_mut(&id)
-                    .and_then(|w| w.heartbeat.on_pong(&payload, now));
-                (id, rtt)
-            }
-            Answered::AppReply(id) => {
-                let rtt = self
-                    .watched
-                    .get_mut(&id)
-                    .and_then(|w| w.heartbeat.on_app_reply(now));
-                (id, rtt)
-            }
-        };
-        if let (Some(rtt), Some(watched)) = (rtt, self.watched.get(&id)) {
-            watched.stats.set_rtt(rtt);
         }
     }
 }

@@ -57,6 +57,6 @@ pub use config::{
 };
 pub use connection::{Close, Connection, ReleaseReads, Write, WriteError, WriteOnOpen};
 pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side, Unsent};
-pub use heartbeats::{Answered, Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
+pub use heartbeats::{Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
 pub use stats::{ConnectionStats, Phase, StatsSnapshot};
 pub use tls::{TlsFiles, client_config};

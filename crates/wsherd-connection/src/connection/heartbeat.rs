@@ -11,7 +11,7 @@ use wsherd_protocol::HeartbeatMode;
 
 use super::Connection;
 use crate::event::{EndReason, Notice};
-use crate::heartbeats::{Answered, Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
+use crate::heartbeats::{Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
 
 /// A socket's registration with its arbiter's heartbeat.
 pub(super) struct Watching {
@@ -69,12 +69,10 @@ impl Connection {
         }
     }
 
-    /// A Pong arrived: the heartbeat measures the round trip.
+    /// A Pong arrived: the heartbeat measures the round trip when it next looks.
     pub(super) fn report_pong(&self, payload: Bytes) {
         if let Some(watching) = &self.watch {
-            watching
-                .heartbeats
-                .do_send(Answered::Pong(watching.id, payload));
+            watching.liveness.pong(payload);
         }
     }
 
@@ -98,7 +96,7 @@ impl Connection {
         {
             self.awaiting_app_reply = false;
             if let Some(watching) = &self.watch {
-                watching.heartbeats.do_send(Answered::AppReply(watching.id));
+                watching.liveness.app_reply();
             }
             return true;
         }
