@@ -12,7 +12,7 @@ pub use wsherd_supervisor::SupervisorStatus as EndpointStatus;
 
 pub use wsherd_connection::{
     Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason, Phase, Side,
-    StatsSnapshot, TlsFiles,
+    StatsSnapshot, TlsClass, TlsFiles,
 };
 pub use wsherd_protocol::{CloseCode, DeadPeer, HeartbeatMode, HeartbeatSpec, ReplyMatcher};
 pub use wsherd_protocol::{

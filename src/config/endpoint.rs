@@ -3,7 +3,7 @@
 //! This file holds the catalogue of accepted keys and reads the endpoint table itself: the
 //! connection keys, headers (with their secrets) and TLS files. The nested tables that tune
 //! behaviour live apart: [`liveness`] reads `heartbeat` and `live_after`, [`policy`] reads
-//! `backoff`, `intensity`, `outbound`, `on_close` and `on_status`.
+//! `backoff`, `intensity`, `outbound`, `on_close`, `on_status` and `on_tls`.
 
 mod liveness;
 mod policy;
@@ -35,6 +35,7 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "outbound",
     "on_close",
     "on_status",
+    "on_tls",
     "tls",
 ];
 pub(crate) const HEARTBEAT_KEYS: &[&str] = &[
@@ -179,6 +180,14 @@ pub(crate) fn read_endpoint(
             &join(path, "on_status"),
             100..=599,
             &mut spec.actions.on_status,
+        );
+    }
+    if let Some(on_tls) = table.map.get("on_tls") {
+        policy::read_tls_actions(
+            reader,
+            on_tls,
+            &join(path, "on_tls"),
+            &mut spec.actions.on_tls,
         );
     }
     (reader.problems.len() == before).then_some(((enabled, spec), secrets))

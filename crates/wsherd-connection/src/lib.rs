@@ -45,12 +45,13 @@ mod reader;
 mod split;
 mod stats;
 mod tls;
+mod tls_cache;
 
 pub use config::{
     ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_WRITE_BUFFER, MAX_CLOSE_REASON, validate_url,
 };
 pub use connection::{Close, Connection, ReleaseReads, Write, WriteError, WriteOnOpen};
-pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side, Unsent};
+pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side, TlsClass, Unsent};
 pub use stats::{ConnectionStats, Phase, StatsSnapshot};
 pub use tls::{TlsFiles, client_config};
