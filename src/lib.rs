@@ -12,7 +12,7 @@ pub use wsherd_supervisor::SupervisorStatus as EndpointStatus;
 
 pub use wsherd_connection::{
     Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason,
-    InvalidConfig, InvalidUtf8Policy, Phase, Side, StatsSnapshot, TlsFiles,
+    InvalidConfig, InvalidUtf8Policy, Phase, Side, StatsSnapshot, TlsClass, TlsFiles,
 };
 pub use wsherd_protocol::{
     CloseCode, DeadPeer, HeartbeatMode, HeartbeatSpec, InvalidHeartbeat, MIN_HEARTBEAT_DURATION,

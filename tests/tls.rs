@@ -4,13 +4,15 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use common::*;
 use serde::Deserialize;
 use wsherd::prelude::*;
-use wsherd::{FailReason, TlsFiles};
-use wsherd_testkit::{Recorder, Step, TestCerts, TestServer};
+use wsherd::{ActionTable, BackoffPolicy, FailReason, TlsFiles};
+use wsherd_testkit::Recorded;
+use wsherd_testkit::{RawServer, Recorder, Step, TestCerts, TestServer};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -168,5 +170,186 @@ async fn tls_files_are_checked_when_the_config_loads() {
     assert!(
         shown.contains("endpoints.secure.tls: /nonexistent/ca.pem: cannot read certificates"),
         "{shown}"
+    );
+}
+
+/// Gives `path` a modification time no earlier write had, whatever the clock's granularity.
+fn touch(path: &Path) {
+    static LATER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let ahead = LATER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(SystemTime::now() + Duration::from_secs(ahead))
+        .unwrap();
+}
+
+fn quick_backoff() -> BackoffPolicy {
+    BackoffPolicy {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(200),
+        ..BackoffPolicy::default()
+    }
+}
+
+/// Waits until `name` is live for the `nth` time; fails at once if it fails instead.
+async fn live_again(states: &Recorded<Delivery<StateEvent>>, name: &str, nth: usize) {
+    let outcome = states
+        .wait_for(WAIT, |seen| {
+            let mine = || seen.iter().filter(|d| d.endpoint == name);
+            if let Some(failed) =
+                mine().find(|d| matches!(d.message.state, EndpointState::Failed { .. }))
+            {
+                return Some(Err(failed.message.state.clone()));
+            }
+            (mine().filter(|d| is_live(&d.message.state)).count() >= nth).then_some(Ok(()))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{name} was not live {nth} times: {e}"));
+    if let Err(failed) = outcome {
+        panic!("{name} failed instead: {failed:?}");
+    }
+}
+
+#[actix_rt::test]
+async fn a_ca_file_rotated_in_place_is_used_by_the_next_attempt_without_a_restart() {
+    let before = TestCerts::generate(&[LOOPBACK]).unwrap();
+    let server = TestServer::builder(vec![Step::stream(&["tick"], 1)])
+        .tls(before.server_config(false).unwrap())
+        .start()
+        .unwrap();
+    let port = server.addr().port();
+    let dir = Dir::new("rotated");
+    let tls = files(&before, &dir, false);
+    let herd = Herd::new();
+    let states = states(&herd);
+    herd.add_endpoint(
+        "secure",
+        EndpointSpec::new(ConnectionConfig::new(server.url("/")).tls(tls.clone()))
+            .backoff(quick_backoff()),
+    )
+    .unwrap();
+    live_again(&states, "secure", 1).await;
+
+    // A new CA and a server certificate it signed; the CA file keeps its path.
+    let after = TestCerts::generate(&[LOOPBACK]).unwrap();
+    let ca_file = tls.ca_file.clone().unwrap();
+    std::fs::write(&ca_file, &after.ca_pem).unwrap();
+    touch(&ca_file);
+    server.stop();
+    let server = TestServer::builder(vec![Step::stream(&["tick"], 1)])
+        .tls(after.server_config(false).unwrap())
+        .port(port)
+        .start()
+        .unwrap();
+
+    live_again(&states, "secure", 2).await;
+    assert_eq!(server.connections().len(), 1);
+}
+
+#[actix_rt::test]
+async fn on_tls_can_make_a_refused_certificate_back_off_instead_of_failing() {
+    let certs = TestCerts::generate(&[LOOPBACK]).unwrap();
+    let server = TestServer::builder(vec![])
+        .tls(certs.server_config(false).unwrap())
+        .start()
+        .unwrap();
+    let file = std::env::temp_dir().join(format!("wsherd-tls-on-tls-{}.toml", std::process::id()));
+    // Only the Web PKI roots: the test CA is unknown, on every attempt.
+    std::fs::write(
+        &file,
+        format!(
+            "[endpoints.secure]\nurl = \"{}\"\nbackoff = {{ initial = \"50ms\", max = \"100ms\" }}\non_tls = {{ certificate = \"backoff\" }}\n",
+            server.url("/")
+        ),
+    )
+    .unwrap();
+    let loaded = wsherd::config::ConfigLoader::new()
+        .file(&file)
+        .environment(Default::default())
+        .load();
+    let _ = std::fs::remove_file(&file);
+    let config = loaded.unwrap_or_else(|e| panic!("{e}"));
+    let (_, endpoint) = config.endpoints.into_iter().next().unwrap();
+
+    let herd = Herd::new();
+    let states = states(&herd);
+    herd.add_endpoint("secure", endpoint.spec).unwrap();
+    let third = reached(&states, "secure", 3, |s| {
+        matches!(
+            s,
+            EndpointState::Backoff { .. } | EndpointState::Failed { .. }
+        )
+    })
+    .await;
+    let EndpointState::Backoff {
+        reason: EndReason::Tls { reason },
+        ..
+    } = third
+    else {
+        panic!("{:?}", history(&states, "secure"))
+    };
+    assert!(reason.contains("UnknownIssuer"), "{reason}");
+    assert!(
+        !history(&states, "secure")
+            .iter()
+            .any(|s| matches!(s, EndpointState::Failed { .. })),
+        "{:?}",
+        history(&states, "secure")
+    );
+}
+
+#[actix_rt::test]
+async fn a_connection_ended_during_the_tls_handshake_backs_off_and_on_tls_can_stop_it_instead() {
+    // Accepts TCP and closes it at once: the TLS handshake breaks off.
+    let raw = RawServer::start(vec![]).unwrap();
+    let url = format!("wss://{}/", raw.addr());
+    let herd = Herd::new();
+    let states = states(&herd);
+    herd.add_endpoint(
+        "flaky",
+        EndpointSpec::new(ConnectionConfig::new(url.clone())).backoff(quick_backoff()),
+    )
+    .unwrap();
+    let backoff = reached(&states, "flaky", 2, |s| {
+        matches!(
+            s,
+            EndpointState::Backoff { .. } | EndpointState::Failed { .. }
+        )
+    })
+    .await;
+    assert!(
+        matches!(
+            backoff,
+            EndpointState::Backoff {
+                reason: EndReason::TlsTransient { .. },
+                ..
+            }
+        ),
+        "{backoff:?}"
+    );
+
+    let mut actions = ActionTable::default();
+    actions
+        .on_tls
+        .insert(wsherd::TlsClass::Transient, wsherd::Action::Stop);
+    herd.add_endpoint(
+        "strict",
+        EndpointSpec::new(ConnectionConfig::new(url)).actions(actions),
+    )
+    .unwrap();
+    let failed = reached(&states, "strict", 1, |s| {
+        matches!(s, EndpointState::Failed { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            failed,
+            EndpointState::Failed {
+                reason: FailReason::NotRetryable(EndReason::TlsTransient { .. })
+            }
+        ),
+        "{failed:?}"
     );
 }

@@ -3,9 +3,9 @@
 //! This file holds the catalogue of accepted keys and reads the endpoint table itself: the
 //! connection keys, headers and TLS files. The nested tables that tune behaviour live apart:
 //! [`liveness`] reads `heartbeat` and `live_after` (and checks every heartbeat duration,
-//! `idle_timeout` included), [`policy`] reads `backoff`,
-//! `intensity`, `outbound`, `on_close` and `on_status`; [`secret`] resolves the values that may
-//! come from the environment or a file (the URL, headers, on-open messages).
+//! `idle_timeout` included), [`policy`] reads `backoff`, `intensity`, `outbound`, `on_close`,
+//! `on_status` and `on_tls`; [`secret`] resolves the values that may come from the environment
+//! or a file (the URL, headers, on-open messages).
 
 mod liveness;
 mod policy;
@@ -43,6 +43,7 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "outbound",
     "on_close",
     "on_status",
+    "on_tls",
     "tls",
 ];
 pub(crate) const HEARTBEAT_KEYS: &[&str] = &[
@@ -202,6 +203,14 @@ pub(crate) fn read_endpoint(
             &join(path, "on_status"),
             100..=599,
             &mut spec.actions.on_status,
+        );
+    }
+    if let Some(on_tls) = table.map.get("on_tls") {
+        policy::read_tls_actions(
+            reader,
+            on_tls,
+            &join(path, "on_tls"),
+            &mut spec.actions.on_tls,
         );
     }
     (reader.problems.len() == before).then_some(((enabled, spec), secrets))

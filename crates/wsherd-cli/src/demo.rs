@@ -6,16 +6,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
-use serde_json::Value;
 use tokio::signal::unix::{SignalKind, signal};
 use wsherd::{
-    BackoffPolicy, ConnectionConfig, DeadLetter, EndpointSpec, HeartbeatMode, HeartbeatSpec, Herd,
-    KindRule, StateEvent, SubscribeOptions,
+    BackoffPolicy, ConnectionConfig, EndpointSpec, HeartbeatMode, HeartbeatSpec, Herd, KindRule,
 };
 use wsherd_testkit::{Behaviour, Script, Step, TestServer};
 
 use crate::args::Format;
-use crate::output::{Filter, Printer};
+use crate::output::{Filter, Printers};
+use crate::stdout::Stdout;
 
 const TICK: Duration = Duration::from_millis(400);
 
@@ -106,21 +105,44 @@ pub(crate) fn demo(seconds: Option<u64>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("wsherd demo: four endpoints against a local server on 127.0.0.1 (no internet).");
-    println!("  steady    streams quotes and never fails");
-    println!("  flaky     is dropped after five trades: watch the backoff and the resubscribe");
-    println!("  stalling  goes silent after three news items: the heartbeat notices the dead peer");
-    println!("  picky     refuses the first handshake with HTTP 503, then accepts");
-    println!("Ctrl-C closes every connection gracefully.\n");
+    let mut stdout = match Stdout::start() {
+        Ok(stdout) => stdout,
+        Err(error) => {
+            eprintln!("wsherd: cannot start the stdout writer: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let lines = stdout.lines();
+    let banner = [
+        "wsherd demo: four endpoints against a local server on 127.0.0.1 (no internet).",
+        "  steady    streams quotes and never fails",
+        "  flaky     is dropped after five trades: watch the backoff and the resubscribe",
+        "  stalling  goes silent after three news items: the heartbeat notices the dead peer",
+        "  picky     refuses the first handshake with HTTP 503, then accepts",
+        "Ctrl-C closes every connection gracefully.\n",
+    ];
     let system = System::new();
-    system.block_on(async move {
+    system.block_on(async {
+        // Through the stdout thread like everything else, so lines keep their order.
+        let say = |line: &str| {
+            let lines = lines.clone();
+            let line = line.to_owned();
+            async move {
+                let _ = lines.send(line).await;
+            }
+        };
+        for line in banner {
+            say(line).await;
+        }
         let herd = Herd::new();
         let rules = Arc::new(Mutex::new(Default::default()));
-        let printer = Printer::new(Format::Pretty, Filter::default(), Arc::clone(&rules)).start();
-        herd.router()
-            .subscribe_all::<Value>(printer.clone().recipient(), SubscribeOptions::new());
-        herd.subscribe_events::<DeadLetter>(printer.clone().recipient());
-        herd.subscribe_events::<StateEvent>(printer.recipient());
+        Printers::start(
+            Format::Pretty,
+            Filter::default(),
+            Arc::clone(&rules),
+            &stdout,
+        )
+        .subscribe(&herd);
         for (name, server) in [
             ("steady", &servers.steady),
             ("flaky", &servers.flaky),
@@ -140,6 +162,7 @@ pub(crate) fn demo(seconds: Option<u64>) -> ExitCode {
                 None => std::future::pending().await,
             }
         };
+        let stdout_closed = stdout.closed();
         let (interrupt, terminate) = (
             signal(SignalKind::interrupt()),
             signal(SignalKind::terminate()),
@@ -149,15 +172,27 @@ pub(crate) fn demo(seconds: Option<u64>) -> ExitCode {
                 _ = interrupt.recv() => {}
                 _ = terminate.recv() => {}
                 () = deadline => {}
+                () = stdout_closed => {}
             },
-            _ => deadline.await,
+            _ => tokio::select! {
+                () = deadline => {}
+                () = stdout_closed => {}
+            },
         }
-        println!("\nclosing every connection…");
+        say("\nclosing every connection…").await;
         let report = herd.shutdown("demo over", Duration::from_secs(5)).await;
         match report.timed_out.len() {
-            0 => println!("every peer answered the Close; bye"),
-            n => println!("{n} peer(s) did not answer the Close in time; bye"),
+            0 => say("every peer answered the Close; bye").await,
+            n => {
+                say(&format!(
+                    "{n} peer(s) did not answer the Close in time; bye"
+                ))
+                .await
+            }
         }
     });
+    drop(lines);
+    drop(system);
+    stdout.finish();
     ExitCode::SUCCESS
 }

@@ -7,6 +7,7 @@ mod args;
 mod demo;
 mod output;
 mod run;
+mod stdout;
 
 use std::process::ExitCode;
 

@@ -1,15 +1,44 @@
 //! Printing routed messages, dead letters and state changes as JSON lines or for people.
+//!
+//! # A slow stdout never stalls the herd
+//!
+//! The printers live on the system arbiter, beside the herd's handshake governor, so they never
+//! write stdout themselves: they render lines and hand them to the [`Stdout`] thread through a
+//! bounded channel with `try_send`. What they do when that channel is full depends on who feeds
+//! them:
+//!
+//! - [`Printer`] takes messages and dead letters, which come from sockets' read paths. When the
+//!   channel is full it waits for room with `ctx.wait`, which pauses this one actor (not the
+//!   arbiter): its mailbox fills, and the router's `Overflow::Backpressure` pauses reading the
+//!   sockets that feed it, exactly as for any slow subscriber. Nothing is lost, memory stays
+//!   bounded (channel plus mailbox), and how long a socket may stay paused is the endpoint's
+//!   business, not the printer's.
+//! - [`EventPrinter`] takes state events, which come from supervisors. A supervisor that waits
+//!   for stdout could not reconnect, so this printer never waits: when the channel is full it
+//!   keeps up to [`BACKLOG`] lines and hands them over as room appears (in order, interleaved
+//!   fairly with messages); past that it forgets the oldest and prints how many it skipped.
+//!
+//! Heartbeats, handshakes and the governor run on their arbiters meanwhile, whatever stdout does.
 
-use std::collections::{BTreeSet, HashMap};
-use std::io::{IsTerminal, Write};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::io::IsTerminal;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use serde_json::{Value, json};
-use wsherd::{DeadLetter, DeadLetterReason, Delivery, EndpointState, KindRule, StateEvent};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use wsherd::{
+    DeadLetter, DeadLetterReason, Delivery, EndpointState, Herd, KindRule, StateEvent,
+    SubscribeOptions,
+};
 
 use crate::args::Format;
+use crate::stdout::Stdout;
+
+/// State lines the [`EventPrinter`] keeps while stdout is full.
+const BACKLOG: usize = 1024;
 
 /// Which endpoints and kinds to print; empty sets print everything.
 #[derive(Debug, Clone, Default)]
@@ -31,37 +60,91 @@ impl Filter {
 /// Each endpoint's kind rule, to name the kind of what `subscribe_all` delivers.
 pub(crate) type KindRules = Arc<Mutex<HashMap<String, KindRule>>>;
 
-/// Prints everything it is sent, one line each.
+/// How lines are written.
+#[derive(Debug, Clone, Copy)]
+struct Style {
+    format: Format,
+    colour: bool,
+}
+
+impl Style {
+    fn render(self, line: &Value) -> String {
+        match self.format {
+            Format::Json => line.to_string(),
+            Format::Pretty => pretty(line, self.colour),
+        }
+    }
+}
+
+/// The two printers of a run, started on the current arbiter.
+pub(crate) struct Printers {
+    messages: Addr<Printer>,
+    events: Addr<EventPrinter>,
+}
+
+impl Printers {
+    /// Starts printers that print what passes `filter` to `stdout`.
+    pub(crate) fn start(format: Format, filter: Filter, kinds: KindRules, stdout: &Stdout) -> Self {
+        let style = Style {
+            format,
+            colour: format == Format::Pretty && std::io::stdout().is_terminal(),
+        };
+        let events = EventPrinter {
+            style,
+            filter: filter.clone(),
+            out: stdout.lines(),
+            backlog: VecDeque::new(),
+            skipped: 0,
+            draining: false,
+        }
+        .start();
+        let messages = Printer {
+            style,
+            filter,
+            kinds,
+            out: stdout.lines(),
+        }
+        .start();
+        Printers { messages, events }
+    }
+
+    /// Subscribes them to every message, dead letter and state event of `herd`.
+    pub(crate) fn subscribe(&self, herd: &Herd) {
+        herd.router()
+            .subscribe_all::<Value>(self.messages.clone().recipient(), SubscribeOptions::new());
+        herd.subscribe_events::<DeadLetter>(self.messages.clone().recipient());
+        herd.subscribe_events::<StateEvent>(self.events.clone().recipient());
+    }
+}
+
+/// Prints messages and dead letters; slows their sockets down to the speed of stdout.
 pub(crate) struct Printer {
-    pub(crate) format: Format,
-    pub(crate) filter: Filter,
-    pub(crate) kinds: KindRules,
-    pub(crate) colour: bool,
+    style: Style,
+    filter: Filter,
+    kinds: KindRules,
+    out: mpsc::Sender<String>,
 }
 
 impl Printer {
-    pub(crate) fn new(format: Format, filter: Filter, kinds: KindRules) -> Self {
-        Printer {
-            format,
-            filter,
-            kinds,
-            colour: format == Format::Pretty && std::io::stdout().is_terminal(),
-        }
-    }
-
-    fn emit(&self, line: Value, ctx: &mut Context<Self>) {
-        let text = match self.format {
-            Format::Json => line.to_string(),
-            Format::Pretty => pretty(&line, self.colour),
-        };
-        let mut stdout = std::io::stdout().lock();
-        if writeln!(stdout, "{text}")
-            .and_then(|()| stdout.flush())
-            .is_err()
-        {
-            // Nobody reads any more (a closed pipe): stop instead of failing forever.
-            ctx.stop();
-            System::current().stop();
+    fn emit(&mut self, line: Value, ctx: &mut Context<Self>) {
+        match self.out.try_send(self.style.render(&line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(text)) => {
+                // Take nothing more until stdout has room for this line: the mailbox fills and
+                // the router holds the sockets' reads (back-pressure), the arbiter runs on.
+                let out = self.out.clone();
+                ctx.wait(
+                    async move { out.send(text).await.is_ok() }
+                        .into_actor(self)
+                        .map(|sent, _, ctx| {
+                            if !sent {
+                                ctx.stop();
+                            }
+                        }),
+                );
+            }
+            // Stdout is gone; the run is ending on that (see `Stdout::closed`).
+            Err(TrySendError::Closed(_)) => ctx.stop(),
         }
     }
 }
@@ -125,7 +208,86 @@ impl Handler<Delivery<DeadLetter>> for Printer {
     }
 }
 
-impl Handler<Delivery<StateEvent>> for Printer {
+/// Prints state events; never makes a supervisor wait for stdout.
+pub(crate) struct EventPrinter {
+    style: Style,
+    filter: Filter,
+    out: mpsc::Sender<String>,
+    /// Lines waiting for room in the channel, oldest first.
+    backlog: VecDeque<String>,
+    /// Lines forgotten because the backlog was full, not yet announced.
+    skipped: u64,
+    /// Whether a wait for room is under way.
+    draining: bool,
+}
+
+impl EventPrinter {
+    fn emit(&mut self, line: Value, ctx: &mut Context<Self>) {
+        let text = self.style.render(&line);
+        if self.backlog.is_empty() && self.skipped == 0 {
+            match self.out.try_send(text) {
+                Ok(()) => return,
+                Err(TrySendError::Full(text)) => self.backlog.push_back(text),
+                Err(TrySendError::Closed(_)) => {
+                    ctx.stop();
+                    return;
+                }
+            }
+        } else {
+            if self.backlog.len() >= BACKLOG {
+                self.backlog.pop_front();
+                self.skipped += 1;
+            }
+            self.backlog.push_back(text);
+        }
+        self.drain(ctx);
+    }
+
+    /// Waits for room in the channel (spawned: events keep coming in meanwhile) and hands
+    /// over the oldest waiting line, or the note of what was skipped; again until none wait.
+    fn drain(&mut self, ctx: &mut Context<Self>) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        let out = self.out.clone();
+        ctx.spawn(
+            async move { out.reserve_owned().await }
+                .into_actor(self)
+                .map(|permit, act, ctx| {
+                    act.draining = false;
+                    let Ok(permit) = permit else {
+                        ctx.stop();
+                        return;
+                    };
+                    let text = if act.skipped > 0 {
+                        let note = skipped_line(std::mem::take(&mut act.skipped));
+                        act.style.render(&note)
+                    } else if let Some(text) = act.backlog.pop_front() {
+                        text
+                    } else {
+                        return;
+                    };
+                    permit.send(text);
+                    if !act.backlog.is_empty() || act.skipped > 0 {
+                        act.drain(ctx);
+                    }
+                }),
+        );
+    }
+}
+
+impl Actor for EventPrinter {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // This printer never waits, so its mailbox empties at the arbiter's pace; room for a
+        // herd's worth of endpoints changing state at once keeps supervisors from queueing.
+        ctx.set_mailbox_capacity(4096);
+    }
+}
+
+impl Handler<Delivery<StateEvent>> for EventPrinter {
     type Result = ();
 
     fn handle(&mut self, event: Delivery<StateEvent>, ctx: &mut Context<Self>) {
@@ -135,6 +297,16 @@ impl Handler<Delivery<StateEvent>> for Printer {
         }
         self.emit(state_line(endpoint, &event.message.state), ctx);
     }
+}
+
+/// The JSON line saying `count` state events were not printed.
+fn skipped_line(count: u64) -> Value {
+    json!({
+        "ts": timestamp(),
+        "event": "skipped",
+        "state_events": count,
+        "reason": "stdout was not read",
+    })
 }
 
 /// The JSON line of a state change.
@@ -205,6 +377,14 @@ fn pretty(line: &Value, colour: bool) -> String {
             };
             paint(code, format!("[{text}]"))
         }
+        Some("skipped") => paint(
+            "31",
+            format!(
+                "[{} state event(s) not shown: {}]",
+                line["state_events"],
+                line["reason"].as_str().unwrap_or_default()
+            ),
+        ),
         _ => line.to_string(),
     };
     format!("{time} {endpoint:>10}  {body}")
@@ -244,6 +424,55 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state line as the [`EventPrinter`] gets it from a state event.
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Line(Value);
+
+    impl Handler<Line> for EventPrinter {
+        type Result = ();
+
+        fn handle(&mut self, Line(line): Line, ctx: &mut Context<Self>) {
+            self.emit(line, ctx);
+        }
+    }
+
+    #[actix_rt::test]
+    async fn state_lines_never_wait_for_stdout_and_what_the_backlog_cannot_hold_is_counted() {
+        let (out, mut stdout) = mpsc::channel(1);
+        let printer = EventPrinter {
+            style: Style {
+                format: Format::Json,
+                colour: false,
+            },
+            filter: Filter::default(),
+            out,
+            backlog: VecDeque::new(),
+            skipped: 0,
+            draining: false,
+        }
+        .start();
+        let sent = BACKLOG + 11;
+        // Nobody reads `stdout` yet: every send still returns (the printer never waits).
+        for n in 0..sent {
+            printer.send(Line(json!({ "n": n }))).await.unwrap();
+        }
+        let mut read = Vec::new();
+        while read.len() < BACKLOG + 2 {
+            let line: Value = serde_json::from_str(&stdout.recv().await.unwrap()).unwrap();
+            read.push(line);
+        }
+        assert_eq!(read[0]["n"], 0, "the first line went straight through");
+        assert_eq!(read[1]["event"], "skipped");
+        assert_eq!(
+            read[1]["state_events"], 10,
+            "the oldest waiting lines were forgotten"
+        );
+        let rest: Vec<u64> = read[2..].iter().filter_map(|l| l["n"].as_u64()).collect();
+        assert_eq!(rest, (11..sent as u64).collect::<Vec<_>>());
+        assert!(pretty(&read[1], false).contains("[10 state event(s) not shown"));
+    }
 
     #[test]
     fn dates() {

@@ -11,10 +11,11 @@ use actix::prelude::*;
 use serde_json::Value;
 use tokio::signal::unix::{SignalKind, signal};
 use wsherd::config::HerdConfig;
-use wsherd::{DeadLetter, Herd, Outbound, StateEvent, SubscribeOptions};
+use wsherd::{Herd, Outbound};
 
 use crate::args::Format;
-use crate::output::{Filter, KindRules, Printer};
+use crate::output::{Filter, KindRules, Printers};
+use crate::stdout::Stdout;
 
 /// How long a graceful shutdown waits for peers to answer the Close.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -116,21 +117,29 @@ pub(crate) fn run(
             return ExitCode::from(2);
         }
     };
+    let mut stdout = match Stdout::start() {
+        Ok(stdout) => stdout,
+        Err(error) => {
+            eprintln!("wsherd: cannot start the stdout writer: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let system = System::new();
-    let outcome = system.block_on(async move {
+    let outcome = system.block_on(async {
         let rules: KindRules = Arc::new(Mutex::new(kind_rules(&config)));
         let filter = Filter {
             endpoints: endpoints.into_iter().collect(),
             kinds: kinds.into_iter().collect(),
         };
         let herd = Herd::start(config).map_err(|e| e.to_string())?;
-        let printer = Printer::new(format, filter, Arc::clone(&rules)).start();
-        herd.router()
-            .subscribe_all::<Value>(printer.clone().recipient(), SubscribeOptions::new());
-        herd.subscribe_events::<DeadLetter>(printer.clone().recipient());
-        herd.subscribe_events::<StateEvent>(printer.recipient());
+        Printers::start(format, filter, Arc::clone(&rules), &stdout).subscribe(&herd);
         forward_stdin(herd.clone());
-        wait_for_signals(&herd, path, &rules).await;
+        let stdout_closed = stdout.closed();
+        tokio::select! {
+            () = wait_for_signals(&herd, path, &rules) => {}
+            // `wsherd run | head`: nobody will read what comes next; close gracefully.
+            () = stdout_closed => {}
+        }
         let report = herd.shutdown("shutting down", SHUTDOWN_TIMEOUT).await;
         // How many, not what: messages (subscriptions, logins) often carry credentials.
         for (endpoint, unsent) in &report.unsent {
@@ -144,12 +153,24 @@ pub(crate) fn run(
         }
         Ok::<_, String>(())
     });
+    // The printers go with the system; then every line they handed over is written.
+    drop(system);
+    stdout.finish();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("wsherd: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Reads the config at `path` on a blocking thread: a slow disk must not hold the arbiter.
+async fn read_config(path: &Path) -> Result<HerdConfig, String> {
+    let path = path.to_owned();
+    match actix_rt::task::spawn_blocking(move || HerdConfig::from_file(path)).await {
+        Ok(read) => read.map_err(|error| error.to_string()),
+        Err(error) => Err(format!("reading the config failed: {error}\n")),
     }
 }
 
@@ -168,7 +189,7 @@ async fn wait_for_signals(herd: &Herd, path: &Path, rules: &KindRules) {
         tokio::select! {
             _ = interrupt.recv() => return,
             _ = terminate.recv() => return,
-            _ = hangup.recv() => match HerdConfig::from_file(path) {
+            _ = hangup.recv() => match read_config(path).await {
                 Ok(config) => {
                     *rules.lock().unwrap_or_else(PoisonError::into_inner) = kind_rules(&config);
                     match herd.reload(config).await {

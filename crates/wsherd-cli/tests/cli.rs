@@ -3,13 +3,13 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wsherd_testkit::{Step, TestServer};
+use wsherd_testkit::{FaultProxy, Step, TestServer};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -61,20 +61,46 @@ fn lines(reader: impl std::io::Read + Send + 'static) -> Receiver<String> {
 
 impl Running {
     fn start(command: &mut Command) -> Running {
+        let (mut running, stdout) = Running::start_unread(command);
+        running.read_stdout(stdout);
+        running
+    }
+
+    /// Starts with stdout a pipe nobody reads (until [`Running::read_stdout`]): it fills.
+    fn start_unread(command: &mut Command) -> (Running, ChildStdout) {
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stdout = lines(child.stdout.take().unwrap());
+        let stdout = child.stdout.take().unwrap();
         let stderr = lines(child.stderr.take().unwrap());
-        Running {
+        let running = Running {
             stdin: child.stdin.take(),
             child,
-            stdout,
+            stdout: channel().1,
             stderr,
             seen: Vec::new(),
+        };
+        (running, stdout)
+    }
+
+    fn read_stdout(&mut self, stdout: ChildStdout) {
+        self.stdout = lines(stdout);
+    }
+
+    /// Waits until one of the process's threads sleeps in a write to a full pipe (stdout is
+    /// the only pipe it writes).
+    fn until_blocked_writing_stdout(&mut self) {
+        let deadline = Instant::now() + WAIT;
+        while !blocked_writing_a_pipe(self.child.id()) {
+            assert!(
+                Instant::now() < deadline,
+                "stdout never filled up; stderr: {:#?}",
+                self.stderr.try_iter().collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -144,6 +170,25 @@ impl Running {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Whether a thread of process `pid` sleeps writing to a full pipe: the kernel names the
+/// function it waits in (`pipe_write`, `anon_pipe_write`), or, where that is hidden, the
+/// system call it is in is a write to fd 1.
+fn blocked_writing_a_pipe(pid: u32) -> bool {
+    let write_to_stdout = if cfg!(target_arch = "aarch64") {
+        "64 0x1 "
+    } else {
+        "1 0x1 "
+    };
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        std::fs::read_to_string(task.path().join("wchan")).is_ok_and(|w| w.contains("pipe_write"))
+            || std::fs::read_to_string(task.path().join("syscall"))
+                .is_ok_and(|s| s.starts_with(write_to_stdout))
+    })
 }
 
 impl Drop for Running {
@@ -418,4 +463,111 @@ async fn sighup_reloads_the_config_and_keeps_unchanged_endpoints() {
         .unwrap();
     running.stderr_until(|l| l.contains("reload refused"));
     assert!(running.interrupt().success());
+}
+
+#[actix_rt::test]
+async fn a_stdout_nobody_reads_pauses_only_the_feeds_it_prints_and_other_endpoints_still_reconnect()
+{
+    const MESSAGES: u64 = 50_000;
+    // The firehose streams once told to, so both endpoints are connected before stdout fills.
+    let firehose = TestServer::start(vec![
+        Step::WaitForMessages(1),
+        Step::Stream {
+            kind_field: "type".into(),
+            kinds: vec!["tick".into()],
+            first_seq: 0,
+            count: MESSAGES,
+            padding: 64,
+        },
+    ])
+    .unwrap();
+    let other = TestServer::start(vec![]).unwrap();
+    let proxy = FaultProxy::start(other.addr()).unwrap();
+    let config = TempFile::new(&format!(
+        "[herd]\nworkers = 1\n\
+         [endpoints.firehose]\nurl = \"{}\"\n\
+         [endpoints.other]\nurl = \"{}\"\nbackoff = {{ initial = \"50ms\", max = \"200ms\" }}\n",
+        firehose.url("/"),
+        proxy.url("/")
+    ));
+    let (mut running, stdout) =
+        Running::start_unread(wsherd().args(["run", "--config"]).arg(&config.0));
+    firehose
+        .wait_for(WAIT, |c| (!c.is_empty()).then_some(()))
+        .await
+        .unwrap();
+    other
+        .wait_for(WAIT, |c| (!c.is_empty()).then_some(()))
+        .await
+        .unwrap();
+
+    running.send(r#"{"endpoint":"firehose","text":"go"}"#);
+    running.until_blocked_writing_stdout();
+
+    // With stdout full, the other endpoint loses its socket and needs a new handshake (the
+    // governor's slot, its state events printed or not).
+    proxy.cut();
+    other
+        .wait_for(WAIT, |c| (c.len() >= 2).then_some(()))
+        .await
+        .unwrap_or_else(|e| panic!("the other endpoint never reconnected: {e}"));
+
+    // Once stdout is read again everything arrives: a slow stdout slows the feed, it does
+    // not drop messages.
+    running.read_stdout(stdout);
+    running.json_until("the firehose's last message", |v| {
+        v["event"] == "message" && v["data"]["seq"] == MESSAGES - 1
+    });
+    let seqs: Vec<u64> = running
+        .seen
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["event"] == "message")
+        .filter_map(|v| v["data"]["seq"].as_u64())
+        .collect();
+    assert_eq!(seqs, (0..MESSAGES).collect::<Vec<_>>());
+    // The other endpoint's state changes are printed too, late but in order.
+    let other_live = |seen: &[String]| {
+        seen.iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["endpoint"] == "other" && v["state"] == "live")
+            .count()
+    };
+    if other_live(&running.seen) < 2 {
+        running.json_until("the other endpoint live again", |v| {
+            v["endpoint"] == "other" && v["state"] == "live"
+        });
+    }
+    assert!(other_live(&running.seen) >= 2, "{:#?}", running.seen);
+    let status = running.interrupt();
+    assert!(status.success(), "{status:?}");
+}
+
+#[actix_rt::test]
+async fn run_closes_gracefully_when_stdout_is_closed() {
+    let server = TestServer::start(vec![Step::stream(&["tick"], 1_000_000)]).unwrap();
+    let config = TempFile::new(&format!(
+        "[herd]\nworkers = 1\n[endpoints.feed]\nurl = \"{}\"\n",
+        server.url("/")
+    ));
+    let (mut running, stdout) =
+        Running::start_unread(wsherd().args(["run", "--config"]).arg(&config.0));
+    // `wsherd run | head -n 1`: one line read, then the pipe's read end is gone.
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first).unwrap();
+    assert!(first.contains("\"endpoint\":\"feed\""), "{first}");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = running.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "wsherd kept running without a stdout"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    let close = server.wait_for(WAIT, |c| c[0].close.clone()).await.unwrap();
+    assert_eq!(close.0, 1000, "a Close reached the peer");
 }

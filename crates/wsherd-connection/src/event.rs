@@ -14,6 +14,19 @@ pub enum Side {
     Peer,
 }
 
+/// The kinds of TLS failure, for a policy to tell apart (a supervisor's action table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum TlsClass {
+    /// A certificate was refused, ours or the server's: [`EndReason::Tls`].
+    Certificate,
+    /// The handshake broke off for a reason that may pass: [`EndReason::TlsTransient`].
+    Transient,
+    /// The endpoint's CA, certificate or key file could not be used (missing, unreadable,
+    /// not PEM, key and certificate apart): [`EndReason::TlsConfig`].
+    Files,
+}
+
 /// Why a socket life ended. Every way out of a connection has exactly one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -29,12 +42,20 @@ pub enum EndReason {
         reason: String,
     },
     /// The TLS handshake failed: the server's certificate was refused (unknown issuer, wrong
-    /// name, expired …) or the server refused ours. Retrying will not help by itself.
+    /// name, expired …) or the server refused ours. Retrying will not help by itself
+    /// ([`TlsClass::Certificate`]).
     Tls {
         /// Which check failed, as rustls says it.
         reason: String,
     },
-    /// The endpoint's TLS files could not be used.
+    /// The TLS handshake failed for a reason that may pass: the connection was reset or ended
+    /// during it, or the peer sent something other than a certificate complaint (a garbled
+    /// record, an internal-error alert) ([`TlsClass::Transient`]).
+    TlsTransient {
+        /// What went wrong, as rustls or the socket says it.
+        reason: String,
+    },
+    /// The endpoint's TLS files could not be used ([`TlsClass::Files`]).
     TlsConfig {
         /// What is wrong with them.
         reason: String,
@@ -147,6 +168,7 @@ impl EndReason {
             EndReason::InvalidRequest { .. }
             | EndReason::ConnectFailed { .. }
             | EndReason::Tls { .. }
+            | EndReason::TlsTransient { .. }
             | EndReason::TlsConfig { .. }
             | EndReason::HandshakeTimeout { .. }
             | EndReason::HandshakeRejected { .. }
@@ -163,6 +185,16 @@ impl EndReason {
         }
     }
 
+    /// Which kind of TLS failure this is, when it is one.
+    pub fn tls_class(&self) -> Option<TlsClass> {
+        match self {
+            EndReason::Tls { .. } => Some(TlsClass::Certificate),
+            EndReason::TlsTransient { .. } => Some(TlsClass::Transient),
+            EndReason::TlsConfig { .. } => Some(TlsClass::Files),
+            _ => None,
+        }
+    }
+
     /// Whether the socket was ever open in this life (false: it ended in the handshake).
     pub fn was_open(&self) -> bool {
         !matches!(
@@ -170,6 +202,7 @@ impl EndReason {
             EndReason::InvalidRequest { .. }
                 | EndReason::ConnectFailed { .. }
                 | EndReason::Tls { .. }
+                | EndReason::TlsTransient { .. }
                 | EndReason::TlsConfig { .. }
                 | EndReason::HandshakeTimeout { .. }
                 | EndReason::HandshakeRejected { .. }
@@ -184,6 +217,9 @@ impl fmt::Display for EndReason {
             EndReason::InvalidRequest { reason } => write!(f, "invalid request: {reason}"),
             EndReason::ConnectFailed { reason } => write!(f, "connect failed: {reason}"),
             EndReason::Tls { reason } => write!(f, "TLS handshake failed: {reason}"),
+            EndReason::TlsTransient { reason } => {
+                write!(f, "TLS handshake interrupted: {reason}")
+            }
             EndReason::TlsConfig { reason } => write!(f, "TLS files unusable: {reason}"),
             EndReason::HandshakeTimeout { after } => {
                 write!(f, "handshake timed out after {after:?}")

@@ -49,6 +49,7 @@ mod reader;
 mod split;
 mod stats;
 mod tls;
+mod tls_cache;
 
 pub use config::{
     ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
@@ -56,7 +57,7 @@ pub use config::{
     InvalidConfig, InvalidUtf8Policy, MAX_CLOSE_REASON, validate_url,
 };
 pub use connection::{Close, Connection, ReleaseReads, Write, WriteError, WriteOnOpen};
-pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side, Unsent};
+pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side, TlsClass, Unsent};
 pub use heartbeats::{Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
 pub use stats::{ConnectionStats, Phase, StatsSnapshot};
 pub use tls::{TlsFiles, client_config};

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use wsherd_connection::EndReason;
+use wsherd_connection::{EndReason, TlsClass};
 use wsherd_protocol::CloseCode;
 
 /// The supervisor's answer to one end of a socket life.
@@ -16,14 +16,16 @@ pub enum Action {
     Stop,
 }
 
-/// Maps close codes and handshake statuses to actions; per-endpoint overrides on top of
-/// defaults that follow what the codes mean.
+/// Maps close codes, handshake statuses and kinds of TLS failure to actions; per-endpoint
+/// overrides on top of defaults that follow what the codes mean.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ActionTable {
     /// Overrides by close code.
     pub on_close: HashMap<CloseCode, Action>,
     /// Overrides by HTTP status of a refused handshake.
     pub on_status: HashMap<u16, Action>,
+    /// Overrides by kind of TLS failure (see [`default_for_tls`]).
+    pub on_tls: HashMap<TlsClass, Action>,
 }
 
 impl ActionTable {
@@ -36,12 +38,15 @@ impl ActionTable {
                 .copied()
                 .unwrap_or_else(|| default_for_status(status));
         }
-        if let EndReason::InvalidRequest { .. }
-        | EndReason::Tls { .. }
-        | EndReason::TlsConfig { .. } = reason
-        {
-            // A bad URL, a refused certificate or unusable TLS files do not get better by
-            // retrying; a person has to act.
+        if let Some(class) = reason.tls_class() {
+            return self
+                .on_tls
+                .get(&class)
+                .copied()
+                .unwrap_or_else(|| default_for_tls(class));
+        }
+        if let EndReason::InvalidRequest { .. } = reason {
+            // A bad URL does not get better by retrying; a person has to act.
             return Action::Stop;
         }
         match reason {
@@ -62,6 +67,16 @@ pub fn default_for_close(code: CloseCode) -> Action {
         CloseCode::GOING_AWAY | CloseCode::RESTART => Action::ReconnectNow,
         CloseCode::POLICY => Action::Stop,
         _ => Action::Backoff,
+    }
+}
+
+/// Defaults by kind of TLS failure: a refused certificate and unusable TLS files stop (they
+/// do not get better by retrying; a person has to act, and a restart or reload reads the files
+/// again); a handshake that broke off backs off.
+pub fn default_for_tls(class: TlsClass) -> Action {
+    match class {
+        TlsClass::Transient => Action::Backoff,
+        _ => Action::Stop,
     }
 }
 
@@ -110,6 +125,38 @@ mod tests {
             table.classify(&EndReason::InvalidRequest { reason: "x".into() }),
             Action::Stop
         );
+        assert_eq!(table.classify(&certificate()), Action::Stop);
+        assert_eq!(table.classify(&files()), Action::Stop);
+        assert_eq!(table.classify(&transient()), Action::Backoff);
+    }
+
+    fn certificate() -> EndReason {
+        EndReason::Tls {
+            reason: "invalid peer certificate: UnknownIssuer".into(),
+        }
+    }
+
+    fn transient() -> EndReason {
+        EndReason::TlsTransient {
+            reason: "connection reset by peer".into(),
+        }
+    }
+
+    fn files() -> EndReason {
+        EndReason::TlsConfig {
+            reason: "ca.pem: holds no certificate".into(),
+        }
+    }
+
+    #[test]
+    fn each_kind_of_tls_failure_can_be_overridden() {
+        let mut table = ActionTable::default();
+        table.on_tls.insert(TlsClass::Certificate, Action::Backoff);
+        table.on_tls.insert(TlsClass::Transient, Action::Stop);
+        table.on_tls.insert(TlsClass::Files, Action::ReconnectNow);
+        assert_eq!(table.classify(&certificate()), Action::Backoff);
+        assert_eq!(table.classify(&transient()), Action::Stop);
+        assert_eq!(table.classify(&files()), Action::ReconnectNow);
     }
 
     #[test]

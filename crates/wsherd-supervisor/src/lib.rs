@@ -3,7 +3,7 @@
 //! A [`Supervisor`] keeps one endpoint connected across any number of socket lives. Its policy
 //! is plain code, unit tested on explicit instants: [`Backoff`] (exponential, capped, jittered,
 //! reset only after a stable uptime), [`IntensityWindow`] (N restarts in T), [`ActionTable`]
-//! (close codes and handshake statuses to actions), [`OutboundQueue`] (bounded by count and
+//! (close codes, handshake statuses and kinds of TLS failure to actions), [`OutboundQueue`] (bounded by count and
 //! bytes, with an overflow policy and a TTL). A herd-wide [`Governor`] caps concurrent
 //! handshakes and paces reconnects so a mass drop does not stampede back.
 //!
@@ -36,7 +36,7 @@ mod status;
 mod supervisor;
 
 pub use backoff::{Backoff, BackoffPolicy, Jitter, Random, XorShift};
-pub use classify::{Action, ActionTable, default_for_close, default_for_status};
+pub use classify::{Action, ActionTable, default_for_close, default_for_status, default_for_tls};
 pub use governor::{
     Acquire, Governor, GovernorGone, GovernorPolicy, GovernorStats, Permit, RateLimiter,
 };

@@ -1,7 +1,8 @@
 //! What the supervisor does about failures and backlog: the `backoff`, `intensity` and
-//! `outbound` tables, and the `on_close` / `on_status` action tables.
+//! `outbound` tables, and the `on_close` / `on_status` / `on_tls` action tables.
 
 use config::Value;
+use wsherd_connection::TlsClass;
 use wsherd_supervisor::{
     Action, BackoffPolicy, Jitter, OverflowPolicy, QueuePolicy, RestartIntensity,
 };
@@ -10,6 +11,21 @@ use super::{BACKOFF_KEYS, INTENSITY_KEYS, OUTBOUND_KEYS};
 use crate::config::read::{Reader, join, origin_of};
 
 const ACTIONS: &[&str] = &["reconnect", "backoff", "stop"];
+
+/// The kinds of TLS failure `on_tls` names.
+const TLS_CLASSES: &[(&str, TlsClass)] = &[
+    ("certificate", TlsClass::Certificate),
+    ("transient", TlsClass::Transient),
+    ("files", TlsClass::Files),
+];
+
+fn action(name: &str) -> Action {
+    match name {
+        "reconnect" => Action::ReconnectNow,
+        "stop" => Action::Stop,
+        _ => Action::Backoff,
+    }
+}
 
 /// Reads the `backoff` table at `path` into `policy`.
 pub(super) fn read_backoff(
@@ -131,12 +147,26 @@ pub(super) fn read_actions<K: From<u16> + Eq + std::hash::Hash>(
             );
             continue;
         };
-        let action = reader.choice(&table, key, ACTIONS);
-        match action {
-            Some("reconnect") => into.insert(code, Action::ReconnectNow),
-            Some("stop") => into.insert(code, Action::Stop),
-            Some(_) => into.insert(code, Action::Backoff),
-            None => None,
-        };
+        if let Some(name) = reader.choice(&table, key, ACTIONS) {
+            into.insert(code, action(name));
+        }
+    }
+}
+
+/// Reads the `on_tls` table (`certificate`, `transient`, `files`) to actions.
+pub(super) fn read_tls_actions(
+    reader: &mut Reader,
+    value: &Value,
+    path: &str,
+    into: &mut std::collections::HashMap<TlsClass, Action>,
+) {
+    let keys: Vec<&str> = TLS_CLASSES.iter().map(|(key, _)| *key).collect();
+    let Some(table) = reader.table(value, path, &keys) else {
+        return;
+    };
+    for (key, class) in TLS_CLASSES {
+        if let Some(name) = reader.choice(&table, key, ACTIONS) {
+            into.insert(*class, action(name));
+        }
     }
 }

@@ -17,30 +17,37 @@ use crate::framed::LeanFramed;
 use crate::reader::Reader;
 use crate::split::split_local;
 use crate::stats::ConnectionStats;
-use crate::tls::tls_failure;
+use crate::tls::{tls_failure, tls_interrupted};
 
 impl Connection {
     pub(super) fn connect(&mut self, ctx: &mut Context<Self>) {
         let config = Arc::clone(&self.config);
-        let client = match client(config.tls.as_ref()) {
-            Ok(client) => client,
-            Err(reason) => {
-                self.end = Some(EndReason::TlsConfig { reason });
-                ctx.stop();
-                return;
-            }
-        };
-        let mut request = client
-            .ws(config.url.as_str())
-            .max_frame_size(config.max_frame_size);
-        if !config.subprotocols.is_empty() {
-            request = request.protocols(config.subprotocols.iter().map(String::as_str));
-        }
-        for (name, value) in &config.headers {
-            request = request.header(name.as_str(), value.as_str());
-        }
         let timeout = config.handshake_timeout;
-        let attempt = async move { actix_rt::time::timeout(timeout, request.connect()).await };
+        let secure = config
+            .url
+            .get(..4)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss:"));
+        let attempt = async move {
+            // The TLS files are looked at (and read again if they changed) off the arbiter,
+            // within the attempt's timeout: a rotated certificate is used by the next attempt.
+            let client = client(config.tls.clone())
+                .await
+                .map_err(|reason| EndReason::TlsConfig { reason })?;
+            let mut request = client
+                .ws(config.url.as_str())
+                .max_frame_size(config.max_frame_size);
+            if !config.subprotocols.is_empty() {
+                request = request.protocols(config.subprotocols.iter().map(String::as_str));
+            }
+            for (name, value) in &config.headers {
+                request = request.header(name.as_str(), value.as_str());
+            }
+            request
+                .connect()
+                .await
+                .map_err(|error| handshake_end(error, secure))
+        };
+        let attempt = async move { actix_rt::time::timeout(timeout, attempt).await };
         // Spawned, not waited on: the mailbox stays live during the handshake, so a write gets
         // its message back at once and a Close ends the attempt.
         ctx.spawn(
@@ -48,8 +55,8 @@ impl Connection {
                 .into_actor(self)
                 .map(move |result, act, ctx| match result {
                     Ok(Ok((response, framed))) => act.opened(response, framed, ctx),
-                    Ok(Err(error)) => {
-                        act.end = Some(handshake_end(error));
+                    Ok(Err(end)) => {
+                        act.end = Some(end);
                         ctx.stop();
                     }
                     Err(_) => {
@@ -108,8 +115,9 @@ impl Handler<ReleaseReads> for Connection {
     }
 }
 
-/// Turns awc's `!Send` error into our own, keeping what a policy needs to classify it.
-fn handshake_end(error: WsClientError) -> EndReason {
+/// Turns awc's `!Send` error into our own, keeping what a policy needs to classify it;
+/// `secure` says the connect had a TLS handshake to fail in.
+fn handshake_end(error: WsClientError, secure: bool) -> EndReason {
     use awc::error::{ConnectError, SendRequestError};
     match error {
         WsClientError::InvalidResponseStatus(status) => EndReason::HandshakeRejected {
@@ -122,7 +130,9 @@ fn handshake_end(error: WsClientError) -> EndReason {
             reason: error.to_string(),
         },
         WsClientError::SendRequest(SendRequestError::Connect(ConnectError::Io(error))) => {
-            connect_failed(tls_failure(&error), error.to_string())
+            let tls =
+                tls_failure(&error).or_else(|| secure.then(|| tls_interrupted(&error)).flatten());
+            connect_failed(tls, error.to_string())
         }
         WsClientError::SendRequest(SendRequestError::Connect(error)) => {
             connect_failed(tls_failure(&error), error.to_string())
@@ -143,10 +153,7 @@ fn handshake_end(error: WsClientError) -> EndReason {
     }
 }
 
-/// A failed connect: a TLS failure when rustls said so, else the underlying error.
-fn connect_failed(tls: Option<String>, error: String) -> EndReason {
-    match tls {
-        Some(reason) => EndReason::Tls { reason },
-        None => EndReason::ConnectFailed { reason: error },
-    }
+/// A failed connect: the TLS failure when there was one, else the underlying error.
+fn connect_failed(tls: Option<EndReason>, error: String) -> EndReason {
+    tls.unwrap_or(EndReason::ConnectFailed { reason: error })
 }
