@@ -7,7 +7,10 @@
 
 mod endpoint;
 mod read;
+mod show;
 mod units;
+
+pub use show::REDACTED;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

@@ -941,3 +941,35 @@ on_open = ["fine", 67890, {{ env = "NOPE" }}]
         let _ = std::fs::remove_file(file);
     }
 }
+
+#[test]
+fn the_resolved_config_is_written_back_as_toml_that_loads_to_the_same_settings() {
+    let reference = include_str!("../docs/configuration.md");
+    let example = reference
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("the reference has a TOML example");
+    let env: HashMap<String, String> = [("BINANCE_KEY".to_owned(), "k-secret".to_owned())]
+        .into_iter()
+        .collect();
+    let load_with = |text: &str| {
+        let file = TempConfig::new("toml", text);
+        ConfigLoader::new()
+            .file(file.path())
+            .environment(env.clone())
+            .load()
+            .unwrap_or_else(|e| panic!("{e}\n{text}"))
+    };
+    let first = load_with(example).to_toml();
+    assert!(!first.contains("k-secret"), "{first}");
+    assert!(first.contains("max_message_size = \"4MiB\""), "{first}");
+    assert!(first.contains("idle_timeout = \"1m\""), "{first}");
+    assert!(
+        first.contains(r#"on_close = { "4001" = "stop" }"#),
+        "{first}"
+    );
+    // Every key it writes is one the loader takes, in units it reads back to the same values.
+    let second = load_with(&first).to_toml();
+    assert_eq!(first, second);
+}

@@ -20,49 +20,19 @@ use crate::stdout::Stdout;
 /// How long a graceful shutdown waits for peers to answer the Close.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Validates `path`; prints the resolved endpoints, or every problem on stderr.
+/// Validates `path`; prints the resolved configuration as TOML in the config's own keys and
+/// units (every default explicit, secrets redacted), or every problem on stderr.
 pub(crate) fn check(path: &Path) -> ExitCode {
     match HerdConfig::from_file(path) {
         Ok(config) => {
+            // A comment, so that the whole output is a config file that loads again.
             println!(
-                "{}: valid; {} endpoint(s), {} worker(s)",
+                "# {}: valid; {} endpoint(s), {} worker(s)",
                 path.display(),
                 config.endpoints.len(),
                 config.settings.workers
             );
-            for (name, endpoint) in &config.endpoints {
-                let spec = &endpoint.spec;
-                let c = &spec.connection;
-                let headers: Vec<String> = c
-                    .headers
-                    .iter()
-                    .map(|(name, _)| format!("{name}: <redacted>"))
-                    .collect();
-                println!(
-                    "\n[{name}]{}",
-                    if endpoint.enabled { "" } else { " (disabled)" }
-                );
-                println!("  url: {}", wsherd::redact_url(&c.url));
-                println!("  kind: {:?}", c.kind);
-                println!("  headers: {headers:?}");
-                println!("  subprotocols: {:?}", c.subprotocols);
-                println!(
-                    "  limits: frame {} B, message {} B, handshake {:?}",
-                    c.max_frame_size, c.max_message_size, c.handshake_timeout
-                );
-                println!("  heartbeat: {:?}", c.heartbeat);
-                println!("  backoff: {:?}", spec.backoff);
-                println!("  intensity: {:?}", spec.intensity);
-                println!("  outbound: {:?}", spec.queue);
-                println!(
-                    "  on_open: {} message(s), live_after: {:?}",
-                    spec.on_open.len(),
-                    spec.live_after
-                );
-                if let Some(tls) = &c.tls {
-                    println!("  tls: {tls:?}");
-                }
-            }
+            print!("{}", config.to_toml());
             ExitCode::SUCCESS
         }
         Err(error) => {

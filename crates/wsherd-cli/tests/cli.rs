@@ -212,7 +212,7 @@ fn check_prints_resolved_endpoints_without_secrets_and_exit_codes_say_valid_or_n
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{stdout}");
     assert!(
-        stdout.contains("[feed]") && stdout.contains("ws://127.0.0.1:9/"),
+        stdout.contains("[endpoints.feed]") && stdout.contains("url = \"ws://127.0.0.1:9/\""),
         "{stdout}"
     );
     assert!(stdout.contains("<redacted>"), "{stdout}");
@@ -278,10 +278,12 @@ fn check_and_the_shutdown_report_never_print_secrets() {
     assert_eq!(shows_a_secret(&stdout), None, "{stdout}");
     assert_eq!(shows_a_secret(&stderr), None, "{stderr}");
     assert!(
-        stdout.contains(&format!("url: ws://***@127.0.0.1:{port}/ws?listenKey=***")),
+        stdout.contains(&format!(
+            "url = \"ws://***@127.0.0.1:{port}/ws?listenKey=***\""
+        )),
         "{stdout}"
     );
-    assert!(stdout.contains("on_open: 1 message(s)"), "{stdout}");
+    assert!(stdout.contains("on_open = [\"<redacted>\"]"), "{stdout}");
 
     let bad = TempFile::new(&format!(
         "[endpoints.feed]\nurl = \"htp://bot:{IN_USERINFO}@x/?listenKey={IN_QUERY}\"\n"

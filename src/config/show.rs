@@ -1,0 +1,332 @@
+//! The resolved configuration written back in the file's own keys and units (`wsherd check`),
+//! as TOML that loads again: every default made explicit, secrets redacted.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use wsherd_connection::{ConnectionConfig, InvalidUtf8Policy, TlsClass};
+use wsherd_protocol::{HeartbeatMode, KindRule, ReplyMatcher, redact_url};
+use wsherd_supervisor::{Action, ActionTable, Jitter, OverflowPolicy};
+
+use super::{EndpointConfig, HerdConfig};
+
+/// What stands for a secret that is never shown (header values, on-open messages).
+pub const REDACTED: &str = "<redacted>";
+
+impl HerdConfig {
+    /// This configuration as TOML in the reference's keys and units, defaults included, with
+    /// URL credentials redacted (`***`) and header values and on-open messages replaced by
+    /// [`REDACTED`]. Loading it again gives the same settings, secrets apart.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        let governor = &self.settings.governor;
+        let _ = writeln!(out, "[herd]");
+        let _ = writeln!(out, "workers = {}", self.settings.workers);
+        let _ = writeln!(
+            out,
+            "max_concurrent_handshakes = {}",
+            governor.max_concurrent_handshakes
+        );
+        let _ = writeln!(
+            out,
+            "reconnects_per_second = {}",
+            float(governor.reconnects_per_second)
+        );
+        for (name, endpoint) in &self.endpoints {
+            let _ = writeln!(out, "\n[endpoints.{name}]");
+            endpoint_toml(endpoint, &mut out);
+        }
+        out
+    }
+}
+
+fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
+    let spec = &endpoint.spec;
+    let c = &spec.connection;
+    let mut line = |key: &str, value: String| {
+        let _ = writeln!(out, "{key} = {value}");
+    };
+    line("enabled", endpoint.enabled.to_string());
+    line("url", string(&redact_url(&c.url)));
+    line("kind", string(&kind(&c.kind)));
+    if !c.headers.is_empty() {
+        let headers: Vec<String> = c
+            .headers
+            .iter()
+            .map(|(name, _)| format!("{} = {}", string(name), string(REDACTED)))
+            .collect();
+        line("headers", format!("{{ {} }}", headers.join(", ")));
+    }
+    line(
+        "subprotocols",
+        array(c.subprotocols.iter().map(|p| string(p))),
+    );
+    connection_limits(c, &mut line);
+    line(
+        "on_open",
+        array(spec.on_open.iter().map(|_| string(REDACTED))),
+    );
+    if let Some(live) = &spec.live_after {
+        let matcher = match &live.matcher {
+            ReplyMatcher::Kind(kind) => format!("kind = {}", string(kind)),
+            ReplyMatcher::Text(text) => format!("text = {}", string(text)),
+        };
+        line(
+            "live_after",
+            format!("{{ {matcher}, timeout = {} }}", duration(live.timeout)),
+        );
+    }
+    line("heartbeat", heartbeat(c));
+    if let Some(idle) = c.heartbeat.idle_timeout {
+        line("idle_timeout", duration(idle));
+    }
+    let b = &spec.backoff;
+    line(
+        "backoff",
+        format!(
+            "{{ initial = {}, max = {}, factor = {}, jitter = {}, reset_after = {}, max_attempts = {} }}",
+            duration(b.initial),
+            duration(b.max),
+            float(b.factor),
+            string(jitter(b.jitter)),
+            duration(b.reset_after),
+            b.max_attempts
+        ),
+    );
+    line(
+        "intensity",
+        format!(
+            "{{ max_restarts = {}, within = {} }}",
+            spec.intensity.max_restarts,
+            duration(spec.intensity.within)
+        ),
+    );
+    let q = &spec.queue;
+    let ttl = q
+        .ttl
+        .map(|ttl| format!(", ttl = {}", duration(ttl)))
+        .unwrap_or_default();
+    line(
+        "outbound",
+        format!(
+            "{{ max_messages = {}, max_bytes = {}, overflow = {}{ttl} }}",
+            q.max_messages,
+            size(q.max_bytes),
+            string(match q.overflow {
+                OverflowPolicy::Reject => "reject",
+                OverflowPolicy::DropOldest => "drop_oldest",
+            })
+        ),
+    );
+    actions(&spec.actions, &mut line);
+    if let Some(tls) = &c.tls {
+        let mut files = Vec::new();
+        for (key, path) in [
+            ("ca_file", &tls.ca_file),
+            ("client_cert", &tls.client_cert),
+            ("client_key", &tls.client_key),
+        ] {
+            if let Some(path) = path {
+                files.push(format!("{key} = {}", string(&path.display().to_string())));
+            }
+        }
+        line("tls", format!("{{ {} }}", files.join(", ")));
+    }
+}
+
+fn connection_limits(c: &ConnectionConfig, line: &mut impl FnMut(&str, String)) {
+    line("handshake_timeout", duration(c.handshake_timeout));
+    line("close_timeout", duration(c.close_timeout));
+    line("max_stall", duration(c.max_stall));
+    line("write_timeout", duration(c.write_timeout));
+    line("max_frame_size", size(c.max_frame_size));
+    line("max_message_size", size(c.max_message_size));
+    line("write_buffer", size(c.write_buffer));
+    line(
+        "invalid_utf8",
+        string(match c.invalid_utf8 {
+            InvalidUtf8Policy::DeadLetter => "dead_letter",
+            _ => "fail",
+        }),
+    );
+}
+
+fn heartbeat(c: &ConnectionConfig) -> String {
+    let h = &c.heartbeat;
+    let timing = format!(
+        "interval = {}, timeout = {}",
+        duration(h.interval),
+        duration(h.timeout)
+    );
+    match &h.mode {
+        HeartbeatMode::WsPing => format!("{{ mode = \"ws-ping\", {timing} }}"),
+        HeartbeatMode::Off => "{ mode = \"off\" }".to_owned(),
+        HeartbeatMode::App { payload, reply } => {
+            let reply = match reply {
+                ReplyMatcher::Kind(kind) => format!("reply_kind = {}", string(kind)),
+                ReplyMatcher::Text(text) => format!("reply_text = {}", string(text)),
+            };
+            format!(
+                "{{ mode = \"app\", payload = {}, {reply}, {timing} }}",
+                string(payload)
+            )
+        }
+    }
+}
+
+fn actions(table: &ActionTable, line: &mut impl FnMut(&str, String)) {
+    let name = |action: Action| {
+        string(match action {
+            Action::ReconnectNow => "reconnect",
+            Action::Backoff => "backoff",
+            Action::Stop => "stop",
+        })
+    };
+    let mut codes: Vec<_> = table.on_close.iter().collect();
+    codes.sort_by_key(|(code, _)| **code);
+    if !codes.is_empty() {
+        let codes: Vec<String> = codes
+            .into_iter()
+            .map(|(code, action)| format!("\"{code}\" = {}", name(*action)))
+            .collect();
+        line("on_close", format!("{{ {} }}", codes.join(", ")));
+    }
+    let mut statuses: Vec<_> = table.on_status.iter().collect();
+    statuses.sort_by_key(|(status, _)| **status);
+    if !statuses.is_empty() {
+        let statuses: Vec<String> = statuses
+            .into_iter()
+            .map(|(status, action)| format!("\"{status}\" = {}", name(*action)))
+            .collect();
+        line("on_status", format!("{{ {} }}", statuses.join(", ")));
+    }
+    let mut tls = Vec::new();
+    for (key, class) in [
+        ("certificate", TlsClass::Certificate),
+        ("transient", TlsClass::Transient),
+        ("files", TlsClass::Files),
+    ] {
+        if let Some(action) = table.on_tls.get(&class) {
+            tls.push(format!("{key} = {}", name(*action)));
+        }
+    }
+    if !tls.is_empty() {
+        line("on_tls", format!("{{ {} }}", tls.join(", ")));
+    }
+}
+
+fn kind(rule: &KindRule) -> String {
+    match rule {
+        KindRule::Path(path) if path.len() == 1 && !path[0].starts_with('/') => path[0].clone(),
+        KindRule::Path(path) => path
+            .iter()
+            .map(|segment| format!("/{}", segment.replace('~', "~0").replace('/', "~1")))
+            .collect(),
+        // Only code can set one; a file cannot say it.
+        KindRule::Custom(_) => "<custom>".to_owned(),
+    }
+}
+
+fn jitter(jitter: Jitter) -> &'static str {
+    match jitter {
+        Jitter::Full => "full",
+        Jitter::Equal => "equal",
+        Jitter::None => "none",
+    }
+}
+
+/// A duration in the largest unit that states it exactly (`"1m 30s"`, `"500ms"`, `"20s"`).
+pub(crate) fn duration(value: Duration) -> String {
+    let mut millis = value.as_millis();
+    if millis == 0 {
+        // Below a millisecond the file has no unit; seconds as a number are exact enough.
+        return float(value.as_secs_f64());
+    }
+    let mut parts = Vec::new();
+    for (unit, scale) in [
+        ("d", 86_400_000u128),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if millis >= scale {
+            parts.push(format!("{}{unit}", millis / scale));
+            millis %= scale;
+        }
+    }
+    if millis > 0 {
+        parts.push(format!("{millis}ms"));
+    }
+    string(&parts.join(" "))
+}
+
+/// A size in the largest binary unit that states it exactly (`"4MiB"`, `"64KiB"`, `"1000"`).
+pub(crate) fn size(bytes: usize) -> String {
+    for (unit, scale) in [("GiB", 1usize << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= scale && bytes.is_multiple_of(scale) {
+            return string(&format!("{}{unit}", bytes / scale));
+        }
+    }
+    // A number too large for TOML's integers goes as the string form the parser also takes.
+    if i64::try_from(bytes).is_ok() {
+        bytes.to_string()
+    } else {
+        string(&bytes.to_string())
+    }
+}
+
+fn float(value: f64) -> String {
+    if value.is_finite() && value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.1}")
+    } else if value.is_finite() {
+        value.to_string()
+    } else {
+        "0.0".to_owned()
+    }
+}
+
+fn array(items: impl Iterator<Item = String>) -> String {
+    format!("[{}]", items.collect::<Vec<_>>().join(", "))
+}
+
+/// A TOML basic string.
+fn string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_sizes_are_written_in_the_largest_exact_unit() {
+        assert_eq!(duration(Duration::from_secs(90)), "\"1m 30s\"");
+        assert_eq!(duration(Duration::from_millis(500)), "\"500ms\"");
+        assert_eq!(duration(Duration::from_secs(20)), "\"20s\"");
+        assert_eq!(duration(Duration::from_secs(7200)), "\"2h\"");
+        assert_eq!(size(4 << 20), "\"4MiB\"");
+        assert_eq!(size(1000), "1000");
+        assert_eq!(size(usize::MAX), "\"18446744073709551615\"");
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        assert_eq!(string("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
+    }
+}
