@@ -973,3 +973,39 @@ fn the_resolved_config_is_written_back_as_toml_that_loads_to_the_same_settings()
     let second = load_with(&first).to_toml();
     assert_eq!(first, second);
 }
+
+#[actix_rt::test]
+async fn secrets_kept_in_files_are_read_again_by_the_next_attempt_when_the_files_change() {
+    let server = TestServer::start(vec![]).unwrap();
+    let token = TempConfig::new("token", "Bearer first\n");
+    let subscription = TempConfig::new("sub", "sub-first\n");
+    let config = TempConfig::new(
+        "toml",
+        &format!(
+            "[endpoints.feed]\nurl = \"{}\"\nheaders = {{ Authorization = {{ file = \"{}\" }} }}\non_open = [{{ file = \"{}\" }}]\nbackoff = {{ initial = \"20ms\", max = \"20ms\" }}\n",
+            server.url("/"),
+            token.name(),
+            subscription.name()
+        ),
+    );
+    let herd = Herd::start(load(&config).unwrap()).unwrap();
+    let states = states(&herd);
+    let first = server.wait_for_received(0, 1, WAIT).await.unwrap();
+    assert_eq!(first[0].as_text(), Some("sub-first"));
+    assert_eq!(
+        server.connections()[0].header("authorization"),
+        Some("Bearer first")
+    );
+
+    // Rotated in place; no reload, no restart: the next attempt reads them again.
+    std::fs::write(token.path(), "Bearer second-token\n").unwrap();
+    std::fs::write(subscription.path(), "sub-second-message\n").unwrap();
+    reached(&states, "feed", 1, is_live).await;
+    herd.reconnect("feed").unwrap();
+    let second = server.wait_for_received(1, 1, WAIT).await.unwrap();
+    assert_eq!(second[0].as_text(), Some("sub-second-message"));
+    assert_eq!(
+        server.connections()[1].header("authorization"),
+        Some("Bearer second-token")
+    );
+}

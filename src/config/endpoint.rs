@@ -13,7 +13,8 @@ mod secret;
 
 use config::Value;
 use wsherd_connection::{
-    ConnectionConfig, InvalidUtf8Policy, TlsFiles, client_config, validate_url,
+    ConnectionConfig, FileSecret, InvalidUtf8Policy, SecretSlot, TlsFiles, client_config,
+    validate_url,
 };
 use wsherd_protocol::{KindRule, Outbound, redact_url};
 use wsherd_supervisor::EndpointSpec;
@@ -105,6 +106,12 @@ pub(crate) fn read_endpoint(
             }
         };
     let mut connection = ConnectionConfig::new(url.unwrap_or_default());
+    if let Some(file) = table.map.get("url").and_then(secret::file_of) {
+        connection.file_secrets.push(FileSecret {
+            slot: SecretSlot::Url,
+            path: file,
+        });
+    }
     if let Some(headers) = table.map.get("headers") {
         read_headers(
             reader,
@@ -165,9 +172,16 @@ pub(crate) fn read_endpoint(
     let mut spec = EndpointSpec::new(connection);
     if let Some(messages) = table.map.get("on_open") {
         let path = join(path, "on_open");
-        if let Some(messages) = secret::resolve_list(reader, messages, &path, lookup, &mut secrets)
+        if let Some(resolved) = secret::resolve_list(reader, messages, &path, lookup, &mut secrets)
         {
-            spec.on_open = messages.into_iter().map(Outbound::Text).collect();
+            spec.on_open = resolved.into_iter().map(Outbound::Text).collect();
+            if let config::ValueKind::Array(items) = &messages.kind {
+                spec.on_open_files = items
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, item)| secret::file_of(item).map(|file| (i, file)))
+                    .collect();
+            }
         }
     }
     if let Some(live) = table.map.get("live_after") {
@@ -257,6 +271,12 @@ fn read_headers(
                 continue;
             }
             connection.headers.push((name.clone(), resolved));
+            if let Some(file) = secret::file_of(value) {
+                connection.file_secrets.push(FileSecret {
+                    slot: SecretSlot::Header(connection.headers.len() - 1),
+                    path: file,
+                });
+            }
         }
     }
 }

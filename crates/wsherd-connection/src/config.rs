@@ -78,6 +78,9 @@ pub struct ConnectionConfig {
     /// What a text message that is not UTF-8 does: fail the connection (the default) or
     /// become a dead letter.
     pub invalid_utf8: InvalidUtf8Policy,
+    /// Values that come from files (the URL, header values): read again before every attempt
+    /// when the file changed, replacing what `url` and `headers` hold.
+    pub file_secrets: Vec<crate::secret_files::FileSecret>,
 }
 
 /// A connection setting that cannot be used.
@@ -108,6 +111,7 @@ impl ConnectionConfig {
             max_stall: DEFAULT_MAX_STALL,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             invalid_utf8: InvalidUtf8Policy::default(),
+            file_secrets: Vec::new(),
         }
     }
 

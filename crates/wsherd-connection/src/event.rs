@@ -140,6 +140,12 @@ pub enum EndReason {
         /// The limit that ran out.
         after: Duration,
     },
+    /// A value kept in a file (a token in the URL or a header) could not be read for this
+    /// attempt. Backs off by default: a file being rotated comes back.
+    SecretUnavailable {
+        /// Which file and why (never its contents).
+        reason: String,
+    },
     /// The actor was stopped (its owner went away) before any close.
     Stopped,
 }
@@ -173,6 +179,7 @@ impl EndReason {
             | EndReason::HandshakeTimeout { .. }
             | EndReason::HandshakeRejected { .. }
             | EndReason::HandshakeInvalid { .. }
+            | EndReason::SecretUnavailable { .. }
             | EndReason::Stopped => None,
         }
     }
@@ -207,6 +214,7 @@ impl EndReason {
                 | EndReason::HandshakeTimeout { .. }
                 | EndReason::HandshakeRejected { .. }
                 | EndReason::HandshakeInvalid { .. }
+                | EndReason::SecretUnavailable { .. }
         )
     }
 }
@@ -264,6 +272,7 @@ impl fmt::Display for EndReason {
             EndReason::WriteStalled { after } => {
                 write!(f, "the peer read nothing for {after:?} while we wrote")
             }
+            EndReason::SecretUnavailable { reason } => write!(f, "secret unavailable: {reason}"),
             EndReason::Stopped => f.write_str("stopped"),
         }
     }

@@ -46,6 +46,7 @@ mod framed;
 mod heartbeats;
 mod outbox;
 mod reader;
+mod secret_files;
 mod split;
 mod stats;
 mod tls;
@@ -59,5 +60,6 @@ pub use config::{
 pub use connection::{Close, Connection, ReleaseReads, Write, WriteError, WriteOnOpen};
 pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side, TlsClass, Unsent};
 pub use heartbeats::{Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
+pub use secret_files::{FileSecret, SecretSlot, read_secret_files};
 pub use stats::{ConnectionStats, Phase, StatsSnapshot};
 pub use tls::{TlsFiles, client_config};

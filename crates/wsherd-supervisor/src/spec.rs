@@ -39,6 +39,9 @@ pub struct EndpointSpec {
     pub queue: QueuePolicy,
     /// Sent, in order, after every open and before anything queued.
     pub on_open: Vec<Outbound>,
+    /// On-open messages kept in files: `(index into on_open, file)`, read again before every
+    /// open when the file changed.
+    pub on_open_files: Vec<(usize, std::path::PathBuf)>,
     /// Optional gate before `Live`.
     pub live_after: Option<LiveAfter>,
 }
@@ -53,6 +56,7 @@ impl EndpointSpec {
             actions: ActionTable::default(),
             queue: QueuePolicy::default(),
             on_open: Vec::new(),
+            on_open_files: Vec::new(),
             live_after: None,
         }
     }

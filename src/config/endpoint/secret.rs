@@ -92,6 +92,20 @@ pub(super) fn resolve_list(
     Some(out)
 }
 
+/// The file a `{ file = "PATH" }` value names, for reading it again before every attempt.
+pub(super) fn file_of(value: &Value) -> Option<std::path::PathBuf> {
+    let ValueKind::Table(map) = &value.kind else {
+        return None;
+    };
+    match map.get("file") {
+        Some(Value {
+            kind: ValueKind::String(path),
+            ..
+        }) if map.len() == 1 => Some(std::path::PathBuf::from(path)),
+        _ => None,
+    }
+}
+
 enum Source<'v> {
     Env(&'v str),
     File(&'v str),

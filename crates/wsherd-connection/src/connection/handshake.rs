@@ -12,9 +12,11 @@ use super::messages::ReleaseReads;
 use super::state::SocketState;
 use super::{Connection, Reads};
 use crate::client::client;
+use crate::config::ConnectionConfig;
 use crate::event::{ConnectionEvent, EndReason};
 use crate::framed::LeanFramed;
 use crate::reader::Reader;
+use crate::secret_files::{SecretSlot, read_secret_files};
 use crate::split::split_local;
 use crate::stats::ConnectionStats;
 use crate::tls::{tls_failure, tls_interrupted};
@@ -33,13 +35,15 @@ impl Connection {
             let client = client(config.tls.clone())
                 .await
                 .map_err(|reason| EndReason::TlsConfig { reason })?;
+            // Secrets kept in files likewise: a rotated token is sent by the next attempt.
+            let (url, headers) = current_secrets(&config).await?;
             let mut request = client
-                .ws(config.url.as_str())
+                .ws(url.as_str())
                 .max_frame_size(config.max_frame_size);
             if !config.subprotocols.is_empty() {
                 request = request.protocols(config.subprotocols.iter().map(String::as_str));
             }
-            for (name, value) in &config.headers {
+            for (name, value) in &headers {
                 request = request.header(name.as_str(), value.as_str());
             }
             request
@@ -113,6 +117,31 @@ impl Handler<ReleaseReads> for Connection {
     fn handle(&mut self, _: ReleaseReads, ctx: &mut Context<Self>) {
         self.release_reads(ctx);
     }
+}
+
+/// The URL and headers with every file-held value as the file is now.
+async fn current_secrets(
+    config: &ConnectionConfig,
+) -> Result<(String, Vec<(String, String)>), EndReason> {
+    let mut url = config.url.clone();
+    let mut headers = config.headers.clone();
+    if config.file_secrets.is_empty() {
+        return Ok((url, headers));
+    }
+    let paths = config.file_secrets.iter().map(|s| s.path.clone()).collect();
+    let values = read_secret_files(paths).await;
+    for (secret, value) in config.file_secrets.iter().zip(values) {
+        let value = value.map_err(|reason| EndReason::SecretUnavailable { reason })?;
+        match secret.slot {
+            SecretSlot::Url => url = value,
+            SecretSlot::Header(index) => {
+                if let Some((_, slot)) = headers.get_mut(index) {
+                    *slot = value;
+                }
+            }
+        }
+    }
+    Ok((url, headers))
 }
 
 /// Turns awc's `!Send` error into our own, keeping what a policy needs to classify it;

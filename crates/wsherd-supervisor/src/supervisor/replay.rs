@@ -16,15 +16,51 @@ impl Supervisor {
     /// Starts writing the replay on a socket that just opened. It must be written within the
     /// handshake timeout (the replay is part of opening), or the open is a failed attempt.
     pub(super) fn start_replay(&mut self, ctx: &mut Context<Self>) {
-        self.replay = self
+        self.replay_deadline = Some(Instant::now() + self.connection_config.handshake_timeout);
+        if self.spec.on_open_files.is_empty() {
+            let on_open = self.spec.on_open.clone();
+            return self.replay_with(on_open, ctx);
+        }
+        // Messages kept in files are read as the files are now, off the arbiter; meanwhile the
+        // replay counts as started, so nothing queued overtakes it.
+        self.replay_writing = true;
+        let life = self.lives_started;
+        let paths = self
             .spec
-            .on_open
+            .on_open_files
             .iter()
-            .chain(&self.remembered)
-            .cloned()
+            .map(|(_, p)| p.clone())
+            .collect();
+        let read = wsherd_connection::read_secret_files(paths);
+        ctx.spawn(read.into_actor(self).map(move |values, act, ctx| {
+            act.replay_writing = false;
+            if life != act.lives_started {
+                return;
+            }
+            let mut on_open = act.spec.on_open.clone();
+            for ((index, _), value) in act.spec.on_open_files.iter().zip(values) {
+                match value {
+                    Ok(text) => {
+                        if let Some(slot) = on_open.get_mut(*index) {
+                            *slot = Outbound::Text(text);
+                        }
+                    }
+                    Err(reason) => {
+                        return act
+                            .replay_failed_with(format!("on-open message unavailable: {reason}"));
+                    }
+                }
+            }
+            act.replay_with(on_open, ctx);
+        }));
+    }
+
+    fn replay_with(&mut self, on_open: Vec<Outbound>, ctx: &mut Context<Self>) {
+        self.replay = on_open
+            .into_iter()
+            .chain(self.remembered.iter().cloned())
             .chain(self.hooks.iter().flat_map(|hook| hook()))
             .collect();
-        self.replay_deadline = Some(Instant::now() + self.connection_config.handshake_timeout);
         self.replay_step(ctx);
     }
 
@@ -95,15 +131,20 @@ impl Supervisor {
     /// The peer did not take the replay in time: close, and count the life as a failed attempt.
     fn replay_failed(&mut self) {
         let left = self.replay.len();
+        let timeout = self.connection_config.handshake_timeout;
+        self.replay_failed_with(format!(
+            "on-open replay not written within {timeout:?} ({left} messages left): the peer is not reading"
+        ));
+    }
+
+    /// The replay cannot be written: close with `reason`, a failed attempt.
+    fn replay_failed_with(&mut self, reason: String) {
         self.end_replay();
         self.open_failed = true;
-        let timeout = self.connection_config.handshake_timeout;
         if let Some(connection) = &self.connection {
             connection.do_send(Close {
                 code: CloseCode::NORMAL,
-                reason: format!(
-                    "on-open replay not written within {timeout:?} ({left} messages left): the peer is not reading"
-                ),
+                reason,
             });
         }
     }
