@@ -142,7 +142,7 @@ struct Watched {
 }
 
 /// The heartbeat actor of one arbiter (see the module docs). Get it with
-/// `Heartbeats::from_registry()` from inside the arbiter.
+/// [`Heartbeats::for_this_arbiter`] from inside the arbiter.
 #[derive(Default)]
 pub struct Heartbeats {
     watched: HashMap<WatchId, Watched>,
@@ -247,9 +247,30 @@ impl Actor for Heartbeats {
     type Context = Context<Self>;
 }
 
-impl Supervised for Heartbeats {}
+thread_local! {
+    /// This thread's heartbeat: an arbiter is one thread.
+    static THIS_ARBITER: std::cell::RefCell<Option<Addr<Heartbeats>>> =
+        const { std::cell::RefCell::new(None) };
+}
 
-impl ArbiterService for Heartbeats {}
+impl Heartbeats {
+    /// The heartbeat of the arbiter this is called on, started the first time. (actix's own
+    /// arbiter registry would hand back the dead address of an earlier system that ran on the
+    /// same thread; this one starts a new heartbeat then.)
+    pub fn for_this_arbiter() -> Addr<Heartbeats> {
+        THIS_ARBITER.with(|slot| {
+            let mut slot = slot.borrow_mut();
+            match &*slot {
+                Some(addr) if addr.connected() => addr.clone(),
+                _ => {
+                    let addr = Heartbeats::default().start();
+                    *slot = Some(addr.clone());
+                    addr
+                }
+            }
+        })
+    }
+}
 
 impl Handler<Watch> for Heartbeats {
     type Result = ();
@@ -309,7 +330,7 @@ mod tests {
     fn watch(liveness: &Arc<Liveness>) -> mpsc::UnboundedReceiver<Beat> {
         let (beats, seen) = mpsc::unbounded_channel();
         let socket = Socket(beats).start();
-        Heartbeats::from_registry().do_send(Watch {
+        Heartbeats::for_this_arbiter().do_send(Watch {
             id: WatchId::next(),
             spec: HeartbeatSpec {
                 mode: HeartbeatMode::WsPing,
@@ -355,6 +376,20 @@ mod tests {
         for _ in 0..10 {
             let beat = next(&mut seen).await;
             assert!(matches!(beat, Some(Beat::Ping(_))), "{beat:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod restart_tests {
+    use super::*;
+
+    #[test]
+    fn a_new_system_on_the_same_thread_gets_a_live_heartbeat() {
+        for _ in 0..2 {
+            let system = actix::System::new();
+            let connected = system.block_on(async { Heartbeats::for_this_arbiter().connected() });
+            assert!(connected);
         }
     }
 }

@@ -23,7 +23,7 @@ pub(super) struct Watching {
 impl Connection {
     /// Asks the arbiter's heartbeat to watch this socket, now open.
     pub(super) fn watch(&mut self, ctx: &mut Context<Self>) {
-        let heartbeats = Heartbeats::from_registry();
+        let heartbeats = Heartbeats::for_this_arbiter();
         let id = WatchId::next();
         let liveness = Arc::new(Liveness::default());
         // One registration per socket life, never driven by a peer.
