@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use wsherd_connection::{ConnectionConfig, InvalidUtf8Policy, TlsClass};
+use wsherd_connection::{ConnectionConfig, InvalidUtf8Policy, SecretSlot, TlsClass};
 use wsherd_protocol::{HeartbeatMode, KindRule, ReplyMatcher, redact_url};
 use wsherd_supervisor::{Action, ActionTable, Jitter, OverflowPolicy};
 
@@ -47,13 +47,33 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
         let _ = writeln!(out, "{key} = {value}");
     };
     line("enabled", endpoint.enabled.to_string());
-    line("url", string(&redact_url(&c.url)));
+    // A value kept in a file is shown as the file it comes from: it loads back as that, and
+    // a token in a URL's path is not shown at all.
+    let file_of = |slot: &SecretSlot| {
+        c.file_secrets
+            .iter()
+            .find(|secret| secret.slot == *slot)
+            .map(|secret| {
+                format!(
+                    "{{ file = {} }}",
+                    string(&secret.path.display().to_string())
+                )
+            })
+    };
+    line(
+        "url",
+        file_of(&SecretSlot::Url).unwrap_or_else(|| string(&redact_url(&c.url))),
+    );
     line("kind", string(&kind(&c.kind)));
     if !c.headers.is_empty() {
         let headers: Vec<String> = c
             .headers
             .iter()
-            .map(|(name, _)| format!("{} = {}", string(name), string(REDACTED)))
+            .enumerate()
+            .map(|(index, (name, _))| {
+                let value = file_of(&SecretSlot::Header(index)).unwrap_or_else(|| string(REDACTED));
+                format!("{} = {value}", string(name))
+            })
             .collect();
         line("headers", format!("{{ {} }}", headers.join(", ")));
     }
@@ -64,7 +84,13 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
     connection_limits(c, &mut line);
     line(
         "on_open",
-        array(spec.on_open.iter().map(|_| string(REDACTED))),
+        array((0..spec.on_open.len()).map(|index| {
+            spec.on_open_files
+                .iter()
+                .find(|(at, _)| *at == index)
+                .map(|(_, path)| format!("{{ file = {} }}", string(&path.display().to_string())))
+                .unwrap_or_else(|| string(REDACTED))
+        })),
     );
     if let Some(live) = &spec.live_after {
         let matcher = match &live.matcher {
@@ -276,13 +302,11 @@ pub(crate) fn size(bytes: usize) -> String {
 }
 
 fn float(value: f64) -> String {
-    if value.is_finite() && value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{value:.1}")
-    } else if value.is_finite() {
-        value.to_string()
-    } else {
-        "0.0".to_owned()
+    if !value.is_finite() {
+        return "0.0".to_owned();
     }
+    // `Debug` always writes a point or an exponent, so TOML reads a float back.
+    format!("{value:?}")
 }
 
 fn array(items: impl Iterator<Item = String>) -> String {

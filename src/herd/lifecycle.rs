@@ -56,6 +56,16 @@ impl Herd {
     /// governor) stay as they were started.
     pub async fn reload(&self, config: HerdConfig) -> Result<ReloadReport, HerdError> {
         let mut report = ReloadReport::default();
+        // Refuse a bad configuration before anything is stopped: an error after a stop would
+        // lose what the stopped endpoints handed back.
+        for (name, endpoint) in config.endpoints.iter().filter(|(_, e)| e.enabled) {
+            if let Err(error) = endpoint.spec.validate() {
+                return Err(HerdError::InvalidSpec {
+                    name: name.clone(),
+                    error,
+                });
+            }
+        }
         let current: Vec<EndpointName> = self.endpoints();
         for name in current {
             let keep = config.endpoints.get(&name).is_some_and(|e| e.enabled);

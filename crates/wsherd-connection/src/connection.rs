@@ -72,6 +72,8 @@ pub struct Connection {
     outbox: Outbox<(WsMessage, Origin)>,
     /// Data frames handed to the socket and not yet taken whole by the operating system.
     unflushed: Unflushed,
+    /// Caller messages taken back out of the outbox when the peer closed.
+    taken_back: Vec<crate::event::Unsent>,
     /// The socket's count of frames the operating system took whole; `None` before open.
     frames_written: Option<FramesWritten>,
     /// Whether reading waits for [`ReleaseReads`], and the read half while it waits.
@@ -114,6 +116,7 @@ impl Connection {
             sink: None,
             outbox,
             unflushed: Unflushed::default(),
+            taken_back: Vec::new(),
             frames_written: None,
             reads: Reads::AtOnce,
             stall: Stall::default(),
@@ -222,5 +225,10 @@ impl Actor for Connection {
         self.set_state(SocketState::Closed);
         self.stats.set_last_end(reason.clone());
         self.emit(ConnectionEvent::Closed { reason }, ctx);
+        // Deliveries still held for full subscribers (the last messages, `Closed` itself) are
+        // theirs: they go on without this actor, in order, bounded by what was held.
+        if let Some(held) = self.report.take_backpressure() {
+            actix_rt::spawn(held);
+        }
     }
 }

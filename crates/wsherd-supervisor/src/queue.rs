@@ -98,11 +98,18 @@ impl OutboundQueue {
         Ok(dropped)
     }
 
-    /// Puts a message that was taken but could not be written back at the front, keeping its
-    /// original time. It was accepted once, so no limit refuses it now.
+    /// Puts a message that was taken but could not be written back, keeping its original
+    /// time: ahead of every message accepted at or after it (by that time), so that messages handed
+    /// back in any order still go out in the order they were accepted. It was accepted once,
+    /// so no limit refuses it now.
     pub fn requeue_front(&mut self, message: Outbound, queued_at: Instant) {
         self.bytes += message.len();
-        self.items.push_front((message, queued_at));
+        let at = self
+            .items
+            .iter()
+            .position(|(_, other)| *other >= queued_at)
+            .unwrap_or(self.items.len());
+        self.items.insert(at, (message, queued_at));
     }
 
     /// Drops messages older than the TTL; returns how many.
@@ -122,7 +129,10 @@ impl OutboundQueue {
     /// When the next message will be older than the TTL, if one is held and there is a TTL.
     pub fn next_expiry(&self) -> Option<Instant> {
         let ttl = self.policy.ttl?;
-        self.items.iter().map(|(_, at)| *at + ttl).min()
+        self.items
+            .iter()
+            .filter_map(|(_, at)| at.checked_add(ttl))
+            .min()
     }
 
     /// The oldest message and when it was queued.
@@ -212,6 +222,19 @@ mod tests {
         assert_eq!(queue.expire(t0 + 5 * s), 1);
         assert_eq!(queue.pop().map(|(m, _)| m), Some(text("new")));
         assert_eq!(queue.bytes(), 0);
+    }
+
+    #[test]
+    fn messages_handed_back_out_of_order_go_back_in_the_order_they_were_accepted() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let mut queue = OutboundQueue::new(policy(OverflowPolicy::Reject));
+        queue.push(text("m3"), t0 + 3 * s).unwrap();
+        // m2 was refused by a closing socket after m1 had been handed back, and comes back
+        // later than m1 does.
+        queue.requeue_front(text("m1"), t0 + s);
+        queue.requeue_front(text("m2"), t0 + 2 * s);
+        assert_eq!(queue.drain(), [text("m1"), text("m2"), text("m3")]);
     }
 
     #[test]

@@ -56,6 +56,8 @@ pub struct Supervisor {
     queue: OutboundQueue,
     /// A queued message is on its way to the connection: later ones wait behind it.
     in_flight: bool,
+    /// A stop waits for the message on its way to settle before it reports and ends.
+    stop_when_settled: bool,
     connection: Option<Addr<Connection>>,
     permit: Option<Permit>,
     /// Bumped whenever a pending attempt (a governor answer, a backoff timer) is abandoned.
@@ -109,6 +111,7 @@ impl Supervisor {
             random: Box::new(XorShift::from_entropy()),
             queue: OutboundQueue::new(spec.queue),
             in_flight: false,
+            stop_when_settled: false,
             connection: None,
             permit: None,
             attempt_token: 0,

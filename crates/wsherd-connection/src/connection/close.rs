@@ -38,6 +38,9 @@ impl Connection {
                     code,
                     reason: text.clone(),
                 });
+                // What the caller queued goes back rather than out after the peer's Close; the
+                // echo goes first.
+                self.take_back_at_peer_close();
                 // Echo the code (1005 may not be sent on the wire, so answer it with none).
                 let echo = code.may_be_sent().then(|| CloseReason {
                     code: code.as_u16().into(),

@@ -26,6 +26,8 @@ impl Connection {
         let heartbeats = Heartbeats::for_this_arbiter();
         let id = WatchId::next();
         let liveness = Arc::new(Liveness::default());
+        // Reads may already be held (the open's own event went to a full subscriber).
+        liveness.set_held(self.reads_paused());
         // One registration per socket life, never driven by a peer.
         heartbeats.do_send(Watch {
             id,

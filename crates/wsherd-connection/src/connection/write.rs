@@ -207,26 +207,38 @@ impl Connection {
     }
 
     /// The caller messages whose last byte never reached the operating system, in order:
-    /// first those a cut-short write held, then those still queued.
+    /// first those a cut-short write held, then those taken back at the peer's Close, then
+    /// those still queued.
     pub(super) fn drain_unsent(&mut self) -> Vec<Unsent> {
         self.settle_flushed();
         let mut unsent: Vec<Unsent> = self.unflushed.drain_callers().collect();
-        let queued =
-            self.outbox
-                .drain_unsent()
-                .filter_map(|(frame, origin)| match (frame, origin) {
-                    (WsMessage::Text(text), Origin::Caller(queued_at)) => Some(Unsent {
-                        message: Outbound::Text(text.to_string()),
-                        queued_at,
-                    }),
-                    (WsMessage::Binary(bytes), Origin::Caller(queued_at)) => Some(Unsent {
-                        message: Outbound::Binary(bytes),
-                        queued_at,
-                    }),
-                    _ => None,
-                });
-        unsent.extend(queued);
+        unsent.append(&mut self.taken_back);
+        unsent.extend(self.take_back_queued());
         unsent
+    }
+
+    /// Takes the caller messages not yet handed to the socket out of the outbox (the peer
+    /// closed: they would go out after its Close, where a peer may drop them unread).
+    pub(super) fn take_back_at_peer_close(&mut self) {
+        let queued = self.take_back_queued();
+        self.taken_back.extend(queued);
+    }
+
+    fn take_back_queued(&mut self) -> Vec<Unsent> {
+        self.outbox
+            .drain_unsent()
+            .filter_map(|(frame, origin)| match (frame, origin) {
+                (WsMessage::Text(text), Origin::Caller(queued_at)) => Some(Unsent {
+                    message: Outbound::Text(text.to_string()),
+                    queued_at,
+                }),
+                (WsMessage::Binary(bytes), Origin::Caller(queued_at)) => Some(Unsent {
+                    message: Outbound::Binary(bytes),
+                    queued_at,
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     fn write_message(

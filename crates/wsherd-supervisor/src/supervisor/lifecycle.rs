@@ -161,8 +161,14 @@ impl Supervisor {
         self.schedule_expiry(ctx);
     }
 
-    /// The last socket is gone after a stop: report what it handed back, and end.
+    /// The last socket is gone after a stop: report what it handed back, and end. A write
+    /// still on its way to the socket settles first (the socket refused it or took it), so
+    /// that message is reported too.
     pub(super) fn finish_stop(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight {
+            self.stop_when_settled = true;
+            return;
+        }
         let mut late = Some(self.queue.drain());
         self.sync_queue();
         for signal in self.stopped_signals.drain(..) {

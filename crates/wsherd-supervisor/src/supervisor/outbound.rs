@@ -105,6 +105,14 @@ impl Supervisor {
         let write = connection.send(Write { message, queued_at });
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             act.in_flight = false;
+            if act.stop_when_settled {
+                if let Ok(Err(error)) = result {
+                    act.queue.requeue_front(error.into_message(), queued_at);
+                } else if result.is_err() {
+                    act.queue.requeue_front(copy, queued_at);
+                }
+                return act.finish_stop(ctx);
+            }
             let refused = match result {
                 Ok(Ok(())) => return act.pump(ctx),
                 Ok(Err(WriteError::Full(message))) => {
@@ -180,6 +188,22 @@ impl Supervisor {
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.in_flight = false;
+                    if act.stop_when_settled {
+                        // Stopping: a refused message goes into the stop's report.
+                        let outcome = match result {
+                            Ok(Ok(())) => Submitted::Writing,
+                            Ok(Err(error)) => {
+                                act.queue.requeue_front(error.into_message(), queued_at);
+                                Submitted::Queued
+                            }
+                            Err(_) => {
+                                act.queue.requeue_front(copy, queued_at);
+                                Submitted::Queued
+                            }
+                        };
+                        act.finish_stop(ctx);
+                        return Ok(outcome);
+                    }
                     let outcome = match result {
                         Ok(Ok(())) => Submitted::Writing,
                         Ok(Err(error)) => {

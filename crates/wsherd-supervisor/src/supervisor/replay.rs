@@ -16,7 +16,7 @@ impl Supervisor {
     /// Starts writing the replay on a socket that just opened. It must be written within the
     /// handshake timeout (the replay is part of opening), or the open is a failed attempt.
     pub(super) fn start_replay(&mut self, ctx: &mut Context<Self>) {
-        self.replay_deadline = Some(Instant::now() + self.connection_config.handshake_timeout);
+        self.replay_deadline = Instant::now().checked_add(self.connection_config.handshake_timeout);
         if self.spec.on_open_files.is_empty() {
             let on_open = self.spec.on_open.clone();
             return self.replay_with(on_open, ctx);
@@ -33,10 +33,10 @@ impl Supervisor {
             .collect();
         let read = wsherd_connection::read_secret_files(paths);
         ctx.spawn(read.into_actor(self).map(move |values, act, ctx| {
-            act.replay_writing = false;
             if life != act.lives_started {
-                return;
+                return; // that socket is gone; the new one reads the files again
             }
+            act.replay_writing = false;
             let mut on_open = act.spec.on_open.clone();
             for ((index, _), value) in act.spec.on_open_files.iter().zip(values) {
                 match value {
@@ -67,7 +67,8 @@ impl Supervisor {
     /// Adds one message to this socket's replay (a subscription remembered while open).
     pub(super) fn replay_now(&mut self, message: Outbound, ctx: &mut Context<Self>) {
         if !self.is_replaying() {
-            self.replay_deadline = Some(Instant::now() + self.connection_config.handshake_timeout);
+            self.replay_deadline =
+                Instant::now().checked_add(self.connection_config.handshake_timeout);
         }
         self.replay.push_back(message);
         self.replay_step(ctx);
@@ -81,6 +82,7 @@ impl Supervisor {
     /// Forgets the replay of a socket that ended.
     pub(super) fn end_replay(&mut self) {
         self.replay.clear();
+        self.replay_writing = false;
         self.replay_deadline = None;
     }
 
@@ -103,10 +105,10 @@ impl Supervisor {
         let life = self.lives_started;
         let write = connection.send(WriteOnOpen(message));
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
-            act.replay_writing = false;
             if life != act.lives_started {
                 return; // that socket is gone; the new one has a replay of its own
             }
+            act.replay_writing = false;
             match result {
                 Ok(Ok(())) => act.replay_step(ctx),
                 Ok(Err(WriteError::Full(message))) => {
