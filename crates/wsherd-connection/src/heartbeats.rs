@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use actix::WeakRecipient;
 use actix::prelude::*;
 use bytes::Bytes;
 use wsherd_protocol::{DeadPeer, Heartbeat, HeartbeatAction, HeartbeatSpec};
@@ -136,7 +137,9 @@ struct Watched {
     heartbeat: Heartbeat,
     liveness: Arc<Liveness>,
     stats: Arc<ConnectionStats>,
-    to: Recipient<Beat>,
+    /// Weak: a strong sender costs two allocations per socket, and a socket that is gone
+    /// simply stops being told anything.
+    to: WeakRecipient<Beat>,
     /// When the policy wants to be asked again; heap entries for other instants are stale.
     wake: Instant,
 }
@@ -226,8 +229,10 @@ impl Heartbeats {
                 Some(HeartbeatAction::Dead(why)) => Some(Beat::Dead(why)),
             };
             let dead = matches!(beat, Some(Beat::Dead(_)));
-            if let Some(beat) = beat {
-                watched.to.do_send(beat);
+            if let Some(beat) = beat
+                && let Some(to) = watched.to.upgrade()
+            {
+                to.do_send(beat);
             }
             if dead {
                 self.watched.remove(&id);
@@ -284,7 +289,7 @@ impl Handler<Watch> for Heartbeats {
                 heartbeat,
                 liveness: watch.liveness,
                 stats: watch.stats,
-                to: watch.to,
+                to: watch.to.downgrade(),
                 wake: now,
             },
         );
@@ -327,7 +332,8 @@ mod tests {
         }
     }
 
-    fn watch(liveness: &Arc<Liveness>) -> mpsc::UnboundedReceiver<Beat> {
+    /// Watches a recording socket; the address keeps it alive (the heartbeat holds it weakly).
+    fn watch(liveness: &Arc<Liveness>) -> (Addr<Socket>, mpsc::UnboundedReceiver<Beat>) {
         let (beats, seen) = mpsc::unbounded_channel();
         let socket = Socket(beats).start();
         Heartbeats::for_this_arbiter().do_send(Watch {
@@ -340,9 +346,9 @@ mod tests {
             },
             liveness: Arc::clone(liveness),
             stats: Arc::new(ConnectionStats::default()),
-            to: socket.recipient(),
+            to: socket.clone().recipient(),
         });
-        seen
+        (socket, seen)
     }
 
     async fn next(seen: &mut mpsc::UnboundedReceiver<Beat>) -> Option<Beat> {
@@ -356,7 +362,7 @@ mod tests {
     #[actix_rt::test]
     async fn a_silent_socket_is_pinged_then_declared_dead() {
         let liveness = Arc::new(Liveness::default());
-        let mut seen = watch(&liveness);
+        let (_socket, mut seen) = watch(&liveness);
         assert!(matches!(next(&mut seen).await, Some(Beat::Ping(_))));
         loop {
             match next(&mut seen).await {
@@ -371,7 +377,7 @@ mod tests {
     async fn a_socket_whose_reads_wsherd_holds_keeps_being_pinged_and_is_never_blamed() {
         let liveness = Arc::new(Liveness::default());
         liveness.set_held(true);
-        let mut seen = watch(&liveness);
+        let (_socket, mut seen) = watch(&liveness);
         // Ten intervals: silence alone would have been fatal after two.
         for _ in 0..10 {
             let beat = next(&mut seen).await;
