@@ -88,12 +88,20 @@ impl Connection {
         self.abandon(EndReason::SubscriberStalled { after }, ctx);
     }
 
-    /// A write is on its way: watch that the peer takes it within `write_timeout`.
-    pub(super) fn write_started(&mut self, ctx: &mut Context<Self>) {
+    /// A write is on its way (no timer yet: an idle socket's Pings complete at once).
+    pub(super) fn write_started(&mut self) {
         self.stall.write_since = Some(Instant::now());
-        if !self.stall.write_watch {
+    }
+
+    /// More is waiting behind the write on its way: from now on, watch that the peer takes it
+    /// within `write_timeout`. Only a socket whose writes pile up pays for the timer.
+    pub(super) fn watch_pending_write(&mut self, ctx: &mut Context<Self>) {
+        if let Some(since) = self.stall.write_since
+            && !self.stall.write_watch
+        {
             self.stall.write_watch = true;
-            self.watch_write(self.config.write_timeout, ctx);
+            let left = self.config.write_timeout.saturating_sub(since.elapsed());
+            self.watch_write(left, ctx);
         }
     }
 

@@ -140,9 +140,11 @@ impl Connection {
             WsMessage::Close(_) => (MAX_CLOSE_FRAME, true),
             WsMessage::Continuation(_) | WsMessage::Nop => (0, false),
         };
-        self.outbox
-            .push((frame, origin), len, always)
-            .map_err(|(frame, _)| frame)?;
+        if let Err((frame, _)) = self.outbox.push((frame, origin), len, always) {
+            // The buffer is full behind a write on its way: watch that write.
+            self.watch_pending_write(ctx);
+            return Err(frame);
+        }
         self.pump(ctx);
         Ok(())
     }
@@ -153,6 +155,8 @@ impl Connection {
             return;
         }
         let Some(mut sink) = self.sink.take() else {
+            // A batch is still on its way and more waits behind it.
+            self.watch_pending_write(ctx);
             return;
         };
         let (batch, bytes) = self.outbox.take_batch();
@@ -169,7 +173,7 @@ impl Connection {
             sink.flush().await?;
             Ok::<_, WsProtocolError>(sink)
         };
-        self.write_started(ctx);
+        self.write_started();
         ctx.spawn(write.into_actor(self).map(move |result, act, ctx| {
             act.write_done();
             act.outbox.flushed(bytes);
