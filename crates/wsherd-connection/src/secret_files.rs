@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{LazyLock, Mutex, PoisonError};
-use std::time::SystemTime;
+
+use crate::tls_cache::Stamp;
 
 /// Which value of a [`ConnectionConfig`](crate::ConnectionConfig) a secret file holds.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -29,28 +30,6 @@ pub struct FileSecret {
     pub path: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    #[cfg(unix)]
-    inode: (u64, u64),
-}
-
-impl Stamp {
-    fn of(metadata: &std::fs::Metadata) -> Stamp {
-        Stamp {
-            modified: metadata.modified().ok(),
-            len: metadata.len(),
-            #[cfg(unix)]
-            inode: {
-                use std::os::unix::fs::MetadataExt;
-                (metadata.dev(), metadata.ino())
-            },
-        }
-    }
-}
-
 /// One entry per file a config ever named: bounded by the configuration, not by peers.
 static CACHE: LazyLock<Mutex<HashMap<PathBuf, (Stamp, String)>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
@@ -68,7 +47,7 @@ pub async fn read_secret_files(paths: Vec<PathBuf>) -> Vec<Result<String, String
 /// The current contents of `path`, from the cache while the file is unchanged.
 pub(crate) fn current(path: &Path) -> Result<String, String> {
     let unreadable = |error: std::io::Error| format!("cannot read file {path:?}: {error}");
-    let stamp = Stamp::of(&std::fs::metadata(path).map_err(unreadable)?);
+    let stamp = Stamp::of(path).map_err(unreadable)?;
     let cache = CACHE.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some((seen, contents)) = cache.get(path)
         && *seen == stamp

@@ -20,7 +20,7 @@ use crate::tls::{TlsFiles, client_config};
 /// or replaced by another file (device and inode: a rename into place, or `cp -p`, can keep
 /// the time and the length).
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     modified: Option<SystemTime>,
     len: u64,
     #[cfg(unix)]
@@ -28,9 +28,10 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of(path: &Path) -> Option<Stamp> {
-        let metadata = std::fs::metadata(path).ok()?;
-        Some(Stamp {
+    /// The stamp of `path` as it is now (also used for `{ file }` secrets).
+    pub(crate) fn of(path: &Path) -> std::io::Result<Stamp> {
+        let metadata = std::fs::metadata(path)?;
+        Ok(Stamp {
             modified: metadata.modified().ok(),
             len: metadata.len(),
             #[cfg(unix)]
@@ -88,7 +89,7 @@ fn current_blocking(files: &TlsFiles) -> Result<Arc<ClientConfig>, String> {
 /// Every set file's stamp; `None` when one cannot be stamped (the read will say why).
 fn stamps(files: &TlsFiles) -> Option<Stamps> {
     let stamp = |path: &Option<std::path::PathBuf>| match path {
-        Some(path) => Stamp::of(path).map(Some),
+        Some(path) => Stamp::of(path).ok().map(Some),
         None => Some(None),
     };
     Some([

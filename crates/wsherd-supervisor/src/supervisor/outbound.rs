@@ -188,22 +188,6 @@ impl Supervisor {
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.in_flight = false;
-                    if act.stop_when_settled {
-                        // Stopping: a refused message goes into the stop's report.
-                        let outcome = match result {
-                            Ok(Ok(())) => Submitted::Writing,
-                            Ok(Err(error)) => {
-                                act.queue.requeue_front(error.into_message(), queued_at);
-                                Submitted::Queued
-                            }
-                            Err(_) => {
-                                act.queue.requeue_front(copy, queued_at);
-                                Submitted::Queued
-                            }
-                        };
-                        act.finish_stop(ctx);
-                        return Ok(outcome);
-                    }
                     let outcome = match result {
                         Ok(Ok(())) => Submitted::Writing,
                         Ok(Err(error)) => {
@@ -215,6 +199,11 @@ impl Supervisor {
                             Submitted::Queued
                         }
                     };
+                    if act.stop_when_settled {
+                        // Stopping: a refused message goes into the stop's report.
+                        act.finish_stop(ctx);
+                        return Ok(outcome);
+                    }
                     act.sync_queue();
                     if outcome == Submitted::Queued {
                         ctx.run_later(FULL_RETRY, |act, ctx| act.pump(ctx));
