@@ -227,8 +227,12 @@ impl Actor for Connection {
         self.emit(ConnectionEvent::Closed { reason }, ctx);
         // Deliveries still held for full subscribers (the last messages, `Closed` itself) are
         // theirs: they go on without this actor, in order, bounded by what was held.
+        // Bounded by `max_stall` like any stall, so a subscriber stuck for good holds no task.
         if let Some(held) = self.report.take_backpressure() {
-            actix_rt::spawn(held);
+            let limit = self.config.max_stall;
+            actix_rt::spawn(async move {
+                let _ = actix_rt::time::timeout(limit, held).await;
+            });
         }
     }
 }

@@ -16,8 +16,9 @@ pub struct LifeEnd {
     pub reason: EndReason,
     /// How long it was open; `None` when it never opened (or never became live in time).
     pub uptime: Option<Duration>,
-    /// It was closed because the live-after reply did not come: a failed attempt whatever
-    /// the close code says.
+    /// It was closed because it never finished opening (the live-after reply did not come,
+    /// or the on-open replay could not be written): a failed attempt whatever the close code
+    /// says.
     pub live_timed_out: bool,
 }
 
