@@ -44,7 +44,9 @@ impl fmt::Display for Problem {
 }
 
 /// A configuration was refused; every problem found is listed, not only the first.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` prints the same list as `Display`, so `main` returning it with `?` reads well.
+#[derive(Clone, PartialEq, Eq)]
 pub struct ConfigError {
     /// The problems, in key order.
     pub problems: Vec<Problem>,
@@ -62,6 +64,12 @@ impl fmt::Display for ConfigError {
             writeln!(f, "  {problem}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -310,13 +318,13 @@ impl ConfigLoader {
                 config.settings.governor.reconnects_per_second = rate;
             }
         }
-        let empty = Value::new(None, ValueKind::Table(Default::default()));
+        let lookup = |var: &str| match &self.environment {
+            Some(vars) => vars.get(var).cloned(),
+            None => std::env::var(var).ok(),
+        };
         let defaults = match top.map.get("defaults") {
-            Some(defaults) => match reader.table(defaults, "defaults", endpoint::ENDPOINT_KEYS) {
-                Some(_) => defaults,
-                None => &empty,
-            },
-            None => &empty,
+            Some(defaults) => checked_defaults(reader, defaults, &lookup),
+            None => Value::new(None, ValueKind::Table(Default::default())),
         };
         let Some(endpoints) = top.map.get("endpoints") else {
             return config;
@@ -331,21 +339,15 @@ impl ConfigLoader {
             let Some(value) = endpoints.map.get(name) else {
                 continue;
             };
-            let endpoint_name = match EndpointName::new(name) {
-                Ok(endpoint_name) => endpoint_name,
-                Err(error) => {
-                    reader.problem(read::origin_of(value).as_deref(), &path, error.why);
-                    continue;
-                }
-            };
-            let merged = read::merge(defaults, value);
-            let lookup = |var: &str| match &self.environment {
-                Some(vars) => vars.get(var).cloned(),
-                None => std::env::var(var).ok(),
-            };
-            if let Some((endpoint, secrets)) =
-                endpoint::read_endpoint(reader, &merged, &path, &lookup)
-            {
+            // A bad name is one problem; the endpoint's settings are still checked.
+            let endpoint_name = EndpointName::new(name).map_err(|error| {
+                reader.problem(read::origin_of(value).as_deref(), &path, error.why);
+            });
+            let merged = read::merge(&defaults, value);
+            if let (Some((endpoint, secrets)), Ok(endpoint_name)) = (
+                endpoint::read_endpoint(reader, &merged, &path, &lookup),
+                endpoint_name,
+            ) {
                 let fingerprint = digest(&(canonical(&merged) + &secrets));
                 config.endpoints.insert(
                     endpoint_name,
@@ -359,6 +361,33 @@ impl ConfigLoader {
         }
         config
     }
+}
+
+/// `[defaults]` read once as an endpoint table (without a URL, which it need not have), its
+/// problems reported once at `defaults.<key>`, and the keys at fault taken out, so that the
+/// endpoints inheriting them are not each reported for them at a path that is not in the file.
+fn checked_defaults(
+    reader: &mut Reader,
+    defaults: &Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Value {
+    let mut scratch = reader.scratch();
+    let _ = endpoint::read_endpoint(&mut scratch, defaults, "defaults", lookup);
+    let mut cleaned = defaults.clone();
+    if !matches!(cleaned.kind, ValueKind::Table(_)) {
+        cleaned = Value::new(None, ValueKind::Table(Default::default()));
+    }
+    let has_url = matches!(&defaults.kind, ValueKind::Table(map) if map.contains_key("url"));
+    for problem in scratch.problems {
+        if problem.key == "defaults.url" && !has_url {
+            continue; // endpoints name their own URL
+        }
+        if let Some(relative) = problem.key.strip_prefix("defaults.") {
+            read::remove_path(&mut cleaned, relative);
+        }
+        reader.problems.push(problem);
+    }
+    cleaned
 }
 
 /// A parse error without the lines of the file it quotes (TOML's `3 | url = "…"` and the caret

@@ -5,7 +5,10 @@ use wsherd_protocol::{EncodeError, EndpointName, InvalidEndpointName, Outbound};
 use wsherd_supervisor::Rejected;
 
 /// Managing endpoints failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Debug` prints what `Display` does (a config error is its list of problems), so a
+/// `main() -> Result<(), Box<dyn Error>>` that returns it with `?` prints something readable.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HerdError {
     /// The name breaks the naming rules.
     #[error(transparent)]
@@ -35,7 +38,9 @@ pub enum HerdError {
 }
 
 /// A message was not accepted; where possible it is handed back.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Debug` prints what `Display` does, never the message itself.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
     /// No endpoint has that name.
     #[error("no endpoint named {name:?}")]
@@ -66,3 +71,16 @@ impl SendError {
         }
     }
 }
+
+/// `Debug` as `Display`: what `main` prints for an error returned with `?`.
+macro_rules! debug_as_display {
+    ($($ty:ty),+) => {
+        $(impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Display::fmt(self, f)
+            }
+        })+
+    };
+}
+
+debug_as_display!(HerdError, SendError);

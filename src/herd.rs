@@ -5,6 +5,7 @@
 //! holds the handle itself, its construction, where each endpoint's supervisor runs, the
 //! shared governor, and the lookups the other two build on.
 
+mod adapters;
 mod lifecycle;
 mod messaging;
 
@@ -22,12 +23,15 @@ use crate::EndpointStatus;
 use crate::config::{EndpointConfig, HerdConfig, HerdSettings};
 use crate::error::HerdError;
 
-pub use lifecycle::{ReloadReport, ShutdownReport};
+pub use adapters::{DeliveryStream, STREAM_CAPACITY};
+pub use lifecycle::{ReloadReport, SHUTDOWN_TIMEOUT, ShutdownReport};
 
 struct Endpoint {
     config: EndpointConfig,
     supervisor: Addr<Supervisor>,
     shared: Arc<EndpointShared>,
+    /// Created paused because the herd was not started yet; [`Herd::start`] resumes it.
+    held: bool,
 }
 
 struct GovernorHandle {
@@ -39,10 +43,18 @@ struct Inner {
     router: Router,
     governor_policy: GovernorPolicy,
     governor: Mutex<Option<GovernorHandle>>,
-    endpoints: Mutex<BTreeMap<EndpointName, Endpoint>>,
+    /// Guarded by this lock as well: whether new endpoints connect at once or wait, held,
+    /// for [`Herd::start`].
+    endpoints: Mutex<Endpoints>,
     /// Worker arbiters; empty means "the arbiter that adds the endpoint".
     arbiters: Vec<Arbiter>,
     next_arbiter: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Endpoints {
+    started: bool,
+    by_name: BTreeMap<EndpointName, Endpoint>,
 }
 
 impl Drop for Inner {
@@ -57,10 +69,12 @@ impl Drop for Inner {
 /// by name.
 ///
 /// Cheap to clone: clones share the endpoints and subscriptions, so any actor can hold one.
-/// A herd made by [`Herd::start`] spreads its endpoints over `workers` arbiters (threads), each
-/// with its own awc client; one made by [`Herd::new`] starts them on the arbiter that adds
-/// them. Either must be used inside a running actix system. One [`Governor`] per herd caps
-/// concurrent handshakes.
+/// A herd made from a config ([`Herd::from_config_file`], [`Herd::from_config`]) spreads its
+/// endpoints over `workers` arbiters (threads), each with its own awc client, and holds them
+/// until [`Herd::start`]: subscribe first, then start, and no message arrives before its
+/// subscriber. One made by [`Herd::new`] is started from the outset and starts each endpoint,
+/// on the arbiter that adds it, as it is added. Either must be used inside a running actix
+/// system. One [`Governor`] per herd caps concurrent handshakes.
 #[derive(Clone)]
 pub struct Herd {
     inner: Arc<Inner>,
@@ -74,7 +88,7 @@ impl Default for Herd {
 
 impl std::fmt::Debug for Herd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<EndpointName> = self.lock().keys().cloned().collect();
+        let names: Vec<EndpointName> = self.lock().by_name.keys().cloned().collect();
         f.debug_struct("Herd")
             .field("endpoints", &names)
             .field("router", &self.inner.router)
@@ -83,43 +97,53 @@ impl std::fmt::Debug for Herd {
 }
 
 impl Herd {
-    /// A herd with no endpoints, no subscribers and the default governor.
+    /// A started herd with no endpoints, no subscribers and the default governor: each
+    /// endpoint connects as soon as it is added.
     pub fn new() -> Self {
         Self::with_governor(GovernorPolicy::default())
     }
 
-    /// A herd whose handshakes are governed by `policy`.
+    /// A started herd whose handshakes are governed by `policy`.
     pub fn with_governor(policy: GovernorPolicy) -> Self {
-        Self::build(policy, Vec::new())
+        Self::build(policy, Vec::new(), true)
     }
 
-    fn build(policy: GovernorPolicy, arbiters: Vec<Arbiter>) -> Self {
+    fn build(policy: GovernorPolicy, arbiters: Vec<Arbiter>, started: bool) -> Self {
         Herd {
             inner: Arc::new(Inner {
                 router: Router::new(),
                 governor_policy: policy,
                 governor: Mutex::new(None),
-                endpoints: Mutex::new(BTreeMap::new()),
+                endpoints: Mutex::new(Endpoints {
+                    started,
+                    by_name: BTreeMap::new(),
+                }),
                 arbiters,
                 next_arbiter: AtomicUsize::new(0),
             }),
         }
     }
 
-    /// A herd with `settings.workers` arbiters and its governor, and no endpoints yet.
+    /// A started herd with `settings.workers` arbiters and its governor, and no endpoints yet.
     pub fn with_settings(settings: &HerdSettings) -> Result<Self, HerdError> {
+        Self::with_workers(settings, true)
+    }
+
+    fn with_workers(settings: &HerdSettings, started: bool) -> Result<Self, HerdError> {
         if actix::System::try_current().is_none() {
             return Err(HerdError::NoSystem);
         }
         let arbiters = (0..settings.workers.max(1))
             .map(|_| Arbiter::new())
             .collect();
-        Ok(Self::build(settings.governor, arbiters))
+        Ok(Self::build(settings.governor, arbiters, started))
     }
 
-    /// Starts every enabled endpoint of `config` over its workers.
-    pub fn start(config: HerdConfig) -> Result<Self, HerdError> {
-        let herd = Self::with_settings(&config.settings)?;
+    /// The herd `config` describes, its endpoints spread over its workers and held until
+    /// [`Herd::start`]: subscribe first, then start. Sends to a held endpoint are queued
+    /// and go out after its first open; its status says `paused`.
+    pub fn from_config(config: HerdConfig) -> Result<Self, HerdError> {
+        let herd = Self::with_workers(&config.settings, false)?;
         for (name, endpoint) in config.endpoints {
             if endpoint.enabled {
                 herd.start_endpoint(name, endpoint, lifecycle::Replay::default())?;
@@ -128,9 +152,31 @@ impl Herd {
         Ok(herd)
     }
 
-    /// Loads `path` (plus `WSHERD__…` environment overrides) and starts the herd it describes.
+    /// Loads `path` (plus `WSHERD__…` environment overrides) into a herd held until
+    /// [`Herd::start`], as [`Herd::from_config`].
     pub fn from_config_file(path: impl AsRef<Path>) -> Result<Self, HerdError> {
-        Self::start(HerdConfig::from_file(path)?)
+        Self::from_config(HerdConfig::from_file(path)?)
+    }
+
+    /// Lets every held endpoint connect (through the governor, in name order), and every
+    /// endpoint added from now on connect at once. Call it once the subscribers are in place;
+    /// calling it again does nothing. An endpoint paused with [`Herd::pause`] before the start
+    /// stays paused.
+    pub fn start(&self) {
+        let mut endpoints = self.lock();
+        endpoints.started = true;
+        for endpoint in endpoints.by_name.values_mut() {
+            if std::mem::take(&mut endpoint.held) {
+                endpoint
+                    .supervisor
+                    .do_send(wsherd_supervisor::Control::Resume);
+            }
+        }
+    }
+
+    /// Whether [`Herd::start`] was called (always true for a herd made by [`Herd::new`]).
+    pub fn is_started(&self) -> bool {
+        self.lock().started
     }
 
     /// The router all endpoints deliver through.
@@ -158,6 +204,7 @@ impl Herd {
         }
         let mut endpoints = self.lock();
         if endpoints
+            .by_name
             .get(&name)
             .is_some_and(|e| e.supervisor.connected())
         {
@@ -170,26 +217,33 @@ impl Herd {
         let governor = self.governor();
         let router = self.inner.router.clone();
         let spec = config.spec.clone();
+        let held = !endpoints.started;
         let build = {
             let name = name.clone();
             let shared = Arc::clone(&shared);
             move |_: &mut Context<Supervisor>| {
-                Supervisor::new(name, spec, router)
+                let supervisor = Supervisor::new(name, spec, router)
                     .with_governor(governor)
                     .with_shared(shared)
-                    .with_replay(replay.remembered, replay.hooks)
+                    .with_replay(replay.remembered, replay.hooks);
+                if held {
+                    supervisor.paused()
+                } else {
+                    supervisor
+                }
             }
         };
         let supervisor = match self.next_arbiter() {
             Some(arbiter) => Supervisor::start_in_arbiter(&arbiter, build),
             None => Supervisor::create(build),
         };
-        endpoints.insert(
+        endpoints.by_name.insert(
             name,
             Endpoint {
                 config,
                 supervisor,
                 shared,
+                held,
             },
         );
         Ok(())
@@ -207,12 +261,13 @@ impl Herd {
 
     /// Names of all endpoints, sorted.
     pub fn endpoints(&self) -> Vec<EndpointName> {
-        self.lock().keys().cloned().collect()
+        self.lock().by_name.keys().cloned().collect()
     }
 
     /// A snapshot of every endpoint, sorted by name.
     pub fn status(&self) -> Vec<EndpointStatus> {
         self.lock()
+            .by_name
             .values()
             .map(|endpoint| endpoint.shared.snapshot())
             .collect()
@@ -221,12 +276,14 @@ impl Herd {
     /// A snapshot of endpoint `name`.
     pub fn endpoint_status(&self, name: &str) -> Option<EndpointStatus> {
         self.lock()
+            .by_name
             .get(name)
             .map(|endpoint| endpoint.shared.snapshot())
     }
 
     fn supervisor(&self, name: &str) -> Result<Addr<Supervisor>, HerdError> {
         self.lock()
+            .by_name
             .get(name)
             .map(|endpoint| endpoint.supervisor.clone())
             .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))
@@ -256,7 +313,7 @@ impl Herd {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<EndpointName, Endpoint>> {
+    fn lock(&self) -> MutexGuard<'_, Endpoints> {
         self.inner
             .endpoints
             .lock()

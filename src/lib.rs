@@ -3,10 +3,17 @@
 
 pub mod config;
 mod error;
+mod events;
 mod herd;
 
+/// The actix this crate is built on, for applications that do not name it themselves.
+pub use actix;
+
 pub use error::{HerdError, SendError};
-pub use herd::{Herd, ReloadReport, ShutdownReport};
+pub use events::Event;
+pub use herd::{
+    DeliveryStream, Herd, ReloadReport, SHUTDOWN_TIMEOUT, STREAM_CAPACITY, ShutdownReport,
+};
 /// One endpoint at one moment, as [`Herd::status`] reports it.
 pub use wsherd_supervisor::SupervisorStatus as EndpointStatus;
 
@@ -44,9 +51,9 @@ macro_rules! inbound {
 /// The names most programs need.
 pub mod prelude {
     pub use crate::{
-        CloseCode, ConnectionConfig, ConnectionEvent, DeadLetter, Delivery, EndReason,
-        EndpointName, EndpointSpec, EndpointState, Herd, Inbound, KindRule, Outbound, Overflow,
-        StateEvent, Submitted, SubscribeOptions,
+        CloseCode, ConnectionConfig, ConnectionEvent, DeadLetter, Delivery, DeliveryStream,
+        EndReason, EndpointName, EndpointSpec, EndpointState, Event, Herd, Inbound, KindRule,
+        Outbound, Overflow, StateEvent, Submitted, SubscribeOptions,
     };
 }
 

@@ -444,6 +444,7 @@ async fn fifty_endpoints_from_a_file_all_start() {
     let states = states(&herd);
     let (ticks, ticks_seen) = Recorder::<Delivery<Tick>>::start();
     herd.subscribe(ticks.recipient());
+    herd.start();
     ticks_seen.wait_for_count(50, WAIT).await.unwrap();
     let endpoints: std::collections::BTreeSet<String> =
         ticks_seen.with(|s| s.iter().map(|d| d.endpoint.to_string()).collect());
@@ -477,8 +478,9 @@ async fn reload_keeps_unchanged_sockets_and_restarts_only_what_changed() {
         &(config("handshake_timeout = \"5s\"\n")
             + &format!("[endpoints.gone]\nurl = \"{}\"\n", server.url("/gone"))),
     );
-    let herd = Herd::start(load(&first).unwrap()).unwrap();
+    let herd = Herd::from_config(load(&first).unwrap()).unwrap();
     let states = states(&herd);
+    herd.start();
     // Wait until all three are connected.
     server
         .wait_for(WAIT, |c| (c.len() >= 3).then_some(()))
@@ -537,9 +539,10 @@ async fn a_thousand_endpoints_over_two_arbiters_all_open_and_receive() {
         ));
     }
     let file = TempConfig::new("toml", &toml);
-    let herd = Herd::start(load(&file).unwrap()).unwrap();
+    let herd = Herd::from_config(load(&file).unwrap()).unwrap();
     let (ticks, ticks_seen) = Recorder::<Delivery<Tick>>::start_with_capacity(Some(4096));
     herd.subscribe(ticks.recipient());
+    herd.start();
     ticks_seen.wait_for_count(ENDPOINTS, WAIT).await.unwrap();
     let endpoints: std::collections::BTreeSet<String> =
         ticks_seen.with(|s| s.iter().map(|d| d.endpoint.to_string()).collect());
@@ -689,7 +692,8 @@ async fn reload_hands_back_what_removed_endpoints_had_not_sent() {
             refusing.url("/")
         ),
     );
-    let herd = Herd::start(load(&first).unwrap()).unwrap();
+    let herd = Herd::from_config(load(&first).unwrap()).unwrap();
+    herd.start();
     for text in ["one", "two"] {
         assert_eq!(herd.send("gone", text).await.unwrap(), Submitted::Queued);
     }
@@ -988,8 +992,9 @@ async fn secrets_kept_in_files_are_read_again_by_the_next_attempt_when_the_files
             subscription.name()
         ),
     );
-    let herd = Herd::start(load(&config).unwrap()).unwrap();
+    let herd = Herd::from_config(load(&config).unwrap()).unwrap();
     let states = states(&herd);
+    herd.start();
     let first = server.wait_for_received(0, 1, WAIT).await.unwrap();
     assert_eq!(first[0].as_text(), Some("sub-first"));
     assert_eq!(
@@ -1008,4 +1013,63 @@ async fn secrets_kept_in_files_are_read_again_by_the_next_attempt_when_the_files
         server.connections()[1].header("authorization"),
         Some("Bearer second-token")
     );
+}
+
+#[test]
+fn a_mistake_in_defaults_is_reported_once_at_its_own_key() {
+    let file = TempConfig::new(
+        "toml",
+        "[defaults]\nbackoff = { jitter = \"fulll\" }\nheartbeat = { intervall = \"5s\" }\n\n\
+         [endpoints.a]\nurl = \"ws://127.0.0.1:1/a\"\n\
+         [endpoints.b]\nurl = \"ws://127.0.0.1:1/b\"\n\
+         [endpoints.c]\nurl = \"ws://127.0.0.1:1/c\"\nbackoff = { jitter = \"none\" }\n",
+    );
+    assert_eq!(
+        problems(&file),
+        [
+            r#"defaults.backoff.jitter: expected one of "full", "equal", "none", found "fulll"; did you mean "full"?"#,
+            r#"defaults.heartbeat.intervall: unknown key "intervall"; did you mean "interval"?"#,
+        ]
+    );
+}
+
+#[test]
+fn a_bad_endpoint_name_does_not_hide_the_endpoints_other_problems() {
+    let file = TempConfig::new(
+        "toml",
+        "[endpoints.\"Bad Name\"]\nurl = \"htp://x\"\nbackoff = { jitter = \"fulll\" }\n",
+    );
+    let found = problems(&file);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(found[0].starts_with("endpoints.Bad Name: "), "{found:#?}");
+    assert!(
+        found[1].starts_with("endpoints.Bad Name.backoff.jitter: "),
+        "{found:#?}"
+    );
+    assert!(
+        found[2].starts_with(r#"endpoints.Bad Name.url: "htp://x""#),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn errors_returned_from_main_print_the_list_not_the_structs() {
+    let file = TempConfig::new(
+        "toml",
+        "[endpoints.feed]\nurl = \"htp://x\"\nhandshake_timeout = \"soon\"\n",
+    );
+    let error = wsherd::HerdError::from(load(&file).unwrap_err());
+    // What `main() -> Result<(), Box<dyn Error>>` prints is the error's Debug.
+    let printed = format!("{:?}", Box::<dyn std::error::Error>::from(error.clone()));
+    assert_eq!(printed, error.to_string());
+    assert!(
+        printed.starts_with("2 problems in the configuration:\n"),
+        "{printed}"
+    );
+    assert!(!printed.contains("Problem {"), "{printed}");
+    let send = wsherd::SendError::UnknownEndpoint {
+        name: "feed".to_owned(),
+        message: Outbound::from("secret-login"),
+    };
+    assert_eq!(format!("{send:?}"), r#"no endpoint named "feed""#);
 }

@@ -96,6 +96,15 @@ impl Reader {
         }
     }
 
+    /// A reader for the same files with no problems yet: what it finds can be sifted before
+    /// it is reported.
+    pub(crate) fn scratch(&self) -> Reader {
+        Reader {
+            problems: Vec::new(),
+            files: self.files.clone(),
+        }
+    }
+
     pub(crate) fn problem(&mut self, origin: Option<&str>, path: &str, message: impl Into<String>) {
         let origin = origin.map(|origin| {
             let canonical = std::fs::canonicalize(origin).ok();
@@ -379,5 +388,27 @@ pub(crate) fn merge(base: &Value, over: &Value) -> Value {
             )
         }
         _ => over.clone(),
+    }
+}
+
+/// Removes the entry at dotted `path` (a trailing `[index]` or a path through a non-table
+/// removes the nearest table entry above it): a bad default must not be read again for every
+/// endpoint that inherits it.
+pub(crate) fn remove_path(value: &mut Value, path: &str) {
+    let (first, rest) = match path.split_once('.') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (path, None),
+    };
+    let key = first.split('[').next().unwrap_or(first);
+    let ValueKind::Table(map) = &mut value.kind else {
+        return;
+    };
+    match (rest, map.get_mut(key)) {
+        (Some(rest), Some(child)) if matches!(child.kind, ValueKind::Table(_)) => {
+            remove_path(child, rest);
+        }
+        _ => {
+            map.remove(key);
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! resume, reconnect), and shutdown, with the reports the bulk operations return.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
 use wsherd_protocol::{CloseCode, EndpointName, Outbound};
@@ -40,7 +41,11 @@ pub(super) struct Replay {
     pub(super) hooks: Vec<OnOpenHook>,
 }
 
-/// What [`Herd::shutdown`] leaves behind.
+/// How long [`Herd::run_until_signal`] lets the closes take before it gives up on them.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What [`Herd::shutdown`] leaves behind. Its `Display` says how many messages each endpoint
+/// left unsent, never what they said (subscriptions and logins often carry credentials).
 #[derive(Debug, Default)]
 pub struct ShutdownReport {
     /// Messages accepted and not sent, by endpoint, oldest first: the queue, and what the
@@ -48,6 +53,38 @@ pub struct ShutdownReport {
     pub unsent: BTreeMap<EndpointName, Vec<Outbound>>,
     /// Endpoints whose close did not finish within the timeout.
     pub timed_out: Vec<EndpointName>,
+}
+
+impl ShutdownReport {
+    /// How many messages were left unsent, over all endpoints.
+    pub fn unsent_count(&self) -> usize {
+        self.unsent.values().map(Vec::len).sum()
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.unsent_count() {
+            0 => write!(f, "nothing left unsent")?,
+            count => {
+                write!(f, "{count} message{} left unsent (", plural(count))?;
+                for (i, (name, unsent)) in self.unsent.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}{name}: {}", unsent.len())?;
+                }
+                write!(f, ")")?;
+            }
+        }
+        if !self.timed_out.is_empty() {
+            let names: Vec<&str> = self.timed_out.iter().map(EndpointName::as_str).collect();
+            write!(f, "; close timed out for {}", names.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+fn plural(count: usize) -> &'static str {
+    if count == 1 { "" } else { "s" }
 }
 
 impl Herd {
@@ -87,7 +124,11 @@ impl Herd {
             if !endpoint.enabled {
                 continue;
             }
-            let existing = self.lock().get(&name).map(|e| e.config.same_as(&endpoint));
+            let existing = self
+                .lock()
+                .by_name
+                .get(&name)
+                .map(|e| e.config.same_as(&endpoint));
             match existing {
                 Some(true) => report.unchanged.push(name),
                 Some(false) => {
@@ -115,6 +156,7 @@ impl Herd {
     pub async fn restart(&self, name: &str) -> Result<Vec<Outbound>, HerdError> {
         let config = self
             .lock()
+            .by_name
             .get(name)
             .map(|e| e.config.clone())
             .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
@@ -126,7 +168,8 @@ impl Herd {
         Ok(stopped.unsent)
     }
 
-    /// Starts endpoint `name` under supervision; it connects at once (through the governor).
+    /// Starts endpoint `name` under supervision; it connects at once (through the governor),
+    /// or, in a herd not started yet, when [`Herd::start`] is called.
     pub fn add_endpoint(
         &self,
         name: &str,
@@ -162,6 +205,7 @@ impl Herd {
     ) -> Result<Stopped, HerdError> {
         let endpoint = self
             .lock()
+            .by_name
             .remove(name)
             .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
         let stop = Stop {
@@ -206,16 +250,43 @@ impl Herd {
     }
 
     fn control(&self, name: &str, control: Control) -> Result<(), HerdError> {
+        let mut endpoints = self.lock();
+        let endpoint = endpoints
+            .by_name
+            .get_mut(name)
+            .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
+        // The owner decided for this endpoint: starting the herd no longer resumes it.
+        endpoint.held = false;
         // Control messages come from the owner, a handful at a time.
-        self.supervisor(name)?.do_send(control);
+        endpoint.supervisor.do_send(control);
         Ok(())
+    }
+
+    /// Starts the herd (if it was held), runs until the process gets SIGINT (Ctrl-C) or
+    /// SIGTERM, then shuts down as [`Herd::shutdown`] with [`SHUTDOWN_TIMEOUT`] and returns the
+    /// report: the usual end of an application's `main`. If the signals cannot be listened to
+    /// (an error is logged), it runs until the process is killed.
+    pub async fn run_until_signal(&self) -> ShutdownReport {
+        self.run_until(stop_signal(), SHUTDOWN_TIMEOUT).await
+    }
+
+    /// Starts the herd (if it was held), runs until `stop` completes, then shuts down as
+    /// [`Herd::shutdown`] waiting up to `timeout`, and returns the report.
+    pub async fn run_until(
+        &self,
+        stop: impl std::future::Future<Output = ()>,
+        timeout: Duration,
+    ) -> ShutdownReport {
+        self.start();
+        stop.await;
+        self.shutdown("shutting down", timeout).await
     }
 
     /// Closes every endpoint gracefully (Close 1000 with `reason`) and forgets them; waits up
     /// to `timeout` for the peers to answer. Returns what was still queued and which closes
     /// did not finish in time.
     pub async fn shutdown(&self, reason: &str, timeout: Duration) -> ShutdownReport {
-        let endpoints = std::mem::take(&mut *self.lock());
+        let endpoints = std::mem::take(&mut self.lock().by_name);
         let mut report = ShutdownReport::default();
         let mut pending = Vec::new();
         for (name, endpoint) in endpoints {
@@ -255,5 +326,35 @@ impl Herd {
             }
         }
         report
+    }
+}
+
+/// Completes on the first SIGINT or SIGTERM (Ctrl-C elsewhere).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
+            (Ok(mut interrupt), Ok(mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            (Err(error), _) | (_, Err(error)) => {
+                tracing::error!(%error, "cannot listen for SIGINT/SIGTERM; running until killed");
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C; running until killed");
+            std::future::pending::<()>().await;
+        }
     }
 }

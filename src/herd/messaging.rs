@@ -4,6 +4,7 @@
 use actix::prelude::*;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio::sync::mpsc;
 use wsherd_protocol::{Inbound, Outbound};
 use wsherd_router::{Delivery, SubscribeOptions, SubscriptionId};
 use wsherd_supervisor::{
@@ -11,7 +12,9 @@ use wsherd_supervisor::{
 };
 
 use super::Herd;
+use super::adapters::{ClosureSubscriber, DeliveryStream, STREAM_CAPACITY, StreamFeeder};
 use crate::error::{HerdError, SendError};
+use crate::events::Event;
 
 impl Herd {
     /// Sends `message` to endpoint `name`: into the socket's write buffer at once
@@ -122,14 +125,80 @@ impl Herd {
 
     /// Delivers events: [`StateEvent`](crate::StateEvent)s,
     /// [`ConnectionEvent`](crate::ConnectionEvent)s, [`QueueEvent`](crate::QueueEvent)s,
-    /// [`DeadLetter`](crate::DeadLetter)s or [`Binary`](crate::Binary) frames.
-    pub fn subscribe_events<E: Send + Sync + 'static>(
+    /// [`DeadLetter`](crate::DeadLetter)s or [`Binary`](crate::Binary) frames (the
+    /// [`Event`] types; nothing else compiles).
+    pub fn subscribe_events<E: Event>(&self, recipient: Recipient<Delivery<E>>) -> SubscriptionId {
+        self.subscribe_events_with(recipient, SubscribeOptions::new())
+    }
+
+    /// Delivers events per `options` (only some endpoints, overflow policy).
+    pub fn subscribe_events_with<E: Event>(
         &self,
         recipient: Recipient<Delivery<E>>,
+        options: SubscribeOptions,
     ) -> SubscriptionId {
-        self.inner
-            .router
-            .subscribe_event(recipient, SubscribeOptions::new())
+        self.inner.router.subscribe_event(recipient, options)
+    }
+
+    /// Calls `call` with every `T` from every endpoint: a subscriber without an actor. It runs
+    /// on the arbiter that calls `on` (in `main`, the main thread), one delivery at a time, in
+    /// each endpoint's order; a slow closure is a slow subscriber (backpressure by default,
+    /// see [`Overflow`](crate::Overflow)), so keep it short or hand work off. Must be called
+    /// inside a running actix system.
+    pub fn on<T, F>(&self, call: F) -> SubscriptionId
+    where
+        T: Inbound,
+        F: FnMut(Delivery<T>) + 'static,
+    {
+        self.on_with(SubscribeOptions::new(), call)
+    }
+
+    /// [`Herd::on`] per `options`.
+    pub fn on_with<T, F>(&self, options: SubscribeOptions, call: F) -> SubscriptionId
+    where
+        T: Inbound,
+        F: FnMut(Delivery<T>) + 'static,
+    {
+        let subscriber = ClosureSubscriber::new(call).start();
+        self.subscribe_with(subscriber.recipient(), options)
+    }
+
+    /// Calls `call` with every event of type `E`, as [`Herd::on`] does for messages.
+    pub fn on_event<E, F>(&self, call: F) -> SubscriptionId
+    where
+        E: Event,
+        F: FnMut(Delivery<E>) + 'static,
+    {
+        let subscriber = ClosureSubscriber::new(call).start();
+        self.subscribe_events(subscriber.recipient())
+    }
+
+    /// Every `T` from every endpoint as a bounded stream, for async code (`while let
+    /// Some(trade) = trades.next().await`). It holds up to [`STREAM_CAPACITY`] deliveries;
+    /// unread beyond that, it is a slow subscriber (backpressure by default). Dropping the
+    /// stream ends the subscription. Must be called inside a running actix system.
+    pub fn stream<T: Inbound>(&self) -> DeliveryStream<T> {
+        self.stream_with(SubscribeOptions::new(), STREAM_CAPACITY)
+    }
+
+    /// [`Herd::stream`] per `options`, holding up to `capacity` deliveries (at least one).
+    pub fn stream_with<T: Inbound>(
+        &self,
+        options: SubscribeOptions,
+        capacity: usize,
+    ) -> DeliveryStream<T> {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let feeder = StreamFeeder { sender }.start();
+        self.subscribe_with(feeder.recipient(), options);
+        DeliveryStream::new(receiver)
+    }
+
+    /// Every event of type `E` as a bounded stream, as [`Herd::stream`] does for messages.
+    pub fn event_stream<E: Event>(&self) -> DeliveryStream<E> {
+        let (sender, receiver) = mpsc::channel(STREAM_CAPACITY);
+        let feeder = StreamFeeder { sender }.start();
+        self.subscribe_events(feeder.recipient());
+        DeliveryStream::new(receiver)
     }
 
     /// Ends a subscription.

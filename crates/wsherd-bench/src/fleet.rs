@@ -199,8 +199,9 @@ pub(crate) fn storm() -> Result<Value, String> {
         let mut server = Some(server);
         let lives = LiveWatch::start();
         let started = Instant::now();
-        let herd = Herd::start(herd_config(port, HEARTBEAT)).map_err(|e| e.to_string())?;
+        let herd = Herd::from_config(herd_config(port, HEARTBEAT)).map_err(|e| e.to_string())?;
         lives.watch(&herd);
+        herd.start();
         lives.until(CONNECTIONS as u64).await?;
         let first_open = started.elapsed();
         let mut recoveries = Vec::new();
@@ -270,8 +271,10 @@ pub(crate) fn connections() -> Result<Value, String> {
             let lives = LiveWatch::start();
             let before = rss_bytes();
             let started = Instant::now();
-            let herd = Herd::start(herd_config(port, HEARTBEAT)).map_err(|e| e.to_string())?;
+            let herd =
+                Herd::from_config(herd_config(port, HEARTBEAT)).map_err(|e| e.to_string())?;
             lives.watch(&herd);
+            herd.start();
             lives.until(CONNECTIONS as u64).await?;
             let open = started.elapsed();
             let per = rss_bytes().saturating_sub(before) as f64 / CONNECTIONS as f64;

@@ -101,8 +101,9 @@ pub(crate) fn run(
             endpoints: endpoints.into_iter().collect(),
             kinds: kinds.into_iter().collect(),
         };
-        let herd = Herd::start(config).map_err(|e| e.to_string())?;
+        let herd = Herd::from_config(config).map_err(|e| e.to_string())?;
         Printers::start(format, filter, Arc::clone(&rules), &stdout).subscribe(&herd);
+        herd.start();
         forward_stdin(herd.clone());
         let stdout_closed = stdout.closed();
         tokio::select! {

@@ -160,6 +160,15 @@ impl Supervisor {
         self
     }
 
+    /// Starts paused: no attempt until [`Control::Resume`] (or [`Control::Reconnect`]). Sends
+    /// meanwhile are queued per the queue policy, as while the endpoint is down. A herd loaded
+    /// from a config holds its endpoints this way until it is started, so subscribers can be
+    /// in place before the first message arrives.
+    pub fn paused(mut self) -> Self {
+        self.intent = Intent::Pause;
+        self
+    }
+
     /// State and counters, readable from any thread.
     pub fn shared(&self) -> Arc<EndpointShared> {
         Arc::clone(&self.shared)
@@ -235,7 +244,11 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.begin_attempt(ctx);
+        if self.intent == Intent::Pause {
+            self.set_state(EndpointState::Paused, ctx);
+        } else {
+            self.begin_attempt(ctx);
+        }
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {

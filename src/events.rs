@@ -1,0 +1,31 @@
+//! What a herd publishes about itself, as opposed to what its peers send: the types
+//! [`Herd::subscribe_events`](crate::Herd::subscribe_events) accepts.
+
+use wsherd_connection::ConnectionEvent;
+use wsherd_router::{Binary, DeadLetter};
+use wsherd_supervisor::{QueueEvent, StateEvent};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// An event wsherd publishes to subscribers: [`StateEvent`], [`ConnectionEvent`],
+/// [`QueueEvent`], [`DeadLetter`] and [`Binary`] frames, and nothing else (sealed), so a
+/// subscription to a type that is never published does not compile.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event wsherd publishes",
+    label = "not an event",
+    note = "the events are StateEvent, ConnectionEvent, QueueEvent, DeadLetter and Binary; messages from a peer are subscribed with `Herd::subscribe` (a type with an `Inbound` impl)"
+)]
+pub trait Event: sealed::Sealed + Send + Sync + 'static {}
+
+macro_rules! events {
+    ($($ty:ty),+) => {
+        $(
+            impl sealed::Sealed for $ty {}
+            impl Event for $ty {}
+        )+
+    };
+}
+
+events!(StateEvent, ConnectionEvent, QueueEvent, DeadLetter, Binary);
