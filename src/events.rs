@@ -12,6 +12,30 @@ mod sealed {
 /// An event wsherd publishes to subscribers: [`StateEvent`], [`ConnectionEvent`],
 /// [`QueueEvent`], [`DeadLetter`] and [`Binary`] frames, and nothing else (sealed), so a
 /// subscription to a type that is never published does not compile.
+///
+/// ```no_run
+/// # use wsherd::prelude::*;
+/// # fn demo(herd: Herd, states: wsherd::actix::Recipient<Delivery<StateEvent>>) {
+/// herd.subscribe_events(states);
+/// herd.on_event::<ConnectionEvent, _>(|event| println!("{}: {:?}", event.endpoint, event.message));
+/// # }
+/// ```
+///
+/// A type that is not an event is refused at compile time, by either method:
+///
+/// ```compile_fail
+/// # use wsherd::prelude::*;
+/// # fn demo(herd: Herd, states: wsherd::actix::Recipient<Delivery<EndpointState>>) {
+/// herd.subscribe_events(states); // EndpointState is what a StateEvent carries
+/// # }
+/// ```
+///
+/// ```compile_fail
+/// # use wsherd::prelude::*;
+/// # fn demo(herd: Herd, states: wsherd::actix::Recipient<Delivery<StateEvent>>) {
+/// herd.subscribe(states); // events are not peer messages: use subscribe_events
+/// # }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an event wsherd publishes",
     label = "not an event",

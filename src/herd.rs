@@ -24,7 +24,7 @@ use crate::config::{EndpointConfig, HerdConfig, HerdSettings};
 use crate::error::HerdError;
 
 pub use adapters::{DeliveryStream, STREAM_CAPACITY};
-pub use lifecycle::{ReloadReport, SHUTDOWN_TIMEOUT, ShutdownReport};
+pub use lifecycle::{ReloadReport, SHUTDOWN_TIMEOUT, ShutdownReport, shutdown_signal};
 
 struct Endpoint {
     config: EndpointConfig,

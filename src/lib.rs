@@ -9,10 +9,27 @@ mod herd;
 /// The actix this crate is built on, for applications that do not name it themselves.
 pub use actix;
 
+/// Runs `app` to completion on a new actix system on this thread, the way `#[actix::main]`
+/// does, for a `main` that does not depend on actix itself:
+///
+/// ```no_run
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     wsherd::run(async {
+///         let herd = wsherd::Herd::from_config_file("wsherd.toml")?;
+///         println!("{}", herd.run_until_signal().await);
+///         Ok(())
+///     })
+/// }
+/// ```
+pub fn run<F: std::future::Future>(app: F) -> F::Output {
+    actix::System::new().block_on(app)
+}
+
 pub use error::{HerdError, SendError};
 pub use events::Event;
 pub use herd::{
     DeliveryStream, Herd, ReloadReport, SHUTDOWN_TIMEOUT, STREAM_CAPACITY, ShutdownReport,
+    shutdown_signal,
 };
 /// One endpoint at one moment, as [`Herd::status`] reports it.
 pub use wsherd_supervisor::SupervisorStatus as EndpointStatus;

@@ -8,7 +8,7 @@ use std::task::{Context as TaskContext, Poll};
 
 use actix::prelude::*;
 use tokio::sync::mpsc;
-use wsherd_router::Delivery;
+use wsherd_router::{Delivery, Router, SubscriptionId};
 
 /// Deliveries a stream holds before its subscription counts as full (and, with the default
 /// [`Overflow::Backpressure`](crate::Overflow::Backpressure), pauses the feeding sockets).
@@ -92,11 +92,27 @@ impl<T: Send + Sync + 'static> Handler<Delivery<T>> for StreamFeeder<T> {
 /// ```
 pub struct DeliveryStream<T> {
     receiver: mpsc::Receiver<Delivery<T>>,
+    /// Unsubscribed on drop, so the router forgets the stream at once rather than at the next
+    /// delivery that finds it gone.
+    subscription: Option<(Router, SubscriptionId)>,
 }
 
 impl<T> DeliveryStream<T> {
     pub(super) fn new(receiver: mpsc::Receiver<Delivery<T>>) -> Self {
-        DeliveryStream { receiver }
+        DeliveryStream {
+            receiver,
+            subscription: None,
+        }
+    }
+
+    pub(super) fn subscribed(mut self, router: Router, id: SubscriptionId) -> Self {
+        self.subscription = Some((router, id));
+        self
+    }
+
+    /// The subscription feeding this stream.
+    pub fn subscription(&self) -> Option<SubscriptionId> {
+        self.subscription.as_ref().map(|(_, id)| *id)
     }
 
     /// The next delivery; `None` once the herd and its router are gone.
@@ -107,6 +123,14 @@ impl<T> DeliveryStream<T> {
     /// The next delivery if one is waiting, without waiting.
     pub fn try_next(&mut self) -> Option<Delivery<T>> {
         self.receiver.try_recv().ok()
+    }
+}
+
+impl<T> Drop for DeliveryStream<T> {
+    fn drop(&mut self) {
+        if let Some((router, id)) = self.subscription.take() {
+            router.unsubscribe(id);
+        }
     }
 }
 

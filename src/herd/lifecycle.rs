@@ -267,7 +267,7 @@ impl Herd {
     /// report: the usual end of an application's `main`. If the signals cannot be listened to
     /// (an error is logged), it runs until the process is killed.
     pub async fn run_until_signal(&self) -> ShutdownReport {
-        self.run_until(stop_signal(), SHUTDOWN_TIMEOUT).await
+        self.run_until(shutdown_signal(), SHUTDOWN_TIMEOUT).await
     }
 
     /// Starts the herd (if it was held), runs until `stop` completes, then shuts down as
@@ -329,8 +329,11 @@ impl Herd {
     }
 }
 
-/// Completes on the first SIGINT or SIGTERM (Ctrl-C elsewhere).
-async fn stop_signal() {
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM (Ctrl-C only, off Unix): what
+/// [`Herd::run_until_signal`] waits for, to combine with an application's own stop
+/// conditions in [`Herd::run_until`]. If the signals cannot be listened to, an error is logged
+/// and it never completes.
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

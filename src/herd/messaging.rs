@@ -189,16 +189,16 @@ impl Herd {
     ) -> DeliveryStream<T> {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let feeder = StreamFeeder { sender }.start();
-        self.subscribe_with(feeder.recipient(), options);
-        DeliveryStream::new(receiver)
+        let id = self.subscribe_with(feeder.recipient(), options);
+        DeliveryStream::new(receiver).subscribed(self.inner.router.clone(), id)
     }
 
     /// Every event of type `E` as a bounded stream, as [`Herd::stream`] does for messages.
     pub fn event_stream<E: Event>(&self) -> DeliveryStream<E> {
         let (sender, receiver) = mpsc::channel(STREAM_CAPACITY);
         let feeder = StreamFeeder { sender }.start();
-        self.subscribe_events(feeder.recipient());
-        DeliveryStream::new(receiver)
+        let id = self.subscribe_events(feeder.recipient());
+        DeliveryStream::new(receiver).subscribed(self.inner.router.clone(), id)
     }
 
     /// Ends a subscription.
