@@ -54,6 +54,11 @@ pub use wsherd_supervisor::{
     GovernorStats, Jitter, LiveAfter, OnOpenHook, OverflowPolicy, QueueEvent, QueuePolicy,
     Rejected, RestartIntensity, StateEvent, Submitted,
 };
+/// The supervisor actor and what it answers, for applications that run connection actors on
+/// their own, without a [`Herd`]: `Supervisor::new(name, spec, router).start()`.
+pub use wsherd_supervisor::{
+    AddOnOpenHook, Control, EndpointShared, Remember, Stop, StopReceipt, Submit, Supervisor,
+};
 
 /// Declares which kind each type is decoded from: `wsherd::inbound!(Trade => "trade", Quote => "quote");`
 #[macro_export]
