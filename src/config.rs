@@ -127,6 +127,11 @@ impl EndpointConfig {
         }
     }
 
+    /// The digest a reload compares.
+    pub(crate) fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
     /// Whether `other` configures the same endpoint identically (a reload keeps its socket).
     pub fn same_as(&self, other: &EndpointConfig) -> bool {
         self.enabled == other.enabled && self.fingerprint == other.fingerprint

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use actix::prelude::*;
 use wsherd_protocol::EndpointName;
 use wsherd_router::Router;
-use wsherd_supervisor::{EndpointShared, Governor, GovernorPolicy, GovernorStats, Supervisor};
+use wsherd_supervisor::{
+    EndpointShared, EndpointSpec, Governor, GovernorPolicy, GovernorStats, Supervisor,
+};
 
 use crate::EndpointStatus;
 use crate::config::{EndpointConfig, HerdConfig, HerdSettings};
@@ -26,8 +28,33 @@ use crate::error::HerdError;
 pub use adapters::{DeliveryStream, STREAM_CAPACITY};
 pub use lifecycle::{ReloadReport, SHUTDOWN_TIMEOUT, ShutdownReport, shutdown_signal};
 
+/// An endpoint's settings as it runs: the spec, shared with its supervisor (one copy per
+/// endpoint, however many hold it: at ten thousand endpoints a copy is megabytes), and the
+/// digest a reload compares.
+#[derive(Clone)]
+pub(super) struct Settings {
+    spec: Arc<EndpointSpec>,
+    fingerprint: u64,
+}
+
+impl From<EndpointConfig> for Settings {
+    fn from(config: EndpointConfig) -> Self {
+        Settings {
+            fingerprint: config.fingerprint(),
+            spec: Arc::new(config.spec),
+        }
+    }
+}
+
+impl Settings {
+    /// Whether `config` would run this endpoint exactly as it runs now.
+    pub(super) fn same_as(&self, config: &EndpointConfig) -> bool {
+        config.enabled && config.fingerprint() == self.fingerprint
+    }
+}
+
 struct Endpoint {
-    config: EndpointConfig,
+    settings: Settings,
     supervisor: Addr<Supervisor>,
     shared: Arc<EndpointShared>,
     /// Created paused because the herd was not started yet; [`Herd::start`] resumes it.
@@ -146,7 +173,7 @@ impl Herd {
         let herd = Self::with_workers(&config.settings, false)?;
         for (name, endpoint) in config.endpoints {
             if endpoint.enabled {
-                herd.start_endpoint(name, endpoint, lifecycle::Replay::default())?;
+                herd.start_endpoint(name, endpoint.into(), lifecycle::Replay::default())?;
             }
         }
         Ok(herd)
@@ -193,13 +220,13 @@ impl Herd {
     fn start_endpoint(
         &self,
         name: EndpointName,
-        config: EndpointConfig,
+        settings: Settings,
         replay: lifecycle::Replay,
     ) -> Result<(), HerdError> {
         if actix::System::try_current().is_none() {
             return Err(HerdError::NoSystem);
         }
-        if let Err(error) = config.spec.validate() {
+        if let Err(error) = settings.spec.validate() {
             return Err(HerdError::InvalidSpec { name, error });
         }
         let mut endpoints = self.lock();
@@ -212,11 +239,11 @@ impl Herd {
         }
         let shared = Arc::new(EndpointShared::new(
             name.clone(),
-            config.spec.connection.url.clone(),
+            settings.spec.connection.url.clone(),
         ));
         let governor = self.governor();
         let router = self.inner.router.clone();
-        let spec = config.spec.clone();
+        let spec = Arc::clone(&settings.spec);
         let held = !endpoints.started;
         let build = {
             let name = name.clone();
@@ -240,7 +267,7 @@ impl Herd {
         endpoints.by_name.insert(
             name,
             Endpoint {
-                config,
+                settings,
                 supervisor,
                 shared,
                 held,

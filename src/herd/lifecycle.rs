@@ -128,7 +128,7 @@ impl Herd {
                 .lock()
                 .by_name
                 .get(&name)
-                .map(|e| e.config.same_as(&endpoint));
+                .map(|e| e.settings.same_as(&endpoint));
             match existing {
                 Some(true) => report.unchanged.push(name),
                 Some(false) => {
@@ -138,11 +138,11 @@ impl Herd {
                     if !stopped.unsent.is_empty() {
                         report.unsent.insert(name.clone(), stopped.unsent);
                     }
-                    self.start_endpoint(name.clone(), endpoint, stopped.replay)?;
+                    self.start_endpoint(name.clone(), endpoint.into(), stopped.replay)?;
                     report.restarted.push(name);
                 }
                 None => {
-                    self.start_endpoint(name.clone(), endpoint, Replay::default())?;
+                    self.start_endpoint(name.clone(), endpoint.into(), Replay::default())?;
                     report.started.push(name);
                 }
             }
@@ -154,17 +154,17 @@ impl Herd {
     /// counters, empty queue; remembered messages and hooks kept). Returns what it had accepted
     /// and not sent, oldest first.
     pub async fn restart(&self, name: &str) -> Result<Vec<Outbound>, HerdError> {
-        let config = self
+        let settings = self
             .lock()
             .by_name
             .get(name)
-            .map(|e| e.config.clone())
+            .map(|e| e.settings.clone())
             .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
         let name = EndpointName::new(name)?;
         let stopped = self
             .stop_endpoint(name.as_str(), CloseCode::RESTART, "restart requested")
             .await?;
-        self.start_endpoint(name, config, stopped.replay)?;
+        self.start_endpoint(name, settings, stopped.replay)?;
         Ok(stopped.unsent)
     }
 
@@ -178,7 +178,7 @@ impl Herd {
         let name = EndpointName::new(name)?;
         self.start_endpoint(
             name.clone(),
-            EndpointConfig::new(spec.into()),
+            EndpointConfig::new(spec.into()).into(),
             Replay::default(),
         )?;
         Ok(name)

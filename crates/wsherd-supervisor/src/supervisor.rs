@@ -87,7 +87,11 @@ pub struct Supervisor {
 
 impl Supervisor {
     /// A supervisor for endpoint `name`; it connects when started.
-    pub fn new(name: EndpointName, spec: EndpointSpec, router: Router) -> Self {
+    ///
+    /// `spec` may be shared (an `Arc`) with whoever keeps it for a restart: one copy per
+    /// endpoint, however many hold it.
+    pub fn new(name: EndpointName, spec: impl Into<Arc<EndpointSpec>>, router: Router) -> Self {
+        let spec: Arc<EndpointSpec> = spec.into();
         let mut connection = spec.connection.clone();
         connection.live_after = spec.live_after.as_ref().map(|live| live.matcher.clone());
         Supervisor {
@@ -129,7 +133,7 @@ impl Supervisor {
             state: EndpointState::Connecting { attempt: 1 },
             intent: Intent::Run,
             stopped_signals: Vec::new(),
-            spec: Arc::new(spec),
+            spec,
         }
     }
 
