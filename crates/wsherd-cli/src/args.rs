@@ -1,148 +1,164 @@
-//! Command-line arguments, parsed by hand: three subcommands and a few flags.
+//! Command-line arguments, by `clap` (derive): subcommands, flags, `--help` for each,
+//! `--version`, and errors that suggest the flag that was meant.
 
 use std::path::PathBuf;
 
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// wsherd: keep many WebSocket connections alive, typed and supervised.
+#[derive(Debug, Parser)]
+#[command(
+    name = "wsherd",
+    version,
+    propagate_version = true,
+    after_help = concat!(
+        "Every config key, its default and meaning: docs/configuration.md in the wsherd ",
+        "repository; `wsherd init` writes a commented config with every section.\n",
+        "Logs go to stderr (RUST_LOG or --log-level); stdout is the data stream."
+    )
+)]
+pub(crate) struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+    /// Log filter for stderr, in RUST_LOG syntax ("info", "wsherd=debug,warn").
+    ///
+    /// Overrides RUST_LOG. Default: info for `run`, warn otherwise.
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub(crate) log_level: Option<String>,
+    /// How log lines are written to stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub(crate) log_format: LogFormat,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub(crate) enum Command {
+    /// Start the herd of a config; print what it receives as JSON lines, send what stdin says.
+    ///
+    /// Every message, state change and dead letter is one JSON object per line on stdout;
+    /// the JSON lines read on stdin are sent
+    /// ({"endpoint": NAME, "data": ANY} or {"endpoint": NAME, "text": STR}). SIGINT/SIGTERM
+    /// close gracefully, SIGHUP reloads the config.
+    Run {
+        /// The config file (TOML, YAML or JSON).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// Print only this endpoint's messages (repeatable); every endpoint by default.
+        #[arg(long = "endpoint", value_name = "NAME")]
+        endpoints: Vec<String>,
+        /// Print only messages of this kind (repeatable); every kind by default.
+        #[arg(long = "kind", value_name = "KIND")]
+        kinds: Vec<String>,
+        /// How stdout lines are written.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
+    /// Validate a config and print it resolved, secrets redacted.
+    ///
+    /// The output is TOML in the config's own keys and units, every default explicit; an
+    /// invalid config exits 2 with every problem on stderr.
+    Check {
+        /// The config file (TOML, YAML or JSON).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Watch a herd stream, drop, stall and recover against a local demo server (offline).
+    ///
+    /// Plain words on stdout; Ctrl-C stops it.
+    Demo {
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "N")]
+        seconds: Option<u64>,
+    },
+    /// Write a commented config with every section to start from.
+    ///
+    /// `wsherd check` accepts it as written.
+    Init {
+        /// Where to write it; `-` for stdout.
+        #[arg(default_value = "wsherd.toml", value_name = "FILE")]
+        file: PathBuf,
+        /// Replace the file if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a shell completion script.
+    ///
+    /// For example `wsherd completions bash > /etc/bash_completion.d/wsherd`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
 /// How events are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Format {
     /// One JSON object per line.
     Json,
-    /// For people; coloured on a terminal.
+    /// For people.
     Pretty,
 }
 
-/// What to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Command {
-    Run {
-        config: PathBuf,
-        endpoints: Vec<String>,
-        kinds: Vec<String>,
-        format: Format,
-    },
-    Check {
-        config: PathBuf,
-    },
-    Demo {
-        seconds: Option<u64>,
-    },
-    Help,
-}
-
-pub(crate) const USAGE: &str = "\
-wsherd: keep many WebSocket connections alive, typed and supervised
-
-USAGE:
-    wsherd run --config FILE [--endpoint NAME]... [--kind KIND]... [--format json|pretty]
-    wsherd check --config FILE
-    wsherd demo [--seconds N]
-
-run     starts the herd and prints every message, state change and dead letter, one JSON
-        object per line; reads {\"endpoint\": NAME, \"data\": ANY} or {\"endpoint\": NAME,
-        \"text\": STR} lines on stdin and sends them. SIGINT/SIGTERM close gracefully, SIGHUP
-        reloads the config.
-check   validates the config and prints the resolved endpoints (secrets redacted); exits 2
-        with every problem on stderr when it is invalid.
-demo    starts a local demo server and a herd on it whose endpoints stream, drop, stall and
-        recover, with plain-words progress (offline). Ctrl-C stops it.
-";
-
-/// Parses `args` (without the program name).
-pub(crate) fn parse(args: &[String]) -> Result<Command, String> {
-    let Some((command, rest)) = args.split_first() else {
-        return Ok(Command::Help);
-    };
-    let mut config = None;
-    let mut endpoints = Vec::new();
-    let mut kinds = Vec::new();
-    let mut format = Format::Json;
-    let mut seconds = None;
-    let mut iter = rest.iter();
-    while let Some(flag) = iter.next() {
-        let mut value = |name: &str| {
-            iter.next()
-                .cloned()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag.as_str() {
-            "--config" | "-c" => config = Some(PathBuf::from(value("--config")?)),
-            "--endpoint" => endpoints.push(value("--endpoint")?),
-            "--kind" => kinds.push(value("--kind")?),
-            "--format" => {
-                format = match value("--format")?.as_str() {
-                    "json" => Format::Json,
-                    "pretty" => Format::Pretty,
-                    other => return Err(format!("--format must be json or pretty, not {other:?}")),
-                }
-            }
-            "--seconds" => {
-                let text = value("--seconds")?;
-                seconds = Some(
-                    text.parse()
-                        .map_err(|_| format!("--seconds must be a whole number, not {text:?}"))?,
-                );
-            }
-            "--help" | "-h" => return Ok(Command::Help),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    let need_config =
-        |config: Option<PathBuf>| config.ok_or_else(|| "--config FILE is required".to_owned());
-    match command.as_str() {
-        "run" => Ok(Command::Run {
-            config: need_config(config)?,
-            endpoints,
-            kinds,
-            format,
-        }),
-        "check" => Ok(Command::Check {
-            config: need_config(config)?,
-        }),
-        "demo" => Ok(Command::Demo { seconds }),
-        "help" | "--help" | "-h" => Ok(Command::Help),
-        other => Err(format!("unknown command {other:?}")),
-    }
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// One readable line per event, with its endpoint span.
+    Text,
+    /// One JSON object per event.
+    Json,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn args(text: &str) -> Vec<String> {
-        text.split_whitespace().map(str::to_owned).collect()
+    fn parse(text: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("wsherd").chain(text.split_whitespace()))
     }
 
     #[test]
-    fn commands_and_flags() {
+    fn commands_and_flags_parse_as_before() {
+        let cli = parse("run --config a.toml --endpoint x --endpoint y --kind t --format pretty")
+            .unwrap();
         assert_eq!(
-            parse(&args(
-                "run --config a.toml --endpoint x --endpoint y --kind t --format pretty"
-            )),
-            Ok(Command::Run {
+            cli.command,
+            Command::Run {
                 config: "a.toml".into(),
                 endpoints: vec!["x".into(), "y".into()],
                 kinds: vec!["t".into()],
                 format: Format::Pretty,
-            })
+            }
         );
         assert_eq!(
-            parse(&args("check -c a.toml")),
-            Ok(Command::Check {
+            parse("check -c a.toml").unwrap().command,
+            Command::Check {
                 config: "a.toml".into()
-            })
+            }
         );
         assert_eq!(
-            parse(&args("demo --seconds 5")),
-            Ok(Command::Demo { seconds: Some(5) })
+            parse("demo --seconds 5").unwrap().command,
+            Command::Demo { seconds: Some(5) }
         );
-        assert_eq!(parse(&[]), Ok(Command::Help));
-        assert_eq!(parse(&args("run")), Err("--config FILE is required".into()));
+        let init = parse("init --log-level debug").unwrap();
+        assert_eq!(init.log_level.as_deref(), Some("debug"));
         assert_eq!(
-            parse(&args("run --config")),
-            Err("--config needs a value".into())
+            init.command,
+            Command::Init {
+                file: "wsherd.toml".into(),
+                force: false
+            }
         );
-        assert_eq!(parse(&args("fly")), Err("unknown command \"fly\"".into()));
-        assert!(parse(&args("run --config a --format xml")).is_err());
-        assert!(parse(&args("run --config a --bogus")).is_err());
+    }
+
+    #[test]
+    fn mistakes_are_refused_with_a_suggestion() {
+        assert!(parse("run").is_err(), "--config is required");
+        assert!(parse("run --config a --format xml").is_err());
+        let error = parse("run --confg a.toml").unwrap_err().to_string();
+        assert!(error.contains("--config"), "{error}");
+        let error = parse("chek --config a").unwrap_err().to_string();
+        assert!(error.contains("check"), "{error}");
     }
 }

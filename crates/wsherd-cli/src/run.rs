@@ -73,12 +73,20 @@ fn kind_rules(config: &HerdConfig) -> HashMap<String, wsherd::KindRule> {
         .collect()
 }
 
+/// Where `run` reports its endpoints coming up.
+pub(crate) struct Progress {
+    pub(crate) stderr: crate::logs::Stderr,
+    /// A live line redrawn in place, rather than plain lines.
+    pub(crate) terminal: bool,
+}
+
 /// Runs the herd of `path` until SIGINT or SIGTERM.
 pub(crate) fn run(
     path: &Path,
     endpoints: Vec<String>,
     kinds: Vec<String>,
     format: Format,
+    progress: Progress,
 ) -> ExitCode {
     let config = match HerdConfig::from_file(path) {
         Ok(config) => config,
@@ -104,6 +112,7 @@ pub(crate) fn run(
         let herd = Herd::from_config(config).map_err(|e| e.to_string())?;
         Printers::start(format, filter, Arc::clone(&rules), &stdout).subscribe(&herd);
         herd.start();
+        crate::progress::spawn(herd.clone(), progress.stderr, progress.terminal);
         forward_stdin(herd.clone());
         let stdout_closed = stdout.closed();
         tokio::select! {

@@ -238,7 +238,8 @@ fn check_prints_resolved_endpoints_without_secrets_and_exit_codes_say_valid_or_n
 
     let output = wsherd().args(["check"]).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--config FILE is required"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--config <FILE>"), "{stderr}");
 }
 
 #[test]
@@ -301,9 +302,10 @@ fn check_and_the_shutdown_report_never_print_secrets() {
         "{stderr}"
     );
 
+    // Logs at every level are in what is checked.
     let mut running = Running::start(
         wsherd()
-            .args(["run", "--config"])
+            .args(["run", "--log-level", "trace", "--config"])
             .arg(&config.0)
             .env("WSHERD_CLI_SECRET", IN_HEADER),
     );
@@ -373,6 +375,15 @@ async fn run_prints_json_lines_sends_stdin_even_while_down_and_stops_gracefully(
         "--kind tick filters quotes out: {:?}",
         running.seen
     );
+
+    // Logs on stderr: one line per state change at info, in the endpoint's span; and the
+    // progress summary, as a plain line (stderr is not a terminal here).
+    running.stderr_until(|l| {
+        l.contains("INFO") && l.contains("endpoint{name=feed}") && l.contains("live")
+    });
+    running.stderr_until(|l| {
+        l.starts_with("wsherd: 1 endpoint settled in") && l.ends_with("1 live, 0 failed")
+    });
 
     running.send(r#"{"endpoint":"feed","data":{"op":"hello"}}"#);
     server.wait_for_received(0, 1, WAIT).await.unwrap();
@@ -572,4 +583,129 @@ async fn run_closes_gracefully_when_stdout_is_closed() {
     assert!(status.success(), "{status:?}");
     let close = server.wait_for(WAIT, |c| c[0].close.clone()).await.unwrap();
     assert_eq!(close.0, 1000, "a Close reached the peer");
+}
+
+#[test]
+fn init_writes_a_config_that_check_accepts_and_that_names_every_key() {
+    let dir = std::env::temp_dir().join(format!("wsherd-cli-init-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("wsherd.toml");
+    let _ = std::fs::remove_file(&file);
+    let output = wsherd().arg("init").arg(&file).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let output = wsherd()
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Every key the reader knows is in the template, set or shown commented out.
+    let template = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = template
+        .lines()
+        .map(|line| line.trim_start_matches("# "))
+        .collect();
+    let present = |key: &str| match key.split_once('.') {
+        Some((table, leaf)) => lines.iter().any(|line| {
+            line.starts_with(&format!("{table} = {{")) && line.contains(&format!(" {leaf} = "))
+        }),
+        None => lines
+            .iter()
+            .any(|line| line.starts_with(&format!("{key} = "))),
+    };
+    let missing: Vec<String> = wsherd::config::endpoint_keys()
+        .into_iter()
+        .chain(wsherd::config::herd_keys().iter().map(|k| (*k).to_owned()))
+        .filter(|key| !present(key))
+        .collect();
+    assert!(missing.is_empty(), "init leaves out {missing:?}");
+    for section in ["[herd]", "[defaults]", "[endpoints."] {
+        assert!(template.contains(section), "{section}");
+    }
+
+    // It does not overwrite by accident.
+    let output = wsherd().arg("init").arg(&file).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--force"));
+    let output = wsherd()
+        .args(["init", "--force"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let output = wsherd().args(["init", "-"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), template);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn help_version_suggestions_and_completions_are_what_a_rust_cli_gives() {
+    let output = wsherd().arg("--help").output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("docs/configuration.md"), "{help}");
+    for command in ["run", "check", "demo", "init", "completions"] {
+        assert!(help.contains(&format!("  {command} ")), "{help}");
+        let output = wsherd().args([command, "--help"]).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{command} --help");
+    }
+    let output = wsherd().arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("wsherd {}", env!("CARGO_PKG_VERSION"))
+    );
+    let output = wsherd()
+        .args(["run", "--confg", "x.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("a similar argument exists: '--config'"),
+        "{stderr}"
+    );
+    for shell in ["bash", "zsh", "fish"] {
+        let output = wsherd().args(["completions", shell]).output().unwrap();
+        assert_eq!(output.status.code(), Some(0), "{shell}");
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            script.contains("wsherd") && script.contains("config"),
+            "{shell}: {script}"
+        );
+    }
+    let output = wsherd()
+        .args(["check", "--log-level", "[bad"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[actix_rt::test]
+async fn json_logs_carry_the_endpoint_span() {
+    let server = TestServer::start(vec![Step::Pause(WAIT)]).unwrap();
+    let config = TempFile::new(&format!(
+        "[endpoints.feed]\nurl = \"{}\"\n",
+        server.url("/")
+    ));
+    let mut running = Running::start(
+        wsherd()
+            .args(["run", "--log-format", "json", "--config"])
+            .arg(&config.0),
+    );
+    let line = running.stderr_until(|l| l.contains("\"live\"") && l.starts_with('{'));
+    let log: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(log["level"], "INFO", "{line}");
+    // The span is `endpoint{name=feed}`: its field and its name share the key "name".
+    assert!(
+        line.contains(r#""span":{"name":"feed","name":"endpoint"}"#),
+        "{line}"
+    );
+    assert_eq!(log["fields"]["state"], "live", "{line}");
+    let status = running.interrupt();
+    assert!(status.success(), "{status:?}");
 }
