@@ -7,8 +7,6 @@ mod herd;
 
 pub use error::{HerdError, SendError};
 pub use herd::{Herd, ReloadReport, ShutdownReport};
-/// One endpoint at one moment, as [`Herd::status`] reports it.
-pub use wsherd_supervisor::SupervisorStatus as EndpointStatus;
 
 pub use wsherd_connection::{
     Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason,
@@ -26,9 +24,9 @@ pub use wsherd_router::{
     SubscribeOptions, SubscriptionId,
 };
 pub use wsherd_supervisor::{
-    Action, ActionTable, BackoffPolicy, EndpointSpec, EndpointState, FailReason, GovernorPolicy,
-    GovernorStats, Jitter, LiveAfter, OnOpenHook, OverflowPolicy, QueueEvent, QueuePolicy,
-    Rejected, RestartIntensity, StateEvent, Submitted,
+    Action, ActionTable, BackoffPolicy, EndpointSpec, EndpointState, EndpointStatus, FailReason,
+    GovernorPolicy, GovernorStats, Jitter, LiveAfter, OnOpenHook, OverflowPolicy, QueueEvent,
+    QueuePolicy, Reconnected, Rejected, RestartIntensity, StateEvent, StatusTable, Submitted,
 };
 
 /// Declares which kind each type is decoded from: `wsherd::inbound!(Trade => "trade", Quote => "quote");`

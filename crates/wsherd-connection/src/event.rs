@@ -331,6 +331,11 @@ pub enum Notice {
     /// reached the operating system before the socket ended, in order: those in the write
     /// buffer and those in a write the socket's end cut short.
     Unsent(Vec<Unsent>),
+    /// Sent once, after `Closed`: every delivery this life made (its last messages, `Closed`
+    /// itself) is in its subscriber's mailbox, or was given up because that subscriber stayed
+    /// full for `max_stall`. An owner that must not end before
+    /// its subscribers heard the end (a shutdown) waits for it.
+    Delivered,
 }
 
 /// A [`Notice`] from the connection of `endpoint`.

@@ -182,6 +182,36 @@ impl RouteTable {
         }
     }
 
+    /// Routes one text message (known to be UTF-8) that wsherd consumed itself, such as a
+    /// subscription acknowledgement awaited before going live, to whoever subscribed to its
+    /// kind or to every kind. Nobody wanting it is fine: it never becomes a dead letter, and text
+    /// that is not JSON (a plain `"ack"`) is simply not routed. Only a
+    /// subscriber's type that fails to decode it is reported, as anywhere. Returns whether it
+    /// was delivered.
+    pub fn route_wanted(
+        &self,
+        endpoint: &EndpointName,
+        rule: &KindRule,
+        text: &str,
+        report: &mut DispatchReport,
+    ) -> bool {
+        let Ok(kind) = rule.extract(text) else {
+            return false; // not JSON: a plain-text reply, nobody's to decode
+        };
+        let by_kind = kind.as_deref().map_or(&[][..], |kind| self.kinds.get(kind));
+        let mut delivered = false;
+        for route in by_kind.iter().chain(&self.any_kind) {
+            match route.route(endpoint, kind.as_deref().unwrap_or(""), text, report) {
+                RouteOutcome::NotWanted => {}
+                RouteOutcome::Delivered => delivered = true,
+                RouteOutcome::Rejected(error) => {
+                    self.reject(endpoint, kind.as_deref(), error, report)
+                }
+            }
+        }
+        delivered
+    }
+
     /// Routes one binary message to [`Binary`] subscribers, or to dead letters.
     pub fn route_binary(
         &self,
