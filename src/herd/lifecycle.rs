@@ -217,11 +217,12 @@ impl Herd {
 
     /// Closes every endpoint gracefully (Close 1000 with `reason`) and forgets them. Waits up
     /// to `timeout` in all for the peers to answer and for each endpoint's last events to be
-    /// delivered: once it returns, every event subscriber (for example one subscribed with
-    /// [`Herd::subscribe_events`]) has each endpoint's `ConnectionEvent::Closed` and its
-    /// `StateEvent` `Stopped` in its mailbox, handled or waiting its turn, unless the endpoint
-    /// is listed in the report as timed out or with events pending (a subscriber whose mailbox
-    /// stayed full never holds shutdown up past `timeout`). Returns what was still queued too.
+    /// delivered: once it returns, every event subscriber (one subscribed with
+    /// [`Herd::subscribe_events`], say) has handled each endpoint's `ConnectionEvent::Closed`
+    /// and its `StateEvent` `Stopped` (an `Overflow::Drop` subscriber has them in its mailbox),
+    /// unless the report lists the endpoint as timed out or with events pending: a subscriber
+    /// whose mailbox stays full never holds shutdown up past `timeout`. Returns what was still
+    /// queued, and what the sockets handed back as they closed.
     pub async fn shutdown(&self, reason: &str, timeout: Duration) -> ShutdownReport {
         let endpoints = std::mem::take(&mut *self.lock());
         let mut report = ShutdownReport::default();

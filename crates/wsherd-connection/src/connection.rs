@@ -186,7 +186,12 @@ impl Connection {
             });
         }
         let table = Arc::clone(self.routes.current());
-        table.publish(&self.name, event, &mut self.report);
+        if let ConnectionEvent::Closed { .. } = event {
+            // The life's last word: the owner hears `Delivered` once subscribers handled it.
+            table.publish_confirmed(&self.name, event, &mut self.report);
+        } else {
+            table.publish(&self.name, event, &mut self.report);
+        }
         self.settle_report(ctx);
     }
 
@@ -229,7 +234,7 @@ impl Actor for Connection {
         // Deliveries still held for full subscribers (the last messages, `Closed` itself) are
         // theirs: they go on without this actor, in order, bounded by what was held.
         // Bounded by `max_stall` like any stall, so a subscriber stuck for good holds no task.
-        // The owner hears when they are all in their mailboxes (or given up).
+        // The owner hears when they are all in (`Closed` handled), or given up.
         let observer = self.observer.take();
         let delivered = Observed {
             endpoint: self.name.clone(),

@@ -236,6 +236,25 @@ impl RouteTable {
             .is_some_and(|group| group.deliver(endpoint, event, report))
     }
 
+    /// Delivers an event as [`RouteTable::publish`] does, but as a last word: to every
+    /// [`Overflow::Backpressure`](crate::Overflow) subscriber it is sent with a reply and held
+    /// in `report` ([`DispatchReport::held`]) until that subscriber's handler has run, so that
+    /// whoever drives the held deliveries to the end ([`DispatchReport::poll_unblocked`]) knows
+    /// it was handled, not just queued. An [`Overflow::Drop`](crate::Overflow) subscriber gets
+    /// it as usual, into its mailbox or dropped when full. For the few events after which an
+    /// owner reports that it is done (a socket's `Closed`, an endpoint's `Stopped`).
+    pub fn publish_confirmed<E: Send + Sync + 'static>(
+        &self,
+        endpoint: &EndpointName,
+        event: E,
+        report: &mut DispatchReport,
+    ) -> bool {
+        report.confirm = true;
+        let wanted = self.publish(endpoint, event, report);
+        report.confirm = false;
+        wanted
+    }
+
     /// Whether anyone subscribed to events of type `E` (from any endpoint).
     pub fn has_event_subscribers<E: Send + Sync + 'static>(&self) -> bool {
         self.event_group::<E>().is_some()

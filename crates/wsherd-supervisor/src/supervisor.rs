@@ -209,7 +209,12 @@ impl Supervisor {
             .set_state(event.state.clone(), self.policy.attempt());
         self.state = event.state.clone();
         let table = Arc::clone(self.routes.current());
-        table.publish(&self.name, event, &mut self.report);
+        if event.state == EndpointState::Stopped {
+            // The last word: a stop ends once subscribers handled it (`settle_stop`).
+            table.publish_confirmed(&self.name, event, &mut self.report);
+        } else {
+            table.publish(&self.name, event, &mut self.report);
+        }
         self.settle_report(ctx);
     }
 

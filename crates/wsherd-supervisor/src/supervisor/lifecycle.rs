@@ -192,11 +192,12 @@ impl Supervisor {
         self.settle_stop(ctx);
     }
 
-    /// After `Stopped` was announced: ends the actor once every last event is in its
-    /// subscriber's mailbox (this supervisor's, and the last connection's `Closed`), or once
-    /// full subscribers kept them waiting for `max_stall`, whichever comes first. A shutdown
-    /// hears of it and returns only then (within its own timeout), so its caller's subscribers
-    /// already have the endpoint's last events.
+    /// After `Stopped` was announced: ends the actor once subscribers handled the last events
+    /// (`Stopped`, published confirmed, and the last connection's `Closed`, which its
+    /// `Delivered` notice vouches for) and everything held before them went out, or once full
+    /// subscribers kept them waiting for `max_stall`, whichever comes first. A shutdown hears
+    /// of it and returns only then (within its own timeout), so its caller's subscribers
+    /// already handled the endpoint's last events.
     pub(super) fn settle_stop(&mut self, ctx: &mut Context<Self>) {
         if self.intent != Intent::Stop || self.state != EndpointState::Stopped {
             return;

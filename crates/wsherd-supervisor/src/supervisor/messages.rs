@@ -134,10 +134,11 @@ pub struct StopReceipt {
     /// away without a word (its system stopped).
     pub closed: tokio::sync::oneshot::Receiver<Vec<Outbound>>,
     /// Completes once the supervisor has stopped, after `closed`: the endpoint's last events
-    /// (the connection's `Closed`, the state `Stopped`, anything held before them) are in
-    /// every subscriber's mailbox, or were given up because a subscriber stayed full for
-    /// `max_stall` (counted in `events_dropped`). `Err` when the supervisor went away without
-    /// a word.
+    /// (the connection's `Closed` and the state `Stopped`) were handled by every subscriber
+    /// with `Overflow::Backpressure` (the default) and are in the mailbox of every `Drop` one
+    /// with room, and whatever was held before them went out; or a subscriber stayed full for
+    /// `max_stall` and they were given up (counted in `events_dropped`). `Err` when the
+    /// supervisor went away without a word.
     pub settled: tokio::sync::oneshot::Receiver<()>,
 }
 
