@@ -632,11 +632,13 @@ async fn the_herd_s_status_reads_as_one_line_per_endpoint_and_as_an_aligned_tabl
         .unwrap();
     herd.add_endpoint(
         "a-longer-name",
-        EndpointSpec::new(ConnectionConfig::new(refusing.url("/"))).backoff(wsherd::BackoffPolicy {
-            initial: Duration::from_secs(3600),
-            max: Duration::from_secs(3600),
-            ..Default::default()
-        }),
+        EndpointSpec::new(ConnectionConfig::new(refusing.url("/"))).backoff(
+            wsherd::BackoffPolicy {
+                initial: Duration::from_secs(3600),
+                max: Duration::from_secs(3600),
+                ..Default::default()
+            },
+        ),
     )
     .unwrap();
     reached(&states, "up", 1, is_live).await;
@@ -648,11 +650,15 @@ async fn the_herd_s_status_reads_as_one_line_per_endpoint_and_as_an_aligned_tabl
     let up = herd.endpoint_status("up").unwrap().to_string();
     assert!(up.starts_with("up: live for "), "{up}");
     assert!(
-        up.contains(", 0 failed attempts, 0 reconnects, rtt ") && up.ends_with(", queue 0, last error: none"),
+        up.contains(", 0 failed attempts, 0 reconnects, rtt ")
+            && up.ends_with(", queue 0, last error: none"),
         "{up}"
     );
     let refused = herd.endpoint_status("a-longer-name").unwrap().to_string();
-    assert!(refused.starts_with("a-longer-name: backoff for "), "{refused}");
+    assert!(
+        refused.starts_with("a-longer-name: backoff for "),
+        "{refused}"
+    );
     assert!(
         refused.ends_with("1 failed attempt, 0 reconnects, rtt -, queue 0, last error: handshake rejected with HTTP 503"),
         "{refused}"

@@ -223,6 +223,10 @@ impl Herd {
     /// unless the report lists the endpoint as timed out or with events pending: a subscriber
     /// whose mailbox stays full never holds shutdown up past `timeout`. Returns what was still
     /// queued, and what the sockets handed back as they closed.
+    ///
+    /// A subscriber that awaits this while its own mailbox is paused (inside `ctx.wait`) cannot
+    /// handle those events before it returns, so shutdown then takes the whole `timeout`; await
+    /// it from `ctx.spawn`, or from outside the subscriber.
     pub async fn shutdown(&self, reason: &str, timeout: Duration) -> ShutdownReport {
         let endpoints = std::mem::take(&mut *self.lock());
         let mut report = ShutdownReport::default();

@@ -267,7 +267,11 @@ async fn attempts_that_never_connect_fail_after_exactly_max_attempts() {
             }
         }
     );
-    assert_eq!(server.connections().len(), 3, "max_attempts = 3: three tries");
+    assert_eq!(
+        server.connections().len(),
+        3,
+        "max_attempts = 3: three tries"
+    );
     let failed = reached(&states, "nobody", 1, |s| {
         matches!(s, EndpointState::Failed { .. })
     })
@@ -292,7 +296,10 @@ async fn attempts_that_never_connect_fail_after_exactly_max_attempts() {
         })
         .collect();
     assert_eq!(tries, [1, 2]);
-    assert!(failed.to_string().contains("gave up after 2 attempts"), "{failed}");
+    assert!(
+        failed.to_string().contains("gave up after 2 attempts"),
+        "{failed}"
+    );
 }
 
 #[actix_rt::test]
@@ -429,14 +436,18 @@ async fn a_reconnect_says_which_attempt_brought_the_endpoint_back_and_how_long_i
         (lives, delays)
     });
     assert_eq!(lives[0].reconnected, None, "the first live is no reconnect");
-    let again = lives[1].reconnected.expect("the second live is a reconnect");
+    let again = lives[1]
+        .reconnected
+        .expect("the second live is a reconnect");
     assert_eq!(again.attempt, 3, "two refusals, then the third attempt");
     assert_eq!(delays.len(), 3);
     // Down for at least the three backoff delays it waited.
     let waited: Duration = delays.iter().sum();
     assert!(again.downtime >= waited, "{again:?} after {delays:?}");
     assert!(
-        lives[1].to_string().starts_with("live (reconnected at attempt 3 after "),
+        lives[1]
+            .to_string()
+            .starts_with("live (reconnected at attempt 3 after "),
         "{}",
         lives[1]
     );

@@ -85,7 +85,10 @@ async fn shutdown_returns_only_once_subscribers_have_every_endpoint_s_closed_and
             reached(&states, name, 1, is_live).await;
         }
         let report = herd.shutdown("bye", WAIT).await;
-        assert!(report.timed_out.is_empty() && report.events_pending.is_empty(), "{report:?}");
+        assert!(
+            report.timed_out.is_empty() && report.events_pending.is_empty(),
+            "{report:?}"
+        );
         // No waiting: they are already there.
         assert_eq!(stopped_in(&states), names, "{herd:?}");
         assert_eq!(closed_in(&events), names, "{herd:?}");
@@ -128,7 +131,10 @@ async fn a_subscriber_that_never_takes_its_events_does_not_hold_shutdown_past_it
         .await
         .expect("shutdown returned within its timeout, not after max_stall");
     assert_eq!(report.events_pending, ["stuck"], "{report:?}");
-    assert!(report.timed_out.is_empty(), "the socket closed in time: {report:?}");
+    assert!(
+        report.timed_out.is_empty(),
+        "the socket closed in time: {report:?}"
+    );
     // A subscriber that takes its events has them all the same (in its mailbox at least:
     // shutdown could not wait for it to handle them behind the stuck one).
     states.flushed().await;

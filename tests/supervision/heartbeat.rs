@@ -265,5 +265,9 @@ async fn application_pong_replies_count_as_pongs_received_and_never_as_dead_lett
     ticked.wait_for_count(2, WAIT).await.unwrap();
     let stats = herd.endpoint_status("app").unwrap().stats;
     assert!(stats.pongs_received >= 2, "{stats:?}");
-    assert_eq!((stats.dead_letters, stats.decode_failures), (0, 0), "{stats:?}");
+    assert_eq!(
+        (stats.dead_letters, stats.decode_failures),
+        (0, 0),
+        "{stats:?}"
+    );
 }

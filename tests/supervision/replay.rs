@@ -238,8 +238,11 @@ async fn the_live_after_acknowledgement_is_never_a_dead_letter() {
         gated(json_ack.url("/"), ReplyMatcher::Kind("subscribed".into())),
     )
     .unwrap();
-    herd.add_endpoint("text", gated(text_ack.url("/"), ReplyMatcher::Text("ack".into())))
-        .unwrap();
+    herd.add_endpoint(
+        "text",
+        gated(text_ack.url("/"), ReplyMatcher::Text("ack".into())),
+    )
+    .unwrap();
     for name in ["json", "text"] {
         reached(&states, name, 1, is_live).await;
     }

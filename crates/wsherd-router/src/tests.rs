@@ -442,7 +442,12 @@ async fn a_reply_wsherd_consumed_reaches_its_subscribers_but_is_never_a_dead_let
     let (acks, acks_seen) = collector::<serde_json::Value>();
     router.subscribe_kind::<serde_json::Value>("subscribed", acks, SubscribeOptions::new());
     let table = router.table();
-    assert!(table.route_wanted(&name("ex"), &rule, r#"{"type":"subscribed","id":2}"#, &mut report));
+    assert!(table.route_wanted(
+        &name("ex"),
+        &rule,
+        r#"{"type":"subscribed","id":2}"#,
+        &mut report
+    ));
     assert_eq!(report.delivered, 1);
     settle().await;
     assert_eq!(acks_seen.lock().unwrap()[0].message["id"], 2);

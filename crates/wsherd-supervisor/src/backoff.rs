@@ -234,7 +234,11 @@ mod tests {
         backoff.next_delay(&mut Fixed(0.0));
         backoff.next_delay(&mut Fixed(0.0));
         assert!(!backoff.on_closed(Some(Duration::from_secs(1))));
-        assert_eq!(backoff.step(), 2, "a flapping socket keeps the delay growing");
+        assert_eq!(
+            backoff.step(),
+            2,
+            "a flapping socket keeps the delay growing"
+        );
         assert!(!backoff.on_closed(None));
         assert_eq!(backoff.step(), 2);
         assert!(backoff.on_closed(Some(Duration::from_secs(5))));

@@ -175,9 +175,9 @@ impl Uptime {
     /// been live before.
     pub(crate) fn live(&mut self, now: Instant, attempt: u32) -> Option<Reconnected> {
         self.live_since = Some(now);
-        self.down_since.take().map(|down| {
-            Reconnected::new(attempt, now.saturating_duration_since(down))
-        })
+        self.down_since
+            .take()
+            .map(|down| Reconnected::new(attempt, now.saturating_duration_since(down)))
     }
 
     /// The socket ended at `now`: how long it had been live, `None` when it never was.
@@ -263,11 +263,20 @@ mod tests {
             .map(|_| p.after_end(&end(EndReason::StreamEnded, Some(200)), t0, &mut AlmostOne))
             .collect();
         assert!(
-            next.iter().all(|n| matches!(n, Next::Backoff { attempt: 1, .. })),
+            next.iter()
+                .all(|n| matches!(n, Next::Backoff { attempt: 1, .. })),
             "{next:?}"
         );
         // ...but the pace still grows: a flapping server is not hammered.
-        assert_eq!(next[..4], [backoff(1, 100), backoff(1, 200), backoff(1, 400), backoff(1, 400)]);
+        assert_eq!(
+            next[..4],
+            [
+                backoff(1, 100),
+                backoff(1, 200),
+                backoff(1, 400),
+                backoff(1, 400)
+            ]
+        );
         assert_eq!(p.attempt(), 0);
     }
 
@@ -417,13 +426,20 @@ mod tests {
         let mut uptime = Uptime::default();
         assert_eq!(uptime.live(t0, 1), None, "the first live is no reconnect");
         assert_eq!(uptime.ended(t0 + 2 * s), Some(2 * s));
-        assert_eq!(uptime.ended(t0 + 3 * s), None, "a failed attempt was never live");
+        assert_eq!(
+            uptime.ended(t0 + 3 * s),
+            None,
+            "a failed attempt was never live"
+        );
         assert_eq!(
             uptime.live(t0 + 5 * s, 3),
             Some(Reconnected::new(3, 3 * s)),
             "down since the live socket ended, not since the failed attempt"
         );
         assert_eq!(uptime.ended(t0 + 6 * s), Some(s));
-        assert_eq!(uptime.live(t0 + 6 * s, 1), Some(Reconnected::new(1, Duration::ZERO)));
+        assert_eq!(
+            uptime.live(t0 + 6 * s, 1),
+            Some(Reconnected::new(1, Duration::ZERO))
+        );
     }
 }

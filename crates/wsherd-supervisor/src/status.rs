@@ -389,7 +389,9 @@ mod tests {
         failed.last_error = Some(last);
         let shown = failed.to_string();
         assert!(
-            shown.ends_with("last error: gave up after 3 attempts; last: handshake rejected with HTTP 503"),
+            shown.ends_with(
+                "last error: gave up after 3 attempts; last: handshake rejected with HTTP 503"
+            ),
             "{shown}"
         );
         let mut broken = status("feed", EndpointState::Live);
