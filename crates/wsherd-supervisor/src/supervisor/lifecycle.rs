@@ -183,11 +183,13 @@ impl Supervisor {
         if self.state != EndpointState::Stopped {
             let mut late = Some(self.queue.drain());
             self.sync_queue();
+            // Announced first: whoever hears that the socket is closed can count on `Stopped`
+            // being on its way to every subscriber already.
+            self.set_state(EndpointState::Stopped, ctx);
             for signal in self.stopped_signals.drain(..) {
                 // The first stop asked for is told; any later one has nothing new to hear.
                 let _ = signal.send(late.take().unwrap_or_default());
             }
-            self.set_state(EndpointState::Stopped, ctx);
         }
         self.settle_stop(ctx);
     }
