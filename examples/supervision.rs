@@ -82,20 +82,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
         for event in log.snapshot() {
-            println!("{:>9}  {}", event.endpoint, event.message.state);
+            // A `live` after a reconnect also says which attempt and how long it was down.
+            println!("{:>9}  {}", event.endpoint, *event.message);
         }
         println!();
-        for status in herd.status() {
-            println!(
-                "{:>9}  now {}, {} reconnect(s), last error: {}",
-                status.name,
-                status.state,
-                status.reconnects,
-                status
-                    .last_error
-                    .map_or("none".to_owned(), |e| e.to_string())
-            );
-        }
+        print!("{}", herd.status_table());
         herd.shutdown("done", Duration::from_secs(5)).await;
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;

@@ -300,6 +300,12 @@ impl Herd {
             .collect()
     }
 
+    /// Every endpoint's status as an aligned table, one row each, sorted by name (see
+    /// [`StatusTable`](crate::StatusTable)): what a person wants to read.
+    pub fn status_table(&self) -> String {
+        EndpointStatus::table(&self.status()).to_string()
+    }
+
     /// A snapshot of endpoint `name`.
     pub fn endpoint_status(&self, name: &str) -> Option<EndpointStatus> {
         self.lock()

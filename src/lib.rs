@@ -31,8 +31,6 @@ pub use herd::{
     DeliveryStream, Herd, ReloadReport, SHUTDOWN_TIMEOUT, STREAM_CAPACITY, ShutdownReport,
     shutdown_signal,
 };
-/// One endpoint at one moment, as [`Herd::status`] reports it.
-pub use wsherd_supervisor::SupervisorStatus as EndpointStatus;
 
 pub use wsherd_connection::{
     Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason,
@@ -50,9 +48,9 @@ pub use wsherd_router::{
     SubscribeOptions, SubscriptionId,
 };
 pub use wsherd_supervisor::{
-    Action, ActionTable, BackoffPolicy, EndpointSpec, EndpointState, FailReason, GovernorPolicy,
-    GovernorStats, Jitter, LiveAfter, OnOpenHook, OverflowPolicy, QueueEvent, QueuePolicy,
-    Rejected, RestartIntensity, StateEvent, Submitted,
+    Action, ActionTable, BackoffPolicy, EndpointSpec, EndpointState, EndpointStatus, FailReason,
+    GovernorPolicy, GovernorStats, Jitter, LiveAfter, OnOpenHook, OverflowPolicy, QueueEvent,
+    QueuePolicy, Reconnected, Rejected, RestartIntensity, StateEvent, StatusTable, Submitted,
 };
 /// The supervisor actor and what it answers, for applications that run connection actors on
 /// their own, without a [`Herd`]: `Supervisor::new(name, spec, router).start()`.

@@ -619,3 +619,60 @@ async fn stopped_subscribers_are_dropped_quietly() {
         EndpointState::Live
     );
 }
+
+#[actix_rt::test]
+async fn the_herd_s_status_reads_as_one_line_per_endpoint_and_as_an_aligned_table() {
+    let server = TestServer::start(vec![]).unwrap();
+    let refusing = TestServer::builder_with(|_| Behaviour::Reject(503))
+        .start()
+        .unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    herd.add_endpoint("up", ConnectionConfig::new(server.url("/")))
+        .unwrap();
+    herd.add_endpoint(
+        "a-longer-name",
+        EndpointSpec::new(ConnectionConfig::new(refusing.url("/"))).backoff(
+            wsherd::BackoffPolicy {
+                initial: Duration::from_secs(3600),
+                max: Duration::from_secs(3600),
+                ..Default::default()
+            },
+        ),
+    )
+    .unwrap();
+    reached(&states, "up", 1, is_live).await;
+    reached(&states, "a-longer-name", 1, |s| {
+        matches!(s, EndpointState::Backoff { .. })
+    })
+    .await;
+
+    let up = herd.endpoint_status("up").unwrap().to_string();
+    assert!(up.starts_with("up: live for "), "{up}");
+    assert!(
+        up.contains(", 0 failed attempts, 0 reconnects, rtt ")
+            && up.ends_with(", queue 0, last error: none"),
+        "{up}"
+    );
+    let refused = herd.endpoint_status("a-longer-name").unwrap().to_string();
+    assert!(
+        refused.starts_with("a-longer-name: backoff for "),
+        "{refused}"
+    );
+    assert!(
+        refused.ends_with("1 failed attempt, 0 reconnects, rtt -, queue 0, last error: handshake rejected with HTTP 503"),
+        "{refused}"
+    );
+
+    let table = herd.status_table();
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(lines[1].starts_with("a-longer-name  backoff  "), "{table}");
+    assert!(lines[2].starts_with("up             live     "), "{table}");
+    // Each column starts where its header does, on every row.
+    let at = |line: &str, cell: &str| line.find(cell).unwrap();
+    assert_eq!(at(lines[1], "backoff"), at(lines[0], "STATE"));
+    assert_eq!(at(lines[2], "live"), at(lines[0], "STATE"));
+    assert_eq!(at(lines[1], "handshake"), at(lines[0], "LAST ERROR"));
+    assert!(lines[2].ends_with("  -"), "no error yet: {table}");
+}

@@ -114,6 +114,8 @@ async fn secrets_stay_out_of_logs_status_debug_and_errors() {
         capture.text(),
         format!("{config:?}"),
         format!("{:?}", herd.status()),
+        herd.status().iter().map(ToString::to_string).collect(),
+        herd.status_table(),
         format!("{error}"),
         format!("{error:?}"),
         format!("{herd:?}"),
@@ -193,6 +195,22 @@ async fn secrets_in_the_url_a_header_and_on_open_messages_are_never_printed() {
     let states = states(&herd);
     herd.add_endpoint("feed", spec.clone()).unwrap();
     reached(&states, "feed", 1, is_live).await;
+    // The same secrets in the URL of a port nothing listens on: its status shows an error.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut down = spec.clone();
+    down.connection.url =
+        format!("ws://feeder:{IN_USERINFO}@127.0.0.1:{port}/feed?listenKey={IN_QUERY}");
+    herd.add_endpoint("down", down).unwrap();
+    reached(&states, "down", 1, |s| {
+        matches!(s, EndpointState::Backoff { .. })
+    })
+    .await;
+    let down_status = herd.endpoint_status("down").unwrap();
+    assert!(down_status.last_error.is_some(), "{down_status}");
     // Every secret did reach the server, where it belongs.
     let received = server.wait_for_received(0, 1, WAIT).await.unwrap();
     assert!(received[0].as_text().unwrap().contains(IN_ON_OPEN));
@@ -239,6 +257,8 @@ async fn secrets_in_the_url_a_header_and_on_open_messages_are_never_printed() {
         ),
         ("state events", format!("{:?}", states.with(|e| e.to_vec()))),
         ("status Debug", format!("{:?}", herd.status())),
+        ("status Display", format!("{status}\n{down_status}")),
+        ("status table", herd.status_table()),
         ("status url", status.url.clone()),
         ("herd Debug", format!("{herd:?}")),
         ("refused config error", format!("{refused}\n{refused:?}")),

@@ -53,6 +53,10 @@ pub struct ShutdownReport {
     pub unsent: BTreeMap<EndpointName, Vec<Outbound>>,
     /// Endpoints whose close did not finish within the timeout.
     pub timed_out: Vec<EndpointName>,
+    /// Endpoints that closed in time, but whose last events (`Closed`, `Stopped`) were still
+    /// waiting for a subscriber with a full mailbox when the timeout passed: they follow when
+    /// it takes them, or are given up after the endpoint's `max_stall`.
+    pub events_pending: Vec<EndpointName>,
 }
 
 impl ShutdownReport {
@@ -78,6 +82,18 @@ impl fmt::Display for ShutdownReport {
         if !self.timed_out.is_empty() {
             let names: Vec<&str> = self.timed_out.iter().map(EndpointName::as_str).collect();
             write!(f, "; close timed out for {}", names.join(", "))?;
+        }
+        if !self.events_pending.is_empty() {
+            let names: Vec<&str> = self
+                .events_pending
+                .iter()
+                .map(EndpointName::as_str)
+                .collect();
+            write!(
+                f,
+                "; last events still waiting for a full subscriber: {}",
+                names.join(", ")
+            )?;
         }
         Ok(())
     }
@@ -282,47 +298,103 @@ impl Herd {
         self.shutdown("shutting down", timeout).await
     }
 
-    /// Closes every endpoint gracefully (Close 1000 with `reason`) and forgets them; waits up
-    /// to `timeout` for the peers to answer. Returns what was still queued and which closes
-    /// did not finish in time.
+    /// Closes every endpoint gracefully (Close 1000 with `reason`) and forgets them. Waits up
+    /// to `timeout` in all for the peers to answer and for each endpoint's last events to be
+    /// delivered: once it returns, every event subscriber (one subscribed with
+    /// [`Herd::subscribe_events`], say) has handled each endpoint's `ConnectionEvent::Closed`
+    /// and its `StateEvent` `Stopped` (an `Overflow::Drop` subscriber has them in its mailbox),
+    /// unless the report lists the endpoint as timed out or with events pending: a subscriber
+    /// whose mailbox stays full never holds shutdown up past `timeout`. Returns what was still
+    /// queued, and what the sockets handed back as they closed.
+    ///
+    /// A subscriber that awaits this while its own mailbox is paused (inside `ctx.wait`) cannot
+    /// handle those events before it returns, so shutdown then takes the whole `timeout`; await
+    /// it from `ctx.spawn`, or from outside the subscriber.
     pub async fn shutdown(&self, reason: &str, timeout: Duration) -> ShutdownReport {
         let endpoints = std::mem::take(&mut self.lock().by_name);
         let mut report = ShutdownReport::default();
-        let mut pending = Vec::new();
-        for (name, endpoint) in endpoints {
-            let stop = Stop {
-                code: CloseCode::NORMAL,
-                reason: reason.to_owned(),
-            };
-            if let Ok(receipt) = endpoint.supervisor.send(stop).await {
-                if !receipt.unsent.is_empty() {
-                    report.unsent.insert(name.clone(), receipt.unsent);
-                }
-                pending.push((name, receipt.closed, None));
-            }
-        }
-        // `timeout` measures the whole shutdown, not each close (tokio caps huge timeouts).
+        let stop = || Stop {
+            code: CloseCode::NORMAL,
+            reason: reason.to_owned(),
+        };
+        // Every stop is asked for before any answer is awaited: the endpoints close together.
+        let mut closing: Vec<Closing> = endpoints
+            .into_iter()
+            .map(|(name, endpoint)| Closing {
+                request: Some(Box::pin(endpoint.supervisor.send(stop()))),
+                supervisor: endpoint.supervisor,
+                name,
+                closed: None,
+                settled: None,
+                late: None,
+                delivered: false,
+            })
+            .collect();
+        // `timeout` measures the whole shutdown, not each step (tokio caps huge timeouts).
         let all = async {
-            for (_, closed, late) in pending.iter_mut() {
-                *late = closed.await.ok();
+            for endpoint in closing.iter_mut() {
+                let Some(request) = endpoint.request.as_mut() else {
+                    continue;
+                };
+                let answer = request.await;
+                endpoint.request = None;
+                // Without an answer the supervisor was already gone: it holds nothing.
+                if let Ok(receipt) = answer {
+                    if !receipt.unsent.is_empty() {
+                        report.unsent.insert(endpoint.name.clone(), receipt.unsent);
+                    }
+                    endpoint.closed = Some(receipt.closed);
+                    endpoint.settled = Some(receipt.settled);
+                }
+            }
+            for endpoint in closing.iter_mut() {
+                if let Some(closed) = endpoint.closed.as_mut() {
+                    endpoint.late = Some(closed.await.unwrap_or_default());
+                }
+            }
+            for endpoint in closing.iter_mut() {
+                if let Some(settled) = endpoint.settled.as_mut() {
+                    // `Err`: gone without a word, so nothing is left to deliver either.
+                    let _ = settled.await;
+                    endpoint.delivered = true;
+                }
             }
         };
         let in_time = tokio::time::timeout(timeout, all).await.is_ok();
-        for (name, mut closed, late) in pending {
-            let late = match late {
-                Some(late) => Some(late),
-                None if in_time => None,
-                None => match closed.try_recv() {
+        for mut endpoint in closing {
+            if endpoint.request.is_some() {
+                // Never answered (its mailbox was full): make sure the stop is on its way.
+                endpoint.supervisor.do_send(stop());
+                report.timed_out.push(endpoint.name);
+                continue;
+            }
+            let late = match (endpoint.late.take(), endpoint.closed.as_mut()) {
+                (Some(late), _) => Some(late),
+                (None, None) => None,
+                (None, Some(_)) if in_time => None,
+                (None, Some(closed)) => match closed.try_recv() {
                     Ok(late) => Some(late),
                     Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
-                        report.timed_out.push(name.clone());
+                        report.timed_out.push(endpoint.name.clone());
                         None
                     }
                     Err(tokio::sync::oneshot::error::TryRecvError::Closed) => None,
                 },
             };
+            let closed_in_time = !report.timed_out.contains(&endpoint.name);
+            if closed_in_time
+                && !endpoint.delivered
+                && let Some(settled) = endpoint.settled.as_mut()
+                && settled.try_recv() == Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+            {
+                report.events_pending.push(endpoint.name.clone());
+            }
             if let Some(late) = late.filter(|late| !late.is_empty()) {
-                report.unsent.entry(name).or_default().splice(0..0, late);
+                report
+                    .unsent
+                    .entry(endpoint.name)
+                    .or_default()
+                    .splice(0..0, late);
             }
         }
         report
@@ -360,4 +432,20 @@ pub async fn shutdown_signal() {
             std::future::pending::<()>().await;
         }
     }
+}
+
+/// One endpoint on its way out of a [`Herd::shutdown`].
+struct Closing {
+    name: EndpointName,
+    supervisor: actix::Addr<wsherd_supervisor::Supervisor>,
+    /// The stop, until the supervisor answers it.
+    request: Option<std::pin::Pin<Box<actix::dev::Request<wsherd_supervisor::Supervisor, Stop>>>>,
+    /// Resolves when the socket is closed.
+    closed: Option<tokio::sync::oneshot::Receiver<Vec<Outbound>>>,
+    /// Resolves when the last events are delivered.
+    settled: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// What the socket handed back as it closed.
+    late: Option<Vec<Outbound>>,
+    /// The last events are delivered.
+    delivered: bool,
 }

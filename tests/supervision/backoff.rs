@@ -232,22 +232,29 @@ async fn a_server_that_is_down_costs_bounded_attempts() {
 }
 
 #[actix_rt::test]
-async fn max_attempts_gives_up_with_the_last_reason() {
+async fn attempts_that_never_connect_fail_after_exactly_max_attempts() {
     let server = TestServer::builder_with(|_| Behaviour::Reject(503))
         .start()
         .unwrap();
+    // Bind a port, learn it, free it: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let herd = Herd::new();
     let states = states(&herd);
-    let backoff = BackoffPolicy {
-        max_attempts: 3,
-        ..fast_backoff()
+    let limited = |url: String, max_attempts| {
+        EndpointSpec::new(ConnectionConfig::new(url)).backoff(BackoffPolicy {
+            max_attempts,
+            ..fast_backoff()
+        })
     };
-    herd.add_endpoint(
-        "limited",
-        EndpointSpec::new(ConnectionConfig::new(server.url("/"))).backoff(backoff),
-    )
-    .unwrap();
-    let failed = reached(&states, "limited", 1, |s| {
+    herd.add_endpoint("refused", limited(server.url("/"), 3))
+        .unwrap();
+    herd.add_endpoint("nobody", limited(format!("ws://127.0.0.1:{port}/"), 2))
+        .unwrap();
+    let failed = reached(&states, "refused", 1, |s| {
         matches!(s, EndpointState::Failed { .. })
     })
     .await;
@@ -262,7 +269,186 @@ async fn max_attempts_gives_up_with_the_last_reason() {
     );
     assert_eq!(
         server.connections().len(),
-        4,
-        "the first try and three retries"
+        3,
+        "max_attempts = 3: three tries"
+    );
+    let failed = reached(&states, "nobody", 1, |s| {
+        matches!(s, EndpointState::Failed { .. })
+    })
+    .await;
+    assert!(
+        matches!(
+            &failed,
+            EndpointState::Failed {
+                reason: FailReason::AttemptsExhausted {
+                    attempts: 2,
+                    last: EndReason::ConnectFailed { .. }
+                }
+            }
+        ),
+        "{failed:?}"
+    );
+    let tries: Vec<u32> = history(&states, "nobody")
+        .iter()
+        .filter_map(|s| match s {
+            EndpointState::Connecting { attempt } => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tries, [1, 2]);
+    assert!(
+        failed.to_string().contains("gave up after 2 attempts"),
+        "{failed}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_server_that_streams_and_drops_is_never_given_up_while_every_attempt_connects() {
+    // Every socket goes live, streams 200 messages and is dropped: short lives, all connected.
+    let server = TestServer::start(vec![Step::stream(&["tick"], 200), Step::Drop]).unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    let (ticks, ticked) = Recorder::<Delivery<Tick>>::start();
+    herd.subscribe::<Tick>(ticks.recipient());
+    let backoff = BackoffPolicy {
+        max_attempts: 2,
+        ..fast_backoff()
+    };
+    herd.add_endpoint(
+        "streamer",
+        EndpointSpec::new(ConnectionConfig::new(server.url("/"))).backoff(backoff),
+    )
+    .unwrap();
+    // Six lives: five reconnects, each after a life far shorter than `reset_after` (5 s).
+    reached(&states, "streamer", 6, is_live).await;
+    ticked.wait_for_count(200, WAIT).await.unwrap();
+    let path = history(&states, "streamer");
+    assert!(
+        !path
+            .iter()
+            .any(|s| matches!(s, EndpointState::Failed { .. })),
+        "{path:?}"
+    );
+    for state in &path {
+        match state {
+            EndpointState::Connecting { attempt } | EndpointState::Backoff { attempt, .. } => {
+                assert_eq!(*attempt, 1, "every attempt connected: {path:?}")
+            }
+            _ => {}
+        }
+    }
+    let status = herd.endpoint_status("streamer").unwrap();
+    assert!(status.reconnects >= 5);
+}
+
+#[actix_rt::test]
+async fn a_server_looping_on_1012_gets_one_immediate_reconnect_then_backoff_paces_it() {
+    // Accepts, goes live, says "service restart" at once, every time.
+    let server = TestServer::start(vec![Step::close(1012, "restarting")]).unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    let backoff = BackoffPolicy {
+        initial: Duration::from_millis(20),
+        max: Duration::from_millis(160),
+        factor: 2.0,
+        jitter: Jitter::None,
+        reset_after: Duration::from_secs(5),
+        max_attempts: 2,
+    };
+    herd.add_endpoint(
+        "restarting",
+        EndpointSpec::new(ConnectionConfig::new(server.url("/"))).backoff(backoff),
+    )
+    .unwrap();
+    reached(&states, "restarting", 5, |s| {
+        matches!(s, EndpointState::Backoff { .. })
+    })
+    .await;
+    let path = history(&states, "restarting");
+    let shown: Vec<String> = path
+        .iter()
+        .map(|s| match s {
+            EndpointState::Backoff { attempt, delay, .. } => {
+                format!("backoff {attempt} {}ms", delay.as_millis())
+            }
+            EndpointState::Connecting { attempt } => format!("connecting {attempt}"),
+            other => other.name().to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        shown[..16],
+        [
+            "connecting 1",
+            "open",
+            "live",
+            // The first 1012 from a live socket: back at once, no backoff.
+            "connecting 1",
+            "open",
+            "live",
+            // From then on, paced, the delay growing; every attempt connected (attempt 1).
+            "backoff 1 20ms",
+            "connecting 1",
+            "open",
+            "live",
+            "backoff 1 40ms",
+            "connecting 1",
+            "open",
+            "live",
+            "backoff 1 80ms",
+            "connecting 1",
+        ],
+        "{shown:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_reconnect_says_which_attempt_brought_the_endpoint_back_and_how_long_it_was_down() {
+    // Live and dropped, refused twice, then live again.
+    let server = TestServer::builder_with(|index| match index {
+        0 => Behaviour::Accept(vec![Step::Drop]),
+        1 | 2 => Behaviour::Reject(503),
+        _ => Behaviour::Accept(vec![]),
+    })
+    .start()
+    .unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    herd.add_endpoint("back", spec(server.url("/"))).unwrap();
+    reached(&states, "back", 2, is_live).await;
+    let (lives, delays): (Vec<StateEvent>, Vec<Duration>) = states.with(|seen| {
+        let events: Vec<StateEvent> = seen
+            .iter()
+            .filter(|d| d.endpoint == "back")
+            .map(|d| (*d.message).clone())
+            .collect();
+        let lives = events
+            .iter()
+            .filter(|e| e.state == EndpointState::Live)
+            .cloned()
+            .collect();
+        let delays = events
+            .iter()
+            .filter_map(|e| match e.state {
+                EndpointState::Backoff { delay, .. } => Some(delay),
+                _ => None,
+            })
+            .collect();
+        (lives, delays)
+    });
+    assert_eq!(lives[0].reconnected, None, "the first live is no reconnect");
+    let again = lives[1]
+        .reconnected
+        .expect("the second live is a reconnect");
+    assert_eq!(again.attempt, 3, "two refusals, then the third attempt");
+    assert_eq!(delays.len(), 3);
+    // Down for at least the three backoff delays it waited.
+    let waited: Duration = delays.iter().sum();
+    assert!(again.downtime >= waited, "{again:?} after {delays:?}");
+    assert!(
+        lives[1]
+            .to_string()
+            .starts_with("live (reconnected at attempt 3 after "),
+        "{}",
+        lives[1]
     );
 }

@@ -231,3 +231,43 @@ async fn proxy_cut_reconnects_and_proxy_delay_shows_in_the_rtt() {
     let rtt = herd.endpoint_status("cut").unwrap().rtt.unwrap();
     assert!(rtt >= Duration::from_millis(200), "{rtt:?}");
 }
+
+#[actix_rt::test]
+async fn application_pong_replies_count_as_pongs_received_and_never_as_dead_letters() {
+    // Every "ping" is answered with "pong", and each answer is followed by a tick: TCP order
+    // then proves the client read the pong before it delivered the tick.
+    let server = TestServer::start(vec![
+        Step::Answer {
+            request: "ping".into(),
+            reply: "pong".into(),
+        },
+        Step::WaitForMessages(1),
+        Step::text(r#"{"type":"tick","seq":1}"#),
+        Step::WaitForMessages(2),
+        Step::text(r#"{"type":"tick","seq":2}"#),
+    ])
+    .unwrap();
+    let herd = Herd::new();
+    let (ticks, ticked) = Recorder::<Delivery<Tick>>::start();
+    herd.subscribe::<Tick>(ticks.recipient());
+    let heartbeat = HeartbeatSpec {
+        mode: HeartbeatMode::App {
+            payload: "ping".into(),
+            reply: ReplyMatcher::Text("pong".into()),
+        },
+        // Far longer than a loopback round trip: each pong is read before the next ping.
+        interval: Duration::from_millis(200),
+        timeout: Duration::from_secs(10),
+        idle_timeout: None,
+    };
+    herd.add_endpoint("app", spec(server.url("/")).heartbeat_spec(heartbeat))
+        .unwrap();
+    ticked.wait_for_count(2, WAIT).await.unwrap();
+    let stats = herd.endpoint_status("app").unwrap().stats;
+    assert!(stats.pongs_received >= 2, "{stats:?}");
+    assert_eq!(
+        (stats.dead_letters, stats.decode_failures),
+        (0, 0),
+        "{stats:?}"
+    );
+}

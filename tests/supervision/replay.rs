@@ -204,3 +204,57 @@ async fn remembered_subscriptions_are_replayed_on_every_reconnect() {
         );
     }
 }
+
+#[actix_rt::test]
+async fn the_live_after_acknowledgement_is_never_a_dead_letter() {
+    // Each server acknowledges the subscription, then sends a tick: TCP order proves the
+    // client read the acknowledgement first.
+    let script = |reply: &str| {
+        vec![
+            Step::Answer {
+                request: "subscribe".into(),
+                reply: reply.into(),
+            },
+            Step::WaitForMessages(1),
+            Step::text(r#"{"type":"tick","seq":1}"#),
+        ]
+    };
+    let json_ack = TestServer::start(script(r#"{"type":"subscribed","id":7}"#)).unwrap();
+    let text_ack = TestServer::start(script("ack")).unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    let (ticks, ticked) = Recorder::<Delivery<Tick>>::start();
+    herd.subscribe::<Tick>(ticks.recipient());
+    let (dead, dead_seen) = Recorder::<Delivery<DeadLetter>>::start();
+    herd.subscribe_events(dead.recipient());
+    let gated = |url: String, matcher| {
+        spec(url)
+            .on_open("subscribe")
+            .live_after(matcher, Duration::from_secs(10))
+    };
+    // Nobody subscribes to "subscribed", and "ack" is not even JSON.
+    herd.add_endpoint(
+        "json",
+        gated(json_ack.url("/"), ReplyMatcher::Kind("subscribed".into())),
+    )
+    .unwrap();
+    herd.add_endpoint(
+        "text",
+        gated(text_ack.url("/"), ReplyMatcher::Text("ack".into())),
+    )
+    .unwrap();
+    for name in ["json", "text"] {
+        reached(&states, name, 1, is_live).await;
+    }
+    ticked.wait_for_count(2, WAIT).await.unwrap();
+    dead_seen.flushed().await;
+    assert!(dead_seen.is_empty(), "{:?}", dead_seen.snapshot());
+    for name in ["json", "text"] {
+        let stats = herd.endpoint_status(name).unwrap().stats;
+        assert_eq!(
+            (stats.dead_letters, stats.decode_failures),
+            (0, 0),
+            "{name}: {stats:?}"
+        );
+    }
+}

@@ -179,6 +179,7 @@ pub(crate) fn demo(seconds: Option<u64>) -> ExitCode {
                 () = stdout_closed => {}
             },
         }
+        say(&format!("\n{}", herd.status_table().trim_end())).await;
         say("\nclosing every connection…").await;
         let report = herd.shutdown("demo over", Duration::from_secs(5)).await;
         match report.timed_out.len() {

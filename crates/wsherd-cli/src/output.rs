@@ -295,7 +295,7 @@ impl Handler<Delivery<StateEvent>> for EventPrinter {
         if !self.filter.endpoint(endpoint) {
             return;
         }
-        self.emit(state_line(endpoint, &event.message.state), ctx);
+        self.emit(state_line(endpoint, &event.message), ctx);
     }
 }
 
@@ -309,8 +309,10 @@ fn skipped_line(count: u64) -> Value {
     })
 }
 
-/// The JSON line of a state change.
-pub(crate) fn state_line(endpoint: &str, state: &EndpointState) -> Value {
+/// The JSON line of a state change. A `live` after a reconnect says so:
+/// `"reconnected": true`, the attempt that succeeded and how long the endpoint was down.
+pub(crate) fn state_line(endpoint: &str, event: &StateEvent) -> Value {
+    let state = &event.state;
     let mut line = json!({
         "ts": timestamp(),
         "endpoint": endpoint,
@@ -330,6 +332,11 @@ pub(crate) fn state_line(endpoint: &str, state: &EndpointState) -> Value {
         }
         EndpointState::Failed { reason } => line["reason"] = json!(reason.to_string()),
         _ => {}
+    }
+    if let Some(again) = &event.reconnected {
+        line["reconnected"] = json!(true);
+        line["attempt"] = json!(again.attempt);
+        line["downtime_ms"] = json!(again.downtime.as_millis() as u64);
     }
     line
 }
@@ -367,6 +374,10 @@ fn pretty(line: &Value, colour: bool) -> String {
                 ),
                 ("failed", Some(reason)) => format!("gave up: {reason}"),
                 ("connecting", _) => format!("connecting (attempt {})", line["attempt"]),
+                ("live", _) if line["reconnected"] == true => format!(
+                    "live again after {} ms down (attempt {})",
+                    line["downtime_ms"], line["attempt"]
+                ),
                 (other, _) => other.to_owned(),
             };
             let code = match state {
@@ -488,11 +499,11 @@ mod tests {
     fn pretty_state_lines() {
         let line = state_line(
             "feed",
-            &EndpointState::Backoff {
+            &StateEvent::new(EndpointState::Backoff {
                 attempt: 2,
                 delay: std::time::Duration::from_millis(250),
                 reason: wsherd::EndReason::StreamEnded,
-            },
+            }),
         );
         assert_eq!(line["delay_ms"], 250);
         let shown = pretty(&line, false);
@@ -502,5 +513,24 @@ mod tests {
         );
         assert!(!pretty(&line, false).contains('\u{1b}'));
         assert!(pretty(&line, true).contains('\u{1b}'));
+    }
+
+    #[test]
+    fn a_reconnect_is_a_live_line_with_the_attempt_and_the_downtime() {
+        use wsherd::Reconnected;
+        let again = Reconnected::new(3, std::time::Duration::from_millis(1_250));
+        let line = state_line("feed", &StateEvent::reconnected(again));
+        assert_eq!(line["state"], "live");
+        assert_eq!(line["reconnected"], true);
+        assert_eq!(line["attempt"], 3);
+        assert_eq!(line["downtime_ms"], 1_250);
+        let shown = pretty(&line, false);
+        assert!(
+            shown.ends_with("feed  [live again after 1250 ms down (attempt 3)]"),
+            "{shown}"
+        );
+        let first = state_line("feed", &StateEvent::new(EndpointState::Live));
+        assert!(first.get("reconnected").is_none(), "{first}");
+        assert!(pretty(&first, false).ends_with("[live]"));
     }
 }

@@ -131,6 +131,9 @@ pub(crate) fn run(
         for endpoint in &report.timed_out {
             eprintln!("{endpoint}: the peer did not answer the Close in time");
         }
+        for endpoint in &report.events_pending {
+            eprintln!("{endpoint}: its last state events were not printed in time");
+        }
         Ok::<_, String>(())
     });
     // The printers go with the system; then every line they handed over is written.

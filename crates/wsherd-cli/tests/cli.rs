@@ -403,6 +403,12 @@ async fn run_prints_json_lines_sends_stdin_even_while_down_and_stops_gracefully(
     let restarted = TestServer::builder(vec![]).port(port).start().unwrap();
     let received = restarted.wait_for_received(0, 1, WAIT).await.unwrap();
     assert_eq!(received[0].as_text(), Some("while down"));
+    // Back: the live line says it is a reconnect, which attempt and how long it was down.
+    let back = running.json_until("the reconnect", |v| {
+        v["event"] == "state" && v["state"] == "live" && v["reconnected"] == true
+    });
+    assert!(back["attempt"].as_u64().is_some_and(|a| a >= 1), "{back}");
+    assert!(back["downtime_ms"].is_u64(), "{back}");
 
     let status = running.interrupt();
     assert!(status.success(), "{status:?}");
@@ -420,7 +426,7 @@ fn demo_shows_messages_and_a_reconnect_and_exits_cleanly_on_sigint() {
     running.until("a message", |l| l.contains("quote {"));
     running.until("a reconnect", |l| l.contains("[reconnecting in"));
     running.until("a recovery", |l| {
-        l.contains("flaky") && l.contains("[live]")
+        l.contains("flaky") && l.contains("[live again after ")
     });
     let status = running.interrupt();
     assert!(status.success(), "{status:?}");

@@ -139,7 +139,8 @@ impl Connection {
     }
 
     /// Sends every event to `observer` as well as to router subscribers, plus the notices only
-    /// an owner needs (the live-after reply, messages that never reached the socket).
+    /// an owner needs (the live-after reply, messages that never reached the socket, and that
+    /// the last deliveries are in).
     pub fn with_observer(mut self, observer: Recipient<Observed>) -> Self {
         self.observer = Some(observer);
         self
@@ -185,7 +186,12 @@ impl Connection {
             });
         }
         let table = Arc::clone(self.routes.current());
-        table.publish(&self.name, event, &mut self.report);
+        if let ConnectionEvent::Closed { .. } = event {
+            // The life's last word: the owner hears `Delivered` once subscribers handled it.
+            table.publish_confirmed(&self.name, event, &mut self.report);
+        } else {
+            table.publish(&self.name, event, &mut self.report);
+        }
         self.settle_report(ctx);
     }
 
@@ -228,11 +234,27 @@ impl Actor for Connection {
         // Deliveries still held for full subscribers (the last messages, `Closed` itself) are
         // theirs: they go on without this actor, in order, bounded by what was held.
         // Bounded by `max_stall` like any stall, so a subscriber stuck for good holds no task.
-        if let Some(held) = self.report.take_backpressure() {
-            let limit = self.config.max_stall;
-            actix_rt::spawn(async move {
-                let _ = actix_rt::time::timeout(limit, held).await;
-            });
+        // The owner hears when they are all in (`Closed` handled), or given up.
+        let observer = self.observer.take();
+        let delivered = Observed {
+            endpoint: self.name.clone(),
+            notice: Notice::Delivered,
+        };
+        match self.report.take_backpressure() {
+            None => {
+                if let Some(observer) = observer {
+                    observer.do_send(delivered);
+                }
+            }
+            Some(held) => {
+                let limit = self.config.max_stall;
+                actix_rt::spawn(async move {
+                    let _ = actix_rt::time::timeout(limit, held).await;
+                    if let Some(observer) = observer {
+                        observer.do_send(delivered);
+                    }
+                });
+            }
         }
     }
 }

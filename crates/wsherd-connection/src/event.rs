@@ -331,6 +331,12 @@ pub enum Notice {
     /// reached the operating system before the socket ended, in order: those in the write
     /// buffer and those in a write the socket's end cut short.
     Unsent(Vec<Unsent>),
+    /// Sent once, after `Closed`: every delivery this life made is in its subscriber's
+    /// mailbox, and `Closed` itself was handled by every backpressure subscriber (taken by a
+    /// `Drop` one with room), or given up because a subscriber stayed full for `max_stall`.
+    /// An owner that must not end before
+    /// its subscribers heard the end (a shutdown) waits for it.
+    Delivered,
 }
 
 /// A [`Notice`] from the connection of `endpoint`.

@@ -82,7 +82,8 @@ pub struct StatsSnapshot {
     pub delivered: u64,
     /// Deliveries dropped because a subscriber with `Overflow::Drop` was full.
     pub dropped_full: u64,
-    /// Messages with no subscriber.
+    /// Messages with no subscriber (the live-after acknowledgement and heartbeat replies,
+    /// which wsherd consumes itself, never count).
     pub dead_letters: u64,
     /// Messages (or one type's decode of one) that failed to decode.
     pub decode_failures: u64,
@@ -92,7 +93,8 @@ pub struct StatsSnapshot {
     pub pongs_skipped: u64,
     /// Frames of any type flushed to the socket.
     pub frames_out: u64,
-    /// Pongs received.
+    /// Heartbeat replies received: protocol Pongs, and the application ping's replies (an
+    /// `app` heartbeat's `reply`, which is consumed, never routed).
     pub pongs_received: u64,
     /// Successful handshakes.
     pub opens: u64,

@@ -101,6 +101,16 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
     ) where
         M: actix::Message<Result = ()> + Send + 'static,
     {
+        if self.overflow == Overflow::Backpressure && report.confirm {
+            // A last word (see `RouteTable::publish_confirmed`): held until it was handled.
+            if recipient.connected() {
+                report.delivered += count;
+                report.hold(recipient.send(message));
+            } else if !self.closed.swap(true, Ordering::Relaxed) {
+                report.closed.push(self.id);
+            }
+            return;
+        }
         if self.overflow == Overflow::Backpressure && !report.blocked.is_empty() {
             // Earlier deliveries wait for a full subscriber: this one waits behind them, or it
             // could reach a mailbox before them.
@@ -182,6 +192,8 @@ pub struct DispatchReport {
     largest_batch: usize,
     /// Room the next new batch starts with.
     batch_start: usize,
+    /// Deliveries to backpressure subscribers are held until handled (a last word).
+    pub(crate) confirm: bool,
 }
 
 impl DispatchReport {

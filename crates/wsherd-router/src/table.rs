@@ -182,6 +182,36 @@ impl RouteTable {
         }
     }
 
+    /// Routes one text message (known to be UTF-8) that wsherd consumed itself, such as a
+    /// subscription acknowledgement awaited before going live, to whoever subscribed to its
+    /// kind or to every kind. Nobody wanting it is fine: it never becomes a dead letter, and text
+    /// that is not JSON (a plain `"ack"`) is simply not routed. Only a
+    /// subscriber's type that fails to decode it is reported, as anywhere. Returns whether it
+    /// was delivered.
+    pub fn route_wanted(
+        &self,
+        endpoint: &EndpointName,
+        rule: &KindRule,
+        text: &str,
+        report: &mut DispatchReport,
+    ) -> bool {
+        let Ok(kind) = rule.extract(text) else {
+            return false; // not JSON: a plain-text reply, nobody's to decode
+        };
+        let by_kind = kind.as_deref().map_or(&[][..], |kind| self.kinds.get(kind));
+        let mut delivered = false;
+        for route in by_kind.iter().chain(&self.any_kind) {
+            match route.route(endpoint, kind.as_deref().unwrap_or(""), text, report) {
+                RouteOutcome::NotWanted => {}
+                RouteOutcome::Delivered => delivered = true,
+                RouteOutcome::Rejected(error) => {
+                    self.reject(endpoint, kind.as_deref(), error, report)
+                }
+            }
+        }
+        delivered
+    }
+
     /// Routes one binary message to [`Binary`] subscribers, or to dead letters.
     pub fn route_binary(
         &self,
@@ -204,6 +234,25 @@ impl RouteTable {
     ) -> bool {
         self.event_group::<E>()
             .is_some_and(|group| group.deliver(endpoint, event, report))
+    }
+
+    /// Delivers an event as [`RouteTable::publish`] does, but as a last word: to every
+    /// [`Overflow::Backpressure`](crate::Overflow) subscriber it is sent with a reply and held
+    /// in `report` ([`DispatchReport::held`]) until that subscriber's handler has run, so that
+    /// whoever drives the held deliveries to the end ([`DispatchReport::poll_unblocked`]) knows
+    /// it was handled, not just queued. An [`Overflow::Drop`](crate::Overflow) subscriber gets
+    /// it as usual, into its mailbox or dropped when full. For the few events after which an
+    /// owner reports that it is done (a socket's `Closed`, an endpoint's `Stopped`).
+    pub fn publish_confirmed<E: Send + Sync + 'static>(
+        &self,
+        endpoint: &EndpointName,
+        event: E,
+        report: &mut DispatchReport,
+    ) -> bool {
+        report.confirm = true;
+        let wanted = self.publish(endpoint, event, report);
+        report.confirm = false;
+        wanted
     }
 
     /// Whether anyone subscribed to events of type `E` (from any endpoint).

@@ -424,3 +424,32 @@ async fn one_subscriber_gets_the_value_inline_and_several_share_one() {
         "one value for three deliveries"
     );
 }
+
+#[actix_rt::test]
+async fn a_reply_wsherd_consumed_reaches_its_subscribers_but_is_never_a_dead_letter() {
+    let router = Router::new();
+    let (dead, dead_seen) = collector::<DeadLetter>();
+    router.subscribe_event::<DeadLetter>(dead, SubscribeOptions::new());
+    let table = router.table();
+    let mut report = DispatchReport::default();
+    let rule = KindRule::default();
+    // Nobody subscribed to acknowledgements; one is JSON, one plain text.
+    for reply in [r#"{"type":"subscribed","id":1}"#, "ack"] {
+        assert!(!table.route_wanted(&name("ex"), &rule, reply, &mut report));
+    }
+    assert_eq!((report.unrouted, report.decode_failures), (0, 0));
+
+    let (acks, acks_seen) = collector::<serde_json::Value>();
+    router.subscribe_kind::<serde_json::Value>("subscribed", acks, SubscribeOptions::new());
+    let table = router.table();
+    assert!(table.route_wanted(
+        &name("ex"),
+        &rule,
+        r#"{"type":"subscribed","id":2}"#,
+        &mut report
+    ));
+    assert_eq!(report.delivered, 1);
+    settle().await;
+    assert_eq!(acks_seen.lock().unwrap()[0].message["id"], 2);
+    assert!(dead_seen.lock().unwrap().is_empty());
+}

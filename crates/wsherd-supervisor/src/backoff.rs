@@ -1,4 +1,9 @@
 //! Reconnect delays: exponential, capped, jittered, reset only after a stable uptime.
+//!
+//! The delay's growth is about pacing, not about giving up: it grows with every socket life
+//! that ends before `reset_after` (live or not, so a server that accepts and drops at once is
+//! paced like one that refuses), while `max_attempts` counts only attempts that never became
+//! live ([`ReconnectPolicy`](crate::ReconnectPolicy) keeps that count).
 
 use std::time::Duration;
 
@@ -25,10 +30,17 @@ pub struct BackoffPolicy {
     pub factor: f64,
     /// Randomisation.
     pub jitter: Jitter,
-    /// The attempt counter resets only after a socket stayed open this long, so a server that
-    /// accepts and drops at once cannot cause a reconnect storm.
+    /// The delay goes back to `initial` only after a socket stayed live this long, so a server
+    /// that accepts and drops at once cannot cause a reconnect storm. It also re-arms the one
+    /// immediate reconnect that `1001`/`1012` (`Action::ReconnectNow`) get.
     pub reset_after: Duration,
-    /// Give up after this many consecutive failed attempts; 0 retries forever.
+    /// Give up (`Failed`, [`FailReason::AttemptsExhausted`](crate::FailReason)) once this many
+    /// attempts in a row ended without the endpoint becoming live: refused, timed out, dropped
+    /// during the handshake or before the live-after reply, or unable to take the on-open
+    /// messages. An attempt that became live, however briefly, resets the count to zero, so a
+    /// server that streams and drops is never given up on here (the restart intensity is the
+    /// guard against flapping). `max_attempts = 3` makes at most 3 attempts in a row that
+    /// fail; 0 retries forever.
     pub max_attempts: u32,
 }
 
@@ -88,18 +100,18 @@ impl Random for XorShift {
     }
 }
 
-/// The backoff state of one endpoint.
+/// The delay state of one endpoint: how far the delay has grown since the last stable life.
 #[derive(Debug, Clone)]
 pub struct Backoff {
     policy: BackoffPolicy,
-    /// Consecutive failed attempts since the last stable connection.
-    attempt: u32,
+    /// Delays handed out since the last stable life.
+    step: u32,
 }
 
 impl Backoff {
     /// Fresh state.
     pub fn new(policy: BackoffPolicy) -> Self {
-        Backoff { policy, attempt: 0 }
+        Backoff { policy, step: 0 }
     }
 
     /// The policy.
@@ -107,17 +119,25 @@ impl Backoff {
         &self.policy
     }
 
-    /// Consecutive failed attempts so far.
-    pub fn attempt(&self) -> u32 {
-        self.attempt
+    /// Delays handed out since the last stable life: the next one is `nominal(step() + 1)`
+    /// before jitter.
+    pub fn step(&self) -> u32 {
+        self.step
     }
 
-    /// A socket life ended after being open for `uptime` (`None`: it never opened). Resets
-    /// the counter when the socket was stable.
-    pub fn on_closed(&mut self, uptime: Option<Duration>) {
-        if uptime.is_some_and(|uptime| uptime >= self.policy.reset_after) {
-            self.attempt = 0;
+    /// Whether a socket live for `live_for` (`None`: it never became live) was stable.
+    pub fn is_stable(&self, live_for: Option<Duration>) -> bool {
+        live_for.is_some_and(|live_for| live_for >= self.policy.reset_after)
+    }
+
+    /// A socket life ended after being live for `live_for` (`None`: it never became live).
+    /// Resets the delay when the socket was stable; returns whether it was.
+    pub fn on_closed(&mut self, live_for: Option<Duration>) -> bool {
+        let stable = self.is_stable(live_for);
+        if stable {
+            self.step = 0;
         }
+        stable
     }
 
     /// The nominal (un-jittered) delay before retry number `attempt` (1-based).
@@ -129,24 +149,21 @@ impl Backoff {
         Duration::try_from_secs_f64(capped).unwrap_or(self.policy.max)
     }
 
-    /// Counts one more failed attempt and returns its delay, or `None` when `max_attempts`
-    /// is used up.
-    pub fn next_delay(&mut self, random: &mut dyn Random) -> Option<Duration> {
-        if self.policy.max_attempts != 0 && self.attempt >= self.policy.max_attempts {
-            return None;
-        }
-        self.attempt += 1;
-        let nominal = self.nominal(self.attempt);
+    /// The next delay, one step longer than the last (up to `max`), jittered. Never gives up:
+    /// `max_attempts` is the reconnect policy's.
+    pub fn next_delay(&mut self, random: &mut dyn Random) -> Duration {
+        self.step = self.step.saturating_add(1);
+        let nominal = self.nominal(self.step);
         // A NaN from a custom source would make `mul_f64` panic.
         let unit = match random.next_unit() {
             unit if unit.is_nan() => 0.0,
             unit => unit.clamp(0.0, 1.0),
         };
-        Some(match self.policy.jitter {
+        match self.policy.jitter {
             Jitter::None => nominal,
             Jitter::Full => nominal.mul_f64(unit),
             Jitter::Equal => nominal / 2 + (nominal / 2).mul_f64(unit),
-        })
+        }
     }
 }
 
@@ -180,28 +197,28 @@ mod tests {
     fn delays_grow_and_are_capped() {
         let mut backoff = Backoff::new(policy(Jitter::None));
         let delays: Vec<Duration> = (0..6)
-            .map(|_| backoff.next_delay(&mut Fixed(0.5)).unwrap())
+            .map(|_| backoff.next_delay(&mut Fixed(0.5)))
             .collect();
         assert_eq!(
             delays,
             [ms(100), ms(200), ms(400), ms(800), ms(1000), ms(1000)]
         );
-        assert_eq!(backoff.attempt(), 6);
+        assert_eq!(backoff.step(), 6);
     }
 
     #[test]
     fn jitter_modes_bound_the_delay() {
         let mut full = Backoff::new(policy(Jitter::Full));
-        assert_eq!(full.next_delay(&mut Fixed(0.0)), Some(ms(0)));
-        assert_eq!(full.next_delay(&mut Fixed(0.5)), Some(ms(100)));
+        assert_eq!(full.next_delay(&mut Fixed(0.0)), ms(0));
+        assert_eq!(full.next_delay(&mut Fixed(0.5)), ms(100));
         let mut equal = Backoff::new(policy(Jitter::Equal));
-        assert_eq!(equal.next_delay(&mut Fixed(0.0)), Some(ms(50)));
-        assert_eq!(equal.next_delay(&mut Fixed(0.5)), Some(ms(150)));
+        assert_eq!(equal.next_delay(&mut Fixed(0.0)), ms(50));
+        assert_eq!(equal.next_delay(&mut Fixed(0.5)), ms(150));
         let mut rng = XorShift::new(7);
         let mut spread = Backoff::new(policy(Jitter::Full));
         let samples: Vec<Duration> = (0..50)
             .map(|_| {
-                let d = spread.next_delay(&mut rng).unwrap();
+                let d = spread.next_delay(&mut rng);
                 spread = Backoff::new(policy(Jitter::Full));
                 d
             })
@@ -216,24 +233,29 @@ mod tests {
         let mut backoff = Backoff::new(policy(Jitter::None));
         backoff.next_delay(&mut Fixed(0.0));
         backoff.next_delay(&mut Fixed(0.0));
-        backoff.on_closed(Some(Duration::from_secs(1)));
-        assert_eq!(backoff.attempt(), 2, "a flapping socket keeps the count");
-        backoff.on_closed(None);
-        assert_eq!(backoff.attempt(), 2);
-        backoff.on_closed(Some(Duration::from_secs(5)));
-        assert_eq!(backoff.attempt(), 0);
-        assert_eq!(backoff.next_delay(&mut Fixed(0.0)), Some(ms(100)));
+        assert!(!backoff.on_closed(Some(Duration::from_secs(1))));
+        assert_eq!(
+            backoff.step(),
+            2,
+            "a flapping socket keeps the delay growing"
+        );
+        assert!(!backoff.on_closed(None));
+        assert_eq!(backoff.step(), 2);
+        assert!(backoff.on_closed(Some(Duration::from_secs(5))));
+        assert_eq!(backoff.step(), 0);
+        assert_eq!(backoff.next_delay(&mut Fixed(0.0)), ms(100));
     }
 
     #[test]
-    fn max_attempts_gives_up() {
+    fn the_delay_never_gives_up_by_itself_whatever_max_attempts_says() {
         let mut backoff = Backoff::new(BackoffPolicy {
             max_attempts: 2,
             ..policy(Jitter::None)
         });
-        assert!(backoff.next_delay(&mut Fixed(0.0)).is_some());
-        assert!(backoff.next_delay(&mut Fixed(0.0)).is_some());
-        assert_eq!(backoff.next_delay(&mut Fixed(0.0)), None);
+        let delays: Vec<Duration> = (0..4)
+            .map(|_| backoff.next_delay(&mut Fixed(0.0)))
+            .collect();
+        assert_eq!(delays, [ms(100), ms(200), ms(400), ms(800)]);
     }
 
     #[test]
@@ -254,7 +276,7 @@ mod tests {
             }
         }
         let mut backoff = Backoff::new(policy(Jitter::Full));
-        assert_eq!(backoff.next_delay(&mut Nan), Some(ms(0)));
+        assert_eq!(backoff.next_delay(&mut Nan), ms(0));
         let mut rng = XorShift::new(0);
         let unit = rng.next_unit();
         assert!((0.0..1.0).contains(&unit));

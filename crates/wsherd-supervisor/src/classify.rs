@@ -8,7 +8,10 @@ use wsherd_protocol::CloseCode;
 /// The supervisor's answer to one end of a socket life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Action {
-    /// Reconnect at once (the server is restarting or going away on purpose).
+    /// Reconnect at once (the server is restarting or going away on purpose). Honoured for a
+    /// socket that was live, once until a socket stays live for `reset_after`; otherwise the
+    /// end is paced like [`Action::Backoff`] (see [`ReconnectPolicy`](crate::ReconnectPolicy)),
+    /// so a server that closes with 1012 in a loop cannot make the endpoint spin.
     ReconnectNow,
     /// Reconnect after the backoff delay.
     Backoff,
@@ -60,8 +63,9 @@ impl ActionTable {
     }
 }
 
-/// Defaults by close code: 1001 (going away) and 1012 (service restart) come back at once;
-/// 1008 (policy violation) stops; everything else backs off.
+/// Defaults by close code: 1001 (going away) and 1012 (service restart) come back at once
+/// (from a live socket, the first time: see [`Action::ReconnectNow`]); 1008 (policy violation)
+/// stops; everything else backs off.
 pub fn default_for_close(code: CloseCode) -> Action {
     match code {
         CloseCode::GOING_AWAY | CloseCode::RESTART => Action::ReconnectNow,

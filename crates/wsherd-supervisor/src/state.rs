@@ -11,9 +11,9 @@ use wsherd_connection::EndReason;
 pub enum FailReason {
     /// The action table says this end must not be retried (401, 403, 404, 1008, a bad URL…).
     NotRetryable(EndReason),
-    /// `max_attempts` consecutive attempts failed.
+    /// `max_attempts` attempts in a row ended without the endpoint becoming live.
     AttemptsExhausted {
-        /// Attempts made.
+        /// Attempts made since the endpoint was last live (equal to `max_attempts`).
         attempts: u32,
         /// The last attempt's end.
         last: EndReason,
@@ -55,7 +55,8 @@ impl fmt::Display for FailReason {
 pub enum EndpointState {
     /// Waiting for a handshake slot, or in the handshake.
     Connecting {
-        /// Attempt number since the last stable connection (1 for a first try).
+        /// Attempt number since the endpoint was last live: 1 for the first try, and for the
+        /// first try after a live socket ended; each attempt that never became live adds one.
         attempt: u32,
     },
     /// The socket is open; waiting for the live-after reply.
@@ -123,6 +124,66 @@ impl fmt::Display for EndpointState {
 pub struct StateEvent {
     /// The new state.
     pub state: EndpointState,
+    /// Set on a [`EndpointState::Live`] event when the endpoint had been live before: which
+    /// attempt brought it back and how long it was down. `None` on the first `Live` and on
+    /// every other state.
+    pub reconnected: Option<Reconnected>,
+}
+
+impl StateEvent {
+    /// An event announcing `state`.
+    pub fn new(state: EndpointState) -> Self {
+        StateEvent {
+            state,
+            reconnected: None,
+        }
+    }
+
+    /// A `Live` event after a reconnect.
+    pub fn reconnected(reconnected: Reconnected) -> Self {
+        StateEvent {
+            state: EndpointState::Live,
+            reconnected: Some(reconnected),
+        }
+    }
+}
+
+impl fmt::Display for StateEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.reconnected {
+            Some(reconnected) => write!(f, "{} ({reconnected})", self.state),
+            None => write!(f, "{}", self.state),
+        }
+    }
+}
+
+/// An endpoint became live again after having been live before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reconnected {
+    /// The attempt that succeeded, counted as [`EndpointState::Connecting`] counts it (1: the
+    /// first try after the previous live socket ended).
+    pub attempt: u32,
+    /// Time from the end of the previous live socket to this one becoming live.
+    pub downtime: Duration,
+}
+
+impl Reconnected {
+    /// Attempt `attempt` brought the endpoint back after `downtime`.
+    pub fn new(attempt: u32, downtime: Duration) -> Self {
+        Reconnected { attempt, downtime }
+    }
+}
+
+impl fmt::Display for Reconnected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "reconnected at attempt {} after {} down",
+            self.attempt,
+            crate::status::human_duration(self.downtime)
+        )
+    }
 }
 
 /// Something the outbound queue dropped, delivered as `Delivery<QueueEvent>`.
@@ -139,4 +200,19 @@ pub enum QueueEvent {
         /// How many.
         count: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reconnect_reads_as_the_attempt_and_the_downtime() {
+        let event = StateEvent::reconnected(Reconnected::new(2, Duration::from_millis(3_240)));
+        assert_eq!(
+            event.to_string(),
+            "live (reconnected at attempt 2 after 3.2s down)"
+        );
+        assert_eq!(StateEvent::new(EndpointState::Live).to_string(), "live");
+    }
 }

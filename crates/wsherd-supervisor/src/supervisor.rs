@@ -22,7 +22,7 @@ use wsherd_router::{DispatchReport, RouteCache, Router};
 
 use crate::backoff::{Random, XorShift};
 use crate::governor::{Governor, Permit};
-use crate::policy::ReconnectPolicy;
+use crate::policy::{ReconnectPolicy, Uptime};
 use crate::queue::OutboundQueue;
 use crate::spec::EndpointSpec;
 use crate::state::{EndpointState, StateEvent};
@@ -64,7 +64,10 @@ pub struct Supervisor {
     attempt_token: u64,
     /// Socket lives started: every one after the first is a reconnect.
     lives_started: u64,
-    opened_at: Option<Instant>,
+    /// The number of the attempt under way, as `Connecting` announced it.
+    life_attempt: u32,
+    /// When the endpoint was live, for each life's live time and a reconnect's downtime.
+    uptime: Uptime,
     live_timer: Option<SpawnHandle>,
     /// This life was closed because it never finished opening (no live-after reply, or the
     /// on-open replay could not be written): a failed attempt, whatever the close code.
@@ -81,8 +84,15 @@ pub struct Supervisor {
     expiry_timer: Option<SpawnHandle>,
     /// The events held for full subscribers are being driven.
     draining_events: bool,
-    /// Told, when the actor stops, what the socket handed back while closing.
+    /// Told, once the last socket is closed after a stop, what it handed back while closing.
     stopped_signals: Vec<tokio::sync::oneshot::Sender<Vec<Outbound>>>,
+    /// Told, when the actor stops, that the last events are in their subscribers' mailboxes.
+    settled_signals: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Connections started whose last deliveries are not known to be in yet
+    /// ([`Notice::Delivered`]): a stop waits for them before it ends.
+    unsettled_lives: u32,
+    /// A stopped endpoint gives up waiting for full subscribers then.
+    settle_deadline: Option<SpawnHandle>,
 }
 
 impl Supervisor {
@@ -119,7 +129,8 @@ impl Supervisor {
             connection: None,
             permit: None,
             attempt_token: 0,
-            opened_at: None,
+            life_attempt: 1,
+            uptime: Uptime::default(),
             live_timer: None,
             open_failed: false,
             lives_started: 0,
@@ -133,6 +144,9 @@ impl Supervisor {
             state: EndpointState::Connecting { attempt: 1 },
             intent: Intent::Run,
             stopped_signals: Vec::new(),
+            settled_signals: Vec::new(),
+            unsettled_lives: 0,
+            settle_deadline: None,
             spec,
         }
     }
@@ -180,21 +194,40 @@ impl Supervisor {
 
     /// Moves the endpoint to `state` and announces it: the one writer of the published state.
     fn set_state(&mut self, state: EndpointState, ctx: &mut Context<Self>) {
-        self.span.in_scope(|| match &state {
-            EndpointState::Backoff {
-                attempt,
-                delay,
-                reason,
-            } => {
+        self.announce(StateEvent::new(state), ctx);
+    }
+
+    /// Moves the endpoint to `event.state` and publishes `event`.
+    fn announce(&mut self, event: StateEvent, ctx: &mut Context<Self>) {
+        self.span.in_scope(|| match (&event.state, &event.reconnected) {
+            (
+                EndpointState::Backoff {
+                    attempt,
+                    delay,
+                    reason,
+                },
+                _,
+            ) => {
                 tracing::warn!(attempt, delay_ms = delay.as_millis() as u64, %reason, "backing off")
             }
-            EndpointState::Failed { reason } => tracing::error!(%reason, "failed"),
-            other => tracing::info!(state = %other, "state"),
+            (EndpointState::Failed { reason }, _) => tracing::error!(%reason, "failed"),
+            (_, Some(again)) => tracing::info!(
+                attempt = again.attempt,
+                downtime_ms = again.downtime.as_millis() as u64,
+                "live again"
+            ),
+            (other, None) => tracing::info!(state = %other, "state"),
         });
-        self.shared.set_state(state.clone(), self.policy.attempt());
-        self.state = state.clone();
+        self.shared
+            .set_state(event.state.clone(), self.policy.attempt());
+        self.state = event.state.clone();
         let table = Arc::clone(self.routes.current());
-        table.publish(&self.name, StateEvent { state }, &mut self.report);
+        if event.state == EndpointState::Stopped {
+            // The last word: a stop ends once subscribers handled it (`settle_stop`).
+            table.publish_confirmed(&self.name, event, &mut self.report);
+        } else {
+            table.publish(&self.name, event, &mut self.report);
+        }
         self.settle_report(ctx);
     }
 
@@ -233,12 +266,13 @@ impl ActorFuture<Supervisor> for DrainEvents {
     fn poll(
         self: std::pin::Pin<&mut Self>,
         act: &mut Supervisor,
-        _: &mut Context<Supervisor>,
+        ctx: &mut Context<Supervisor>,
         task: &mut std::task::Context<'_>,
     ) -> std::task::Poll<()> {
         let done = act.report.poll_unblocked(task);
         if done.is_ready() {
             act.draining_events = false;
+            act.settle_stop(ctx);
         }
         done
     }
@@ -275,6 +309,10 @@ impl Handler<Observed> for Supervisor {
             Notice::Event(ConnectionEvent::Closed { reason }) => self.on_closed(reason, ctx),
             Notice::LiveReply if self.state == EndpointState::Open => self.become_live(ctx),
             Notice::Unsent(messages) => self.take_back(messages, ctx),
+            Notice::Delivered => {
+                self.unsettled_lives = self.unsettled_lives.saturating_sub(1);
+                self.settle_stop(ctx);
+            }
             // Connecting, Closing, a late live reply, and whatever later versions announce.
             _ => {}
         }

@@ -101,8 +101,8 @@ async fn every_life_replays_on_open_ahead_of_queued_messages_and_states_follow_t
     let path = names(&states);
     assert_eq!(path[..3], ["connecting 1", "open", "live"]);
     assert!(path[3].starts_with("backoff"), "{path:?}");
-    // The first life was shorter than `reset_after`: the next try counts as attempt 2.
-    assert_eq!(path[4..7], ["connecting 2", "open", "live"]);
+    // The first life went live: however short it was, the next try is attempt 1 again.
+    assert_eq!(path[4..7], ["connecting 1", "open", "live"]);
 }
 
 #[actix_rt::test]

@@ -87,16 +87,25 @@ pub struct Recorder<M> {
 }
 
 /// The messages a [`Recorder`] received.
-pub struct Recorded<M> {
+pub struct Recorded<M: Send + 'static> {
     seen: Arc<Watched<Vec<M>>>,
+    recorder: Addr<Recorder<M>>,
 }
 
-impl<M> Clone for Recorded<M> {
+impl<M: Send + 'static> Clone for Recorded<M> {
     fn clone(&self) -> Self {
         Recorded {
             seen: Arc::clone(&self.seen),
+            recorder: self.recorder.clone(),
         }
     }
+}
+
+/// A barrier through a [`Recorder`]'s mailbox: see [`Recorded::flushed`].
+struct Flush<M>(std::marker::PhantomData<fn() -> M>);
+
+impl<M> actix::Message for Flush<M> {
+    type Result = ();
 }
 
 impl<M: actix::Message<Result = ()> + Send + 'static> Recorder<M> {
@@ -113,7 +122,11 @@ impl<M: actix::Message<Result = ()> + Send + 'static> Recorder<M> {
             capacity,
         }
         .start();
-        (addr, Recorded { seen })
+        let recorded = Recorded {
+            seen,
+            recorder: addr.clone(),
+        };
+        (addr, recorded)
     }
 }
 
@@ -135,7 +148,22 @@ impl<M: actix::Message<Result = ()> + Send + 'static> Handler<M> for Recorder<M>
     }
 }
 
-impl<M> Recorded<M> {
+impl<M: Send + 'static> Handler<Flush<M>> for Recorder<M> {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush<M>, _: &mut Context<Self>) {}
+}
+
+impl<M: Send + 'static> Recorded<M> {
+    /// Returns once the recorder has handled every message that was in its mailbox when this
+    /// was called (its mailbox is first in, first out): afterwards [`Recorded::with`] sees all
+    /// of them. A barrier, not a wait for something to arrive: it proves that what a test
+    /// expects had been delivered already, which a wait could not tell from arriving late.
+    pub async fn flushed(&self) {
+        // The recorder lives as long as this handle holds its address: it answers.
+        let _ = self.recorder.send(Flush(std::marker::PhantomData)).await;
+    }
+
     /// How many messages arrived so far.
     pub fn len(&self) -> usize {
         self.seen.lock().len()
@@ -173,7 +201,7 @@ impl<M> Recorded<M> {
     }
 }
 
-impl<M: Clone> Recorded<M> {
+impl<M: Clone + Send + 'static> Recorded<M> {
     /// A copy of the messages so far.
     pub fn snapshot(&self) -> Vec<M> {
         self.seen.lock().clone()

@@ -12,6 +12,7 @@ use wsherd_protocol::HeartbeatMode;
 use super::Connection;
 use crate::event::{EndReason, Notice};
 use crate::heartbeats::{Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
+use crate::stats::ConnectionStats;
 
 /// A socket's registration with its arbiter's heartbeat.
 pub(super) struct Watching {
@@ -82,28 +83,41 @@ impl Connection {
         self.awaiting_app_reply
     }
 
-    /// Checks a text message against the replies the connection waits for; returns true when
-    /// it was an application heartbeat reply, which is consumed rather than routed.
-    pub(super) fn is_owner_reply(&mut self, text: &str) -> bool {
+    /// Checks a text message against the replies the connection waits for.
+    pub(super) fn owner_reply(&mut self, text: &str) -> OwnerReply {
         if self.awaiting_live_reply
             && let Some(matcher) = &self.config.live_after
             && matcher.matches(text, &self.config.kind)
         {
             self.awaiting_live_reply = false;
             self.notify_owner(Notice::LiveReply);
+            return OwnerReply::LiveAfter;
         }
         if self.awaiting_app_reply
             && let HeartbeatMode::App { reply, .. } = &self.config.heartbeat.mode
             && reply.matches(text, &self.config.kind)
         {
             self.awaiting_app_reply = false;
+            // An application pong is a pong: counted with the protocol ones.
+            ConnectionStats::add(&self.stats.pongs_received, 1);
             if let Some(watching) = &self.watch {
                 watching.liveness.app_reply();
             }
-            return true;
+            return OwnerReply::Heartbeat;
         }
-        false
+        OwnerReply::None
     }
+}
+
+/// What a text message was to the connection itself.
+pub(super) enum OwnerReply {
+    /// Nothing: route it.
+    None,
+    /// The application heartbeat's reply: consumed, never routed.
+    Heartbeat,
+    /// The live-after acknowledgement: the owner was told; subscribers of its kind still get
+    /// it, but nobody's wanting it does not make it a dead letter.
+    LiveAfter,
 }
 
 impl Handler<Beat> for Connection {

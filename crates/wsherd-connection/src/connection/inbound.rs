@@ -9,6 +9,7 @@ use bytes::Bytes;
 use wsherd_protocol::{Fragment, Reassembled, ReassemblyError};
 
 use super::Connection;
+use super::heartbeat::OwnerReply;
 use crate::config::InvalidUtf8Policy;
 use crate::event::EndReason;
 use crate::framed::{InFrame, LeanFramed};
@@ -86,11 +87,21 @@ impl Connection {
             Ok(text) => text,
             Err(error) => return self.on_invalid_utf8(payload, error, ctx),
         };
-        if (self.awaiting_live_reply || self.awaiting_app_reply()) && self.is_owner_reply(text) {
-            return;
-        }
+        let reply = if self.awaiting_live_reply || self.awaiting_app_reply() {
+            self.owner_reply(text)
+        } else {
+            OwnerReply::None
+        };
         let table = self.routes.current();
-        table.route_str(&self.name, &self.config.kind, text, &mut self.report);
+        match reply {
+            OwnerReply::None => {
+                table.route_str(&self.name, &self.config.kind, text, &mut self.report)
+            }
+            OwnerReply::Heartbeat => return,
+            OwnerReply::LiveAfter => {
+                table.route_wanted(&self.name, &self.config.kind, text, &mut self.report);
+            }
+        }
         self.settle_message(ctx);
     }
 

@@ -81,8 +81,15 @@ impl Handler<Stop> for Supervisor {
 
     fn handle(&mut self, Stop { code, reason }: Stop, ctx: &mut Context<Self>) -> StopReceipt {
         let (done, closed) = tokio::sync::oneshot::channel();
-        // Dropped with the actor: the receiver then completes.
-        self.stopped_signals.push(done);
+        let (settled_signal, settled) = tokio::sync::oneshot::channel();
+        // Dropped with the actor: the receivers then complete.
+        if self.state == EndpointState::Stopped {
+            // Already closed, only waiting for its last events to be taken.
+            let _ = done.send(Vec::new());
+        } else {
+            self.stopped_signals.push(done);
+        }
+        self.settled_signals.push(settled_signal);
         let queued = self.queue.drain();
         self.sync_queue();
         if self.intent != Intent::Stop {
@@ -98,6 +105,7 @@ impl Handler<Stop> for Supervisor {
             remembered: self.remembered.clone(),
             hooks: self.hooks.clone(),
             closed,
+            settled,
         }
     }
 }

@@ -13,14 +13,15 @@ use super::Supervisor;
 use super::control::Intent;
 use crate::governor::Acquire;
 use crate::policy::{LifeEnd, Next};
-use crate::state::{EndpointState, FailReason};
+use crate::state::{EndpointState, FailReason, StateEvent};
 
 impl Supervisor {
-    /// Starts attempt number `backoff.attempt() + 1`, through the governor when there is one.
+    /// Starts attempt number `policy.attempt() + 1`, through the governor when there is one.
     pub(super) fn begin_attempt(&mut self, ctx: &mut Context<Self>) {
         self.attempt_token += 1;
         let token = self.attempt_token;
-        let attempt = self.policy.attempt() + 1;
+        let attempt = self.policy.attempt().saturating_add(1);
+        self.life_attempt = attempt;
         self.set_state(EndpointState::Connecting { attempt }, ctx);
         match &self.governor {
             None => self.start_connection(ctx),
@@ -43,6 +44,8 @@ impl Supervisor {
             self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         self.lives_started += 1;
+        // Until its `Delivered` notice: a stop waits for its last deliveries.
+        self.unsettled_lives += 1;
         self.open_failed = false;
         let connection = Connection::new(
             self.name.clone(),
@@ -60,7 +63,6 @@ impl Supervisor {
 
     pub(super) fn on_open(&mut self, ctx: &mut Context<Self>) {
         self.permit = None;
-        self.opened_at = Some(Instant::now());
         self.set_state(EndpointState::Open, ctx);
         let Some(connection) = self.connection.clone() else {
             return;
@@ -91,7 +93,15 @@ impl Supervisor {
         if let Some(timer) = self.live_timer.take() {
             ctx.cancel_future(timer);
         }
-        self.set_state(EndpointState::Live, ctx);
+        let reconnected = self.uptime.live(Instant::now(), self.life_attempt);
+        self.policy.on_live();
+        self.announce(
+            StateEvent {
+                state: EndpointState::Live,
+                reconnected,
+            },
+            ctx,
+        );
         self.pump(ctx);
     }
 
@@ -102,7 +112,7 @@ impl Supervisor {
             ctx.cancel_future(timer);
         }
         self.end_replay();
-        let uptime = self.opened_at.take().map(|opened| opened.elapsed());
+        let live_for = self.uptime.ended(Instant::now());
         self.shared.set_last_error(reason.clone());
         match self.intent {
             Intent::Stop => {
@@ -123,7 +133,7 @@ impl Supervisor {
         }
         let end = LifeEnd {
             reason: reason.clone(),
-            uptime,
+            live_for,
             live_timed_out: self.open_failed,
         };
         match self
@@ -161,21 +171,56 @@ impl Supervisor {
         self.schedule_expiry(ctx);
     }
 
-    /// The last socket is gone after a stop: report what it handed back, and end. A write
-    /// still on its way to the socket settles first (the socket refused it or took it), so
-    /// that message is reported too.
+    /// The last socket is gone after a stop: report what it handed back, announce `Stopped`,
+    /// and end once the last events are delivered ([`Self::settle_stop`]). A write still on
+    /// its way to the socket settles first (the socket refused it or took it), so that message
+    /// is reported too.
     pub(super) fn finish_stop(&mut self, ctx: &mut Context<Self>) {
         if self.in_flight {
             self.stop_when_settled = true;
             return;
         }
-        let mut late = Some(self.queue.drain());
-        self.sync_queue();
-        for signal in self.stopped_signals.drain(..) {
-            // The first stop asked for is told; any later one has nothing new to hear.
-            let _ = signal.send(late.take().unwrap_or_default());
+        if self.state != EndpointState::Stopped {
+            let mut late = Some(self.queue.drain());
+            self.sync_queue();
+            // Announced first: whoever hears that the socket is closed can count on `Stopped`
+            // being on its way to every subscriber already.
+            self.set_state(EndpointState::Stopped, ctx);
+            for signal in self.stopped_signals.drain(..) {
+                // The first stop asked for is told; any later one has nothing new to hear.
+                let _ = signal.send(late.take().unwrap_or_default());
+            }
         }
-        self.set_state(EndpointState::Stopped, ctx);
+        self.settle_stop(ctx);
+    }
+
+    /// After `Stopped` was announced: ends the actor once subscribers handled the last events
+    /// (`Stopped`, published confirmed, and the last connection's `Closed`, which its
+    /// `Delivered` notice vouches for) and everything held before them went out, or once full
+    /// subscribers kept them waiting for `max_stall`, whichever comes first. A shutdown hears
+    /// of it and returns only then (within its own timeout), so its caller's subscribers
+    /// already handled the endpoint's last events.
+    pub(super) fn settle_stop(&mut self, ctx: &mut Context<Self>) {
+        if self.intent != Intent::Stop || self.state != EndpointState::Stopped {
+            return;
+        }
+        if self.unsettled_lives > 0 || self.report.held() > 0 {
+            if self.settle_deadline.is_none() {
+                let limit = self.connection_config.max_stall;
+                self.settle_deadline = Some(ctx.run_later(limit, |act, ctx| {
+                    let dropped = act.report.drop_held();
+                    act.shared
+                        .events_dropped
+                        .fetch_add(dropped as u64, Ordering::Relaxed);
+                    act.unsettled_lives = 0;
+                    act.settle_stop(ctx);
+                }));
+            }
+            return;
+        }
+        for signal in self.settled_signals.drain(..) {
+            let _ = signal.send(());
+        }
         ctx.stop();
     }
 }

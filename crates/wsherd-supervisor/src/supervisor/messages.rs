@@ -128,11 +128,18 @@ pub struct StopReceipt {
     pub remembered: Vec<Outbound>,
     /// The on-open hooks, for a successor.
     pub hooks: Vec<OnOpenHook>,
-    /// Completes once the supervisor has stopped (the peer answered the Close or the close
-    /// timeout passed) with the messages the socket handed back while closing, oldest first:
+    /// Completes once the socket is closed (the peer answered the Close or the close timeout
+    /// passed) with the messages the socket handed back while closing, oldest first:
     /// accepted, but never taken whole by the operating system. `Err` when the supervisor went
     /// away without a word (its system stopped).
     pub closed: tokio::sync::oneshot::Receiver<Vec<Outbound>>,
+    /// Completes once the supervisor has stopped, after `closed`: the endpoint's last events
+    /// (the connection's `Closed` and the state `Stopped`) were handled by every subscriber
+    /// with `Overflow::Backpressure` (the default) and are in the mailbox of every `Drop` one
+    /// with room, and whatever was held before them went out; or a subscriber stayed full for
+    /// `max_stall` and they were given up (counted in `events_dropped`). `Err` when the
+    /// supervisor went away without a word.
+    pub settled: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl std::fmt::Debug for StopReceipt {
