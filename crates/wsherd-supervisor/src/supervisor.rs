@@ -181,7 +181,8 @@ impl Supervisor {
     /// Starts paused: no attempt until [`Control::Resume`] (or [`Control::Reconnect`]). Sends
     /// meanwhile are queued per the queue policy, as while the endpoint is down. A herd loaded
     /// from a config holds its endpoints this way until it is started, so subscribers can be
-    /// in place before the first message arrives.
+    /// in place before the first message arrives. The status says `Paused` from the start;
+    /// no `StateEvent` announces it.
     pub fn paused(mut self) -> Self {
         self.intent = Intent::Pause;
         self
@@ -283,7 +284,11 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         if self.intent == Intent::Pause {
-            self.set_state(EndpointState::Paused, ctx);
+            // Held from the start: the status says so, but nothing happened to announce (a
+            // subscriber's first event for the endpoint is its first `Connecting`).
+            self.shared
+                .set_state(EndpointState::Paused, self.policy.attempt());
+            self.state = EndpointState::Paused;
         } else {
             self.begin_attempt(ctx);
         }
