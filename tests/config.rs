@@ -4,8 +4,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -14,36 +12,6 @@ use wsherd::config::{ConfigLoader, HerdConfig};
 use wsherd::prelude::*;
 use wsherd::{HeartbeatMode, Jitter, OverflowPolicy, ReplyMatcher};
 use wsherd_testkit::{Recorder, Step, TestServer};
-
-/// A config file in the temp directory, removed when dropped.
-struct TempConfig(PathBuf);
-
-impl TempConfig {
-    fn new(extension: &str, contents: &str) -> Self {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "wsherd-test-{}-{}.{extension}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::write(&path, contents).unwrap();
-        TempConfig(path)
-    }
-
-    fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-
-    fn name(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 fn no_env() -> HashMap<String, String> {
     HashMap::new()

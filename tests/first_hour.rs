@@ -18,29 +18,6 @@ struct Tick {
 }
 wsherd::inbound!(Tick => "tick");
 
-/// A config file in the temp directory, removed when dropped.
-struct TempConfig(std::path::PathBuf);
-
-impl TempConfig {
-    fn new(contents: &str) -> Self {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "wsherd-first-hour-{}-{}.toml",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::write(&path, contents).unwrap();
-        TempConfig(path)
-    }
-}
-
-impl Drop for TempConfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 fn seqs(deliveries: &[Delivery<Tick>]) -> Vec<u64> {
     deliveries.iter().map(|d| d.message.seq).collect()
 }
@@ -49,11 +26,14 @@ fn seqs(deliveries: &[Delivery<Tick>]) -> Vec<u64> {
 async fn a_server_that_pushes_on_connect_loses_nothing_to_a_subscriber_added_before_start() {
     // A snapshot of ten messages right after the handshake, then silence.
     let server = TestServer::start(vec![Step::stream(&["tick"], 10), Step::Pause(WAIT)]).unwrap();
-    let file = TempConfig::new(&format!(
-        "[herd]\nworkers = 2\n\n[endpoints.feed]\nurl = \"{}\"\n",
-        server.url("/feed")
-    ));
-    let herd = Herd::from_config_file(&file.0).unwrap();
+    let file = TempConfig::new(
+        "toml",
+        &format!(
+            "[herd]\nworkers = 2\n\n[endpoints.feed]\nurl = \"{}\"\n",
+            server.url("/feed")
+        ),
+    );
+    let herd = Herd::from_config_file(file.path()).unwrap();
     // Held: a send is queued, nothing has connected, the status says so.
     assert_eq!(herd.send("feed", "hello").await.unwrap(), Submitted::Queued);
     let status = herd.endpoint_status("feed").unwrap();
@@ -77,12 +57,15 @@ async fn a_server_that_pushes_on_connect_loses_nothing_to_a_subscriber_added_bef
 #[actix_rt::test]
 async fn an_endpoint_paused_before_start_stays_paused() {
     let server = TestServer::start(vec![Step::stream(&["tick"], 1)]).unwrap();
-    let file = TempConfig::new(&format!(
-        "[endpoints.kept]\nurl = \"{}\"\n[endpoints.later]\nurl = \"{}\"\n",
-        server.url("/kept"),
-        server.url("/later")
-    ));
-    let herd = Herd::from_config_file(&file.0).unwrap();
+    let file = TempConfig::new(
+        "toml",
+        &format!(
+            "[endpoints.kept]\nurl = \"{}\"\n[endpoints.later]\nurl = \"{}\"\n",
+            server.url("/kept"),
+            server.url("/later")
+        ),
+    );
+    let herd = Herd::from_config_file(file.path()).unwrap();
     let states = states(&herd);
     herd.pause("later").unwrap();
     herd.start();
@@ -110,11 +93,11 @@ async fn an_endpoint_paused_before_start_stays_paused() {
 #[actix_rt::test]
 async fn run_until_starts_the_herd_and_returns_the_shutdown_report() {
     let server = TestServer::start(vec![Step::stream(&["tick"], 3), Step::Pause(WAIT)]).unwrap();
-    let file = TempConfig::new(&format!(
-        "[endpoints.feed]\nurl = \"{}\"\n",
-        server.url("/feed")
-    ));
-    let herd = Herd::from_config_file(&file.0).unwrap();
+    let file = TempConfig::new(
+        "toml",
+        &format!("[endpoints.feed]\nurl = \"{}\"\n", server.url("/feed")),
+    );
+    let herd = Herd::from_config_file(file.path()).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let seen = Rc::new(RefCell::new(Vec::new()));
     let (third, third_seen) = tokio::sync::oneshot::channel::<()>();
@@ -182,11 +165,14 @@ async fn a_stream_yields_every_delivery_in_order_and_a_slow_reader_loses_nothing
     const COUNT: u64 = 2_000;
     let server =
         TestServer::start(vec![Step::stream(&["tick"], COUNT), Step::Pause(WAIT)]).unwrap();
-    let file = TempConfig::new(&format!(
-        "[herd]\nworkers = 2\n\n[endpoints.feed]\nurl = \"{}\"\n",
-        server.url("/feed")
-    ));
-    let herd = Herd::from_config_file(&file.0).unwrap();
+    let file = TempConfig::new(
+        "toml",
+        &format!(
+            "[herd]\nworkers = 2\n\n[endpoints.feed]\nurl = \"{}\"\n",
+            server.url("/feed")
+        ),
+    );
+    let herd = Herd::from_config_file(file.path()).unwrap();
     // Room for 4: the rest wait in the socket, the feed's reads paused.
     let mut ticks = herd.stream_with::<Tick>(SubscribeOptions::new(), 4);
     herd.start();

@@ -2,6 +2,8 @@
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wsherd::prelude::*;
@@ -99,4 +101,34 @@ pub(crate) async fn reached(
 /// Whether `state` is `Live`.
 pub(crate) fn is_live(state: &EndpointState) -> bool {
     *state == EndpointState::Live
+}
+
+/// A config file in the temp directory, removed when dropped.
+pub(crate) struct TempConfig(PathBuf);
+
+impl TempConfig {
+    pub(crate) fn new(extension: &str, contents: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "wsherd-test-{}-{}.{extension}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::write(&path, contents).unwrap();
+        TempConfig(path)
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    pub(crate) fn name(&self) -> String {
+        self.0.display().to_string()
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
