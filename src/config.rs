@@ -82,6 +82,10 @@ pub struct HerdSettings {
     pub workers: usize,
     /// Handshake cap and reconnect rate.
     pub governor: GovernorPolicy,
+    /// How often the herd publishes its gauges and counters through the `metrics` facade
+    /// (`metrics_interval`); `None` (the default, or `"0s"`): not at all, unless
+    /// [`Herd::enable_metrics`](crate::Herd::enable_metrics) is called.
+    pub metrics_interval: Option<std::time::Duration>,
 }
 
 impl Default for HerdSettings {
@@ -89,6 +93,7 @@ impl Default for HerdSettings {
         HerdSettings {
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             governor: GovernorPolicy::default(),
+            metrics_interval: None,
         }
     }
 }
@@ -175,6 +180,7 @@ const HERD_KEYS: &[&str] = &[
     "workers",
     "max_concurrent_handshakes",
     "reconnects_per_second",
+    "metrics_interval",
 ];
 
 /// Every key an endpoint table (or `[defaults]`) accepts, nested ones dotted
@@ -321,6 +327,9 @@ impl ConfigLoader {
             }
             if let Some(rate) = reader.float(&herd, "reconnects_per_second", 0.0) {
                 config.settings.governor.reconnects_per_second = rate;
+            }
+            if let Some(interval) = reader.duration(&herd, "metrics_interval") {
+                config.settings.metrics_interval = (!interval.is_zero()).then_some(interval);
             }
         }
         let lookup = |var: &str| match &self.environment {

@@ -8,6 +8,7 @@
 mod adapters;
 mod lifecycle;
 mod messaging;
+mod metrics;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -76,6 +77,8 @@ struct Inner {
     /// Worker arbiters; empty means "the arbiter that adds the endpoint".
     arbiters: Vec<Arbiter>,
     next_arbiter: AtomicUsize,
+    /// The `metrics` series published so far.
+    metrics: Mutex<metrics::Publisher>,
 }
 
 #[derive(Default)]
@@ -147,6 +150,7 @@ impl Herd {
                 }),
                 arbiters,
                 next_arbiter: AtomicUsize::new(0),
+                metrics: Mutex::new(metrics::Publisher::default()),
             }),
         }
     }
@@ -163,7 +167,11 @@ impl Herd {
         let arbiters = (0..settings.workers.max(1))
             .map(|_| Arbiter::new())
             .collect();
-        Ok(Self::build(settings.governor, arbiters, started))
+        let herd = Self::build(settings.governor, arbiters, started);
+        if let Some(interval) = settings.metrics_interval {
+            herd.enable_metrics(interval);
+        }
+        Ok(herd)
     }
 
     /// The herd `config` describes, its endpoints spread over its workers and held until

@@ -32,6 +32,9 @@ impl HerdConfig {
             "reconnects_per_second = {}",
             float(governor.reconnects_per_second)
         );
+        if let Some(interval) = self.settings.metrics_interval {
+            let _ = writeln!(out, "metrics_interval = {:?}", duration(interval));
+        }
         for (name, endpoint) in &self.endpoints {
             let _ = writeln!(out, "\n[endpoints.{name}]");
             endpoint_toml(endpoint, &mut out);

@@ -151,6 +151,37 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// A short class of cause, for a metrics label or a dashboard: `closed` (a Close either way,
+    /// or the stream simply ended), `refused` (the handshake was refused, the connection was
+    /// refused or the request could not be made), `timeout` (handshake), `dead_peer` (no
+    /// answer to pings, or no data within the idle timeout), `io`, `limit` (frame or message
+    /// too large), `protocol` (a broken frame, text not UTF-8, a bad handshake answer), `tls`,
+    /// `stalled` (a subscriber or the peer stopped taking data), `secret` (a `{ file }` secret
+    /// could not be read), `stopped` (by the owner). A bounded set: fit for a label.
+    pub fn class(&self) -> &'static str {
+        match self {
+            EndReason::PeerClosed { .. }
+            | EndReason::LocalClose { .. }
+            | EndReason::StreamEnded => "closed",
+            EndReason::InvalidRequest { .. }
+            | EndReason::ConnectFailed { .. }
+            | EndReason::HandshakeRejected { .. } => "refused",
+            EndReason::HandshakeTimeout { .. } => "timeout",
+            EndReason::Unresponsive { .. } => "dead_peer",
+            EndReason::Io { .. } => "io",
+            EndReason::FrameTooLarge { .. } | EndReason::MessageTooLarge { .. } => "limit",
+            EndReason::InvalidUtf8 { .. }
+            | EndReason::Protocol { .. }
+            | EndReason::HandshakeInvalid { .. } => "protocol",
+            EndReason::Tls { .. }
+            | EndReason::TlsTransient { .. }
+            | EndReason::TlsConfig { .. } => "tls",
+            EndReason::SubscriberStalled { .. } | EndReason::WriteStalled { .. } => "stalled",
+            EndReason::SecretUnavailable { .. } => "secret",
+            EndReason::Stopped => "stopped",
+        }
+    }
+
     /// The close code that describes this end, as RFC 6455 numbers them: the code of the
     /// Close frame sent or received, the code wsherd sends when it ends a life for that reason
     /// (1009 for a size limit, 1002 for a protocol error, 1007 for text that is not UTF-8,

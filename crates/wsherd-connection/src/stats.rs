@@ -60,6 +60,10 @@ pub struct ConnectionStats {
     pub(crate) pongs_received: AtomicU64,
     pub(crate) opens: AtomicU64,
     rtt_micros: AtomicU64,
+    /// Wall-clock time of the last turn that brought a message, in ms since the Unix epoch.
+    last_message_unix_ms: AtomicU64,
+    /// The endpoint these count for, once known: the label of the heartbeat RTT histogram.
+    endpoint: std::sync::OnceLock<wsherd_protocol::EndpointName>,
     phase: AtomicU8,
     last_end: Mutex<Option<EndReason>>,
 }
@@ -100,6 +104,9 @@ pub struct StatsSnapshot {
     pub opens: u64,
     /// The last heartbeat round trip, if one was measured.
     pub rtt: Option<std::time::Duration>,
+    /// When the last message arrived (wall clock, to the millisecond; settled per read turn),
+    /// if one has.
+    pub last_message_at: Option<std::time::SystemTime>,
 }
 
 impl ConnectionStats {
@@ -125,6 +132,10 @@ impl ConnectionStats {
                 0 => None,
                 micros => Some(std::time::Duration::from_micros(micros)),
             },
+            last_message_at: match read(&self.last_message_unix_ms) {
+                0 => None,
+                ms => std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(ms)),
+            },
         }
     }
 
@@ -141,9 +152,31 @@ impl ConnectionStats {
             .clone()
     }
 
+    /// Names the endpoint these counters belong to (the first name given stays).
+    pub fn set_endpoint(&self, name: wsherd_protocol::EndpointName) {
+        let _ = self.endpoint.set(name);
+    }
+
     pub(crate) fn set_rtt(&self, rtt: std::time::Duration) {
         let micros = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX).max(1);
         self.rtt_micros.store(micros, Ordering::Relaxed);
+        if let Some(name) = self.endpoint.get() {
+            // One round trip per heartbeat interval: cheap enough to look up each time, and so
+            // a recorder installed later is used from then on.
+            metrics::histogram!("wsherd_heartbeat_rtt_seconds", "endpoint" => name.to_string())
+                .record(rtt.as_secs_f64());
+        }
+    }
+
+    /// Stamps the arrival of a turn's messages.
+    pub(crate) fn set_last_message_now(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| {
+                u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+            });
+        self.last_message_unix_ms
+            .store(now.max(1), Ordering::Relaxed);
     }
 
     pub(crate) fn set_phase(&self, phase: Phase) {

@@ -90,10 +90,12 @@ impl EndpointShared {
     }
 
     pub(crate) fn with_state(name: EndpointName, url: String, initial: EndpointState) -> Self {
+        let stats = ConnectionStats::default();
+        stats.set_endpoint(name.clone());
         EndpointShared {
             name,
             url: redact_url(&url),
-            stats: Arc::new(ConnectionStats::default()),
+            stats: Arc::new(stats),
             cell: Mutex::new(Cell {
                 state: initial,
                 since: Instant::now(),

@@ -84,6 +84,11 @@ pub struct Supervisor {
     expiry_timer: Option<SpawnHandle>,
     /// The events held for full subscribers are being driven.
     draining_events: bool,
+    /// When the current socket life's connection started: the handshake's duration, at open.
+    connect_started: Option<Instant>,
+    /// The class ([`EndReason::class`](wsherd_connection::EndReason::class)) of the last
+    /// socket's end: the reason label of the reconnect that follows it.
+    last_end_class: &'static str,
     /// Told, once the last socket is closed after a stop, what it handed back while closing.
     stopped_signals: Vec<tokio::sync::oneshot::Sender<Vec<Outbound>>>,
     /// Told, when the actor stops, that the last events are in their subscribers' mailboxes.
@@ -144,6 +149,8 @@ impl Supervisor {
             state: EndpointState::Connecting { attempt: 1 },
             intent: Intent::Run,
             stopped_signals: Vec::new(),
+            connect_started: None,
+            last_end_class: "closed",
             settled_signals: Vec::new(),
             unsettled_lives: 0,
             settle_deadline: None,

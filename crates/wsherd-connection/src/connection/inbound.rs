@@ -47,6 +47,9 @@ impl Connection {
             self.report.flush_batches();
         }
         let stats = &self.stats;
+        if self.unsettled_in.0 > 0 {
+            stats.set_last_message_now();
+        }
         ConnectionStats::add(&stats.messages_in, std::mem::take(&mut self.unsettled_in.0));
         ConnectionStats::add(&stats.bytes_in, std::mem::take(&mut self.unsettled_in.1));
         let report = &mut self.report;

@@ -42,7 +42,15 @@ impl Supervisor {
     fn start_connection(&mut self, ctx: &mut Context<Self>) {
         if self.lives_started > 0 {
             self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
+            // Once per reconnect: looked up each time, so a recorder installed late counts.
+            metrics::counter!(
+                "wsherd_reconnects_total",
+                "endpoint" => self.name.to_string(),
+                "reason" => self.last_end_class,
+            )
+            .increment(1);
         }
+        self.connect_started = Some(Instant::now());
         self.lives_started += 1;
         // Until its `Delivered` notice: a stop waits for its last deliveries.
         self.unsettled_lives += 1;
@@ -63,6 +71,13 @@ impl Supervisor {
 
     pub(super) fn on_open(&mut self, ctx: &mut Context<Self>) {
         self.permit = None;
+        if let Some(started) = self.connect_started.take() {
+            metrics::histogram!(
+                "wsherd_handshake_duration_seconds",
+                "endpoint" => self.name.to_string(),
+            )
+            .record(started.elapsed().as_secs_f64());
+        }
         self.set_state(EndpointState::Open, ctx);
         let Some(connection) = self.connection.clone() else {
             return;
@@ -113,6 +128,8 @@ impl Supervisor {
         }
         self.end_replay();
         let live_for = self.uptime.ended(Instant::now());
+        self.connect_started = None;
+        self.last_end_class = reason.class();
         self.shared.set_last_error(reason.clone());
         match self.intent {
             Intent::Stop => {

@@ -1,0 +1,243 @@
+//! The herd's figures through the `metrics` facade, as an application's recorder sees them.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test helpers fail loudly
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
+use serde::Deserialize;
+use wsherd::prelude::*;
+use wsherd::{HeartbeatMode, HeartbeatSpec};
+use wsherd_testkit::{Behaviour, Recorder as Recording, Step, TestServer};
+
+/// A recorder that keeps every value, by `name{label="value",…}` with labels sorted.
+#[derive(Default)]
+struct Kept {
+    counters: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    gauges: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    histograms: Mutex<BTreeMap<String, Arc<Samples>>>,
+}
+
+#[derive(Default)]
+struct Samples(Mutex<Vec<f64>>);
+
+impl HistogramFn for Samples {
+    fn record(&self, value: f64) {
+        self.0.lock().unwrap().push(value);
+    }
+}
+
+fn render(key: &Key) -> String {
+    let mut labels: Vec<String> = key
+        .labels()
+        .map(|l| format!("{}={:?}", l.key(), l.value()))
+        .collect();
+    labels.sort();
+    format!("{}{{{}}}", key.name(), labels.join(","))
+}
+
+impl Recorder for &'static Kept {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        let cell = self
+            .counters
+            .lock()
+            .unwrap()
+            .entry(render(key))
+            .or_default()
+            .clone();
+        Counter::from_arc(cell)
+    }
+    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
+        let cell = self
+            .gauges
+            .lock()
+            .unwrap()
+            .entry(render(key))
+            .or_default()
+            .clone();
+        Gauge::from_arc(cell)
+    }
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        let cell = self
+            .histograms
+            .lock()
+            .unwrap()
+            .entry(render(key))
+            .or_default()
+            .clone();
+        Histogram::from_arc(cell)
+    }
+}
+
+fn kept() -> &'static Kept {
+    static KEPT: std::sync::OnceLock<&'static Kept> = std::sync::OnceLock::new();
+    KEPT.get_or_init(|| {
+        let kept: &'static Kept = Box::leak(Box::default());
+        metrics::set_global_recorder(kept).expect("the only recorder of this test binary");
+        kept
+    })
+}
+
+impl Kept {
+    fn counter(&self, key: &str) -> Option<u64> {
+        self.counters
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|c| c.load(Ordering::Relaxed))
+    }
+    fn gauge(&self, key: &str) -> Option<f64> {
+        self.gauges
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|g| f64::from_bits(g.load(Ordering::Relaxed)))
+    }
+    fn samples(&self, key: &str) -> usize {
+        self.histograms
+            .lock()
+            .unwrap()
+            .get(key)
+            .map_or(0, |h| h.0.lock().unwrap().len())
+    }
+    fn counters_named(&self, prefix: &str) -> Vec<(String, u64)> {
+        self.counters
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Tick {
+    #[allow(dead_code)]
+    seq: u64,
+}
+wsherd::inbound!(Tick => "tick");
+
+#[actix_rt::test]
+async fn an_application_recorder_sees_traffic_states_reconnects_and_timings_per_endpoint() {
+    let kept = kept();
+    // First life: five ticks and a drop; later lives: five ticks and stay.
+    let server = TestServer::builder_with(|index| {
+        let mut script = vec![Step::stream(&["tick"], 5)];
+        script.push(if index == 0 {
+            Step::Drop
+        } else {
+            Step::Pause(WAIT)
+        });
+        Behaviour::Accept(script)
+    })
+    .start()
+    .unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    let (ticks, seen) = Recording::<Delivery<Tick>>::start();
+    herd.subscribe(ticks.recipient());
+    let heartbeat = HeartbeatSpec {
+        mode: HeartbeatMode::WsPing,
+        interval: Duration::from_millis(50),
+        ..HeartbeatSpec::default()
+    };
+    let spec = EndpointSpec::new(ConnectionConfig::new(server.url("/")).heartbeat(heartbeat))
+        .backoff(wsherd::BackoffPolicy {
+            initial: Duration::from_millis(10),
+            ..Default::default()
+        });
+    herd.add_endpoint("feed", spec).unwrap();
+    seen.wait_for_count(10, WAIT).await.unwrap();
+    states
+        .wait_for(WAIT, |seen| {
+            (seen
+                .iter()
+                .filter(|s| s.message.state == EndpointState::Live)
+                .count()
+                >= 2)
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    // A heartbeat round trip on the second life.
+    server
+        .wait_for(WAIT, |c| c.get(1).filter(|c| c.pings > 0).map(|_| ()))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while kept.samples(r#"wsherd_heartbeat_rtt_seconds{endpoint="feed"}"#) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no round trip recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    herd.publish_metrics();
+    let feed = |name: &str| format!(r#"{name}{{endpoint="feed"}}"#);
+    assert_eq!(
+        kept.counter(&feed("wsherd_messages_received_total")),
+        Some(10)
+    );
+    assert!(kept.counter(&feed("wsherd_bytes_received_total")).unwrap() > 10 * 20);
+    assert_eq!(kept.gauge(&feed("wsherd_endpoint_up")), Some(1.0));
+    assert_eq!(
+        kept.gauge(r#"wsherd_endpoint_state{endpoint="feed",state="live"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        kept.gauge(r#"wsherd_endpoint_state{endpoint="feed",state="backoff"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        kept.counter(r#"wsherd_dead_letters_total{endpoint="feed",reason="no_subscriber"}"#),
+        Some(0)
+    );
+    assert_eq!(kept.gauge(&feed("wsherd_outbound_queue_depth")), Some(0.0));
+    let last = kept
+        .gauge(&feed("wsherd_last_message_timestamp_seconds"))
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(last > now - 600.0 && last <= now + 1.0, "{last} vs {now}");
+    // The drop was a reconnect, labelled by its class.
+    let reconnects = kept.counters_named("wsherd_reconnects_total");
+    assert_eq!(
+        reconnects.iter().map(|(_, n)| n).sum::<u64>(),
+        1,
+        "{reconnects:?}"
+    );
+    assert!(
+        reconnects[0].0.contains(r#"endpoint="feed""#),
+        "{reconnects:?}"
+    );
+    assert_eq!(kept.samples(&feed("wsherd_handshake_duration_seconds")), 2);
+    assert!(
+        kept.gauge("wsherd_governor_handshakes_in_flight{}")
+            .is_some()
+    );
+
+    // Removed: down, in no state.
+    herd.remove_endpoint("feed", CloseCode::NORMAL, "bye")
+        .await
+        .unwrap();
+    herd.publish_metrics();
+    assert_eq!(kept.gauge(&feed("wsherd_endpoint_up")), Some(0.0));
+    assert_eq!(
+        kept.gauge(r#"wsherd_endpoint_state{endpoint="feed",state="live"}"#),
+        Some(0.0)
+    );
+}
