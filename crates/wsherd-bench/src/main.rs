@@ -9,6 +9,7 @@
 mod fanout;
 mod fleet;
 mod idle_server;
+mod instructions;
 mod measure;
 mod server;
 mod throughput;
@@ -40,6 +41,16 @@ fn main() -> ExitCode {
         // Child processes: the servers the scenarios measure against.
         Some("serve") => return server::serve(&args[1..]),
         Some("serve-idle") => return idle_server::serve_idle(&args[1..]),
+        // For callgrind, not for figures of its own: see `instructions.rs`.
+        Some("instructions") => {
+            return match instructions::run(&args[1..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("instructions: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         _ => {}
     }
     let json = args.iter().any(|a| a == "--json");

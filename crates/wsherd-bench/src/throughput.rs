@@ -184,7 +184,7 @@ fn ezsockets_client(url: &str) -> Result<(u64, Duration), String> {
 }
 
 /// Counts deliveries; says when the last one arrived.
-struct Counter {
+pub(crate) struct Counter {
     count: u64,
     target: u64,
     done: Option<tokio::sync::oneshot::Sender<u64>>,
@@ -193,10 +193,15 @@ struct Counter {
 impl Counter {
     /// A counter of [`MESSAGES`] deliveries, and the channel that says when they all came.
     fn start() -> (Addr<Counter>, tokio::sync::oneshot::Receiver<u64>) {
+        Self::start_for(MESSAGES)
+    }
+
+    /// A counter of `target` deliveries.
+    pub(crate) fn start_for(target: u64) -> (Addr<Counter>, tokio::sync::oneshot::Receiver<u64>) {
         let (done, all_in) = tokio::sync::oneshot::channel();
         let counter = Counter {
             count: 0,
-            target: MESSAGES,
+            target,
             done: Some(done),
         };
         (Actor::start(counter), all_in)
