@@ -336,9 +336,13 @@ impl ConfigLoader {
             Some(vars) => vars.get(var).cloned(),
             None => std::env::var(var).ok(),
         };
+        let empty = Value::new(None, ValueKind::Table(Default::default()));
         let defaults = match top.map.get("defaults") {
-            Some(defaults) => checked_defaults(reader, defaults, &lookup),
-            None => Value::new(None, ValueKind::Table(Default::default())),
+            Some(defaults) => match reader.table(defaults, "defaults", endpoint::ENDPOINT_KEYS) {
+                Some(_) => defaults.clone(),
+                None => empty,
+            },
+            None => empty,
         };
         let Some(endpoints) = top.map.get("endpoints") else {
             return config;
@@ -358,10 +362,10 @@ impl ConfigLoader {
                 reader.problem(read::origin_of(value).as_deref(), &path, error.why);
             });
             let merged = read::merge(&defaults, value);
-            if let (Some((endpoint, secrets)), Ok(endpoint_name)) = (
-                endpoint::read_endpoint(reader, &merged, &path, &lookup),
-                endpoint_name,
-            ) {
+            let mut scratch = reader.scratch();
+            let read = endpoint::read_endpoint(&mut scratch, &merged, &path, &lookup);
+            attribute_to_defaults(reader, scratch.problems, &path, value, &defaults);
+            if let (Some((endpoint, secrets)), Ok(endpoint_name)) = (read, endpoint_name) {
                 let fingerprint = digest(&(canonical(&merged) + &secrets));
                 config.endpoints.insert(
                     endpoint_name,
@@ -377,31 +381,30 @@ impl ConfigLoader {
     }
 }
 
-/// `[defaults]` read once as an endpoint table (without a URL, which it need not have), its
-/// problems reported once at `defaults.<key>`, and the keys at fault taken out, so that the
-/// endpoints inheriting them are not each reported for them at a path that is not in the file.
-fn checked_defaults(
+/// Reports an endpoint's problems; one about a value the endpoint inherited from
+/// `[defaults]` (the endpoint does not set that key itself, `[defaults]` does) is reported once,
+/// at `defaults.<key>` where the mistake is, however many endpoints inherit it. The merged
+/// endpoint is what is checked, so a default that is only valid together with an endpoint's own
+/// keys is accepted.
+fn attribute_to_defaults(
     reader: &mut Reader,
+    problems: Vec<Problem>,
+    path: &str,
+    own: &Value,
     defaults: &Value,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Value {
-    let mut scratch = reader.scratch();
-    let _ = endpoint::read_endpoint(&mut scratch, defaults, "defaults", lookup);
-    let mut cleaned = defaults.clone();
-    if !matches!(cleaned.kind, ValueKind::Table(_)) {
-        cleaned = Value::new(None, ValueKind::Table(Default::default()));
-    }
-    let has_url = matches!(&defaults.kind, ValueKind::Table(map) if map.contains_key("url"));
-    for problem in scratch.problems {
-        if problem.key == "defaults.url" && !has_url {
-            continue; // endpoints name their own URL
+) {
+    let prefix = format!("{path}.");
+    for mut problem in problems {
+        if let Some(relative) = problem.key.strip_prefix(&prefix)
+            && !read::has_path(own, relative)
+            && read::has_path(defaults, relative)
+        {
+            problem.key = format!("defaults.{relative}");
         }
-        if let Some(relative) = problem.key.strip_prefix("defaults.") {
-            read::remove_path(&mut cleaned, relative);
+        if !reader.problems.contains(&problem) {
+            reader.problems.push(problem);
         }
-        reader.problems.push(problem);
     }
-    cleaned
 }
 
 /// A parse error without the lines of the file it quotes (TOML's `3 | url = "…"` and the caret

@@ -1041,3 +1041,21 @@ fn errors_returned_from_main_print_the_list_not_the_structs() {
     };
     assert_eq!(format!("{send:?}"), r#"no endpoint named "feed""#);
 }
+
+#[test]
+fn a_default_valid_only_with_each_endpoints_own_keys_is_accepted() {
+    let file = TempConfig::new(
+        "toml",
+        "[defaults]\nlive_after = { timeout = \"5s\" }\nbackoff = { initial = \"45s\" }\n\
+         heartbeat = { mode = \"app\", reply_kind = \"pong\" }\n\n\
+         [endpoints.a]\nurl = \"ws://127.0.0.1:1/a\"\nlive_after = { kind = \"subscribed\" }\n\
+         backoff = { max = \"2m\" }\nheartbeat = { payload = \"ping\" }\n",
+    );
+    let config = load(&file).unwrap();
+    let a = &config.endpoints[&name("a")].spec;
+    assert_eq!(a.backoff.initial, Duration::from_secs(45));
+    assert_eq!(
+        a.live_after.as_ref().unwrap().timeout,
+        Duration::from_secs(5)
+    );
+}

@@ -391,24 +391,24 @@ pub(crate) fn merge(base: &Value, over: &Value) -> Value {
     }
 }
 
-/// Removes the entry at dotted `path` (a trailing `[index]` or a path through a non-table
-/// removes the nearest table entry above it): a bad default must not be read again for every
-/// endpoint that inherits it.
-pub(crate) fn remove_path(value: &mut Value, path: &str) {
+/// Whether `value` holds an entry at dotted `path` (a trailing `[index]` counts as the entry
+/// it indexes).
+pub(crate) fn has_path(value: &Value, path: &str) -> bool {
     let (first, rest) = match path.split_once('.') {
         Some((first, rest)) => (first, Some(rest)),
         None => (path, None),
     };
     let key = first.split('[').next().unwrap_or(first);
-    let ValueKind::Table(map) = &mut value.kind else {
-        return;
+    let ValueKind::Table(map) = &value.kind else {
+        return false;
     };
-    match (rest, map.get_mut(key)) {
-        (Some(rest), Some(child)) if matches!(child.kind, ValueKind::Table(_)) => {
-            remove_path(child, rest);
-        }
-        _ => {
-            map.remove(key);
-        }
+    match (map.get(key), rest) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(child), Some(rest)) => match child.kind {
+            ValueKind::Table(_) => has_path(child, rest),
+            // A path into something that is not a table: the entry itself is at fault.
+            _ => true,
+        },
     }
 }

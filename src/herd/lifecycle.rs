@@ -362,11 +362,28 @@ impl Herd {
         };
         let in_time = tokio::time::timeout(timeout, all).await.is_ok();
         for mut endpoint in closing {
-            if endpoint.request.is_some() {
-                // Never answered (its mailbox was full): make sure the stop is on its way.
-                endpoint.supervisor.do_send(stop());
-                report.timed_out.push(endpoint.name);
-                continue;
+            if let Some(mut request) = endpoint.request.take() {
+                // Answered while an earlier one was awaited, or not at all: look once, without
+                // waiting, so no receipt (and none of the messages it hands back) is dropped.
+                let mut look = std::task::Context::from_waker(std::task::Waker::noop());
+                match std::future::Future::poll(request.as_mut(), &mut look) {
+                    std::task::Poll::Ready(Ok(receipt)) => {
+                        if !receipt.unsent.is_empty() {
+                            report.unsent.insert(endpoint.name.clone(), receipt.unsent);
+                        }
+                        endpoint.closed = Some(receipt.closed);
+                        endpoint.settled = Some(receipt.settled);
+                    }
+                    // Gone: it held nothing any more.
+                    std::task::Poll::Ready(Err(_)) => continue,
+                    std::task::Poll::Pending => {
+                        // Never answered (its mailbox was full): make sure the stop is on its
+                        // way.
+                        endpoint.supervisor.do_send(stop());
+                        report.timed_out.push(endpoint.name);
+                        continue;
+                    }
+                }
             }
             let late = match (endpoint.late.take(), endpoint.closed.as_mut()) {
                 (Some(late), _) => Some(late),
@@ -381,7 +398,7 @@ impl Herd {
                     Err(tokio::sync::oneshot::error::TryRecvError::Closed) => None,
                 },
             };
-            let closed_in_time = !report.timed_out.contains(&endpoint.name);
+            let closed_in_time = report.timed_out.last() != Some(&endpoint.name);
             if closed_in_time
                 && !endpoint.delivered
                 && let Some(settled) = endpoint.settled.as_mut()
