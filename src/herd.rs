@@ -28,6 +28,7 @@ use crate::error::HerdError;
 
 pub use adapters::{DeliveryStream, STREAM_CAPACITY};
 pub use lifecycle::{ReloadReport, SHUTDOWN_TIMEOUT, ShutdownReport, shutdown_signal};
+pub use metrics::MIN_METRICS_INTERVAL;
 
 /// An endpoint's settings as it runs: the spec, shared with its supervisor (one copy per
 /// endpoint, however many hold it: at ten thousand endpoints a copy is megabytes), and the
@@ -169,7 +170,7 @@ impl Herd {
             .collect();
         let herd = Self::build(settings.governor, arbiters, started);
         if let Some(interval) = settings.metrics_interval {
-            herd.enable_metrics(interval);
+            herd.enable_metrics(interval)?;
         }
         Ok(herd)
     }

@@ -18,6 +18,10 @@ use wsherd_supervisor::{EndpointState, EndpointStatus, GovernorStats};
 
 use super::{Herd, Inner};
 
+/// The shortest period [`Herd::enable_metrics`] publishes at (a shorter one is raised to it):
+/// publishing reads every endpoint, and runs on the arbiter that also hosts the governor.
+pub const MIN_METRICS_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Every state an endpoint can be in, by the name its `wsherd_endpoint_state` series carries.
 const STATES: [&str; 7] = [
     "connecting",
@@ -29,32 +33,70 @@ const STATES: [&str; 7] = [
     "stopped",
 ];
 
+/// A counter fed from an endpoint's running total, which starts again at zero when the
+/// endpoint is restarted (a new supervisor, new counters): what came before is kept as an
+/// offset, so the exported counter never goes back (a recorder's `absolute` keeps the maximum,
+/// and would otherwise stand still until the new total passed the old one).
+struct Monotonic {
+    counter: Counter,
+    offset: u64,
+    last: u64,
+}
+
+impl Monotonic {
+    fn new(counter: Counter) -> Self {
+        Monotonic {
+            counter,
+            offset: 0,
+            last: 0,
+        }
+    }
+
+    /// `total` of the current counters; `restarted`: they are not the ones seen last time.
+    fn publish(&mut self, total: u64, restarted: bool) {
+        if restarted || total < self.last {
+            self.offset = self.offset.saturating_add(self.last);
+        }
+        self.last = total;
+        self.counter.absolute(self.offset.saturating_add(total));
+    }
+}
+
 /// One endpoint's series, registered once (at its first publication).
 struct Series {
+    /// Which counters were published last (an endpoint's shared state, by address): a
+    /// restarted endpoint has new ones, starting at zero.
+    source: usize,
     up: Gauge,
     states: [Gauge; STATES.len()],
-    messages_received: Counter,
-    bytes_received: Counter,
-    messages_sent: Counter,
-    bytes_sent: Counter,
-    dead_letters_unrouted: Counter,
-    dead_letters_undecodable: Counter,
-    subscriber_dropped: Counter,
+    messages_received: Monotonic,
+    bytes_received: Monotonic,
+    messages_sent: Monotonic,
+    bytes_sent: Monotonic,
+    dead_letters_unrouted: Monotonic,
+    dead_letters_undecodable: Monotonic,
+    subscriber_dropped: Monotonic,
     queue_depth: Gauge,
-    queue_dropped: Counter,
-    queue_expired: Counter,
-    queue_rejected: Counter,
+    queue_dropped: Monotonic,
+    queue_expired: Monotonic,
+    queue_rejected: Monotonic,
     last_message: Gauge,
 }
 
 impl Series {
     fn register(name: &EndpointName) -> Series {
         let endpoint = name.to_string();
-        let counter =
-            |metric: &'static str| metrics::counter!(metric, "endpoint" => endpoint.clone());
+        let counter = |metric: &'static str| {
+            Monotonic::new(metrics::counter!(metric, "endpoint" => endpoint.clone()))
+        };
         let gauge = |metric: &'static str| metrics::gauge!(metric, "endpoint" => endpoint.clone());
-        let labelled = |metric: &'static str, label: &'static str, value: &'static str| metrics::counter!(metric, "endpoint" => endpoint.clone(), label => value);
+        let labelled = |metric: &'static str, label: &'static str, value: &'static str| {
+            Monotonic::new(
+                metrics::counter!(metric, "endpoint" => endpoint.clone(), label => value),
+            )
+        };
         Series {
+            source: 0,
             up: gauge("wsherd_endpoint_up"),
             states: STATES.map(|state| {
                 metrics::gauge!("wsherd_endpoint_state", "endpoint" => endpoint.clone(), "state" => state)
@@ -74,7 +116,9 @@ impl Series {
         }
     }
 
-    fn publish(&self, status: &EndpointStatus) {
+    fn publish(&mut self, status: &EndpointStatus, source: usize) {
+        let restarted = self.source != 0 && self.source != source;
+        self.source = source;
         let stats = &status.stats;
         self.up
             .set(f64::from(u8::from(status.state == EndpointState::Live)));
@@ -82,18 +126,22 @@ impl Series {
         for (gauge, state) in self.states.iter().zip(STATES) {
             gauge.set(f64::from(u8::from(state == current)));
         }
-        self.messages_received.absolute(stats.messages_in);
-        self.bytes_received.absolute(stats.bytes_in);
-        self.messages_sent.absolute(stats.messages_out);
-        self.bytes_sent.absolute(stats.bytes_out);
-        self.dead_letters_unrouted.absolute(stats.dead_letters);
-        self.dead_letters_undecodable
-            .absolute(stats.decode_failures);
-        self.subscriber_dropped.absolute(stats.dropped_full);
+        let totals = [
+            (&mut self.messages_received, stats.messages_in),
+            (&mut self.bytes_received, stats.bytes_in),
+            (&mut self.messages_sent, stats.messages_out),
+            (&mut self.bytes_sent, stats.bytes_out),
+            (&mut self.dead_letters_unrouted, stats.dead_letters),
+            (&mut self.dead_letters_undecodable, stats.decode_failures),
+            (&mut self.subscriber_dropped, stats.dropped_full),
+            (&mut self.queue_dropped, status.queue_dropped),
+            (&mut self.queue_expired, status.queue_expired),
+            (&mut self.queue_rejected, status.queue_rejected),
+        ];
+        for (counter, total) in totals {
+            counter.publish(total, restarted);
+        }
         self.queue_depth.set(status.queue_depth as f64);
-        self.queue_dropped.absolute(status.queue_dropped);
-        self.queue_expired.absolute(status.queue_expired);
-        self.queue_rejected.absolute(status.queue_rejected);
         if let Some(at) = stats.last_message_at {
             let seconds = at
                 .duration_since(UNIX_EPOCH)
@@ -117,30 +165,33 @@ impl Series {
 pub(super) struct Publisher {
     series: HashMap<EndpointName, Series>,
     governor: Option<(Gauge, Gauge)>,
+    described: bool,
     /// The periodic publication runs.
     ticking: bool,
 }
 
 impl Publisher {
-    fn publish(&mut self, statuses: &[EndpointStatus], governor: Option<&GovernorStats>) {
-        if self.series.is_empty() && self.governor.is_none() {
+    fn publish(&mut self, endpoints: &[(EndpointStatus, usize)], governor: Option<&GovernorStats>) {
+        if !self.described {
             describe();
+            self.described = true;
         }
-        let mut seen = std::collections::HashSet::with_capacity(statuses.len());
-        for status in statuses {
+        let mut seen = std::collections::HashSet::with_capacity(endpoints.len());
+        for (status, source) in endpoints {
             seen.insert(&status.name);
             self.series
                 .entry(status.name.clone())
                 .or_insert_with(|| Series::register(&status.name))
-                .publish(status);
+                .publish(status, *source);
         }
-        self.series.retain(|name, series| {
-            let kept = seen.contains(name);
-            if !kept {
+        // A removed endpoint's series stay (retired): one added again under the same name
+        // carries its counters on from where they were.
+        for (name, series) in self.series.iter_mut() {
+            if !seen.contains(name) && series.source != 0 {
                 series.retire();
+                series.source = usize::MAX;
             }
-            kept
-        });
+        }
         if let Some(stats) = governor {
             let (in_flight, waiting) = self.governor.get_or_insert_with(|| {
                 (
@@ -244,36 +295,54 @@ impl Herd {
     /// `wsherd_last_message_timestamp_seconds`, each labelled `endpoint`, and
     /// `wsherd_governor_handshakes_in_flight`, `wsherd_governor_waiting`. A scrape calls it for
     /// exact figures; [`Herd::enable_metrics`] calls it periodically. Install the recorder
-    /// before the first publication: the series are registered once per endpoint.
+    /// before the herd is made: each endpoint's series are registered once, at its first
+    /// publication. A restarted endpoint's counters carry on from where they were.
     pub fn publish_metrics(&self) {
-        let statuses = self.status();
+        let endpoints: Vec<(EndpointStatus, usize)> = self
+            .lock()
+            .by_name
+            .values()
+            .map(|endpoint| {
+                let source = Arc::as_ptr(&endpoint.shared) as usize;
+                (endpoint.shared.snapshot(), source)
+            })
+            .collect();
         let governor = self.governor_stats();
         self.inner
             .metrics
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .publish(&statuses, governor.as_deref());
+            .publish(&endpoints, governor.as_deref());
     }
 
-    /// Publishes the figures every `interval` (see [`Herd::publish_metrics`]) from a task on
-    /// the current arbiter, for as long as the herd exists; a second call does nothing. Must be
-    /// called inside a running actix system. `[herd] metrics_interval` does this for a herd
-    /// from a config.
-    pub fn enable_metrics(&self, interval: Duration) {
+    /// Publishes the figures every `interval` (at least [`MIN_METRICS_INTERVAL`]; see
+    /// [`Herd::publish_metrics`]) from a task on the current arbiter, for as long as the herd
+    /// exists, the first time one interval from now; a second call does nothing. Outside a
+    /// running actix system: [`HerdError::NoSystem`](crate::HerdError::NoSystem).
+    /// `[herd] metrics_interval` does this for a herd from a config.
+    pub fn enable_metrics(&self, interval: Duration) -> Result<(), crate::HerdError> {
+        if actix::System::try_current().is_none() {
+            return Err(crate::HerdError::NoSystem);
+        }
+        let interval = interval.max(MIN_METRICS_INTERVAL);
         {
             let mut publisher = self
                 .inner
                 .metrics
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if publisher.ticking || interval.is_zero() {
-                return;
+            if publisher.ticking {
+                return Ok(());
             }
             publisher.ticking = true;
         }
         let herd: Weak<Inner> = Arc::downgrade(&self.inner);
         actix::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
+            // The first publication one interval from now: a recorder installed right after
+            // the herd was made is still the one the series are registered with.
+            let mut ticks =
+                tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
                 let Some(inner) = herd.upgrade() else {
@@ -282,5 +351,6 @@ impl Herd {
                 Herd { inner }.publish_metrics();
             }
         });
+        Ok(())
     }
 }

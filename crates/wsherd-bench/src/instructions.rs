@@ -77,7 +77,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let system = System::new();
     let count = system.block_on(async move {
         let herd = Herd::new();
-        herd.enable_metrics(Duration::from_millis(100));
+        herd.enable_metrics(Duration::from_millis(100))
+            .map_err(|e| e.to_string())?;
         let (deliveries, all_in) = Deliveries::start_for(messages);
         herd.subscribe::<Trade>(deliveries.recipient());
         let mut config = ConnectionConfig::new(url);
