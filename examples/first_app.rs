@@ -27,10 +27,10 @@ fn app(config: &Path) -> Result<Herd, wsherd::HerdError> {
             "{}: trade #{} ({})",
             trade.endpoint, trade.message.seq, trade.message.data
         )
-    });
+    })?;
     herd.on_event::<StateEvent, _>(|event| {
         println!("{}: [{}]", event.endpoint, event.message.state)
-    });
+    })?;
     Ok(herd)
 }
 
@@ -96,7 +96,7 @@ mod tests {
         let config = write_config(&server).unwrap();
         wsherd::run(async {
             let herd = app(&config).unwrap();
-            let mut trades = herd.stream::<Trade>();
+            let mut trades = herd.stream::<Trade>().unwrap();
             let report = herd
                 .run_until(
                     async {

@@ -17,7 +17,8 @@ mod sealed {
 /// # use wsherd::prelude::*;
 /// # fn demo(herd: Herd, states: wsherd::actix::Recipient<Delivery<StateEvent>>) {
 /// herd.subscribe_events(states);
-/// herd.on_event::<ConnectionEvent, _>(|event| println!("{}: {:?}", event.endpoint, event.message));
+/// herd.on_event::<ConnectionEvent, _>(|event| println!("{}: {:?}", event.endpoint, event.message))
+///     .expect("inside an actix system");
 /// # }
 /// ```
 ///

@@ -28,6 +28,7 @@ use crate::error::HerdError;
 
 pub use adapters::{DeliveryStream, STREAM_CAPACITY};
 pub use lifecycle::{ReloadReport, SHUTDOWN_TIMEOUT, ShutdownReport, shutdown_signal};
+pub use messaging::MAX_STREAM_CAPACITY;
 pub use metrics::MIN_METRICS_INTERVAL;
 
 /// An endpoint's settings as it runs: the spec, shared with its supervisor (one copy per

@@ -28,8 +28,8 @@ pub fn run<F: std::future::Future>(app: F) -> F::Output {
 pub use error::{HerdError, SendError};
 pub use events::Event;
 pub use herd::{
-    DeliveryStream, Herd, MIN_METRICS_INTERVAL, ReloadReport, SHUTDOWN_TIMEOUT, STREAM_CAPACITY,
-    ShutdownReport, shutdown_signal,
+    DeliveryStream, Herd, MAX_STREAM_CAPACITY, MIN_METRICS_INTERVAL, ReloadReport,
+    SHUTDOWN_TIMEOUT, STREAM_CAPACITY, ShutdownReport, shutdown_signal,
 };
 
 pub use wsherd_connection::{

@@ -112,7 +112,8 @@ async fn run_until_starts_the_herd_and_returns_the_shutdown_report() {
                 let _ = third.send(());
             }
         }
-    });
+    })
+    .unwrap();
     let running = actix_rt::spawn({
         let herd = herd.clone();
         async move {
@@ -153,7 +154,8 @@ async fn a_closure_runs_for_every_delivery_and_may_keep_state() {
         {
             let _ = done.send(sum);
         }
-    });
+    })
+    .unwrap();
     herd.add_endpoint("feed", ConnectionConfig::new(server.url("/")))
         .unwrap();
     assert_eq!(all_seen.await.unwrap(), (0..50).sum::<u64>());
@@ -174,7 +176,9 @@ async fn a_stream_yields_every_delivery_in_order_and_a_slow_reader_loses_nothing
     );
     let herd = Herd::from_config_file(file.path()).unwrap();
     // Room for 4: the rest wait in the socket, the feed's reads paused.
-    let mut ticks = herd.stream_with::<Tick>(SubscribeOptions::new(), 4);
+    let mut ticks = herd
+        .stream_with::<Tick>(SubscribeOptions::new(), 4)
+        .unwrap();
     herd.start();
     let mut seen = Vec::new();
     while seen.len() < COUNT as usize {
@@ -199,7 +203,7 @@ async fn a_stream_yields_every_delivery_in_order_and_a_slow_reader_loses_nothing
 async fn dropping_a_stream_ends_its_subscription() {
     let server = TestServer::start(vec![Step::stream(&["tick"], 1), Step::Pause(WAIT)]).unwrap();
     let herd = Herd::new();
-    let mut ticks = herd.stream::<Tick>();
+    let mut ticks = herd.stream::<Tick>().unwrap();
     let (kept, kept_seen) = Recorder::<Delivery<Tick>>::start();
     herd.subscribe(kept.recipient());
     herd.add_endpoint("feed", ConnectionConfig::new(server.url("/")))
@@ -224,7 +228,7 @@ async fn dropping_a_stream_ends_its_subscription() {
 async fn events_can_be_taken_by_a_closure_or_a_stream() {
     let server = TestServer::start(vec![Step::Pause(WAIT)]).unwrap();
     let herd = Herd::new();
-    let mut states = herd.event_stream::<StateEvent>();
+    let mut states = herd.event_stream::<StateEvent>().unwrap();
     let (live, closure_saw_live) = tokio::sync::oneshot::channel::<()>();
     let mut live = Some(live);
     herd.on_event::<StateEvent, _>(move |event| {
@@ -233,7 +237,8 @@ async fn events_can_be_taken_by_a_closure_or_a_stream() {
         {
             let _ = live.send(());
         }
-    });
+    })
+    .unwrap();
     herd.add_endpoint("feed", ConnectionConfig::new(server.url("/")))
         .unwrap();
     loop {

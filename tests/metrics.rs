@@ -234,7 +234,10 @@ async fn an_application_recorder_sees_traffic_states_reconnects_and_timings_per_
     herd.restart("feed").await.unwrap();
     seen.wait_for_count(15, WAIT).await.unwrap();
     herd.publish_metrics();
-    assert_eq!(kept.counter(&feed("wsherd_messages_received_total")), Some(15));
+    assert_eq!(
+        kept.counter(&feed("wsherd_messages_received_total")),
+        Some(15)
+    );
 
     // Removed: down, in no state.
     herd.remove_endpoint("feed", CloseCode::NORMAL, "bye")

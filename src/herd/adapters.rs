@@ -83,11 +83,12 @@ impl<T: Send + Sync + 'static> Handler<Delivery<T>> for StreamFeeder<T> {
 /// # use wsherd::prelude::*;
 /// # #[derive(Debug, serde::Deserialize)] struct Trade { price: f64 }
 /// # wsherd::inbound!(Trade => "trade");
-/// # async fn demo(herd: Herd) {
-/// let mut trades = herd.stream::<Trade>();
+/// # async fn demo(herd: Herd) -> Result<(), wsherd::HerdError> {
+/// let mut trades = herd.stream::<Trade>()?;
 /// while let Some(trade) = trades.next().await {
 ///     println!("{}: {}", trade.endpoint, trade.message.price);
 /// }
+/// # Ok(())
 /// # }
 /// ```
 pub struct DeliveryStream<T> {

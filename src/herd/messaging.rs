@@ -143,9 +143,9 @@ impl Herd {
     /// Calls `call` with every `T` from every endpoint: a subscriber without an actor. It runs
     /// on the arbiter that calls `on` (in `main`, the main thread), one delivery at a time, in
     /// each endpoint's order; a slow closure is a slow subscriber (backpressure by default,
-    /// see [`Overflow`](crate::Overflow)), so keep it short or hand work off. Must be called
-    /// inside a running actix system.
-    pub fn on<T, F>(&self, call: F) -> SubscriptionId
+    /// see [`Overflow`](crate::Overflow)), so keep it short or hand work off. Outside a running actix
+    /// system: [`HerdError::NoSystem`].
+    pub fn on<T, F>(&self, call: F) -> Result<SubscriptionId, HerdError>
     where
         T: Inbound,
         F: FnMut(Delivery<T>) + 'static,
@@ -154,55 +154,75 @@ impl Herd {
     }
 
     /// [`Herd::on`] per `options`.
-    pub fn on_with<T, F>(&self, options: SubscribeOptions, call: F) -> SubscriptionId
+    pub fn on_with<T, F>(
+        &self,
+        options: SubscribeOptions,
+        call: F,
+    ) -> Result<SubscriptionId, HerdError>
     where
         T: Inbound,
         F: FnMut(Delivery<T>) + 'static,
     {
+        in_a_system()?;
         let subscriber = ClosureSubscriber::new(call).start();
-        self.subscribe_with(subscriber.recipient(), options)
+        Ok(self.subscribe_with(subscriber.recipient(), options))
     }
 
     /// Calls `call` with every event of type `E`, as [`Herd::on`] does for messages.
-    pub fn on_event<E, F>(&self, call: F) -> SubscriptionId
+    pub fn on_event<E, F>(&self, call: F) -> Result<SubscriptionId, HerdError>
     where
         E: Event,
         F: FnMut(Delivery<E>) + 'static,
     {
+        in_a_system()?;
         let subscriber = ClosureSubscriber::new(call).start();
-        self.subscribe_events(subscriber.recipient())
+        Ok(self.subscribe_events(subscriber.recipient()))
     }
 
     /// Every `T` from every endpoint as a bounded stream, for async code (`while let
     /// Some(trade) = trades.next().await`). It holds up to [`STREAM_CAPACITY`] deliveries;
     /// unread beyond that, it is a slow subscriber (backpressure by default). Dropping the
-    /// stream ends the subscription. Must be called inside a running actix system.
-    pub fn stream<T: Inbound>(&self) -> DeliveryStream<T> {
+    /// stream ends the subscription. Outside a running actix system: [`HerdError::NoSystem`].
+    pub fn stream<T: Inbound>(&self) -> Result<DeliveryStream<T>, HerdError> {
         self.stream_with(SubscribeOptions::new(), STREAM_CAPACITY)
     }
 
-    /// [`Herd::stream`] per `options`, holding up to `capacity` deliveries (at least one).
+    /// [`Herd::stream`] per `options`, holding up to `capacity` deliveries (at least one, at
+    /// most [`MAX_STREAM_CAPACITY`]).
     pub fn stream_with<T: Inbound>(
         &self,
         options: SubscribeOptions,
         capacity: usize,
-    ) -> DeliveryStream<T> {
-        let (sender, receiver) = mpsc::channel(capacity.max(1));
+    ) -> Result<DeliveryStream<T>, HerdError> {
+        in_a_system()?;
+        let (sender, receiver) = mpsc::channel(capacity.clamp(1, MAX_STREAM_CAPACITY));
         let feeder = StreamFeeder { sender }.start();
         let id = self.subscribe_with(feeder.recipient(), options);
-        DeliveryStream::new(receiver).subscribed(self.inner.router.clone(), id)
+        Ok(DeliveryStream::new(receiver).subscribed(self.inner.router.clone(), id))
     }
 
     /// Every event of type `E` as a bounded stream, as [`Herd::stream`] does for messages.
-    pub fn event_stream<E: Event>(&self) -> DeliveryStream<E> {
+    pub fn event_stream<E: Event>(&self) -> Result<DeliveryStream<E>, HerdError> {
+        in_a_system()?;
         let (sender, receiver) = mpsc::channel(STREAM_CAPACITY);
         let feeder = StreamFeeder { sender }.start();
         let id = self.subscribe_events(feeder.recipient());
-        DeliveryStream::new(receiver).subscribed(self.inner.router.clone(), id)
+        Ok(DeliveryStream::new(receiver).subscribed(self.inner.router.clone(), id))
     }
 
     /// Ends a subscription.
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
         self.inner.router.unsubscribe(id)
+    }
+}
+
+/// The most deliveries one stream holds; a larger capacity is lowered to it.
+pub const MAX_STREAM_CAPACITY: usize = 1 << 20;
+
+/// Closure and stream subscribers are actors: they need a running actix system.
+fn in_a_system() -> Result<(), HerdError> {
+    match actix::System::try_current() {
+        Some(_) => Ok(()),
+        None => Err(HerdError::NoSystem),
     }
 }
