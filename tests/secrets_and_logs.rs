@@ -128,10 +128,10 @@ async fn secrets_stay_out_of_logs_status_debug_and_errors() {
     }
     let logs = capture.text();
     assert!(
-        logs.contains("endpoint{name=ok}"),
+        logs.contains("wsherd{endpoint=ok}"),
         "one span per endpoint:\n{logs}"
     );
-    assert!(logs.contains("endpoint{name=denied}"), "{logs}");
+    assert!(logs.contains("wsherd{endpoint=denied}"), "{logs}");
     assert!(logs.contains("handshake rejected with HTTP 401"), "{logs}");
 }
 

@@ -24,6 +24,9 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(1);
 
 enum Item {
     Line(Vec<u8>),
+    /// A line kept at the bottom of a terminal and redrawn under every other line; `None`
+    /// clears it.
+    Status(Option<Vec<u8>>),
     /// Everything before this has been written: tell the sender.
     Flush(SyncSender<()>),
 }
@@ -83,6 +86,15 @@ pub(crate) struct Stderr {
 }
 
 impl Stderr {
+    /// Shows `text` as the terminal's status line (no newline), or clears it: other lines are
+    /// written above it, and it is redrawn after each. Skipped when stderr is far behind.
+    pub(crate) fn status(&self, text: Option<String>) {
+        let _ = self
+            .lines
+            .sender
+            .try_send(Item::Status(text.map(String::into_bytes)));
+    }
+
     /// Queues `text` as it is (newline included or not); dropped and counted when stderr is
     /// far behind.
     pub(crate) fn write(&self, text: String) {
@@ -163,21 +175,44 @@ pub(crate) fn install(filter: EnvFilter, format: LogFormat) -> io::Result<(LogGu
     Ok((guard, stderr))
 }
 
+/// Clears the terminal's current line.
+const CLEAR_LINE: &[u8] = b"\r\x1b[2K";
+
 fn write_lines(receiver: Receiver<Item>, dropped: &AtomicU64) {
     let mut stderr = io::stderr();
+    let mut status: Option<Vec<u8>> = None;
+    let report_lost = |stderr: &mut io::Stderr| {
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            let _ = writeln!(stderr, "wsherd: {lost} line(s) dropped: stderr was slow");
+        }
+    };
     for item in receiver {
         match item {
             Item::Line(line) => {
-                let lost = dropped.swap(0, Ordering::Relaxed);
-                if lost > 0 {
-                    let _ = writeln!(
-                        stderr,
-                        "wsherd: {lost} log line(s) dropped: stderr was slow"
-                    );
+                if status.is_some() {
+                    let _ = stderr.write_all(CLEAR_LINE);
                 }
+                report_lost(&mut stderr);
                 let _ = stderr.write_all(&line);
+                if let Some(status) = &status {
+                    let _ = stderr.write_all(status);
+                }
+            }
+            Item::Status(next) => {
+                if status.is_some() || next.is_some() {
+                    let _ = stderr.write_all(CLEAR_LINE);
+                }
+                if let Some(next) = &next {
+                    let _ = stderr.write_all(next);
+                }
+                status = next;
             }
             Item::Flush(done) => {
+                if status.take().is_some() {
+                    let _ = stderr.write_all(CLEAR_LINE);
+                }
+                report_lost(&mut stderr);
                 let _ = stderr.flush();
                 let _ = done.try_send(());
             }

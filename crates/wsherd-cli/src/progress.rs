@@ -93,22 +93,23 @@ pub(crate) fn spawn(herd: Herd, stderr: Stderr, terminal: bool) {
     actix_rt::spawn(async move {
         let started = Instant::now();
         let mut last = None;
-        let mut interval = tokio::time::interval(tick);
+        // The first look one tick after the start: by then the held endpoints took their
+        // resume, and a `paused` one is one the owner paused.
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
             let statuses = herd.status();
             let counts = Counts::of(statuses.iter().map(|s| &s.state));
-            if counts.total > 0 && counts.settled() {
-                let summary = counts.summary(started.elapsed());
-                stderr.write(if terminal {
-                    format!("\r\x1b[2Kwsherd: {summary}\n")
-                } else {
-                    format!("wsherd: {summary}\n")
-                });
+            if counts.settled() {
+                if terminal {
+                    stderr.status(None);
+                }
+                stderr.write(format!("wsherd: {}\n", counts.summary(started.elapsed())));
                 return;
             }
             if terminal {
-                stderr.write(format!("\r\x1b[2K{}", counts.line()));
+                stderr.status(Some(counts.line()));
             } else if last != Some(counts) {
                 stderr.write(format!("wsherd: {}\n", counts.line()));
             }

@@ -14,6 +14,7 @@ use wsherd::config::HerdConfig;
 use wsherd::{Herd, Outbound};
 
 use crate::args::Format;
+use crate::logs::Stderr;
 use crate::output::{Filter, KindRules, Printers};
 use crate::stdout::Stdout;
 
@@ -112,27 +113,34 @@ pub(crate) fn run(
         let herd = Herd::from_config(config).map_err(|e| e.to_string())?;
         Printers::start(format, filter, Arc::clone(&rules), &stdout).subscribe(&herd);
         herd.start();
+        // On this arbiter (the governor's) nothing writes stderr itself: a stderr nobody
+        // reads must not hold up handshakes. Lines go through the logs' writer thread.
+        let stderr = progress.stderr.clone();
         crate::progress::spawn(herd.clone(), progress.stderr, progress.terminal);
-        forward_stdin(herd.clone());
+        forward_stdin(herd.clone(), stderr.clone());
         let stdout_closed = stdout.closed();
         tokio::select! {
-            () = wait_for_signals(&herd, path, &rules) => {}
+            () = wait_for_signals(&herd, path, &rules, &stderr) => {}
             // `wsherd run | head`: nobody will read what comes next; close gracefully.
             () = stdout_closed => {}
         }
         let report = herd.shutdown("shutting down", SHUTDOWN_TIMEOUT).await;
         // How many, not what: messages (subscriptions, logins) often carry credentials.
         for (endpoint, unsent) in &report.unsent {
-            eprintln!(
-                "{endpoint}: {} queued message(s) were not sent",
+            stderr.write(format!(
+                "{endpoint}: {} queued message(s) were not sent\n",
                 unsent.len()
-            );
+            ));
         }
         for endpoint in &report.timed_out {
-            eprintln!("{endpoint}: the peer did not answer the Close in time");
+            stderr.write(format!(
+                "{endpoint}: the peer did not answer the Close in time\n"
+            ));
         }
         for endpoint in &report.events_pending {
-            eprintln!("{endpoint}: its last state events were not printed in time");
+            stderr.write(format!(
+                "{endpoint}: its last state events were not printed in time\n"
+            ));
         }
         Ok::<_, String>(())
     });
@@ -158,13 +166,13 @@ async fn read_config(path: &Path) -> Result<HerdConfig, String> {
 }
 
 /// SIGHUP reloads; SIGINT or SIGTERM return.
-async fn wait_for_signals(herd: &Herd, path: &Path, rules: &KindRules) {
+async fn wait_for_signals(herd: &Herd, path: &Path, rules: &KindRules, stderr: &Stderr) {
     let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
         signal(SignalKind::hangup()),
     ) else {
-        eprintln!("wsherd: cannot listen for signals; stop with SIGKILL");
+        stderr.write("wsherd: cannot listen for signals; stop with SIGKILL\n".to_owned());
         std::future::pending::<()>().await;
         return;
     };
@@ -176,24 +184,24 @@ async fn wait_for_signals(herd: &Herd, path: &Path, rules: &KindRules) {
                 Ok(config) => {
                     *rules.lock().unwrap_or_else(PoisonError::into_inner) = kind_rules(&config);
                     match herd.reload(config).await {
-                        Ok(report) => eprintln!(
-                            "wsherd: reloaded: {} started, {} restarted, {} stopped, {} unchanged",
+                        Ok(report) => stderr.write(format!(
+                            "wsherd: reloaded: {} started, {} restarted, {} stopped, {} unchanged\n",
                             report.started.len(),
                             report.restarted.len(),
                             report.stopped.len(),
                             report.unchanged.len()
-                        ),
-                        Err(error) => eprintln!("wsherd: reload failed: {error}"),
+                        )),
+                        Err(error) => stderr.write(format!("wsherd: reload failed: {error}\n")),
                     }
                 }
-                Err(error) => eprint!("wsherd: reload refused, keeping the running config:\n{error}"),
+                Err(error) => stderr.write(format!("wsherd: reload refused, keeping the running config:\n{error}")),
             },
         }
     }
 }
 
 /// Reads JSON lines from stdin on a thread of its own (reading blocks) and sends them.
-fn forward_stdin(herd: Herd) {
+fn forward_stdin(herd: Herd, stderr: Stderr) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(64);
     let reader = std::thread::Builder::new()
         .name("wsherd-stdin".into())
@@ -215,13 +223,16 @@ fn forward_stdin(herd: Herd) {
             }
         });
     if let Err(error) = reader {
-        eprintln!("wsherd: cannot read stdin: {error}");
+        stderr.write(format!("wsherd: cannot read stdin: {error}\n"));
         return;
     }
     actix_rt::spawn(async move {
         while let Some(outgoing) = rx.recv().await {
             if let Err(error) = herd.send(&outgoing.endpoint, outgoing.message).await {
-                eprintln!("wsherd: not sent to {:?}: {error}", outgoing.endpoint);
+                stderr.write(format!(
+                    "wsherd: not sent to {:?}: {error}\n",
+                    outgoing.endpoint
+                ));
             }
         }
     });

@@ -57,7 +57,7 @@ enum Reads {
 /// subscribers. When the socket ends the actor stops; reconnecting is a supervisor's job.
 pub struct Connection {
     name: EndpointName,
-    /// `endpoint{name=…}`: every log line of this connection is in it.
+    /// `wsherd{endpoint=…}`: every log line of this connection is in it.
     span: tracing::Span,
     config: Arc<ConnectionConfig>,
     routes: RouteCache,
@@ -105,7 +105,7 @@ impl Connection {
         let reassembler = Reassembler::new(config.max_message_size);
         let outbox = Outbox::new(config.write_buffer);
         Connection {
-            span: tracing::info_span!("endpoint", name = %name),
+            span: tracing::info_span!("wsherd", endpoint = %name),
             name,
             config,
             routes: router.cache(),

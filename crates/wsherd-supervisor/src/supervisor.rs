@@ -38,7 +38,7 @@ pub use messages::{
 /// replay, the outbound queue, the live-after gate and state events.
 pub struct Supervisor {
     name: EndpointName,
-    /// `endpoint{name=…}`: every log line of this endpoint is in it.
+    /// `wsherd{endpoint=…}`: every log line of this endpoint is in it.
     span: tracing::Span,
     spec: Arc<EndpointSpec>,
     connection_config: Arc<ConnectionConfig>,
@@ -110,7 +110,7 @@ impl Supervisor {
         let mut connection = spec.connection.clone();
         connection.live_after = spec.live_after.as_ref().map(|live| live.matcher.clone());
         Supervisor {
-            span: tracing::info_span!("endpoint", name = %name),
+            span: tracing::info_span!("wsherd", endpoint = %name),
             name: name.clone(),
             connection_config: Arc::new(connection),
             routes: router.cache(),
