@@ -62,6 +62,8 @@ struct Endpoint {
     shared: Arc<EndpointShared>,
     /// Created paused because the herd was not started yet; [`Herd::start`] resumes it.
     held: bool,
+    /// The owner paused it ([`Herd::pause`]) and has not resumed it since.
+    owner_paused: bool,
 }
 
 struct GovernorHandle {
@@ -195,7 +197,7 @@ impl Herd {
         Self::from_config(HerdConfig::from_file(path)?)
     }
 
-    /// Lets every held endpoint connect (through the governor, in name order), and every
+    /// Lets every held endpoint connect (through the governor), and every
     /// endpoint added from now on connect at once. Call it once the subscribers are in place;
     /// calling it again does nothing. An endpoint paused with [`Herd::pause`] before the start
     /// stays paused.
@@ -247,14 +249,19 @@ impl Herd {
         {
             return Err(HerdError::DuplicateEndpoint(name));
         }
-        let shared = Arc::new(EndpointShared::new(
+        let held = !endpoints.started;
+        let shared = Arc::new(EndpointShared::with_state(
             name.clone(),
             settings.spec.connection.url.clone(),
+            if held {
+                wsherd_supervisor::EndpointState::Paused
+            } else {
+                wsherd_supervisor::EndpointState::Connecting { attempt: 1 }
+            },
         ));
         let governor = self.governor();
         let router = self.inner.router.clone();
         let spec = Arc::clone(&settings.spec);
-        let held = !endpoints.started;
         let build = {
             let name = name.clone();
             let shared = Arc::clone(&shared);
@@ -281,6 +288,7 @@ impl Herd {
                 supervisor,
                 shared,
                 held,
+                owner_paused: false,
             },
         );
         Ok(())

@@ -116,7 +116,9 @@ impl<T> DeliveryStream<T> {
         self.subscription.as_ref().map(|(_, id)| *id)
     }
 
-    /// The next delivery; `None` once the herd and its router are gone.
+    /// The next delivery. A stream does not end by itself when the herd shuts down (the
+    /// subscription lives as long as the stream): stop reading it with your own stop
+    /// condition (`tokio::select!` on it), and drop it.
     pub async fn next(&mut self) -> Option<Delivery<T>> {
         self.receiver.recv().await
     }

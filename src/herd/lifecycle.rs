@@ -32,6 +32,9 @@ pub struct ReloadReport {
 pub(super) struct Stopped {
     pub(super) unsent: Vec<Outbound>,
     pub(super) replay: Replay,
+    /// What the owner decided for it before the herd was started: `Some(true)` paused,
+    /// `Some(false)` let it run; `None`, nothing (or the herd was started).
+    pub(super) decided: Option<bool>,
 }
 
 /// Run-time subscriptions a restarted endpoint keeps: [`Herd::remember`]ed messages and hooks.
@@ -155,6 +158,7 @@ impl Herd {
                         report.unsent.insert(name.clone(), stopped.unsent);
                     }
                     self.start_endpoint(name.clone(), endpoint.into(), stopped.replay)?;
+                    self.keep_decision(name.as_str(), stopped.decided)?;
                     report.restarted.push(name);
                 }
                 None => {
@@ -180,7 +184,8 @@ impl Herd {
         let stopped = self
             .stop_endpoint(name.as_str(), CloseCode::RESTART, "restart requested")
             .await?;
-        self.start_endpoint(name, settings, stopped.replay)?;
+        self.start_endpoint(name.clone(), settings, stopped.replay)?;
+        self.keep_decision(name.as_str(), stopped.decided)?;
         Ok(stopped.unsent)
     }
 
@@ -219,11 +224,18 @@ impl Herd {
         code: CloseCode,
         reason: &str,
     ) -> Result<Stopped, HerdError> {
-        let endpoint = self
-            .lock()
-            .by_name
-            .remove(name)
-            .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
+        let (endpoint, started) = {
+            let mut endpoints = self.lock();
+            let endpoint = endpoints
+                .by_name
+                .remove(name)
+                .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
+            (endpoint, endpoints.started)
+        };
+        let decided = match (started, endpoint.owner_paused, endpoint.held) {
+            (true, _, _) | (false, false, true) => None,
+            (false, paused, _) => Some(paused),
+        };
         let stop = Stop {
             code,
             reason: reason.to_owned(),
@@ -233,6 +245,7 @@ impl Herd {
             return Ok(Stopped {
                 unsent: Vec::new(),
                 replay: Replay::default(),
+                decided,
             });
         };
         let mut unsent = receipt.unsent;
@@ -245,6 +258,7 @@ impl Herd {
                 remembered: receipt.remembered,
                 hooks: receipt.hooks,
             },
+            decided,
         })
     }
 
@@ -265,6 +279,16 @@ impl Herd {
         self.control(name, Control::Resume)
     }
 
+    /// A restarted endpoint of a herd not started yet keeps what the owner decided for its
+    /// predecessor: paused stays paused, and one let run is not held again.
+    fn keep_decision(&self, name: &str, decided: Option<bool>) -> Result<(), HerdError> {
+        match decided {
+            Some(true) => self.control(name, Control::Pause),
+            Some(false) => self.control(name, Control::Resume),
+            None => Ok(()),
+        }
+    }
+
     fn control(&self, name: &str, control: Control) -> Result<(), HerdError> {
         let mut endpoints = self.lock();
         let endpoint = endpoints
@@ -273,6 +297,12 @@ impl Herd {
             .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
         // The owner decided for this endpoint: starting the herd no longer resumes it.
         endpoint.held = false;
+        match control {
+            Control::Pause => endpoint.owner_paused = true,
+            Control::Resume | Control::Reconnect => endpoint.owner_paused = false,
+            // Later controls say for themselves.
+            _ => {}
+        }
         // Control messages come from the owner, a handful at a time.
         endpoint.supervisor.do_send(control);
         Ok(())

@@ -89,7 +89,9 @@ impl EndpointShared {
         Self::with_state(name, url, EndpointState::Connecting { attempt: 1 })
     }
 
-    pub(crate) fn with_state(name: EndpointName, url: String, initial: EndpointState) -> Self {
+    /// Shared state for endpoint `name` whose status starts at `initial` (a held endpoint's
+    /// is `Paused` from the outset).
+    pub fn with_state(name: EndpointName, url: String, initial: EndpointState) -> Self {
         let stats = ConnectionStats::default();
         stats.set_endpoint(name.clone());
         EndpointShared {
