@@ -46,8 +46,8 @@ mod router;
 mod subscription;
 mod table;
 
-pub use delivery::{Batch, Binary, DeadLetter, DeadLetterReason, Delivery, Shared};
-pub use dispatch::{DispatchReport, Overflow, SubscriptionId};
+pub use delivery::{Batch, Binary, DeadLetter, DeadLetterReason, Delivery, RawMessage, Shared};
+pub use dispatch::{DispatchReport, Overflow, RelayCounters, SubscriptionId};
 pub use router::{RouteCache, Router};
 pub use subscription::SubscribeOptions;
 pub use table::RouteTable;
