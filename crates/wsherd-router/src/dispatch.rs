@@ -19,6 +19,8 @@ use crate::delivery::{Batch, Delivery};
 mod relay;
 
 pub(crate) use relay::Home;
+#[cfg(test)]
+pub(crate) use relay::RELAY_CAP;
 pub use relay::RelayCounters;
 use relay::{BatchPart, EachPart, Outgoing, RelayWait, Tally};
 

@@ -424,3 +424,6 @@ async fn one_subscriber_gets_the_value_inline_and_several_share_one() {
         "one value for three deliveries"
     );
 }
+
+mod kinds;
+mod relay;
