@@ -6,8 +6,8 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
 use actix::Recipient;
@@ -22,7 +22,7 @@ pub(crate) use relay::Home;
 #[cfg(test)]
 pub(crate) use relay::RELAY_CAP;
 pub use relay::RelayCounters;
-use relay::{BatchPart, EachPart, Outgoing, RelayWait, Tally};
+use relay::{Backlog, Gate, Load, Outgoing, RelayPart, RelayWait, Tally};
 
 /// Room a new batch starts with, at least and at most: a batch starts as large as the largest
 /// one of the previous flush, so a steady feed fills batches without ever copying them to grow.
@@ -68,6 +68,10 @@ pub(crate) struct Subscriber<T: Send + Sync + 'static> {
     /// The arbiter the actor runs on, when known: deliveries from any other thread go through
     /// that thread's relay to it.
     home: Option<Home>,
+    /// Deliveries on their way to it from other threads, bounded.
+    gate: Gate,
+    /// On its arbiter: parts that wait for room in its mailbox.
+    backlog: Mutex<Backlog<T>>,
     /// Set once by the first connection that finds the actor gone, so only one asks the
     /// router to forget it.
     closed: AtomicBool,
@@ -87,6 +91,8 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
             endpoints,
             overflow,
             home,
+            gate: Gate::default(),
+            backlog: Mutex::new(Backlog::default()),
             closed: AtomicBool::new(false),
         }
     }
@@ -189,9 +195,9 @@ impl<T: Send + Sync + 'static> PendingBatch for Pending<T> {
             Some((home, thread)) => {
                 let index = report.outgoing(home, thread);
                 if let Some(outgoing) = report.relays.get_mut(index) {
-                    outgoing.parts.push(Box::new(BatchPart {
+                    outgoing.parts.push(Box::new(RelayPart {
                         subscriber: Arc::clone(&subscriber),
-                        batch,
+                        load: Load::Batch(batch),
                     }));
                 }
             }
@@ -286,7 +292,6 @@ impl DispatchReport {
     }
 
     fn hold_relayed(&mut self, wait: RelayWait) {
-        debug_assert!(wait.deliveries() > 0);
         self.blocked.push_back((Box::pin(wait), 0));
     }
 
@@ -308,9 +313,9 @@ impl DispatchReport {
                 self.largest_batch = self.largest_batch.max(gathered);
             }
         } else {
-            let part = EachPart {
+            let part = RelayPart {
                 subscriber: Arc::clone(subscriber),
-                deliveries: vec![delivery],
+                load: Load::Each(vec![delivery]),
             };
             self.hand_over(index, vec![Box::new(part)]);
             self.collect_relayed();

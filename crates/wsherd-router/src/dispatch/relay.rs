@@ -4,59 +4,62 @@
 //! of an actor on another thread wakes that thread: one wake-up per message is what made a
 //! plain subscriber on another arbiter four times slower than a batched one. So a subscriber
 //! remembers its *home* (the arbiter of the thread that subscribed it, or one named in
-//! [`SubscribeOptions`](crate::SubscribeOptions)), and what a thread delivers to subscribers of
-//! another arbiter goes through one [`Relay`] per (this thread, that arbiter): a bounded queue
-//! of parcels, each a connection turn's deliveries to that arbiter's subscribers. A drainer task
-//! on the target arbiter takes the parcels in order and puts each delivery into its mailbox from
-//! the same thread, which costs no wake-up.
+//! [`SubscribeOptions`](crate::SubscribeOptions)), and what a thread delivers to the
+//! subscribers of another arbiter travels through one [`Relay`] per (this thread, that
+//! arbiter): a queue of parcels, each one report's deliveries for that arbiter (a connection's
+//! whole turn, or one event), with one part per subscriber. A drainer task on the target
+//! arbiter takes the parcels in order and puts each part into its subscriber's mailbox from that
+//! thread, which wakes nobody across threads.
 //!
-//! Every delivery from one thread to a subscriber of another arbiter takes the same relay, in
+//! Everything one thread delivers to subscribers of another arbiter takes the same relay, in
 //! program order, whoever delivers it (a connection's messages, its supervisor's state
-//! events): events stay in causal order with the messages around them.
+//! events), so events stay in order with the messages around them.
 //!
-//! Overflow, end to end:
+//! Bounds and overflow, per subscriber, so that one slow subscriber holds up no other:
 //!
-//! - On the target arbiter, a subscriber's part of a parcel is admitted as a whole: if its
-//!   mailbox takes the first delivery, the rest of the turn's deliveries follow it (a mailbox
-//!   exceeds its capacity by at most one turn, like one [`Batch`] would); if not, an
-//!   [`Overflow::Drop`] subscriber loses the part (counted), and the drainer waits for room in
-//!   an [`Overflow::Backpressure`] subscriber's mailbox, holding the parcels behind it.
-//! - The relay holds at most [`RELAY_CAP`] deliveries (plus the last parcel taken). When it is
-//!   full, the deliverer drops the parts of `Drop` subscribers (counted) and holds the rest as a
-//!   [`DispatchReport`] holds a delivery to a full mailbox: a connection pauses its reads, within
-//!   `max_stall`. Held hand-overs go into the relay strictly in the order they were made.
+//! - On the target arbiter a part is admitted as a whole: if the mailbox takes its first
+//!   delivery, the rest of the part follows it (a mailbox exceeds its capacity by at most one
+//!   turn's deliveries, as one [`Batch`] would). If not, an [`Overflow::Drop`] subscriber loses
+//!   the part (counted), and an [`Overflow::Backpressure`] subscriber's parts wait in its own
+//!   backlog there, fed in order by a task of its own as its mailbox makes room; the drainer
+//!   goes on with the other subscribers.
+//! - At most [`RELAY_CAP`] deliveries are on their way to one subscriber (in a relay or in its
+//!   backlog), plus one part per thread that hands over at the same moment. Past that, a
+//!   `Drop` subscriber's part is dropped (counted) and a `Backpressure` subscriber's part is
+//!   held by the [`DispatchReport`], like a delivery to a full mailbox: a connection pauses its
+//!   reads, within `max_stall`. Held parts go in, per subscriber, in the order they were made.
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::thread::ThreadId;
 
 use actix::prelude::SendError;
-use actix::{Arbiter, ArbiterHandle, Recipient};
+use actix::{Arbiter, ArbiterHandle};
 
 use super::{DispatchReport, Overflow, Sink, Subscriber, SubscriptionId};
 use crate::delivery::{Batch, Delivery};
 
-/// Deliveries one relay holds at most, queued or being put into mailboxes; a parcel is taken
-/// while the relay holds fewer, so it may exceed this by one parcel.
-pub(crate) const RELAY_CAP: usize = 8192;
+/// Deliveries on their way to one subscriber on another arbiter, at most: queued in relays or
+/// waiting in its backlog for room in its mailbox (about four busy turns).
+pub(crate) const RELAY_CAP: usize = 1024;
 
 /// Where deliveries handed to another arbiter are counted once their fate is known there.
 ///
-/// A connection counts what it puts into mailboxes itself; what it hands to a relay is put into
-/// mailboxes later, on the subscriber's arbiter, which tells these counters. Give them with
+/// A connection counts what it puts into mailboxes itself; what it hands to a relay reaches
+/// its mailbox later, on the subscriber's arbiter, which tells these counters. Give them with
 /// [`DispatchReport::gathering`]; a report made with `Default` counts relayed deliveries into
-/// its own fields instead, when it next flushes or delivers.
+/// its own fields instead, when it next flushes or hands something over.
 pub trait RelayCounters: Send + Sync + 'static {
     /// `count` deliveries reached their subscriber's mailbox.
     fn delivered(&self, count: u64);
     /// `count` deliveries were dropped because an [`Overflow::Drop`] subscriber's mailbox (or
-    /// the relay to its arbiter) was full.
+    /// the way to it) was full.
     fn dropped_full(&self, count: u64);
 }
 
@@ -95,28 +98,8 @@ impl Home {
     }
 }
 
-thread_local! {
-    /// The relays from this thread, by target thread.
-    static RELAYS: RefCell<Vec<(ThreadId, Arc<Relay>)>> = const { RefCell::new(Vec::new()) };
-}
-
-/// This thread's relay to `home`'s arbiter (running on `thread`).
-pub(crate) fn relay_to(home: &Home, thread: ThreadId) -> Arc<Relay> {
-    let found = RELAYS.try_with(|relays| {
-        let mut relays = relays.try_borrow_mut().ok()?;
-        if let Some((_, relay)) = relays.iter().find(|(t, r)| *t == thread && !r.is_dead()) {
-            return Some(Arc::clone(relay));
-        }
-        relays.retain(|(_, relay)| !relay.is_dead());
-        let relay = Arc::new(Relay::new(home.arbiter.clone()));
-        relays.push((thread, Arc::clone(&relay)));
-        Some(relay)
-    });
-    // Only while this thread's locals are being destroyed: a relay of its own still delivers.
-    found
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| Arc::new(Relay::new(home.arbiter.clone())))
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// What a report counts relayed deliveries into, and learns stopped subscribers from.
@@ -163,7 +146,7 @@ impl Tally {
         self.any_closed.store(true, Ordering::Release);
     }
 
-    /// Moves what arrived since the last call into `report`'s fields.
+    /// Moves what arrived since the last call into a report's fields.
     pub(crate) fn collect_into(
         &self,
         delivered: &mut u64,
@@ -180,34 +163,147 @@ impl Tally {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+/// Deliveries on their way to one subscriber on another arbiter, and the hand-overs waiting
+/// for them to make room.
+#[derive(Default)]
+pub(crate) struct Gate {
+    in_transit: AtomicUsize,
+    has_waiters: AtomicBool,
+    waiters: Mutex<Waiters>,
 }
 
-type Wait = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// One subscriber's deliveries in one parcel.
-pub(crate) trait Part: Send {
-    fn id(&self) -> SubscriptionId;
-    fn deliveries(&self) -> usize;
-    fn overflow(&self) -> Overflow;
-    fn as_any_mut(&mut self) -> &mut dyn Any;
-    /// On the target arbiter: into the mailbox, or a wait for room in it.
-    fn deliver(self: Box<Self>, tally: &Arc<Tally>) -> Option<Wait>;
-    /// The subscriber's arbiter is gone, and the subscriber with it.
-    fn close(&self, tally: &Tally);
+#[derive(Default)]
+struct Waiters {
+    /// Held hand-overs, oldest first.
+    queue: VecDeque<(u64, Option<Waker>)>,
+    next: u64,
 }
 
-/// Deliveries for a subscriber of single deliveries.
-pub(crate) struct EachPart<T: Send + Sync + 'static> {
-    pub(crate) subscriber: Arc<Subscriber<T>>,
-    pub(crate) deliveries: Vec<Delivery<T>>,
+/// What a gate says to a part.
+pub(crate) enum Admission {
+    /// In: it counts as in transit now.
+    Admitted,
+    /// No room, and the subscriber drops what does not fit.
+    Full,
+    /// No room, or others wait: held, as waiter `id`.
+    Behind(u64),
 }
 
-/// A batch for a batched subscriber.
-pub(crate) struct BatchPart<T: Send + Sync + 'static> {
-    pub(crate) subscriber: Arc<Subscriber<T>>,
-    pub(crate) batch: Batch<T>,
+impl Gate {
+    fn admit(&self, deliveries: usize, overflow: Overflow) -> Admission {
+        if !self.has_waiters.load(Ordering::Acquire)
+            && self.in_transit.load(Ordering::Acquire) < RELAY_CAP
+        {
+            self.in_transit.fetch_add(deliveries, Ordering::AcqRel);
+            return Admission::Admitted;
+        }
+        match overflow {
+            Overflow::Drop => Admission::Full,
+            Overflow::Backpressure => {
+                let mut waiters = lock(&self.waiters);
+                waiters.next += 1;
+                let id = waiters.next;
+                waiters.queue.push_back((id, None));
+                self.has_waiters.store(true, Ordering::Release);
+                Admission::Behind(id)
+            }
+        }
+    }
+
+    /// Waiter `id` goes in if it is first and there is room; else it is woken when that may
+    /// have changed.
+    fn take_turn(&self, id: u64, deliveries: usize, waker: &Waker) -> bool {
+        let next = {
+            let mut waiters = lock(&self.waiters);
+            let first = waiters.queue.front().map(|(first, _)| *first) == Some(id);
+            if !first || self.in_transit.load(Ordering::Acquire) >= RELAY_CAP {
+                if let Some((_, slot)) = waiters.queue.iter_mut().find(|(w, _)| *w == id) {
+                    *slot = Some(waker.clone());
+                }
+                return false;
+            }
+            waiters.queue.pop_front();
+            self.in_transit.fetch_add(deliveries, Ordering::AcqRel);
+            self.next_waker(&mut waiters)
+        };
+        next.into_iter().for_each(Waker::wake);
+        true
+    }
+
+    /// Waiter `id` gives up.
+    fn forget(&self, id: u64) {
+        let next = {
+            let mut waiters = lock(&self.waiters);
+            waiters.queue.retain(|(waiter, _)| *waiter != id);
+            self.next_waker(&mut waiters)
+        };
+        next.into_iter().for_each(Waker::wake);
+    }
+
+    /// `deliveries` reached the mailbox (or were dropped, or the subscriber is gone).
+    fn release(&self, deliveries: usize) {
+        let _ = self
+            .in_transit
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(deliveries))
+            });
+        if self.has_waiters.load(Ordering::Acquire) {
+            let next = self.next_waker(&mut lock(&self.waiters));
+            next.into_iter().for_each(Waker::wake);
+        }
+    }
+
+    /// The first waiter's waker, when there is room for it.
+    fn next_waker(&self, waiters: &mut Waiters) -> Option<Waker> {
+        if waiters.queue.is_empty() {
+            self.has_waiters.store(false, Ordering::Release);
+            return None;
+        }
+        if self.in_transit.load(Ordering::Acquire) >= RELAY_CAP {
+            return None;
+        }
+        waiters.queue.front_mut().and_then(|(_, waker)| waker.take())
+    }
+}
+
+/// What one part carries.
+pub(crate) enum Load<T: Send + Sync + 'static> {
+    /// Single deliveries, oldest first.
+    Each(Vec<Delivery<T>>),
+    /// One batch.
+    Batch(Batch<T>),
+}
+
+impl<T: Send + Sync + 'static> Load<T> {
+    fn deliveries(&self) -> usize {
+        match self {
+            Load::Each(deliveries) => deliveries.len(),
+            Load::Batch(batch) => batch.deliveries.len(),
+        }
+    }
+}
+
+/// A subscriber's parts that wait, on its arbiter, for room in its mailbox.
+pub(crate) struct Backlog<T: Send + Sync + 'static> {
+    /// A task feeds them in.
+    pumping: bool,
+    loads: VecDeque<(Load<T>, Arc<Tally>)>,
+}
+
+impl<T: Send + Sync + 'static> Default for Backlog<T> {
+    fn default() -> Self {
+        Backlog {
+            pumping: false,
+            loads: VecDeque::new(),
+        }
+    }
+}
+
+/// What became of a load offered to a mailbox.
+enum HandedIn<T: Send + Sync + 'static> {
+    Done,
+    /// The mailbox was full: the whole load, to wait for room.
+    Full(Load<T>),
 }
 
 impl<T: Send + Sync + 'static> Subscriber<T> {
@@ -217,228 +313,235 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
         }
     }
 
-    /// On the target arbiter: `messages` (carrying `deliveries`) into `recipient`'s mailbox,
-    /// admitted as a whole by the first of them.
-    fn hand_in<M>(
-        self: &Arc<Self>,
-        recipient: &Recipient<M>,
-        messages: Vec<M>,
-        deliveries: u64,
-        tally: &Arc<Tally>,
-    ) -> Option<Wait>
-    where
-        M: actix::Message<Result = ()> + Send + 'static,
-    {
-        let mut messages = messages.into_iter();
-        let first = messages.next()?;
-        match recipient.try_send(first) {
-            Ok(()) => {
-                // Same thread, so no wake-up each; bounded by the part, i.e. one turn.
-                messages.for_each(|message| recipient.do_send(message));
-                tally.delivered(deliveries);
-                None
+    /// On the home arbiter: `load` into the mailbox if its first delivery fits, the rest
+    /// after it.
+    fn hand_in(&self, load: Load<T>, tally: &Tally) -> HandedIn<T> {
+        let count = load.deliveries();
+        match (&self.sink, load) {
+            (Sink::Each(recipient), Load::Each(deliveries)) => {
+                let mut deliveries = deliveries.into_iter();
+                let Some(first) = deliveries.next() else {
+                    return HandedIn::Done;
+                };
+                match recipient.try_send(first) {
+                    Ok(()) => {
+                        // Same thread: no wake-up each, and bounded by the part (one turn).
+                        deliveries.for_each(|delivery| recipient.do_send(delivery));
+                        tally.delivered(count as u64);
+                    }
+                    Err(SendError::Full(first)) => {
+                        let mut all = Vec::with_capacity(count);
+                        all.push(first);
+                        all.extend(deliveries);
+                        return self.full(Load::Each(all), tally);
+                    }
+                    Err(SendError::Closed(_)) => self.close_into(tally),
+                }
             }
-            Err(SendError::Full(first)) => match self.overflow {
-                Overflow::Drop => {
-                    tally.dropped_full(deliveries);
-                    None
-                }
-                Overflow::Backpressure => {
-                    let request = recipient.send(first);
-                    let recipient = recipient.clone();
-                    let rest: Vec<M> = messages.collect();
-                    let subscriber = Arc::clone(self);
-                    let tally = Arc::clone(tally);
-                    Some(Box::pin(async move {
-                        match request.await {
-                            Ok(()) => {
-                                rest.into_iter()
-                                    .for_each(|message| recipient.do_send(message));
-                                tally.delivered(deliveries);
-                            }
-                            Err(_) => subscriber.close_into(&tally),
-                        }
-                    }))
-                }
+            (Sink::Batched(recipient), Load::Batch(batch)) => match recipient.try_send(batch) {
+                Ok(()) => tally.delivered(count as u64),
+                Err(SendError::Full(batch)) => return self.full(Load::Batch(batch), tally),
+                Err(SendError::Closed(_)) => self.close_into(tally),
             },
-            Err(SendError::Closed(_)) => {
-                self.close_into(tally);
-                None
+            // A part is made for its subscriber's sink; nothing else can arrive.
+            _ => {}
+        }
+        HandedIn::Done
+    }
+
+    fn full(&self, load: Load<T>, tally: &Tally) -> HandedIn<T> {
+        match self.overflow {
+            Overflow::Drop => {
+                tally.dropped_full(load.deliveries() as u64);
+                HandedIn::Done
+            }
+            Overflow::Backpressure => HandedIn::Full(load),
+        }
+    }
+
+    /// On the home arbiter: `load` arrived from a relay.
+    fn arrive(self: &Arc<Self>, load: Load<T>, tally: &Arc<Tally>) {
+        let count = load.deliveries();
+        {
+            let mut backlog = lock(&self.backlog);
+            if backlog.pumping {
+                // Behind what waits already, in order.
+                backlog.loads.push_back((load, Arc::clone(tally)));
+                return;
+            }
+        }
+        match self.hand_in(load, tally) {
+            HandedIn::Done => self.gate.release(count),
+            HandedIn::Full(load) => {
+                let mut backlog = lock(&self.backlog);
+                backlog.loads.push_back((load, Arc::clone(tally)));
+                backlog.pumping = true;
+                drop(backlog);
+                // On the home arbiter (the drainer runs there), so a local task may start.
+                actix::spawn(pump(Arc::clone(self)));
             }
         }
     }
 }
 
-impl<T: Send + Sync + 'static> Part for EachPart<T> {
+/// On the home arbiter: feeds a backpressure subscriber's backlog into its mailbox as it
+/// makes room, oldest first.
+async fn pump<T: Send + Sync + 'static>(subscriber: Arc<Subscriber<T>>) {
+    loop {
+        let next = {
+            let mut backlog = lock(&subscriber.backlog);
+            let next = backlog.loads.pop_front();
+            if next.is_none() {
+                backlog.pumping = false;
+            }
+            next
+        };
+        let Some((load, tally)) = next else {
+            return;
+        };
+        let count = load.deliveries();
+        let taken = match (&subscriber.sink, load) {
+            (Sink::Each(recipient), Load::Each(deliveries)) => {
+                let mut deliveries = deliveries.into_iter();
+                match deliveries.next() {
+                    // Waits for room, then for the first to be handled: the rest follow it.
+                    Some(first) => {
+                        let taken = recipient.send(first).await.is_ok();
+                        if taken {
+                            deliveries.for_each(|delivery| recipient.do_send(delivery));
+                        }
+                        taken
+                    }
+                    None => true,
+                }
+            }
+            (Sink::Batched(recipient), Load::Batch(batch)) => recipient.send(batch).await.is_ok(),
+            _ => true,
+        };
+        if taken {
+            tally.delivered(count as u64);
+            subscriber.gate.release(count);
+            continue;
+        }
+        // The actor stopped: nothing more reaches it.
+        subscriber.close_into(&tally);
+        let rest: Vec<_> = {
+            let mut backlog = lock(&subscriber.backlog);
+            backlog.pumping = false;
+            backlog.loads.drain(..).collect()
+        };
+        let left: usize = rest.iter().map(|(load, _)| load.deliveries()).sum();
+        subscriber.gate.release(count + left);
+        return;
+    }
+}
+
+/// One subscriber's part of a parcel.
+pub(crate) trait Part: Send {
+    fn id(&self) -> SubscriptionId;
+    fn deliveries(&self) -> usize;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// At the source: whether it may go now.
+    fn admit(&self) -> Admission;
+    fn take_turn(&self, id: u64, waker: &Waker) -> bool;
+    fn forget(&self, id: u64);
+    /// On the target arbiter.
+    fn arrive(self: Box<Self>, tally: &Arc<Tally>);
+    /// The subscriber's arbiter is gone, and the subscriber with it.
+    fn close(self: Box<Self>, tally: &Tally);
+}
+
+/// Deliveries for one subscriber.
+pub(crate) struct RelayPart<T: Send + Sync + 'static> {
+    pub(crate) subscriber: Arc<Subscriber<T>>,
+    pub(crate) load: Load<T>,
+}
+
+impl<T: Send + Sync + 'static> Part for RelayPart<T> {
     fn id(&self) -> SubscriptionId {
         self.subscriber.id
     }
 
     fn deliveries(&self) -> usize {
-        self.deliveries.len()
-    }
-
-    fn overflow(&self) -> Overflow {
-        self.subscriber.overflow
+        self.load.deliveries()
     }
 
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
 
-    fn deliver(self: Box<Self>, tally: &Arc<Tally>) -> Option<Wait> {
-        let EachPart {
-            subscriber,
-            deliveries,
-        } = *self;
-        match &subscriber.sink {
-            Sink::Each(recipient) => {
-                let count = deliveries.len() as u64;
-                subscriber.hand_in(recipient, deliveries, count, tally)
-            }
-            Sink::Batched(_) => None,
-        }
+    fn admit(&self) -> Admission {
+        self.subscriber
+            .gate
+            .admit(self.deliveries(), self.subscriber.overflow)
     }
 
-    fn close(&self, tally: &Tally) {
+    fn take_turn(&self, id: u64, waker: &Waker) -> bool {
+        self.subscriber
+            .gate
+            .take_turn(id, self.deliveries(), waker)
+    }
+
+    fn forget(&self, id: u64) {
+        self.subscriber.gate.forget(id);
+    }
+
+    fn arrive(self: Box<Self>, tally: &Arc<Tally>) {
+        let RelayPart { subscriber, load } = *self;
+        subscriber.arrive(load, tally);
+    }
+
+    fn close(self: Box<Self>, tally: &Tally) {
         self.subscriber.close_into(tally);
+        self.subscriber.gate.release(self.deliveries());
     }
 }
 
-impl<T: Send + Sync + 'static> Part for BatchPart<T> {
-    fn id(&self) -> SubscriptionId {
-        self.subscriber.id
-    }
-
-    fn deliveries(&self) -> usize {
-        self.batch.deliveries.len()
-    }
-
-    fn overflow(&self) -> Overflow {
-        self.subscriber.overflow
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-
-    fn deliver(self: Box<Self>, tally: &Arc<Tally>) -> Option<Wait> {
-        let BatchPart { subscriber, batch } = *self;
-        match &subscriber.sink {
-            Sink::Batched(recipient) => {
-                let count = batch.deliveries.len() as u64;
-                subscriber.hand_in(recipient, vec![batch], count, tally)
-            }
-            Sink::Each(_) => None,
-        }
-    }
-
-    fn close(&self, tally: &Tally) {
-        self.subscriber.close_into(tally);
-    }
-}
-
-/// One hand-over: the deliveries of one report (one connection turn, or one event) to the
-/// subscribers of one arbiter.
-pub(crate) struct Parcel {
+/// One hand-over: one report's admitted parts for the subscribers of one arbiter.
+struct Parcel {
     parts: Vec<Box<dyn Part>>,
-    deliveries: usize,
     tally: Arc<Tally>,
 }
 
-impl Parcel {
-    pub(crate) fn new(parts: Vec<Box<dyn Part>>, tally: Arc<Tally>) -> Self {
-        let deliveries = parts.iter().map(|part| part.deliveries()).sum();
-        Parcel {
-            parts,
-            deliveries,
-            tally,
-        }
-    }
+thread_local! {
+    /// The relays from this thread, by target thread.
+    static RELAYS: RefCell<Vec<(ThreadId, Arc<Relay>)>> = const { RefCell::new(Vec::new()) };
+}
 
-    /// Drops the parts of [`Overflow::Drop`] subscribers, counted; whether any part is left.
-    fn drop_droppable(&mut self) -> bool {
-        let mut dropped = 0;
-        self.parts.retain(|part| {
-            let keep = part.overflow() == Overflow::Backpressure;
-            if !keep {
-                dropped += part.deliveries();
-            }
-            keep
-        });
-        self.deliveries -= dropped;
-        self.tally.dropped_full(dropped as u64);
-        !self.parts.is_empty()
-    }
-
-    fn close(self) {
-        for part in &self.parts {
-            part.close(&self.tally);
+/// This thread's relay to `home`'s arbiter (running on `thread`).
+fn relay_to(home: &Home, thread: ThreadId) -> Arc<Relay> {
+    let found = RELAYS.try_with(|relays| {
+        let mut relays = relays.try_borrow_mut().ok()?;
+        if let Some((_, relay)) = relays.iter().find(|(t, r)| *t == thread && !r.is_dead()) {
+            return Some(Arc::clone(relay));
         }
-    }
-
-    /// On the target arbiter: every part into its mailbox, in order.
-    async fn deliver(self) {
-        let Parcel { parts, tally, .. } = self;
-        for part in parts {
-            if let Some(wait) = part.deliver(&tally) {
-                wait.await;
-            }
-        }
-    }
+        relays.retain(|(_, relay)| !relay.is_dead());
+        let relay = Arc::new(Relay::new(home.arbiter.clone()));
+        relays.push((thread, Arc::clone(&relay)));
+        Some(relay)
+    });
+    // Only while this thread's locals are being destroyed: a relay of its own still delivers.
+    found
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Arc::new(Relay::new(home.arbiter.clone())))
 }
 
 #[derive(Default)]
 struct RelayState {
+    /// Parcels not yet taken by the drainer; what they hold counts against each
+    /// subscriber's [`RELAY_CAP`], so the queue is bounded by its subscribers.
     queue: VecDeque<Parcel>,
-    /// Deliveries queued or being put into mailboxes.
-    in_flight: usize,
     /// A drainer is scheduled or running on the target arbiter.
     draining: bool,
     /// The target arbiter is gone.
     dead: bool,
-    /// Hand-overs waiting for room, oldest first.
-    waiters: VecDeque<(u64, Option<Waker>)>,
-    next_waiter: u64,
 }
 
-impl RelayState {
-    fn has_room(&self) -> bool {
-        self.in_flight < RELAY_CAP
-    }
-
-    /// Queues `parcel`; whether a drainer must be started.
-    fn push(&mut self, parcel: Parcel) -> bool {
-        self.in_flight += parcel.deliveries;
-        self.queue.push_back(parcel);
-        !std::mem::replace(&mut self.draining, true)
-    }
-
-    /// The first waiter, to be woken when there is room for it.
-    fn front_waker(&mut self) -> Option<Waker> {
-        if !self.has_room() {
-            return None;
-        }
-        self.waiters.front_mut().and_then(|(_, waker)| waker.take())
-    }
-
-    fn forget_waiter(&mut self, id: u64) {
-        self.waiters.retain(|(waiter, _)| *waiter != id);
-    }
-}
-
-/// The bounded hand-over from one thread to the subscribers of one other arbiter.
+/// The hand-over from one thread to the subscribers of one other arbiter.
 pub(crate) struct Relay {
     target: ArbiterHandle,
     state: Mutex<RelayState>,
-}
-
-/// What became of a parcel offered to a relay.
-pub(crate) enum Offered {
-    /// Queued, or nothing was left to queue (dropped parts are counted).
-    Done,
-    /// Waiting for room, behind earlier hand-overs: drive it to completion.
-    Held(RelayWait),
 }
 
 impl Relay {
@@ -453,60 +556,31 @@ impl Relay {
         lock(&self.state).dead
     }
 
-    /// Hands `parcel` over: queued when there is room and nobody waits; when the relay is
-    /// full, the parts of `Drop` subscribers are dropped; what is left waits its turn.
-    pub(crate) fn offer(self: &Arc<Self>, mut parcel: Parcel) -> Offered {
+    /// Queues `parcel`, starting a drainer on the target arbiter if none is on its way.
+    fn push(self: &Arc<Self>, parcel: Parcel) {
         let mut state = lock(&self.state);
         if state.dead {
             drop(state);
-            parcel.close();
-            return Offered::Done;
+            close(parcel);
+            return;
         }
-        if !state.has_room() && !parcel.drop_droppable() {
-            return Offered::Done;
-        }
-        if state.has_room() && state.waiters.is_empty() {
-            let start = state.push(parcel);
-            drop(state);
-            if start {
-                self.start_drainer();
-            }
-            return Offered::Done;
-        }
-        state.next_waiter += 1;
-        let id = state.next_waiter;
-        state.waiters.push_back((id, None));
-        Offered::Held(RelayWait {
-            relay: Arc::clone(self),
-            id,
-            parcel: Some(parcel),
-        })
-    }
-
-    fn start_drainer(self: &Arc<Self>) {
-        if !self.target.spawn(drain(Arc::clone(self))) {
+        state.queue.push_back(parcel);
+        let start = !std::mem::replace(&mut state.draining, true);
+        drop(state);
+        if start && !self.target.spawn(drain(Arc::clone(self))) {
             self.die();
         }
     }
 
     /// The target arbiter is gone, and its subscribers with it.
     fn die(&self) {
-        let (queue, waiters) = {
+        let queue = {
             let mut state = lock(&self.state);
             state.dead = true;
             state.draining = false;
-            state.in_flight = 0;
-            (
-                std::mem::take(&mut state.queue),
-                state
-                    .waiters
-                    .iter_mut()
-                    .filter_map(|(_, waker)| waker.take())
-                    .collect::<Vec<_>>(),
-            )
+            std::mem::take(&mut state.queue)
         };
-        queue.into_iter().for_each(Parcel::close);
-        waiters.into_iter().for_each(Waker::wake);
+        queue.into_iter().for_each(close);
     }
 
     /// The next parcel for the drainer, or `None` (and the drainer ends) when there is none.
@@ -518,27 +592,23 @@ impl Relay {
         }
         next
     }
+}
 
-    /// A parcel of `deliveries` is in its mailboxes: room for a waiting hand-over.
-    fn parcel_done(&self, deliveries: usize) {
-        let waker = {
-            let mut state = lock(&self.state);
-            state.in_flight = state.in_flight.saturating_sub(deliveries);
-            state.front_waker()
-        };
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+fn close(parcel: Parcel) {
+    let Parcel { parts, tally } = parcel;
+    for part in parts {
+        part.close(&tally);
     }
 }
 
-/// The drainer, on the target arbiter: parcels in order, each into its mailboxes, yielding
-/// between parcels so the subscribers run.
+/// The drainer, on the target arbiter: parcels in order, each part into its subscriber's
+/// mailbox (or backlog), yielding between parcels so the subscribers run. It never waits for
+/// a subscriber.
 async fn drain(relay: Arc<Relay>) {
-    while let Some(parcel) = relay.next_parcel() {
-        let deliveries = parcel.deliveries;
-        parcel.deliver().await;
-        relay.parcel_done(deliveries);
+    while let Some(Parcel { parts, tally }) = relay.next_parcel() {
+        for part in parts {
+            part.arrive(&tally);
+        }
         YieldNow(false).await;
     }
 }
@@ -558,18 +628,13 @@ impl Future for YieldNow {
     }
 }
 
-/// A hand-over waiting for room in its relay, in turn. Dropped before it got in, its
+/// A part held until its subscriber has room for it, in turn. Dropped before it went, its
 /// deliveries count as dropped.
 pub(crate) struct RelayWait {
     relay: Arc<Relay>,
-    id: u64,
-    parcel: Option<Parcel>,
-}
-
-impl RelayWait {
-    pub(crate) fn deliveries(&self) -> usize {
-        self.parcel.as_ref().map_or(0, |parcel| parcel.deliveries)
-    }
+    tally: Arc<Tally>,
+    waiter: u64,
+    part: Option<Box<dyn Part>>,
 }
 
 impl Future for RelayWait {
@@ -577,65 +642,34 @@ impl Future for RelayWait {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let Some(mut parcel) = this.parcel.take() else {
+        let Some(part) = this.part.take() else {
             return Poll::Ready(());
         };
-        let relay = Arc::clone(&this.relay);
-        let mut state = lock(&relay.state);
-        if state.dead {
-            state.forget_waiter(this.id);
-            drop(state);
-            parcel.close();
-            return Poll::Ready(());
+        if !part.take_turn(this.waiter, cx.waker()) {
+            this.part = Some(part);
+            return Poll::Pending;
         }
-        let full = !state.has_room();
-        if full && !parcel.drop_droppable() {
-            state.forget_waiter(this.id);
-            let next = state.front_waker();
-            drop(state);
-            next.into_iter().for_each(Waker::wake);
-            return Poll::Ready(());
-        }
-        let first = state.waiters.front().map(|(id, _)| *id) == Some(this.id);
-        if first && !full {
-            state.waiters.pop_front();
-            let start = state.push(parcel);
-            let next = state.front_waker();
-            drop(state);
-            if start {
-                relay.start_drainer();
-            }
-            next.into_iter().for_each(Waker::wake);
-            return Poll::Ready(());
-        }
-        if let Some((_, waker)) = state.waiters.iter_mut().find(|(id, _)| *id == this.id) {
-            *waker = Some(cx.waker().clone());
-        }
-        drop(state);
-        this.parcel = Some(parcel);
-        Poll::Pending
+        this.relay.push(Parcel {
+            parts: vec![part],
+            tally: Arc::clone(&this.tally),
+        });
+        Poll::Ready(())
     }
 }
 
 impl Drop for RelayWait {
     fn drop(&mut self) {
-        let Some(parcel) = self.parcel.take() else {
-            return;
-        };
-        parcel.tally.dropped_full(parcel.deliveries as u64);
-        let next = {
-            let mut state = lock(&self.relay.state);
-            state.forget_waiter(self.id);
-            state.front_waker()
-        };
-        next.into_iter().for_each(Waker::wake);
+        if let Some(part) = self.part.take() {
+            part.forget(self.waiter);
+            self.tally.dropped_full(part.deliveries() as u64);
+        }
     }
 }
 
 /// A report's deliveries for one arbiter, gathered during a turn.
 pub(crate) struct Outgoing {
     pub(crate) thread: ThreadId,
-    pub(crate) relay: Arc<Relay>,
+    relay: Arc<Relay>,
     pub(crate) parts: Vec<Box<dyn Part>>,
 }
 
@@ -650,24 +684,23 @@ impl Outgoing {
         let existing = self
             .parts
             .iter_mut()
-            .rev()
             .find(|part| part.id() == subscriber.id)
-            .and_then(|part| part.as_any_mut().downcast_mut::<EachPart<T>>());
-        match existing {
-            Some(part) => {
-                part.deliveries.push(delivery);
-                part.deliveries.len()
-            }
-            None => {
-                let mut deliveries = Vec::with_capacity(capacity);
-                deliveries.push(delivery);
-                self.parts.push(Box::new(EachPart {
-                    subscriber: Arc::clone(subscriber),
-                    deliveries,
-                }));
-                1
-            }
+            .and_then(|part| part.as_any_mut().downcast_mut::<RelayPart<T>>());
+        if let Some(RelayPart {
+            load: Load::Each(deliveries),
+            ..
+        }) = existing
+        {
+            deliveries.push(delivery);
+            return deliveries.len();
         }
+        let mut deliveries = Vec::with_capacity(capacity);
+        deliveries.push(delivery);
+        self.parts.push(Box::new(RelayPart {
+            subscriber: Arc::clone(subscriber),
+            load: Load::Each(deliveries),
+        }));
+        1
     }
 }
 
@@ -685,16 +718,35 @@ impl DispatchReport {
         self.relays.len() - 1
     }
 
-    /// Hands `parts` to the relay of `self.relays[index]`.
+    /// Hands `parts` to the relay of `self.relays[index]`: what its subscribers have room for
+    /// goes as one parcel, a `Drop` subscriber's part without room is dropped (counted), and a
+    /// `Backpressure` subscriber's part without room is held.
     pub(super) fn hand_over(&mut self, index: usize, parts: Vec<Box<dyn Part>>) {
-        let Some(outgoing) = self.relays.get(index) else {
+        let Some(relay) = self.relays.get(index).map(|o| Arc::clone(&o.relay)) else {
             return;
         };
-        let relay = Arc::clone(&outgoing.relay);
-        self.relayed_parcels += 1;
-        match relay.offer(Parcel::new(parts, Arc::clone(&self.tally))) {
-            Offered::Done => {}
-            Offered::Held(wait) => self.hold_relayed(wait),
+        let mut going = Vec::with_capacity(parts.len());
+        for part in parts {
+            match part.admit() {
+                Admission::Admitted => going.push(part),
+                Admission::Full => self.tally.dropped_full(part.deliveries() as u64),
+                Admission::Behind(waiter) => {
+                    self.relayed_parcels += 1;
+                    self.hold_relayed(RelayWait {
+                        relay: Arc::clone(&relay),
+                        tally: Arc::clone(&self.tally),
+                        waiter,
+                        part: Some(part),
+                    });
+                }
+            }
+        }
+        if !going.is_empty() {
+            self.relayed_parcels += 1;
+            relay.push(Parcel {
+                parts: going,
+                tally: Arc::clone(&self.tally),
+            });
         }
     }
 }

@@ -9,7 +9,14 @@ use wsherd_protocol::Inbound;
 use super::{collector, route, settle};
 use crate::{Delivery, RawMessage, Router, Shared, SubscribeOptions};
 
-static FEED_DECODES: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Decodes of `Feed` on this thread (each test runs on its own).
+    static FEED_DECODES: AtomicUsize = const { AtomicUsize::new(0) };
+}
+
+fn feed_decodes() -> usize {
+    FEED_DECODES.with(|count| count.load(Ordering::SeqCst))
+}
 
 /// A feed modelled as one internally tagged enum, counting its decodes.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,7 +33,7 @@ impl<'de> Deserialize<'de> for Feed {
             Trade { seq: u64 },
             Quote { bid: f64 },
         }
-        FEED_DECODES.fetch_add(1, Ordering::SeqCst);
+        FEED_DECODES.with(|count| count.fetch_add(1, Ordering::SeqCst));
         Ok(match Tagged::deserialize(deserializer)? {
             Tagged::Trade { seq } => Feed::Trade { seq },
             Tagged::Quote { bid } => Feed::Quote { bid },
@@ -48,11 +55,11 @@ async fn a_type_of_two_kinds_gets_both_and_each_message_is_decoded_once() {
     router.subscribe_with::<Feed>(b, SubscribeOptions::new());
     assert_eq!(router.subscription_count(), 2, "one subscription each, two kinds");
 
-    let before = FEED_DECODES.load(Ordering::SeqCst);
+    let before = feed_decodes();
     let trade = route(&router, "ex", r#"{"type":"trade","seq":1}"#);
     let quote = route(&router, "ex", r#"{"type":"quote","bid":2.5}"#);
     assert_eq!(
-        FEED_DECODES.load(Ordering::SeqCst) - before,
+        feed_decodes() - before,
         2,
         "once per message, not per kind or subscriber"
     );
@@ -75,11 +82,11 @@ async fn a_kind_not_listed_is_not_delivered_to_a_type_of_several_kinds() {
     let router = Router::new();
     let (feed, seen) = collector::<Feed>();
     router.subscribe::<Feed>(feed);
-    let before = FEED_DECODES.load(Ordering::SeqCst);
+    let before = feed_decodes();
     let report = route(&router, "ex", r#"{"type":"cancel","seq":3}"#);
     assert_eq!((report.delivered, report.unrouted), (0, 1));
     assert_eq!(
-        FEED_DECODES.load(Ordering::SeqCst),
+        feed_decodes(),
         before,
         "not even decoded"
     );

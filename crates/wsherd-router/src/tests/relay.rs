@@ -10,6 +10,7 @@ use tokio::sync::{Notify, oneshot};
 use wsherd_protocol::{Inbound, KindRule};
 
 use super::name;
+use crate::dispatch::RELAY_CAP;
 use crate::{
     Delivery, DispatchReport, Overflow, RelayCounters, Router, SubscribeOptions, SubscriptionId,
 };
@@ -338,7 +339,7 @@ async fn a_full_drop_subscriber_on_another_arbiter_loses_whole_turns_and_they_ar
 }
 
 #[actix_rt::test]
-async fn a_full_backpressure_subscriber_on_another_arbiter_fills_the_relay_then_holds_and_loses_nothing()
+async fn a_full_backpressure_subscriber_on_another_arbiter_is_held_past_its_bound_and_loses_nothing()
  {
     let router = Router::new();
     let arbiter = Arbiter::new();
@@ -355,7 +356,7 @@ async fn a_full_backpressure_subscriber_on_another_arbiter_fills_the_relay_then_
     let mut sent = 0;
     let mut turns = 0;
     while !report.has_blocked() {
-        assert!(turns < 100, "the relay never filled: {report:?}");
+        assert!(turns < 100, "never held: {report:?}");
         for _ in 0..256 {
             tick(&router, sent, &mut report);
             sent += 1;
@@ -363,10 +364,9 @@ async fn a_full_backpressure_subscriber_on_another_arbiter_fills_the_relay_then_
         report.flush_batches();
         turns += 1;
     }
-    let filled_after = sent;
     assert!(
-        filled_after as usize >= crate::dispatch::RELAY_CAP,
-        "the relay is bounded, not tiny: held after {filled_after}"
+        sent as usize > RELAY_CAP,
+        "bounded, and not tiny: held after {sent}"
     );
     // Later turns wait behind the held one.
     for _ in 0..256 {
@@ -381,6 +381,48 @@ async fn a_full_backpressure_subscriber_on_another_arbiter_fills_the_relay_then_
     let total = sent as usize;
     assert_eq!(seen.wait_for(total).await, ticks(0..sent), "in order, all of it");
     assert_eq!(counted.wait_until(|d, _| d >= sent).await, (sent, 0));
+    settle_and_check_exactly(&seen, total).await;
+    arbiter.stop();
+}
+
+#[actix_rt::test]
+async fn a_stuck_subscriber_on_another_arbiter_holds_up_no_other_subscriber_there() {
+    let router = Router::new();
+    let arbiter = Arbiter::new();
+    let (_never_opened, gate) = oneshot::channel();
+    let stuck = RemoteSpec {
+        capacity: Some(1),
+        gate: Some(gate),
+        ..RemoteSpec::default()
+    };
+    let (_, stuck_seen) = remote(&router, &arbiter, stuck).await;
+    let (_, seen) = remote(&router, &arbiter, RemoteSpec::default()).await;
+    let counted = Arc::new(Counted::default());
+    let mut report = DispatchReport::gathering(counted.clone());
+
+    const TURNS: u64 = 20;
+    for turn in 0..TURNS {
+        for seq in turn * 128..(turn + 1) * 128 {
+            tick(&router, seq, &mut report);
+        }
+        report.flush_batches();
+        // The other one takes each turn before the next, whatever the stuck one does.
+        let got = seen.wait_for(((turn + 1) * 128) as usize).await;
+        assert_eq!(got, ticks(0..(turn + 1) * 128), "in order");
+    }
+    assert!(report.has_blocked(), "the stuck one's parts are held");
+    let total = TURNS * 128;
+    assert!(stuck_seen.snapshot().is_empty());
+
+    // Giving up what was held (a connection does after `max_stall`) counts it as dropped.
+    let (delivered, _) = counted.wait_until(|d, _| d >= total + 128).await;
+    report.drop_held();
+    let (_, dropped) = counted.get();
+    assert!(dropped > 0);
+    assert!(
+        delivered + dropped <= 2 * total,
+        "delivered {delivered} + dropped {dropped}"
+    );
     arbiter.stop();
 }
 
