@@ -6,8 +6,8 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
 use actix::Recipient;
@@ -22,7 +22,7 @@ pub(crate) use relay::Home;
 #[cfg(test)]
 pub(crate) use relay::RELAY_CAP;
 pub use relay::RelayCounters;
-use relay::{Backlog, Gate, Load, Outgoing, RelayPart, RelayWait, Tally};
+use relay::{Load, Outgoing, RelayPart, RelayWait, Tally};
 
 /// Room a new batch starts with, at least and at most: a batch starts as large as the largest
 /// one of the previous flush, so a steady feed fills batches without ever copying them to grow.
@@ -68,10 +68,6 @@ pub(crate) struct Subscriber<T: Send + Sync + 'static> {
     /// The arbiter the actor runs on, when known: deliveries from any other thread go through
     /// that thread's relay to it.
     home: Option<Home>,
-    /// Deliveries on their way to it from other threads, bounded.
-    gate: Gate,
-    /// On its arbiter: parts that wait for room in its mailbox.
-    backlog: Mutex<Backlog<T>>,
     /// Set once by the first connection that finds the actor gone, so only one asks the
     /// router to forget it.
     closed: AtomicBool,
@@ -91,8 +87,6 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
             endpoints,
             overflow,
             home,
-            gate: Gate::default(),
-            backlog: Mutex::new(Backlog::default()),
             closed: AtomicBool::new(false),
         }
     }
@@ -193,7 +187,10 @@ impl<T: Send + Sync + 'static> PendingBatch for Pending<T> {
                 subscriber.offer(recipient, batch, count, report);
             }
             Some((home, thread)) => {
-                let index = report.outgoing(home, thread);
+                let Some(endpoint) = batch.deliveries.first().map(|d| d.endpoint.clone()) else {
+                    return;
+                };
+                let index = report.outgoing(home, thread, &endpoint);
                 if let Some(outgoing) = report.relays.get_mut(index) {
                     outgoing.parts.push(Box::new(RelayPart {
                         subscriber: Arc::clone(&subscriber),
@@ -304,7 +301,7 @@ impl DispatchReport {
         thread: ThreadId,
         delivery: Delivery<T>,
     ) {
-        let index = self.outgoing(home, thread);
+        let index = self.outgoing(home, thread, &delivery.endpoint);
         if self.gather {
             let capacity = self.batch_start.max(BATCH_START_MIN);
             if let Some(outgoing) = self.relays.get_mut(index) {
@@ -325,8 +322,11 @@ impl DispatchReport {
     /// Moves what relays reported since the last call (counts, stopped subscribers) into this
     /// report's fields.
     fn collect_relayed(&mut self) {
-        self.tally
-            .collect_into(&mut self.delivered, &mut self.dropped_full, &mut self.closed);
+        self.tally.collect_into(
+            &mut self.delivered,
+            &mut self.dropped_full,
+            &mut self.closed,
+        );
     }
 
     /// Makes progress on the deliveries held for full subscribers, oldest first; `Ready` once
@@ -353,7 +353,11 @@ impl DispatchReport {
     /// deliveries were lost (a batch counts its deliveries). Relay hand-overs given up are
     /// counted as dropped where relayed deliveries are counted, not in the result.
     pub fn drop_held(&mut self) -> usize {
-        let lost: u64 = self.blocked.drain(..).map(|(_, deliveries)| deliveries).sum();
+        let lost: u64 = self
+            .blocked
+            .drain(..)
+            .map(|(_, deliveries)| deliveries)
+            .sum();
         usize::try_from(lost).unwrap_or(usize::MAX)
     }
 
@@ -379,9 +383,7 @@ impl DispatchReport {
         }
         for index in 0..self.relays.len() {
             let parts = match self.relays.get_mut(index) {
-                Some(outgoing) if !outgoing.parts.is_empty() => {
-                    std::mem::take(&mut outgoing.parts)
-                }
+                Some(outgoing) if !outgoing.parts.is_empty() => std::mem::take(&mut outgoing.parts),
                 _ => continue,
             };
             self.hand_over(index, parts);

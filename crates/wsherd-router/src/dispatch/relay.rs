@@ -15,19 +15,22 @@
 //! program order, whoever delivers it (a connection's messages, its supervisor's state
 //! events), so events stay in order with the messages around them.
 //!
-//! Bounds and overflow, per subscriber, so that one slow subscriber holds up no other:
+//! Order and bounds are kept per *origin*, the endpoint the deliveries come from (its
+//! connection and its supervisor alike), as the direct path keeps them per connection:
 //!
 //! - On the target arbiter a part is admitted as a whole: if the mailbox takes its first
 //!   delivery, the rest of the part follows it (a mailbox exceeds its capacity by at most one
 //!   turn's deliveries, as one [`Batch`] would). If not, an [`Overflow::Drop`] subscriber loses
-//!   the part (counted), and an [`Overflow::Backpressure`] subscriber's parts wait in its own
-//!   backlog there, fed in order by a task of its own as its mailbox makes room; the drainer
-//!   goes on with the other subscribers.
-//! - At most [`RELAY_CAP`] deliveries are on their way to one subscriber (in a relay or in its
-//!   backlog), plus one part per thread that hands over at the same moment. Past that, a
-//!   `Drop` subscriber's part is dropped (counted) and a `Backpressure` subscriber's part is
-//!   held by the [`DispatchReport`], like a delivery to a full mailbox: a connection pauses its
-//!   reads, within `max_stall`. Held parts go in, per subscriber, in the order they were made.
+//!   the part (counted); an [`Overflow::Backpressure`] subscriber's part waits in the origin's
+//!   backlog there, fed in by a task as the mailbox makes room, and the origin's later parts
+//!   for backpressure subscribers wait behind it (as later deliveries of a connection wait
+//!   behind a held one), so a subscriber of both an endpoint's messages and its events still
+//!   sees them in order. `Drop` parts go on, and so do other origins: the drainer never waits.
+//! - At most [`RELAY_CAP`] deliveries of one origin are on their way to one arbiter (queued in
+//!   the relay or waiting in the backlog), plus one part. Past that, a `Drop` subscriber's part
+//!   is dropped (counted) and a `Backpressure` subscriber's part is held by the
+//!   [`DispatchReport`], like a delivery to a full mailbox: a connection pauses its reads,
+//!   within `max_stall`. Held parts go in, per origin, in the order they were made.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -42,12 +45,14 @@ use std::thread::ThreadId;
 use actix::prelude::SendError;
 use actix::{Arbiter, ArbiterHandle};
 
+use wsherd_protocol::EndpointName;
+
 use super::{DispatchReport, Overflow, Sink, Subscriber, SubscriptionId};
 use crate::delivery::{Batch, Delivery};
 
-/// Deliveries on their way to one subscriber on another arbiter, at most: queued in relays or
-/// waiting in its backlog for room in its mailbox (about four busy turns).
-pub(crate) const RELAY_CAP: usize = 1024;
+/// Deliveries of one origin (endpoint) on their way to one arbiter, at most: queued in its relay
+/// or waiting there for room in a mailbox (a few busy turns of a feed with ten subscribers).
+pub(crate) const RELAY_CAP: usize = 4096;
 
 /// Where deliveries handed to another arbiter are counted once their fate is known there.
 ///
@@ -163,13 +168,162 @@ impl Tally {
     }
 }
 
-/// Deliveries on their way to one subscriber on another arbiter, and the hand-overs waiting
-/// for them to make room.
-#[derive(Default)]
-pub(crate) struct Gate {
-    in_transit: AtomicUsize,
-    has_waiters: AtomicBool,
-    waiters: Mutex<Waiters>,
+/// What one part carries.
+pub(crate) enum Load<T: Send + Sync + 'static> {
+    /// Single deliveries, oldest first.
+    Each(Vec<Delivery<T>>),
+    /// One batch.
+    Batch(Batch<T>),
+}
+
+impl<T: Send + Sync + 'static> Load<T> {
+    fn deliveries(&self) -> usize {
+        match self {
+            Load::Each(deliveries) => deliveries.len(),
+            Load::Batch(batch) => batch.deliveries.len(),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Subscriber<T> {
+    fn close_into(&self, tally: &Tally) {
+        if !self.closed.swap(true, Ordering::Relaxed) {
+            tally.closed(self.id);
+        }
+    }
+
+    /// On the home arbiter: `load` into the mailbox if its first delivery fits, the rest
+    /// after it. A full mailbox drops it (`Drop`) or hands it back to wait (`Backpressure`).
+    fn hand_in(&self, load: Load<T>, tally: &Tally) -> Option<Load<T>> {
+        let count = load.deliveries();
+        let full = match (&self.sink, load) {
+            (Sink::Each(recipient), Load::Each(deliveries)) => {
+                let mut deliveries = deliveries.into_iter();
+                let first = deliveries.next()?;
+                match recipient.try_send(first) {
+                    Ok(()) => {
+                        // Same thread: no wake-up each, and bounded by the part (one turn).
+                        deliveries.for_each(|delivery| recipient.do_send(delivery));
+                        tally.delivered(count as u64);
+                        return None;
+                    }
+                    Err(SendError::Full(first)) => {
+                        let mut all = Vec::with_capacity(count);
+                        all.push(first);
+                        all.extend(deliveries);
+                        Load::Each(all)
+                    }
+                    Err(SendError::Closed(_)) => {
+                        self.close_into(tally);
+                        return None;
+                    }
+                }
+            }
+            (Sink::Batched(recipient), Load::Batch(batch)) => match recipient.try_send(batch) {
+                Ok(()) => {
+                    tally.delivered(count as u64);
+                    return None;
+                }
+                Err(SendError::Full(batch)) => Load::Batch(batch),
+                Err(SendError::Closed(_)) => {
+                    self.close_into(tally);
+                    return None;
+                }
+            },
+            // A part is made for its subscriber's sink; nothing else arrives.
+            _ => return None,
+        };
+        match self.overflow {
+            Overflow::Drop => {
+                tally.dropped_full(count as u64);
+                None
+            }
+            Overflow::Backpressure => Some(full),
+        }
+    }
+
+    /// On the home arbiter: waits for room in the mailbox (and for the first delivery to be
+    /// handled), then puts the rest of `load` after it.
+    async fn wait_in(self: Arc<Self>, load: Load<T>, tally: Arc<Tally>) {
+        let count = load.deliveries() as u64;
+        let taken = match (&self.sink, load) {
+            (Sink::Each(recipient), Load::Each(deliveries)) => {
+                let mut deliveries = deliveries.into_iter();
+                match deliveries.next() {
+                    Some(first) => {
+                        let taken = recipient.send(first).await.is_ok();
+                        if taken {
+                            deliveries.for_each(|delivery| recipient.do_send(delivery));
+                        }
+                        taken
+                    }
+                    None => true,
+                }
+            }
+            (Sink::Batched(recipient), Load::Batch(batch)) => recipient.send(batch).await.is_ok(),
+            _ => true,
+        };
+        if taken {
+            tally.delivered(count);
+        } else {
+            self.close_into(&tally);
+        }
+    }
+}
+
+type LocalWait = Pin<Box<dyn Future<Output = ()>>>;
+
+/// One subscriber's part of a parcel.
+pub(crate) trait Part: Send {
+    fn id(&self) -> SubscriptionId;
+    fn deliveries(&self) -> usize;
+    fn overflow(&self) -> Overflow;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    /// On the target arbiter: into the mailbox, or back when it must wait for room.
+    fn hand_in(self: Box<Self>, tally: &Tally) -> Option<Box<dyn Part>>;
+    /// On the target arbiter: waits for room, then in.
+    fn wait_in(self: Box<Self>, tally: Arc<Tally>) -> LocalWait;
+    /// The subscriber's arbiter is gone, and the subscriber with it.
+    fn close(self: Box<Self>, tally: &Tally);
+}
+
+/// Deliveries for one subscriber.
+pub(crate) struct RelayPart<T: Send + Sync + 'static> {
+    pub(crate) subscriber: Arc<Subscriber<T>>,
+    pub(crate) load: Load<T>,
+}
+
+impl<T: Send + Sync + 'static> Part for RelayPart<T> {
+    fn id(&self) -> SubscriptionId {
+        self.subscriber.id
+    }
+
+    fn deliveries(&self) -> usize {
+        self.load.deliveries()
+    }
+
+    fn overflow(&self) -> Overflow {
+        self.subscriber.overflow
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn hand_in(self: Box<Self>, tally: &Tally) -> Option<Box<dyn Part>> {
+        let RelayPart { subscriber, load } = *self;
+        let load = subscriber.hand_in(load, tally)?;
+        Some(Box::new(RelayPart { subscriber, load }))
+    }
+
+    fn wait_in(self: Box<Self>, tally: Arc<Tally>) -> LocalWait {
+        let RelayPart { subscriber, load } = *self;
+        Box::pin(subscriber.wait_in(load, tally))
+    }
+
+    fn close(self: Box<Self>, tally: &Tally) {
+        self.subscriber.close_into(tally);
+    }
 }
 
 #[derive(Default)]
@@ -179,9 +333,17 @@ struct Waiters {
     next: u64,
 }
 
-/// What a gate says to a part.
+/// Parts waiting on the target arbiter for room in a backpressure subscriber's mailbox, in
+/// order, and whether a task feeds them in.
+#[derive(Default)]
+struct Backlog {
+    pumping: bool,
+    parts: VecDeque<(Box<dyn Part>, Arc<Tally>)>,
+}
+
+/// What an origin says to a part at the source.
 pub(crate) enum Admission {
-    /// In: it counts as in transit now.
+    /// In: it counts as on its way now.
     Admitted,
     /// No room, and the subscriber drops what does not fit.
     Full,
@@ -189,11 +351,38 @@ pub(crate) enum Admission {
     Behind(u64),
 }
 
-impl Gate {
+/// The deliveries of one endpoint on their way through one relay: bounded at the source, kept
+/// in order at the target.
+pub(crate) struct Origin {
+    endpoint: EndpointName,
+    in_transit: AtomicUsize,
+    has_waiters: AtomicBool,
+    waiters: Mutex<Waiters>,
+    backlog: Mutex<Backlog>,
+}
+
+impl Origin {
+    fn new(endpoint: EndpointName) -> Self {
+        Origin {
+            endpoint,
+            in_transit: AtomicUsize::new(0),
+            has_waiters: AtomicBool::new(false),
+            waiters: Mutex::new(Waiters::default()),
+            backlog: Mutex::new(Backlog::default()),
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        self.in_transit.load(Ordering::Acquire) < RELAY_CAP
+    }
+
     fn admit(&self, deliveries: usize, overflow: Overflow) -> Admission {
-        if !self.has_waiters.load(Ordering::Acquire)
-            && self.in_transit.load(Ordering::Acquire) < RELAY_CAP
-        {
+        let admitted = match overflow {
+            // Never held, so nothing of its own waits: only room matters.
+            Overflow::Drop => self.has_room(),
+            Overflow::Backpressure => !self.has_waiters.load(Ordering::Acquire) && self.has_room(),
+        };
+        if admitted {
             self.in_transit.fetch_add(deliveries, Ordering::AcqRel);
             return Admission::Admitted;
         }
@@ -216,7 +405,7 @@ impl Gate {
         let next = {
             let mut waiters = lock(&self.waiters);
             let first = waiters.queue.front().map(|(first, _)| *first) == Some(id);
-            if !first || self.in_transit.load(Ordering::Acquire) >= RELAY_CAP {
+            if !first || !self.has_room() {
                 if let Some((_, slot)) = waiters.queue.iter_mut().find(|(w, _)| *w == id) {
                     *slot = Some(waker.clone());
                 }
@@ -240,7 +429,7 @@ impl Gate {
         next.into_iter().for_each(Waker::wake);
     }
 
-    /// `deliveries` reached the mailbox (or were dropped, or the subscriber is gone).
+    /// `deliveries` reached a mailbox (or were dropped, or their subscriber is gone).
     fn release(&self, deliveries: usize) {
         let _ = self
             .in_transit
@@ -259,246 +448,73 @@ impl Gate {
             self.has_waiters.store(false, Ordering::Release);
             return None;
         }
-        if self.in_transit.load(Ordering::Acquire) >= RELAY_CAP {
+        if !self.has_room() {
             return None;
         }
-        waiters.queue.front_mut().and_then(|(_, waker)| waker.take())
-    }
-}
-
-/// What one part carries.
-pub(crate) enum Load<T: Send + Sync + 'static> {
-    /// Single deliveries, oldest first.
-    Each(Vec<Delivery<T>>),
-    /// One batch.
-    Batch(Batch<T>),
-}
-
-impl<T: Send + Sync + 'static> Load<T> {
-    fn deliveries(&self) -> usize {
-        match self {
-            Load::Each(deliveries) => deliveries.len(),
-            Load::Batch(batch) => batch.deliveries.len(),
-        }
-    }
-}
-
-/// A subscriber's parts that wait, on its arbiter, for room in its mailbox.
-pub(crate) struct Backlog<T: Send + Sync + 'static> {
-    /// A task feeds them in.
-    pumping: bool,
-    loads: VecDeque<(Load<T>, Arc<Tally>)>,
-}
-
-impl<T: Send + Sync + 'static> Default for Backlog<T> {
-    fn default() -> Self {
-        Backlog {
-            pumping: false,
-            loads: VecDeque::new(),
-        }
-    }
-}
-
-/// What became of a load offered to a mailbox.
-enum HandedIn<T: Send + Sync + 'static> {
-    Done,
-    /// The mailbox was full: the whole load, to wait for room.
-    Full(Load<T>),
-}
-
-impl<T: Send + Sync + 'static> Subscriber<T> {
-    fn close_into(&self, tally: &Tally) {
-        if !self.closed.swap(true, Ordering::Relaxed) {
-            tally.closed(self.id);
-        }
+        waiters
+            .queue
+            .front_mut()
+            .and_then(|(_, waker)| waker.take())
     }
 
-    /// On the home arbiter: `load` into the mailbox if its first delivery fits, the rest
-    /// after it.
-    fn hand_in(&self, load: Load<T>, tally: &Tally) -> HandedIn<T> {
-        let count = load.deliveries();
-        match (&self.sink, load) {
-            (Sink::Each(recipient), Load::Each(deliveries)) => {
-                let mut deliveries = deliveries.into_iter();
-                let Some(first) = deliveries.next() else {
-                    return HandedIn::Done;
-                };
-                match recipient.try_send(first) {
-                    Ok(()) => {
-                        // Same thread: no wake-up each, and bounded by the part (one turn).
-                        deliveries.for_each(|delivery| recipient.do_send(delivery));
-                        tally.delivered(count as u64);
-                    }
-                    Err(SendError::Full(first)) => {
-                        let mut all = Vec::with_capacity(count);
-                        all.push(first);
-                        all.extend(deliveries);
-                        return self.full(Load::Each(all), tally);
-                    }
-                    Err(SendError::Closed(_)) => self.close_into(tally),
-                }
-            }
-            (Sink::Batched(recipient), Load::Batch(batch)) => match recipient.try_send(batch) {
-                Ok(()) => tally.delivered(count as u64),
-                Err(SendError::Full(batch)) => return self.full(Load::Batch(batch), tally),
-                Err(SendError::Closed(_)) => self.close_into(tally),
-            },
-            // A part is made for its subscriber's sink; nothing else can arrive.
-            _ => {}
-        }
-        HandedIn::Done
-    }
-
-    fn full(&self, load: Load<T>, tally: &Tally) -> HandedIn<T> {
-        match self.overflow {
-            Overflow::Drop => {
-                tally.dropped_full(load.deliveries() as u64);
-                HandedIn::Done
-            }
-            Overflow::Backpressure => HandedIn::Full(load),
-        }
-    }
-
-    /// On the home arbiter: `load` arrived from a relay.
-    fn arrive(self: &Arc<Self>, load: Load<T>, tally: &Arc<Tally>) {
-        let count = load.deliveries();
-        {
+    /// On the target arbiter: `part` arrived. It goes into its mailbox unless it must wait
+    /// (behind this origin's waiting parts, or for room).
+    fn arrive(self: &Arc<Self>, part: Box<dyn Part>, tally: &Arc<Tally>) {
+        let deliveries = part.deliveries();
+        if part.overflow() == Overflow::Backpressure {
             let mut backlog = lock(&self.backlog);
             if backlog.pumping {
-                // Behind what waits already, in order.
-                backlog.loads.push_back((load, Arc::clone(tally)));
+                backlog.parts.push_back((part, Arc::clone(tally)));
                 return;
             }
         }
-        match self.hand_in(load, tally) {
-            HandedIn::Done => self.gate.release(count),
-            HandedIn::Full(load) => {
-                let mut backlog = lock(&self.backlog);
-                backlog.loads.push_back((load, Arc::clone(tally)));
-                backlog.pumping = true;
-                drop(backlog);
-                // On the home arbiter (the drainer runs there), so a local task may start.
-                actix::spawn(pump(Arc::clone(self)));
-            }
+        let Some(part) = part.hand_in(tally) else {
+            self.release(deliveries);
+            return;
+        };
+        lock(&self.backlog)
+            .parts
+            .push_back((part, Arc::clone(tally)));
+        self.pump();
+    }
+
+    /// Starts feeding the backlog in, on this (the target) arbiter, unless that runs already.
+    fn pump(self: &Arc<Self>) {
+        let start = !std::mem::replace(&mut lock(&self.backlog).pumping, true);
+        if start {
+            // The drainer runs on the target arbiter, so a local task may start here.
+            actix::spawn(pump(Arc::clone(self)));
         }
     }
 }
 
-/// On the home arbiter: feeds a backpressure subscriber's backlog into its mailbox as it
-/// makes room, oldest first.
-async fn pump<T: Send + Sync + 'static>(subscriber: Arc<Subscriber<T>>) {
+/// On the target arbiter: the origin's waiting parts into their mailboxes, oldest first, each
+/// as soon as its mailbox has room.
+async fn pump(origin: Arc<Origin>) {
     loop {
         let next = {
-            let mut backlog = lock(&subscriber.backlog);
-            let next = backlog.loads.pop_front();
+            let mut backlog = lock(&origin.backlog);
+            let next = backlog.parts.pop_front();
             if next.is_none() {
                 backlog.pumping = false;
             }
             next
         };
-        let Some((load, tally)) = next else {
+        let Some((part, tally)) = next else {
             return;
         };
-        let count = load.deliveries();
-        let taken = match (&subscriber.sink, load) {
-            (Sink::Each(recipient), Load::Each(deliveries)) => {
-                let mut deliveries = deliveries.into_iter();
-                match deliveries.next() {
-                    // Waits for room, then for the first to be handled: the rest follow it.
-                    Some(first) => {
-                        let taken = recipient.send(first).await.is_ok();
-                        if taken {
-                            deliveries.for_each(|delivery| recipient.do_send(delivery));
-                        }
-                        taken
-                    }
-                    None => true,
-                }
-            }
-            (Sink::Batched(recipient), Load::Batch(batch)) => recipient.send(batch).await.is_ok(),
-            _ => true,
-        };
-        if taken {
-            tally.delivered(count as u64);
-            subscriber.gate.release(count);
-            continue;
+        let deliveries = part.deliveries();
+        if let Some(part) = part.hand_in(&tally) {
+            part.wait_in(tally).await;
         }
-        // The actor stopped: nothing more reaches it.
-        subscriber.close_into(&tally);
-        let rest: Vec<_> = {
-            let mut backlog = lock(&subscriber.backlog);
-            backlog.pumping = false;
-            backlog.loads.drain(..).collect()
-        };
-        let left: usize = rest.iter().map(|(load, _)| load.deliveries()).sum();
-        subscriber.gate.release(count + left);
-        return;
+        origin.release(deliveries);
     }
 }
 
-/// One subscriber's part of a parcel.
-pub(crate) trait Part: Send {
-    fn id(&self) -> SubscriptionId;
-    fn deliveries(&self) -> usize;
-    fn as_any_mut(&mut self) -> &mut dyn Any;
-    /// At the source: whether it may go now.
-    fn admit(&self) -> Admission;
-    fn take_turn(&self, id: u64, waker: &Waker) -> bool;
-    fn forget(&self, id: u64);
-    /// On the target arbiter.
-    fn arrive(self: Box<Self>, tally: &Arc<Tally>);
-    /// The subscriber's arbiter is gone, and the subscriber with it.
-    fn close(self: Box<Self>, tally: &Tally);
-}
-
-/// Deliveries for one subscriber.
-pub(crate) struct RelayPart<T: Send + Sync + 'static> {
-    pub(crate) subscriber: Arc<Subscriber<T>>,
-    pub(crate) load: Load<T>,
-}
-
-impl<T: Send + Sync + 'static> Part for RelayPart<T> {
-    fn id(&self) -> SubscriptionId {
-        self.subscriber.id
-    }
-
-    fn deliveries(&self) -> usize {
-        self.load.deliveries()
-    }
-
-    fn as_any_mut(&mut self) -> &mut dyn Any {
-        self
-    }
-
-    fn admit(&self) -> Admission {
-        self.subscriber
-            .gate
-            .admit(self.deliveries(), self.subscriber.overflow)
-    }
-
-    fn take_turn(&self, id: u64, waker: &Waker) -> bool {
-        self.subscriber
-            .gate
-            .take_turn(id, self.deliveries(), waker)
-    }
-
-    fn forget(&self, id: u64) {
-        self.subscriber.gate.forget(id);
-    }
-
-    fn arrive(self: Box<Self>, tally: &Arc<Tally>) {
-        let RelayPart { subscriber, load } = *self;
-        subscriber.arrive(load, tally);
-    }
-
-    fn close(self: Box<Self>, tally: &Tally) {
-        self.subscriber.close_into(tally);
-        self.subscriber.gate.release(self.deliveries());
-    }
-}
-
-/// One hand-over: one report's admitted parts for the subscribers of one arbiter.
+/// One hand-over: one report's admitted parts of one origin for the subscribers of one
+/// arbiter.
 struct Parcel {
+    origin: Arc<Origin>,
     parts: Vec<Box<dyn Part>>,
     tally: Arc<Tally>,
 }
@@ -529,8 +545,8 @@ fn relay_to(home: &Home, thread: ThreadId) -> Arc<Relay> {
 
 #[derive(Default)]
 struct RelayState {
-    /// Parcels not yet taken by the drainer; what they hold counts against each
-    /// subscriber's [`RELAY_CAP`], so the queue is bounded by its subscribers.
+    /// Parcels not yet taken by the drainer; what they hold counts against their origin's
+    /// [`RELAY_CAP`], so the queue is bounded by its origins.
     queue: VecDeque<Parcel>,
     /// A drainer is scheduled or running on the target arbiter.
     draining: bool,
@@ -542,6 +558,8 @@ struct RelayState {
 pub(crate) struct Relay {
     target: ArbiterHandle,
     state: Mutex<RelayState>,
+    /// One per endpoint that delivered through it.
+    origins: Mutex<Vec<Arc<Origin>>>,
 }
 
 impl Relay {
@@ -549,11 +567,22 @@ impl Relay {
         Relay {
             target,
             state: Mutex::new(RelayState::default()),
+            origins: Mutex::new(Vec::new()),
         }
     }
 
     fn is_dead(&self) -> bool {
         lock(&self.state).dead
+    }
+
+    fn origin(&self, endpoint: &EndpointName) -> Arc<Origin> {
+        let mut origins = lock(&self.origins);
+        if let Some(origin) = origins.iter().find(|o| o.endpoint == *endpoint) {
+            return Arc::clone(origin);
+        }
+        let origin = Arc::new(Origin::new(endpoint.clone()));
+        origins.push(Arc::clone(&origin));
+        origin
     }
 
     /// Queues `parcel`, starting a drainer on the target arbiter if none is on its way.
@@ -595,19 +624,30 @@ impl Relay {
 }
 
 fn close(parcel: Parcel) {
-    let Parcel { parts, tally } = parcel;
+    let Parcel {
+        origin,
+        parts,
+        tally,
+    } = parcel;
     for part in parts {
+        let deliveries = part.deliveries();
         part.close(&tally);
+        origin.release(deliveries);
     }
 }
 
 /// The drainer, on the target arbiter: parcels in order, each part into its subscriber's
-/// mailbox (or backlog), yielding between parcels so the subscribers run. It never waits for
-/// a subscriber.
+/// mailbox (or its origin's backlog), yielding between parcels so the subscribers run. It
+/// never waits for a subscriber.
 async fn drain(relay: Arc<Relay>) {
-    while let Some(Parcel { parts, tally }) = relay.next_parcel() {
+    while let Some(Parcel {
+        origin,
+        parts,
+        tally,
+    }) = relay.next_parcel()
+    {
         for part in parts {
-            part.arrive(&tally);
+            origin.arrive(part, &tally);
         }
         YieldNow(false).await;
     }
@@ -628,10 +668,11 @@ impl Future for YieldNow {
     }
 }
 
-/// A part held until its subscriber has room for it, in turn. Dropped before it went, its
+/// A part held until its origin has room for it, in turn. Dropped before it went, its
 /// deliveries count as dropped.
 pub(crate) struct RelayWait {
     relay: Arc<Relay>,
+    origin: Arc<Origin>,
     tally: Arc<Tally>,
     waiter: u64,
     part: Option<Box<dyn Part>>,
@@ -645,11 +686,15 @@ impl Future for RelayWait {
         let Some(part) = this.part.take() else {
             return Poll::Ready(());
         };
-        if !part.take_turn(this.waiter, cx.waker()) {
+        if !this
+            .origin
+            .take_turn(this.waiter, part.deliveries(), cx.waker())
+        {
             this.part = Some(part);
             return Poll::Pending;
         }
         this.relay.push(Parcel {
+            origin: Arc::clone(&this.origin),
             parts: vec![part],
             tally: Arc::clone(&this.tally),
         });
@@ -660,16 +705,17 @@ impl Future for RelayWait {
 impl Drop for RelayWait {
     fn drop(&mut self) {
         if let Some(part) = self.part.take() {
-            part.forget(self.waiter);
+            self.origin.forget(self.waiter);
             self.tally.dropped_full(part.deliveries() as u64);
         }
     }
 }
 
-/// A report's deliveries for one arbiter, gathered during a turn.
+/// A report's deliveries of one endpoint for one arbiter, gathered during a turn.
 pub(crate) struct Outgoing {
-    pub(crate) thread: ThreadId,
+    thread: ThreadId,
     relay: Arc<Relay>,
+    origin: Arc<Origin>,
     pub(crate) parts: Vec<Box<dyn Part>>,
 }
 
@@ -705,35 +751,55 @@ impl Outgoing {
 }
 
 impl DispatchReport {
-    /// Where deliveries for `home`'s arbiter (on `thread`) gather in this report.
-    pub(super) fn outgoing(&mut self, home: &Home, thread: ThreadId) -> usize {
-        if let Some(index) = self.relays.iter().position(|o| o.thread == thread) {
+    /// Where deliveries of `endpoint` for `home`'s arbiter (on `thread`) gather in this report.
+    pub(super) fn outgoing(
+        &mut self,
+        home: &Home,
+        thread: ThreadId,
+        endpoint: &EndpointName,
+    ) -> usize {
+        if let Some(index) = self
+            .relays
+            .iter()
+            .position(|o| o.thread == thread && o.origin.endpoint == *endpoint)
+        {
             return index;
         }
+        let relay = match self.relays.iter().find(|o| o.thread == thread) {
+            Some(outgoing) => Arc::clone(&outgoing.relay),
+            None => relay_to(home, thread),
+        };
+        let origin = relay.origin(endpoint);
         self.relays.push(Outgoing {
             thread,
-            relay: relay_to(home, thread),
+            relay,
+            origin,
             parts: Vec::new(),
         });
         self.relays.len() - 1
     }
 
-    /// Hands `parts` to the relay of `self.relays[index]`: what its subscribers have room for
-    /// goes as one parcel, a `Drop` subscriber's part without room is dropped (counted), and a
-    /// `Backpressure` subscriber's part without room is held.
+    /// Hands `parts` to the relay of `self.relays[index]`: what its origin has room for goes
+    /// as one parcel, a `Drop` subscriber's part without room is dropped (counted), and a
+    /// `Backpressure` subscriber's part without room (or behind a held one) is held.
     pub(super) fn hand_over(&mut self, index: usize, parts: Vec<Box<dyn Part>>) {
-        let Some(relay) = self.relays.get(index).map(|o| Arc::clone(&o.relay)) else {
+        let Some((relay, origin)) = self
+            .relays
+            .get(index)
+            .map(|o| (Arc::clone(&o.relay), Arc::clone(&o.origin)))
+        else {
             return;
         };
         let mut going = Vec::with_capacity(parts.len());
         for part in parts {
-            match part.admit() {
+            match origin.admit(part.deliveries(), part.overflow()) {
                 Admission::Admitted => going.push(part),
                 Admission::Full => self.tally.dropped_full(part.deliveries() as u64),
                 Admission::Behind(waiter) => {
                     self.relayed_parcels += 1;
                     self.hold_relayed(RelayWait {
                         relay: Arc::clone(&relay),
+                        origin: Arc::clone(&origin),
                         tally: Arc::clone(&self.tally),
                         waiter,
                         part: Some(part),
@@ -744,6 +810,7 @@ impl DispatchReport {
         if !going.is_empty() {
             self.relayed_parcels += 1;
             relay.push(Parcel {
+                origin,
                 parts: going,
                 tally: Arc::clone(&self.tally),
             });

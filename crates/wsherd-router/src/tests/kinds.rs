@@ -53,7 +53,11 @@ async fn a_type_of_two_kinds_gets_both_and_each_message_is_decoded_once() {
     let (b, seen_b) = collector::<Feed>();
     router.subscribe::<Feed>(a);
     router.subscribe_with::<Feed>(b, SubscribeOptions::new());
-    assert_eq!(router.subscription_count(), 2, "one subscription each, two kinds");
+    assert_eq!(
+        router.subscription_count(),
+        2,
+        "one subscription each, two kinds"
+    );
 
     let before = feed_decodes();
     let trade = route(&router, "ex", r#"{"type":"trade","seq":1}"#);
@@ -85,11 +89,7 @@ async fn a_kind_not_listed_is_not_delivered_to_a_type_of_several_kinds() {
     let before = feed_decodes();
     let report = route(&router, "ex", r#"{"type":"cancel","seq":3}"#);
     assert_eq!((report.delivered, report.unrouted), (0, 1));
-    assert_eq!(
-        feed_decodes(),
-        before,
-        "not even decoded"
-    );
+    assert_eq!(feed_decodes(), before, "not even decoded");
     settle().await;
     assert!(seen.lock().unwrap().is_empty());
 }
