@@ -40,10 +40,13 @@ fn workers(count: usize) -> Herd {
     Herd::with_settings(&settings).unwrap()
 }
 
+/// (endpoint, tick seq or `None` for the end), in arrival order.
+type Seen = Arc<Watched<Vec<(String, Option<u64>)>>>;
+
 /// A subscriber on the calling thread: every tick and end it takes, by endpoint, optionally
 /// with a small mailbox that stays closed until a gate opens.
 struct Feed {
-    seen: Arc<Watched<Vec<(String, Option<u64>)>>>,
+    seen: Seen,
     capacity: Option<usize>,
     gate: Option<oneshot::Receiver<()>>,
 }
@@ -82,7 +85,6 @@ impl Handler<Delivery<End>> for Feed {
     }
 }
 
-type Seen = Arc<Watched<Vec<(String, Option<u64>)>>>;
 
 fn feed(capacity: Option<usize>, gate: Option<oneshot::Receiver<()>>) -> (Addr<Feed>, Seen) {
     let seen: Seen = Arc::new(Watched::new(Vec::new()));
