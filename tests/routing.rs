@@ -85,7 +85,6 @@ impl Handler<Delivery<End>> for Feed {
     }
 }
 
-
 fn feed(capacity: Option<usize>, gate: Option<oneshot::Receiver<()>>) -> (Addr<Feed>, Seen) {
     let seen: Seen = Arc::new(Watched::new(Vec::new()));
     let addr = Feed {

@@ -202,9 +202,34 @@ impl<T: Send + Sync + 'static> PendingBatch for Pending<T> {
     }
 }
 
-/// A held delivery, and how many deliveries giving it up loses (none for a relay hand-over,
-/// which counts its own).
-type Held = (Blocked, u64);
+/// A held delivery (or batch), or a relay hand-over waiting for room.
+enum Held {
+    /// Waiting for room in a mailbox; giving it up loses `deliveries`.
+    Mailbox { wait: Blocked, deliveries: u64 },
+    /// Waiting for room on the way to another arbiter.
+    Relay(Box<RelayWait>),
+}
+
+impl Held {
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self {
+            Held::Mailbox { wait, .. } => wait.as_mut().poll(cx),
+            Held::Relay(wait) => Pin::new(&mut **wait).poll(cx),
+        }
+    }
+
+    /// Gives it up; returns how many deliveries that loses.
+    fn give_up(self) -> u64 {
+        match self {
+            Held::Mailbox { deliveries, .. } => deliveries,
+            Held::Relay(wait) => wait.give_up() as u64,
+        }
+    }
+
+    async fn finish(mut self) {
+        std::future::poll_fn(|cx| self.poll(cx)).await;
+    }
+}
 
 /// What happened to one or more dispatched messages; a connection keeps one and drains it.
 ///
@@ -279,17 +304,17 @@ impl DispatchReport {
     where
         R: Future + 'static,
     {
-        self.blocked.push_back((
-            Box::pin(async move {
+        self.blocked.push_back(Held::Mailbox {
+            wait: Box::pin(async move {
                 // A subscriber that stops while we wait is pruned on the next message.
                 let _ = request.await;
             }),
             deliveries,
-        ));
+        });
     }
 
     fn hold_relayed(&mut self, wait: RelayWait) {
-        self.blocked.push_back((Box::pin(wait), 0));
+        self.blocked.push_back(Held::Relay(Box::new(wait)));
     }
 
     /// Relays `delivery` to `subscriber` on `home`'s arbiter: gathered for the end of the turn,
@@ -333,8 +358,8 @@ impl DispatchReport {
     /// every one of them was taken. While any is held, later deliveries to backpressure
     /// subscribers queue behind it, so a subscriber never sees them out of order.
     pub fn poll_unblocked(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        while let Some((front, _)) = self.blocked.front_mut() {
-            match front.as_mut().poll(cx) {
+        while let Some(front) = self.blocked.front_mut() {
+            match front.poll(cx) {
                 std::task::Poll::Ready(()) => {
                     self.blocked.pop_front();
                 }
@@ -350,14 +375,11 @@ impl DispatchReport {
     }
 
     /// Gives up the held deliveries (their subscribers never get them); returns how many
-    /// deliveries were lost (a batch counts its deliveries). Relay hand-overs given up are
-    /// counted as dropped where relayed deliveries are counted, not in the result.
+    /// deliveries that loses (a batch or a relay hand-over counts its deliveries). A held
+    /// relay hand-over dropped any other way (say with [`Self::take_backpressure`]'s future)
+    /// counts itself as dropped where relayed deliveries are counted.
     pub fn drop_held(&mut self) -> usize {
-        let lost: u64 = self
-            .blocked
-            .drain(..)
-            .map(|(_, deliveries)| deliveries)
-            .sum();
+        let lost: u64 = self.blocked.drain(..).map(Held::give_up).sum();
         usize::try_from(lost).unwrap_or(usize::MAX)
     }
 
@@ -434,8 +456,8 @@ impl DispatchReport {
         }
         let blocked = std::mem::take(&mut self.blocked);
         Some(async move {
-            for (wait, _) in blocked {
-                wait.await;
+            for held in blocked {
+                held.finish().await;
             }
         })
     }

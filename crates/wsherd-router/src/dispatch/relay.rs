@@ -376,6 +376,13 @@ impl Origin {
         self.in_transit.load(Ordering::Acquire) < RELAY_CAP
     }
 
+    /// Nothing of it is on its way, waits, or is held.
+    fn is_idle(&self) -> bool {
+        self.in_transit.load(Ordering::Acquire) == 0
+            && !self.has_waiters.load(Ordering::Acquire)
+            && !lock(&self.backlog).pumping
+    }
+
     fn admit(&self, deliveries: usize, overflow: Overflow) -> Admission {
         let admitted = match overflow {
             // Never held, so nothing of its own waits: only room matters.
@@ -580,6 +587,9 @@ impl Relay {
         if let Some(origin) = origins.iter().find(|o| o.endpoint == *endpoint) {
             return Arc::clone(origin);
         }
+        // Endpoints come and go (and sessions with them): forget those nobody uses any more,
+        // which is safe when nothing of theirs is on its way.
+        origins.retain(|origin| Arc::strong_count(origin) > 1 || !origin.is_idle());
         let origin = Arc::new(Origin::new(endpoint.clone()));
         origins.push(Arc::clone(&origin));
         origin
@@ -699,6 +709,19 @@ impl Future for RelayWait {
             tally: Arc::clone(&this.tally),
         });
         Poll::Ready(())
+    }
+}
+
+impl RelayWait {
+    /// Gives up the part uncounted (the caller counts it); returns its deliveries.
+    pub(crate) fn give_up(mut self: Box<Self>) -> usize {
+        match self.part.take() {
+            Some(part) => {
+                self.origin.forget(self.waiter);
+                part.deliveries()
+            }
+            None => 0,
+        }
     }
 }
 
