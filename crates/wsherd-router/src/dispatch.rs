@@ -192,10 +192,11 @@ impl<T: Send + Sync + 'static> PendingBatch for Pending<T> {
                 };
                 let index = report.outgoing(home, thread, &endpoint);
                 if let Some(outgoing) = report.relays.get_mut(index) {
-                    outgoing.parts.push(Box::new(RelayPart {
+                    let part = RelayPart {
                         subscriber: Arc::clone(&subscriber),
                         load: Load::Batch(batch),
-                    }));
+                    };
+                    outgoing.push(subscriber.id, Box::new(part));
                 }
             }
         }
@@ -405,7 +406,7 @@ impl DispatchReport {
         }
         for index in 0..self.relays.len() {
             let parts = match self.relays.get_mut(index) {
-                Some(outgoing) if !outgoing.parts.is_empty() => std::mem::take(&mut outgoing.parts),
+                Some(outgoing) if !outgoing.is_empty() => outgoing.take(),
                 _ => continue,
             };
             self.hand_over(index, parts);

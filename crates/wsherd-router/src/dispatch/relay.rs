@@ -275,7 +275,6 @@ type LocalWait = Pin<Box<dyn Future<Output = ()>>>;
 
 /// One subscriber's part of a parcel.
 pub(crate) trait Part: Send {
-    fn id(&self) -> SubscriptionId;
     fn deliveries(&self) -> usize;
     fn overflow(&self) -> Overflow;
     fn as_any_mut(&mut self) -> &mut dyn Any;
@@ -294,10 +293,6 @@ pub(crate) struct RelayPart<T: Send + Sync + 'static> {
 }
 
 impl<T: Send + Sync + 'static> Part for RelayPart<T> {
-    fn id(&self) -> SubscriptionId {
-        self.subscriber.id
-    }
-
     fn deliveries(&self) -> usize {
         self.load.deliveries()
     }
@@ -678,58 +673,59 @@ impl Future for YieldNow {
     }
 }
 
-/// A part held until its origin has room for it, in turn. Dropped before it went, its
-/// deliveries count as dropped.
+/// The parts of one hand-over held until their origin has room for them, in turn; they go
+/// together, as one parcel. Dropped before they went, their deliveries count as dropped.
 pub(crate) struct RelayWait {
     relay: Arc<Relay>,
     origin: Arc<Origin>,
     tally: Arc<Tally>,
     waiter: u64,
-    part: Option<Box<dyn Part>>,
+    /// Empty once gone (or given up).
+    parts: Vec<Box<dyn Part>>,
+}
+
+impl RelayWait {
+    fn deliveries(&self) -> usize {
+        self.parts.iter().map(|part| part.deliveries()).sum()
+    }
+
+    /// Gives up the parts uncounted (the caller counts them); returns their deliveries.
+    pub(crate) fn give_up(mut self: Box<Self>) -> usize {
+        let deliveries = self.deliveries();
+        if !self.parts.is_empty() {
+            self.parts.clear();
+            self.origin.forget(self.waiter);
+        }
+        deliveries
+    }
 }
 
 impl Future for RelayWait {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        let Some(part) = this.part.take() else {
+        if self.parts.is_empty() {
             return Poll::Ready(());
-        };
-        if !this
-            .origin
-            .take_turn(this.waiter, part.deliveries(), cx.waker())
-        {
-            this.part = Some(part);
+        }
+        let deliveries = self.deliveries();
+        if !self.origin.take_turn(self.waiter, deliveries, cx.waker()) {
             return Poll::Pending;
         }
-        this.relay.push(Parcel {
-            origin: Arc::clone(&this.origin),
-            parts: vec![part],
-            tally: Arc::clone(&this.tally),
-        });
+        let parcel = Parcel {
+            origin: Arc::clone(&self.origin),
+            parts: std::mem::take(&mut self.parts),
+            tally: Arc::clone(&self.tally),
+        };
+        self.relay.push(parcel);
         Poll::Ready(())
-    }
-}
-
-impl RelayWait {
-    /// Gives up the part uncounted (the caller counts it); returns its deliveries.
-    pub(crate) fn give_up(mut self: Box<Self>) -> usize {
-        match self.part.take() {
-            Some(part) => {
-                self.origin.forget(self.waiter);
-                part.deliveries()
-            }
-            None => 0,
-        }
     }
 }
 
 impl Drop for RelayWait {
     fn drop(&mut self) {
-        if let Some(part) = self.part.take() {
+        if !self.parts.is_empty() {
             self.origin.forget(self.waiter);
-            self.tally.dropped_full(part.deliveries() as u64);
+            self.tally.dropped_full(self.deliveries() as u64);
         }
     }
 }
@@ -739,7 +735,11 @@ pub(crate) struct Outgoing {
     thread: ThreadId,
     relay: Arc<Relay>,
     origin: Arc<Origin>,
-    pub(crate) parts: Vec<Box<dyn Part>>,
+    parts: Vec<Box<dyn Part>>,
+    /// The subscriber of each part, and where the next delivery's part probably is: a message
+    /// visits its subscribers in the same order every time.
+    ids: Vec<SubscriptionId>,
+    cursor: usize,
 }
 
 impl Outgoing {
@@ -750,11 +750,18 @@ impl Outgoing {
         delivery: Delivery<T>,
         capacity: usize,
     ) -> usize {
-        let existing = self
-            .parts
-            .iter_mut()
-            .find(|part| part.id() == subscriber.id)
-            .and_then(|part| part.as_any_mut().downcast_mut::<RelayPart<T>>());
+        let index = if self.ids.get(self.cursor) == Some(&subscriber.id) {
+            Some(self.cursor)
+        } else {
+            self.ids.iter().position(|id| *id == subscriber.id)
+        };
+        let existing = index.and_then(|index| {
+            self.cursor = index + 1;
+            self.parts
+                .get_mut(index)?
+                .as_any_mut()
+                .downcast_mut::<RelayPart<T>>()
+        });
         if let Some(RelayPart {
             load: Load::Each(deliveries),
             ..
@@ -765,11 +772,32 @@ impl Outgoing {
         }
         let mut deliveries = Vec::with_capacity(capacity);
         deliveries.push(delivery);
-        self.parts.push(Box::new(RelayPart {
-            subscriber: Arc::clone(subscriber),
-            load: Load::Each(deliveries),
-        }));
+        self.push(
+            subscriber.id,
+            Box::new(RelayPart {
+                subscriber: Arc::clone(subscriber),
+                load: Load::Each(deliveries),
+            }),
+        );
+        self.cursor = self.parts.len();
         1
+    }
+
+    /// Adds a part of its own (a batch) for subscriber `id`.
+    pub(crate) fn push(&mut self, id: SubscriptionId, part: Box<dyn Part>) {
+        self.ids.push(id);
+        self.parts.push(part);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// What was gathered, to hand over.
+    pub(crate) fn take(&mut self) -> Vec<Box<dyn Part>> {
+        self.ids.clear();
+        self.cursor = 0;
+        std::mem::replace(&mut self.parts, Vec::with_capacity(self.ids.capacity()))
     }
 }
 
@@ -798,6 +826,8 @@ impl DispatchReport {
             relay,
             origin,
             parts: Vec::new(),
+            ids: Vec::new(),
+            cursor: 0,
         });
         self.relays.len() - 1
     }
@@ -814,28 +844,37 @@ impl DispatchReport {
             return;
         };
         let mut going = Vec::with_capacity(parts.len());
+        let mut held: Option<(u64, Vec<Box<dyn Part>>)> = None;
         for part in parts {
+            if part.overflow() == Overflow::Backpressure
+                && let Some((_, waiting)) = held.as_mut()
+            {
+                // Behind the first held part of this hand-over, and going with it.
+                waiting.push(part);
+                continue;
+            }
             match origin.admit(part.deliveries(), part.overflow()) {
                 Admission::Admitted => going.push(part),
                 Admission::Full => self.tally.dropped_full(part.deliveries() as u64),
-                Admission::Behind(waiter) => {
-                    self.relayed_parcels += 1;
-                    self.hold_relayed(RelayWait {
-                        relay: Arc::clone(&relay),
-                        origin: Arc::clone(&origin),
-                        tally: Arc::clone(&self.tally),
-                        waiter,
-                        part: Some(part),
-                    });
-                }
+                Admission::Behind(waiter) => held = Some((waiter, vec![part])),
             }
         }
         if !going.is_empty() {
             self.relayed_parcels += 1;
             relay.push(Parcel {
-                origin,
+                origin: Arc::clone(&origin),
                 parts: going,
                 tally: Arc::clone(&self.tally),
+            });
+        }
+        if let Some((waiter, parts)) = held {
+            self.relayed_parcels += 1;
+            self.hold_relayed(RelayWait {
+                relay,
+                origin,
+                tally: Arc::clone(&self.tally),
+                waiter,
+                parts,
             });
         }
     }

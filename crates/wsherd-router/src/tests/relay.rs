@@ -475,7 +475,11 @@ async fn a_stuck_subscriber_on_another_arbiter_holds_up_only_the_endpoint_that_f
     // Giving up what was held (a connection does after `max_stall`, and counts the result as
     // dropped) says how many deliveries that was, and counts nothing twice.
     let held = feeding_it.held();
-    assert_eq!(feeding_it.drop_held(), held * 128, "{held} parts of 128");
+    assert_eq!(
+        feeding_it.drop_held(),
+        held * 256,
+        "{held} hand-overs of two parts of 128"
+    );
     assert!(!feeding_it.has_blocked());
     assert_eq!(counted.get().1, 0, "not also counted by the relay");
     arbiter.stop();
