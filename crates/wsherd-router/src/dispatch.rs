@@ -223,7 +223,7 @@ impl Held {
     fn give_up(self) -> u64 {
         match self {
             Held::Mailbox { deliveries, .. } => deliveries,
-            Held::Relay(wait) => wait.give_up() as u64,
+            Held::Relay(wait) => (*wait).give_up() as u64,
         }
     }
 
