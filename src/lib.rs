@@ -44,7 +44,7 @@ pub use wsherd_protocol::{
     DecodeError, DecodeStage, EncodeError, EndpointName, Inbound, KindRule, Outbound,
 };
 pub use wsherd_router::{
-    Batch, Binary, DeadLetter, DeadLetterReason, Delivery, Overflow, Router, Shared,
+    Batch, Binary, DeadLetter, DeadLetterReason, Delivery, Overflow, RawMessage, Router, Shared,
     SubscribeOptions, SubscriptionId,
 };
 pub use wsherd_supervisor::{
@@ -58,13 +58,25 @@ pub use wsherd_supervisor::{
     AddOnOpenHook, Control, EndpointShared, Remember, Stop, StopReceipt, Submit, Supervisor,
 };
 
-/// Declares which kind each type is decoded from: `wsherd::inbound!(Trade => "trade", Quote => "quote");`
+/// Declares which kind each type is decoded from, or which kinds:
+/// `wsherd::inbound!(Trade => "trade", FeedEvent => ["trade", "quote"]);`
+///
+/// A type of several kinds (typically a `#[serde(tag = "type")]` enum) is decoded once per
+/// message, whichever of its kinds the message has, and its subscribers receive every one.
 #[macro_export]
 macro_rules! inbound {
-    ($($ty:ty => $kind:expr),+ $(,)?) => {
-        $(impl $crate::Inbound for $ty {
+    () => {};
+    ($ty:ty => [$($kind:expr),+ $(,)?] $(, $($rest:tt)*)?) => {
+        impl $crate::Inbound for $ty {
+            const KINDS: &'static [&'static str] = &[$($kind),+];
+        }
+        $($crate::inbound!($($rest)*);)?
+    };
+    ($ty:ty => $kind:expr $(, $($rest:tt)*)?) => {
+        impl $crate::Inbound for $ty {
             const KIND: &'static str = $kind;
-        })+
+        }
+        $($crate::inbound!($($rest)*);)?
     };
 }
 

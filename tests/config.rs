@@ -550,7 +550,7 @@ async fn a_subscriber_on_another_arbiter_receives_batches_in_order() {
         });
         rx.recv().unwrap()
     };
-    herd.subscribe_batched::<Trade>(batches.recipient(), SubscribeOptions::new());
+    herd.subscribe_batched::<Trade>(batches.recipient());
     herd.add_endpoint("feed", ConnectionConfig::new(server.url("/")))
         .unwrap();
     seen.wait_for(WAIT, |b| {

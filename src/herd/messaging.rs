@@ -84,33 +84,57 @@ impl Herd {
         Ok(())
     }
 
-    /// Delivers every `T` (messages of kind `T::KIND`) from every endpoint to `recipient`.
+    /// Delivers every `T` (messages of kind `T::KIND`, or of each kind in `T::KINDS`) from
+    /// every endpoint to `recipient`.
+    ///
+    /// A subscriber on another arbiter than an endpoint gets that endpoint's messages relayed:
+    /// each read turn's deliveries for its arbiter cross threads as one message. The subscriber
+    /// is taken to live on the arbiter of the thread calling this, so call it from the
+    /// subscriber's own arbiter (e.g. in its `started`), or name the arbiter with
+    /// [`SubscribeOptions::arbiter`] and [`Herd::subscribe_with`].
     pub fn subscribe<T: Inbound>(&self, recipient: Recipient<Delivery<T>>) -> SubscriptionId {
         self.inner.router.subscribe(recipient)
     }
 
-    /// Delivers `T` per `options` (only some endpoints, overflow policy).
+    /// Delivers `T` per `options` (only some endpoints, overflow policy, the subscriber's
+    /// arbiter).
     pub fn subscribe_with<T: Inbound>(
         &self,
         recipient: Recipient<Delivery<T>>,
         options: SubscribeOptions,
     ) -> SubscriptionId {
-        self.inner
-            .router
-            .subscribe_kind(T::KIND, recipient, options)
+        self.inner.router.subscribe_with(recipient, options)
     }
 
     /// Delivers every `T` in [`Batch`](crate::Batch)es: what a connection decodes while its
-    /// socket has frames to read (up to 256) travels as one message. Best for a subscriber on
-    /// another arbiter than the endpoints.
+    /// socket has frames to read (up to 256) travels as one message. The fastest way to take a
+    /// busy feed, on any arbiter.
     pub fn subscribe_batched<T: Inbound>(
+        &self,
+        recipient: Recipient<wsherd_router::Batch<T>>,
+    ) -> SubscriptionId {
+        self.subscribe_batched_with(recipient, SubscribeOptions::new())
+    }
+
+    /// Delivers `T` in [`Batch`](crate::Batch)es per `options`.
+    pub fn subscribe_batched_with<T: Inbound>(
         &self,
         recipient: Recipient<wsherd_router::Batch<T>>,
         options: SubscribeOptions,
     ) -> SubscriptionId {
+        self.inner.router.subscribe_batched(recipient, options)
+    }
+
+    /// Delivers the text of every message of kind `kind`, undecoded, with the time it was
+    /// received, as a [`RawMessage`](crate::RawMessage).
+    pub fn subscribe_raw(
+        &self,
+        kind: &str,
+        recipient: Recipient<Delivery<wsherd_router::RawMessage>>,
+    ) -> SubscriptionId {
         self.inner
             .router
-            .subscribe_kind_batched(T::KIND, recipient, options)
+            .subscribe_raw(kind, recipient, SubscribeOptions::new())
     }
 
     /// Delivers messages of kind `kind`, decoded as `T`.

@@ -1,5 +1,6 @@
 //! One endpoint to 10 subscribers of one type: on the endpoint's arbiter, and on another
-//! arbiter one message at a time (the naive hop) or in batches.
+//! arbiter one message at a time (the naive hop, `SubscribeOptions::direct`), through the
+//! relay a plain subscription on another arbiter gets by itself, or in batches.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +60,7 @@ impl Handler<Batch<Trade>> for Sink {
 enum Placement {
     SameArbiter,
     OtherArbiterEach,
+    OtherArbiterRelayed,
     OtherArbiterBatched,
 }
 
@@ -84,13 +86,20 @@ fn one(url: &str, placement: Placement) -> Result<f64, String> {
                     herd.subscribe::<Trade>(Sink::create(sink).recipient());
                 }
                 Placement::OtherArbiterEach => {
-                    herd.subscribe::<Trade>(
+                    herd.subscribe_with::<Trade>(
                         Sink::start_in_arbiter(&other.handle(), sink).recipient(),
+                        SubscribeOptions::new().direct(),
+                    );
+                }
+                Placement::OtherArbiterRelayed => {
+                    herd.subscribe_with::<Trade>(
+                        Sink::start_in_arbiter(&other.handle(), sink).recipient(),
+                        SubscribeOptions::new().arbiter(other.handle()),
                     );
                 }
                 Placement::OtherArbiterBatched => {
                     let addr = Sink::start_in_arbiter(&other.handle(), sink);
-                    herd.subscribe_batched::<Trade>(addr.recipient(), SubscribeOptions::new());
+                    herd.subscribe_batched::<Trade>(addr.recipient());
                 }
             }
         }
@@ -116,6 +125,7 @@ pub(crate) fn run() -> Result<Value, String> {
     let placements = [
         ("same_arbiter", Placement::SameArbiter),
         ("other_arbiter_per_message", Placement::OtherArbiterEach),
+        ("other_arbiter_auto_relay", Placement::OtherArbiterRelayed),
         ("other_arbiter_batched", Placement::OtherArbiterBatched),
     ];
     // `WSHERD_BENCH_ONLY=<placement>` runs one placement alone: for profiling, not for figures.
@@ -150,8 +160,11 @@ pub(crate) fn run() -> Result<Value, String> {
         figures.insert((*name).into(), json!(rate));
         medians.push(rate);
     }
-    let ratio = medians[2] / medians[1];
-    println!("ratio batched/per-message across arbiters = {ratio:.2}");
-    figures.insert("ratio_batched_vs_per_message".into(), json!(ratio));
+    let relayed = medians[2] / medians[1];
+    let batched = medians[3] / medians[1];
+    println!("ratio auto relay/per-message across arbiters = {relayed:.2}");
+    println!("ratio batched/per-message across arbiters = {batched:.2}");
+    figures.insert("ratio_auto_relay_vs_per_message".into(), json!(relayed));
+    figures.insert("ratio_batched_vs_per_message".into(), json!(batched));
     Ok(Value::Object(figures))
 }

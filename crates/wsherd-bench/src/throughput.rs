@@ -262,7 +262,7 @@ fn wsherd_client(url: &str, batched: bool) -> Result<(u64, Duration), String> {
         let herd = Herd::new();
         let (counter, rx) = Counter::start();
         if batched {
-            herd.subscribe_batched::<Trade>(counter.recipient(), wsherd::SubscribeOptions::new());
+            herd.subscribe_batched::<Trade>(counter.recipient());
         } else {
             herd.subscribe::<Trade>(counter.recipient());
         }

@@ -104,13 +104,14 @@ impl Connection {
     pub fn new(name: EndpointName, config: Arc<ConnectionConfig>, router: &Router) -> Self {
         let reassembler = Reassembler::new(config.max_message_size);
         let outbox = Outbox::new(config.write_buffer);
+        let stats = Arc::new(ConnectionStats::default());
         Connection {
             span: tracing::info_span!("wsherd", endpoint = %name),
             name,
             config,
             routes: router.cache(),
-            report: DispatchReport::default(),
-            stats: Arc::new(ConnectionStats::default()),
+            report: DispatchReport::gathering(Arc::clone(&stats) as _),
+            stats,
             observer: None,
             state: SocketState::Connecting,
             sink: None,
@@ -134,6 +135,8 @@ impl Connection {
 
     /// Counts into `stats` (shared with earlier lives of the same endpoint) instead of fresh ones.
     pub fn with_stats(mut self, stats: Arc<ConnectionStats>) -> Self {
+        // Nothing was dispatched yet: a fresh report counting into the new stats.
+        self.report = DispatchReport::gathering(Arc::clone(&stats) as _);
         self.stats = stats;
         self
     }

@@ -193,3 +193,15 @@ impl ConnectionStats {
         }
     }
 }
+
+/// Deliveries relayed to a subscriber on another arbiter are counted there, when they reach
+/// (or miss) its mailbox.
+impl wsherd_router::RelayCounters for ConnectionStats {
+    fn delivered(&self, count: u64) {
+        ConnectionStats::add(&self.delivered, count);
+    }
+
+    fn dropped_full(&self, count: u64) {
+        ConnectionStats::add(&self.dropped_full, count);
+    }
+}

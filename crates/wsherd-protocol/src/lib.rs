@@ -1,7 +1,8 @@
 //! Wire types for wsherd, with no actix in sight.
 //!
 //! - [`KindRule`] finds a message's kind (the routing discriminator) without building a JSON tree.
-//! - [`Inbound`] marks a Rust type decoded from one kind; [`Outbound`] is a message to write.
+//! - [`Inbound`] marks a Rust type decoded from one kind or several; [`Outbound`] is a message
+//!   to write.
 //! - [`DecodeError`] keeps why a message was rejected and a bounded excerpt of it.
 //! - [`Reassembler`] joins continuation frames under a size cap.
 //! - [`EndpointName`] is a checked endpoint name.

@@ -10,7 +10,9 @@ use serde::de::DeserializeOwned;
 /// end up copied into logs or dead letters.
 pub const EXCERPT_LIMIT: usize = 256;
 
-/// A Rust type that arrives as JSON text messages of one kind.
+/// A Rust type that arrives as JSON text messages of one kind, or of several.
+///
+/// Name one kind with `KIND`:
 ///
 /// ```
 /// use serde::Deserialize;
@@ -22,15 +24,44 @@ pub const EXCERPT_LIMIT: usize = 256;
 /// impl Inbound for Trade {
 ///     const KIND: &'static str = "trade";
 /// }
+/// assert_eq!(Trade::KINDS, ["trade"]);
 /// ```
+///
+/// or several with `KINDS`, for a feed modelled as one `#[serde(tag = "type")]` enum (each
+/// message is still decoded once):
+///
+/// ```
+/// use serde::Deserialize;
+/// use wsherd_protocol::Inbound;
+///
+/// #[derive(Debug, Deserialize)]
+/// #[serde(tag = "type", rename_all = "lowercase")]
+/// enum FeedEvent {
+///     Trade { seq: u64, price: f64 },
+///     Quote { bid: f64, ask: f64 },
+/// }
+///
+/// impl Inbound for FeedEvent {
+///     const KINDS: &'static [&'static str] = &["trade", "quote"];
+/// }
+/// assert_eq!(FeedEvent::KIND, "trade");
+/// ```
+///
+/// Each default is written in terms of the other: implement at least one of them (a type that
+/// implements neither fails to compile where it is subscribed, with a "cycle detected" error).
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a message type wsherd can decode for a subscriber",
     label = "no `Inbound` impl: declare its kind with `wsherd::inbound!({Self} => \"kind\")`",
     note = "events (StateEvent, ConnectionEvent, QueueEvent, DeadLetter, Binary) are subscribed with `Herd::subscribe_events` or `Herd::on_event`"
 )]
 pub trait Inbound: DeserializeOwned + Send + Sync + 'static {
-    /// The kind (the value of the endpoint's kind field) this type is decoded from by default.
-    const KIND: &'static str;
+    /// The kind (the value of the endpoint's kind field) this type is decoded from; for a type
+    /// of several kinds, the first of [`Inbound::KINDS`].
+    const KIND: &'static str = Self::KINDS[0];
+
+    /// Every kind this type is decoded from: `[KIND]` unless the type names several. A
+    /// subscriber of the type receives messages of each of them.
+    const KINDS: &'static [&'static str] = &[Self::KIND];
 }
 
 /// One message to write to a peer.

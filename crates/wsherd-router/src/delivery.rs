@@ -1,6 +1,7 @@
 //! What subscribers receive.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use wsherd_protocol::{DecodeError, EndpointName};
@@ -168,6 +169,23 @@ impl<T: 'static> Drop for Batch<T> {
 
 impl<T: 'static> actix::Message for Batch<T> {
     type Result = ();
+}
+
+/// One text message of a kind, undecoded: what [`Router::subscribe_raw`](crate::Router::subscribe_raw)
+/// delivers, for recording, forwarding or decoding by hand.
+///
+/// The text is copied once out of the connection's read buffer, only when someone subscribed
+/// to its kind raw, and shared by every raw subscriber of that kind; cloning a `RawMessage`
+/// copies two reference-counted pointers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    /// The message's kind (shared with its route: no allocation per message).
+    pub kind: Arc<str>,
+    /// The whole message, exactly as the peer sent it.
+    pub text: Arc<str>,
+    /// When wsherd routed it, right after reading it from the socket (wall clock, so it can be
+    /// compared with a feed's own timestamps).
+    pub received_at: SystemTime,
 }
 
 /// A binary frame (or reassembled binary message) from an endpoint.

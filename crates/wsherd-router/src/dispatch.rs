@@ -1,5 +1,6 @@
-//! Handing deliveries to subscriber mailboxes: each subscriber's sink and overflow policy, the
-//! batches gathered during a connection turn, and the [`DispatchReport`] of what happened.
+//! Handing deliveries to subscriber mailboxes: each subscriber's sink, home arbiter and
+//! overflow policy, the batches and relay parcels gathered during a connection turn, and the
+//! [`DispatchReport`] of what happened.
 
 use std::any::Any;
 use std::collections::VecDeque;
@@ -7,12 +8,21 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::ThreadId;
 
 use actix::Recipient;
 use actix::prelude::SendError;
 use wsherd_protocol::EndpointName;
 
 use crate::delivery::{Batch, Delivery};
+
+mod relay;
+
+pub(crate) use relay::Home;
+#[cfg(test)]
+pub(crate) use relay::RELAY_CAP;
+pub use relay::RelayCounters;
+use relay::{Load, Outgoing, RelayPart, RelayWait, Tally};
 
 /// Room a new batch starts with, at least and at most: a batch starts as large as the largest
 /// one of the previous flush, so a steady feed fills batches without ever copying them to grow.
@@ -55,6 +65,9 @@ pub(crate) struct Subscriber<T: Send + Sync + 'static> {
     sink: Sink<T>,
     endpoints: Option<Arc<[EndpointName]>>,
     overflow: Overflow,
+    /// The arbiter the actor runs on, when known: deliveries from any other thread go through
+    /// that thread's relay to it.
+    home: Option<Home>,
     /// Set once by the first connection that finds the actor gone, so only one asks the
     /// router to forget it.
     closed: AtomicBool,
@@ -66,14 +79,23 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
         sink: Sink<T>,
         endpoints: Option<Arc<[EndpointName]>>,
         overflow: Overflow,
+        home: Option<Home>,
     ) -> Self {
         Subscriber {
             id,
             sink,
             endpoints,
             overflow,
+            home,
             closed: AtomicBool::new(false),
         }
+    }
+
+    /// The subscriber's home arbiter and its thread, when that is not `report`'s thread.
+    fn remote(&self, report: &mut DispatchReport) -> Option<(&Home, ThreadId)> {
+        let home = self.home.as_ref()?;
+        let thread = home.thread()?;
+        (thread != report.here()).then_some((home, thread))
     }
 
     pub(crate) fn wants(&self, endpoint: &EndpointName) -> bool {
@@ -86,7 +108,15 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
 
     pub(crate) fn send(self: &Arc<Self>, delivery: Delivery<T>, report: &mut DispatchReport) {
         match &self.sink {
-            Sink::Each(recipient) => self.offer(recipient, delivery, 1, report),
+            Sink::Each(recipient) => match self.remote(report) {
+                None => self.offer(recipient, delivery, 1, report),
+                Some((home, thread))
+                    if report.confirm && self.overflow == Overflow::Backpressure =>
+                {
+                    report.relay_confirmed(self, home, thread, delivery);
+                }
+                Some((home, thread)) => report.relay_each(self, home, thread, delivery),
+            },
             Sink::Batched(_) => report.add_to_batch(self, delivery),
         }
     }
@@ -105,7 +135,7 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
             // A last word (see `RouteTable::publish_confirmed`): held until it was handled.
             if recipient.connected() {
                 report.delivered += count;
-                report.hold(recipient.send(message));
+                report.hold(recipient.send(message), count);
             } else if !self.closed.swap(true, Ordering::Relaxed) {
                 report.closed.push(self.id);
             }
@@ -115,7 +145,7 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
             // Earlier deliveries wait for a full subscriber: this one waits behind them, or it
             // could reach a mailbox before them.
             report.delivered += count;
-            report.hold(recipient.send(message));
+            report.hold(recipient.send(message), count);
             return;
         }
         match recipient.try_send(message) {
@@ -124,7 +154,7 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
                 Overflow::Drop => report.dropped_full += count,
                 Overflow::Backpressure => {
                     report.delivered += count;
-                    report.hold(recipient.send(message));
+                    report.hold(recipient.send(message), count);
                 }
             },
             Err(SendError::Closed(_)) => {
@@ -162,21 +192,80 @@ impl<T: Send + Sync + 'static> PendingBatch for Pending<T> {
             subscriber,
             deliveries,
         } = *self;
-        if let Sink::Batched(recipient) = &subscriber.sink {
-            let count = deliveries.len() as u64;
-            subscriber.offer(recipient, Batch { deliveries }, count, report);
+        let Sink::Batched(recipient) = &subscriber.sink else {
+            return;
+        };
+        let batch = Batch { deliveries };
+        match subscriber.remote(report) {
+            None => {
+                let count = batch.deliveries.len() as u64;
+                subscriber.offer(recipient, batch, count, report);
+            }
+            Some((home, thread)) => {
+                let Some(endpoint) = batch.deliveries.first().map(|d| d.endpoint.clone()) else {
+                    return;
+                };
+                let index = report.outgoing(home, thread, &endpoint);
+                if let Some(outgoing) = report.relays.get_mut(index) {
+                    let part = RelayPart {
+                        subscriber: Arc::clone(&subscriber),
+                        load: Load::Batch(batch),
+                    };
+                    outgoing.push(subscriber.id, Box::new(part));
+                }
+            }
         }
+    }
+}
+
+/// A held delivery (or batch), or a relay hand-over waiting for room.
+enum Held {
+    /// Waiting for room in a mailbox; giving it up loses `deliveries`.
+    Mailbox { wait: Blocked, deliveries: u64 },
+    /// Waiting for room on the way to another arbiter.
+    Relay(Box<RelayWait>),
+}
+
+impl Held {
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        match self {
+            Held::Mailbox { wait, .. } => wait.as_mut().poll(cx),
+            Held::Relay(wait) => Pin::new(&mut **wait).poll(cx),
+        }
+    }
+
+    /// Gives it up; returns how many deliveries that loses.
+    fn give_up(self) -> u64 {
+        match self {
+            Held::Mailbox { deliveries, .. } => deliveries,
+            Held::Relay(wait) => (*wait).give_up() as u64,
+        }
+    }
+
+    async fn finish(mut self) {
+        std::future::poll_fn(|cx| self.poll(cx)).await;
     }
 }
 
 /// What happened to one or more dispatched messages; a connection keeps one and drains it.
 ///
 /// Counting here instead of in shared atomics keeps the per-message path free of contention.
+///
+/// Deliveries to a subscriber whose actor runs on another arbiter than this report's thread go
+/// through this thread's relay to that arbiter (see [`crate::SubscribeOptions`]): a report made
+/// with [`DispatchReport::gathering`] gathers them per turn, like batches, and hands each
+/// arbiter its share in one cross-thread message on [`DispatchReport::flush_batches`]; a
+/// `Default` report hands each over at once. Either way they stay in order with everything
+/// else this thread delivers to that subscriber.
 #[derive(Default)]
 pub struct DispatchReport {
     /// Deliveries handed to subscriber mailboxes (one message to three subscribers is three).
+    /// Deliveries relayed to another arbiter are counted there, once in the mailbox: into the
+    /// [`RelayCounters`] of [`DispatchReport::gathering`], or else into this field when the
+    /// report next flushes or hands something over.
     pub delivered: u64,
-    /// Deliveries dropped because an [`Overflow::Drop`] subscriber was full.
+    /// Deliveries dropped because an [`Overflow::Drop`] subscriber was full (or, on another
+    /// arbiter, the relay to it was; counted as [`Self::delivered`] is).
     pub dropped_full: u64,
     /// Messages that had no subscriber (they went to dead letters).
     pub unrouted: u64,
@@ -185,8 +274,9 @@ pub struct DispatchReport {
     /// Subscriptions whose actor has stopped; tell the router with
     /// [`Router::unsubscribe`](crate::Router::unsubscribe).
     pub closed: Vec<SubscriptionId>,
-    /// Deliveries waiting for room in a full subscriber's mailbox, in the order they were made.
-    blocked: VecDeque<Blocked>,
+    /// Deliveries waiting for room in a full subscriber's mailbox (or relay), in the order they
+    /// were made.
+    blocked: VecDeque<Held>,
     pending: Vec<Box<dyn PendingBatch>>,
     pending_deliveries: usize,
     largest_batch: usize,
@@ -194,17 +284,120 @@ pub struct DispatchReport {
     batch_start: usize,
     /// Deliveries to backpressure subscribers are held until handled (a last word).
     pub(crate) confirm: bool,
+    /// The thread this report delivers from, once asked.
+    here: Option<ThreadId>,
+    /// Gather relayed deliveries until [`Self::flush_batches`] instead of handing each over.
+    gather: bool,
+    /// Deliveries gathered for other arbiters, one entry per arbiter.
+    relays: Vec<Outgoing>,
+    /// Where relayed deliveries are counted, and stopped subscribers reported.
+    tally: Arc<Tally>,
+    relayed_parcels: u64,
 }
 
 impl DispatchReport {
-    fn hold<R>(&mut self, request: R)
+    /// A report for an owner that ends each turn with [`Self::flush_batches`] (a connection):
+    /// deliveries to subscribers on other arbiters are gathered per turn and handed over as
+    /// one parcel per arbiter, and counted into `counters` once they reach (or miss) their
+    /// mailboxes there.
+    pub fn gathering(counters: Arc<dyn RelayCounters>) -> Self {
+        DispatchReport {
+            gather: true,
+            tally: Arc::new(Tally::counting_into(counters)),
+            ..DispatchReport::default()
+        }
+    }
+
+    /// Parcels handed to relays so far: each is at most one cross-thread message, however
+    /// many deliveries it carries.
+    pub fn relayed_parcels(&self) -> u64 {
+        self.relayed_parcels
+    }
+
+    fn here(&mut self) -> ThreadId {
+        *self.here.get_or_insert_with(|| std::thread::current().id())
+    }
+
+    fn hold<R>(&mut self, request: R, deliveries: u64)
     where
         R: Future + 'static,
     {
-        self.blocked.push_back(Box::pin(async move {
-            // A subscriber that stops while we wait is pruned on the next message.
-            let _ = request.await;
-        }));
+        self.blocked.push_back(Held::Mailbox {
+            wait: Box::pin(async move {
+                // A subscriber that stops while we wait is pruned on the next message.
+                let _ = request.await;
+            }),
+            deliveries,
+        });
+    }
+
+    fn hold_relayed(&mut self, wait: RelayWait) {
+        self.blocked.push_back(Held::Relay(Box::new(wait)));
+    }
+
+    /// Relays `delivery` to `subscriber` on `home`'s arbiter: gathered for the end of the turn,
+    /// or handed over now.
+    fn relay_each<T: Send + Sync + 'static>(
+        &mut self,
+        subscriber: &Arc<Subscriber<T>>,
+        home: &Home,
+        thread: ThreadId,
+        delivery: Delivery<T>,
+    ) {
+        let index = self.outgoing(home, thread, &delivery.endpoint);
+        if self.gather {
+            let capacity = self.batch_start.max(BATCH_START_MIN);
+            if let Some(outgoing) = self.relays.get_mut(index) {
+                let gathered = outgoing.add_each(subscriber, delivery, capacity);
+                self.pending_deliveries += 1;
+                self.largest_batch = self.largest_batch.max(gathered);
+            }
+        } else {
+            let part = RelayPart {
+                subscriber: Arc::clone(subscriber),
+                load: Load::Each(vec![delivery]),
+            };
+            self.hand_over(index, vec![Box::new(part)]);
+            self.collect_relayed();
+        }
+    }
+
+    /// Relays a last word to `subscriber` on `home`'s arbiter behind everything gathered so
+    /// far, and holds this report until the subscriber handled it.
+    fn relay_confirmed<T: Send + Sync + 'static>(
+        &mut self,
+        subscriber: &Arc<Subscriber<T>>,
+        home: &Home,
+        thread: ThreadId,
+        delivery: Delivery<T>,
+    ) {
+        if self.pending_deliveries > 0 {
+            // What the turn gathered goes first: the last word must not overtake it.
+            self.flush_batches();
+        }
+        let index = self.outgoing(home, thread, &delivery.endpoint);
+        let (handled, was_handled) = tokio::sync::oneshot::channel();
+        let part = relay::ConfirmedPart {
+            subscriber: Arc::clone(subscriber),
+            delivery,
+            handled,
+        };
+        self.hand_over(index, vec![Box::new(part)]);
+        self.collect_relayed();
+        // Counted by the relay when it lands; here only waited for (and not given up as a
+        // delivery by `drop_held`, which it is not this report's to give up).
+        // Sender dropped: the relay gave it up (its arbiter is gone); nothing more to wait for.
+        self.hold(was_handled, 0);
+    }
+
+    /// Moves what relays reported since the last call (counts, stopped subscribers) into this
+    /// report's fields.
+    fn collect_relayed(&mut self) {
+        self.tally.collect_into(
+            &mut self.delivered,
+            &mut self.dropped_full,
+            &mut self.closed,
+        );
     }
 
     /// Makes progress on the deliveries held for full subscribers, oldest first; `Ready` once
@@ -212,7 +405,7 @@ impl DispatchReport {
     /// subscribers queue behind it, so a subscriber never sees them out of order.
     pub fn poll_unblocked(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         while let Some(front) = self.blocked.front_mut() {
-            match front.as_mut().poll(cx) {
+            match front.poll(cx) {
                 std::task::Poll::Ready(()) => {
                     self.blocked.pop_front();
                 }
@@ -222,16 +415,18 @@ impl DispatchReport {
         std::task::Poll::Ready(())
     }
 
-    /// Deliveries (messages or batches) held for full subscribers.
+    /// Deliveries (messages, batches or relay hand-overs) held for full subscribers.
     pub fn held(&self) -> usize {
         self.blocked.len()
     }
 
-    /// Gives up the held deliveries (their subscribers never get them); returns how many.
+    /// Gives up the held deliveries (their subscribers never get them); returns how many
+    /// deliveries that loses (a batch or a relay hand-over counts its deliveries). A held
+    /// relay hand-over dropped any other way (say with [`Self::take_backpressure`]'s future)
+    /// counts itself as dropped where relayed deliveries are counted.
     pub fn drop_held(&mut self) -> usize {
-        let held = self.blocked.len();
-        self.blocked.clear();
-        held
+        let lost: u64 = self.blocked.drain(..).map(Held::give_up).sum();
+        usize::try_from(lost).unwrap_or(usize::MAX)
     }
 
     /// Deliveries gathered for batched subscribers and not yet sent.
@@ -245,7 +440,8 @@ impl DispatchReport {
         self.largest_batch
     }
 
-    /// Sends every gathered batch (one message per batched subscriber).
+    /// Sends every gathered batch (one message per batched subscriber) and hands each other
+    /// arbiter its gathered deliveries (one parcel per arbiter).
     pub fn flush_batches(&mut self) {
         self.pending_deliveries = 0;
         self.batch_start = self.largest_batch.clamp(BATCH_START_MIN, BATCH_START_MAX);
@@ -253,6 +449,14 @@ impl DispatchReport {
         for pending in std::mem::take(&mut self.pending) {
             pending.flush(self);
         }
+        for index in 0..self.relays.len() {
+            let parts = match self.relays.get_mut(index) {
+                Some(outgoing) if !outgoing.is_empty() => outgoing.take(),
+                _ => continue,
+            };
+            self.hand_over(index, parts);
+        }
+        self.collect_relayed();
     }
 
     fn add_to_batch<T: Send + Sync + 'static>(
@@ -298,8 +502,8 @@ impl DispatchReport {
         }
         let blocked = std::mem::take(&mut self.blocked);
         Some(async move {
-            for wait in blocked {
-                wait.await;
+            for held in blocked {
+                held.finish().await;
             }
         })
     }
@@ -315,6 +519,7 @@ impl std::fmt::Debug for DispatchReport {
             .field("closed", &self.closed)
             .field("blocked", &self.blocked.len())
             .field("pending_deliveries", &self.pending_deliveries)
+            .field("relayed_parcels", &self.relayed_parcels)
             .finish()
     }
 }

@@ -7,6 +7,12 @@
 //! subscribed type, shared between that type's subscribers as a [`Delivery`]. What nobody wants,
 //! or what fails to decode, becomes a [`DeadLetter`].
 //!
+//! A subscriber whose actor runs on another arbiter than the connection is relayed: the turn's
+//! deliveries for that arbiter cross threads as one parcel and are put into the mailboxes from
+//! there (see [`SubscribeOptions`]). A type may be decoded from several kinds
+//! ([`Inbound::KINDS`](wsherd_protocol::Inbound::KINDS)); [`Router::subscribe_raw`] delivers a
+//! kind's text undecoded, as a [`RawMessage`].
+//!
 //! ```no_run
 //! use actix::prelude::*;
 //! use serde::Deserialize;
@@ -46,8 +52,8 @@ mod router;
 mod subscription;
 mod table;
 
-pub use delivery::{Batch, Binary, DeadLetter, DeadLetterReason, Delivery, Shared};
-pub use dispatch::{DispatchReport, Overflow, SubscriptionId};
+pub use delivery::{Batch, Binary, DeadLetter, DeadLetterReason, Delivery, RawMessage, Shared};
+pub use dispatch::{DispatchReport, Overflow, RelayCounters, SubscriptionId};
 pub use router::{RouteCache, Router};
 pub use subscription::SubscribeOptions;
 pub use table::RouteTable;

@@ -9,16 +9,29 @@ use actix::Recipient;
 use serde::de::DeserializeOwned;
 use wsherd_protocol::Inbound;
 
-use crate::delivery::{Batch, Delivery};
+use crate::delivery::{Batch, Delivery, RawMessage};
 use crate::dispatch::{Sink, Subscriber, SubscriptionId};
 use crate::subscription::{Group, SubscribeOptions};
-use crate::table::{JsonRoute, RouteTable};
+use crate::table::{JsonRoute, RawRoute, RouteTable};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum RouteKey {
     Kind(Box<str>, TypeId),
     AnyKind(TypeId),
     Event(TypeId),
+    Raw(Box<str>),
+}
+
+/// One key per distinct kind of `kinds`, for type `T`.
+fn kind_keys<T: 'static>(kinds: &[&str]) -> Vec<RouteKey> {
+    let mut keys: Vec<RouteKey> = Vec::with_capacity(kinds.len());
+    for kind in kinds {
+        let key = RouteKey::Kind((*kind).into(), TypeId::of::<T>());
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys
 }
 
 /// Type-erased subscribers of one Rust type on one route, as the router keeps them.
@@ -31,6 +44,7 @@ trait Entry: Send {
 
 struct JsonEntry<T: Send + Sync + 'static>(Group<T>);
 struct EventEntry<T: Send + Sync + 'static>(Group<T>);
+struct RawEntry(Group<RawMessage>);
 
 fn remove_from<T: Send + Sync + 'static>(group: &mut Group<T>, id: SubscriptionId) -> bool {
     let before = group.subscribers.len();
@@ -51,8 +65,29 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Entry for JsonEntry<T> {
     fn publish_into(&self, key: &RouteKey, table: &mut RouteTable) {
         let route: Arc<dyn JsonRoute> = Arc::new(self.0.clone());
         match key {
-            RouteKey::Kind(kind, _) => table.kinds.insert(kind, route),
+            RouteKey::Kind(kind, _) | RouteKey::Raw(kind) => table.kinds.insert(kind, route),
             RouteKey::AnyKind(_) | RouteKey::Event(_) => table.any_kind.push(route),
+        }
+    }
+}
+
+impl Entry for RawEntry {
+    fn remove(&mut self, id: SubscriptionId) -> bool {
+        remove_from(&mut self.0, id)
+    }
+    fn is_empty(&self) -> bool {
+        self.0.subscribers.is_empty()
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn publish_into(&self, key: &RouteKey, table: &mut RouteTable) {
+        if let RouteKey::Raw(kind) = key {
+            let route = RawRoute {
+                kind: Arc::from(&**kind),
+                group: self.0.clone(),
+            };
+            table.kinds.insert(kind, Arc::new(route));
         }
     }
 }
@@ -79,7 +114,8 @@ struct State {
     next_id: u64,
     version: u64,
     entries: BTreeMap<RouteKey, Box<dyn Entry>>,
-    keys: HashMap<SubscriptionId, RouteKey>,
+    /// The routes of each subscription (a type of several kinds has one per kind).
+    keys: HashMap<SubscriptionId, Vec<RouteKey>>,
 }
 
 struct Inner {
@@ -125,9 +161,30 @@ impl Router {
         }
     }
 
-    /// Delivers every message of kind `T::KIND` to `recipient`, decoded as `T`.
+    /// Delivers every message of the kinds `T::KINDS` (usually the one kind `T::KIND`) to
+    /// `recipient`, decoded as `T`.
     pub fn subscribe<T: Inbound>(&self, recipient: Recipient<Delivery<T>>) -> SubscriptionId {
-        self.subscribe_kind(T::KIND, recipient, SubscribeOptions::new())
+        self.subscribe_with(recipient, SubscribeOptions::new())
+    }
+
+    /// Delivers every message of the kinds `T::KINDS` to `recipient`, decoded as `T`, per
+    /// `options`. Each message is decoded once, whichever of the kinds it has.
+    pub fn subscribe_with<T: Inbound>(
+        &self,
+        recipient: Recipient<Delivery<T>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.add_json(kind_keys::<T>(T::KINDS), Sink::Each(recipient), options)
+    }
+
+    /// Delivers the messages of the kinds `T::KINDS`, decoded as `T`, in [`Batch`]es; see
+    /// [`Router::subscribe_kind_batched`].
+    pub fn subscribe_batched<T: Inbound>(
+        &self,
+        recipient: Recipient<Batch<T>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.add_json(kind_keys::<T>(T::KINDS), Sink::Batched(recipient), options)
     }
 
     /// Delivers every message of kind `kind` to `recipient`, decoded as `T`, per `options`.
@@ -137,28 +194,21 @@ impl Router {
         recipient: Recipient<Delivery<T>>,
         options: SubscribeOptions,
     ) -> SubscriptionId {
-        self.add_json(
-            RouteKey::Kind(kind.into(), TypeId::of::<T>()),
-            Sink::Each(recipient),
-            options,
-        )
+        self.add_json(kind_keys::<T>(&[kind]), Sink::Each(recipient), options)
     }
 
     /// Delivers messages of kind `kind`, decoded as `T`, in [`Batch`]es: a connection gathers
     /// deliveries while its socket has frames to read and sends them when the socket has
-    /// nothing more for now or a batch holds 256. Use it for a subscriber on another arbiter,
-    /// where each message would otherwise pay a cross-thread wake-up.
+    /// nothing more for now or a batch holds 256. One message per batch is the cheapest way to
+    /// take a busy feed, on any arbiter; a plain subscriber on another arbiter is relayed in
+    /// parcels per turn anyway (see [`SubscribeOptions`]).
     pub fn subscribe_kind_batched<T: DeserializeOwned + Send + Sync + 'static>(
         &self,
         kind: &str,
         recipient: Recipient<Batch<T>>,
         options: SubscribeOptions,
     ) -> SubscriptionId {
-        self.add_json(
-            RouteKey::Kind(kind.into(), TypeId::of::<T>()),
-            Sink::Batched(recipient),
-            options,
-        )
+        self.add_json(kind_keys::<T>(&[kind]), Sink::Batched(recipient), options)
     }
 
     /// Delivers every JSON text message, whatever its kind (or none), decoded as `T`.
@@ -171,7 +221,29 @@ impl Router {
         options: SubscribeOptions,
     ) -> SubscriptionId {
         self.add_json(
-            RouteKey::AnyKind(TypeId::of::<T>()),
+            vec![RouteKey::AnyKind(TypeId::of::<T>())],
+            Sink::Each(recipient),
+            options,
+        )
+    }
+
+    /// Delivers the text of every message of kind `kind` as a [`RawMessage`], undecoded,
+    /// with the time it was received. Messages it receives are not dead letters.
+    pub fn subscribe_raw(
+        &self,
+        kind: &str,
+        recipient: Recipient<Delivery<RawMessage>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.add(
+            vec![RouteKey::Raw(kind.into())],
+            |group| Box::new(RawEntry(group)),
+            |entry| {
+                entry
+                    .as_any_mut()
+                    .downcast_mut::<RawEntry>()
+                    .map(|e| &mut e.0)
+            },
             Sink::Each(recipient),
             options,
         )
@@ -186,7 +258,7 @@ impl Router {
         options: SubscribeOptions,
     ) -> SubscriptionId {
         self.add(
-            RouteKey::Event(TypeId::of::<E>()),
+            vec![RouteKey::Event(TypeId::of::<E>())],
             |group| Box::new(EventEntry::<E>(group)),
             |entry| {
                 entry
@@ -202,18 +274,20 @@ impl Router {
     /// Ends a subscription; returns whether it existed.
     pub fn unsubscribe(&self, id: SubscriptionId) -> bool {
         let mut state = self.lock();
-        let Some(key) = state.keys.remove(&id) else {
+        let Some(keys) = state.keys.remove(&id) else {
             return false;
         };
-        let now_empty = match state.entries.get_mut(&key) {
-            Some(entry) => {
-                entry.remove(id);
-                entry.is_empty()
+        for key in keys {
+            let now_empty = match state.entries.get_mut(&key) {
+                Some(entry) => {
+                    entry.remove(id);
+                    entry.is_empty()
+                }
+                None => false,
+            };
+            if now_empty {
+                state.entries.remove(&key);
             }
-            None => false,
-        };
-        if now_empty {
-            state.entries.remove(&key);
         }
         self.publish(&mut state);
         true
@@ -246,12 +320,12 @@ impl Router {
 
     fn add_json<T: DeserializeOwned + Send + Sync + 'static>(
         &self,
-        key: RouteKey,
+        keys: Vec<RouteKey>,
         sink: Sink<T>,
         options: SubscribeOptions,
     ) -> SubscriptionId {
         self.add(
-            key,
+            keys,
             |group| Box::new(JsonEntry::<T>(group)),
             |entry| {
                 entry
@@ -264,14 +338,17 @@ impl Router {
         )
     }
 
+    /// Adds one subscriber under every key of `keys` (one per kind it is decoded from).
     fn add<T: Send + Sync + 'static>(
         &self,
-        key: RouteKey,
+        keys: Vec<RouteKey>,
         make: impl Fn(Group<T>) -> Box<dyn Entry>,
         group_of: impl Fn(&mut Box<dyn Entry>) -> Option<&mut Group<T>>,
         sink: Sink<T>,
         options: SubscribeOptions,
     ) -> SubscriptionId {
+        // Where the subscriber lives is the calling thread's business: found before the lock.
+        let home = options.home.resolve();
         let mut state = self.lock();
         state.next_id += 1;
         let id = SubscriptionId(state.next_id);
@@ -280,23 +357,26 @@ impl Router {
             sink,
             options.endpoints,
             options.overflow,
+            home,
         ));
-        let entry = state.entries.entry(key.clone()).or_insert_with(|| {
-            make(Group {
-                subscribers: Vec::new(),
-            })
-        });
-        match group_of(entry) {
-            Some(group) => group.subscribers.push(subscriber),
-            // The key carries the TypeId of `T`, so the entry is always of `T`; were it ever
-            // not, a fresh entry is better than a lost subscription or a panic.
-            None => {
-                *entry = make(Group {
-                    subscribers: vec![subscriber],
+        for key in &keys {
+            let entry = state.entries.entry(key.clone()).or_insert_with(|| {
+                make(Group {
+                    subscribers: Vec::new(),
                 })
+            });
+            match group_of(entry) {
+                Some(group) => group.subscribers.push(Arc::clone(&subscriber)),
+                // The key carries the TypeId of `T`, so the entry is always of `T`; were it
+                // ever not, a fresh entry is better than a lost subscription or a panic.
+                None => {
+                    *entry = make(Group {
+                        subscribers: vec![Arc::clone(&subscriber)],
+                    })
+                }
             }
         }
-        state.keys.insert(id, key);
+        state.keys.insert(id, keys);
         self.publish(&mut state);
         id
     }

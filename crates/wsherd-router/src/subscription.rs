@@ -2,22 +2,78 @@
 
 use std::sync::Arc;
 
+use actix::ArbiterHandle;
 use wsherd_protocol::EndpointName;
 
 use crate::delivery::{Delivery, Shared};
-use crate::dispatch::{DispatchReport, Overflow, Subscriber};
+use crate::dispatch::{DispatchReport, Home, Overflow, Subscriber};
 
 /// How a subscription is made.
+///
+/// # Subscribers on another arbiter
+///
+/// A subscriber whose actor runs on another arbiter (thread) than a connection gets that
+/// connection's deliveries through a relay: each read turn's deliveries for that arbiter travel
+/// as one cross-thread message, and are put into the subscriber mailboxes there, one by one,
+/// from that arbiter's own thread. The subscriber still receives one `Delivery<T>` per message,
+/// in order, with its overflow policy applied there.
+///
+/// A `Recipient` does not say where its actor runs, so by default the subscriber is taken to
+/// live on the arbiter of the thread that subscribes it: subscribe from the subscriber's own
+/// arbiter (in its `started`, or where it was started), or name it with
+/// [`SubscribeOptions::arbiter`]. Subscribed from a thread without an arbiter, or with
+/// [`SubscribeOptions::direct`], every delivery goes straight into the mailbox from the
+/// connection's thread (a cross-thread wake-up per message when that is another thread).
 #[derive(Debug, Clone, Default)]
 pub struct SubscribeOptions {
     pub(crate) endpoints: Option<Arc<[EndpointName]>>,
     pub(crate) overflow: Overflow,
+    pub(crate) home: HomeChoice,
+}
+
+/// Where a subscriber's actor is taken to run.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum HomeChoice {
+    /// On the arbiter of the subscribing thread.
+    #[default]
+    Caller,
+    /// On this arbiter.
+    Arbiter(ArbiterHandle),
+    /// Nowhere in particular: no relay.
+    Direct,
+}
+
+impl HomeChoice {
+    /// The home this choice names, found now.
+    pub(crate) fn resolve(self) -> Option<Home> {
+        match self {
+            HomeChoice::Caller => Home::current(),
+            HomeChoice::Arbiter(arbiter) => Some(Home::of(arbiter)),
+            HomeChoice::Direct => None,
+        }
+    }
 }
 
 impl SubscribeOptions {
-    /// Every endpoint, [`Overflow::Backpressure`].
+    /// Every endpoint, [`Overflow::Backpressure`], the subscriber on the subscribing thread's
+    /// arbiter.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The subscriber's actor runs on `arbiter` (for example the one it was started in with
+    /// `start_in_arbiter`): connections on other arbiters relay their deliveries to it there.
+    pub fn arbiter(mut self, arbiter: ArbiterHandle) -> Self {
+        self.home = HomeChoice::Arbiter(arbiter);
+        self
+    }
+
+    /// Every delivery goes straight into the subscriber's mailbox from the connection's thread,
+    /// never through a relay: the least latency under a flood, and a cross-thread wake-up per
+    /// message for a subscriber on another arbiter.
+    pub fn direct(mut self) -> Self {
+        self.home = HomeChoice::Direct;
+        self
     }
 
     /// Receive only from these endpoints.

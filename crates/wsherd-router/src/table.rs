@@ -10,7 +10,7 @@ use wsherd_protocol::{
     DecodeError, DecodeStage, EndpointName, KindRule, decode, excerpt, validate_text,
 };
 
-use crate::delivery::{Binary, DeadLetter, DeadLetterReason};
+use crate::delivery::{Binary, DeadLetter, DeadLetterReason, RawMessage};
 use crate::dispatch::DispatchReport;
 use crate::subscription::Group;
 
@@ -49,6 +49,33 @@ impl<T: DeserializeOwned + Send + Sync + 'static> JsonRoute for Group<T> {
             }
             Err(error) => RouteOutcome::Rejected(error),
         }
+    }
+}
+
+/// The raw subscribers of one kind: the text, copied once, shared by all of them.
+pub(crate) struct RawRoute {
+    pub(crate) kind: Arc<str>,
+    pub(crate) group: Group<RawMessage>,
+}
+
+impl JsonRoute for RawRoute {
+    fn route(
+        &self,
+        endpoint: &EndpointName,
+        _: &str,
+        text: &str,
+        report: &mut DispatchReport,
+    ) -> RouteOutcome {
+        if !self.group.wanted_by_any(endpoint) {
+            return RouteOutcome::NotWanted;
+        }
+        let raw = RawMessage {
+            kind: Arc::clone(&self.kind),
+            text: Arc::from(text),
+            received_at: std::time::SystemTime::now(),
+        };
+        self.group.deliver(endpoint, raw, report);
+        RouteOutcome::Delivered
     }
 }
 

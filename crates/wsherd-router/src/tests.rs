@@ -38,7 +38,11 @@ async fn settle() {
     }
 }
 
-static TRADE_DECODES: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Decodes of `Trade` on this thread: each test runs on its own, so tests decoding
+    /// `Trade` in parallel do not disturb each other's count.
+    static TRADE_DECODES: AtomicUsize = const { AtomicUsize::new(0) };
+}
 
 #[derive(Debug, PartialEq)]
 struct Trade {
@@ -51,7 +55,7 @@ impl<'de> Deserialize<'de> for Trade {
         struct Raw {
             seq: u64,
         }
-        TRADE_DECODES.fetch_add(1, Ordering::SeqCst);
+        TRADE_DECODES.with(|count| count.fetch_add(1, Ordering::SeqCst));
         Raw::deserialize(deserializer).map(|raw| Trade { seq: raw.seq })
     }
 }
@@ -90,10 +94,10 @@ async fn decodes_once_per_type_and_delivers_to_every_subscriber() {
     router.subscribe::<Trade>(b);
     router.subscribe_kind::<serde_json::Value>("trade", v, SubscribeOptions::new());
 
-    let before = TRADE_DECODES.load(Ordering::SeqCst);
+    let before = TRADE_DECODES.with(|count| count.load(Ordering::SeqCst));
     let report = route(&router, "ex", r#"{"type":"trade","seq":7}"#);
     assert_eq!(
-        TRADE_DECODES.load(Ordering::SeqCst) - before,
+        TRADE_DECODES.with(|count| count.load(Ordering::SeqCst)) - before,
         1,
         "one decode for two subscribers"
     );
@@ -453,3 +457,6 @@ async fn a_reply_wsherd_consumed_reaches_its_subscribers_but_is_never_a_dead_let
     assert_eq!(acks_seen.lock().unwrap()[0].message["id"], 2);
     assert!(dead_seen.lock().unwrap().is_empty());
 }
+
+mod kinds;
+mod relay;
