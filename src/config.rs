@@ -7,9 +7,11 @@
 
 mod endpoint;
 mod read;
+mod server;
 mod show;
 mod units;
 
+pub use server::{EmptyToken, ServerSettings, ServerTlsFiles, Token, TokenSource, check_tls_files};
 pub use show::REDACTED;
 
 use std::collections::{BTreeMap, HashMap};
@@ -82,6 +84,8 @@ pub struct HerdSettings {
     pub workers: usize,
     /// Handshake cap and reconnect rate.
     pub governor: GovernorPolicy,
+    /// `[server]`: where the serving half listens (`wsherd-server`); no `listen`, no server.
+    pub server: ServerSettings,
 }
 
 impl Default for HerdSettings {
@@ -89,6 +93,7 @@ impl Default for HerdSettings {
         HerdSettings {
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             governor: GovernorPolicy::default(),
+            server: ServerSettings::default(),
         }
     }
 }
@@ -99,6 +104,9 @@ impl Default for HerdSettings {
 pub struct EndpointConfig {
     /// Whether it is started (`enabled = false` keeps it in the file but down).
     pub enabled: bool,
+    /// Whether the herd is ready only while this endpoint is live (`/readyz`). Changing it
+    /// alone never restarts the endpoint.
+    pub required: bool,
     /// Everything the supervisor needs.
     pub spec: EndpointSpec,
     /// A digest of the resolved settings, secrets included, to tell whether a reload changed it.
@@ -122,9 +130,16 @@ impl EndpointConfig {
         let fingerprint = digest(&material);
         EndpointConfig {
             enabled: true,
+            required: false,
             spec,
             fingerprint,
         }
+    }
+
+    /// The same endpoint, with [`EndpointConfig::required`] set to `required`.
+    pub fn required(mut self, required: bool) -> Self {
+        self.required = required;
+        self
     }
 
     /// The digest a reload compares.
@@ -142,6 +157,7 @@ impl fmt::Debug for EndpointConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EndpointConfig")
             .field("enabled", &self.enabled)
+            .field("required", &self.required)
             .field("spec", &self.spec)
             .finish_non_exhaustive()
     }
@@ -170,7 +186,7 @@ pub struct ConfigLoader {
     environment: Option<HashMap<String, String>>,
 }
 
-const TOP_KEYS: &[&str] = &["herd", "defaults", "endpoints"];
+const TOP_KEYS: &[&str] = &["herd", "server", "defaults", "endpoints"];
 const HERD_KEYS: &[&str] = &[
     "workers",
     "max_concurrent_handshakes",
@@ -202,6 +218,19 @@ pub fn endpoint_keys() -> Vec<String> {
 /// Every key `[herd]` accepts.
 pub fn herd_keys() -> &'static [&'static str] {
     HERD_KEYS
+}
+
+/// Every key `[server]` accepts, nested ones dotted (`tls.cert`).
+pub fn server_keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    for key in server::SERVER_KEYS {
+        if *key == "tls" {
+            keys.extend(server::SERVER_TLS_KEYS.iter().map(|k| format!("tls.{k}")));
+        } else {
+            keys.push((*key).to_owned());
+        }
+    }
+    keys
 }
 
 impl ConfigLoader {
@@ -327,6 +356,9 @@ impl ConfigLoader {
             Some(vars) => vars.get(var).cloned(),
             None => std::env::var(var).ok(),
         };
+        if let Some(server) = top.map.get("server") {
+            server::read_server(reader, server, &lookup, &mut config.settings.server);
+        }
         let defaults = match top.map.get("defaults") {
             Some(defaults) => checked_defaults(reader, defaults, &lookup),
             None => Value::new(None, ValueKind::Table(Default::default())),
@@ -353,12 +385,18 @@ impl ConfigLoader {
                 endpoint::read_endpoint(reader, &merged, &path, &lookup),
                 endpoint_name,
             ) {
-                let fingerprint = digest(&(canonical(&merged) + &secrets));
+                // Whether an endpoint is required changes what readiness means, not how it
+                // connects: a reload must not restart it for that.
+                let mut settings = merged.clone();
+                read::remove_path(&mut settings, "required");
+                let fingerprint = digest(&(canonical(&settings) + &secrets));
+                let (enabled, required, spec) = endpoint;
                 config.endpoints.insert(
                     endpoint_name,
                     EndpointConfig {
-                        enabled: endpoint.0,
-                        spec: endpoint.1,
+                        enabled,
+                        required,
+                        spec,
                         fingerprint,
                     },
                 );

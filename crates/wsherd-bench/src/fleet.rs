@@ -185,6 +185,7 @@ fn herd_config(port: u16, heartbeat: Duration) -> HerdConfig {
                 max_concurrent_handshakes: CAP,
                 reconnects_per_second: 0.0,
             },
+            ..HerdSettings::default()
         },
         endpoints,
     }

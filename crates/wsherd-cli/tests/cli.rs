@@ -627,10 +627,11 @@ fn init_writes_a_config_that_check_accepts_and_that_names_every_key() {
     let missing: Vec<String> = wsherd::config::endpoint_keys()
         .into_iter()
         .chain(wsherd::config::herd_keys().iter().map(|k| (*k).to_owned()))
+        .chain(wsherd::config::server_keys())
         .filter(|key| !present(key))
         .collect();
     assert!(missing.is_empty(), "init leaves out {missing:?}");
-    for section in ["[herd]", "[defaults]", "[endpoints."] {
+    for section in ["[herd]", "[server]", "[defaults]", "[endpoints."] {
         assert!(template.contains(section), "{section}");
     }
 
@@ -655,7 +656,7 @@ fn help_version_suggestions_and_completions_are_what_a_rust_cli_gives() {
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(help.contains("docs/configuration.md"), "{help}");
-    for command in ["run", "check", "demo", "init", "completions"] {
+    for command in ["run", "check", "status", "demo", "init", "completions"] {
         assert!(help.contains(&format!("  {command} ")), "{help}");
         let output = wsherd().args([command, "--help"]).output().unwrap();
         assert_eq!(output.status.code(), Some(0), "{command} --help");
