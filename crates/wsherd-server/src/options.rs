@@ -121,6 +121,21 @@ impl ServerOptions {
     pub fn has_token(&self) -> bool {
         self.token.is_some()
     }
+
+    /// `/api/events` clients connected now, over every server these options (or their
+    /// clones) serve.
+    pub fn event_clients(&self) -> usize {
+        self.counters
+            .event_clients
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `/api/events` clients cut so far because they did not read what was sent.
+    pub fn event_clients_cut(&self) -> u64 {
+        self.counters
+            .event_clients_cut
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl fmt::Debug for ServerOptions {

@@ -28,6 +28,13 @@ const TICK: Duration = Duration::from_secs(1);
 /// State events the hub's mailbox holds before new ones are dropped (it takes them at once).
 const MAILBOX: usize = 8192;
 
+/// State events handled in a row before the hub lets its arbiter run something else.
+///
+/// actix takes an actor's messages for as long as its mailbox has any, without returning to
+/// the runtime: a herd publishing faster than the hub renders would otherwise starve the
+/// worker it shares with the HTTP connections (their bodies, timers, this hub's own tick).
+const BURST: u32 = 64;
+
 /// A client joining: its outbox, and its socket when the server can reach it.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -78,6 +85,8 @@ pub(crate) struct Hub {
     clients: Vec<Client>,
     subscription: Option<SubscriptionId>,
     last: HashMap<EndpointName, Figures>,
+    /// State events handled since the hub last gave its arbiter back.
+    burst: u32,
 }
 
 impl Hub {
@@ -89,6 +98,7 @@ impl Hub {
             clients: Vec::new(),
             subscription: None,
             last: HashMap::new(),
+            burst: 0,
         }
     }
 
@@ -121,7 +131,7 @@ impl Hub {
         );
     }
 
-    fn tick(&mut self, ctx: &mut Context<Self>) {
+    fn tick(&mut self, _: &mut Context<Self>) {
         self.clients.retain(|client| !client.outbox.is_gone());
         let now = Instant::now();
         let mut stalled = Vec::new();
@@ -151,7 +161,6 @@ impl Hub {
             seen.insert(status.name.clone(), figures);
         }
         self.last = seen;
-        let _ = ctx;
     }
 
     /// What every endpoint shows now: a new client starts from there (it is sent a stats
@@ -199,7 +208,16 @@ impl Handler<Join> for Hub {
 impl Handler<Delivery<StateEvent>> for Hub {
     type Result = ();
 
-    fn handle(&mut self, event: Delivery<StateEvent>, _: &mut Context<Self>) {
+    fn handle(&mut self, event: Delivery<StateEvent>, ctx: &mut Context<Self>) {
+        self.burst += 1;
+        if self.burst >= BURST {
+            // Waiting ends actix's loop over the mailbox: the runtime polls the connections,
+            // the timers and the I/O driver before the next message is taken.
+            ctx.wait(
+                actix::fut::wrap_future::<_, Self>(actix_rt::task::yield_now())
+                    .map(|(), hub, _| hub.burst = 0),
+            );
+        }
         self.clients.retain(|client| !client.outbox.is_gone());
         if self.clients.is_empty() {
             return;
