@@ -24,11 +24,11 @@ struct TokenQuery {
 }
 
 impl State {
-    /// `Ok` when no token is set or the request carries the right one; else the `401` to
+    /// `None` when no token is set or the request carries the right one; else the `401` to
     /// answer with.
-    pub(crate) fn authorize(&self, req: &HttpRequest, query: Query) -> Result<(), HttpResponse> {
+    pub(crate) fn refusal(&self, req: &HttpRequest, query: Query) -> Option<HttpResponse> {
         let Some(expected) = &self.options.token else {
-            return Ok(());
+            return None;
         };
         let from_query = || {
             actix_web::web::Query::<TokenQuery>::from_query(req.query_string())
@@ -41,7 +41,7 @@ impl State {
             None => None,
         };
         let why = match given {
-            Some(given) if same(given.as_bytes(), expected.expose().as_bytes()) => return Ok(()),
+            Some(given) if same(given.as_bytes(), expected.expose().as_bytes()) => return None,
             Some(_) => "wrong token",
             None => "no token",
         };
@@ -58,7 +58,7 @@ impl State {
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Bearer realm=\"wsherd\""),
         );
-        Err(response)
+        Some(response)
     }
 }
 

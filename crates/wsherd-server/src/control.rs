@@ -42,7 +42,7 @@ pub(crate) async fn control(
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> HttpResponse {
-    if let Err(refused) = state.authorize(&req, Query::Refused) {
+    if let Some(refused) = state.refusal(&req, Query::Refused) {
         return refused;
     }
     let (name, action) = path.into_inner();
@@ -58,7 +58,7 @@ pub(crate) async fn control(
     };
     let body = match read_body(&req, payload, state.options.max_body).await {
         Ok(body) => body,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let body: ControlBody = if body.iter().all(u8::is_ascii_whitespace) {
         ControlBody::default()
@@ -110,12 +110,12 @@ async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     max: usize,
-) -> Result<BytesMut, HttpResponse> {
+) -> Result<BytesMut, Box<HttpResponse>> {
     let too_large = || {
-        json_error(
+        Box::new(json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is larger than {max} bytes"),
-        )
+        ))
     };
     let announced = req
         .headers()
@@ -130,10 +130,10 @@ async fn read_body(
         std::future::poll_fn(|cx| std::pin::Pin::new(&mut payload).poll_next(cx)).await
     {
         let chunk = chunk.map_err(|error| {
-            json_error(
+            Box::new(json_error(
                 StatusCode::BAD_REQUEST,
                 format!("the body could not be read: {error}"),
-            )
+            ))
         })?;
         if body.len() + chunk.len() > max {
             return Err(too_large());

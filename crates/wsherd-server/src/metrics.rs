@@ -54,7 +54,7 @@ pub(crate) struct Cache {
 
 /// `GET /metrics`.
 pub(crate) async fn metrics(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    if let Err(refused) = state.authorize(&req, Query::Refused) {
+    if let Some(refused) = state.refusal(&req, Query::Refused) {
         return refused;
     }
     match state.metrics_text().await {

@@ -11,7 +11,7 @@ use crate::events::lines::status_json;
 
 /// Every endpoint, sorted by name.
 pub(crate) async fn all(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    if let Err(refused) = state.authorize(&req, Query::Refused) {
+    if let Some(refused) = state.refusal(&req, Query::Refused) {
         return refused;
     }
     let statuses: Vec<Value> = state.herd.status().iter().map(status_json).collect();
@@ -24,7 +24,7 @@ pub(crate) async fn one(
     state: web::Data<State>,
     name: web::Path<String>,
 ) -> HttpResponse {
-    if let Err(refused) = state.authorize(&req, Query::Refused) {
+    if let Some(refused) = state.refusal(&req, Query::Refused) {
         return refused;
     }
     match state.herd.endpoint_status(&name) {

@@ -67,7 +67,7 @@ pub(crate) async fn events(
     state: web::Data<State>,
     payload: web::Payload,
 ) -> HttpResponse {
-    if let Err(refused) = state.authorize(&req, Query::Accepted) {
+    if let Some(refused) = state.refusal(&req, Query::Accepted) {
         return refused;
     }
     let mut response = match actix_web_actors::ws::handshake(&req) {
