@@ -11,8 +11,9 @@ use wsherd::config::{ServerSettings, Token};
 /// How `/api/events` clients are bounded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventLimits {
-    /// Bytes of lines waiting for one client (each line counted with a 64-byte overhead);
-    /// a client that lets more wait is cut. Default 1 MiB.
+    /// Bytes of state lines waiting for one client (each counted with a 64-byte overhead); a
+    /// client that lets more wait is cut. Stats lines do not count: at most one waits per
+    /// endpoint, the newest. Default 1 MiB.
     pub buffer: usize,
     /// How long lines may wait for a client that takes none of them before it is cut.
     /// Default 10 s.

@@ -129,3 +129,49 @@ async fn a_client_frame_over_the_cap_closes_the_stream_with_1009() {
         wsherd::EndpointState::Live
     );
 }
+
+#[actix_rt::test]
+async fn stats_of_many_endpoints_changing_at_once_never_spend_a_clients_budget() {
+    use wsherd::prelude::*;
+    use wsherd_server::EventLimits;
+    use wsherd_testkit::{Step, TestServer};
+    const ENDPOINTS: usize = 50;
+    // A budget that holds not even two state lines: stats lines must not count against it.
+    let limits = EventLimits {
+        buffer: 256,
+        ..EventLimits::default()
+    };
+    let fixture = Fixture::start(vec![], ServerOptions::new().event_limits(limits)).await;
+    let echo = TestServer::start(vec![Step::Echo(true)]).unwrap();
+    for i in 0..ENDPOINTS {
+        fixture
+            .herd
+            .add_endpoint(
+                &format!("e{i}"),
+                EndpointSpec::new(ConnectionConfig::new(echo.url("/"))),
+            )
+            .unwrap();
+    }
+    for i in 0..ENDPOINTS {
+        wait_for_state(&fixture.states, &format!("e{i}"), "live", 1).await;
+    }
+    let (_, mut socket) = awc::Client::default()
+        .ws(fixture.url("/api/events"))
+        .connect()
+        .await
+        .unwrap();
+    // Every endpoint receives one message: all their figures change in the same second.
+    for i in 0..ENDPOINTS {
+        fixture.herd.send(&format!("e{i}"), "ping").await.unwrap();
+    }
+    let mut echoed = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + WAIT;
+    while echoed.len() < ENDPOINTS {
+        assert!(Instant::now() < deadline, "stats seen for {echoed:?}");
+        let line = line_until(&mut socket, "a stats line", |l| l["event"] == "stats").await;
+        if line["messages_in"] == 1 {
+            echoed.insert(line["endpoint"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(fixture.options.event_clients_cut(), 0);
+}

@@ -1,8 +1,9 @@
 //! The hub: one actor per worker that takes the herd's state events and, once a second, the
 //! endpoints' figures, and hands every line to each event client's [`Outbox`].
 //!
-//! It never waits for a client. A client whose outbox is full, or whose lines waited longer
-//! than the stall timeout, is cut: its lines are freed and its socket shut down (when the
+//! It never waits for a client. A client whose outbox is full of state lines, or whose lines
+//! waited longer than the stall timeout, is cut (stats lines are coalesced, one per endpoint,
+//! and never fill it): its lines are freed and its socket shut down (when the
 //! server was given [`on_connect`](crate::on_connect)). The hub is subscribed to state events
 //! with `Overflow::Drop` only while it has clients, so supervisors never wait for it either.
 
@@ -102,7 +103,7 @@ impl Hub {
         }
     }
 
-    /// Hands `line` to every client; cuts those that cannot take it.
+    /// Hands the state line `line` to every client; cuts those that cannot take it.
     fn broadcast(&mut self, line: &Arc<str>) {
         let mut full = Vec::new();
         for (index, client) in self.clients.iter().enumerate() {
@@ -156,7 +157,9 @@ impl Hub {
             let figures = Figures::from(status);
             if self.last.get(&status.name) != Some(&figures) {
                 let line: Arc<str> = Arc::from(stats_line(status).to_string());
-                self.broadcast(&line);
+                for client in &self.clients {
+                    client.outbox.push_stats(&status.name, &line);
+                }
             }
             seen.insert(status.name.clone(), figures);
         }
