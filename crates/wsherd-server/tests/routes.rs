@@ -104,7 +104,8 @@ async fn status_lists_every_endpoint_with_the_documented_fields_and_one_by_name(
     fixture
         .herd
         .add_endpoint(
-            "down",
+            // Every character an endpoint name may hold is at home in a path.
+            "down_2-b",
             EndpointSpec::new(ConnectionConfig::new("ws://127.0.0.1:1/")).backoff(
                 wsherd::BackoffPolicy {
                     initial: std::time::Duration::from_secs(3600),
@@ -114,7 +115,7 @@ async fn status_lists_every_endpoint_with_the_documented_fields_and_one_by_name(
             ),
         )
         .unwrap();
-    wait_for_state(&fixture.states, "down", "backoff", 1).await;
+    wait_for_state(&fixture.states, "down_2-b", "backoff", 1).await;
     // The three messages had no subscriber: dead letters, counted once the read turn ends.
     fixture.dead_letters.wait_for_count(3, WAIT).await.unwrap();
     let all = loop {
@@ -127,7 +128,7 @@ async fn status_lists_every_endpoint_with_the_documented_fields_and_one_by_name(
     let all = all.as_array().unwrap();
     assert_eq!(all.len(), 2, "{all:?}");
     let (down, feed) = (&all[0], &all[1]);
-    assert_eq!(down["name"], "down");
+    assert_eq!(down["name"], "down_2-b");
     assert_eq!(down["state"], "backoff");
     assert!(
         down["last_error"].as_str().unwrap().contains("refused"),
@@ -147,6 +148,8 @@ async fn status_lists_every_endpoint_with_the_documented_fields_and_one_by_name(
     assert_eq!(status, StatusCode::OK);
     assert_eq!(one["name"], "feed");
     assert_eq!(one["messages_in"], 3);
+    let (status, one) = fixture.get("/api/status/down_2-b").await;
+    assert_eq!((status, &one["state"]), (StatusCode::OK, &json!("backoff")));
     for unknown in [
         "/api/status/nope",
         "/api/status/UPPER",
