@@ -7,9 +7,11 @@
 
 mod endpoint;
 mod read;
+mod server;
 mod show;
 mod units;
 
+pub use server::{EmptyToken, ServerSettings, ServerTlsFiles, Token, TokenSource, check_tls_files};
 pub use show::REDACTED;
 
 use std::collections::{BTreeMap, HashMap};
@@ -86,6 +88,8 @@ pub struct HerdSettings {
     /// (`metrics_interval`); `None` (the default, or `"0s"`): not at all, unless
     /// [`Herd::enable_metrics`](crate::Herd::enable_metrics) is called.
     pub metrics_interval: Option<std::time::Duration>,
+    /// `[server]`: where the serving half listens (`wsherd-server`); no `listen`, no server.
+    pub server: ServerSettings,
 }
 
 impl Default for HerdSettings {
@@ -94,6 +98,7 @@ impl Default for HerdSettings {
             workers: std::thread::available_parallelism().map_or(1, usize::from),
             governor: GovernorPolicy::default(),
             metrics_interval: None,
+            server: ServerSettings::default(),
         }
     }
 }
@@ -104,6 +109,9 @@ impl Default for HerdSettings {
 pub struct EndpointConfig {
     /// Whether it is started (`enabled = false` keeps it in the file but down).
     pub enabled: bool,
+    /// Whether the herd is ready only while this endpoint is live (`/readyz`). Changing it
+    /// alone never restarts the endpoint.
+    pub required: bool,
     /// Everything the supervisor needs.
     pub spec: EndpointSpec,
     /// A digest of the resolved settings, secrets included, to tell whether a reload changed it.
@@ -127,9 +135,16 @@ impl EndpointConfig {
         let fingerprint = digest(&material);
         EndpointConfig {
             enabled: true,
+            required: false,
             spec,
             fingerprint,
         }
+    }
+
+    /// The same endpoint, with [`EndpointConfig::required`] set to `required`.
+    pub fn required(mut self, required: bool) -> Self {
+        self.required = required;
+        self
     }
 
     /// The digest a reload compares.
@@ -147,6 +162,7 @@ impl fmt::Debug for EndpointConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EndpointConfig")
             .field("enabled", &self.enabled)
+            .field("required", &self.required)
             .field("spec", &self.spec)
             .finish_non_exhaustive()
     }
@@ -175,7 +191,7 @@ pub struct ConfigLoader {
     environment: Option<HashMap<String, String>>,
 }
 
-const TOP_KEYS: &[&str] = &["herd", "defaults", "endpoints"];
+const TOP_KEYS: &[&str] = &["herd", "server", "defaults", "endpoints"];
 const HERD_KEYS: &[&str] = &[
     "workers",
     "max_concurrent_handshakes",
@@ -208,6 +224,19 @@ pub fn endpoint_keys() -> Vec<String> {
 /// Every key `[herd]` accepts.
 pub fn herd_keys() -> &'static [&'static str] {
     HERD_KEYS
+}
+
+/// Every key `[server]` accepts, nested ones dotted (`tls.cert`).
+pub fn server_keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    for key in server::SERVER_KEYS {
+        if *key == "tls" {
+            keys.extend(server::SERVER_TLS_KEYS.iter().map(|k| format!("tls.{k}")));
+        } else {
+            keys.push((*key).to_owned());
+        }
+    }
+    keys
 }
 
 impl ConfigLoader {
@@ -336,6 +365,9 @@ impl ConfigLoader {
             Some(vars) => vars.get(var).cloned(),
             None => std::env::var(var).ok(),
         };
+        if let Some(server) = top.map.get("server") {
+            server::read_server(reader, server, &lookup, &mut config.settings.server);
+        }
         let empty = Value::new(None, ValueKind::Table(Default::default()));
         let defaults = match top.map.get("defaults") {
             Some(defaults) => match reader.table(defaults, "defaults", endpoint::ENDPOINT_KEYS) {
@@ -366,12 +398,18 @@ impl ConfigLoader {
             let read = endpoint::read_endpoint(&mut scratch, &merged, &path, &lookup);
             attribute_to_defaults(reader, scratch.problems, &path, value, &defaults);
             if let (Some((endpoint, secrets)), Ok(endpoint_name)) = (read, endpoint_name) {
-                let fingerprint = digest(&(canonical(&merged) + &secrets));
+                // Whether an endpoint is required changes what readiness means, not how it
+                // connects: a reload must not restart it for that.
+                let mut settings = merged.clone();
+                read::remove_path(&mut settings, "required");
+                let fingerprint = digest(&(canonical(&settings) + &secrets));
+                let (enabled, required, spec) = endpoint;
                 config.endpoints.insert(
                     endpoint_name,
                     EndpointConfig {
-                        enabled: endpoint.0,
-                        spec: endpoint.1,
+                        enabled,
+                        required,
+                        spec,
                         fingerprint,
                     },
                 );

@@ -38,12 +38,15 @@ pub use metrics::MIN_METRICS_INTERVAL;
 pub(super) struct Settings {
     spec: Arc<EndpointSpec>,
     fingerprint: u64,
+    /// Whether the herd is ready only while this endpoint is live.
+    required: bool,
 }
 
 impl From<EndpointConfig> for Settings {
     fn from(config: EndpointConfig) -> Self {
         Settings {
             fingerprint: config.fingerprint(),
+            required: config.required,
             spec: Arc::new(config.spec),
         }
     }
@@ -322,6 +325,34 @@ impl Herd {
     /// [`StatusTable`](crate::StatusTable)): what a person wants to read.
     pub fn status_table(&self) -> String {
         EndpointStatus::table(&self.status()).to_string()
+    }
+
+    /// The endpoints marked `required` (in the config, or by [`Herd::set_required`]) that
+    /// are not live now, sorted by name: the herd is ready when this is empty. An endpoint
+    /// that was removed is not required any more.
+    pub fn not_ready(&self) -> Vec<EndpointName> {
+        self.lock()
+            .by_name
+            .iter()
+            .filter(|(_, endpoint)| endpoint.settings.required)
+            .filter(|(_, endpoint)| {
+                endpoint.shared.state() != wsherd_supervisor::EndpointState::Live
+            })
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Marks endpoint `name` required (or not) for readiness ([`Herd::not_ready`]), as
+    /// `required = true` does in the config; it does not touch the socket. A reload applies
+    /// the config's value again.
+    pub fn set_required(&self, name: &str, required: bool) -> Result<(), HerdError> {
+        let mut endpoints = self.lock();
+        let endpoint = endpoints
+            .by_name
+            .get_mut(name)
+            .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
+        endpoint.settings.required = required;
+        Ok(())
     }
 
     /// A snapshot of endpoint `name`.

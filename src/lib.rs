@@ -51,6 +51,7 @@ pub use wsherd_supervisor::{
     Action, ActionTable, BackoffPolicy, EndpointSpec, EndpointState, EndpointStatus, FailReason,
     GovernorPolicy, GovernorStats, Jitter, LiveAfter, OnOpenHook, OverflowPolicy, QueueEvent,
     QueuePolicy, Reconnected, Rejected, RestartIntensity, StateEvent, StatusTable, Submitted,
+    human_duration,
 };
 /// The supervisor actor and what it answers, for applications that run connection actors on
 /// their own, without a [`Herd`]: `Supervisor::new(name, spec, router).start()`.

@@ -642,6 +642,7 @@ fn the_reference_example_config_is_valid() {
         .collect();
     let mut accepted = wsherd::config::endpoint_keys();
     accepted.extend(wsherd::config::herd_keys().iter().map(|k| (*k).to_owned()));
+    accepted.extend(wsherd::config::server_keys());
     accepted.sort();
     let mut documented_sorted = documented.clone();
     documented_sorted.sort();
@@ -1058,4 +1059,150 @@ fn a_default_valid_only_with_each_endpoints_own_keys_is_accepted() {
         a.live_after.as_ref().unwrap().timeout,
         Duration::from_secs(5)
     );
+}
+
+#[test]
+fn server_settings_are_read_and_the_token_comes_from_the_environment_without_being_shown() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[server]
+listen = "0.0.0.0:9090"
+token = { env = "WSHERD_TEST_TOKEN" }
+
+[endpoints.feed]
+url = "ws://127.0.0.1:1/"
+required = true
+"#,
+    );
+    let env: HashMap<String, String> =
+        [("WSHERD_TEST_TOKEN".to_owned(), "t0k3n-s3cret".to_owned())]
+            .into_iter()
+            .collect();
+    let config = ConfigLoader::new()
+        .file(file.path())
+        .environment(env)
+        .load()
+        .unwrap();
+    let server = &config.settings.server;
+    assert_eq!(server.listen, Some("0.0.0.0:9090".parse().unwrap()));
+    assert_eq!(
+        server.token.as_ref().map(|t| t.expose()),
+        Some("t0k3n-s3cret")
+    );
+    assert!(!server.allow_unauthenticated);
+    assert!(config.endpoints[&name("feed")].required);
+    let shown = config.to_toml();
+    for text in [shown.clone(), format!("{config:?}")] {
+        assert!(!text.contains("t0k3n-s3cret"), "{text}");
+    }
+    assert!(
+        shown.contains("token = { env = \"WSHERD_TEST_TOKEN\" }"),
+        "{shown}"
+    );
+    assert!(shown.contains("listen = \"0.0.0.0:9090\""), "{shown}");
+    assert!(shown.contains("required = true"), "{shown}");
+}
+
+#[test]
+fn a_server_beyond_loopback_without_a_token_is_refused_unless_allowed() {
+    let exposed = TempConfig::new("toml", "[server]\nlisten = \"0.0.0.0:9090\"\n");
+    let found = problems(&exposed);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("server.listen: 0.0.0.0:9090 is not a loopback address")
+            && found[0].contains("server.token")
+            && found[0].contains("allow_unauthenticated = true"),
+        "{found:?}"
+    );
+    let allowed = TempConfig::new(
+        "toml",
+        "[server]\nlisten = \"0.0.0.0:9090\"\nallow_unauthenticated = true\n",
+    );
+    assert!(
+        load(&allowed)
+            .unwrap()
+            .settings
+            .server
+            .allow_unauthenticated
+    );
+    for loopback in ["127.0.0.1:9090", "[::1]:0"] {
+        let file = TempConfig::new("toml", &format!("[server]\nlisten = \"{loopback}\"\n"));
+        assert!(load(&file).is_ok(), "{loopback}");
+    }
+    // No listen, no server: nothing to refuse.
+    assert_eq!(
+        load(&TempConfig::new("toml", ""))
+            .unwrap()
+            .settings
+            .server
+            .listen,
+        None
+    );
+}
+
+#[test]
+fn server_mistakes_are_reported_with_key_path_file_and_a_suggestion() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[server]
+listne = "127.0.0.1:1"
+listen = "localhost"
+token = ""
+tls = { cert = "/nonexistent/wsherd-cert.pem" }
+allow_unauthenticated = "maybe"
+"#,
+    );
+    let found = problems(&file);
+    let expect = |prefix: &str| {
+        assert!(
+            found.iter().any(|p| p.starts_with(prefix)),
+            "no problem starting {prefix:?} in {found:#?}"
+        );
+    };
+    expect("server.allow_unauthenticated: expected true or false");
+    expect("server.listen: expected an address with a port such as \"127.0.0.1:9090\"");
+    expect("server.listne: unknown key \"listne\"; did you mean \"listen\"?");
+    expect("server.tls.key: is required with server.tls");
+    expect("server.token: is empty");
+    let tls_files = TempConfig::new(
+        "toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\ntls = { cert = \"/nonexistent/c.pem\", key = \"/nonexistent/k.pem\" }\n",
+    );
+    let found = problems(&tls_files);
+    assert!(
+        found.len() == 1 && found[0].starts_with("server.tls: /nonexistent/c.pem: cannot read"),
+        "{found:?}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_reload_that_changes_only_required_keeps_the_socket_and_changes_readiness() {
+    let server = TestServer::start(vec![]).unwrap();
+    let config = |required: bool| {
+        TempConfig::new(
+            "toml",
+            &format!(
+                "[herd]\nworkers = 1\n[endpoints.feed]\nurl = \"{}\"\nrequired = {required}\n[endpoints.spare]\nurl = \"ws://127.0.0.1:1/\"\nrequired = {required}\nbackoff = {{ initial = \"1h\", max = \"1h\" }}\n",
+                server.url("/feed")
+            ),
+        )
+    };
+    let herd = Herd::from_config(load(&config(false)).unwrap()).unwrap();
+    let states = states(&herd);
+    herd.start();
+    reached(&states, "feed", 1, is_live).await;
+    assert!(herd.not_ready().is_empty(), "nothing is required yet");
+    let report = herd.reload(load(&config(true)).unwrap()).await.unwrap();
+    assert_eq!(report.unchanged, [name("feed"), name("spare")]);
+    assert_eq!(
+        herd.not_ready(),
+        [name("spare")],
+        "feed is live, spare is not"
+    );
+    assert_eq!(server.connections().len(), 1, "the socket was kept");
+    herd.set_required("spare", false).unwrap();
+    assert!(herd.not_ready().is_empty());
+    assert!(herd.set_required("nope", true).is_err());
 }

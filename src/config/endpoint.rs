@@ -9,7 +9,7 @@
 
 mod liveness;
 mod policy;
-mod secret;
+pub(super) mod secret;
 
 use config::Value;
 use wsherd_connection::{
@@ -38,6 +38,7 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "on_open",
     "live_after",
     "enabled",
+    "required",
     "heartbeat",
     "backoff",
     "intensity",
@@ -68,14 +69,14 @@ pub(crate) const OUTBOUND_KEYS: &[&str] = &["max_messages", "max_bytes", "overfl
 pub(crate) const LIVE_AFTER_KEYS: &[&str] = &["kind", "text", "timeout"];
 pub(crate) const TLS_KEYS: &[&str] = &["ca_file", "client_cert", "client_key"];
 
-/// Reads endpoint `path`; returns `(enabled, spec)` and the resolved secrets (for the
-/// fingerprint), or `None` when something was wrong (the reader has the problems).
+/// Reads endpoint `path`; returns `(enabled, required, spec)` and the resolved secrets (for
+/// the fingerprint), or `None` when something was wrong (the reader has the problems).
 pub(crate) fn read_endpoint(
     reader: &mut Reader,
     value: &Value,
     path: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Option<((bool, EndpointSpec), String)> {
+) -> Option<((bool, bool, EndpointSpec), String)> {
     let before = reader.problems.len();
     let table = reader.table(value, path, ENDPOINT_KEYS)?;
     let mut secrets = String::new();
@@ -169,6 +170,7 @@ pub(crate) fn read_endpoint(
         read_tls(reader, tls, &join(path, "tls"), &mut connection);
     }
     let enabled = reader.boolean(&table, "enabled").unwrap_or(true);
+    let required = reader.boolean(&table, "required").unwrap_or(false);
     let mut spec = EndpointSpec::new(connection);
     if let Some(messages) = table.map.get("on_open") {
         let path = join(path, "on_open");
@@ -227,7 +229,7 @@ pub(crate) fn read_endpoint(
             &mut spec.actions.on_tls,
         );
     }
-    (reader.problems.len() == before).then_some(((enabled, spec), secrets))
+    (reader.problems.len() == before).then_some(((enabled, required, spec), secrets))
 }
 
 fn read_headers(

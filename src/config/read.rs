@@ -412,3 +412,23 @@ pub(crate) fn has_path(value: &Value, path: &str) -> bool {
         },
     }
 }
+
+/// Removes the entry at dotted `path` (a path through a non-table removes the nearest table
+/// entry above it).
+pub(crate) fn remove_path(value: &mut Value, path: &str) {
+    let (first, rest) = match path.split_once('.') {
+        Some((first, rest)) => (first, Some(rest)),
+        None => (path, None),
+    };
+    let ValueKind::Table(map) = &mut value.kind else {
+        return;
+    };
+    match (rest, map.get_mut(first)) {
+        (Some(rest), Some(child)) if matches!(child.kind, ValueKind::Table(_)) => {
+            remove_path(child, rest);
+        }
+        _ => {
+            map.remove(first);
+        }
+    }
+}

@@ -8,7 +8,7 @@ use wsherd_connection::{ConnectionConfig, InvalidUtf8Policy, SecretSlot, TlsClas
 use wsherd_protocol::{HeartbeatMode, KindRule, ReplyMatcher, redact_url};
 use wsherd_supervisor::{Action, ActionTable, Jitter, OverflowPolicy};
 
-use super::{EndpointConfig, HerdConfig};
+use super::{EndpointConfig, HerdConfig, ServerSettings, TokenSource};
 
 /// What stands for a secret that is never shown (header values, on-open messages).
 pub const REDACTED: &str = "<redacted>";
@@ -35,12 +35,49 @@ impl HerdConfig {
         if let Some(interval) = self.settings.metrics_interval {
             let _ = writeln!(out, "metrics_interval = {:?}", duration(interval));
         }
+        server_toml(&self.settings.server, &mut out);
         for (name, endpoint) in &self.endpoints {
             let _ = writeln!(out, "\n[endpoints.{name}]");
             endpoint_toml(endpoint, &mut out);
         }
         out
     }
+}
+
+/// `[server]`, the token shown as where it comes from (`{ env }`, `{ file }`) or redacted.
+fn server_toml(server: &ServerSettings, out: &mut String) {
+    let _ = writeln!(out, "\n[server]");
+    match server.listen {
+        Some(listen) => {
+            let _ = writeln!(out, "listen = {}", string(&listen.to_string()));
+        }
+        None => {
+            let _ = writeln!(out, "# listen: not set, no server");
+        }
+    }
+    if let Some(tls) = &server.tls {
+        let _ = writeln!(
+            out,
+            "tls = {{ cert = {}, key = {} }}",
+            string(&tls.cert.display().to_string()),
+            string(&tls.key.display().to_string())
+        );
+    }
+    if let Some(token) = &server.token {
+        let shown = match token.source() {
+            TokenSource::Env(variable) => format!("{{ env = {} }}", string(variable)),
+            TokenSource::File(path) => {
+                format!("{{ file = {} }}", string(&path.display().to_string()))
+            }
+            TokenSource::Inline => string(REDACTED),
+        };
+        let _ = writeln!(out, "token = {shown}");
+    }
+    let _ = writeln!(
+        out,
+        "allow_unauthenticated = {}",
+        server.allow_unauthenticated
+    );
 }
 
 fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
@@ -50,6 +87,7 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
         let _ = writeln!(out, "{key} = {value}");
     };
     line("enabled", endpoint.enabled.to_string());
+    line("required", endpoint.required.to_string());
     // A value kept in a file is shown as the file it comes from: it loads back as that, and
     // a token in a URL's path is not shown at all.
     let file_of = |slot: &SecretSlot| {

@@ -149,7 +149,13 @@ impl Herd {
                 .get(&name)
                 .map(|e| e.settings.same_as(&endpoint));
             match existing {
-                Some(true) => report.unchanged.push(name),
+                Some(true) => {
+                    // Unchanged as a connection; whether it is required may still change.
+                    if let Some(running) = self.lock().by_name.get_mut(&name) {
+                        running.settings.required = endpoint.required;
+                    }
+                    report.unchanged.push(name);
+                }
                 Some(false) => {
                     let stopped = self
                         .stop_endpoint(name.as_str(), CloseCode::RESTART, "configuration changed")

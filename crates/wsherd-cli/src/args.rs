@@ -1,6 +1,7 @@
 //! Command-line arguments, by `clap` (derive): subcommands, flags, `--help` for each,
 //! `--version`, and errors that suggest the flag that was meant.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -53,6 +54,13 @@ pub(crate) enum Command {
         /// How stdout lines are written.
         #[arg(long, value_enum, default_value_t = Format::Json)]
         format: Format,
+        /// Serve /healthz, /readyz, /metrics and /api on this address beside the herd
+        /// (overrides server.listen); "127.0.0.1:0" picks a free port, printed on stderr.
+        ///
+        /// An address other than loopback needs server.token (or
+        /// server.allow_unauthenticated = true) in the config.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
     },
     /// Validate a config and print it resolved, secrets redacted.
     ///
@@ -70,6 +78,25 @@ pub(crate) enum Command {
         /// Stop after this many seconds.
         #[arg(long, value_name = "N")]
         seconds: Option<u64>,
+    },
+    /// Print the endpoints of a running herd (`wsherd run --listen`) as a table.
+    ///
+    /// Asks URL/api/status; --json prints the server's JSON array as it is, for scripts.
+    /// Exits 1 when the server cannot be reached or refuses.
+    Status {
+        /// The server's base URL, such as http://127.0.0.1:9090.
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// The server's token (default: the WSHERD_TOKEN environment variable, which other
+        /// users of the machine cannot read from the process list).
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+        /// PEM CA certificates to trust for an https:// URL instead of the Web PKI roots.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        /// Print the JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Write a commented config with every section to start from.
     ///
@@ -129,6 +156,22 @@ mod tests {
                 endpoints: vec!["x".into(), "y".into()],
                 kinds: vec!["t".into()],
                 format: Format::Pretty,
+                listen: None,
+            }
+        );
+        let run = parse("run -c a.toml --listen 127.0.0.1:9090").unwrap();
+        assert!(
+            matches!(run.command, Command::Run { listen: Some(addr), .. } if addr.port() == 9090)
+        );
+        assert_eq!(
+            parse("status --url http://127.0.0.1:9090 --json")
+                .unwrap()
+                .command,
+            Command::Status {
+                url: "http://127.0.0.1:9090".into(),
+                token: None,
+                ca_file: None,
+                json: true,
             }
         );
         assert_eq!(
@@ -160,5 +203,10 @@ mod tests {
         assert!(error.contains("--config"), "{error}");
         let error = parse("chek --config a").unwrap_err().to_string();
         assert!(error.contains("check"), "{error}");
+        assert!(
+            parse("run -c a.toml --listen localhost").is_err(),
+            "needs an address and a port"
+        );
+        assert!(parse("status").is_err(), "--url is required");
     }
 }

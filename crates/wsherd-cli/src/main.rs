@@ -1,4 +1,4 @@
-//! The `wsherd` command: `run`, `check`, `demo`, `init` and `completions`.
+//! The `wsherd` command: `run`, `check`, `status`, `demo`, `init` and `completions`.
 #![forbid(unsafe_code)]
 // This binary's output is its interface.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -10,6 +10,7 @@ mod logs;
 mod output;
 mod progress;
 mod run;
+mod status;
 mod stdout;
 
 use std::io::IsTerminal;
@@ -46,13 +47,20 @@ fn main() -> ExitCode {
             endpoints,
             kinds,
             format,
+            listen,
         } => {
             let progress = run::Progress {
                 stderr,
                 terminal: std::io::stderr().is_terminal(),
             };
-            run::run(&config, endpoints, kinds, format, progress)
+            run::run(&config, endpoints, kinds, format, listen, progress)
         }
+        Command::Status {
+            url,
+            token,
+            ca_file,
+            json,
+        } => status::status(&url, token, ca_file, json),
         Command::Demo { seconds } => demo::demo(seconds),
         Command::Init { file, force } => init::init(&file, force),
         Command::Completions { shell } => {

@@ -23,16 +23,16 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::IsTerminal;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use wsherd::{
-    DeadLetter, DeadLetterReason, Delivery, EndpointState, Herd, KindRule, StateEvent,
-    SubscribeOptions,
+    DeadLetter, DeadLetterReason, Delivery, Herd, KindRule, StateEvent, SubscribeOptions,
 };
+// One definition of a state line: `/api/events` sends the same fields.
+pub(crate) use wsherd_server::{state_line, timestamp};
 
 use crate::args::Format;
 use crate::stdout::Stdout;
@@ -309,38 +309,6 @@ fn skipped_line(count: u64) -> Value {
     })
 }
 
-/// The JSON line of a state change. A `live` after a reconnect says so:
-/// `"reconnected": true`, the attempt that succeeded and how long the endpoint was down.
-pub(crate) fn state_line(endpoint: &str, event: &StateEvent) -> Value {
-    let state = &event.state;
-    let mut line = json!({
-        "ts": timestamp(),
-        "endpoint": endpoint,
-        "event": "state",
-        "state": state.name(),
-    });
-    match state {
-        EndpointState::Connecting { attempt } => line["attempt"] = json!(attempt),
-        EndpointState::Backoff {
-            attempt,
-            delay,
-            reason,
-        } => {
-            line["attempt"] = json!(attempt);
-            line["delay_ms"] = json!(delay.as_millis() as u64);
-            line["reason"] = json!(reason.to_string());
-        }
-        EndpointState::Failed { reason } => line["reason"] = json!(reason.to_string()),
-        _ => {}
-    }
-    if let Some(again) = &event.reconnected {
-        line["reconnected"] = json!(true);
-        line["attempt"] = json!(again.attempt);
-        line["downtime_ms"] = json!(again.downtime.as_millis() as u64);
-    }
-    line
-}
-
 fn pretty(line: &Value, colour: bool) -> String {
     let paint = |code: &str, text: String| {
         if colour {
@@ -401,40 +369,10 @@ fn pretty(line: &Value, colour: bool) -> String {
     format!("{time} {endpoint:>10}  {body}")
 }
 
-/// Now as RFC 3339 UTC with milliseconds.
-pub(crate) fn timestamp() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = now.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        now.subsec_millis()
-    )
-}
-
-/// Howard Hinnant's days-to-civil conversion.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wsherd::EndpointState;
 
     /// A state line as the [`EventPrinter`] gets it from a state event.
     #[derive(Message)]
@@ -483,16 +421,6 @@ mod tests {
         let rest: Vec<u64> = read[2..].iter().filter_map(|l| l["n"].as_u64()).collect();
         assert_eq!(rest, (11..sent as u64).collect::<Vec<_>>());
         assert!(pretty(&read[1], false).contains("[10 state event(s) not shown"));
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(20_417), (2025, 11, 25));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        let ts = timestamp();
-        assert_eq!(ts.len(), 24, "{ts}");
-        assert!(ts.ends_with('Z'));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io::BufRead;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -81,21 +82,32 @@ pub(crate) struct Progress {
     pub(crate) terminal: bool,
 }
 
-/// Runs the herd of `path` until SIGINT or SIGTERM.
+/// Runs the herd of `path` until SIGINT or SIGTERM, with the server beside it when `listen`
+/// (or the config's `server.listen`) says where.
 pub(crate) fn run(
     path: &Path,
     endpoints: Vec<String>,
     kinds: Vec<String>,
     format: Format,
+    listen: Option<SocketAddr>,
     progress: Progress,
 ) -> ExitCode {
-    let config = match HerdConfig::from_file(path) {
+    let mut config = match HerdConfig::from_file(path) {
         Ok(config) => config,
         Err(error) => {
             eprint!("{error}");
             return ExitCode::from(2);
         }
     };
+    if let Some(listen) = listen {
+        let server = &mut config.settings.server;
+        server.listen = Some(listen);
+        if let Err(why) = server.check_exposure(listen) {
+            eprintln!("wsherd: --listen: {why}");
+            return ExitCode::from(2);
+        }
+    }
+    let server_settings = config.settings.server.clone();
     let mut stdout = match Stdout::start() {
         Ok(stdout) => stdout,
         Err(error) => {
@@ -113,6 +125,10 @@ pub(crate) fn run(
         let herd = Herd::from_config(config).map_err(|e| e.to_string())?;
         Printers::start(format, filter, Arc::clone(&rules), &stdout).subscribe(&herd);
         herd.start();
+        let server = match server_settings.listen {
+            Some(_) => Some(start_server(&herd, &server_settings)?),
+            None => None,
+        };
         // On this arbiter (the governor's) nothing writes stderr itself: a stderr nobody
         // reads must not hold up handshakes. Lines go through the logs' writer thread.
         let stderr = progress.stderr.clone();
@@ -125,6 +141,9 @@ pub(crate) fn run(
             () = stdout_closed => {}
         }
         let report = herd.shutdown("shutting down", SHUTDOWN_TIMEOUT).await;
+        if let Some(server) = &server {
+            server.stop(true).await;
+        }
         // How many, not what: messages (subscriptions, logins) often carry credentials.
         for (endpoint, unsent) in &report.unsent {
             stderr.write(format!(
@@ -154,6 +173,33 @@ pub(crate) fn run(
             ExitCode::FAILURE
         }
     }
+}
+
+/// Starts the server beside `herd`, with a Prometheus recorder installed for `/metrics`.
+fn start_server(
+    herd: &Herd,
+    settings: &wsherd::config::ServerSettings,
+) -> Result<wsherd_server::RunningServer, String> {
+    let prometheus = match wsherd_server::install_prometheus() {
+        Ok(handle) => Some(handle),
+        Err(error) => {
+            eprintln!("wsherd: {error}; /metrics shows only the herd-wide gauges");
+            None
+        }
+    };
+    let options = wsherd_server::ServerOptions::from_settings(settings).prometheus(prometheus);
+    let server =
+        wsherd_server::serve(herd.clone(), settings, options).map_err(|e| e.to_string())?;
+    eprintln!(
+        "wsherd: serving {} (/healthz, /readyz, /metrics, /api/status, /api/events){}",
+        server.url(),
+        if settings.token.is_some() {
+            "; /metrics and /api need the token"
+        } else {
+            ""
+        }
+    );
+    Ok(server)
 }
 
 /// Reads the config at `path` on a blocking thread: a slow disk must not hold the arbiter.

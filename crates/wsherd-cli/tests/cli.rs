@@ -627,10 +627,11 @@ fn init_writes_a_config_that_check_accepts_and_that_names_every_key() {
     let missing: Vec<String> = wsherd::config::endpoint_keys()
         .into_iter()
         .chain(wsherd::config::herd_keys().iter().map(|k| (*k).to_owned()))
+        .chain(wsherd::config::server_keys())
         .filter(|key| !present(key))
         .collect();
     assert!(missing.is_empty(), "init leaves out {missing:?}");
-    for section in ["[herd]", "[defaults]", "[endpoints."] {
+    for section in ["[herd]", "[server]", "[defaults]", "[endpoints."] {
         assert!(template.contains(section), "{section}");
     }
 
@@ -655,7 +656,7 @@ fn help_version_suggestions_and_completions_are_what_a_rust_cli_gives() {
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8_lossy(&output.stdout);
     assert!(help.contains("docs/configuration.md"), "{help}");
-    for command in ["run", "check", "demo", "init", "completions"] {
+    for command in ["run", "check", "status", "demo", "init", "completions"] {
         assert!(help.contains(&format!("  {command} ")), "{help}");
         let output = wsherd().args([command, "--help"]).output().unwrap();
         assert_eq!(output.status.code(), Some(0), "{command} --help");
@@ -711,4 +712,118 @@ async fn json_logs_carry_the_endpoint_span() {
     assert_eq!(log["fields"]["state"], "live", "{line}");
     let status = running.interrupt();
     assert!(status.success(), "{status:?}");
+}
+
+#[actix_rt::test]
+async fn run_with_listen_serves_what_status_prints_as_a_table_and_as_json() {
+    const TOKEN: &str = "cli-t0ken-s3cret";
+    let feed = TestServer::start(vec![]).unwrap();
+    let config = TempFile::new(&format!(
+        "[server]\ntoken = {{ env = \"WSHERD_CLI_SERVER_TOKEN\" }}\n\n[endpoints.feed]\nurl = \"{}\"\nrequired = true\n",
+        feed.url("/feed")
+    ));
+    let mut running = Running::start(
+        wsherd()
+            .args(["run", "--config"])
+            .arg(&config.0)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("WSHERD_CLI_SERVER_TOKEN", TOKEN),
+    );
+    let serving = running.stderr_until(|line| line.contains("wsherd: serving http://"));
+    assert!(
+        serving.contains("need the token") && !serving.contains(TOKEN),
+        "{serving}"
+    );
+    let url = serving
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    running.json_until("feed live", |v| {
+        v["event"] == "state" && v["state"] == "live"
+    });
+
+    let status = |args: &[&str], token: Option<&str>| {
+        let mut command = wsherd();
+        command.args(["status", "--url", &url]).args(args);
+        command.env_remove("WSHERD_TOKEN");
+        if let Some(token) = token {
+            command.env("WSHERD_TOKEN", token);
+        }
+        command.output().unwrap()
+    };
+    let table = status(&[], Some(TOKEN));
+    let stdout = String::from_utf8_lossy(&table.stdout);
+    assert_eq!(table.status.code(), Some(0), "{table:?}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[0].starts_with("ENDPOINT  STATE") && lines[0].ends_with("LAST ERROR"),
+        "{stdout}"
+    );
+    assert!(lines[1].starts_with("feed      live"), "{stdout}");
+    let json = status(&["--json", "--token", TOKEN], None);
+    assert_eq!(json.status.code(), Some(0), "{json:?}");
+    let array: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(array[0]["name"], "feed");
+    assert_eq!(array[0]["state"], "live");
+    for (token, says) in [
+        (Some("wrong"), "refused the token"),
+        (None, "wants a token: pass --token or set WSHERD_TOKEN"),
+    ] {
+        let refused = status(&[], token);
+        assert_eq!(refused.status.code(), Some(1));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    // The probes need no token; the required endpoint is live, so the herd is ready.
+    let mut ready = awc::Client::default()
+        .get(format!("{url}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let _ = ready.body().await;
+    assert!(running.interrupt().success());
+    let rest: Vec<String> = running.stderr.try_iter().collect();
+    assert!(!rest.iter().any(|line| line.contains(TOKEN)), "{rest:#?}");
+}
+
+#[test]
+fn run_refuses_to_listen_beyond_loopback_without_a_token_and_status_says_when_nothing_answers() {
+    let config = TempFile::new("[endpoints.feed]\nurl = \"ws://127.0.0.1:9/\"\n");
+    let output = wsherd()
+        .args(["run", "--config"])
+        .arg(&config.0)
+        .args(["--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--listen: 0.0.0.0:0 is not a loopback address")
+            && stderr.contains("server.token"),
+        "{stderr}"
+    );
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let output = wsherd()
+        .args(["status", "--url", &format!("http://127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot reach http://127.0.0.1:"),
+        "{stderr}"
+    );
+    let output = wsherd()
+        .args(["status", "--url", "ftp://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
 }

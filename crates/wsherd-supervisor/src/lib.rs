@@ -45,7 +45,7 @@ pub use policy::{LifeEnd, Next, ReconnectPolicy};
 pub use queue::{OutboundQueue, OverflowPolicy, QueuePolicy};
 pub use spec::{EndpointSpec, LiveAfter};
 pub use state::{EndpointState, FailReason, QueueEvent, Reconnected, StateEvent};
-pub use status::{EndpointShared, EndpointStatus, StatusTable};
+pub use status::{EndpointShared, EndpointStatus, StatusTable, human_duration};
 pub use supervisor::{
     AddOnOpenHook, Control, MAX_HELD_EVENTS, MAX_REMEMBERED, OnOpenHook, Rejected, Remember, Stop,
     StopReceipt, Submit, Submitted, Supervisor,

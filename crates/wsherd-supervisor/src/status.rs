@@ -273,8 +273,8 @@ impl fmt::Display for StatusTable<'_> {
 }
 
 /// A duration as people read it, rounded to what matters at its size: `0.4ms`, `850ms`,
-/// `3.2s`, `4m12s`, `2h05m`, `3d04h`.
-pub(crate) fn human_duration(duration: Duration) -> String {
+/// `3.2s`, `4m12s`, `2h05m`, `3d04h` (what [`StatusTable`] and `Display` print).
+pub fn human_duration(duration: Duration) -> String {
     let micros = duration.as_micros();
     if micros < 9_950 {
         // Round to a tenth of a millisecond, half up.

@@ -13,7 +13,7 @@ const ACCEPTED: &str = "a string, { env = \"VARIABLE\" } or { file = \"PATH\" }"
 
 /// Resolves `value` at `path`; a value from the environment or a file is also appended to
 /// `secrets` (the fingerprint that tells a reload whether the endpoint changed).
-pub(super) fn resolve(
+pub(in crate::config) fn resolve(
     reader: &mut Reader,
     value: &Value,
     path: &str,
@@ -65,7 +65,7 @@ pub(super) fn resolve(
 
 /// Resolves a list at `path` whose items are each a string, `{ env }` or `{ file }`; items
 /// that fail are reported at `path[i]` and left out.
-pub(super) fn resolve_list(
+pub(in crate::config) fn resolve_list(
     reader: &mut Reader,
     value: &Value,
     path: &str,
@@ -93,7 +93,7 @@ pub(super) fn resolve_list(
 }
 
 /// The file a `{ file = "PATH" }` value names, for reading it again before every attempt.
-pub(super) fn file_of(value: &Value) -> Option<std::path::PathBuf> {
+pub(in crate::config) fn file_of(value: &Value) -> Option<std::path::PathBuf> {
     let ValueKind::Table(map) = &value.kind else {
         return None;
     };
@@ -120,5 +120,19 @@ fn read_secret_file(file: &str) -> Result<String, String> {
     match std::fs::read_to_string(file) {
         Ok(contents) => Ok(contents.trim_end_matches(['\n', '\r']).to_owned()),
         Err(error) => Err(format!("cannot read file {file:?}: {error}")),
+    }
+}
+
+/// The variable a `{ env = "VARIABLE" }` value names (a name, not a secret: shown by `check`).
+pub(in crate::config) fn env_of(value: &Value) -> Option<String> {
+    let ValueKind::Table(map) = &value.kind else {
+        return None;
+    };
+    match map.get("env") {
+        Some(Value {
+            kind: ValueKind::String(name),
+            ..
+        }) if map.len() == 1 => Some(name.clone()),
+        _ => None,
     }
 }

@@ -1,0 +1,124 @@
+//! `/metrics`: the installed Prometheus recorder's text, plus the herd-wide gauges that are
+//! read at scrape time rather than recorded (the governor's, the event clients').
+//!
+//! Rendering walks every metric, so it runs on the blocking pool, never on the arbiter, and
+//! one rendering serves every scrape that arrives within [`ServerOptions::metrics_cache`]
+//! (scrapes that arrive while it runs wait for it): a thousand scrapes at once cost one.
+//!
+//! [`ServerOptions::metrics_cache`]: crate::ServerOptions::metrics_cache
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::State;
+use crate::auth::Query;
+use crate::errors::json_error;
+
+/// How often [`install_prometheus`]'s thread runs the recorder's upkeep.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Installs a Prometheus recorder as the process's `metrics` recorder, so what wsherd's crates
+/// record shows on `/metrics`, and returns its handle for [`ServerOptions::prometheus`].
+/// A thread of its own runs the recorder's upkeep every 5 s (histograms are drained there,
+/// whether anyone scrapes or not). Fails if a recorder was installed already.
+///
+/// [`ServerOptions::prometheus`]: crate::ServerOptions::prometheus
+pub fn install_prometheus() -> Result<PrometheusHandle, String> {
+    let handle = PrometheusBuilder::new()
+        .install_recorder()
+        .map_err(|error| format!("cannot install the Prometheus recorder: {error}"))?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("wsherd-metrics-upkeep".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                upkeep.run_upkeep();
+            }
+        })
+        .map_err(|error| format!("cannot start the metrics upkeep thread: {error}"))?;
+    Ok(handle)
+}
+
+/// The last rendering and when it was made.
+#[derive(Default)]
+pub(crate) struct Cache {
+    last: tokio::sync::Mutex<Option<(Instant, Bytes)>>,
+}
+
+/// `GET /metrics`.
+pub(crate) async fn metrics(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
+    if let Some(refused) = state.refusal(&req, Query::Refused) {
+        return refused;
+    }
+    match state.metrics_text().await {
+        Ok(text) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4; charset=utf-8")
+            .body(text),
+        Err(why) => json_error(StatusCode::SERVICE_UNAVAILABLE, why),
+    }
+}
+
+impl State {
+    /// The text, from the cache while it is fresh; one rendering at a time.
+    async fn metrics_text(&self) -> Result<Bytes, String> {
+        let mut last = self.metrics.last.lock().await;
+        if let Some((at, text)) = &*last
+            && at.elapsed() < self.options.metrics_cache
+        {
+            return Ok(text.clone());
+        }
+        let handle = self.options.prometheus.clone();
+        let herd = self.herd.clone();
+        let recorded = match handle {
+            // Exact figures: the herd copies its counters into the recorder, then it renders
+            // (the governor's gauges among them).
+            Some(handle) => web::block(move || {
+                herd.publish_metrics();
+                handle.render()
+            })
+            .await
+            .map_err(|_| "rendering the metrics failed".to_owned())?,
+            None => String::new(),
+        };
+        let mut text = recorded;
+        self.herd_gauges(&mut text);
+        let text = Bytes::from(text);
+        *last = Some((Instant::now(), text.clone()));
+        Ok(text)
+    }
+
+    /// The figures read at scrape time, in the Prometheus text format.
+    fn herd_gauges(&self, out: &mut String) {
+        let counters = &self.options.counters;
+        let gauges: [(&str, &str, &str, u64); 2] = [
+            (
+                "wsherd_events_clients",
+                "gauge",
+                "Clients of /api/events connected now.",
+                counters.event_clients.load(Ordering::Relaxed) as u64,
+            ),
+            (
+                "wsherd_events_clients_cut_total",
+                "counter",
+                "Clients of /api/events cut because they did not read what was sent.",
+                counters.event_clients_cut.load(Ordering::Relaxed),
+            ),
+        ];
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        for (name, kind, help, value) in gauges {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            );
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! What a server is told: the token, the Prometheus handle, and its limits.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use wsherd::config::{ServerSettings, Token};
+
+/// How `/api/events` clients are bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLimits {
+    /// Bytes of state lines waiting for one client (each counted with a 64-byte overhead); a
+    /// client that lets more wait is cut. Stats lines do not count: at most one waits per
+    /// endpoint, the newest. Default 1 MiB.
+    pub buffer: usize,
+    /// How long lines may wait for a client that takes none of them before it is cut.
+    /// Default 10 s.
+    pub stall_timeout: Duration,
+    /// Event clients at once, over all workers; more are answered `503`. Default 64.
+    pub max_clients: usize,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        EventLimits {
+            buffer: 1 << 20,
+            stall_timeout: Duration::from_secs(10),
+            max_clients: 64,
+        }
+    }
+}
+
+/// Counters every clone of one [`ServerOptions`] shares (so every worker adds to the same).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// `/api/events` clients connected now.
+    pub(crate) event_clients: AtomicUsize,
+    /// `/api/events` clients cut because they did not read.
+    pub(crate) event_clients_cut: AtomicU64,
+}
+
+/// The serving half's options: the token, the Prometheus handle `/metrics` renders, and the
+/// limits that keep a hostile or broken client from costing more than a bounded amount.
+///
+/// `Debug` never shows the token.
+#[derive(Clone)]
+pub struct ServerOptions {
+    pub(crate) token: Option<Token>,
+    pub(crate) prometheus: Option<PrometheusHandle>,
+    pub(crate) max_body: usize,
+    pub(crate) events: EventLimits,
+    pub(crate) metrics_cache: Duration,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ServerOptions {
+    /// No token (every route open), no Prometheus handle (`/metrics` shows only the herd-wide
+    /// gauges), request bodies up to 4 KiB, [`EventLimits::default`], and `/metrics` rendered
+    /// at most every 250 ms (scrapes in between share the text).
+    pub fn new() -> Self {
+        ServerOptions {
+            token: None,
+            prometheus: None,
+            max_body: 4 << 10,
+            events: EventLimits::default(),
+            metrics_cache: Duration::from_millis(250),
+            counters: Arc::default(),
+        }
+    }
+
+    /// The options `[server]` describes: its token.
+    pub fn from_settings(settings: &ServerSettings) -> Self {
+        let options = Self::new();
+        match &settings.token {
+            Some(token) => options.token(token.clone()),
+            None => options,
+        }
+    }
+
+    /// Requires `Authorization: Bearer <token>` on `/metrics` and `/api/*` (and accepts a
+    /// `token` query parameter on `/api/events`).
+    pub fn token(mut self, token: Token) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// The recorder `/metrics` renders (see [`install_prometheus`](crate::install_prometheus));
+    /// `None` leaves only the herd-wide gauges.
+    pub fn prometheus(mut self, handle: impl Into<Option<PrometheusHandle>>) -> Self {
+        self.prometheus = handle.into();
+        self
+    }
+
+    /// The largest request body accepted (`413` beyond). Default 4 KiB.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// How `/api/events` clients are bounded.
+    pub fn event_limits(mut self, limits: EventLimits) -> Self {
+        self.events = limits;
+        self
+    }
+
+    /// How long a rendered `/metrics` text is served again (at most); zero renders it for
+    /// every scrape. Default 250 ms: a thousand scrapes at once cost one rendering.
+    pub fn metrics_cache(mut self, age: Duration) -> Self {
+        self.metrics_cache = age;
+        self
+    }
+
+    /// Whether a token is required.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    /// `/api/events` clients connected now, over every server these options (or their
+    /// clones) serve.
+    pub fn event_clients(&self) -> usize {
+        self.counters
+            .event_clients
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// `/api/events` clients cut so far because they did not read what was sent.
+    pub fn event_clients_cut(&self) -> u64 {
+        self.counters
+            .event_clients_cut
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl fmt::Debug for ServerOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerOptions")
+            .field(
+                "token",
+                &self.token.as_ref().map(|_| wsherd::config::REDACTED),
+            )
+            .field("prometheus", &self.prometheus.is_some())
+            .field("max_body", &self.max_body)
+            .field("events", &self.events)
+            .field("metrics_cache", &self.metrics_cache)
+            .finish()
+    }
+}
