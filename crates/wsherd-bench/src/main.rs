@@ -1,4 +1,5 @@
-//! `cargo run --release -p wsherd-bench -- <scenario> [--json]`
+//! `cargo run --release -p wsherd-bench -- <scenario> [--json] [--save]`, and
+//! `wsherd-bench compare A.json B.json` (see `history.rs`).
 //!
 //! Scenarios: `throughput`, `fanout`, `connections`, `storm`, `detect`, `all`. Every figure is measured beside its baselines in
 //! the same run, as the median of interleaved rounds; ratios are printed, never asserted.
@@ -8,6 +9,7 @@
 
 mod fanout;
 mod fleet;
+mod history;
 mod idle_server;
 mod instructions;
 mod measure;
@@ -41,6 +43,19 @@ fn main() -> ExitCode {
         // Child processes: the servers the scenarios measure against.
         Some("serve") => return server::serve(&args[1..]),
         Some("serve-idle") => return idle_server::serve_idle(&args[1..]),
+        Some("compare") => {
+            let (Some(before), Some(after)) = (args.get(1), args.get(2)) else {
+                eprintln!("usage: wsherd-bench compare A.json B.json");
+                return ExitCode::from(2);
+            };
+            return match history::compare(before, after) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("compare: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         // For callgrind, not for figures of its own: see `instructions.rs`.
         Some("instructions") => {
             return match instructions::run(&args[1..]) {
@@ -54,6 +69,7 @@ fn main() -> ExitCode {
         _ => {}
     }
     let json = args.iter().any(|a| a == "--json");
+    let save = args.iter().any(|a| a == "--save");
     let scenario = args
         .iter()
         .find(|a| !a.starts_with("--"))
@@ -106,8 +122,18 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    let results = serde_json::Value::Object(results);
+    if save {
+        match history::save(&results) {
+            Ok(path) => eprintln!("saved {}", path.display()),
+            Err(error) => {
+                eprintln!("--save: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if json {
-        println!("{}", serde_json::Value::Object(results));
+        println!("{results}");
     }
     ExitCode::SUCCESS
 }

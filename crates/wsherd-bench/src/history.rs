@@ -1,0 +1,241 @@
+//! A bench history: `all --save` keeps a run as `bench/results/<date>-<host>.json`, and
+//! `compare A.json B.json` sets two runs side by side. Only what is comparable across runs is
+//! compared: ratios (wsherd over its baselines in the same run, so the machine's speed cancels
+//! out) and costs per connection (bytes, idle CPU). Absolute rates and times are kept in the
+//! files but never compared: between runs here they move by ±5–15 % on their own.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+/// A change beyond this, for the worse, is flagged (noise between runs is within ±15 %).
+const FLAG_BEYOND: f64 = 0.15;
+
+/// Where results are kept: `bench/results` at the workspace root.
+fn results_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/results")
+}
+
+/// `YYYY-MM-DD` of `now` (UTC), from days since the epoch (H. Hinnant's civil-from-days).
+fn civil_date(now: SystemTime) -> String {
+    let days = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs() / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// This machine's name, fit for a file name.
+fn host() -> String {
+    let name = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".to_owned());
+    let clean: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean.is_empty() {
+        "host".to_owned()
+    } else {
+        clean
+    }
+}
+
+/// Writes `results` (every scenario's figures) with when and where they were measured.
+pub(crate) fn save(results: &Value) -> Result<PathBuf, String> {
+    let now = SystemTime::now();
+    let date = civil_date(now);
+    let host = host();
+    let dir = results_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join(format!("{date}-{host}.json"));
+    let record = json!({
+        "date": date,
+        "host": host,
+        "unix_time": now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        "results": results,
+    });
+    let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?;
+    std::fs::write(&path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// Which way is better for a compared figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Better {
+    Higher,
+    Lower,
+}
+
+/// The comparable figures of a run, by dotted path, with which way is better; the rest
+/// (absolute rates and times) is left out on purpose.
+fn comparable(results: &Value) -> Vec<(String, f64, Better)> {
+    let mut out = Vec::new();
+    walk(results, String::new(), &mut out);
+    out
+}
+
+fn walk(value: &Value, path: String, out: &mut Vec<(String, f64, Better)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                let child_path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                walk(child, child_path, out);
+            }
+        }
+        Value::Number(number) => {
+            let Some(figure) = number.as_f64() else {
+                return;
+            };
+            let leaf = path.rsplit('.').next().unwrap_or(&path);
+            let better = if path == "detect.ratio" {
+                // Time to detect over interval + timeout: lower is better.
+                Some(Better::Lower)
+            } else if leaf.starts_with("ratio") {
+                Some(Better::Higher)
+            } else if leaf == "bytes_per_connection" || leaf == "idle_cpu_percent" {
+                Some(Better::Lower)
+            } else {
+                None
+            };
+            if let Some(better) = better {
+                out.push((path, figure, better));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn load(path: &str) -> Result<Value, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let record: Value = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
+    // A saved run, or the bare output of `--json`.
+    Ok(record.get("results").cloned().unwrap_or(record))
+}
+
+/// A row of the comparison, and whether it is a change for the worse beyond the noise.
+fn row(name: &str, before: f64, after: f64, better: Better) -> (String, bool) {
+    let change = if before == 0.0 {
+        0.0
+    } else {
+        after / before - 1.0
+    };
+    let worse = match better {
+        Better::Higher => change < -FLAG_BEYOND,
+        Better::Lower => change > FLAG_BEYOND,
+    };
+    let mark = if worse { "  <- worse" } else { "" };
+    (
+        format!(
+            "{name:<60} {before:>12.3} {after:>12.3} {:>+8.1} %{mark}",
+            change * 100.0
+        ),
+        worse,
+    )
+}
+
+/// `compare A.json B.json`: each comparable figure of both runs; `Err` names the figures that
+/// got worse beyond the noise (so a script can fail on it).
+pub(crate) fn compare(before: &str, after: &str) -> Result<(), String> {
+    let old = comparable(&load(before)?);
+    let new = comparable(&load(after)?);
+    println!("{:<60} {:>12} {:>12} {:>10}", "figure", "A", "B", "B vs A");
+    let mut worse = Vec::new();
+    for (name, after_figure, better) in &new {
+        match old.iter().find(|(n, _, _)| n == name) {
+            Some((_, before_figure, _)) => {
+                let (line, is_worse) = row(name, *before_figure, *after_figure, *better);
+                println!("{line}");
+                if is_worse {
+                    worse.push(name.clone());
+                }
+            }
+            None => println!("{name:<60} {:>12} {after_figure:>12.3}", "-"),
+        }
+    }
+    for (name, before_figure, _) in &old {
+        if !new.iter().any(|(n, _, _)| n == name) {
+            println!("{name:<60} {before_figure:>12.3} {:>12}", "-");
+        }
+    }
+    if worse.is_empty() {
+        println!(
+            "nothing got worse by more than {:.0} %",
+            FLAG_BEYOND * 100.0
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "worse by more than {:.0} %: {}",
+            FLAG_BEYOND * 100.0,
+            worse.join(", ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn dates_are_civil_utc() {
+        assert_eq!(civil_date(UNIX_EPOCH), "1970-01-01");
+        let day = std::time::Duration::from_secs(86_400);
+        // 2026-12-01 is day 20,788 since the epoch; 2024-02-29 a leap day.
+        assert_eq!(civil_date(UNIX_EPOCH + day * 20_788), "2026-12-01");
+        assert_eq!(civil_date(UNIX_EPOCH + day * 19_782), "2024-02-29");
+    }
+
+    #[test]
+    fn only_ratios_and_costs_per_connection_are_compared() {
+        let results = json!({
+            "throughput": {"wsherd": {"msgs_per_s": 2.0e6}, "ratio_wsherd_raw_awc": 1.1},
+            "connections": {"wsherd_supervised": {"bytes_per_connection": 8800.0, "open_s": 1.8}},
+            "detect": {"detect_s": 1.0, "ratio": 1.0},
+        });
+        let mut names: Vec<String> = comparable(&results)
+            .into_iter()
+            .map(|(n, _, _)| n)
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "connections.wsherd_supervised.bytes_per_connection",
+                "detect.ratio",
+                "throughput.ratio_wsherd_raw_awc",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_change_for_the_worse_beyond_the_noise_is_flagged_either_way() {
+        assert!(row("r", 1.0, 0.8, Better::Higher).1);
+        assert!(!row("r", 1.0, 0.9, Better::Higher).1);
+        assert!(row("bytes", 8000.0, 9600.0, Better::Lower).1);
+        assert!(!row("bytes", 8000.0, 7000.0, Better::Lower).1);
+    }
+}
