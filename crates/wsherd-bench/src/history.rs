@@ -74,7 +74,7 @@ pub(crate) fn save(results: &Value) -> Result<PathBuf, String> {
     });
     let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?;
     std::fs::write(&path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(path)
+    Ok(path.canonicalize().unwrap_or(path))
 }
 
 /// Which way is better for a compared figure.
