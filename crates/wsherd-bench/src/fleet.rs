@@ -51,10 +51,16 @@ struct IdleServer {
 
 impl IdleServer {
     fn start(port: u16) -> Result<IdleServer, String> {
+        Self::start_churning(port, 0)
+    }
+
+    /// A server that drops each connection after a lifetime spread over `0..max_lifetime_s`
+    /// seconds (`0`: never).
+    fn start_churning(port: u16, max_lifetime_s: u64) -> Result<IdleServer, String> {
         use std::io::BufRead;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = std::process::Command::new(exe)
-            .args(["serve-idle", &port.to_string()])
+            .args(["serve-idle", &port.to_string(), &max_lifetime_s.to_string()])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .map_err(|e| e.to_string())?;
@@ -158,8 +164,12 @@ async fn idle_cpu_percent() -> f64 {
 }
 
 fn herd_config(port: u16, heartbeat: Duration) -> HerdConfig {
+    herd_config_of(CONNECTIONS, port, heartbeat)
+}
+
+fn herd_config_of(count: usize, port: u16, heartbeat: Duration) -> HerdConfig {
     let mut endpoints = BTreeMap::new();
-    for i in 0..CONNECTIONS {
+    for i in 0..count {
         let mut connection = ConnectionConfig::new(format!("ws://127.0.0.1:{port}/{i}"));
         connection.heartbeat = HeartbeatSpec {
             mode: HeartbeatMode::WsPing,
@@ -368,4 +378,72 @@ pub(crate) fn detect() -> Result<Value, String> {
         median_s / bound
     );
     Ok(json!({"detect_s": median_s, "interval_plus_timeout_s": bound, "ratio": median_s / bound}))
+}
+
+/// Endpoints in `soak`.
+const SOAK_ENDPOINTS: usize = 1_000;
+
+/// `soak --minutes N` (not in `all`): 1,000 endpoints against a server that drops one of them
+/// about every second, for N minutes (10 by default); this process's RSS is sampled each
+/// minute and its slope after the first minute (warm-up) reported. A leak shows as a slope that
+/// does not flatten.
+pub(crate) fn soak(args: &[String]) -> Result<Value, String> {
+    let minutes: u64 = args
+        .iter()
+        .position(|a| a == "--minutes")
+        .and_then(|i| args.get(i + 1))
+        .map_or(Ok(10), |n| n.parse().map_err(|e| format!("--minutes: {e}")))?;
+    let server = IdleServer::start_churning(0, SOAK_ENDPOINTS as u64)?;
+    let port = server.port;
+    let system = System::new();
+    let result = system.block_on(async move {
+        let lives = LiveWatch::start();
+        let herd = Herd::from_config(herd_config_of(SOAK_ENDPOINTS, port, Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        lives.watch(&herd);
+        herd.start();
+        lives.until(SOAK_ENDPOINTS as u64).await?;
+        let mut samples = vec![rss_bytes()];
+        println!("soak: {SOAK_ENDPOINTS} endpoints, one dropped about every second, {minutes} min");
+        println!("minute        rss KiB   reconnects");
+        for minute in 1..=minutes {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let rss = rss_bytes();
+            samples.push(rss);
+            let reconnects: u64 = herd.status().iter().map(|s| s.reconnects).sum();
+            println!("{minute:>6} {:>14} {reconnects:>12}", rss / 1024);
+        }
+        let reconnects: u64 = herd.status().iter().map(|s| s.reconnects).sum();
+        herd.shutdown("done", Duration::from_secs(10)).await;
+        // Least squares over the samples after the first minute.
+        let tail: Vec<(f64, f64)> = samples
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(minute, rss)| (minute as f64, *rss as f64))
+            .collect();
+        let slope = if tail.len() >= 2 {
+            let n = tail.len() as f64;
+            let mean_x = tail.iter().map(|p| p.0).sum::<f64>() / n;
+            let mean_y = tail.iter().map(|p| p.1).sum::<f64>() / n;
+            let num: f64 = tail.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+            let den: f64 = tail.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+            if den > 0.0 { num / den } else { 0.0 }
+        } else {
+            0.0
+        };
+        println!(
+            "rss slope after the first minute: {:.1} KiB/min ({reconnects} reconnects in all)",
+            slope / 1024.0
+        );
+        Ok::<_, String>(json!({
+            "endpoints": SOAK_ENDPOINTS,
+            "minutes": minutes,
+            "rss_bytes": samples,
+            "rss_slope_bytes_per_minute": slope,
+            "reconnects": reconnects,
+        }))
+    });
+    drop(server);
+    result
 }

@@ -61,6 +61,9 @@ async fn serve_frames(stream: &mut TcpStream) -> std::io::Result<()> {
 
 pub(crate) fn serve_idle(args: &[String]) -> ExitCode {
     let port: u16 = args.first().and_then(|p| p.parse().ok()).unwrap_or(0);
+    // `soak`: each connection is dropped after a lifetime spread over 0..max seconds, so a
+    // thousand of them churn about once a second in all.
+    let max_lifetime: Option<u64> = args.get(1).and_then(|s| s.parse().ok()).filter(|&s| s > 0);
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -80,11 +83,24 @@ pub(crate) fn serve_idle(args: &[String]) -> ExitCode {
             let Ok((mut stream, _)) = listener.accept().await else {
                 continue;
             };
-            accepted.fetch_add(1, Ordering::Relaxed);
+            let nth = accepted.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let _ = stream.set_nodelay(true);
                 if handshake(&mut stream).await.is_ok() {
-                    let _ = serve_frames(&mut stream).await;
+                    match max_lifetime {
+                        None => {
+                            let _ = serve_frames(&mut stream).await;
+                        }
+                        Some(max) => {
+                            // A multiplicative hash spreads the lifetimes over the range.
+                            let lifetime = nth.wrapping_mul(0x9E37_79B9_7F4A_7C15) % (max * 1000);
+                            let _ = tokio::time::timeout(
+                                std::time::Duration::from_millis(lifetime),
+                                serve_frames(&mut stream),
+                            )
+                            .await;
+                        }
+                    }
                 }
             });
         }

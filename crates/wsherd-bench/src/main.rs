@@ -98,6 +98,18 @@ fn main() -> ExitCode {
             }
         }
     }
+    if scenario == "soak" {
+        // Minutes long: never part of `all`.
+        match fleet::soak(&args) {
+            Ok(figures) => {
+                results.insert("soak".into(), figures);
+            }
+            Err(error) => {
+                eprintln!("soak: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let scenarios: [(&str, Scenario); 3] = [
         ("connections", fleet::connections),
         ("storm", fleet::storm),
@@ -118,7 +130,7 @@ fn main() -> ExitCode {
     }
     if results.is_empty() {
         eprintln!(
-            "unknown scenario {scenario:?}: use throughput, fanout, connections, storm, detect or all"
+            "unknown scenario {scenario:?}: use throughput, fanout, connections, storm, detect, all, or soak [--minutes N]"
         );
         return ExitCode::from(2);
     }
