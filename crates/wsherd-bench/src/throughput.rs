@@ -1,5 +1,7 @@
 //! One connection, N messages decoded into an owned struct: raw awc, raw tokio-tungstenite,
-//! and wsherd delivering to one subscriber actor.
+//! fastwebsockets, ezsockets, raw awc plus one actor hop, and wsherd delivering to one
+//! subscriber actor (per message and batched). Every client returns a checksum of the fields
+//! it decoded, checked against the server's messages, so a figure is only printed for work done.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -187,6 +189,62 @@ fn raw_tungstenite(url: &str) -> Result<(Tally, Duration), String> {
     })
 }
 
+/// fastwebsockets over hyper 1's client handshake, as its docs show it: the upgraded stream
+/// read frame by frame and each text frame decoded, like the raw awc loop. The server sends
+/// every message as one final frame, so no frames need joining; were one split, its parts
+/// would not decode and the checksum would fail the run rather than flatter it.
+fn fastwebsockets_client(url: &str) -> Result<(Tally, Duration), String> {
+    use fastwebsockets::OpCode;
+    use hyper::header::{CONNECTION, HOST, UPGRADE};
+
+    let (authority, path) = url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split_once('/'))
+        .ok_or_else(|| format!("fastwebsockets: {url:?} is not ws://host:port/path"))?;
+    let request = hyper::Request::builder()
+        .uri(format!("/{path}"))
+        .header(HOST, authority)
+        .header(UPGRADE, "websocket")
+        .header(CONNECTION, "upgrade")
+        .header(
+            "Sec-WebSocket-Key",
+            fastwebsockets::handshake::generate_key(),
+        )
+        .header("Sec-WebSocket-Version", "13")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let started = Instant::now();
+        let stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .map_err(|e| e.to_string())?;
+        // hyper drives the HTTP/1 handshake on a task of its own, spawned on this runtime.
+        let executor = hyper_util::rt::TokioExecutor::new();
+        let (mut ws, _) = fastwebsockets::handshake::client(&executor, request, stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut tally = Tally::default();
+        loop {
+            let frame = ws.read_frame().await.map_err(|e| e.to_string())?;
+            match frame.opcode {
+                OpCode::Text => {
+                    let trade: Trade =
+                        serde_json::from_slice(&frame.payload).map_err(|e| e.to_string())?;
+                    tally.add(&trade);
+                }
+                // Answered by fastwebsockets itself (auto-close is on by default).
+                OpCode::Close => break,
+                _ => {}
+            }
+        }
+        Ok((tally, started.elapsed()))
+    })
+}
+
 /// The ezsockets client handler: decodes every text message into a `Trade`.
 struct EzClient {
     tally: Tally,
@@ -349,13 +407,14 @@ fn wsherd_client(url: &str, batched: bool) -> Result<(Tally, Duration), String> 
 /// A client: the tally of what it decoded and the time from connect to the last message.
 type Client = fn(&str) -> Result<(Tally, Duration), String>;
 
-const CLIENTS: [(&str, Client); 6] = [
+const CLIENTS: [(&str, Client); 7] = [
     ("raw_awc", raw_awc),
     ("tokio_tungstenite", raw_tungstenite),
     ("ezsockets", ezsockets_client),
     ("raw_awc_actor", raw_awc_actor),
     ("wsherd", wsherd_one_subscriber),
     ("wsherd_batched", wsherd_batched),
+    ("fastwebsockets", fastwebsockets_client),
 ];
 
 /// Runs one client for a few rounds and prints its rate.
@@ -425,15 +484,64 @@ pub(crate) fn run() -> Result<Value, String> {
         ("ratio_wsherd_tokio_tungstenite", wsherd / rates[1]),
         ("ratio_wsherd_ezsockets", wsherd / rates[2]),
         ("ratio_wsherd_raw_awc_actor", wsherd / rates[3]),
+        ("ratio_wsherd_fastwebsockets", wsherd / rates[6]),
         ("ratio_wsherd_batched_raw_awc", rates[5] / rates[0]),
         (
             "ratio_wsherd_batched_tokio_tungstenite",
             rates[5] / rates[1],
         ),
+        ("ratio_wsherd_batched_fastwebsockets", rates[5] / rates[6]),
     ];
     for (name, ratio) in ratios {
         println!("{:<32} {ratio:.3}", name.trim_start_matches("ratio_"));
         figures.insert(name.into(), json!(ratio));
     }
     Ok(Value::Object(figures))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(seq: u64) -> Result<Trade, String> {
+        serde_json::from_str(&crate::server::message(seq)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_full_decode_of_every_message_passes() -> Result<(), String> {
+        let mut tally = Tally::default();
+        for seq in 0..5 {
+            tally.add(&decode(seq)?);
+        }
+        check("full", tally, expected(5)?)
+    }
+
+    #[test]
+    fn a_repeated_message_in_place_of_another_fails() -> Result<(), String> {
+        let mut tally = Tally::default();
+        for seq in [0, 1, 1, 3, 4] {
+            tally.add(&decode(seq)?);
+        }
+        match check("repeat", tally, expected(5)?) {
+            Err(e) if e.contains("checksum") => Ok(()),
+            other => Err(format!("expected a checksum failure, got {other:?}")),
+        }
+    }
+
+    #[test]
+    fn a_field_left_undecoded_fails() -> Result<(), String> {
+        let mut tally = Tally::default();
+        for seq in 0..5 {
+            // What a client that skipped the price would hold.
+            let trade = Trade {
+                price: 0.0,
+                ..decode(seq)?
+            };
+            tally.add(&trade);
+        }
+        match check("skip", tally, expected(5)?) {
+            Err(e) if e.contains("checksum") => Ok(()),
+            other => Err(format!("expected a checksum failure, got {other:?}")),
+        }
+    }
 }
