@@ -85,7 +85,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         config.heartbeat.interval = Duration::from_secs(3600);
         herd.add_endpoint("bench", config)
             .map_err(|e| e.to_string())?;
-        let count = all_in.await.map_err(|e| e.to_string())?;
+        let count = all_in.await.map_err(|e| e.to_string())?.count;
         herd.publish_metrics();
         herd.shutdown("done", Duration::from_secs(1)).await;
         Ok::<_, String>(count)

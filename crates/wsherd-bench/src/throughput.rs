@@ -1,8 +1,9 @@
 //! One connection, N messages decoded into an owned struct: raw awc, raw tokio-tungstenite,
-//! and wsherd delivering to one subscriber actor.
+//! fastwebsockets, ezsockets, raw awc plus one actor hop, and wsherd delivering to one
+//! subscriber actor (per message and batched). Every client returns a checksum of the fields
+//! it decoded, checked against the server's messages, so a figure is only printed for work done.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -17,9 +18,8 @@ use crate::server::ServerProcess;
 const MESSAGES: u64 = 1_000_000;
 const ROUNDS: usize = 3;
 
-/// The decoded message; every client builds one per message.
+/// The decoded message; every client builds one per message and folds it into a [`Tally`].
 #[derive(Debug, Deserialize)]
-#[allow(dead_code)] // read by decoding, which is the point
 pub(crate) struct Trade {
     seq: u64,
     symbol: String,
@@ -30,6 +30,69 @@ pub(crate) struct Trade {
     ts: u64,
 }
 wsherd::inbound!(Trade => "trade");
+
+impl Trade {
+    /// A number that depends on every decoded field, so a client cannot match the expected
+    /// checksum without decoding each message in full. `seq` is spread by a large odd factor
+    /// so that a lost message and a repeated one do not cancel out in the sum.
+    fn digest(&self) -> u64 {
+        let text = self.symbol.len() + self.venue.len() + self.side.len();
+        self.seq
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(self.price.to_bits())
+            .wrapping_add(self.qty.to_bits().rotate_left(17))
+            .wrapping_add(self.ts.rotate_left(31))
+            .wrapping_add(text as u64)
+    }
+}
+
+/// What a client took: how many trades, and the wrapping sum of their digests.
+///
+/// Every client returns one, and the run compares it with [`expected`]: a client that counts
+/// frames without decoding them, or decodes less than the whole message, fails the run
+/// instead of posting a rate it did not earn.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Tally {
+    pub(crate) count: u64,
+    pub(crate) checksum: u64,
+}
+
+impl Tally {
+    fn add(&mut self, trade: &Trade) {
+        self.count += 1;
+        self.checksum = self.checksum.wrapping_add(trade.digest());
+    }
+}
+
+/// The tally the server's `count` messages imply, from the very text it sends
+/// ([`crate::server::message`]), decoded once here before any client runs.
+fn expected(count: u64) -> Result<Tally, String> {
+    let mut tally = Tally::default();
+    for seq in 0..count {
+        let trade: Trade = serde_json::from_str(&crate::server::message(seq))
+            .map_err(|e| format!("the server's own message {seq} does not decode: {e}"))?;
+        tally.add(&trade);
+    }
+    Ok(tally)
+}
+
+/// Fails unless `name` took exactly the trades the server sent, decoded in full.
+fn check(name: &str, got: Tally, want: Tally) -> Result<(), String> {
+    if got.count != want.count {
+        return Err(format!(
+            "{name} received {} of {} messages",
+            got.count, want.count
+        ));
+    }
+    if got.checksum != want.checksum {
+        return Err(format!(
+            "{name} took all {} messages but its checksum of decoded fields is {:#x}, not the \
+             {:#x} the server's messages imply: it skipped or garbled decoding",
+            got.count, got.checksum, want.checksum
+        ));
+    }
+    Ok(())
+}
 
 /// A plain awc WebSocket to `url`, as the raw loops use it.
 async fn awc_socket(
@@ -44,24 +107,23 @@ async fn awc_socket(
     Ok(framed)
 }
 
-fn raw_awc(url: &str) -> Result<(u64, Duration), String> {
+fn raw_awc(url: &str) -> Result<(Tally, Duration), String> {
     let system = System::new();
     system.block_on(async {
         let started = Instant::now();
         let mut framed = awc_socket(url).await?;
-        let mut count = 0u64;
+        let mut tally = Tally::default();
         while let Some(frame) = framed.next().await {
             match frame.map_err(|e| e.to_string())? {
                 awc::ws::Frame::Text(bytes) => {
                     let trade: Trade = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-                    std::hint::black_box(trade);
-                    count += 1;
+                    tally.add(&trade);
                 }
                 awc::ws::Frame::Close(_) => break,
                 _ => {}
             }
         }
-        Ok((count, started.elapsed()))
+        Ok((tally, started.elapsed()))
     })
 }
 
@@ -74,7 +136,7 @@ impl actix::Message for Forwarded {
 
 /// The raw awc loop plus one actix mailbox hop per message to a counting actor: what an
 /// application gets by writing the loop itself, and the floor for any per-message delivery.
-fn raw_awc_actor(url: &str) -> Result<(u64, Duration), String> {
+fn raw_awc_actor(url: &str) -> Result<(Tally, Duration), String> {
     let system = System::new();
     system.block_on(async {
         let (counter, rx) = Counter::start();
@@ -96,12 +158,12 @@ fn raw_awc_actor(url: &str) -> Result<(u64, Duration), String> {
                 _ => {}
             }
         }
-        let count = rx.await.map_err(|e| e.to_string())?;
-        Ok((count, started.elapsed()))
+        let tally = rx.await.map_err(|e| e.to_string())?;
+        Ok((tally, started.elapsed()))
     })
 }
 
-fn raw_tungstenite(url: &str) -> Result<(u64, Duration), String> {
+fn raw_tungstenite(url: &str) -> Result<(Tally, Duration), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -111,26 +173,84 @@ fn raw_tungstenite(url: &str) -> Result<(u64, Duration), String> {
         let (mut ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .map_err(|e| e.to_string())?;
-        let mut count = 0u64;
+        let mut tally = Tally::default();
         while let Some(message) = ws.next().await {
             match message.map_err(|e| e.to_string())? {
                 tokio_tungstenite::tungstenite::Message::Text(text) => {
                     let trade: Trade =
                         serde_json::from_str(text.as_str()).map_err(|e| e.to_string())?;
-                    std::hint::black_box(trade);
-                    count += 1;
+                    tally.add(&trade);
                 }
                 tokio_tungstenite::tungstenite::Message::Close(_) => break,
                 _ => {}
             }
         }
-        Ok((count, started.elapsed()))
+        Ok((tally, started.elapsed()))
+    })
+}
+
+/// fastwebsockets over hyper 1's client handshake, as its docs show it: the upgraded stream
+/// read frame by frame and each text frame decoded, like the raw awc loop. The server sends
+/// every message as one final frame, so no frames need joining; were one split, its parts
+/// would not decode and the checksum would fail the run rather than flatter it.
+fn fastwebsockets_client(url: &str) -> Result<(Tally, Duration), String> {
+    use fastwebsockets::OpCode;
+    use hyper::header::{CONNECTION, HOST, UPGRADE};
+
+    let (authority, path) = url
+        .strip_prefix("ws://")
+        .and_then(|rest| rest.split_once('/'))
+        .ok_or_else(|| format!("fastwebsockets: {url:?} is not ws://host:port/path"))?;
+    let request = hyper::Request::builder()
+        .uri(format!("/{path}"))
+        .header(HOST, authority)
+        .header(UPGRADE, "websocket")
+        .header(CONNECTION, "upgrade")
+        .header(
+            "Sec-WebSocket-Key",
+            fastwebsockets::handshake::generate_key(),
+        )
+        .header("Sec-WebSocket-Version", "13")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let started = Instant::now();
+        let stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .map_err(|e| e.to_string())?;
+        // hyper drives the HTTP/1 handshake on a task of its own, spawned on this runtime.
+        let executor = hyper_util::rt::TokioExecutor::new();
+        let (mut ws, _) = fastwebsockets::handshake::client(&executor, request, stream)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut tally = Tally::default();
+        loop {
+            let frame = ws.read_frame().await.map_err(|e| e.to_string())?;
+            match frame.opcode {
+                OpCode::Text => {
+                    let trade: Trade =
+                        serde_json::from_slice(&frame.payload).map_err(|e| e.to_string())?;
+                    tally.add(&trade);
+                }
+                // Answered by fastwebsockets itself (auto-close is on by default).
+                OpCode::Close => break,
+                _ => {}
+            }
+        }
+        Ok((tally, started.elapsed()))
     })
 }
 
 /// The ezsockets client handler: decodes every text message into a `Trade`.
 struct EzClient {
-    count: Arc<AtomicU64>,
+    tally: Tally,
+    /// Where the tally goes at the Close that ends the run: ezsockets owns the handler, so
+    /// the caller reads it from here, locked once rather than per message.
+    out: Arc<Mutex<Tally>>,
 }
 
 #[async_trait::async_trait]
@@ -139,8 +259,7 @@ impl ezsockets::ClientExt for EzClient {
 
     async fn on_text(&mut self, text: ezsockets::Utf8Bytes) -> Result<(), ezsockets::Error> {
         let trade: Trade = serde_json::from_str(text.as_str())?;
-        std::hint::black_box(trade);
-        self.count.fetch_add(1, Ordering::Relaxed);
+        self.tally.add(&trade);
         Ok(())
     }
 
@@ -157,62 +276,70 @@ impl ezsockets::ClientExt for EzClient {
         _: Option<ezsockets::CloseFrame>,
     ) -> Result<ezsockets::client::ClientCloseMode, ezsockets::Error> {
         // The server closes after the last message: that is the end of the run.
+        // Only this handler locks it before `run` returns, so it cannot be poisoned; were it,
+        // the caller would read an empty tally and fail the run, which is the safe way round.
+        if let Ok(mut out) = self.out.lock() {
+            *out = self.tally;
+        }
         Ok(ezsockets::client::ClientCloseMode::Close)
     }
 }
 
-fn ezsockets_client(url: &str) -> Result<(u64, Duration), String> {
+fn ezsockets_client(url: &str) -> Result<(Tally, Duration), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let count = Arc::new(AtomicU64::new(0));
+    let out = Arc::new(Mutex::new(Tally::default()));
     let config = ezsockets::ClientConfig::new(url).max_initial_connect_attempts(1);
-    let handler_count = Arc::clone(&count);
+    let handler_out = Arc::clone(&out);
     runtime.block_on(async move {
         let started = Instant::now();
         let (_client, run) = ezsockets::connect(
             move |_| EzClient {
-                count: handler_count,
+                tally: Tally::default(),
+                out: handler_out,
             },
             config,
         )
         .await;
         run.await.map_err(|e| e.to_string())?;
-        Ok((count.load(Ordering::Relaxed), started.elapsed()))
+        let elapsed = started.elapsed();
+        let tally = *out.lock().map_err(|_| "the ezsockets tally is poisoned")?;
+        Ok((tally, elapsed))
     })
 }
 
-/// Counts deliveries; says when the last one arrived.
+/// Tallies deliveries; says when the last one arrived, with the tally.
 pub(crate) struct Counter {
-    count: u64,
+    tally: Tally,
     target: u64,
-    done: Option<tokio::sync::oneshot::Sender<u64>>,
+    done: Option<tokio::sync::oneshot::Sender<Tally>>,
 }
 
 impl Counter {
     /// A counter of [`MESSAGES`] deliveries, and the channel that says when they all came.
-    fn start() -> (Addr<Counter>, tokio::sync::oneshot::Receiver<u64>) {
+    fn start() -> (Addr<Counter>, tokio::sync::oneshot::Receiver<Tally>) {
         Self::start_for(MESSAGES)
     }
 
     /// A counter of `target` deliveries.
-    pub(crate) fn start_for(target: u64) -> (Addr<Counter>, tokio::sync::oneshot::Receiver<u64>) {
+    pub(crate) fn start_for(target: u64) -> (Addr<Counter>, tokio::sync::oneshot::Receiver<Tally>) {
         let (done, all_in) = tokio::sync::oneshot::channel();
         let counter = Counter {
-            count: 0,
+            tally: Tally::default(),
             target,
             done: Some(done),
         };
         (Actor::start(counter), all_in)
     }
 
-    fn add(&mut self, deliveries: usize) {
-        self.count += deliveries as u64;
-        if self.count >= self.target
+    fn add(&mut self, trade: &Trade) {
+        self.tally.add(trade);
+        if self.tally.count >= self.target
             && let Some(done) = self.done.take()
         {
-            let _ = done.send(self.count);
+            let _ = done.send(self.tally);
         }
     }
 }
@@ -227,36 +354,35 @@ impl Actor for Counter {
 impl Handler<Delivery<Trade>> for Counter {
     type Result = ();
     fn handle(&mut self, trade: Delivery<Trade>, _: &mut Context<Self>) {
-        std::hint::black_box(&trade.message);
-        self.add(1);
+        self.add(&trade.message);
     }
 }
 
 impl Handler<Forwarded> for Counter {
     type Result = ();
     fn handle(&mut self, trade: Forwarded, _: &mut Context<Self>) {
-        std::hint::black_box(&trade.0);
-        self.add(1);
+        self.add(&trade.0);
     }
 }
 
 impl Handler<wsherd::Batch<Trade>> for Counter {
     type Result = ();
     fn handle(&mut self, batch: wsherd::Batch<Trade>, _: &mut Context<Self>) {
-        std::hint::black_box(&batch.deliveries);
-        self.add(batch.deliveries.len());
+        for delivery in &batch.deliveries {
+            self.add(&delivery.message);
+        }
     }
 }
 
-fn wsherd_one_subscriber(url: &str) -> Result<(u64, Duration), String> {
+fn wsherd_one_subscriber(url: &str) -> Result<(Tally, Duration), String> {
     wsherd_client(url, false)
 }
 
-fn wsherd_batched(url: &str) -> Result<(u64, Duration), String> {
+fn wsherd_batched(url: &str) -> Result<(Tally, Duration), String> {
     wsherd_client(url, true)
 }
 
-fn wsherd_client(url: &str, batched: bool) -> Result<(u64, Duration), String> {
+fn wsherd_client(url: &str, batched: bool) -> Result<(Tally, Duration), String> {
     let system = System::new();
     system.block_on(async {
         let herd = Herd::new();
@@ -271,23 +397,24 @@ fn wsherd_client(url: &str, batched: bool) -> Result<(u64, Duration), String> {
         let started = Instant::now();
         herd.add_endpoint("bench", config)
             .map_err(|e| e.to_string())?;
-        let count = rx.await.map_err(|e| e.to_string())?;
+        let tally = rx.await.map_err(|e| e.to_string())?;
         let elapsed = started.elapsed();
         herd.shutdown("done", Duration::from_secs(1)).await;
-        Ok((count, elapsed))
+        Ok((tally, elapsed))
     })
 }
 
-/// A client: messages received and the time from connect to the last one.
-type Client = fn(&str) -> Result<(u64, Duration), String>;
+/// A client: the tally of what it decoded and the time from connect to the last message.
+type Client = fn(&str) -> Result<(Tally, Duration), String>;
 
-const CLIENTS: [(&str, Client); 6] = [
+const CLIENTS: [(&str, Client); 7] = [
     ("raw_awc", raw_awc),
     ("tokio_tungstenite", raw_tungstenite),
     ("ezsockets", ezsockets_client),
     ("raw_awc_actor", raw_awc_actor),
     ("wsherd", wsherd_one_subscriber),
     ("wsherd_batched", wsherd_batched),
+    ("fastwebsockets", fastwebsockets_client),
 ];
 
 /// Runs one client for a few rounds and prints its rate.
@@ -295,11 +422,13 @@ fn run_alone(name: &str) -> Result<Value, String> {
     let Some((_, client)) = CLIENTS.iter().find(|(n, _)| *n == name) else {
         return Err(format!("no client {name:?} in throughput"));
     };
+    let want = expected(MESSAGES)?;
     let server = ServerProcess::start(MESSAGES)?;
     let mut rates = Vec::new();
     for _ in 0..ROUNDS * 2 {
-        let (count, wall) = client(&server.url())?;
-        rates.push(count as f64 / wall.as_secs_f64());
+        let (tally, wall) = client(&server.url())?;
+        check(name, tally, want)?;
+        rates.push(tally.count as f64 / wall.as_secs_f64());
     }
     let rate = median(rates);
     println!("{name}: {rate:.0} msgs/s (median of {} runs)", ROUNDS * 2);
@@ -311,6 +440,7 @@ pub(crate) fn run() -> Result<Value, String> {
     if let Ok(only) = std::env::var("WSHERD_BENCH_ONLY") {
         return run_alone(&only);
     }
+    let want = expected(MESSAGES)?;
     let server = ServerProcess::start(MESSAGES)?;
     let url = server.url();
     let clients = CLIENTS;
@@ -318,10 +448,8 @@ pub(crate) fn run() -> Result<Value, String> {
     for _ in 0..ROUNDS {
         for (i, (name, client)) in clients.iter().enumerate() {
             let (measured, outcome) = sample(|| client(&url));
-            let (count, wall) = outcome?;
-            if count != MESSAGES {
-                return Err(format!("{name} received {count} of {MESSAGES}"));
-            }
+            let (tally, wall) = outcome?;
+            check(name, tally, want)?;
             // Wall time from connect to the last message; CPU time of the whole call.
             samples[i].push(Sample {
                 wall,
@@ -356,15 +484,64 @@ pub(crate) fn run() -> Result<Value, String> {
         ("ratio_wsherd_tokio_tungstenite", wsherd / rates[1]),
         ("ratio_wsherd_ezsockets", wsherd / rates[2]),
         ("ratio_wsherd_raw_awc_actor", wsherd / rates[3]),
+        ("ratio_wsherd_fastwebsockets", wsherd / rates[6]),
         ("ratio_wsherd_batched_raw_awc", rates[5] / rates[0]),
         (
             "ratio_wsherd_batched_tokio_tungstenite",
             rates[5] / rates[1],
         ),
+        ("ratio_wsherd_batched_fastwebsockets", rates[5] / rates[6]),
     ];
     for (name, ratio) in ratios {
         println!("{:<32} {ratio:.3}", name.trim_start_matches("ratio_"));
         figures.insert(name.into(), json!(ratio));
     }
     Ok(Value::Object(figures))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(seq: u64) -> Result<Trade, String> {
+        serde_json::from_str(&crate::server::message(seq)).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_full_decode_of_every_message_passes() -> Result<(), String> {
+        let mut tally = Tally::default();
+        for seq in 0..5 {
+            tally.add(&decode(seq)?);
+        }
+        check("full", tally, expected(5)?)
+    }
+
+    #[test]
+    fn a_repeated_message_in_place_of_another_fails() -> Result<(), String> {
+        let mut tally = Tally::default();
+        for seq in [0, 1, 1, 3, 4] {
+            tally.add(&decode(seq)?);
+        }
+        match check("repeat", tally, expected(5)?) {
+            Err(e) if e.contains("checksum") => Ok(()),
+            other => Err(format!("expected a checksum failure, got {other:?}")),
+        }
+    }
+
+    #[test]
+    fn a_field_left_undecoded_fails() -> Result<(), String> {
+        let mut tally = Tally::default();
+        for seq in 0..5 {
+            // What a client that skipped the price would hold.
+            let trade = Trade {
+                price: 0.0,
+                ..decode(seq)?
+            };
+            tally.add(&trade);
+        }
+        match check("skip", tally, expected(5)?) {
+            Err(e) if e.contains("checksum") => Ok(()),
+            other => Err(format!("expected a checksum failure, got {other:?}")),
+        }
+    }
 }
