@@ -168,9 +168,7 @@ impl Herd {
     }
 
     fn with_workers(settings: &HerdSettings, started: bool) -> Result<Self, HerdError> {
-        if actix::System::try_current().is_none() {
-            return Err(HerdError::NoSystem);
-        }
+        in_a_system()?;
         let arbiters = (0..settings.workers.max(1))
             .map(|_| Arbiter::new())
             .collect();
@@ -238,9 +236,7 @@ impl Herd {
         settings: Settings,
         replay: lifecycle::Replay,
     ) -> Result<(), HerdError> {
-        if actix::System::try_current().is_none() {
-            return Err(HerdError::NoSystem);
-        }
+        in_a_system()?;
         if let Err(error) = settings.spec.validate() {
             return Err(HerdError::InvalidSpec { name, error });
         }
@@ -400,5 +396,14 @@ impl Herd {
             .endpoints
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Endpoints, closure and stream subscribers and the metrics task are actors or tasks: they
+/// need a running actix system on this thread.
+fn in_a_system() -> Result<(), HerdError> {
+    match actix::System::try_current() {
+        Some(_) => Ok(()),
+        None => Err(HerdError::NoSystem),
     }
 }

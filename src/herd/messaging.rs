@@ -187,7 +187,7 @@ impl Herd {
         T: Inbound,
         F: FnMut(Delivery<T>) + 'static,
     {
-        in_a_system()?;
+        super::in_a_system()?;
         let subscriber = ClosureSubscriber::new(call).start();
         Ok(self.subscribe_with(subscriber.recipient(), options))
     }
@@ -198,7 +198,7 @@ impl Herd {
         E: Event,
         F: FnMut(Delivery<E>) + 'static,
     {
-        in_a_system()?;
+        super::in_a_system()?;
         let subscriber = ClosureSubscriber::new(call).start();
         Ok(self.subscribe_events(subscriber.recipient()))
     }
@@ -218,7 +218,7 @@ impl Herd {
         options: SubscribeOptions,
         capacity: usize,
     ) -> Result<DeliveryStream<T>, HerdError> {
-        in_a_system()?;
+        super::in_a_system()?;
         let (sender, receiver) = mpsc::channel(capacity.clamp(1, MAX_STREAM_CAPACITY));
         let feeder = StreamFeeder { sender }.start();
         let id = self.subscribe_with(feeder.recipient(), options);
@@ -227,7 +227,7 @@ impl Herd {
 
     /// Every event of type `E` as a bounded stream, as [`Herd::stream`] does for messages.
     pub fn event_stream<E: Event>(&self) -> Result<DeliveryStream<E>, HerdError> {
-        in_a_system()?;
+        super::in_a_system()?;
         let (sender, receiver) = mpsc::channel(STREAM_CAPACITY);
         let feeder = StreamFeeder { sender }.start();
         let id = self.subscribe_events(feeder.recipient());
@@ -242,11 +242,3 @@ impl Herd {
 
 /// The most deliveries one stream holds; a larger capacity is lowered to it.
 pub const MAX_STREAM_CAPACITY: usize = 1 << 20;
-
-/// Closure and stream subscribers are actors: they need a running actix system.
-fn in_a_system() -> Result<(), HerdError> {
-    match actix::System::try_current() {
-        Some(_) => Ok(()),
-        None => Err(HerdError::NoSystem),
-    }
-}

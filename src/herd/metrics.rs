@@ -321,9 +321,7 @@ impl Herd {
     /// running actix system: [`HerdError::NoSystem`](crate::HerdError::NoSystem).
     /// `[herd] metrics_interval` does this for a herd from a config.
     pub fn enable_metrics(&self, interval: Duration) -> Result<(), crate::HerdError> {
-        if actix::System::try_current().is_none() {
-            return Err(crate::HerdError::NoSystem);
-        }
+        super::in_a_system()?;
         let interval = interval.max(MIN_METRICS_INTERVAL);
         {
             let mut publisher = self

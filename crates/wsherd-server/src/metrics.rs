@@ -1,5 +1,6 @@
-//! `/metrics`: the installed Prometheus recorder's text, plus the herd-wide gauges that are
-//! read at scrape time rather than recorded (the governor's, the event clients').
+//! `/metrics`: the herd's figures, published into the installed Prometheus recorder for each
+//! scrape ([`wsherd::Herd::publish_metrics`]) and rendered, plus the event clients' gauges,
+//! read at scrape time rather than recorded.
 //!
 //! Rendering walks every metric, so it runs on the blocking pool, never on the arbiter, and
 //! one rendering serves every scrape that arrives within [`ServerOptions::metrics_cache`]
@@ -88,14 +89,15 @@ impl State {
             None => String::new(),
         };
         let mut text = recorded;
-        self.herd_gauges(&mut text);
+        self.server_gauges(&mut text);
         let text = Bytes::from(text);
         *last = Some((Instant::now(), text.clone()));
         Ok(text)
     }
 
-    /// The figures read at scrape time, in the Prometheus text format.
-    fn herd_gauges(&self, out: &mut String) {
+    /// The server's own figures (its event clients), read at scrape time, in the Prometheus
+    /// text format.
+    fn server_gauges(&self, out: &mut String) {
         let counters = &self.options.counters;
         let gauges: [(&str, &str, &str, u64); 2] = [
             (
