@@ -1,9 +1,10 @@
-//! `instructions [--recorder] [--messages N]`: one wsherd client taking N messages (100,000 by
-//! default) from the bench server, with the herd publishing its metrics every 100 ms, and with
+//! `instructions [--recorder] [--batched] [--messages N]`: one wsherd client taking N messages
+//! (100,000 by default; `--batched`: through `subscribe_batched`) from the bench server, with the herd publishing its metrics every 100 ms, and with
 //! or without a `metrics` recorder installed. Run it under callgrind twice and compare the
 //! instruction counts: what a recorder adds, per message, without wall-clock noise.
 //!
 //! ```text
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/wsherd-bench instructions --client tokio_tungstenite
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/wsherd-bench instructions
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/wsherd-bench instructions --recorder
 //! ```
@@ -62,6 +63,7 @@ impl Recorder for Atomics {
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let recorder = args.iter().any(|a| a == "--recorder");
+    let batched = args.iter().any(|a| a == "--batched");
     let messages = args
         .iter()
         .position(|a| a == "--messages")
@@ -69,6 +71,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         .map_or(Ok(100_000), |n| {
             n.parse::<u64>().map_err(|e| format!("--messages: {e}"))
         })?;
+    if let Some(name) = args
+        .iter()
+        .position(|a| a == "--client")
+        .and_then(|i| args.get(i + 1))
+    {
+        return baseline(name, messages);
+    }
     if recorder {
         metrics::set_global_recorder(Atomics::default()).map_err(|e| e.to_string())?;
     }
@@ -80,7 +89,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         herd.enable_metrics(Duration::from_millis(100))
             .map_err(|e| e.to_string())?;
         let (deliveries, all_in) = Deliveries::start_for(messages);
-        herd.subscribe::<Trade>(deliveries.recipient());
+        if batched {
+            herd.subscribe_batched::<Trade>(deliveries.recipient());
+        } else {
+            herd.subscribe::<Trade>(deliveries.recipient());
+        }
         let mut config = ConnectionConfig::new(url);
         config.heartbeat.interval = Duration::from_secs(3600);
         herd.add_endpoint("bench", config)
@@ -91,8 +104,26 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         Ok::<_, String>(count)
     })?;
     println!(
-        "instructions: {count} messages taken, recorder {}",
+        "instructions: {count} messages taken{}, recorder {}",
+        if batched { " in batches" } else { "" },
         if recorder { "installed" } else { "absent" }
     );
+    Ok(())
+}
+
+/// `--client NAME`: one of `throughput`'s baseline clients (they read until the server's Close,
+/// so they take any count), for its instruction count beside wsherd's.
+fn baseline(name: &str, messages: u64) -> Result<(), String> {
+    let Some((_, client)) = crate::throughput::CLIENTS
+        .iter()
+        .find(|(n, _)| *n == name && !n.starts_with("wsherd"))
+    else {
+        return Err(format!(
+            "--client {name:?}: name a baseline of throughput (wsherd itself runs without --client)"
+        ));
+    };
+    let server = ServerProcess::start(messages)?;
+    let (tally, _) = client(&server.url())?;
+    println!("instructions: {} messages taken by {name}", tally.count);
     Ok(())
 }

@@ -405,9 +405,9 @@ fn wsherd_client(url: &str, batched: bool) -> Result<(Tally, Duration), String> 
 }
 
 /// A client: the tally of what it decoded and the time from connect to the last message.
-type Client = fn(&str) -> Result<(Tally, Duration), String>;
+pub(crate) type Client = fn(&str) -> Result<(Tally, Duration), String>;
 
-const CLIENTS: [(&str, Client); 7] = [
+pub(crate) const CLIENTS: [(&str, Client); 7] = [
     ("raw_awc", raw_awc),
     ("tokio_tungstenite", raw_tungstenite),
     ("ezsockets", ezsockets_client),

@@ -137,20 +137,34 @@ fn leading_field<'a>(text: &'a str, field: &str) -> Option<&'a str> {
     if field.iter().any(|&b| b == b'"' || b == b'\\') {
         return None;
     }
-    // `{ "field" : "` with JSON whitespace wherever it may be.
+    let start = compact_start(bytes, field).or_else(|| spaced_start(bytes, field))?;
+    // The kind ends at its closing quote; an escape or a control character means the slow path.
+    let rest = bytes.get(start..)?;
+    let len = rest
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    (rest.get(len) == Some(&b'"')).then_some(())?;
+    text.get(start..start + len)
+}
+
+/// Where the kind's text starts in `{"field":"`, the compact form nearly every feed sends:
+/// three prefix comparisons, before any whitespace-tolerant walk.
+fn compact_start(bytes: &[u8], field: &[u8]) -> Option<usize> {
+    bytes
+        .strip_prefix(b"{\"")?
+        .strip_prefix(field)?
+        .strip_prefix(b"\":\"")?;
+    Some(2 + field.len() + 3)
+}
+
+/// Where the kind's text starts in `{ "field" : "` with JSON whitespace wherever it may be.
+fn spaced_start(bytes: &[u8], field: &[u8]) -> Option<usize> {
     let mut at = byte_at(bytes, after_whitespace(bytes, 0), b'{')?;
     at = byte_at(bytes, after_whitespace(bytes, at), b'"')?;
     (bytes.get(at..at + field.len()) == Some(field)).then_some(())?;
     at = byte_at(bytes, at + field.len(), b'"')?;
     at = byte_at(bytes, after_whitespace(bytes, at), b':')?;
-    let start = byte_at(bytes, after_whitespace(bytes, at), b'"')?;
-    // The kind ends at its closing quote; an escape or a control character means the slow path.
-    let len = bytes
-        .get(start..)?
-        .iter()
-        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-    byte_at(bytes, start + len, b'"')?;
-    text.get(start..start + len)
+    byte_at(bytes, after_whitespace(bytes, at), b'"')
 }
 
 /// The index after `at` when the byte there is `expected`.

@@ -168,7 +168,6 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
 
 /// Deliveries gathered for one batched subscriber during one connection turn.
 trait PendingBatch {
-    fn id(&self) -> SubscriptionId;
     fn as_any_mut(&mut self) -> &mut dyn Any;
     fn flush(self: Box<Self>, report: &mut DispatchReport);
 }
@@ -179,10 +178,6 @@ struct Pending<T: Send + Sync + 'static> {
 }
 
 impl<T: Send + Sync + 'static> PendingBatch for Pending<T> {
-    fn id(&self) -> SubscriptionId {
-        self.subscriber.id
-    }
-
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
@@ -277,7 +272,9 @@ pub struct DispatchReport {
     /// Deliveries waiting for room in a full subscriber's mailbox (or relay), in the order they
     /// were made.
     blocked: VecDeque<Held>,
-    pending: Vec<Box<dyn PendingBatch>>,
+    /// Batches gathered this turn, each beside its subscription, so finding a subscriber's
+    /// batch for each delivery costs no call through the trait object.
+    pending: Vec<(SubscriptionId, Box<dyn PendingBatch>)>,
     pending_deliveries: usize,
     largest_batch: usize,
     /// Room the next new batch starts with.
@@ -446,7 +443,7 @@ impl DispatchReport {
         self.pending_deliveries = 0;
         self.batch_start = self.largest_batch.clamp(BATCH_START_MIN, BATCH_START_MAX);
         self.largest_batch = 0;
-        for pending in std::mem::take(&mut self.pending) {
+        for (_, pending) in std::mem::take(&mut self.pending) {
             pending.flush(self);
         }
         for index in 0..self.relays.len() {
@@ -468,8 +465,8 @@ impl DispatchReport {
         let existing = self
             .pending
             .iter_mut()
-            .find(|p| p.id() == subscriber.id)
-            .and_then(|p| p.as_any_mut().downcast_mut::<Pending<T>>());
+            .find(|(id, _)| *id == subscriber.id)
+            .and_then(|(_, p)| p.as_any_mut().downcast_mut::<Pending<T>>());
         match existing {
             Some(pending) => {
                 pending.deliveries.push(delivery);
@@ -479,10 +476,13 @@ impl DispatchReport {
                 self.largest_batch = self.largest_batch.max(1);
                 let mut deliveries = Batch::storage(self.batch_start.max(BATCH_START_MIN));
                 deliveries.push(delivery);
-                self.pending.push(Box::new(Pending {
-                    subscriber: Arc::clone(subscriber),
-                    deliveries,
-                }));
+                self.pending.push((
+                    subscriber.id,
+                    Box::new(Pending {
+                        subscriber: Arc::clone(subscriber),
+                        deliveries,
+                    }),
+                ));
             }
         }
     }
