@@ -27,7 +27,7 @@ use crate::throughput::{Counter as Deliveries, Trade};
 /// A recorder that does real work for every update (atomics behind a registry), as an
 /// exporter's would, without exporting anything.
 #[derive(Default)]
-struct Atomics {
+pub(crate) struct Atomics {
     cells: Mutex<HashMap<String, Arc<AtomicU64>>>,
 }
 

@@ -1,13 +1,14 @@
 //! `cargo run --release -p wsherd-bench -- <scenario> [--json] [--save]`, and
 //! `wsherd-bench compare A.json B.json` (see `history.rs`).
 //!
-//! Scenarios: `throughput`, `fanout`, `connections`, `storm`, `detect`, `all`. Every figure is measured beside its baselines in
+//! Scenarios: `throughput`, `fanout`, `features`, `connections`, `storm`, `detect`, `all`. Every figure is measured beside its baselines in
 //! the same run, as the median of interleaved rounds; ratios are printed, never asserted.
 #![forbid(unsafe_code)]
 // Printing figures is what a benchmark is for.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod fanout;
+mod features;
 mod fleet;
 mod history;
 mod idle_server;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         // Child processes: the servers the scenarios measure against.
         Some("serve") => return server::serve(&args[1..]),
         Some("serve-idle") => return idle_server::serve_idle(&args[1..]),
+        Some("feature-client") => return features::client(&args[1..]),
         Some("compare") => {
             let (Some(before), Some(after)) = (args.get(1), args.get(2)) else {
                 eprintln!("usage: wsherd-bench compare A.json B.json");
@@ -98,6 +100,17 @@ fn main() -> ExitCode {
             }
         }
     }
+    if run("features") {
+        match features::run() {
+            Ok(figures) => {
+                results.insert("features".into(), figures);
+            }
+            Err(error) => {
+                eprintln!("features: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if scenario == "soak" {
         // Minutes long: never part of `all`.
         match fleet::soak(&args) {
@@ -130,7 +143,7 @@ fn main() -> ExitCode {
     }
     if results.is_empty() {
         eprintln!(
-            "unknown scenario {scenario:?}: use throughput, fanout, connections, storm, detect, all, or soak [--minutes N]"
+            "unknown scenario {scenario:?}: use throughput, fanout, features, connections, storm, detect, all, or soak [--minutes N]"
         );
         return ExitCode::from(2);
     }

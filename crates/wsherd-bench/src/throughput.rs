@@ -66,7 +66,7 @@ impl Tally {
 
 /// The tally the server's `count` messages imply, from the very text it sends
 /// ([`crate::server::message`]), decoded once here before any client runs.
-fn expected(count: u64) -> Result<Tally, String> {
+pub(crate) fn expected(count: u64) -> Result<Tally, String> {
     let mut tally = Tally::default();
     for seq in 0..count {
         let trade: Trade = serde_json::from_str(&crate::server::message(seq))
@@ -77,7 +77,7 @@ fn expected(count: u64) -> Result<Tally, String> {
 }
 
 /// Fails unless `name` took exactly the trades the server sent, decoded in full.
-fn check(name: &str, got: Tally, want: Tally) -> Result<(), String> {
+pub(crate) fn check(name: &str, got: Tally, want: Tally) -> Result<(), String> {
     if got.count != want.count {
         return Err(format!(
             "{name} received {} of {} messages",
