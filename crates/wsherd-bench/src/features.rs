@@ -17,7 +17,7 @@ use wsherd::{ConnectionConfig, Herd};
 
 use crate::measure::median;
 use crate::server::ServerProcess;
-use crate::throughput::{Counter, Tally, Trade, check, expected};
+use crate::throughput::{Counter, Tally, Trade, all_in, check, expected};
 
 const MESSAGES: u64 = 1_000_000;
 const ROUNDS: usize = 3;
@@ -61,14 +61,14 @@ fn client_run(args: &[String]) -> Result<(Tally, Duration), String> {
             herd.enable_metrics(PUBLISH_EVERY)
                 .map_err(|e| e.to_string())?;
         }
-        let (counter, all_in) = Counter::start_for(count);
+        let (counter, rx) = Counter::start(count, Tally::default());
         herd.subscribe::<Trade>(counter.recipient());
         let mut config = ConnectionConfig::new(url.as_str());
         config.heartbeat.interval = Duration::from_secs(3600);
         let started = Instant::now();
         herd.add_endpoint("bench", config)
             .map_err(|e| e.to_string())?;
-        let tally = all_in.await.map_err(|e| e.to_string())?;
+        let tally = all_in(rx).await?;
         let wall = started.elapsed();
         herd.shutdown("done", Duration::from_secs(1)).await;
         Ok((tally, wall))

@@ -1,8 +1,13 @@
 //! A bench history: `all --save` keeps a run as `bench/results/<date>-<host>.json`, and
 //! `compare A.json B.json` sets two runs side by side. Only what is comparable across runs is
 //! compared: ratios (wsherd over its baselines in the same run, so the machine's speed cancels
-//! out) and costs per connection (bytes, idle CPU). Absolute rates and times are kept in the
-//! files but never compared: between runs here they move by ±5–15 % on their own.
+//! out), costs per connection (bytes, idle CPU), and the latency scenario's median latencies of
+//! wsherd against its baselines in the same run, as ratios and as differences (in µs: a
+//! difference can be near zero or below, where a relative change means nothing). Absolute
+//! rates, times and latencies are kept in the files but never compared: between runs here they
+//! move by ±5–15 % on their own. Nor are the latency scenario's p99 ratios and differences: on
+//! the project's loaded 2-core machines a run's p99 is whether other work held the client off
+//! the CPU for a tick (~4 ms) during it, so they moved by milliseconds between runs.
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -11,6 +16,10 @@ use serde_json::{Value, json};
 
 /// A change beyond this, for the worse, is flagged (noise between runs is within ±15 %).
 const FLAG_BEYOND: f64 = 0.15;
+
+/// A latency difference that grew by more than this many µs is flagged: the median differences
+/// moved by up to 15 µs between runs on a loaded 2-core machine.
+const FLAG_BEYOND_US: f64 = 20.0;
 
 /// Where results are kept: `bench/results` at the workspace root.
 fn results_dir() -> PathBuf {
@@ -82,6 +91,8 @@ pub(crate) fn save(results: &Value) -> Result<PathBuf, String> {
 enum Better {
     Higher,
     Lower,
+    /// Lower, and compared by how many µs it moved rather than by how much in proportion.
+    LowerMicros,
 }
 
 /// The comparable figures of a run, by dotted path, with which way is better; the rest
@@ -109,9 +120,18 @@ fn walk(value: &Value, path: String, out: &mut Vec<(String, f64, Better)>) {
                 return;
             };
             let leaf = path.rsplit('.').next().unwrap_or(&path);
+            let latency = path.starts_with("latency.");
             let better = if path == "detect.ratio" {
                 // Time to detect over interval + timeout: lower is better.
                 Some(Better::Lower)
+            } else if latency && leaf.contains("_p99") {
+                // Kept, not compared: see the module's documentation.
+                None
+            } else if latency && leaf.starts_with("ratio") {
+                // Latency over a baseline's latency: lower is better.
+                Some(Better::Lower)
+            } else if latency && leaf.starts_with("diff") && leaf.ends_with("_us") {
+                Some(Better::LowerMicros)
             } else if leaf.starts_with("ratio") {
                 Some(Better::Higher)
             } else if leaf == "bytes_per_connection" || leaf == "idle_cpu_percent" {
@@ -136,6 +156,15 @@ fn load(path: &str) -> Result<Value, String> {
 
 /// A row of the comparison, and whether it is a change for the worse beyond the noise.
 fn row(name: &str, before: f64, after: f64, better: Better) -> (String, bool) {
+    if better == Better::LowerMicros {
+        let change = after - before;
+        let worse = change > FLAG_BEYOND_US;
+        let mark = if worse { "  <- worse" } else { "" };
+        return (
+            format!("{name:<60} {before:>12.3} {after:>12.3} {change:>+7.1} µs{mark}"),
+            worse,
+        );
+    }
     let change = if before == 0.0 {
         0.0
     } else {
@@ -143,7 +172,7 @@ fn row(name: &str, before: f64, after: f64, better: Better) -> (String, bool) {
     };
     let worse = match better {
         Better::Higher => change < -FLAG_BEYOND,
-        Better::Lower => change > FLAG_BEYOND,
+        Better::Lower | Better::LowerMicros => change > FLAG_BEYOND,
     };
     let mark = if worse { "  <- worse" } else { "" };
     (
@@ -181,13 +210,13 @@ pub(crate) fn compare(before: &str, after: &str) -> Result<(), String> {
     }
     if worse.is_empty() {
         println!(
-            "nothing got worse by more than {:.0} %",
+            "nothing got worse by more than {:.0} % (latency differences: {FLAG_BEYOND_US} µs)",
             FLAG_BEYOND * 100.0
         );
         Ok(())
     } else {
         Err(format!(
-            "worse by more than {:.0} %: {}",
+            "worse by more than {:.0} % (latency differences: {FLAG_BEYOND_US} µs): {}",
             FLAG_BEYOND * 100.0,
             worse.join(", ")
         ))
@@ -229,6 +258,52 @@ mod tests {
                 "throughput.ratio_wsherd_raw_awc",
             ]
         );
+    }
+
+    #[test]
+    fn latency_medians_are_compared_lower_is_better_and_p99s_are_not() {
+        let results = json!({
+            "latency": {
+                "warmup_s": 0.1,
+                "rate_10000": {
+                    "kept_msgs_per_s": 9999.0,
+                    "wsherd": {"p50_us": 30.0, "p99_us": 80.0},
+                    "ratio_wsherd_raw_awc_p50": 1.1,
+                    "diff_wsherd_raw_awc_p50_us": 4.0,
+                    "ratio_wsherd_raw_awc_p99": 1.2,
+                    "diff_wsherd_raw_awc_p99_us": 14.0,
+                },
+            },
+        });
+        let mut compared = comparable(&results);
+        compared.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            compared,
+            [
+                (
+                    "latency.rate_10000.diff_wsherd_raw_awc_p50_us".to_owned(),
+                    4.0,
+                    Better::LowerMicros
+                ),
+                (
+                    "latency.rate_10000.ratio_wsherd_raw_awc_p50".to_owned(),
+                    1.1,
+                    Better::Lower
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn latency_differences_are_flagged_by_microseconds() {
+        // From 2 µs to 5 µs is +150 %, but 3 µs is within the noise.
+        assert!(!row("d", 2.0, 5.0, Better::LowerMicros).1);
+        assert!(row("d", 2.0, 2.0 + FLAG_BEYOND_US + 1.0, Better::LowerMicros).1);
+        // A difference below zero that grows towards zero got worse, by µs.
+        assert!(row("d", -40.0, -10.0, Better::LowerMicros).1);
+        assert!(!row("d", 30.0, -30.0, Better::LowerMicros).1);
+        // A latency ratio that rose is worse.
+        assert!(row("r", 1.0, 1.3, Better::Lower).1);
     }
 
     #[test]

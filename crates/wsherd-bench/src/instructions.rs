@@ -22,7 +22,7 @@ use metrics::{
 use wsherd::prelude::*;
 
 use crate::server::ServerProcess;
-use crate::throughput::{Counter as Deliveries, Trade};
+use crate::throughput::{Counter as Deliveries, Tally, Trade, all_in};
 
 /// A recorder that does real work for every update (atomics behind a registry), as an
 /// exporter's would, without exporting anything.
@@ -88,7 +88,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let herd = Herd::new();
         herd.enable_metrics(Duration::from_millis(100))
             .map_err(|e| e.to_string())?;
-        let (deliveries, all_in) = Deliveries::start_for(messages);
+        let (deliveries, rx) = Deliveries::start(messages, Tally::default());
         if batched {
             herd.subscribe_batched::<Trade>(deliveries.recipient());
         } else {
@@ -98,7 +98,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         config.heartbeat.interval = Duration::from_secs(3600);
         herd.add_endpoint("bench", config)
             .map_err(|e| e.to_string())?;
-        let count = all_in.await.map_err(|e| e.to_string())?.count;
+        let count = all_in(rx).await?.count;
         herd.publish_metrics();
         herd.shutdown("done", Duration::from_secs(1)).await;
         Ok::<_, String>(count)
@@ -123,7 +123,7 @@ fn baseline(name: &str, messages: u64) -> Result<(), String> {
         ));
     };
     let server = ServerProcess::start(messages)?;
-    let (tally, _) = client(&server.url())?;
+    let (tally, _) = client(&server.url(), Tally::default())?;
     println!("instructions: {} messages taken by {name}", tally.count);
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! `cargo run --release -p wsherd-bench -- <scenario> [--json] [--save]`, and
 //! `wsherd-bench compare A.json B.json` (see `history.rs`).
 //!
-//! Scenarios: `throughput`, `fanout`, `features`, `connections`, `storm`, `detect`, `all`. Every figure is measured beside its baselines in
-//! the same run, as the median of interleaved rounds; ratios are printed, never asserted.
+//! Scenarios: `throughput`, `fanout`, `latency`, `features`, `connections`, `storm`, `detect`,
+//! `all`. Every figure is measured beside its baselines in the same run, as the median of
+//! interleaved rounds (`latency`: percentiles of the rounds' latencies pooled); ratios and
+//! differences are printed, never asserted.
 #![forbid(unsafe_code)]
 // Printing figures is what a benchmark is for.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -13,7 +15,9 @@ mod fleet;
 mod history;
 mod idle_server;
 mod instructions;
+mod latency;
 mod measure;
+mod paced_server;
 mod server;
 mod throughput;
 
@@ -45,6 +49,7 @@ fn main() -> ExitCode {
         Some("serve") => return server::serve(&args[1..]),
         Some("serve-idle") => return idle_server::serve_idle(&args[1..]),
         Some("feature-client") => return features::client(&args[1..]),
+        Some("serve-paced") => return paced_server::serve_paced(&args[1..]),
         Some("compare") => {
             let (Some(before), Some(after)) = (args.get(1), args.get(2)) else {
                 eprintln!("usage: wsherd-bench compare A.json B.json");
@@ -123,7 +128,8 @@ fn main() -> ExitCode {
             }
         }
     }
-    let scenarios: [(&str, Scenario); 3] = [
+    let scenarios: [(&str, Scenario); 4] = [
+        ("latency", latency::run),
         ("connections", fleet::connections),
         ("storm", fleet::storm),
         ("detect", fleet::detect),
@@ -143,7 +149,7 @@ fn main() -> ExitCode {
     }
     if results.is_empty() {
         eprintln!(
-            "unknown scenario {scenario:?}: use throughput, fanout, features, connections, storm, detect, all, or soak [--minutes N]"
+            "unknown scenario {scenario:?}: use throughput, fanout, latency, features, connections, storm, detect, all, or soak [--minutes N]"
         );
         return ExitCode::from(2);
     }

@@ -21,6 +21,41 @@ pub(crate) fn cpu_time() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
+/// This thread's scheduling so far, from `/proc/thread-self/schedstat` (nanosecond clocks,
+/// unlike `/proc/self/stat`'s 10 ms ticks): time on a CPU, and time runnable but waiting for
+/// one, which is how much other work on the machine held this thread up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ThreadSched {
+    pub(crate) on_cpu: Duration,
+    pub(crate) waiting: Duration,
+}
+
+impl ThreadSched {
+    /// Now, or zeros where the kernel does not say.
+    pub(crate) fn now() -> ThreadSched {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|text| Self::parse(&text))
+            .unwrap_or_default()
+    }
+
+    fn parse(text: &str) -> Option<ThreadSched> {
+        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+        Some(ThreadSched {
+            on_cpu: Duration::from_nanos(fields.next()??),
+            waiting: Duration::from_nanos(fields.next()??),
+        })
+    }
+
+    /// What was spent since `earlier`.
+    pub(crate) fn since(self, earlier: ThreadSched) -> ThreadSched {
+        ThreadSched {
+            on_cpu: self.on_cpu.saturating_sub(earlier.on_cpu),
+            waiting: self.waiting.saturating_sub(earlier.waiting),
+        }
+    }
+}
+
 /// Wall and CPU time of one measured run.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sample {
@@ -56,6 +91,18 @@ mod tests {
     fn medians() {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![]), 0.0);
+    }
+
+    #[test]
+    fn schedstat_is_cpu_then_waiting_in_nanoseconds() {
+        assert_eq!(
+            ThreadSched::parse("1037867078 553068411 166\n"),
+            Some(ThreadSched {
+                on_cpu: Duration::from_nanos(1_037_867_078),
+                waiting: Duration::from_nanos(553_068_411),
+            })
+        );
+        assert_eq!(ThreadSched::parse("12"), None);
     }
 
     #[test]

@@ -8,12 +8,19 @@ use std::sync::Arc;
 
 /// One ~120-byte JSON trade; the shape every client decodes.
 pub(crate) fn message(seq: u64) -> String {
+    message_at(seq, 1_764_000_000_000)
+}
+
+/// The trade `seq` with `ts` as its timestamp: the paced server puts its send time there.
+/// One function for both servers, so both send the very same shape.
+pub(crate) fn message_at(seq: u64, ts: u64) -> String {
     format!(
-        r#"{{"type":"trade","seq":{seq},"symbol":"BTCUSDT","venue":"binance","price":64123.45,"qty":0.0125,"side":"buy","ts":1764000000000}}"#
+        r#"{{"type":"trade","seq":{seq},"symbol":"BTCUSDT","venue":"binance","price":64123.45,"qty":0.0125,"side":"buy","ts":{ts}}}"#
     )
 }
 
-fn frame(payload: &[u8], out: &mut Vec<u8>) {
+/// Appends `payload` as one final, unmasked text frame (a server's frames are never masked).
+pub(crate) fn frame(payload: &[u8], out: &mut Vec<u8>) {
     out.push(0x81);
     match payload.len() {
         len @ 0..=125 => out.push(len as u8),
@@ -38,7 +45,8 @@ fn frames(count: u64) -> Vec<u8> {
     out
 }
 
-fn handshake(stream: &mut TcpStream) -> std::io::Result<()> {
+/// Reads the client's upgrade request and answers it.
+pub(crate) fn handshake(stream: &mut TcpStream) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut head = String::new();
     while !head.ends_with("\r\n\r\n") {
@@ -94,10 +102,26 @@ pub(crate) struct ServerProcess {
 }
 
 impl ServerProcess {
+    /// `serve COUNT`: every connection gets COUNT messages as fast as TCP takes them.
     pub(crate) fn start(count: u64) -> Result<ServerProcess, String> {
+        Self::spawn(&["serve".to_owned(), count.to_string()])
+    }
+
+    /// `serve-paced RATE COUNT`: every connection gets COUNT messages at RATE a second, each
+    /// stamped with its send time (see `paced_server.rs`).
+    pub(crate) fn start_paced(rate: u64, count: u64) -> Result<ServerProcess, String> {
+        Self::spawn(&[
+            "serve-paced".to_owned(),
+            rate.to_string(),
+            count.to_string(),
+        ])
+    }
+
+    /// Starts this executable as a server child with `args` and reads the port it prints.
+    fn spawn(args: &[String]) -> Result<ServerProcess, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = Command::new(exe)
-            .args(["serve", &count.to_string()])
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("cannot start the server process: {e}"))?;

@@ -21,13 +21,14 @@ const ROUNDS: usize = 3;
 /// The decoded message; every client builds one per message and folds it into a [`Tally`].
 #[derive(Debug, Deserialize)]
 pub(crate) struct Trade {
-    seq: u64,
+    pub(crate) seq: u64,
     symbol: String,
     venue: String,
     price: f64,
     qty: f64,
     side: String,
-    ts: u64,
+    /// The latency scenario's server puts its send time here, in nanoseconds since the epoch.
+    pub(crate) ts: u64,
 }
 wsherd::inbound!(Trade => "trade");
 
@@ -61,6 +62,28 @@ impl Tally {
     fn add(&mut self, trade: &Trade) {
         self.count += 1;
         self.checksum = self.checksum.wrapping_add(trade.digest());
+    }
+}
+
+/// What a client does with each decoded trade: this scenario tallies it ([`Tally`]), the
+/// latency scenario times it. The clients are generic over it so that both scenarios run the
+/// very same loops; each is compiled for its sink, so the tally costs what it did by hand.
+pub(crate) trait TradeSink: Default + Unpin + 'static {
+    /// One decoded trade, as the client's loop or handler sees it.
+    fn take(&mut self, trade: &Trade);
+    /// Trades taken so far.
+    fn count(&self) -> u64;
+}
+
+impl TradeSink for Tally {
+    #[inline]
+    fn take(&mut self, trade: &Trade) {
+        self.add(trade);
+    }
+
+    #[inline]
+    fn count(&self) -> u64 {
+        self.count
     }
 }
 
@@ -107,23 +130,23 @@ async fn awc_socket(
     Ok(framed)
 }
 
-fn raw_awc(url: &str) -> Result<(Tally, Duration), String> {
+/// The raw awc loop: each text frame decoded and handed to `sink`, until the server's Close.
+pub(crate) fn raw_awc<S: TradeSink>(url: &str, mut sink: S) -> Result<(S, Duration), String> {
     let system = System::new();
     system.block_on(async {
         let started = Instant::now();
         let mut framed = awc_socket(url).await?;
-        let mut tally = Tally::default();
         while let Some(frame) = framed.next().await {
             match frame.map_err(|e| e.to_string())? {
                 awc::ws::Frame::Text(bytes) => {
                     let trade: Trade = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
-                    tally.add(&trade);
+                    sink.take(&trade);
                 }
                 awc::ws::Frame::Close(_) => break,
                 _ => {}
             }
         }
-        Ok((tally, started.elapsed()))
+        Ok((sink, started.elapsed()))
     })
 }
 
@@ -136,10 +159,19 @@ impl actix::Message for Forwarded {
 
 /// The raw awc loop plus one actix mailbox hop per message to a counting actor: what an
 /// application gets by writing the loop itself, and the floor for any per-message delivery.
-fn raw_awc_actor(url: &str) -> Result<(Tally, Duration), String> {
+fn raw_awc_actor(url: &str, tally: Tally) -> Result<(Tally, Duration), String> {
+    raw_awc_actor_for(url, MESSAGES, tally)
+}
+
+/// [`raw_awc_actor`] for `count` messages into `sink`.
+pub(crate) fn raw_awc_actor_for<S: TradeSink>(
+    url: &str,
+    count: u64,
+    sink: S,
+) -> Result<(S, Duration), String> {
     let system = System::new();
     system.block_on(async {
-        let (counter, rx) = Counter::start();
+        let (counter, rx) = Counter::start(count, sink);
         let started = Instant::now();
         let mut framed = awc_socket(url).await?;
         while let Some(frame) = framed.next().await {
@@ -158,12 +190,16 @@ fn raw_awc_actor(url: &str) -> Result<(Tally, Duration), String> {
                 _ => {}
             }
         }
-        let tally = rx.await.map_err(|e| e.to_string())?;
-        Ok((tally, started.elapsed()))
+        let sink = all_in(rx).await?;
+        Ok((sink, started.elapsed()))
     })
 }
 
-fn raw_tungstenite(url: &str) -> Result<(Tally, Duration), String> {
+/// The raw tokio-tungstenite loop, on a current-thread runtime like actix's.
+pub(crate) fn raw_tungstenite<S: TradeSink>(
+    url: &str,
+    mut sink: S,
+) -> Result<(S, Duration), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -173,19 +209,18 @@ fn raw_tungstenite(url: &str) -> Result<(Tally, Duration), String> {
         let (mut ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .map_err(|e| e.to_string())?;
-        let mut tally = Tally::default();
         while let Some(message) = ws.next().await {
             match message.map_err(|e| e.to_string())? {
                 tokio_tungstenite::tungstenite::Message::Text(text) => {
                     let trade: Trade =
                         serde_json::from_str(text.as_str()).map_err(|e| e.to_string())?;
-                    tally.add(&trade);
+                    sink.take(&trade);
                 }
                 tokio_tungstenite::tungstenite::Message::Close(_) => break,
                 _ => {}
             }
         }
-        Ok((tally, started.elapsed()))
+        Ok((sink, started.elapsed()))
     })
 }
 
@@ -193,7 +228,10 @@ fn raw_tungstenite(url: &str) -> Result<(Tally, Duration), String> {
 /// read frame by frame and each text frame decoded, like the raw awc loop. The server sends
 /// every message as one final frame, so no frames need joining; were one split, its parts
 /// would not decode and the checksum would fail the run rather than flatter it.
-fn fastwebsockets_client(url: &str) -> Result<(Tally, Duration), String> {
+pub(crate) fn fastwebsockets_client<S: TradeSink>(
+    url: &str,
+    mut sink: S,
+) -> Result<(S, Duration), String> {
     use fastwebsockets::OpCode;
     use hyper::header::{CONNECTION, HOST, UPGRADE};
 
@@ -227,21 +265,20 @@ fn fastwebsockets_client(url: &str) -> Result<(Tally, Duration), String> {
         let (mut ws, _) = fastwebsockets::handshake::client(&executor, request, stream)
             .await
             .map_err(|e| e.to_string())?;
-        let mut tally = Tally::default();
         loop {
             let frame = ws.read_frame().await.map_err(|e| e.to_string())?;
             match frame.opcode {
                 OpCode::Text => {
                     let trade: Trade =
                         serde_json::from_slice(&frame.payload).map_err(|e| e.to_string())?;
-                    tally.add(&trade);
+                    sink.take(&trade);
                 }
                 // Answered by fastwebsockets itself (auto-close is on by default).
                 OpCode::Close => break,
                 _ => {}
             }
         }
-        Ok((tally, started.elapsed()))
+        Ok((sink, started.elapsed()))
     })
 }
 
@@ -285,7 +322,7 @@ impl ezsockets::ClientExt for EzClient {
     }
 }
 
-fn ezsockets_client(url: &str) -> Result<(Tally, Duration), String> {
+fn ezsockets_client(url: &str, tally: Tally) -> Result<(Tally, Duration), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -297,7 +334,7 @@ fn ezsockets_client(url: &str) -> Result<(Tally, Duration), String> {
         let started = Instant::now();
         let (_client, run) = ezsockets::connect(
             move |_| EzClient {
-                tally: Tally::default(),
+                tally,
                 out: handler_out,
             },
             config,
@@ -310,24 +347,36 @@ fn ezsockets_client(url: &str) -> Result<(Tally, Duration), String> {
     })
 }
 
-/// Tallies deliveries; says when the last one arrived, with the tally.
-pub(crate) struct Counter {
-    tally: Tally,
+/// Hands deliveries to its sink; says when the last one arrived, with the sink.
+pub(crate) struct Counter<S> {
+    sink: S,
     target: u64,
-    done: Option<tokio::sync::oneshot::Sender<Tally>>,
+    done: Option<tokio::sync::oneshot::Sender<S>>,
 }
 
-impl Counter {
-    /// A counter of [`MESSAGES`] deliveries, and the channel that says when they all came.
-    fn start() -> (Addr<Counter>, tokio::sync::oneshot::Receiver<Tally>) {
-        Self::start_for(MESSAGES)
-    }
+/// Longer than any run takes: a client that loses a message fails the run instead of
+/// waiting for it forever.
+const ALL_IN_WITHIN: Duration = Duration::from_secs(120);
 
-    /// A counter of `target` deliveries.
-    pub(crate) fn start_for(target: u64) -> (Addr<Counter>, tokio::sync::oneshot::Receiver<Tally>) {
+/// What a [`Counter`] took, once it has taken all it was started for.
+pub(crate) async fn all_in<S>(rx: tokio::sync::oneshot::Receiver<S>) -> Result<S, String> {
+    match tokio::time::timeout(ALL_IN_WITHIN, rx).await {
+        Ok(Ok(sink)) => Ok(sink),
+        Ok(Err(_)) => Err("the counter stopped before all messages came".into()),
+        Err(_) => Err(format!(
+            "not all messages came within {} s",
+            ALL_IN_WITHIN.as_secs()
+        )),
+    }
+}
+
+impl<S: TradeSink> Counter<S> {
+    /// A counter of `target` deliveries into `sink`, and the channel that says when they all
+    /// came.
+    pub(crate) fn start(target: u64, sink: S) -> (Addr<Self>, tokio::sync::oneshot::Receiver<S>) {
         let (done, all_in) = tokio::sync::oneshot::channel();
         let counter = Counter {
-            tally: Tally::default(),
+            sink,
             target,
             done: Some(done),
         };
@@ -335,37 +384,37 @@ impl Counter {
     }
 
     fn add(&mut self, trade: &Trade) {
-        self.tally.add(trade);
-        if self.tally.count >= self.target
+        self.sink.take(trade);
+        if self.sink.count() >= self.target
             && let Some(done) = self.done.take()
         {
-            let _ = done.send(self.tally);
+            let _ = done.send(std::mem::take(&mut self.sink));
         }
     }
 }
 
-impl Actor for Counter {
+impl<S: TradeSink> Actor for Counter<S> {
     type Context = Context<Self>;
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(1024);
     }
 }
 
-impl Handler<Delivery<Trade>> for Counter {
+impl<S: TradeSink> Handler<Delivery<Trade>> for Counter<S> {
     type Result = ();
     fn handle(&mut self, trade: Delivery<Trade>, _: &mut Context<Self>) {
         self.add(&trade.message);
     }
 }
 
-impl Handler<Forwarded> for Counter {
+impl<S: TradeSink> Handler<Forwarded> for Counter<S> {
     type Result = ();
     fn handle(&mut self, trade: Forwarded, _: &mut Context<Self>) {
         self.add(&trade.0);
     }
 }
 
-impl Handler<wsherd::Batch<Trade>> for Counter {
+impl<S: TradeSink> Handler<wsherd::Batch<Trade>> for Counter<S> {
     type Result = ();
     fn handle(&mut self, batch: wsherd::Batch<Trade>, _: &mut Context<Self>) {
         for delivery in &batch.deliveries {
@@ -374,19 +423,26 @@ impl Handler<wsherd::Batch<Trade>> for Counter {
     }
 }
 
-fn wsherd_one_subscriber(url: &str) -> Result<(Tally, Duration), String> {
-    wsherd_client(url, false)
+fn wsherd_one_subscriber(url: &str, tally: Tally) -> Result<(Tally, Duration), String> {
+    wsherd_client(url, false, MESSAGES, tally)
 }
 
-fn wsherd_batched(url: &str) -> Result<(Tally, Duration), String> {
-    wsherd_client(url, true)
+fn wsherd_batched(url: &str, tally: Tally) -> Result<(Tally, Duration), String> {
+    wsherd_client(url, true, MESSAGES, tally)
 }
 
-fn wsherd_client(url: &str, batched: bool) -> Result<(Tally, Duration), String> {
+/// wsherd delivering `count` trades into `sink` through one subscriber actor, per message or
+/// batched, on the same thread as the connection (a herd from [`Herd::new`] has no workers).
+pub(crate) fn wsherd_client<S: TradeSink>(
+    url: &str,
+    batched: bool,
+    count: u64,
+    sink: S,
+) -> Result<(S, Duration), String> {
     let system = System::new();
     system.block_on(async {
         let herd = Herd::new();
-        let (counter, rx) = Counter::start();
+        let (counter, rx) = Counter::start(count, sink);
         if batched {
             herd.subscribe_batched::<Trade>(counter.recipient());
         } else {
@@ -397,17 +453,18 @@ fn wsherd_client(url: &str, batched: bool) -> Result<(Tally, Duration), String> 
         let started = Instant::now();
         herd.add_endpoint("bench", config)
             .map_err(|e| e.to_string())?;
-        let tally = rx.await.map_err(|e| e.to_string())?;
+        let sink = all_in(rx).await;
         let elapsed = started.elapsed();
         herd.shutdown("done", Duration::from_secs(1)).await;
-        Ok((tally, elapsed))
+        Ok((sink?, elapsed))
     })
 }
 
-/// A client: the tally of what it decoded and the time from connect to the last message.
-pub(crate) type Client = fn(&str) -> Result<(Tally, Duration), String>;
+/// A client: given a fresh sink, the sink holding what it decoded and the time from connect
+/// to the last message.
+pub(crate) type Client<S> = fn(&str, S) -> Result<(S, Duration), String>;
 
-pub(crate) const CLIENTS: [(&str, Client); 7] = [
+pub(crate) const CLIENTS: [(&str, Client<Tally>); 7] = [
     ("raw_awc", raw_awc),
     ("tokio_tungstenite", raw_tungstenite),
     ("ezsockets", ezsockets_client),
@@ -426,7 +483,7 @@ fn run_alone(name: &str) -> Result<Value, String> {
     let server = ServerProcess::start(MESSAGES)?;
     let mut rates = Vec::new();
     for _ in 0..ROUNDS * 2 {
-        let (tally, wall) = client(&server.url())?;
+        let (tally, wall) = client(&server.url(), Tally::default())?;
         check(name, tally, want)?;
         rates.push(tally.count as f64 / wall.as_secs_f64());
     }
@@ -447,7 +504,7 @@ pub(crate) fn run() -> Result<Value, String> {
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); clients.len()];
     for _ in 0..ROUNDS {
         for (i, (name, client)) in clients.iter().enumerate() {
-            let (measured, outcome) = sample(|| client(&url));
+            let (measured, outcome) = sample(|| client(&url, Tally::default()));
             let (tally, wall) = outcome?;
             check(name, tally, want)?;
             // Wall time from connect to the last message; CPU time of the whole call.
