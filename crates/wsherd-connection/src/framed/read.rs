@@ -13,7 +13,9 @@ use bytes::{Buf, BytesMut};
 use super::header::{MAX_HEADER, declared_lengths, whole_text_header};
 
 /// Bytes read into the stack while no read buffer is held; a read that fills it means traffic.
-const PROBE: usize = 512;
+/// As large as the first read buffer, so a quiet connection's wake-up with a small burst takes
+/// one read (a 512-byte probe took two, and an allocation more, for anything over 512 bytes).
+const PROBE: usize = 4 * 1024;
 /// First size of a read buffer, and the spare room below which it is grown before a read.
 const CHUNK_MIN: usize = 4 * 1024;
 /// Largest read asked of the socket.
@@ -132,6 +134,8 @@ impl ReadState {
             let mut buf = ReadBuf::new(&mut probe);
             ready!(Pin::new(&mut *io).poll_read(cx, &mut buf))?;
             let filled = buf.filled();
+            // Room for the next read too, so a busy spell's second read does not reallocate.
+            self.buf = BytesMut::with_capacity(filled.len().max(CHUNK_MIN));
             self.buf.extend_from_slice(filled);
             self.last_read = filled.len();
             return Poll::Ready(Ok(filled.len()));
