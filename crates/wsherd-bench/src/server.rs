@@ -87,9 +87,13 @@ pub(crate) fn serve(args: &[String]) -> ExitCode {
                 }
             }
             let _ = stream.write_all(&[0x88, 0x02, 0x03, 0xE8]);
-            // Drain until the client closes, so its Close answer has somewhere to go.
-            let mut sink = [0u8; 4096];
-            while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
+            // The client sends nothing but its answer to our Close: once that comes (or the
+            // client has gone) the server closes TCP first, as RFC 6455 §7.1.1 has it, so a
+            // client that waits for that (wsherd does) is not held until its shutdown timeout.
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+            let mut answer = [0u8; 4096];
+            let _ = stream.read(&mut answer);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
         });
     }
     ExitCode::SUCCESS
