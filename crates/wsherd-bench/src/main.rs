@@ -1,8 +1,8 @@
 //! `cargo run --release -p wsherd-bench -- <scenario> [--json] [--save]`, and
 //! `wsherd-bench compare A.json B.json` (see `history.rs`).
 //!
-//! Scenarios: `throughput`, `fanout`, `connections`, `storm`, `detect`, `all`. Every figure is measured beside its baselines in
-//! the same run, as the median of interleaved rounds; ratios are printed, never asserted.
+//! Scenarios: `throughput`, `fanout`, `connections`, `storm`, `detect`, `scaling`, `all`. Every figure is measured beside its
+//! baselines in the same run, as the median of interleaved rounds; ratios are printed, never asserted.
 #![forbid(unsafe_code)]
 // Printing figures is what a benchmark is for.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -43,6 +43,8 @@ fn main() -> ExitCode {
         // Child processes: the servers the scenarios measure against.
         Some("serve") => return server::serve(&args[1..]),
         Some("serve-idle") => return idle_server::serve_idle(&args[1..]),
+        // One client holding one point of `scaling`, in a process of its own.
+        Some("scaling-point") => return fleet::scaling::serve_point(&args[1..]),
         Some("compare") => {
             let (Some(before), Some(after)) = (args.get(1), args.get(2)) else {
                 eprintln!("usage: wsherd-bench compare A.json B.json");
@@ -110,10 +112,11 @@ fn main() -> ExitCode {
             }
         }
     }
-    let scenarios: [(&str, Scenario); 3] = [
+    let scenarios: [(&str, Scenario); 4] = [
         ("connections", fleet::connections),
         ("storm", fleet::storm),
         ("detect", fleet::detect),
+        ("scaling", fleet::scaling::run),
     ];
     for (name, scenario_fn) in scenarios {
         if run(name) {
@@ -130,7 +133,7 @@ fn main() -> ExitCode {
     }
     if results.is_empty() {
         eprintln!(
-            "unknown scenario {scenario:?}: use throughput, fanout, connections, storm, detect, all, or soak [--minutes N]"
+            "unknown scenario {scenario:?}: use throughput, fanout, connections, storm, detect, scaling, all, or soak [--minutes N]"
         );
         return ExitCode::from(2);
     }
