@@ -1,11 +1,13 @@
 //! Many connections: `connections` (idle cost) and `storm` (a server restart under the
-//! governor), plus `detect` (a half-open peer through the fault proxy).
+//! governor), plus `detect` (a half-open peer through the fault proxy), and [`scaling`] (the
+//! idle cost along a curve of connection counts).
 //!
 //! This file holds the scenarios and what they share (the idle server child, the live
 //! counter, the memory and CPU probes); [`baselines`] holds the hand-written clients
-//! `connections` measures wsherd against.
+//! `connections` and `scaling` measure wsherd against.
 
 mod baselines;
+pub(crate) mod scaling;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,16 +22,33 @@ use wsherd::{
     HeartbeatMode, HeartbeatSpec, Herd, StateEvent,
 };
 
-use crate::measure::{cpu_time, median};
+use crate::measure::{cpu_time, least_squares, median, threads_cpu_time};
 
 const CONNECTIONS: usize = 10_000;
 /// Idle CPU is measured over this window, as the median of three equal parts of it.
 const IDLE_WINDOW: Duration = Duration::from_secs(30);
 /// Heartbeat interval of every idle connection that has one.
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How `connections` holds its idle connections and measures them.
+const CONNECTIONS_IDLE: Idle = Idle {
+    heartbeat: HEARTBEAT,
+    window: IDLE_WINDOW,
+    parts: 3,
+};
 const CAP: usize = 64;
 /// Server restarts in `storm`; the recovery time is their median.
 const RESTARTS: usize = 3;
+
+/// How idle connections ping and how their idle CPU is measured.
+#[derive(Debug, Clone, Copy)]
+struct Idle {
+    /// Every connection pings this often.
+    heartbeat: Duration,
+    /// Idle CPU is measured over this window...
+    window: Duration,
+    /// ...as the median of this many equal parts of it.
+    parts: u32,
+}
 
 /// Resident memory of this process, from `/proc/self/status`.
 fn rss_bytes() -> u64 {
@@ -47,6 +66,9 @@ fn rss_bytes() -> u64 {
 struct IdleServer {
     child: std::process::Child,
     port: u16,
+    /// The server's stdin: it exits when this closes, so a bench killed before it could kill
+    /// its servers leaves none behind holding thousands of sockets.
+    _lifeline: Option<std::process::ChildStdin>,
 }
 
 impl IdleServer {
@@ -60,10 +82,17 @@ impl IdleServer {
         use std::io::BufRead;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut child = std::process::Command::new(exe)
-            .args(["serve-idle", &port.to_string(), &max_lifetime_s.to_string()])
+            .args([
+                "serve-idle",
+                &port.to_string(),
+                &max_lifetime_s.to_string(),
+                "lifeline",
+            ])
+            .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
             .map_err(|e| e.to_string())?;
+        let lifeline = child.stdin.take();
         let stdout = child.stdout.take().ok_or("no stdout")?;
         let mut line = String::new();
         std::io::BufReader::new(stdout)
@@ -73,7 +102,11 @@ impl IdleServer {
             .trim()
             .parse()
             .map_err(|_| format!("idle server said {line:?}"))?;
-        Ok(IdleServer { child, port })
+        Ok(IdleServer {
+            child,
+            port,
+            _lifeline: lifeline,
+        })
     }
 }
 
@@ -151,25 +184,40 @@ impl LiveWatch {
     }
 }
 
-/// CPU use while idle, in percent of one core: the median of three thirds of [`IDLE_WINDOW`].
-async fn idle_cpu_percent() -> f64 {
-    let part = IDLE_WINDOW / 3;
+/// CPU use of this process while idle, in percent of one core: the median of `idle.parts`
+/// equal parts of `idle.window`. Counted in nanoseconds per thread where the kernel keeps
+/// schedstat (no thread ends while idle), else in the process's 10 ms ticks.
+async fn idle_cpu_percent(idle: Idle) -> f64 {
+    let part = idle.window / idle.parts.max(1);
     let mut parts = Vec::new();
-    for _ in 0..3 {
-        let cpu = cpu_time();
+    for _ in 0..idle.parts.max(1) {
+        let (threads, ticks) = (threads_cpu_time(), cpu_time());
         tokio::time::sleep(part).await;
-        parts.push(cpu_time().saturating_sub(cpu).as_secs_f64() / part.as_secs_f64() * 100.0);
+        let spent = match (threads, threads_cpu_time()) {
+            (Some(before), Some(after)) => after.saturating_sub(before),
+            _ => cpu_time().saturating_sub(ticks),
+        };
+        parts.push(spent.as_secs_f64() / part.as_secs_f64() * 100.0);
     }
     median(parts)
 }
 
 fn herd_config(port: u16, heartbeat: Duration) -> HerdConfig {
-    herd_config_of(CONNECTIONS, port, heartbeat)
+    herd_config_of(CONNECTIONS, &[port], heartbeat)
 }
 
-fn herd_config_of(count: usize, port: u16, heartbeat: Duration) -> HerdConfig {
+/// The server port of the `i`th connection: connections are dealt to `ports` round-robin, so
+/// each server holds its share to within one.
+fn port_of(i: usize, ports: &[u16]) -> u16 {
+    ports.get(i % ports.len().max(1)).copied().unwrap_or(0)
+}
+
+/// `count` supervised endpoints spread over the servers on `ports` (see [`port_of`]), each
+/// pinging every `heartbeat`, behind the governor's handshake cap.
+fn herd_config_of(count: usize, ports: &[u16], heartbeat: Duration) -> HerdConfig {
     let mut endpoints = BTreeMap::new();
     for i in 0..count {
+        let port = port_of(i, ports);
         let mut connection = ConnectionConfig::new(format!("ws://127.0.0.1:{port}/{i}"));
         connection.heartbeat = HeartbeatSpec {
             mode: HeartbeatMode::WsPing,
@@ -289,7 +337,7 @@ pub(crate) fn connections() -> Result<Value, String> {
             lives.until(CONNECTIONS as u64).await?;
             let open = started.elapsed();
             let per = rss_bytes().saturating_sub(before) as f64 / CONNECTIONS as f64;
-            let idle = idle_cpu_percent().await;
+            let idle = idle_cpu_percent(CONNECTIONS_IDLE).await;
             herd.shutdown("done", Duration::from_secs(10)).await;
             Ok::<_, String>((per, open.as_secs_f64(), idle))
         })?
@@ -298,7 +346,7 @@ pub(crate) fn connections() -> Result<Value, String> {
     report(
         &mut figures,
         "raw_awc_actor",
-        baselines::raw_awc_actors(port)?,
+        baselines::raw_awc_actors(CONNECTIONS, &[port], CONNECTIONS_IDLE)?,
     );
     for (name, read_buffer) in [
         ("tokio_tungstenite_default", None),
@@ -307,7 +355,7 @@ pub(crate) fn connections() -> Result<Value, String> {
         report(
             &mut figures,
             name,
-            baselines::tokio_tungstenite(port, read_buffer)?,
+            baselines::tokio_tungstenite(CONNECTIONS, &[port], CONNECTIONS_IDLE, read_buffer)?,
         );
     }
     drop(server);
@@ -398,8 +446,12 @@ pub(crate) fn soak(args: &[String]) -> Result<Value, String> {
     let system = System::new();
     let result = system.block_on(async move {
         let lives = LiveWatch::start();
-        let herd = Herd::from_config(herd_config_of(SOAK_ENDPOINTS, port, Duration::from_secs(5)))
-            .map_err(|e| e.to_string())?;
+        let herd = Herd::from_config(herd_config_of(
+            SOAK_ENDPOINTS,
+            &[port],
+            Duration::from_secs(5),
+        ))
+        .map_err(|e| e.to_string())?;
         lives.watch(&herd);
         herd.start();
         lives.until(SOAK_ENDPOINTS as u64).await?;
@@ -422,16 +474,7 @@ pub(crate) fn soak(args: &[String]) -> Result<Value, String> {
             .skip(1)
             .map(|(minute, rss)| (minute as f64, *rss as f64))
             .collect();
-        let slope = if tail.len() >= 2 {
-            let n = tail.len() as f64;
-            let mean_x = tail.iter().map(|p| p.0).sum::<f64>() / n;
-            let mean_y = tail.iter().map(|p| p.1).sum::<f64>() / n;
-            let num: f64 = tail.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
-            let den: f64 = tail.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
-            if den > 0.0 { num / den } else { 0.0 }
-        } else {
-            0.0
-        };
+        let slope = least_squares(&tail).map_or(0.0, |line| line.slope);
         println!(
             "rss slope after the first minute: {:.1} KiB/min ({reconnects} reconnects in all)",
             slope / 1024.0

@@ -1,7 +1,8 @@
 //! A bench history: `all --save` keeps a run as `bench/results/<date>-<host>.json`, and
 //! `compare A.json B.json` sets two runs side by side. Only what is comparable across runs is
 //! compared: ratios (wsherd over its baselines in the same run, so the machine's speed cancels
-//! out), costs per connection (bytes, idle CPU), and the latency scenario's median latencies of
+//! out), costs per connection (bytes, idle CPU, and `scaling`'s idle CPU per 1,000 connections at
+//! each point), and the latency scenario's median latencies of
 //! wsherd against its baselines in the same run, as ratios and as differences (in µs: a
 //! difference can be near zero or below, where a relative change means nothing). Absolute
 //! rates, times and latencies are kept in the files but never compared: between runs here they
@@ -134,7 +135,10 @@ fn walk(value: &Value, path: String, out: &mut Vec<(String, f64, Better)>) {
                 Some(Better::LowerMicros)
             } else if leaf.starts_with("ratio") {
                 Some(Better::Higher)
-            } else if leaf == "bytes_per_connection" || leaf == "idle_cpu_percent" {
+            } else if leaf == "bytes_per_connection"
+                || leaf == "idle_cpu_percent"
+                || leaf == "idle_cpu_percent_per_1000"
+            {
                 Some(Better::Lower)
             } else {
                 None
@@ -177,7 +181,7 @@ fn row(name: &str, before: f64, after: f64, better: Better) -> (String, bool) {
     let mark = if worse { "  <- worse" } else { "" };
     (
         format!(
-            "{name:<60} {before:>12.3} {after:>12.3} {:>+8.1} %{mark}",
+            "{name:<78} {before:>12.3} {after:>12.3} {:>+8.1} %{mark}",
             change * 100.0
         ),
         worse,
@@ -189,7 +193,7 @@ fn row(name: &str, before: f64, after: f64, better: Better) -> (String, bool) {
 pub(crate) fn compare(before: &str, after: &str) -> Result<(), String> {
     let old = comparable(&load(before)?);
     let new = comparable(&load(after)?);
-    println!("{:<60} {:>12} {:>12} {:>10}", "figure", "A", "B", "B vs A");
+    println!("{:<78} {:>12} {:>12} {:>10}", "figure", "A", "B", "B vs A");
     let mut worse = Vec::new();
     for (name, after_figure, better) in &new {
         match old.iter().find(|(n, _, _)| n == name) {
@@ -200,12 +204,12 @@ pub(crate) fn compare(before: &str, after: &str) -> Result<(), String> {
                     worse.push(name.clone());
                 }
             }
-            None => println!("{name:<60} {:>12} {after_figure:>12.3}", "-"),
+            None => println!("{name:<78} {:>12} {after_figure:>12.3}", "-"),
         }
     }
     for (name, before_figure, _) in &old {
         if !new.iter().any(|(n, _, _)| n == name) {
-            println!("{name:<60} {before_figure:>12.3} {:>12}", "-");
+            println!("{name:<78} {before_figure:>12.3} {:>12}", "-");
         }
     }
     if worse.is_empty() {
@@ -244,6 +248,15 @@ mod tests {
             "throughput": {"wsherd": {"msgs_per_s": 2.0e6}, "ratio_wsherd_raw_awc": 1.1},
             "connections": {"wsherd_supervised": {"bytes_per_connection": 8800.0, "open_s": 1.8}},
             "detect": {"detect_s": 1.0, "ratio": 1.0},
+            "scaling": {
+                "points": {"at_02500": {"connections": 2500, "wsherd_supervised": {
+                    "bytes_per_connection": 8700.0,
+                    "idle_cpu_percent_per_1000": 0.1,
+                    "storm_recovery_s": 0.4,
+                }}},
+                "fit": {"wsherd_supervised": {"rss_slope_bytes_per_connection": 8600.0}},
+                "projection_not_measured": {"rss_mib": 820.0, "idle_cpu_percent_of_a_core": 7.0},
+            },
         });
         let mut names: Vec<String> = comparable(&results)
             .into_iter()
@@ -255,6 +268,8 @@ mod tests {
             [
                 "connections.wsherd_supervised.bytes_per_connection",
                 "detect.ratio",
+                "scaling.points.at_02500.wsherd_supervised.bytes_per_connection",
+                "scaling.points.at_02500.wsherd_supervised.idle_cpu_percent_per_1000",
                 "throughput.ratio_wsherd_raw_awc",
             ]
         );

@@ -1,5 +1,7 @@
-//! `serve-idle PORT`: an async server for many idle connections. It completes handshakes,
-//! answers Pings and Closes, ignores everything else, and counts what it accepted.
+//! `serve-idle PORT [MAX_LIFETIME_S [lifeline]]`: an async server for many idle connections. It
+//! completes handshakes, answers Pings and Closes, ignores everything else, and counts what it
+//! accepted. With `lifeline` it exits when its stdin closes: the bench holds the other end, so a
+//! bench that dies without killing it (a crash, an out-of-memory kill, Ctrl-C) takes it along.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -64,6 +66,14 @@ pub(crate) fn serve_idle(args: &[String]) -> ExitCode {
     // `soak`: each connection is dropped after a lifetime spread over 0..max seconds, so a
     // thousand of them churn about once a second in all.
     let max_lifetime: Option<u64> = args.get(1).and_then(|s| s.parse().ok()).filter(|&s| s > 0);
+    if args.get(2).is_some_and(|a| a == "lifeline") {
+        // A plain thread: tokio's stdin would take a blocking thread (and a feature) all the
+        // same, and all this does is wait for end-of-file.
+        std::thread::spawn(|| {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+            std::process::exit(0);
+        });
+    }
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

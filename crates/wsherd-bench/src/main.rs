@@ -2,8 +2,8 @@
 //! `wsherd-bench compare A.json B.json` (see `history.rs`).
 //!
 //! Scenarios: `throughput`, `fanout`, `latency`, `features`, `connections`, `storm`, `detect`,
-//! `all`. Every figure is measured beside its baselines in the same run, as the median of
-//! interleaved rounds (`latency`: percentiles of the rounds' latencies pooled); ratios and
+//! `scaling`, `all`. Every figure is measured beside its baselines in the same run, as the median
+//! of interleaved rounds (`latency`: percentiles of the rounds' latencies pooled); ratios and
 //! differences are printed, never asserted.
 #![forbid(unsafe_code)]
 // Printing figures is what a benchmark is for.
@@ -50,6 +50,8 @@ fn main() -> ExitCode {
         Some("serve-idle") => return idle_server::serve_idle(&args[1..]),
         Some("feature-client") => return features::client(&args[1..]),
         Some("serve-paced") => return paced_server::serve_paced(&args[1..]),
+        // One client holding one point of `scaling`, in a process of its own.
+        Some("scaling-point") => return fleet::scaling::serve_point(&args[1..]),
         Some("compare") => {
             let (Some(before), Some(after)) = (args.get(1), args.get(2)) else {
                 eprintln!("usage: wsherd-bench compare A.json B.json");
@@ -128,11 +130,12 @@ fn main() -> ExitCode {
             }
         }
     }
-    let scenarios: [(&str, Scenario); 4] = [
+    let scenarios: [(&str, Scenario); 5] = [
         ("latency", latency::run),
         ("connections", fleet::connections),
         ("storm", fleet::storm),
         ("detect", fleet::detect),
+        ("scaling", fleet::scaling::run),
     ];
     for (name, scenario_fn) in scenarios {
         if run(name) {
@@ -149,7 +152,7 @@ fn main() -> ExitCode {
     }
     if results.is_empty() {
         eprintln!(
-            "unknown scenario {scenario:?}: use throughput, fanout, latency, features, connections, storm, detect, all, or soak [--minutes N]"
+            "unknown scenario {scenario:?}: use throughput, fanout, latency, features, connections, storm, detect, scaling, all, or soak [--minutes N]"
         );
         return ExitCode::from(2);
     }
