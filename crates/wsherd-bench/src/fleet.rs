@@ -490,3 +490,32 @@ pub(crate) fn soak(args: &[String]) -> Result<Value, String> {
     drop(server);
     result
 }
+
+/// `idle-heap N` (for a heap profiler, not for figures): N supervised connections to one idle
+/// server, all live, then idle for two seconds, then the process exits without a shutdown, so
+/// the profiler's peak is the idle herd itself:
+///
+/// ```text
+/// valgrind --tool=dhat --dhat-out-file=/tmp/dhat.json target/release/wsherd-bench idle-heap 1000
+/// ```
+pub(crate) fn idle_heap(args: &[String]) -> Result<(), String> {
+    let count: usize = args
+        .first()
+        .map_or(Ok(1_000), |n| n.parse().map_err(|e| format!("N: {e}")))?;
+    let server = IdleServer::start(0)?;
+    let ports = [server.port];
+    let system = System::new();
+    system.block_on(async {
+        let lives = LiveWatch::start();
+        let herd = Herd::from_config(herd_config_of(count, &ports, Duration::from_secs(20)))
+            .map_err(|e| e.to_string())?;
+        lives.watch(&herd);
+        herd.start();
+        lives.until(count as u64).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        println!("idle-heap: {count} connections live and idle");
+        Ok::<_, String>(())
+    })?;
+    drop(server);
+    std::process::exit(0)
+}

@@ -65,6 +65,16 @@ fn main() -> ExitCode {
                 }
             };
         }
+        // For a heap profiler, not for figures: see `fleet::idle_heap`.
+        Some("idle-heap") => {
+            return match fleet::idle_heap(&args[1..]) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("idle-heap: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         // For callgrind, not for figures of its own: see `instructions.rs`.
         Some("instructions") => {
             return match instructions::run(&args[1..]) {

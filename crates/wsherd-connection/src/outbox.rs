@@ -47,10 +47,10 @@ impl<T> Outbox<T> {
         let bytes = self.queued_bytes;
         self.queued_bytes = 0;
         self.in_flight_bytes += bytes;
-        (
-            self.queue.drain(..).map(|(frame, _)| frame).collect(),
-            bytes,
-        )
+        // The queue is taken whole, so a socket that wrote once and went quiet holds no
+        // storage for the next write (the batch is collected into a new Vec either way).
+        let queue = std::mem::take(&mut self.queue);
+        (queue.into_iter().map(|(frame, _)| frame).collect(), bytes)
     }
 
     /// A batch of `bytes` reached the socket.

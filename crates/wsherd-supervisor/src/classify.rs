@@ -34,32 +34,36 @@ pub struct ActionTable {
 impl ActionTable {
     /// The action for `reason`.
     pub fn classify(&self, reason: &EndReason) -> Action {
-        if let Some(status) = reason.handshake_status() {
-            return self
-                .on_status
-                .get(&status)
-                .copied()
-                .unwrap_or_else(|| default_for_status(status));
-        }
-        if let Some(class) = reason.tls_class() {
-            return self
-                .on_tls
-                .get(&class)
-                .copied()
-                .unwrap_or_else(|| default_for_tls(class));
-        }
-        if let EndReason::InvalidRequest { .. } = reason {
-            // A bad URL does not get better by retrying; a person has to act.
-            return Action::Stop;
-        }
-        match reason {
-            EndReason::PeerClosed { code, .. } => self
-                .on_close
-                .get(code)
-                .copied()
-                .unwrap_or_else(|| default_for_close(*code)),
-            _ => Action::Backoff,
-        }
+        classify(Some(self), reason)
+    }
+
+    /// No overrides at all: every end gets its default action.
+    pub fn is_empty(&self) -> bool {
+        self.on_close.is_empty() && self.on_status.is_empty() && self.on_tls.is_empty()
+    }
+}
+
+/// The action for `reason` under `table`'s overrides (`None`: none, the defaults alone).
+pub(crate) fn classify(table: Option<&ActionTable>, reason: &EndReason) -> Action {
+    if let Some(status) = reason.handshake_status() {
+        return table
+            .and_then(|t| t.on_status.get(&status).copied())
+            .unwrap_or_else(|| default_for_status(status));
+    }
+    if let Some(class) = reason.tls_class() {
+        return table
+            .and_then(|t| t.on_tls.get(&class).copied())
+            .unwrap_or_else(|| default_for_tls(class));
+    }
+    if let EndReason::InvalidRequest { .. } = reason {
+        // A bad URL does not get better by retrying; a person has to act.
+        return Action::Stop;
+    }
+    match reason {
+        EndReason::PeerClosed { code, .. } => table
+            .and_then(|t| t.on_close.get(code).copied())
+            .unwrap_or_else(|| default_for_close(*code)),
+        _ => Action::Backoff,
     }
 }
 

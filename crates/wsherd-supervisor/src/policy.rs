@@ -74,7 +74,9 @@ pub enum Next {
 pub struct ReconnectPolicy {
     backoff: Backoff,
     intensity: IntensityWindow,
-    actions: ActionTable,
+    /// The overrides, when there are any: three empty maps are 144 bytes an endpoint holds for
+    /// its whole life, and most endpoints override nothing.
+    actions: Option<Box<ActionTable>>,
     limit: RestartIntensity,
     /// Attempts in a row that never became live.
     failures: u32,
@@ -88,7 +90,7 @@ impl ReconnectPolicy {
         ReconnectPolicy {
             backoff: Backoff::new(backoff),
             intensity: IntensityWindow::new(limit),
-            actions,
+            actions: (!actions.is_empty()).then(|| Box::new(actions)),
             limit,
             failures: 0,
             quick_used: false,
@@ -120,7 +122,7 @@ impl ReconnectPolicy {
         let action = if end.live_timed_out {
             Action::Backoff
         } else {
-            self.actions.classify(&end.reason)
+            crate::classify::classify(self.actions.as_deref(), &end.reason)
         };
         if action == Action::Stop {
             return Next::Fail(FailReason::NotRetryable(end.reason.clone()));

@@ -925,6 +925,9 @@ impl DispatchReport {
             None => relay_to(home, thread),
         };
         let origin = relay.origin(endpoint);
+        // Most reports relay to one arbiter for ever: room for exactly that one, not the four
+        // a first push would reserve (this Vec lives as long as the connection).
+        self.relays.reserve_exact(1);
         self.relays.push(Outgoing {
             thread,
             relay,

@@ -1,6 +1,7 @@
 //! The on-open replay: configured on-open messages, remembered ones and the hooks', written on
 //! every fresh socket one after another, waiting for room, ahead of anything queued.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -97,6 +98,8 @@ impl Supervisor {
             return;
         };
         let Some(message) = self.replay.pop_front() else {
+            // Written: the socket's remaining life (usually long) holds no replay storage.
+            self.replay = VecDeque::new();
             self.replay_deadline = None;
             self.pump(ctx);
             return;
