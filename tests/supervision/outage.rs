@@ -113,6 +113,9 @@ async fn two_hundred_endpoints_of_a_refusing_host_make_few_attempts_and_all_go_l
         .remove_endpoint("e199", CloseCode::GOING_AWAY, "bye")
         .await;
     assert!(removed.is_ok(), "{removed:?}");
+    // And pauses.
+    herd.pause("e198").unwrap();
+    reached(&states, "e198", 1, |s| *s == EndpointState::Paused).await;
     let attempts = refuser.stop().await;
     assert!(
         attempts <= 30,
@@ -129,7 +132,7 @@ async fn two_hundred_endpoints_of_a_refusing_host_make_few_attempts_and_all_go_l
                 .filter(|d| is_live(&d.message.state))
                 .map(|d| &d.endpoint)
                 .collect();
-            (live.len() >= ENDPOINTS - 1).then_some(())
+            (live.len() >= ENDPOINTS - 2).then_some(())
         })
         .await
         .unwrap();
@@ -144,13 +147,18 @@ async fn two_hundred_endpoints_of_a_refusing_host_make_few_attempts_and_all_go_l
         .unwrap();
     eprintln!(
         "outage: {attempts} attempts refused in 5 s; all {} live {took:?} after the server returned",
-        ENDPOINTS - 1
+        ENDPOINTS - 2
     );
     assert!(
         took <= Duration::from_secs(2),
         "all live {took:?} after the server started listening (at most 2 s)"
     );
     assert!(!governor.offline());
+    assert_eq!(
+        herd.endpoint_status("e198").map(|s| s.state),
+        Some(EndpointState::Paused),
+        "a paused endpoint stays paused when the herd is online again"
+    );
     drop(server);
 }
 
