@@ -547,6 +547,52 @@ mod tests {
         drop((second, third));
     }
 
+    #[actix_rt::test]
+    async fn an_offline_herd_holds_all_but_one_probe_per_host_and_a_probe_that_connects_releases_them()
+     {
+        use crate::outage::Outcome;
+        use wsherd_connection::NetworkCause;
+        let governor = Governor::new(GovernorPolicy {
+            outage: OutagePolicy {
+                min_endpoints: 2,
+                probe_interval: Duration::from_millis(50),
+                ..OutagePolicy::default()
+            },
+            ..GovernorPolicy::default()
+        });
+        let stats = governor.stats();
+        let addr = governor.start();
+        let refused = Outcome::NetworkFailed(NetworkCause::Refused);
+        let mut first = addr.send(acquire(1)).await.unwrap().unwrap();
+        let mut second = addr.send(acquire(2)).await.unwrap().unwrap();
+        first.ended(refused);
+        second.ended(refused);
+        drop((first, second));
+        // The next two are held: one becomes the probe when the interval has passed.
+        let held = [acquire(3), acquire(4)].map(|request| Box::pin(addr.send(request)));
+        let [mut third, mut fourth] = held;
+        assert!(futures_poll_once(&mut third).await.is_none());
+        assert!(stats.offline(), "offline after two network failures");
+        assert_eq!(stats.held(), 2);
+        let mut probe = actix_rt::time::timeout(Duration::from_secs(10), &mut third)
+            .await
+            .expect("the probe is let go after the interval")
+            .unwrap()
+            .unwrap();
+        assert!(
+            futures_poll_once(&mut fourth).await.is_none(),
+            "one probe per host"
+        );
+        probe.ended(Outcome::Reached);
+        drop(probe);
+        let released = actix_rt::time::timeout(Duration::from_secs(10), fourth)
+            .await
+            .expect("released when the probe connected");
+        assert!(released.unwrap().is_ok());
+        assert!(!stats.offline());
+        assert_eq!(stats.outages(), 1);
+    }
+
     fn acquire(n: usize) -> Acquire {
         Acquire {
             endpoint: EndpointName::new(&format!("e{n}")).unwrap(),
