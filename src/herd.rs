@@ -111,7 +111,8 @@ impl Drop for Inner {
 /// until [`Herd::start`]: subscribe first, then start, and no message arrives before its
 /// subscriber. One made by [`Herd::new`] is started from the outset and starts each endpoint,
 /// on the arbiter that adds it, as it is added. Either must be used inside a running actix
-/// system. One [`Governor`] per herd caps concurrent handshakes.
+/// system. One [`Governor`] per herd caps concurrent handshakes and runs the outage mode
+/// ([`OutagePolicy`](crate::OutagePolicy)): while the network is gone, one probe per host.
 #[derive(Clone)]
 pub struct Herd {
     inner: Arc<Inner>,
