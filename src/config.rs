@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use ::config::{Config, Environment, File, Value, ValueKind};
 use wsherd_protocol::{EndpointName, Outbound};
-use wsherd_supervisor::{EndpointSpec, GovernorPolicy};
+use wsherd_supervisor::{EndpointSpec, GovernorPolicy, OutagePolicy};
 
 use read::{Reader, join};
 
@@ -197,7 +197,10 @@ const HERD_KEYS: &[&str] = &[
     "max_concurrent_handshakes",
     "reconnects_per_second",
     "metrics_interval",
+    "outage",
 ];
+/// Keys of `[herd.outage]`.
+const OUTAGE_KEYS: &[&str] = &["enabled", "min_endpoints", "window", "probe_interval"];
 
 /// Every key an endpoint table (or `[defaults]`) accepts, nested ones dotted
 /// (`backoff.initial`); tables whose keys are free-form (`headers`, `on_close`, `on_status`)
@@ -221,9 +224,51 @@ pub fn endpoint_keys() -> Vec<String> {
     keys
 }
 
-/// Every key `[herd]` accepts.
-pub fn herd_keys() -> &'static [&'static str] {
-    HERD_KEYS
+/// `[herd.outage]`: each key checked where it is, so an error names it and its file.
+fn read_outage(reader: &mut Reader, table: &read::Table<'_>, outage: &mut OutagePolicy) {
+    if let Some(enabled) = reader.boolean(table, "enabled") {
+        outage.enabled = enabled;
+    }
+    if let Some(min) = reader.integer(table, "min_endpoints", 1, u32::MAX as u64) {
+        outage.min_endpoints = min as usize;
+    }
+    if let Some(window) = reader.duration(table, "window") {
+        if window.is_zero() {
+            let origin = table.map.get("window").and_then(read::origin_of);
+            reader.problem(
+                origin.as_deref(),
+                &join(&table.path, "window"),
+                "expected a duration above zero (turn the outage mode off with `enabled = false`)",
+            );
+        } else {
+            outage.window = window;
+        }
+    }
+    if let Some(interval) = reader.duration(table, "probe_interval") {
+        if interval.is_zero() {
+            let origin = table.map.get("probe_interval").and_then(read::origin_of);
+            reader.problem(
+                origin.as_deref(),
+                &join(&table.path, "probe_interval"),
+                "expected a duration above zero",
+            );
+        } else {
+            outage.probe_interval = interval;
+        }
+    }
+}
+
+/// Every key `[herd]` accepts, nested ones dotted (`outage.window`).
+pub fn herd_keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    for key in HERD_KEYS {
+        if *key == "outage" {
+            keys.extend(OUTAGE_KEYS.iter().map(|k| format!("outage.{k}")));
+        } else {
+            keys.push((*key).to_owned());
+        }
+    }
+    keys
 }
 
 /// Every key `[server]` accepts, nested ones dotted (`tls.cert`).
@@ -359,6 +404,13 @@ impl ConfigLoader {
             }
             if let Some(interval) = reader.duration(&herd, "metrics_interval") {
                 config.settings.metrics_interval = (!interval.is_zero()).then_some(interval);
+            }
+            if let Some(outage) = herd
+                .map
+                .get("outage")
+                .and_then(|v| reader.table(v, "herd.outage", OUTAGE_KEYS))
+            {
+                read_outage(reader, &outage, &mut config.settings.governor.outage);
             }
         }
         let lookup = |var: &str| match &self.environment {

@@ -3,14 +3,15 @@
 
 use wsherd_connection::ConnectionEvent;
 use wsherd_router::{Binary, DeadLetter};
-use wsherd_supervisor::{QueueEvent, StateEvent};
+use wsherd_supervisor::{NetworkEvent, QueueEvent, StateEvent};
 
 mod sealed {
     pub trait Sealed {}
 }
 
 /// An event wsherd publishes to subscribers: [`StateEvent`], [`ConnectionEvent`],
-/// [`QueueEvent`], [`DeadLetter`] and [`Binary`] frames, and nothing else (sealed), so a
+/// [`QueueEvent`], [`NetworkEvent`] (the herd went offline or came back), [`DeadLetter`] and
+/// [`Binary`] frames, and nothing else (sealed), so a
 /// subscription to a type that is never published does not compile.
 ///
 /// ```no_run
@@ -40,7 +41,7 @@ mod sealed {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an event wsherd publishes",
     label = "not an event",
-    note = "the events are StateEvent, ConnectionEvent, QueueEvent, DeadLetter and Binary; messages from a peer are subscribed with `Herd::subscribe` (a type with an `Inbound` impl)"
+    note = "the events are StateEvent, ConnectionEvent, QueueEvent, NetworkEvent, DeadLetter and Binary; messages from a peer are subscribed with `Herd::subscribe` (a type with an `Inbound` impl)"
 )]
 pub trait Event: sealed::Sealed + Send + Sync + 'static {}
 
@@ -53,4 +54,11 @@ macro_rules! events {
     };
 }
 
-events!(StateEvent, ConnectionEvent, QueueEvent, DeadLetter, Binary);
+events!(
+    StateEvent,
+    ConnectionEvent,
+    QueueEvent,
+    NetworkEvent,
+    DeadLetter,
+    Binary
+);

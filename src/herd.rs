@@ -111,7 +111,8 @@ impl Drop for Inner {
 /// until [`Herd::start`]: subscribe first, then start, and no message arrives before its
 /// subscriber. One made by [`Herd::new`] is started from the outset and starts each endpoint,
 /// on the arbiter that adds it, as it is added. Either must be used inside a running actix
-/// system. One [`Governor`] per herd caps concurrent handshakes.
+/// system. One [`Governor`] per herd caps concurrent handshakes and runs the outage mode
+/// ([`OutagePolicy`](crate::OutagePolicy)): while the network is gone, one probe per host.
 #[derive(Clone)]
 pub struct Herd {
     inner: Arc<Inner>,
@@ -372,7 +373,8 @@ impl Herd {
         match &*governor {
             Some(handle) if handle.addr.connected() => handle.addr.clone(),
             _ => {
-                let actor = Governor::new(self.inner.governor_policy);
+                let actor = Governor::new(self.inner.governor_policy)
+                    .with_listener(network_publisher(self.inner.router.clone()));
                 let stats = actor.stats();
                 let addr = actor.start();
                 *governor = Some(GovernorHandle {
@@ -397,6 +399,40 @@ impl Herd {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Most deliveries of [`NetworkEvent`](wsherd_supervisor::NetworkEvent)s held at once for full
+/// subscribers; past it they are dropped (they are rare: one per outage and one per recovery).
+const MAX_HELD_NETWORK_EVENTS: usize = 16;
+
+/// Publishes the governor's outage announcements to the herd's event subscribers, as an
+/// endpoint's supervisor publishes its states: into each subscriber's mailbox, a full
+/// backpressure subscriber's in the background (a few at most), never blocking the governor.
+fn network_publisher(router: Router) -> wsherd_supervisor::OutageListener {
+    let mut cache = router.cache();
+    let held = Arc::new(AtomicUsize::new(0));
+    Box::new(move |event, endpoint| {
+        let mut report = wsherd_router::DispatchReport::default();
+        let table = Arc::clone(cache.current());
+        table.publish(endpoint, event, &mut report);
+        for id in report.closed.drain(..) {
+            router.unsubscribe(id);
+        }
+        if report.held() == 0 {
+            return;
+        }
+        if held.load(Ordering::Relaxed) >= MAX_HELD_NETWORK_EVENTS {
+            let dropped = report.drop_held();
+            tracing::warn!(dropped, "network events dropped for a full subscriber");
+            return;
+        }
+        held.fetch_add(1, Ordering::Relaxed);
+        let held = Arc::clone(&held);
+        actix::spawn(async move {
+            std::future::poll_fn(|cx| report.poll_unblocked(cx)).await;
+            held.fetch_sub(1, Ordering::Relaxed);
+        });
+    })
 }
 
 /// Endpoints, closure and stream subscribers and the metrics task are actors or tasks: they

@@ -34,7 +34,7 @@ pub use herd::{
 
 pub use wsherd_connection::{
     Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason,
-    InvalidConfig, InvalidUtf8Policy, Phase, Side, StatsSnapshot, TlsClass, TlsFiles,
+    InvalidConfig, InvalidUtf8Policy, NetworkCause, Phase, Side, StatsSnapshot, TlsClass, TlsFiles,
 };
 pub use wsherd_protocol::{
     CloseCode, DeadPeer, HeartbeatMode, HeartbeatSpec, InvalidHeartbeat, MIN_HEARTBEAT_DURATION,
@@ -49,9 +49,9 @@ pub use wsherd_router::{
 };
 pub use wsherd_supervisor::{
     Action, ActionTable, BackoffPolicy, EndpointSpec, EndpointState, EndpointStatus, FailReason,
-    GovernorPolicy, GovernorStats, Jitter, LiveAfter, OnOpenHook, OverflowPolicy, QueueEvent,
-    QueuePolicy, Reconnected, Rejected, RestartIntensity, StateEvent, StatusTable, Submitted,
-    human_duration,
+    GovernorPolicy, GovernorStats, Jitter, LiveAfter, NetworkEvent, NetworkState, OnOpenHook,
+    OutagePolicy, OverflowPolicy, QueueEvent, QueuePolicy, Reconnected, Rejected, RestartIntensity,
+    StateEvent, StatusTable, Submitted, human_duration,
 };
 /// The supervisor actor and what it answers, for applications that run connection actors on
 /// their own, without a [`Herd`]: `Supervisor::new(name, spec, router).start()`.

@@ -1206,3 +1206,59 @@ async fn a_reload_that_changes_only_required_keeps_the_socket_and_changes_readin
     assert!(herd.not_ready().is_empty());
     assert!(herd.set_required("nope", true).is_err());
 }
+
+#[test]
+fn the_outage_mode_is_read_from_herd_outage_with_its_defaults() {
+    let file = TempConfig::new(
+        "toml",
+        "[herd.outage]\nmin_endpoints = 5\nwindow = \"10s\"\nprobe_interval = \"250ms\"\n[endpoints.feed]\nurl = \"ws://127.0.0.1:1/\"\n",
+    );
+    let outage = load(&file).unwrap().settings.governor.outage;
+    assert_eq!(
+        outage,
+        wsherd::OutagePolicy {
+            enabled: true,
+            min_endpoints: 5,
+            window: Duration::from_secs(10),
+            probe_interval: Duration::from_millis(250),
+        }
+    );
+    let off = TempConfig::new(
+        "toml",
+        "[herd]\noutage = { enabled = false }\n[endpoints.feed]\nurl = \"ws://127.0.0.1:1/\"\n",
+    );
+    let outage = load(&off).unwrap().settings.governor.outage;
+    assert!(!outage.enabled);
+    assert_eq!(
+        outage.probe_interval,
+        Duration::from_secs(1),
+        "defaults kept"
+    );
+    let config = load(&file).unwrap();
+    let again = TempConfig::new("toml", &config.to_toml());
+    assert_eq!(
+        load(&again).unwrap().settings,
+        config.settings,
+        "to_toml round-trips it"
+    );
+}
+
+#[test]
+fn bad_outage_values_name_their_key_and_file() {
+    let file = TempConfig::new(
+        "toml",
+        "[herd.outage]\nmin_endpoints = 0\nwindow = \"0s\"\nprobe_interval = \"soon\"\nenable = false\n[endpoints.feed]\nurl = \"ws://127.0.0.1:1/\"\n",
+    );
+    let found = problems(&file);
+    for key in [
+        "herd.outage.min_endpoints: expected a whole number from 1",
+        "herd.outage.window: expected a duration above zero",
+        "herd.outage.probe_interval: ",
+        r#"herd.outage.enable: unknown key "enable"; did you mean "enabled"?"#,
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(key)),
+            "{key} in {found:?}"
+        );
+    }
+}

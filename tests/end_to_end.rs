@@ -547,6 +547,12 @@ async fn handshake_rejection_timeout_and_refusal_have_exact_reasons() {
         "{reason:?}"
     );
     assert!(!reason.was_open());
+    // A network-level failure, as the herd's outage mode counts them.
+    assert_eq!(
+        reason.network_cause(),
+        Some(wsherd::NetworkCause::Refused),
+        "{reason:?}"
+    );
 
     herd.add_endpoint("badurl", ConnectionConfig::new("not a url"))
         .unwrap();

@@ -35,6 +35,12 @@ impl HerdConfig {
         if let Some(interval) = self.settings.metrics_interval {
             let _ = writeln!(out, "metrics_interval = {:?}", duration(interval));
         }
+        let outage = &governor.outage;
+        let _ = writeln!(out, "\n[herd.outage]");
+        let _ = writeln!(out, "enabled = {}", outage.enabled);
+        let _ = writeln!(out, "min_endpoints = {}", outage.min_endpoints);
+        let _ = writeln!(out, "window = {}", duration(outage.window));
+        let _ = writeln!(out, "probe_interval = {}", duration(outage.probe_interval));
         server_toml(&self.settings.server, &mut out);
         for (name, endpoint) in &self.endpoints {
             let _ = writeln!(out, "\n[endpoints.{name}]");

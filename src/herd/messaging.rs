@@ -149,6 +149,7 @@ impl Herd {
 
     /// Delivers events: [`StateEvent`](crate::StateEvent)s,
     /// [`ConnectionEvent`](crate::ConnectionEvent)s, [`QueueEvent`](crate::QueueEvent)s,
+    /// [`NetworkEvent`](crate::NetworkEvent)s (the herd went offline or came back),
     /// [`DeadLetter`](crate::DeadLetter)s or [`Binary`](crate::Binary) frames (the
     /// [`Event`] types; nothing else compiles).
     pub fn subscribe_events<E: Event>(&self, recipient: Recipient<Delivery<E>>) -> SubscriptionId {

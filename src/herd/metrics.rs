@@ -164,7 +164,7 @@ impl Series {
 #[derive(Default)]
 pub(super) struct Publisher {
     series: HashMap<EndpointName, Series>,
-    governor: Option<(Gauge, Gauge)>,
+    governor: Option<[Gauge; 4]>,
     described: bool,
     /// The periodic publication runs.
     ticking: bool,
@@ -193,14 +193,18 @@ impl Publisher {
             }
         }
         if let Some(stats) = governor {
-            let (in_flight, waiting) = self.governor.get_or_insert_with(|| {
-                (
+            let [in_flight, waiting, offline, held] = self.governor.get_or_insert_with(|| {
+                [
                     metrics::gauge!("wsherd_governor_handshakes_in_flight"),
                     metrics::gauge!("wsherd_governor_waiting"),
-                )
+                    metrics::gauge!("wsherd_herd_offline"),
+                    metrics::gauge!("wsherd_herd_held_endpoints"),
+                ]
             });
             in_flight.set(stats.in_flight() as f64);
             waiting.set(stats.waiting() as f64);
+            offline.set(if stats.offline() { 1.0 } else { 0.0 });
+            held.set(stats.held() as f64);
         }
     }
 }
@@ -283,6 +287,15 @@ fn describe() {
         Unit::Count,
         "attempts waiting for a handshake slot"
     );
+    describe_gauge!(
+        "wsherd_herd_offline",
+        "1 while the herd's outage mode holds it offline (one probe per host), else 0"
+    );
+    describe_gauge!(
+        "wsherd_herd_held_endpoints",
+        Unit::Count,
+        "attempts held by the outage mode"
+    );
 }
 
 impl Herd {
@@ -293,7 +306,8 @@ impl Herd {
     /// `wsherd_dead_letters_total{reason}`, `wsherd_outbound_queue_depth`,
     /// `wsherd_outbound_dropped_total{why}`, `wsherd_subscriber_dropped_total`,
     /// `wsherd_last_message_timestamp_seconds`, each labelled `endpoint`, and
-    /// `wsherd_governor_handshakes_in_flight`, `wsherd_governor_waiting`. A scrape calls it for
+    /// `wsherd_governor_handshakes_in_flight`, `wsherd_governor_waiting`, `wsherd_herd_offline`,
+    /// `wsherd_herd_held_endpoints`. A scrape calls it for
     /// exact figures; [`Herd::enable_metrics`] calls it periodically. Install the recorder
     /// before the herd is made: each endpoint's series are registered once, at its first
     /// publication. A restarted endpoint's counters carry on from where they were.

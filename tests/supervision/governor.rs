@@ -11,6 +11,7 @@ async fn a_thousand_endpoints_dropped_at_once_respect_the_handshake_cap() {
     let herd = Herd::with_governor(GovernorPolicy {
         max_concurrent_handshakes: CAP,
         reconnects_per_second: 0.0,
+        ..GovernorPolicy::default()
     });
     let states = states(&herd);
     let backoff = BackoffPolicy {

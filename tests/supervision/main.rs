@@ -12,6 +12,7 @@ mod control;
 mod delivery;
 mod governor;
 mod heartbeat;
+mod outage;
 mod queue;
 mod replay;
 

@@ -242,6 +242,9 @@ fn herd_config_of(count: usize, ports: &[u16], heartbeat: Duration) -> HerdConfi
             governor: GovernorPolicy {
                 max_concurrent_handshakes: CAP,
                 reconnects_per_second: 0.0,
+                // The default outage mode: a restart that outlasts three refused attempts
+                // is waited out with one probe per second.
+                ..GovernorPolicy::default()
             },
             ..HerdSettings::default()
         },

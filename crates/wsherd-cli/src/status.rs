@@ -125,7 +125,12 @@ fn table(statuses: &[Value]) -> String {
             let text = |key: &str| status[key].as_str().unwrap_or("-").to_owned();
             [
                 text("name"),
-                text("state"),
+                // As `Herd::status_table` says it: the outage mode holds the attempt.
+                if status["held_by_outage"] == true {
+                    "held (offline)".to_owned()
+                } else {
+                    text("state")
+                },
                 status["since_ms"].as_u64().map_or_else(
                     || "-".to_owned(),
                     |ms| human_duration(Duration::from_millis(ms)),

@@ -27,6 +27,39 @@ pub enum TlsClass {
     Files,
 }
 
+/// A network-level reason a connect failed: the host could not be reached at all, which is what
+/// every endpoint sees at once when the network is gone (the herd's outage mode counts these,
+/// and nothing else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum NetworkCause {
+    /// The host name could not be resolved (no DNS answer, no records).
+    Dns,
+    /// The host refused the TCP connection (nothing listens there).
+    Refused,
+    /// No route to the host or its network, or the network is down.
+    Unreachable,
+    /// The connection was reset before the server answered the upgrade request at all: what a
+    /// firewall or a load balancer with no backend does; a server that answered (any HTTP
+    /// status, a certificate) is reachable and never ends this way.
+    Reset,
+    /// Connect (with the upgrade) did not finish within the handshake timeout
+    /// ([`EndReason::HandshakeTimeout`]).
+    Timeout,
+}
+
+impl fmt::Display for NetworkCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NetworkCause::Dns => "dns",
+            NetworkCause::Refused => "refused",
+            NetworkCause::Unreachable => "unreachable",
+            NetworkCause::Reset => "reset",
+            NetworkCause::Timeout => "timeout",
+        })
+    }
+}
+
 /// Why a socket life ended. Every way out of a connection has exactly one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -40,6 +73,9 @@ pub enum EndReason {
     ConnectFailed {
         /// The underlying error.
         reason: String,
+        /// The network-level cause, when it is one (refused, unreachable, DNS, reset before
+        /// any answer); `None` for anything else that failed while connecting.
+        cause: Option<NetworkCause>,
     },
     /// The TLS handshake failed: the server's certificate was refused (unknown issuer, wrong
     /// name, expired …) or the server refused ours. Retrying will not help by itself
@@ -233,6 +269,37 @@ impl EndReason {
         }
     }
 
+    /// The network-level cause of a connect that never reached the server: a refused, reset
+    /// or unreachable connect, a failed DNS lookup ([`EndReason::ConnectFailed`] with a
+    /// cause), or a handshake timeout. `None` for everything else, notably for anything a
+    /// server answered (an HTTP status, a certificate, a Close) and for the end of a socket
+    /// that was open.
+    pub fn network_cause(&self) -> Option<NetworkCause> {
+        match self {
+            EndReason::ConnectFailed { cause, .. } => *cause,
+            EndReason::HandshakeTimeout { .. } => Some(NetworkCause::Timeout),
+            _ => None,
+        }
+    }
+
+    /// Whether a server answered this attempt: it reached a server (an HTTP status, a TLS
+    /// certificate, an invalid upgrade answer) or the socket was open. The network works.
+    pub fn server_answered(&self) -> bool {
+        match self {
+            EndReason::HandshakeRejected { .. }
+            | EndReason::HandshakeInvalid { .. }
+            | EndReason::Tls { .. } => true,
+            EndReason::InvalidRequest { .. }
+            | EndReason::ConnectFailed { .. }
+            | EndReason::TlsTransient { .. }
+            | EndReason::TlsConfig { .. }
+            | EndReason::HandshakeTimeout { .. }
+            | EndReason::SecretUnavailable { .. }
+            | EndReason::Stopped => false,
+            _ => self.was_open(),
+        }
+    }
+
     /// Whether the socket was ever open in this life (false: it ended in the handshake).
     pub fn was_open(&self) -> bool {
         !matches!(
@@ -254,7 +321,7 @@ impl fmt::Display for EndReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EndReason::InvalidRequest { reason } => write!(f, "invalid request: {reason}"),
-            EndReason::ConnectFailed { reason } => write!(f, "connect failed: {reason}"),
+            EndReason::ConnectFailed { reason, .. } => write!(f, "connect failed: {reason}"),
             EndReason::Tls { reason } => write!(f, "TLS handshake failed: {reason}"),
             EndReason::TlsTransient { reason } => {
                 write!(f, "TLS handshake interrupted: {reason}")

@@ -58,7 +58,9 @@ pub use config::{
     InvalidConfig, InvalidUtf8Policy, MAX_CLOSE_REASON, validate_url,
 };
 pub use connection::{Close, Connection, ReleaseReads, Write, WriteError, WriteOnOpen};
-pub use event::{ConnectionEvent, EndReason, Notice, Observed, Side, TlsClass, Unsent};
+pub use event::{
+    ConnectionEvent, EndReason, NetworkCause, Notice, Observed, Side, TlsClass, Unsent,
+};
 pub use heartbeats::{Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
 pub use secret_files::{FileSecret, SecretSlot, read_secret_files};
 pub use stats::{ConnectionStats, Phase, StatsSnapshot};

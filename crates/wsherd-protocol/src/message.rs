@@ -52,7 +52,7 @@ pub const EXCERPT_LIMIT: usize = 256;
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a message type wsherd can decode for a subscriber",
     label = "no `Inbound` impl: declare its kind with `wsherd::inbound!({Self} => \"kind\")`",
-    note = "events (StateEvent, ConnectionEvent, QueueEvent, DeadLetter, Binary) are subscribed with `Herd::subscribe_events` or `Herd::on_event`"
+    note = "events (StateEvent, ConnectionEvent, QueueEvent, NetworkEvent, DeadLetter, Binary) are subscribed with `Herd::subscribe_events` or `Herd::on_event`"
 )]
 pub trait Inbound: DeserializeOwned + Send + Sync + 'static {
     /// The kind (the value of the endpoint's kind field) this type is decoded from; for a type

@@ -1,12 +1,18 @@
-//! The herd-wide handshake governor: caps concurrent handshakes and paces reconnects.
+//! The herd-wide handshake governor: caps concurrent handshakes, paces reconnects, and owns
+//! the herd's outage mode ([`crate::outage`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
+use wsherd_protocol::EndpointName;
+
+use crate::outage::{
+    Attempt, NetworkEvent, OutageDetector, OutagePolicy, Outcome, ProbeDue, Verdict,
+};
 
 /// Limits of the governor.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -16,6 +22,9 @@ pub struct GovernorPolicy {
     /// Handshakes started per second (a burst of one second's worth is allowed); 0 means no
     /// limit.
     pub reconnects_per_second: f64,
+    /// The herd-wide outage mode: when the network is gone, one probe per host instead of
+    /// every endpoint retrying.
+    pub outage: OutagePolicy,
 }
 
 impl Default for GovernorPolicy {
@@ -23,6 +32,7 @@ impl Default for GovernorPolicy {
         GovernorPolicy {
             max_concurrent_handshakes: 256,
             reconnects_per_second: 0.0,
+            outage: OutagePolicy::default(),
         }
     }
 }
@@ -73,6 +83,9 @@ pub struct GovernorStats {
     peak: AtomicUsize,
     waiting: AtomicUsize,
     granted: AtomicU64,
+    held: AtomicUsize,
+    offline: AtomicBool,
+    outages: AtomicU64,
 }
 
 impl GovernorStats {
@@ -92,24 +105,64 @@ impl GovernorStats {
     pub fn granted(&self) -> u64 {
         self.granted.load(Ordering::Relaxed)
     }
+    /// Endpoints whose attempts the outage mode holds (offline), or that wait for the first
+    /// attempts of a herd that has not reached a server yet.
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+    /// Whether the herd is offline ([`NetworkState::Offline`](crate::NetworkState)).
+    pub fn offline(&self) -> bool {
+        self.offline.load(Ordering::Relaxed)
+    }
+    /// Times the herd went offline.
+    pub fn outages(&self) -> u64 {
+        self.outages.load(Ordering::Relaxed)
+    }
 }
 
-/// Permission to run one handshake; the slot is returned when this is dropped.
+/// Permission to run one handshake; the slot is returned when this is dropped, with how the
+/// attempt ended ([`Permit::ended`]) for the outage mode.
 #[derive(Debug)]
 pub struct Permit {
     governor: Addr<Governor>,
+    endpoint: EndpointName,
+    host: Arc<str>,
+    attempt: Attempt,
+    outcome: Outcome,
+}
+
+impl Permit {
+    /// Records how the attempt ended (a server answered, or the network failed); a permit
+    /// dropped without it counts as abandoned.
+    pub fn ended(&mut self, outcome: Outcome) {
+        self.outcome = outcome;
+    }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         // One message per permit, never driven by a peer: unbounded is fine here.
-        self.governor.do_send(Release);
+        self.governor.do_send(Release {
+            endpoint: self.endpoint.clone(),
+            host: Arc::clone(&self.host),
+            attempt: self.attempt,
+            outcome: self.outcome,
+        });
     }
 }
 
-/// Asks for a handshake slot; answered in request order.
+/// Asks for a handshake slot for `endpoint`, whose URL points at `host`
+/// ([`host_key`](crate::host_key)); answered in request order, unless the outage mode holds it.
+/// A newer request from the same endpoint replaces one still held.
 #[derive(Debug)]
-pub struct Acquire;
+pub struct Acquire {
+    /// Who asks.
+    pub endpoint: EndpointName,
+    /// `host:port` of its URL: one probe per host while the herd is offline.
+    pub host: Arc<str>,
+    /// Set while the outage mode holds this request (for the endpoint's status).
+    pub held: Option<Arc<AtomicBool>>,
+}
 
 impl actix::Message for Acquire {
     type Result = Result<Permit, GovernorGone>;
@@ -122,16 +175,57 @@ pub struct GovernorGone;
 
 #[derive(Debug, actix::Message)]
 #[rtype(result = "()")]
-struct Release;
+struct Release {
+    endpoint: EndpointName,
+    host: Arc<str>,
+    attempt: Attempt,
+    outcome: Outcome,
+}
 
-/// Grants handshake slots to supervisors, first come first served, within its policy.
+/// A request not answered yet.
+struct Waiter {
+    endpoint: EndpointName,
+    host: Arc<str>,
+    held: Option<Arc<AtomicBool>>,
+    /// Which request of its endpoint this is: a newer one replaces it.
+    seq: u64,
+    reply: oneshot::Sender<Permit>,
+}
+
+impl Waiter {
+    fn hold(&self, held: bool) {
+        if let Some(flag) = &self.held {
+            flag.store(held, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Something to tell whoever listens about the herd's network (the herd publishes it as an
+/// event).
+pub type OutageListener = Box<dyn FnMut(NetworkEvent, &EndpointName)>;
+
+/// Grants handshake slots to supervisors, first come first served, within its policy; while
+/// the herd is offline, holds every request but one probe per host.
 pub struct Governor {
     policy: GovernorPolicy,
     rate: RateLimiter,
-    waiting: VecDeque<oneshot::Sender<Permit>>,
+    /// Let go by the outage mode, waiting for the cap or the rate.
+    waiting: VecDeque<(Waiter, Attempt)>,
+    /// Waiting for an attempt of a herd that has not reached a server yet to end.
+    pending: VecDeque<Waiter>,
+    /// Held by the outage, by host, oldest first.
+    held: HashMap<Arc<str>, VecDeque<Waiter>>,
+    held_count: usize,
+    /// The newest request of each endpoint that asked.
+    latest: HashMap<EndpointName, u64>,
+    next_seq: u64,
+    detector: OutageDetector,
     in_flight: usize,
     stats: Arc<GovernorStats>,
     timer_armed: bool,
+    /// The probe timer: when it fires, and its handle.
+    probe_timer: Option<(Instant, SpawnHandle)>,
+    listener: Option<OutageListener>,
 }
 
 impl Governor {
@@ -141,15 +235,150 @@ impl Governor {
             policy,
             rate: RateLimiter::new(policy.reconnects_per_second, Instant::now()),
             waiting: VecDeque::new(),
+            pending: VecDeque::new(),
+            held: HashMap::new(),
+            held_count: 0,
+            latest: HashMap::new(),
+            next_seq: 0,
+            detector: OutageDetector::new(policy.outage),
             in_flight: 0,
             stats: Arc::new(GovernorStats::default()),
             timer_armed: false,
+            probe_timer: None,
+            listener: None,
         }
+    }
+
+    /// Calls `listener` when the herd goes offline or comes back, with the endpoint whose
+    /// attempt decided it. Runs on the governor's arbiter: keep it short.
+    pub fn with_listener(mut self, listener: OutageListener) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     /// Figures shared with whoever wants to watch.
     pub fn stats(&self) -> Arc<GovernorStats> {
         Arc::clone(&self.stats)
+    }
+
+    /// Whether `waiter` is still wanted: its endpoint did not ask again, and it still listens.
+    fn current(&self, waiter: &Waiter) -> bool {
+        !waiter.reply.is_closed() && self.latest.get(&waiter.endpoint) == Some(&waiter.seq)
+    }
+
+    /// Lets the outage mode decide on `waiter`.
+    fn admit(&mut self, waiter: Waiter, now: Instant) {
+        match self.detector.admit(&waiter.endpoint, &waiter.host, now) {
+            Verdict::Go(attempt) | Verdict::Probe(attempt) => {
+                waiter.hold(false);
+                self.waiting.push_back((waiter, attempt));
+            }
+            Verdict::Wait => self.pending.push_back(waiter),
+            Verdict::Hold => {
+                waiter.hold(true);
+                self.held_count += 1;
+                self.held
+                    .entry(Arc::clone(&waiter.host))
+                    .or_default()
+                    .push_back(waiter);
+            }
+        }
+    }
+
+    /// After any change: pending and held requests go on as the outage mode now allows, and
+    /// the next probe is scheduled.
+    fn reconsider(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        if !self.detector.is_offline() && self.held_count > 0 {
+            // Back online: every held request goes, oldest host queue first is as good as any.
+            let held: Vec<Waiter> = self.held.drain().flat_map(|(_, queue)| queue).collect();
+            self.held_count = 0;
+            for waiter in held {
+                if self.current(&waiter) {
+                    self.admit(waiter, now);
+                }
+            }
+        }
+        while let Some(waiter) = self.pending.pop_front() {
+            if !self.current(&waiter) {
+                continue;
+            }
+            if self.detector.is_offline() {
+                self.admit(waiter, now);
+                continue;
+            }
+            match self.detector.admit(&waiter.endpoint, &waiter.host, now) {
+                Verdict::Wait => {
+                    self.pending.push_front(waiter);
+                    break;
+                }
+                Verdict::Go(attempt) | Verdict::Probe(attempt) => {
+                    waiter.hold(false);
+                    self.waiting.push_back((waiter, attempt));
+                }
+                Verdict::Hold => {
+                    waiter.hold(true);
+                    self.held_count += 1;
+                    self.held
+                        .entry(Arc::clone(&waiter.host))
+                        .or_default()
+                        .push_back(waiter);
+                }
+            }
+        }
+        if self.detector.is_offline() {
+            self.probe(now, ctx);
+        }
+        self.grant(ctx);
+    }
+
+    /// Starts each host's probe that is due, and arms the timer for the next one.
+    fn probe(&mut self, now: Instant, ctx: &mut Context<Self>) {
+        let mut next: Option<Instant> = None;
+        let hosts: Vec<Arc<str>> = self.held.keys().cloned().collect();
+        for host in hosts {
+            match self.detector.probe_due(&host, now) {
+                ProbeDue::AfterCurrent => {}
+                ProbeDue::At(at) => next = Some(next.map_or(at, |n| n.min(at))),
+                ProbeDue::Now => {
+                    let probe = loop {
+                        let Some(queue) = self.held.get_mut(&host) else {
+                            break None;
+                        };
+                        let Some(waiter) = queue.pop_front() else {
+                            break None;
+                        };
+                        self.held_count = self.held_count.saturating_sub(1);
+                        if self.current(&waiter) {
+                            break Some(waiter);
+                        }
+                    };
+                    if self.held.get(&host).is_some_and(VecDeque::is_empty) {
+                        self.held.remove(&host);
+                    }
+                    if let Some(waiter) = probe {
+                        self.admit(waiter, now);
+                    }
+                }
+            }
+        }
+        if let Some(at) = next {
+            let sooner = self
+                .probe_timer
+                .as_ref()
+                .is_none_or(|(armed, _)| at < *armed);
+            if sooner {
+                if let Some((_, handle)) = self.probe_timer.take() {
+                    ctx.cancel_future(handle);
+                }
+                let delay = at.saturating_duration_since(now);
+                let handle = ctx.run_later(delay, |act, ctx| {
+                    act.probe_timer = None;
+                    act.reconsider(ctx);
+                });
+                self.probe_timer = Some((at, handle));
+            }
+        }
     }
 
     fn grant(&mut self, ctx: &mut Context<Self>) {
@@ -169,15 +398,19 @@ impl Governor {
                 }
                 break;
             }
-            let Some(requester) = self.waiting.pop_front() else {
+            let Some((waiter, attempt)) = self.waiting.pop_front() else {
                 break;
             };
             self.in_flight += 1;
             self.stats.granted.fetch_add(1, Ordering::Relaxed);
             self.stats.peak.fetch_max(self.in_flight, Ordering::Relaxed);
             // If the requester went away the permit comes straight back through `Drop`.
-            let _ = requester.send(Permit {
+            let _ = waiter.reply.send(Permit {
                 governor: ctx.address(),
+                endpoint: waiter.endpoint,
+                host: waiter.host,
+                attempt,
+                outcome: Outcome::Inconclusive,
             });
         }
         self.stats
@@ -186,6 +419,12 @@ impl Governor {
         self.stats
             .waiting
             .store(self.waiting.len(), Ordering::Relaxed);
+        self.stats
+            .held
+            .store(self.held_count + self.pending.len(), Ordering::Relaxed);
+        self.stats
+            .offline
+            .store(self.detector.is_offline(), Ordering::Relaxed);
     }
 }
 
@@ -202,10 +441,26 @@ impl Actor for Governor {
 impl Handler<Acquire> for Governor {
     type Result = ResponseFuture<Result<Permit, GovernorGone>>;
 
-    fn handle(&mut self, _: Acquire, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, acquire: Acquire, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.waiting.push_back(tx);
-        self.grant(ctx);
+        self.next_seq += 1;
+        // A request still held for this endpoint is stale now: it is skipped when its turn
+        // comes (its asker moved on to this one).
+        self.latest.insert(acquire.endpoint.clone(), self.next_seq);
+        let waiter = Waiter {
+            endpoint: acquire.endpoint,
+            host: acquire.host,
+            held: acquire.held,
+            seq: self.next_seq,
+            reply: tx,
+        };
+        if self.pending.is_empty() || self.detector.is_offline() {
+            self.admit(waiter, Instant::now());
+        } else {
+            // Behind those that wait already.
+            self.pending.push_back(waiter);
+        }
+        self.reconsider(ctx);
         Box::pin(async move { rx.await.map_err(|_| GovernorGone) })
     }
 }
@@ -213,9 +468,33 @@ impl Handler<Acquire> for Governor {
 impl Handler<Release> for Governor {
     type Result = ();
 
-    fn handle(&mut self, _: Release, ctx: &mut Context<Self>) {
+    fn handle(&mut self, release: Release, ctx: &mut Context<Self>) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        self.grant(ctx);
+        let now = Instant::now();
+        let change = self.detector.ended(
+            &release.endpoint,
+            &release.host,
+            release.attempt,
+            release.outcome,
+            now,
+        );
+        if let Some(change) = change {
+            match change {
+                NetworkEvent::Offline { failed, cause } => {
+                    self.stats.outages.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(failed, %cause, "the herd is offline: one probe per host");
+                }
+                NetworkEvent::Online { offline_for } => tracing::info!(
+                    offline_ms = offline_for.as_millis() as u64,
+                    endpoint = %release.endpoint,
+                    "the herd is online again"
+                ),
+            }
+            if let Some(listener) = &mut self.listener {
+                listener(change, &release.endpoint);
+            }
+        }
+        self.reconsider(ctx);
     }
 }
 
@@ -251,12 +530,13 @@ mod tests {
         let governor = Governor::new(GovernorPolicy {
             max_concurrent_handshakes: 2,
             reconnects_per_second: 0.0,
+            outage: OutagePolicy::disabled(),
         });
         let stats = governor.stats();
         let addr = governor.start();
-        let first = addr.send(Acquire).await.unwrap().unwrap();
-        let second = addr.send(Acquire).await.unwrap().unwrap();
-        let third = addr.send(Acquire);
+        let first = addr.send(acquire(1)).await.unwrap().unwrap();
+        let second = addr.send(acquire(2)).await.unwrap().unwrap();
+        let third = addr.send(acquire(3));
         let mut third = Box::pin(third);
         // The third waits until a permit is dropped.
         assert!(futures_poll_once(&mut third).await.is_none());
@@ -265,6 +545,60 @@ mod tests {
         let third = third.await.unwrap().unwrap();
         assert_eq!(stats.peak(), 2);
         drop((second, third));
+    }
+
+    #[actix_rt::test]
+    async fn an_offline_herd_holds_all_but_one_probe_per_host_and_a_probe_that_connects_releases_them()
+     {
+        use crate::outage::Outcome;
+        use wsherd_connection::NetworkCause;
+        let governor = Governor::new(GovernorPolicy {
+            outage: OutagePolicy {
+                min_endpoints: 2,
+                probe_interval: Duration::from_millis(50),
+                ..OutagePolicy::default()
+            },
+            ..GovernorPolicy::default()
+        });
+        let stats = governor.stats();
+        let addr = governor.start();
+        let refused = Outcome::NetworkFailed(NetworkCause::Refused);
+        let mut first = addr.send(acquire(1)).await.unwrap().unwrap();
+        let mut second = addr.send(acquire(2)).await.unwrap().unwrap();
+        first.ended(refused);
+        second.ended(refused);
+        drop((first, second));
+        // The next two are held: one becomes the probe when the interval has passed.
+        let held = [acquire(3), acquire(4)].map(|request| Box::pin(addr.send(request)));
+        let [mut third, mut fourth] = held;
+        assert!(futures_poll_once(&mut third).await.is_none());
+        assert!(stats.offline(), "offline after two network failures");
+        assert_eq!(stats.held(), 2);
+        let mut probe = actix_rt::time::timeout(Duration::from_secs(10), &mut third)
+            .await
+            .expect("the probe is let go after the interval")
+            .unwrap()
+            .unwrap();
+        assert!(
+            futures_poll_once(&mut fourth).await.is_none(),
+            "one probe per host"
+        );
+        probe.ended(Outcome::Reached);
+        drop(probe);
+        let released = actix_rt::time::timeout(Duration::from_secs(10), fourth)
+            .await
+            .expect("released when the probe connected");
+        assert!(released.unwrap().is_ok());
+        assert!(!stats.offline());
+        assert_eq!(stats.outages(), 1);
+    }
+
+    fn acquire(n: usize) -> Acquire {
+        Acquire {
+            endpoint: EndpointName::new(&format!("e{n}")).unwrap(),
+            host: Arc::from("127.0.0.1:1"),
+            held: None,
+        }
     }
 
     async fn futures_poll_once<F: std::future::Future + Unpin>(

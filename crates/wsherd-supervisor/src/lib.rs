@@ -5,7 +5,8 @@
 //! reset only after a stable uptime), [`IntensityWindow`] (N restarts in T), [`ActionTable`]
 //! (close codes, handshake statuses and kinds of TLS failure to actions), [`OutboundQueue`] (bounded by count and
 //! bytes, with an overflow policy and a TTL). A herd-wide [`Governor`] caps concurrent
-//! handshakes and paces reconnects so a mass drop does not stampede back.
+//! handshakes and paces reconnects so a mass drop does not stampede back, and owns the herd's
+//! [`outage`] mode: when the network is gone, one probe per host instead of every endpoint.
 //!
 //! ```no_run
 //! use actix::prelude::*;
@@ -28,6 +29,7 @@ mod backoff;
 mod classify;
 mod governor;
 mod intensity;
+pub mod outage;
 mod policy;
 mod queue;
 mod spec;
@@ -38,9 +40,11 @@ mod supervisor;
 pub use backoff::{Backoff, BackoffPolicy, Jitter, Random, XorShift};
 pub use classify::{Action, ActionTable, default_for_close, default_for_status, default_for_tls};
 pub use governor::{
-    Acquire, Governor, GovernorGone, GovernorPolicy, GovernorStats, Permit, RateLimiter,
+    Acquire, Governor, GovernorGone, GovernorPolicy, GovernorStats, OutageListener, Permit,
+    RateLimiter,
 };
 pub use intensity::{IntensityWindow, RestartIntensity};
+pub use outage::{NetworkEvent, NetworkState, OutageDetector, OutagePolicy, host_key};
 pub use policy::{LifeEnd, Next, ReconnectPolicy};
 pub use queue::{OutboundQueue, OverflowPolicy, QueuePolicy};
 pub use spec::{EndpointSpec, LiveAfter};

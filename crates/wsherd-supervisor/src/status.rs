@@ -34,6 +34,8 @@ pub struct EndpointShared {
     pub(crate) queue_expired: AtomicU64,
     pub(crate) queue_rejected: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
+    /// Set by the governor while the herd's outage mode holds this endpoint's attempt.
+    pub(crate) held_by_outage: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// One endpoint's status at one moment.
@@ -80,6 +82,9 @@ pub struct EndpointStatus {
     pub events_dropped: u64,
     /// Connection counters (messages and bytes in and out, deliveries, decode failures …).
     pub stats: StatsSnapshot,
+    /// The herd is offline and its outage mode holds this endpoint's next attempt (while
+    /// another endpoint probes its host); the state says `connecting` meanwhile.
+    pub held_by_outage: bool,
 }
 
 impl EndpointShared {
@@ -111,6 +116,7 @@ impl EndpointShared {
             queue_expired: AtomicU64::new(0),
             queue_rejected: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
+            held_by_outage: Arc::default(),
         }
     }
 
@@ -143,6 +149,8 @@ impl EndpointShared {
             queue_expired: self.queue_expired.load(Ordering::Relaxed),
             queue_rejected: self.queue_rejected.load(Ordering::Relaxed),
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
+            held_by_outage: self.held_by_outage.load(Ordering::Relaxed)
+                && matches!(cell.state, EndpointState::Connecting { .. }),
             stats,
         }
     }
@@ -173,7 +181,11 @@ impl EndpointStatus {
     fn cells(&self) -> [String; 8] {
         [
             self.name.to_string(),
-            self.state.name().to_owned(),
+            if self.held_by_outage {
+                "held (offline)".to_owned()
+            } else {
+                self.state.name().to_owned()
+            },
             human_duration(self.time_in_state),
             self.attempt.to_string(),
             self.reconnects.to_string(),

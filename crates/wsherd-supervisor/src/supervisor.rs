@@ -46,6 +46,8 @@ pub struct Supervisor {
     routes: RouteCache,
     report: DispatchReport,
     governor: Option<Addr<Governor>>,
+    /// `host:port` of the URL ([`host_key`](crate::host_key)): the governor probes per host.
+    host: Arc<str>,
     shared: Arc<EndpointShared>,
     policy: ReconnectPolicy,
     random: Box<dyn Random>,
@@ -117,6 +119,7 @@ impl Supervisor {
             report: DispatchReport::default(),
             router,
             governor: None,
+            host: Arc::from(crate::outage::host_key(&spec.connection.url)),
             shared: Arc::new(EndpointShared::with_state(
                 name.clone(),
                 spec.connection.url.clone(),

@@ -13,7 +13,7 @@ use super::state::SocketState;
 use super::{Connection, Reads};
 use crate::client::client;
 use crate::config::ConnectionConfig;
-use crate::event::{ConnectionEvent, EndReason};
+use crate::event::{ConnectionEvent, EndReason, NetworkCause};
 use crate::framed::LeanFramed;
 use crate::reader::Reader;
 use crate::secret_files::{SecretSlot, read_secret_files};
@@ -161,20 +161,30 @@ fn handshake_end(error: WsClientError, secure: bool) -> EndReason {
         WsClientError::SendRequest(SendRequestError::Connect(ConnectError::Io(error))) => {
             let tls =
                 tls_failure(&error).or_else(|| secure.then(|| tls_interrupted(&error)).flatten());
-            connect_failed(tls, error.to_string())
+            connect_failed(tls, error.to_string(), network_cause(&error))
         }
         WsClientError::SendRequest(SendRequestError::Connect(error)) => {
-            connect_failed(tls_failure(&error), error.to_string())
+            let cause = match &error {
+                ConnectError::Resolver(_) | ConnectError::NoRecords | ConnectError::Unresolved => {
+                    Some(NetworkCause::Dns)
+                }
+                ConnectError::Timeout => Some(NetworkCause::Timeout),
+                _ => None,
+            };
+            connect_failed(tls_failure(&error), error.to_string(), cause)
         }
         WsClientError::SendRequest(error) => {
-            let tls = match &error {
-                SendRequestError::Send(io) => tls_failure(io),
+            let (tls, cause) = match &error {
+                // The request could not be written, or no byte of an answer came: the peer
+                // reset the connection before it said anything (a plain `ws://` host; for
+                // `wss://` a reset ends the TLS handshake first, a `TlsTransient`).
+                SendRequestError::Send(io) => (tls_failure(io), reset_before_answer(io)),
                 SendRequestError::Response(actix_http::error::ParseError::Io(io)) => {
-                    tls_failure(io)
+                    (tls_failure(io), reset_before_answer(io))
                 }
-                other => tls_failure(other),
+                other => (tls_failure(other), None),
             };
-            connect_failed(tls, error.to_string())
+            connect_failed(tls, error.to_string(), cause)
         }
         other => EndReason::HandshakeInvalid {
             reason: other.to_string(),
@@ -183,6 +193,34 @@ fn handshake_end(error: WsClientError, secure: bool) -> EndReason {
 }
 
 /// A failed connect: the TLS failure when there was one, else the underlying error.
-fn connect_failed(tls: Option<EndReason>, error: String) -> EndReason {
-    tls.unwrap_or(EndReason::ConnectFailed { reason: error })
+fn connect_failed(tls: Option<EndReason>, error: String, cause: Option<NetworkCause>) -> EndReason {
+    tls.unwrap_or(EndReason::ConnectFailed {
+        reason: error,
+        cause,
+    })
+}
+
+/// The network-level cause of a failed TCP connect.
+fn network_cause(error: &std::io::Error) -> Option<NetworkCause> {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::ConnectionRefused => Some(NetworkCause::Refused),
+        ErrorKind::HostUnreachable
+        | ErrorKind::NetworkUnreachable
+        | ErrorKind::NetworkDown
+        | ErrorKind::AddrNotAvailable => Some(NetworkCause::Unreachable),
+        ErrorKind::TimedOut => Some(NetworkCause::Timeout),
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => Some(NetworkCause::Reset),
+        _ => None,
+    }
+}
+
+/// A reset while the upgrade request went out or before any byte of its answer came back.
+fn reset_before_answer(error: &std::io::Error) -> Option<NetworkCause> {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe
+    )
+    .then_some(NetworkCause::Reset)
 }

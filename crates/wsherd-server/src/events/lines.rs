@@ -66,7 +66,8 @@ pub fn stats_line(status: &EndpointStatus) -> Value {
 /// in that state), `attempt` (attempts in a row that never became live), `last_error` (why a
 /// failed endpoint gave up, else how its last socket ended; `null` if none did), `rtt_ms`
 /// (the last heartbeat round trip, `null` before one), `queue_depth`, `messages_in`,
-/// `bytes_in`, `messages_out`, `dead_letters`, `reconnects`. Nothing secret: no URL, no
+/// `bytes_in`, `messages_out`, `dead_letters`, `reconnects`, `held_by_outage` (the herd is
+/// offline and holds this endpoint's attempt while another probes its host). Nothing secret: no URL, no
 /// header, no message.
 pub fn status_json(status: &EndpointStatus) -> Value {
     json!({
@@ -82,6 +83,7 @@ pub fn status_json(status: &EndpointStatus) -> Value {
         "messages_out": status.stats.messages_out,
         "dead_letters": status.stats.dead_letters,
         "reconnects": status.reconnects,
+        "held_by_outage": status.held_by_outage,
     })
 }
 

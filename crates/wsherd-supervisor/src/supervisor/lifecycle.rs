@@ -12,6 +12,7 @@ use wsherd_protocol::CloseCode;
 use super::Supervisor;
 use super::control::Intent;
 use crate::governor::Acquire;
+use crate::outage::Outcome;
 use crate::policy::{LifeEnd, Next};
 use crate::state::{EndpointState, FailReason, StateEvent};
 
@@ -26,7 +27,11 @@ impl Supervisor {
         match &self.governor {
             None => self.start_connection(ctx),
             Some(governor) => {
-                let request = governor.send(Acquire);
+                let request = governor.send(Acquire {
+                    endpoint: self.name.clone(),
+                    host: Arc::clone(&self.host),
+                    held: Some(Arc::clone(&self.shared.held_by_outage)),
+                });
                 ctx.spawn(request.into_actor(self).map(move |granted, act, ctx| {
                     if token != act.attempt_token || act.connection.is_some() {
                         return; // abandoned meanwhile; the permit, if any, goes back on drop
@@ -70,7 +75,9 @@ impl Supervisor {
     }
 
     pub(super) fn on_open(&mut self, ctx: &mut Context<Self>) {
-        self.permit = None;
+        if let Some(mut permit) = self.permit.take() {
+            permit.ended(Outcome::Reached);
+        }
         if let Some(started) = self.connect_started.take() {
             metrics::histogram!(
                 "wsherd_handshake_duration_seconds",
@@ -122,7 +129,10 @@ impl Supervisor {
 
     pub(super) fn on_closed(&mut self, reason: EndReason, ctx: &mut Context<Self>) {
         self.connection = None;
-        self.permit = None;
+        if let Some(mut permit) = self.permit.take() {
+            // Still held: the socket never opened. The outage mode counts network failures.
+            permit.ended(Outcome::of(&reason));
+        }
         if let Some(timer) = self.live_timer.take() {
             ctx.cancel_future(timer);
         }
