@@ -1,6 +1,7 @@
 //! What one connection needs to know.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use wsherd_protocol::{HeartbeatSpec, InvalidHeartbeat, KindRule, ReplyMatcher, redact_url};
@@ -312,5 +313,53 @@ mod tests {
         let cut = truncate_reason(&long);
         assert!(cut.len() <= MAX_CLOSE_REASON);
         assert!(long.starts_with(&cut));
+    }
+}
+
+/// A connection's settings, held by whoever owns them and shared with the connection, so that
+/// an endpoint's settings exist once however many actors read them: a supervisor hands its
+/// connection the endpoint's own spec (which holds the `ConnectionConfig`), not a copy.
+///
+/// Derefs to [`ConnectionConfig`]. Made from an `Arc<ConnectionConfig>`, or with
+/// [`SharedConfig::within`] from anything that holds one.
+#[derive(Clone)]
+pub struct SharedConfig(Arc<dyn AsRef<ConnectionConfig> + Send + Sync>);
+
+impl SharedConfig {
+    /// The settings inside `owner` (which keeps them alive for as long as this is held).
+    pub fn within<T: AsRef<ConnectionConfig> + Send + Sync + 'static>(owner: Arc<T>) -> Self {
+        SharedConfig(owner)
+    }
+}
+
+impl std::ops::Deref for SharedConfig {
+    type Target = ConnectionConfig;
+
+    fn deref(&self) -> &ConnectionConfig {
+        (*self.0).as_ref()
+    }
+}
+
+impl From<Arc<ConnectionConfig>> for SharedConfig {
+    fn from(config: Arc<ConnectionConfig>) -> Self {
+        SharedConfig(config)
+    }
+}
+
+impl From<ConnectionConfig> for SharedConfig {
+    fn from(config: ConnectionConfig) -> Self {
+        SharedConfig(Arc::new(config))
+    }
+}
+
+impl AsRef<ConnectionConfig> for ConnectionConfig {
+    fn as_ref(&self) -> &ConnectionConfig {
+        self
+    }
+}
+
+impl fmt::Debug for SharedConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
     }
 }

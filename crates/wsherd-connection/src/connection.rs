@@ -24,7 +24,7 @@ use wsherd_protocol::{EndpointName, Reassembler, redact_url};
 use wsherd_router::{DispatchReport, RouteCache, Router};
 
 use crate::batching::BatchClock;
-use crate::config::ConnectionConfig;
+use crate::config::SharedConfig;
 use crate::event::{ConnectionEvent, EndReason, Notice, Observed};
 use crate::framed::{FramesWritten, LeanFramed};
 use crate::outbox::Outbox;
@@ -59,7 +59,7 @@ pub struct Connection {
     name: EndpointName,
     /// `wsherd{endpoint=…}`: every log line of this connection is in it.
     span: tracing::Span,
-    config: Arc<ConnectionConfig>,
+    config: SharedConfig,
     routes: RouteCache,
     report: DispatchReport,
     stats: Arc<ConnectionStats>,
@@ -100,8 +100,10 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// A connection for endpoint `name`; it connects when started.
-    pub fn new(name: EndpointName, config: Arc<ConnectionConfig>, router: &Router) -> Self {
+    /// A connection for endpoint `name`; it connects when started. `config` is an
+    /// `Arc<ConnectionConfig>` or a [`SharedConfig`] over settings held elsewhere.
+    pub fn new(name: EndpointName, config: impl Into<SharedConfig>, router: &Router) -> Self {
+        let config = config.into();
         let reassembler = Reassembler::new(config.max_message_size);
         let outbox = Outbox::new(config.write_buffer);
         let stats = Arc::new(ConnectionStats::default());

@@ -55,7 +55,7 @@ mod tls_cache;
 pub use config::{
     ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_STALL, DEFAULT_WRITE_BUFFER, DEFAULT_WRITE_TIMEOUT,
-    InvalidConfig, InvalidUtf8Policy, MAX_CLOSE_REASON, validate_url,
+    InvalidConfig, InvalidUtf8Policy, MAX_CLOSE_REASON, SharedConfig, validate_url,
 };
 pub use connection::{Close, Connection, ReleaseReads, Write, WriteError, WriteOnOpen};
 pub use event::{

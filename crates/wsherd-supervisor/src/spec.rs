@@ -133,6 +133,12 @@ impl From<ConnectionConfig> for EndpointSpec {
     }
 }
 
+impl AsRef<ConnectionConfig> for EndpointSpec {
+    fn as_ref(&self) -> &ConnectionConfig {
+        &self.connection
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

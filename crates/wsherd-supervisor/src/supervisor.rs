@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use wsherd_connection::{Close, Connection, ConnectionConfig, ConnectionEvent, Notice, Observed};
+use wsherd_connection::{Close, Connection, ConnectionEvent, Notice, Observed, SharedConfig};
 use wsherd_protocol::{CloseCode, EndpointName, Outbound};
 use wsherd_router::{DispatchReport, RouteCache, Router};
 
@@ -41,7 +41,9 @@ pub struct Supervisor {
     /// `wsherd{endpoint=…}`: every log line of this endpoint is in it.
     span: tracing::Span,
     spec: Arc<EndpointSpec>,
-    connection_config: Arc<ConnectionConfig>,
+    /// The settings each connection gets: the spec's own, unless a live-after reply needs
+    /// them changed (then one copy, made here).
+    connection_config: SharedConfig,
     router: Router,
     routes: RouteCache,
     report: DispatchReport,
@@ -109,12 +111,21 @@ impl Supervisor {
     /// endpoint, however many hold it.
     pub fn new(name: EndpointName, spec: impl Into<Arc<EndpointSpec>>, router: Router) -> Self {
         let spec: Arc<EndpointSpec> = spec.into();
-        let mut connection = spec.connection.clone();
-        connection.live_after = spec.live_after.as_ref().map(|live| live.matcher.clone());
+        // The connection's live-after matcher is the spec's (`EndpointSpec::live_after`);
+        // without one on either side the spec's settings serve as they are, saving a copy of
+        // them per endpoint.
+        let connection_config = if spec.live_after.is_none() && spec.connection.live_after.is_none()
+        {
+            SharedConfig::within(Arc::clone(&spec))
+        } else {
+            let mut connection = spec.connection.clone();
+            connection.live_after = spec.live_after.as_ref().map(|live| live.matcher.clone());
+            SharedConfig::from(connection)
+        };
         Supervisor {
             span: tracing::info_span!("wsherd", endpoint = %name),
             name: name.clone(),
-            connection_config: Arc::new(connection),
+            connection_config,
             routes: router.cache(),
             report: DispatchReport::default(),
             router,

@@ -1,7 +1,5 @@
 //! Dialing: the upgrade request, its timeout, and turning awc's errors into end reasons.
 
-use std::sync::Arc;
-
 use actix::prelude::*;
 use actix_codec::Framed;
 use awc::BoxedSocket;
@@ -23,7 +21,7 @@ use crate::tls::{tls_failure, tls_interrupted};
 
 impl Connection {
     pub(super) fn connect(&mut self, ctx: &mut Context<Self>) {
-        let config = Arc::clone(&self.config);
+        let config = self.config.clone();
         let timeout = config.handshake_timeout;
         let secure = config
             .url

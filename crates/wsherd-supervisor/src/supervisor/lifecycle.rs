@@ -62,7 +62,7 @@ impl Supervisor {
         self.open_failed = false;
         let connection = Connection::new(
             self.name.clone(),
-            Arc::clone(&self.connection_config),
+            self.connection_config.clone(),
             &self.router,
         )
         // Released once the open is announced: subscribers see `Open` (and `Live`) before the
