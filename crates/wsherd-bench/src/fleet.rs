@@ -310,14 +310,24 @@ pub(crate) fn storm() -> Result<Value, String> {
     Ok(result)
 }
 
+/// The clients `connections` measures, each in a process of its own.
+const CONNECTIONS_CLIENTS: [&str; 4] = [
+    "wsherd_supervised",
+    "raw_awc_actor",
+    "tokio_tungstenite_default",
+    "tokio_tungstenite_4kib",
+];
+
 /// `connections`: memory and idle CPU of supervised connections against raw awc and
-/// tokio-tungstenite ones.
+/// tokio-tungstenite ones. Each client runs in a fresh child process (`connections-client`):
+/// measured one after another in one process, a later client was partly served from heap an
+/// earlier one (or an earlier scenario of `all`) had freed, and its bytes came out low.
 pub(crate) fn connections() -> Result<Value, String> {
     let server = IdleServer::start(0)?;
     let port = server.port;
     let mut figures = serde_json::Map::new();
     println!(
-        "connections: {CONNECTIONS} idle connections, {} s heartbeat, idle CPU: median of three thirds of {} s",
+        "connections: {CONNECTIONS} idle connections, {} s heartbeat, idle CPU: median of three thirds of {} s, each client in its own process",
         HEARTBEAT.as_secs(),
         IDLE_WINDOW.as_secs()
     );
@@ -325,44 +335,88 @@ pub(crate) fn connections() -> Result<Value, String> {
         "{:<28} {:>14} {:>12} {:>14}",
         "client", "bytes/conn", "open s", "idle CPU %"
     );
-
-    // wsherd, supervised.
-    let wsherd = {
-        let system = System::new();
-        system.block_on(async {
-            let lives = LiveWatch::start();
-            let before = rss_bytes();
-            let started = Instant::now();
-            let herd =
-                Herd::from_config(herd_config(port, HEARTBEAT)).map_err(|e| e.to_string())?;
-            lives.watch(&herd);
-            herd.start();
-            lives.until(CONNECTIONS as u64).await?;
-            let open = started.elapsed();
-            let per = rss_bytes().saturating_sub(before) as f64 / CONNECTIONS as f64;
-            let idle = idle_cpu_percent(CONNECTIONS_IDLE).await;
-            herd.shutdown("done", Duration::from_secs(10)).await;
-            Ok::<_, String>((per, open.as_secs_f64(), idle))
-        })?
-    };
-    report(&mut figures, "wsherd_supervised", wsherd);
-    report(
-        &mut figures,
-        "raw_awc_actor",
-        baselines::raw_awc_actors(CONNECTIONS, &[port], CONNECTIONS_IDLE)?,
-    );
-    for (name, read_buffer) in [
-        ("tokio_tungstenite_default", None),
-        ("tokio_tungstenite_4kib", Some(4096)),
-    ] {
-        report(
-            &mut figures,
-            name,
-            baselines::tokio_tungstenite(CONNECTIONS, &[port], CONNECTIONS_IDLE, read_buffer)?,
-        );
+    for name in CONNECTIONS_CLIENTS {
+        report(&mut figures, name, connections_child(name, port)?);
     }
     drop(server);
     Ok(Value::Object(figures))
+}
+
+/// Runs one `connections` client in a child process against the idle server on `port`.
+fn connections_child(name: &str, port: u16) -> Result<(f64, f64, f64), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let output = std::process::Command::new(exe)
+        .args(["connections-client", name, &port.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start the {name} client: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line: Value = serde_json::from_str(text.trim())
+        .map_err(|e| format!("the {name} client said {text:?}: {e}"))?;
+    if let Some(error) = line.get("error").and_then(Value::as_str) {
+        return Err(format!("{name}: {error}"));
+    }
+    let figure = |key: &str| {
+        line.get(key)
+            .and_then(Value::as_f64)
+            .ok_or_else(|| format!("the {name} client gave no {key}"))
+    };
+    Ok((
+        figure("bytes_per_connection")?,
+        figure("open_s")?,
+        figure("idle_cpu_percent")?,
+    ))
+}
+
+/// `connections-client NAME PORT`: one client of `connections`, in this (fresh) process;
+/// prints its figures as one JSON line.
+pub(crate) fn connections_client(args: &[String]) -> std::process::ExitCode {
+    use std::io::Write;
+    let result = match (args.first(), args.get(1).and_then(|p| p.parse::<u16>().ok())) {
+        (Some(name), Some(port)) => connections_measure(name, port),
+        _ => Err("usage: connections-client NAME PORT".to_owned()),
+    };
+    let (line, code) = match result {
+        Ok((per, open, idle)) => (
+            json!({"bytes_per_connection": per, "open_s": open, "idle_cpu_percent": idle}),
+            std::process::ExitCode::SUCCESS,
+        ),
+        Err(error) => (json!({ "error": error }), std::process::ExitCode::FAILURE),
+    };
+    // A parent that died stops reading; nothing is left to tell then.
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+    code
+}
+
+fn connections_measure(name: &str, port: u16) -> Result<(f64, f64, f64), String> {
+    match name {
+        "wsherd_supervised" => {
+            let system = System::new();
+            system.block_on(async {
+                let lives = LiveWatch::start();
+                let before = rss_bytes();
+                let started = Instant::now();
+                let herd =
+                    Herd::from_config(herd_config(port, HEARTBEAT)).map_err(|e| e.to_string())?;
+                lives.watch(&herd);
+                herd.start();
+                lives.until(CONNECTIONS as u64).await?;
+                let open = started.elapsed();
+                let per = rss_bytes().saturating_sub(before) as f64 / CONNECTIONS as f64;
+                let idle = idle_cpu_percent(CONNECTIONS_IDLE).await;
+                herd.shutdown("done", Duration::from_secs(10)).await;
+                Ok::<_, String>((per, open.as_secs_f64(), idle))
+            })
+        }
+        "raw_awc_actor" => baselines::raw_awc_actors(CONNECTIONS, &[port], CONNECTIONS_IDLE),
+        "tokio_tungstenite_default" => {
+            baselines::tokio_tungstenite(CONNECTIONS, &[port], CONNECTIONS_IDLE, None)
+        }
+        "tokio_tungstenite_4kib" => {
+            baselines::tokio_tungstenite(CONNECTIONS, &[port], CONNECTIONS_IDLE, Some(4096))
+        }
+        other => Err(format!("no client {other:?} in connections")),
+    }
 }
 
 fn report(

@@ -49,6 +49,7 @@ fn main() -> ExitCode {
         Some("serve") => return server::serve(&args[1..]),
         Some("serve-idle") => return idle_server::serve_idle(&args[1..]),
         Some("feature-client") => return features::client(&args[1..]),
+        Some("connections-client") => return fleet::connections_client(&args[1..]),
         Some("serve-paced") => return paced_server::serve_paced(&args[1..]),
         // One client holding one point of `scaling`, in a process of its own.
         Some("scaling-point") => return fleet::scaling::serve_point(&args[1..]),
