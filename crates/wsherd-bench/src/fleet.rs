@@ -372,7 +372,10 @@ fn connections_child(name: &str, port: u16) -> Result<(f64, f64, f64), String> {
 /// prints its figures as one JSON line.
 pub(crate) fn connections_client(args: &[String]) -> std::process::ExitCode {
     use std::io::Write;
-    let result = match (args.first(), args.get(1).and_then(|p| p.parse::<u16>().ok())) {
+    let result = match (
+        args.first(),
+        args.get(1).and_then(|p| p.parse::<u16>().ok()),
+    ) {
         (Some(name), Some(port)) => connections_measure(name, port),
         _ => Err("usage: connections-client NAME PORT".to_owned()),
     };
