@@ -46,7 +46,9 @@ pub struct Supervisor {
     connection_config: SharedConfig,
     router: Router,
     routes: RouteCache,
-    report: DispatchReport,
+    /// Events on their way to full subscribers; `None` whenever nothing is held (an endpoint
+    /// lives for long stretches without an event, and an empty report is ~270 bytes).
+    report: Option<Box<DispatchReport>>,
     governor: Option<Addr<Governor>>,
     /// `host:port` of the URL ([`host_key`](crate::host_key)): the governor probes per host.
     host: Arc<str>,
@@ -127,7 +129,7 @@ impl Supervisor {
             name: name.clone(),
             connection_config,
             routes: router.cache(),
-            report: DispatchReport::default(),
+            report: None,
             router,
             governor: None,
             host: Arc::from(crate::outage::host_key(&spec.connection.url)),
@@ -246,23 +248,50 @@ impl Supervisor {
         let table = Arc::clone(self.routes.current());
         if event.state == EndpointState::Stopped {
             // The last word: a stop ends once subscribers handled it (`settle_stop`).
-            table.publish_confirmed(&self.name, event, &mut self.report);
+            table.publish_confirmed(
+                &self.name,
+                event,
+                self.report.get_or_insert_with(Box::default),
+            );
         } else {
-            table.publish(&self.name, event, &mut self.report);
+            table.publish(
+                &self.name,
+                event,
+                self.report.get_or_insert_with(Box::default),
+            );
         }
         self.settle_report(ctx);
+    }
+
+    /// Events held for full subscribers.
+    pub(super) fn held_events(&self) -> usize {
+        self.report.as_ref().map_or(0, |report| report.held())
+    }
+
+    /// Gives up the events held for full subscribers; returns how many.
+    pub(super) fn drop_held_events(&mut self) -> usize {
+        self.report
+            .take()
+            .map_or(0, |mut report| report.drop_held())
     }
 
     /// Forgets stopped subscribers, and lets events held for full ones go out in the
     /// background: the supervisor never waits for a subscriber (it must keep reconnecting,
     /// stopping and answering), and holds at most [`MAX_HELD_EVENTS`] for one.
     fn settle_report(&mut self, ctx: &mut Context<Self>) {
-        for id in self.report.closed.drain(..) {
+        let Some(report) = self.report.as_mut() else {
+            return;
+        };
+        for id in report.closed.drain(..) {
             self.router.unsubscribe(id);
         }
-        let held = self.report.held();
+        let held = report.held();
+        if held == 0 && report.pending_deliveries() == 0 {
+            self.report = None;
+            return;
+        }
         if held > MAX_HELD_EVENTS {
-            let dropped = self.report.drop_held();
+            let dropped = report.drop_held();
             self.shared
                 .events_dropped
                 .fetch_add(dropped as u64, std::sync::atomic::Ordering::Relaxed);
@@ -291,9 +320,19 @@ impl ActorFuture<Supervisor> for DrainEvents {
         ctx: &mut Context<Supervisor>,
         task: &mut std::task::Context<'_>,
     ) -> std::task::Poll<()> {
-        let done = act.report.poll_unblocked(task);
+        let done = match act.report.as_mut() {
+            Some(report) => report.poll_unblocked(task),
+            None => std::task::Poll::Ready(()),
+        };
         if done.is_ready() {
             act.draining_events = false;
+            if act
+                .report
+                .as_ref()
+                .is_some_and(|r| r.closed.is_empty() && r.pending_deliveries() == 0)
+            {
+                act.report = None;
+            }
             act.settle_stop(ctx);
         }
         done

@@ -231,11 +231,11 @@ impl Supervisor {
         if self.intent != Intent::Stop || self.state != EndpointState::Stopped {
             return;
         }
-        if self.unsettled_lives > 0 || self.report.held() > 0 {
+        if self.unsettled_lives > 0 || self.held_events() > 0 {
             if self.settle_deadline.is_none() {
                 let limit = self.connection_config.max_stall;
                 self.settle_deadline = Some(ctx.run_later(limit, |act, ctx| {
-                    let dropped = act.report.drop_held();
+                    let dropped = act.drop_held_events();
                     act.shared
                         .events_dropped
                         .fetch_add(dropped as u64, Ordering::Relaxed);

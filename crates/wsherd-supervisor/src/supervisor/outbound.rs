@@ -61,7 +61,11 @@ impl Supervisor {
 
     fn publish_queue_event(&mut self, event: QueueEvent, ctx: &mut Context<Self>) {
         let table = Arc::clone(self.routes.current());
-        table.publish(&self.name, event, &mut self.report);
+        table.publish(
+            &self.name,
+            event,
+            self.report.get_or_insert_with(Box::default),
+        );
         self.settle_report(ctx);
     }
 
