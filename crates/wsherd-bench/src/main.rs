@@ -18,6 +18,7 @@ mod instructions;
 mod latency;
 mod measure;
 mod paced_server;
+mod pin;
 mod server;
 mod throughput;
 

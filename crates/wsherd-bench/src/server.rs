@@ -123,8 +123,27 @@ impl ServerProcess {
 
     /// Starts this executable as a server child with `args` and reads the port it prints.
     fn spawn(args: &[String]) -> Result<ServerProcess, String> {
+        Self::spawn_on(args, None)
+    }
+
+    /// A `serve COUNT` child on core `cpu` only (see [`crate::pin`]).
+    pub(crate) fn start_on(count: u64, cpu: usize) -> Result<ServerProcess, String> {
+        Self::spawn_on(&["serve".to_owned(), count.to_string()], Some(cpu))
+    }
+
+    /// Starts this executable as a server child with `args` (on core `cpu` alone, if given)
+    /// and reads the port it prints.
+    fn spawn_on(args: &[String], cpu: Option<usize>) -> Result<ServerProcess, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new(exe)
+        let mut command = match cpu {
+            Some(cpu) => {
+                let mut taskset = Command::new("taskset");
+                taskset.args(["-c", &cpu.to_string()]).arg(exe);
+                taskset
+            }
+            None => Command::new(exe),
+        };
+        let mut child = command
             .args(args)
             .stdout(Stdio::piped())
             .spawn()

@@ -498,7 +498,18 @@ pub(crate) fn run() -> Result<Value, String> {
         return run_alone(&only);
     }
     let want = expected(MESSAGES)?;
-    let server = ServerProcess::start(MESSAGES)?;
+    // Pinned where it can be (`WSHERD_BENCH_PIN=0` to run unpinned): see `pin.rs`.
+    let pin = crate::pin::available() && std::env::var("WSHERD_BENCH_PIN").as_deref() != Ok("0");
+    let server = if pin {
+        ServerProcess::start_on(MESSAGES, crate::pin::SERVER_CPU)?
+    } else {
+        ServerProcess::start(MESSAGES)?
+    };
+    let _pinned = if pin {
+        Some(crate::pin::ClientPin::new()?)
+    } else {
+        None
+    };
     let url = server.url();
     let clients = CLIENTS;
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); clients.len()];
@@ -515,14 +526,20 @@ pub(crate) fn run() -> Result<Value, String> {
         }
     }
     println!(
-        "throughput: {MESSAGES} messages of ~{} bytes, one connection, median of {ROUNDS} interleaved rounds",
-        crate::server::message(0).len()
+        "throughput: {MESSAGES} messages of ~{} bytes, one connection, median of {ROUNDS} interleaved rounds, {}",
+        crate::server::message(0).len(),
+        if pin {
+            "server on core 0, every client thread on core 1"
+        } else {
+            "unpinned"
+        }
     );
     println!(
         "{:<20} {:>12} {:>10} {:>14}",
         "client", "msgs/s", "wall s", "CPU s"
     );
     let mut figures = serde_json::Map::new();
+    figures.insert("pinned".into(), json!(pin));
     let mut rates = Vec::new();
     for ((name, _), runs) in clients.iter().zip(&samples) {
         let wall = median(runs.iter().map(|s| s.wall.as_secs_f64()).collect());
