@@ -1,9 +1,9 @@
 //! Pinning a run to cores with `taskset` (util-linux): the server child on one core and this
 //! process (every client thread) on the other, so that where the scheduler happens to put a
 //! client's threads beside the server's does not decide its rate. Unpinned, three `all` runs
-//! of the same code gave wsherd 0.65× to 1.25× tokio-tungstenite: wsherd's reader and
-//! subscriber arbiters sometimes shared the server's core, the one-thread baselines rarely.
-//! Pinned, every client gets one core, whatever number of threads it runs.
+//! of the same code gave wsherd 0.65× to 1.25× tokio-tungstenite, the baselines moving the
+//! other way. Pinned, every client gets one core, whatever number of threads it runs, and the
+//! server the other.
 
 use std::process::{Command, Stdio};
 
