@@ -266,23 +266,53 @@ impl Governor {
         !waiter.reply.is_closed() && self.latest.get(&waiter.endpoint) == Some(&waiter.seq)
     }
 
-    /// Lets the outage mode decide on `waiter`.
-    fn admit(&mut self, waiter: Waiter, now: Instant) {
+    /// Lets the outage mode decide on `waiter`; hands it back when it must wait for the first
+    /// attempts of a herd that has not reached a server yet (the caller queues it).
+    fn decide(&mut self, waiter: Waiter, now: Instant) -> Option<Waiter> {
         match self.detector.admit(&waiter.endpoint, &waiter.host, now) {
             Verdict::Go(attempt) | Verdict::Probe(attempt) => {
                 waiter.hold(false);
                 self.waiting.push_back((waiter, attempt));
             }
-            Verdict::Wait => self.pending.push_back(waiter),
+            Verdict::Wait => return Some(waiter),
             Verdict::Hold => {
                 waiter.hold(true);
+                let endpoints = self.latest.len();
+                let queue = self.held.entry(Arc::clone(&waiter.host)).or_default();
+                if queue.len() >= endpoints {
+                    // More than one per endpoint: some were given up or asked again since.
+                    // Forgetting them here keeps a queue within the herd's endpoints however
+                    // often a caller pauses and resumes during an outage.
+                    let before = queue.len();
+                    let latest = &self.latest;
+                    queue.retain(|w| {
+                        !w.reply.is_closed() && latest.get(&w.endpoint) == Some(&w.seq)
+                    });
+                    self.held_count -= before - queue.len();
+                }
+                queue.push_back(waiter);
                 self.held_count += 1;
-                self.held
-                    .entry(Arc::clone(&waiter.host))
-                    .or_default()
-                    .push_back(waiter);
             }
         }
+        None
+    }
+
+    /// Lets the outage mode decide on `waiter`, queueing it behind the others when it must wait.
+    fn admit(&mut self, waiter: Waiter, now: Instant) {
+        if let Some(waiter) = self.decide(waiter, now) {
+            self.queue_pending(waiter);
+        }
+    }
+
+    /// Queues `waiter` behind those that wait for the first attempts, dropping stale ones once
+    /// there are more than endpoints (each endpoint has at most one current request).
+    fn queue_pending(&mut self, waiter: Waiter) {
+        if self.pending.len() >= self.latest.len() {
+            let latest = &self.latest;
+            self.pending
+                .retain(|w| !w.reply.is_closed() && latest.get(&w.endpoint) == Some(&w.seq));
+        }
+        self.pending.push_back(waiter);
     }
 
     /// After any change: pending and held requests go on as the outage mode now allows, and
@@ -307,23 +337,9 @@ impl Governor {
                 self.admit(waiter, now);
                 continue;
             }
-            match self.detector.admit(&waiter.endpoint, &waiter.host, now) {
-                Verdict::Wait => {
-                    self.pending.push_front(waiter);
-                    break;
-                }
-                Verdict::Go(attempt) | Verdict::Probe(attempt) => {
-                    waiter.hold(false);
-                    self.waiting.push_back((waiter, attempt));
-                }
-                Verdict::Hold => {
-                    waiter.hold(true);
-                    self.held_count += 1;
-                    self.held
-                        .entry(Arc::clone(&waiter.host))
-                        .or_default()
-                        .push_back(waiter);
-                }
+            if let Some(waiter) = self.decide(waiter, now) {
+                self.pending.push_front(waiter);
+                break;
             }
         }
         if self.detector.is_offline() {
@@ -458,7 +474,7 @@ impl Handler<Acquire> for Governor {
             self.admit(waiter, Instant::now());
         } else {
             // Behind those that wait already.
-            self.pending.push_back(waiter);
+            self.queue_pending(waiter);
         }
         self.reconsider(ctx);
         Box::pin(async move { rx.await.map_err(|_| GovernorGone) })
@@ -591,6 +607,42 @@ mod tests {
         assert!(released.unwrap().is_ok());
         assert!(!stats.offline());
         assert_eq!(stats.outages(), 1);
+    }
+
+    #[actix_rt::test]
+    async fn an_endpoint_that_asks_again_and_again_while_offline_is_held_once() {
+        use crate::outage::Outcome;
+        use wsherd_connection::NetworkCause;
+        let governor = Governor::new(GovernorPolicy {
+            outage: OutagePolicy {
+                min_endpoints: 2,
+                probe_interval: Duration::from_secs(3600),
+                ..OutagePolicy::default()
+            },
+            ..GovernorPolicy::default()
+        });
+        let stats = governor.stats();
+        let addr = governor.start();
+        let refused = Outcome::NetworkFailed(NetworkCause::Refused);
+        let mut first = addr.send(acquire(1)).await.unwrap().unwrap();
+        let mut second = addr.send(acquire(2)).await.unwrap().unwrap();
+        first.ended(refused);
+        second.ended(refused);
+        drop((first, second));
+        // A caller pausing and resuming during the outage: each request replaces the last,
+        // whose asker gave it up.
+        for _ in 0..1_000 {
+            let mut request = Box::pin(addr.send(acquire(3)));
+            assert!(futures_poll_once(&mut request).await.is_none());
+        }
+        let mut last = Box::pin(addr.send(acquire(3)));
+        assert!(futures_poll_once(&mut last).await.is_none());
+        assert!(stats.offline());
+        assert!(
+            stats.held() <= 3,
+            "{} requests held for three endpoints",
+            stats.held()
+        );
     }
 
     fn acquire(n: usize) -> Acquire {
