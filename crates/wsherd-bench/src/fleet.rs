@@ -344,18 +344,7 @@ pub(crate) fn connections() -> Result<Value, String> {
 
 /// Runs one `connections` client in a child process against the idle server on `port`.
 fn connections_child(name: &str, port: u16) -> Result<(f64, f64, f64), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let output = std::process::Command::new(exe)
-        .args(["connections-client", name, &port.to_string()])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot start the {name} client: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let line: Value = serde_json::from_str(text.trim())
-        .map_err(|e| format!("the {name} client said {text:?}: {e}"))?;
-    if let Some(error) = line.get("error").and_then(Value::as_str) {
-        return Err(format!("{name}: {error}"));
-    }
+    let line = ask_child(&["connections-client", name, &port.to_string()])?;
     let figure = |key: &str| {
         line.get(key)
             .and_then(Value::as_f64)
@@ -371,19 +360,49 @@ fn connections_child(name: &str, port: u16) -> Result<(f64, f64, f64), String> {
 /// `connections-client NAME PORT`: one client of `connections`, in this (fresh) process;
 /// prints its figures as one JSON line.
 pub(crate) fn connections_client(args: &[String]) -> std::process::ExitCode {
-    use std::io::Write;
-    let result = match (
-        args.first(),
-        args.get(1).and_then(|p| p.parse::<u16>().ok()),
-    ) {
-        (Some(name), Some(port)) => connections_measure(name, port),
+    let result = match (args.first(), args.get(1).and_then(|p| p.parse::<u16>().ok())) {
+        (Some(name), Some(port)) => connections_measure(name, port).map(|(per, open, idle)| {
+            json!({"bytes_per_connection": per, "open_s": open, "idle_cpu_percent": idle})
+        }),
         _ => Err("usage: connections-client NAME PORT".to_owned()),
     };
+    reply_to_parent(result)
+}
+
+/// Runs this executable with `args` as a child that measures in a fresh process, and reads
+/// the JSON line it ends with ([`reply_to_parent`]).
+fn ask_child(args: &[&str]) -> Result<Value, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let output = std::process::Command::new(exe)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start the client process: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let reply = text
+        .lines()
+        .rev()
+        .find_map(|line| serde_json::from_str::<Value>(line).ok());
+    match reply {
+        Some(reply) => match reply.get("error") {
+            Some(error) => Err(error.as_str().unwrap_or("failed").to_owned()),
+            None if output.status.success() => Ok(reply),
+            None => Err(format!("the client process ended with {}", output.status)),
+        },
+        // Killed (out of memory, say) before it could say why.
+        None => Err(format!(
+            "the client process ended with {} and no figures",
+            output.status
+        )),
+    }
+}
+
+/// A child's answer to [`ask_child`]: its figures, or `{"error": …}`, as one JSON line.
+fn reply_to_parent(result: Result<Value, String>) -> std::process::ExitCode {
+    use std::io::Write;
     let (line, code) = match result {
-        Ok((per, open, idle)) => (
-            json!({"bytes_per_connection": per, "open_s": open, "idle_cpu_percent": idle}),
-            std::process::ExitCode::SUCCESS,
-        ),
+        Ok(figures) => (figures, std::process::ExitCode::SUCCESS),
         Err(error) => (json!({ "error": error }), std::process::ExitCode::FAILURE),
     };
     // A parent that died stops reading; nothing is left to tell then.

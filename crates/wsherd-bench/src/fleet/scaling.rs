@@ -145,7 +145,6 @@ fn thousands(n: u64) -> String {
 /// `scaling-point CLIENT COUNT SERVERS`: the child process that holds one point for one client
 /// and prints its figures (or `{"error": ...}`) as one line of JSON.
 pub(crate) fn serve_point(args: &[String]) -> ExitCode {
-    use std::io::Write;
     let parsed = match (args.first(), args.get(1), args.get(2)) {
         (Some(client), Some(count), Some(servers)) => count
             .parse::<usize>()
@@ -158,13 +157,7 @@ pub(crate) fn serve_point(args: &[String]) -> ExitCode {
         Some((client, count, servers)) => measure_point(client, count, servers),
         None => Err("usage: scaling-point CLIENT COUNT SERVERS".to_owned()),
     };
-    let (line, code) = match result {
-        Ok(figures) => (figures, ExitCode::SUCCESS),
-        Err(error) => (json!({ "error": error }), ExitCode::FAILURE),
-    };
-    // A parent that died stops reading; nothing is left to tell then.
-    let _ = writeln!(std::io::stdout().lock(), "{line}");
-    code
+    super::reply_to_parent(result)
 }
 
 /// Starts `servers` idle servers and measures `client` holding `count` connections over them.
@@ -264,35 +257,12 @@ fn wsherd_point(count: usize, servers: &mut Vec<IdleServer>) -> Result<Value, St
 /// Runs `client` at `count` in a fresh child process; its figures, or why it could not hold
 /// them.
 fn run_point(client: &str, count: u64, servers: u64) -> Result<Value, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let output = std::process::Command::new(exe)
-        .args([
-            "scaling-point",
-            client,
-            &count.to_string(),
-            &servers.to_string(),
-        ])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot start the client process: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let reply = text
-        .lines()
-        .rev()
-        .find_map(|line| serde_json::from_str::<Value>(line).ok());
-    match reply {
-        Some(reply) => match reply.get("error") {
-            Some(error) => Err(error.as_str().unwrap_or("failed").to_owned()),
-            None if output.status.success() => Ok(reply),
-            None => Err(format!("the client process ended with {}", output.status)),
-        },
-        // Killed (out of memory, say) before it could say why.
-        None => Err(format!(
-            "the client process ended with {} and no figures",
-            output.status
-        )),
-    }
+    super::ask_child(&[
+        "scaling-point",
+        client,
+        &count.to_string(),
+        &servers.to_string(),
+    ])
 }
 
 /// A figure of a client's row, `-` when absent.
