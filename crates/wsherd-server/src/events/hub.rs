@@ -36,17 +36,53 @@ const MAILBOX: usize = 8192;
 /// worker it shares with the HTTP connections (their bodies, timers, this hub's own tick).
 const BURST: u32 = 64;
 
-/// A client joining: its outbox, and its socket when the server can reach it.
+/// A client joining: its outbox, its socket when the server can reach it, and the figures of
+/// the stats lines it is sent first.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(crate) struct Join {
-    pub(crate) outbox: Arc<Outbox>,
-    pub(crate) socket: Option<SocketHandle>,
+    outbox: Arc<Outbox>,
+    socket: Option<SocketHandle>,
+    known: HashMap<EndpointName, Figures>,
+}
+
+impl Join {
+    /// `outbox`'s client, who is sent a stats line for each of `initial` first.
+    pub(crate) fn new(
+        outbox: Arc<Outbox>,
+        socket: Option<SocketHandle>,
+        initial: &[EndpointStatus],
+    ) -> Self {
+        let known = initial
+            .iter()
+            .map(|status| (status.name.clone(), Figures::from(status)))
+            .collect();
+        Join {
+            outbox,
+            socket,
+            known,
+        }
+    }
 }
 
 struct Client {
     outbox: Arc<Outbox>,
     socket: Option<SocketHandle>,
+    /// Until the client's first tick, the figures it was sent first. The snapshot is taken
+    /// when the request is handled, before the hub takes the client in: what changed in
+    /// between is in neither the snapshot nor the hub's `last`, so it is compared here.
+    known: Option<HashMap<EndpointName, Figures>>,
+}
+
+impl Client {
+    /// Whether this client needs a stats line of `endpoint`, whose figures are now `now` and
+    /// were `last` at the hub's previous tick.
+    fn needs(&self, endpoint: &EndpointName, now: &Figures, last: Option<&Figures>) -> bool {
+        match &self.known {
+            Some(known) => known.get(endpoint) != Some(now),
+            None => last != Some(now),
+        }
+    }
 }
 
 /// What a stats line reports, apart from the time and the round trip (which changes with
@@ -155,26 +191,21 @@ impl Hub {
         let mut seen = HashMap::with_capacity(statuses.len());
         for status in &statuses {
             let figures = Figures::from(status);
-            if self.last.get(&status.name) != Some(&figures) {
-                let line: Arc<str> = Arc::from(stats_line(status).to_string());
-                for client in &self.clients {
-                    client.outbox.push_stats(&status.name, &line);
+            let last = self.last.get(&status.name);
+            let mut line: Option<Arc<str>> = None;
+            for client in &self.clients {
+                if client.needs(&status.name, &figures, last) {
+                    let line =
+                        line.get_or_insert_with(|| Arc::from(stats_line(status).to_string()));
+                    client.outbox.push_stats(&status.name, line);
                 }
             }
             seen.insert(status.name.clone(), figures);
         }
+        for client in &mut self.clients {
+            client.known = None;
+        }
         self.last = seen;
-    }
-
-    /// What every endpoint shows now: a new client starts from there (it is sent a stats
-    /// line for each), and the next tick reports only what changed since.
-    fn remember_now(&mut self) {
-        self.last = self
-            .herd
-            .status()
-            .iter()
-            .map(|status| (status.name.clone(), Figures::from(status)))
-            .collect();
     }
 }
 
@@ -191,9 +222,6 @@ impl Handler<Join> for Hub {
     type Result = ();
 
     fn handle(&mut self, join: Join, ctx: &mut Context<Self>) {
-        if self.clients.is_empty() {
-            self.remember_now();
-        }
         if self.subscription.is_none() {
             let options = SubscribeOptions::new().overflow(Overflow::Drop);
             let id = self
@@ -204,6 +232,7 @@ impl Handler<Join> for Hub {
         self.clients.push(Client {
             outbox: join.outbox,
             socket: join.socket,
+            known: Some(join.known),
         });
     }
 }
@@ -228,5 +257,55 @@ impl Handler<Delivery<StateEvent>> for Hub {
         let line: Arc<str> =
             Arc::from(state_line(event.endpoint.as_str(), &event.message).to_string());
         self.broadcast(&line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(messages_in: u64) -> Figures {
+        Figures {
+            state: "live",
+            attempt: 0,
+            queue_depth: 0,
+            messages_in,
+            bytes_in: messages_in * 4,
+            messages_out: 0,
+            dead_letters: 0,
+            reconnects: 0,
+        }
+    }
+
+    fn client(known: Option<HashMap<EndpointName, Figures>>) -> Client {
+        Client {
+            outbox: Arc::new(Outbox::new(1024)),
+            socket: None,
+            known,
+        }
+    }
+
+    #[test]
+    fn a_change_between_a_clients_snapshot_and_its_joining_is_still_sent_to_it() {
+        let feed = EndpointName::new("feed").unwrap();
+        // The snapshot saw no message; the hub's last tick (for the clients before) saw one.
+        let joined = client(Some(HashMap::from([(feed.clone(), figures(0))])));
+        let earlier = client(None);
+        let now = figures(1);
+        assert!(joined.needs(&feed, &now, Some(&now)));
+        assert!(!earlier.needs(&feed, &now, Some(&now)));
+    }
+
+    #[test]
+    fn figures_that_did_not_change_make_no_line() {
+        let feed = EndpointName::new("feed").unwrap();
+        let joined = client(Some(HashMap::from([(feed.clone(), figures(3))])));
+        let earlier = client(None);
+        assert!(!joined.needs(&feed, &figures(3), Some(&figures(1))));
+        assert!(!earlier.needs(&feed, &figures(3), Some(&figures(3))));
+        assert!(
+            earlier.needs(&feed, &figures(3), None),
+            "an endpoint added since"
+        );
     }
 }

@@ -91,17 +91,19 @@ pub(crate) async fn events(
         );
     }
     let outbox = Arc::new(Outbox::new(state.options.events.buffer));
+    let initial = state.herd.status();
+    let join = Join::new(
+        Arc::clone(&outbox),
+        req.conn_data::<SocketHandle>().cloned(),
+        &initial,
+    );
     // From here the body holds the slot, and gives it back when it is dropped.
     let body = EventsBody::new(
         payload,
-        Arc::clone(&outbox),
-        state.herd.status(),
+        outbox,
+        initial,
         Arc::clone(&state.options.counters),
     );
-    let join = Join {
-        outbox,
-        socket: req.conn_data::<SocketHandle>().cloned(),
-    };
     if state.hub().try_send(join).is_err() {
         drop(body);
         return json_error(
