@@ -44,14 +44,14 @@ pub use wsherd_protocol::{
     DecodeError, DecodeStage, EncodeError, EndpointName, Inbound, KindRule, Outbound,
 };
 pub use wsherd_router::{
-    Batch, Binary, DeadLetter, DeadLetterReason, Delivery, Overflow, RawMessage, Router, Shared,
-    SubscribeOptions, SubscriptionId,
+    Batch, Binary, DeadLetter, DeadLetterReason, Delivery, DemandChanged, DemandWatch, Overflow,
+    RawMessage, Router, Shared, SubscribeOptions, SubscriptionId,
 };
 pub use wsherd_supervisor::{
-    Action, ActionTable, BackoffPolicy, EndpointSpec, EndpointState, EndpointStatus, FailReason,
-    GovernorPolicy, GovernorStats, Jitter, LiveAfter, NetworkEvent, NetworkState, OnOpenHook,
-    OutagePolicy, OverflowPolicy, QueueEvent, QueuePolicy, Reconnected, Rejected, RestartIntensity,
-    StateEvent, StatusTable, Submitted, human_duration,
+    Action, ActionTable, BackoffPolicy, ConnectMode, DEFAULT_LINGER, EndpointSpec, EndpointState,
+    EndpointStatus, FailReason, GovernorPolicy, GovernorStats, Jitter, LiveAfter, NetworkEvent,
+    NetworkState, OnOpenHook, OutagePolicy, OverflowPolicy, QueueEvent, QueuePolicy, Reconnected,
+    Rejected, RestartIntensity, StateEvent, StatusTable, Submitted, human_duration,
 };
 /// The supervisor actor and what it answers, for applications that run connection actors on
 /// their own, without a [`Herd`]: `Supervisor::new(name, spec, router).start()`.

@@ -1262,3 +1262,69 @@ fn bad_outage_values_name_their_key_and_file() {
         );
     }
 }
+
+#[actix_rt::test]
+async fn connect_on_demand_from_a_file_keeps_the_endpoint_idle_until_a_subscription_names_it() {
+    let server = TestServer::start(vec![Step::stream(&["tick"], 1)]).unwrap();
+    let file = TempConfig::new(
+        "toml",
+        &format!(
+            r#"
+[defaults]
+linger = "2s"
+
+[endpoints.lazy]
+url = "{url}"
+connect = "on_demand"
+
+[endpoints.eager]
+url = "{url}"
+"#,
+            url = server.url("/")
+        ),
+    );
+    let config = load(&file).unwrap();
+    let shown = config.to_toml();
+    assert!(
+        shown.contains("connect = \"on_demand\"\nlinger = \"2s\""),
+        "{shown}"
+    );
+    assert!(shown.contains("connect = \"always\""), "{shown}");
+    let herd = Herd::from_config(config).unwrap();
+    let states = states(&herd);
+    herd.start();
+    reached(&states, "eager", 1, |s| *s == EndpointState::Live).await;
+    reached(&states, "lazy", 1, |s| *s == EndpointState::Idle).await;
+    assert_eq!(
+        server.connections().len(),
+        1,
+        "only the eager one connected"
+    );
+    let (ticks, seen) = Recorder::<Delivery<Tick>>::start();
+    herd.subscribe_with::<Tick>(
+        ticks.recipient(),
+        SubscribeOptions::new().endpoints([name("lazy")]),
+    );
+    seen.wait_for_count(1, WAIT).await.unwrap();
+    assert_eq!(seen.with(|s| s[0].endpoint.to_string()), "lazy");
+}
+
+#[test]
+fn a_misspelt_connect_mode_is_refused_with_a_suggestion() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[endpoints.feed]
+url = "ws://127.0.0.1:1/"
+connect = "ondemand"
+linger = "soon"
+"#,
+    );
+    assert_eq!(
+        problems(&file),
+        [
+            r#"endpoints.feed.connect: expected one of "always", "on_demand", found "ondemand"; did you mean "on_demand"?"#,
+            r#"endpoints.feed.linger: "soon" is not a duration (use e.g. "500ms", "20s", "1m 30s")"#,
+        ]
+    );
+}

@@ -250,3 +250,32 @@ async fn an_application_recorder_sees_traffic_states_reconnects_and_timings_per_
         Some(0.0)
     );
 }
+
+#[actix_rt::test]
+async fn an_idle_on_demand_endpoint_shows_as_idle_and_down() {
+    let kept = kept();
+    let server = TestServer::start(vec![]).unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    herd.add_endpoint(
+        "lazy",
+        EndpointSpec::new(ConnectionConfig::new(server.url("/")))
+            .on_demand(Duration::from_secs(30)),
+    )
+    .unwrap();
+    reached(&states, "lazy", 1, |s| *s == EndpointState::Idle).await;
+    herd.publish_metrics();
+    assert_eq!(
+        kept.gauge(r#"wsherd_endpoint_state{endpoint="lazy",state="idle"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        kept.gauge(r#"wsherd_endpoint_state{endpoint="lazy",state="connecting"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        kept.gauge(r#"wsherd_endpoint_up{endpoint="lazy"}"#),
+        Some(0.0)
+    );
+    assert!(herd.status_table().contains("idle"));
+}

@@ -17,7 +17,7 @@ use wsherd_connection::{
     validate_url,
 };
 use wsherd_protocol::{KindRule, Outbound, redact_url};
-use wsherd_supervisor::EndpointSpec;
+use wsherd_supervisor::{ConnectMode, DEFAULT_LINGER, EndpointSpec};
 
 use super::read::{Reader, join, origin_of};
 
@@ -39,6 +39,8 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "live_after",
     "enabled",
     "required",
+    "connect",
+    "linger",
     "heartbeat",
     "backoff",
     "intensity",
@@ -188,6 +190,15 @@ pub(crate) fn read_endpoint(
     }
     if let Some(live) = table.map.get("live_after") {
         spec.live_after = liveness::read_live_after(reader, live, &join(path, "live_after"));
+    }
+    // `linger` alone is no problem: `[defaults]` may set it for the endpoints that connect on
+    // demand, and it means nothing to the others.
+    let linger = reader.duration(&table, "linger").unwrap_or(DEFAULT_LINGER);
+    if let Some(connect) = reader.choice(&table, "connect", &["always", "on_demand"]) {
+        spec.connect = match connect {
+            "on_demand" => ConnectMode::OnDemand { linger },
+            _ => ConnectMode::Always,
+        };
     }
     if let Some(backoff) = table.map.get("backoff") {
         policy::read_backoff(reader, backoff, &join(path, "backoff"), &mut spec.backoff);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wsherd_connection::{ConnectionConfig, InvalidUtf8Policy, SecretSlot, TlsClass};
 use wsherd_protocol::{HeartbeatMode, KindRule, ReplyMatcher, redact_url};
-use wsherd_supervisor::{Action, ActionTable, Jitter, OverflowPolicy};
+use wsherd_supervisor::{Action, ActionTable, ConnectMode, Jitter, OverflowPolicy};
 
 use super::{EndpointConfig, HerdConfig, ServerSettings, TokenSource};
 
@@ -94,6 +94,13 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
     };
     line("enabled", endpoint.enabled.to_string());
     line("required", endpoint.required.to_string());
+    match spec.connect {
+        ConnectMode::OnDemand { linger } => {
+            line("connect", string("on_demand"));
+            line("linger", duration(linger));
+        }
+        _ => line("connect", string("always")),
+    }
     // A value kept in a file is shown as the file it comes from: it loads back as that, and
     // a token in a URL's path is not shown at all.
     let file_of = |slot: &SecretSlot| {

@@ -23,12 +23,13 @@ use super::{Herd, Inner};
 pub const MIN_METRICS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Every state an endpoint can be in, by the name its `wsherd_endpoint_state` series carries.
-const STATES: [&str; 7] = [
+const STATES: [&str; 8] = [
     "connecting",
     "open",
     "live",
     "backoff",
     "paused",
+    "idle",
     "failed",
     "stopped",
 ];

@@ -12,6 +12,7 @@ mod control;
 mod delivery;
 mod governor;
 mod heartbeat;
+mod on_demand;
 mod outage;
 mod queue;
 mod replay;

@@ -10,14 +10,14 @@ use wsherd_testkit::Recorded;
 use super::*;
 
 /// Records every network event of the herd.
-fn network_events(herd: &Herd) -> Recorded<Delivery<NetworkEvent>> {
+pub(crate) fn network_events(herd: &Herd) -> Recorded<Delivery<NetworkEvent>> {
     let (addr, recorded) = Recorder::<Delivery<NetworkEvent>>::start();
     herd.subscribe_events(addr.recipient());
     recorded
 }
 
 /// A free port on 127.0.0.1: bound, then let go.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
@@ -31,13 +31,13 @@ fn free_port() -> u16 {
 /// network-level failure like `Refused` (what a firewall or a load balancer without a backend
 /// gives), and each attempt is one accept here. The count is the listening side's, not
 /// wsherd's.
-struct Refuser {
+pub(crate) struct Refuser {
     accepted: Arc<AtomicUsize>,
     task: actix_rt::task::JoinHandle<()>,
 }
 
 impl Refuser {
-    async fn start(port: u16) -> Refuser {
+    pub(crate) async fn start(port: u16) -> Refuser {
         let listener = actix_rt::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
@@ -54,7 +54,7 @@ impl Refuser {
     }
 
     /// Stops listening (the port is free when this returns) and says how many it refused.
-    async fn stop(self) -> usize {
+    pub(crate) async fn stop(self) -> usize {
         self.task.abort();
         let _ = self.task.await;
         self.accepted.load(Ordering::SeqCst)

@@ -80,6 +80,8 @@ impl Style {
 pub(crate) struct Printers {
     messages: Addr<Printer>,
     events: Addr<EventPrinter>,
+    /// The endpoints `--endpoint` named, if any.
+    named: Vec<wsherd::EndpointName>,
 }
 
 impl Printers {
@@ -98,6 +100,12 @@ impl Printers {
             draining: false,
         }
         .start();
+        // A name that is no endpoint name matches no endpoint: nothing to subscribe to.
+        let named = filter
+            .endpoints
+            .iter()
+            .filter_map(|name| wsherd::EndpointName::new(name).ok())
+            .collect();
         let messages = Printer {
             style,
             filter,
@@ -105,13 +113,23 @@ impl Printers {
             out: stdout.lines(),
         }
         .start();
-        Printers { messages, events }
+        Printers {
+            messages,
+            events,
+            named,
+        }
     }
 
-    /// Subscribes them to every message, dead letter and state event of `herd`.
+    /// Subscribes them to every message, dead letter and state event of `herd`. With
+    /// `--endpoint`, the message subscription names those endpoints, so the on-demand ones
+    /// among them connect; without, it is a tap on everything and wakes none.
     pub(crate) fn subscribe(&self, herd: &Herd) {
+        let mut options = SubscribeOptions::new();
+        if !self.named.is_empty() {
+            options = options.endpoints(self.named.iter().cloned());
+        }
         herd.router()
-            .subscribe_all::<Value>(self.messages.clone().recipient(), SubscribeOptions::new());
+            .subscribe_all::<Value>(self.messages.clone().recipient(), options);
         herd.subscribe_events::<DeadLetter>(self.messages.clone().recipient());
         herd.subscribe_events::<StateEvent>(self.events.clone().recipient());
     }

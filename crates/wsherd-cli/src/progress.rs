@@ -16,6 +16,8 @@ pub(crate) struct Counts {
     pub(crate) live: usize,
     pub(crate) waiting: usize,
     pub(crate) failed: usize,
+    /// On-demand endpoints nobody needs: settled, with no socket.
+    pub(crate) idle: usize,
 }
 
 impl Counts {
@@ -29,6 +31,7 @@ impl Counts {
                 EndpointState::Connecting { .. }
                 | EndpointState::Open
                 | EndpointState::Backoff { .. } => counts.waiting += 1,
+                EndpointState::Idle => counts.idle += 1,
                 // Held by the owner: neither coming up nor failed.
                 _ => {}
             }
@@ -62,7 +65,10 @@ impl Counts {
             thousands(self.live),
             thousands(self.failed)
         );
-        let held = self.total - self.live - self.failed - self.waiting;
+        if self.idle > 0 {
+            text.push_str(&format!(", {} idle (on demand)", thousands(self.idle)));
+        }
+        let held = self.total - self.live - self.failed - self.waiting - self.idle;
         if held > 0 {
             text.push_str(&format!(", {} paused or stopped", thousands(held)));
         }
@@ -138,10 +144,14 @@ mod tests {
         let counts = Counts::of(&states);
         assert_eq!(counts.line(), "live 1 / 4, waiting 2, failed 0");
         assert!(!counts.settled());
-        let settled = Counts::of(&[EndpointState::Live, EndpointState::Paused]);
+        let settled = Counts::of(&[
+            EndpointState::Live,
+            EndpointState::Paused,
+            EndpointState::Idle,
+        ]);
         assert_eq!(
             settled.summary(Duration::from_millis(3240)),
-            "2 endpoints settled in 3.2 s: 1 live, 0 failed, 1 paused or stopped"
+            "3 endpoints settled in 3.2 s: 1 live, 0 failed, 1 idle (on demand), 1 paused or stopped"
         );
     }
 

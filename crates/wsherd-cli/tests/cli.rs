@@ -827,3 +827,43 @@ fn run_refuses_to_listen_beyond_loopback_without_a_token_and_status_says_when_no
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[actix_rt::test]
+async fn run_with_endpoint_wakes_that_on_demand_endpoint_and_a_plain_run_leaves_it_idle() {
+    let server = TestServer::start(vec![Step::stream(&["tick"], 2)]).unwrap();
+    let port = server.addr().port();
+    let config = TempFile::new(&format!(
+        "[herd]\nworkers = 1\n[endpoints.lazy]\nurl = \"ws://127.0.0.1:{port}/lazy\"\nconnect = \"on_demand\"\n[endpoints.other]\nurl = \"ws://127.0.0.1:{port}/other\"\nconnect = \"on_demand\"\n"
+    ));
+    // Without a filter `run` is a tap on everything: both stay idle.
+    let mut plain = Running::start(wsherd().args(["run", "--config"]).arg(&config.0));
+    plain.json_until("lazy idle", |v| {
+        v["event"] == "state" && v["endpoint"] == "lazy" && v["state"] == "idle"
+    });
+    plain.json_until("other idle", |v| {
+        v["event"] == "state" && v["endpoint"] == "other" && v["state"] == "idle"
+    });
+    assert!(plain.interrupt().success());
+    assert!(server.connections().is_empty(), "a tap woke an endpoint");
+
+    let mut named = Running::start(
+        wsherd()
+            .args(["run", "--config"])
+            .arg(&config.0)
+            .args(["--endpoint", "lazy"]),
+    );
+    named.json_until("a tick from lazy", |v| {
+        v["event"] == "message" && v["endpoint"] == "lazy" && v["data"]["seq"] == 1
+    });
+    assert!(named.interrupt().success());
+    let paths: Vec<Option<String>> = server
+        .connections()
+        .iter()
+        .map(|c| c.path.clone())
+        .collect();
+    assert_eq!(
+        paths,
+        [Some("/lazy".to_owned())],
+        "only the named one connected"
+    );
+}

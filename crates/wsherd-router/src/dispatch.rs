@@ -98,6 +98,15 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
         (thread != report.here()).then_some((home, thread))
     }
 
+    /// The subscription can still receive: its actor runs and no connection found it gone.
+    pub(crate) fn is_alive(&self) -> bool {
+        !self.closed.load(Ordering::Relaxed)
+            && match &self.sink {
+                Sink::Each(recipient) => recipient.connected(),
+                Sink::Batched(recipient) => recipient.connected(),
+            }
+    }
+
     pub(crate) fn wants(&self, endpoint: &EndpointName) -> bool {
         !self.closed.load(Ordering::Relaxed)
             && self

@@ -45,14 +45,16 @@
 #![forbid(unsafe_code)]
 
 // A one-way chain, each module using only those to its left, so each reads without the ones after
-// it: delivery → dispatch → subscription → table → router.
+// it: delivery → dispatch → subscription → table → demand → router.
 mod delivery;
+mod demand;
 mod dispatch;
 mod router;
 mod subscription;
 mod table;
 
 pub use delivery::{Batch, Binary, DeadLetter, DeadLetterReason, Delivery, RawMessage, Shared};
+pub use demand::{DemandChanged, DemandWatch};
 pub use dispatch::{DispatchReport, Overflow, RelayCounters, SubscriptionId};
 pub use router::{RouteCache, Router};
 pub use subscription::SubscribeOptions;

@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use actix::Recipient;
 use serde::de::DeserializeOwned;
-use wsherd_protocol::Inbound;
+use wsherd_protocol::{EndpointName, Inbound};
 
 use crate::delivery::{Batch, Delivery, RawMessage};
+use crate::demand::{Demand, DemandChanged, DemandWatch, Demander};
 use crate::dispatch::{Sink, Subscriber, SubscriptionId};
 use crate::subscription::{Group, SubscribeOptions};
 use crate::table::{JsonRoute, RawRoute, RouteTable};
@@ -116,6 +117,7 @@ struct State {
     entries: BTreeMap<RouteKey, Box<dyn Entry>>,
     /// The routes of each subscription (a type of several kinds has one per kind).
     keys: HashMap<SubscriptionId, Vec<RouteKey>>,
+    demand: Demand,
 }
 
 struct Inner {
@@ -277,6 +279,7 @@ impl Router {
         let Some(keys) = state.keys.remove(&id) else {
             return false;
         };
+        state.demand.remove(id);
         for key in keys {
             let now_empty = match state.entries.get_mut(&key) {
                 Some(entry) => {
@@ -291,6 +294,27 @@ impl Router {
         }
         self.publish(&mut state);
         true
+    }
+
+    /// Whether a live subscription names `endpoint` (see [`SubscribeOptions::passive`]).
+    pub fn is_demanded(&self, endpoint: &EndpointName) -> bool {
+        self.lock().demand.check(endpoint)
+    }
+
+    /// `recipient` is told, with [`DemandChanged`], each time `endpoint` becomes needed or
+    /// stops being needed, in place of any earlier watcher of `endpoint`. Returns the
+    /// registration (for [`Router::unwatch_demand`]) and whether it is needed now.
+    pub fn watch_demand(
+        &self,
+        endpoint: EndpointName,
+        recipient: Recipient<DemandChanged>,
+    ) -> (DemandWatch, bool) {
+        self.lock().demand.watch(endpoint, recipient)
+    }
+
+    /// Ends a [`Router::watch_demand`] registration (a later one of the same endpoint stays).
+    pub fn unwatch_demand(&self, endpoint: &EndpointName, watch: DemandWatch) {
+        self.lock().demand.unwatch(endpoint, watch);
     }
 
     /// How many subscriptions exist.
@@ -352,6 +376,7 @@ impl Router {
         let mut state = self.lock();
         state.next_id += 1;
         let id = SubscriptionId(state.next_id);
+        let names = options.endpoints.clone().filter(|_| !options.passive);
         let subscriber = Arc::new(Subscriber::new(
             id,
             sink,
@@ -359,6 +384,10 @@ impl Router {
             options.overflow,
             home,
         ));
+        if let Some(names) = names {
+            let who: Arc<dyn Demander> = subscriber.clone();
+            state.demand.add(id, names, who);
+        }
         for key in &keys {
             let entry = state.entries.entry(key.clone()).or_insert_with(|| {
                 make(Group {

@@ -29,6 +29,7 @@ pub struct SubscribeOptions {
     pub(crate) endpoints: Option<Arc<[EndpointName]>>,
     pub(crate) overflow: Overflow,
     pub(crate) home: HomeChoice,
+    pub(crate) passive: bool,
 }
 
 /// Where a subscriber's actor is taken to run.
@@ -77,11 +78,22 @@ impl SubscribeOptions {
     }
 
     /// Receive only from these endpoints.
+    ///
+    /// Naming an endpoint also says it is needed: an endpoint that connects only on demand
+    /// connects while a subscription names it, unless the subscription is
+    /// [`passive`](Self::passive). A subscription without this filter names no endpoint.
     pub fn endpoints<I>(mut self, endpoints: I) -> Self
     where
         I: IntoIterator<Item = EndpointName>,
     {
         self.endpoints = Some(endpoints.into_iter().collect());
+        self
+    }
+
+    /// Watches without needing: the endpoints named by [`endpoints`](Self::endpoints) do not
+    /// connect on this subscription's account (a state monitor, a log of a few endpoints).
+    pub fn passive(mut self) -> Self {
+        self.passive = true;
         self
     }
 

@@ -458,5 +458,6 @@ async fn a_reply_wsherd_consumed_reaches_its_subscribers_but_is_never_a_dead_let
     assert!(dead_seen.lock().unwrap().is_empty());
 }
 
+mod demand;
 mod kinds;
 mod relay;

@@ -47,7 +47,7 @@ pub use intensity::{IntensityWindow, RestartIntensity};
 pub use outage::{NetworkEvent, NetworkState, OutageDetector, OutagePolicy, host_key};
 pub use policy::{LifeEnd, Next, ReconnectPolicy};
 pub use queue::{OutboundQueue, OverflowPolicy, QueuePolicy};
-pub use spec::{EndpointSpec, LiveAfter};
+pub use spec::{ConnectMode, DEFAULT_LINGER, EndpointSpec, LiveAfter};
 pub use state::{EndpointState, FailReason, QueueEvent, Reconnected, StateEvent};
 pub use status::{EndpointShared, EndpointStatus, StatusTable, human_duration};
 pub use supervisor::{

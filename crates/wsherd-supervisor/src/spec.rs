@@ -21,6 +21,40 @@ pub struct LiveAfter {
     pub timeout: Duration,
 }
 
+/// How long an on-demand endpoint stays connected once nobody needs it, unless told otherwise.
+pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
+
+/// When an endpoint connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectMode {
+    /// From the start, and again after every end, by the reconnect policy.
+    #[default]
+    Always,
+    /// Only while needed: `Idle` until a subscription names the endpoint (see
+    /// `SubscribeOptions::endpoints`; a subscription without a filter names none) or a message
+    /// is sent to it; then connected and supervised as always, until for `linger` nothing
+    /// named it and nothing was queued: then closed gracefully (1000), `Idle` again.
+    OnDemand {
+        /// How long the endpoint stays up once it is no longer needed.
+        linger: Duration,
+    },
+}
+
+impl ConnectMode {
+    /// On demand, with `linger`.
+    pub fn on_demand(linger: Duration) -> Self {
+        ConnectMode::OnDemand { linger }
+    }
+
+    /// The linger of an on-demand endpoint; `None` for one that always connects.
+    pub fn linger(&self) -> Option<Duration> {
+        match self {
+            ConnectMode::Always => None,
+            ConnectMode::OnDemand { linger } => Some(*linger),
+        }
+    }
+}
+
 /// A supervised endpoint's whole configuration.
 ///
 /// `Debug` shows the connection as its own `Debug` does (URL redacted, header names only) and
@@ -44,6 +78,8 @@ pub struct EndpointSpec {
     pub on_open_files: Vec<(usize, std::path::PathBuf)>,
     /// Optional gate before `Live`.
     pub live_after: Option<LiveAfter>,
+    /// Always connected, or only while needed.
+    pub connect: ConnectMode,
 }
 
 impl EndpointSpec {
@@ -58,6 +94,7 @@ impl EndpointSpec {
             on_open: Vec::new(),
             on_open_files: Vec::new(),
             live_after: None,
+            connect: ConnectMode::Always,
         }
     }
 
@@ -103,6 +140,13 @@ impl EndpointSpec {
         self
     }
 
+    /// Connects only while needed, and stays up for `linger` once nobody needs it (see
+    /// [`ConnectMode::OnDemand`]).
+    pub fn on_demand(mut self, linger: Duration) -> Self {
+        self.connect = ConnectMode::OnDemand { linger };
+        self
+    }
+
     /// Sets the live-after gate.
     pub fn live_after(mut self, matcher: ReplyMatcher, timeout: Duration) -> Self {
         self.live_after = Some(LiveAfter { matcher, timeout });
@@ -123,6 +167,7 @@ impl fmt::Debug for EndpointSpec {
                 &format_args!("{} message(s)", self.on_open.len()),
             )
             .field("live_after", &self.live_after)
+            .field("connect", &self.connect)
             .finish()
     }
 }

@@ -49,7 +49,7 @@ impl fmt::Display for FailReason {
 }
 
 /// Where an endpoint is: `Connecting → Open → Live → Backoff → Connecting …`, until `Failed`
-/// or `Stopped`.
+/// or `Stopped`; an on-demand endpoint starts, and ends each need, `Idle`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EndpointState {
@@ -74,6 +74,9 @@ pub enum EndpointState {
     },
     /// Paused by the owner: no socket until resumed.
     Paused,
+    /// An on-demand endpoint nobody needs: no socket until a subscription names it or a
+    /// message is sent to it.
+    Idle,
     /// Given up; will not reconnect by itself (a manual reconnect still can).
     Failed {
         /// Why.
@@ -84,8 +87,8 @@ pub enum EndpointState {
 }
 
 impl EndpointState {
-    /// A short lower-case name: `connecting`, `open`, `live`, `backoff`, `paused`, `failed`,
-    /// `stopped`.
+    /// A short lower-case name: `connecting`, `open`, `live`, `backoff`, `paused`, `idle`,
+    /// `failed`, `stopped`.
     pub fn name(&self) -> &'static str {
         match self {
             EndpointState::Connecting { .. } => "connecting",
@@ -93,6 +96,7 @@ impl EndpointState {
             EndpointState::Live => "live",
             EndpointState::Backoff { .. } => "backoff",
             EndpointState::Paused => "paused",
+            EndpointState::Idle => "idle",
             EndpointState::Failed { .. } => "failed",
             EndpointState::Stopped => "stopped",
         }

@@ -6,6 +6,7 @@
 //! published state, and what it hears from its connection.
 
 mod control;
+mod demand;
 mod lifecycle;
 mod messages;
 mod outbound;
@@ -24,11 +25,12 @@ use crate::backoff::{Random, XorShift};
 use crate::governor::{Governor, Permit};
 use crate::policy::{ReconnectPolicy, Uptime};
 use crate::queue::OutboundQueue;
-use crate::spec::EndpointSpec;
+use crate::spec::{ConnectMode, EndpointSpec};
 use crate::state::{EndpointState, StateEvent};
 use crate::status::EndpointShared;
 
 use control::Intent;
+use demand::OnDemand;
 pub use messages::{
     AddOnOpenHook, Control, MAX_REMEMBERED, OnOpenHook, Rejected, Remember, Stop, StopReceipt,
     Submit, Submitted,
@@ -104,6 +106,8 @@ pub struct Supervisor {
     unsettled_lives: u32,
     /// A stopped endpoint gives up waiting for full subscribers then.
     settle_deadline: Option<SpawnHandle>,
+    /// What an on-demand endpoint tracks of its need; `None` for one that always connects.
+    on_demand: Option<Box<OnDemand>>,
 }
 
 impl Supervisor {
@@ -170,6 +174,10 @@ impl Supervisor {
             settled_signals: Vec::new(),
             unsettled_lives: 0,
             settle_deadline: None,
+            on_demand: match spec.connect {
+                ConnectMode::Always => None,
+                ConnectMode::OnDemand { linger } => Some(OnDemand::new(linger)),
+            },
             spec,
         }
     }
@@ -245,6 +253,7 @@ impl Supervisor {
         self.shared
             .set_state(event.state.clone(), self.policy.attempt());
         self.state = event.state.clone();
+        self.review_demand(ctx);
         let table = Arc::clone(self.routes.current());
         if event.state == EndpointState::Stopped {
             // The last word: a stop ends once subscribers handled it (`settle_stop`).
@@ -343,15 +352,22 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.watch_demand(ctx);
         if self.intent == Intent::Pause {
             // Held from the start: the status says so, but nothing happened to announce (a
             // subscriber's first event for the endpoint is its first `Connecting`).
             self.shared
                 .set_state(EndpointState::Paused, self.policy.attempt());
             self.state = EndpointState::Paused;
+        } else if self.stays_idle() {
+            self.become_idle(ctx);
         } else {
             self.begin_attempt(ctx);
         }
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.unwatch_demand();
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {

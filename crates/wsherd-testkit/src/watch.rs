@@ -154,6 +154,21 @@ impl<M: Send + 'static> Handler<Flush<M>> for Recorder<M> {
     fn handle(&mut self, _: Flush<M>, _: &mut Context<Self>) {}
 }
 
+/// Stops a [`Recorder`]: see [`Recorded::stop`].
+struct StopRecorder<M>(std::marker::PhantomData<fn() -> M>);
+
+impl<M> actix::Message for StopRecorder<M> {
+    type Result = ();
+}
+
+impl<M: Send + 'static> Handler<StopRecorder<M>> for Recorder<M> {
+    type Result = ();
+
+    fn handle(&mut self, _: StopRecorder<M>, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
 impl<M: Send + 'static> Recorded<M> {
     /// Returns once the recorder has handled every message that was in its mailbox when this
     /// was called (its mailbox is first in, first out): afterwards [`Recorded::with`] sees all
@@ -162,6 +177,15 @@ impl<M: Send + 'static> Recorded<M> {
     pub async fn flushed(&self) {
         // The recorder lives as long as this handle holds its address: it answers.
         let _ = self.recorder.send(Flush(std::marker::PhantomData)).await;
+    }
+
+    /// Stops the recorder, as a subscriber that ends without unsubscribing: its subscriptions
+    /// lead nowhere from then on. What it recorded stays readable.
+    pub async fn stop(&self) {
+        let _ = self
+            .recorder
+            .send(StopRecorder(std::marker::PhantomData))
+            .await;
     }
 
     /// How many messages arrived so far.

@@ -15,6 +15,7 @@ use crate::state::EndpointState;
 /// | `Run` | the reconnect policy decides | any |
 /// | `ReconnectNow` | connect again at once, then `Run` | any |
 /// | `Pause` | `Paused` until `Resume` | `Resume`, `Reconnect`, `Stop` |
+/// | `Idle` | `Idle` (an on-demand endpoint nobody needs), or at once again if needed | any |
 /// | `Stop` | `Stopped`, the actor ends | ignored |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Intent {
@@ -24,6 +25,8 @@ pub(super) enum Intent {
     ReconnectNow,
     /// Stay down until resumed.
     Pause,
+    /// Closing because nobody needs this on-demand endpoint: then `Idle`.
+    Idle,
     /// Stop for good.
     Stop,
 }
@@ -68,7 +71,11 @@ impl Handler<Control> for Supervisor {
                 if self.intent == Intent::Pause {
                     self.intent = Intent::Run;
                     if self.connection.is_none() {
-                        self.begin_attempt(ctx);
+                        if self.stays_idle() {
+                            self.become_idle(ctx);
+                        } else {
+                            self.begin_attempt(ctx);
+                        }
                     }
                 }
             }

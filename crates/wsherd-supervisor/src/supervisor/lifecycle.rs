@@ -156,6 +156,16 @@ impl Supervisor {
                 self.begin_attempt(ctx);
                 return;
             }
+            Intent::Idle => {
+                self.intent = Intent::Run;
+                // What the socket handed back while closing is a need of its own.
+                if self.stays_idle() {
+                    self.become_idle(ctx);
+                } else {
+                    self.begin_attempt(ctx);
+                }
+                return;
+            }
             Intent::Run => {}
         }
         let end = LifeEnd {

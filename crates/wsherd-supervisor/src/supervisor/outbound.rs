@@ -25,6 +25,7 @@ impl Supervisor {
         }
         self.sync_queue();
         self.schedule_expiry(ctx);
+        self.wake(ctx);
     }
 
     /// Drops what outlived its TTL, counted and announced.
@@ -100,6 +101,8 @@ impl Supervisor {
         };
         let Some((message, queued_at)) = self.queue.pop() else {
             self.sync_queue();
+            // Nothing left to send: an on-demand endpoint nobody names may linger now.
+            self.review_demand(ctx);
             return;
         };
         self.sync_queue();
@@ -157,6 +160,8 @@ impl Supervisor {
                 self.sync_queue();
                 self.pump(ctx);
                 self.schedule_expiry(ctx);
+                self.wake(ctx);
+                self.review_demand(ctx);
                 Ok(Submitted::Queued)
             }
             Err(message) => {
