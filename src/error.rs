@@ -1,8 +1,10 @@
 //! Errors of the facade.
 
 use wsherd_connection::InvalidConfig;
-use wsherd_protocol::{EncodeError, EndpointName, InvalidEndpointName, Outbound};
-use wsherd_supervisor::Rejected;
+use wsherd_protocol::{
+    DecodeError, EncodeError, EndpointName, InvalidEndpointName, MessageId, Outbound,
+};
+use wsherd_supervisor::{Rejected, RequestRefused};
 
 /// Managing endpoints failed.
 ///
@@ -84,3 +86,58 @@ macro_rules! debug_as_display {
 }
 
 debug_as_display!(HerdError, SendError);
+
+/// A request got no usable reply; see [`Herd::request`](crate::Herd::request).
+///
+/// `Debug` prints what `Display` does: the id, never the message.
+#[derive(Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// No reply within the timeout. The request is forgotten; if it was still queued it goes
+    /// out later anyway, and a late reply reaches subscribers like any message.
+    #[error("no reply to request {id} within {timeout:?}")]
+    Timeout {
+        /// The request's id.
+        id: MessageId,
+        /// How long it waited.
+        timeout: std::time::Duration,
+    },
+    /// The socket it was written on ended before the reply: the peer may or may not have
+    /// received it. Not sent again unless `request.resend_on_reconnect` is set.
+    #[error("the socket request {id} was written on ended before its reply")]
+    Disconnected {
+        /// The request's id.
+        id: MessageId,
+    },
+    /// The endpoint stopped before the reply (an unsent request is handed back by the stop).
+    #[error("the endpoint stopped before request {id} was answered")]
+    Stopped {
+        /// The request's id.
+        id: MessageId,
+    },
+    /// The reply came and does not decode into the type asked for.
+    #[error("the reply to request {id} does not decode: {error}")]
+    Decode {
+        /// The request's id.
+        id: MessageId,
+        /// Why, with an excerpt of the reply.
+        error: DecodeError,
+    },
+    /// The endpoint did not take the request (unknown, queue full, failed, stopped); the
+    /// message is handed back in it.
+    #[error(transparent)]
+    Rejected(SendError),
+    /// The request was refused before it was sent (not an object, an id that is no integer or
+    /// string, an id still waiting, `max_in_flight` reached); the message is handed back in it.
+    #[error(transparent)]
+    Refused(RequestRefused),
+    /// The message could not be serialized.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+}
+
+impl std::fmt::Debug for RequestError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}

@@ -9,6 +9,7 @@ mod adapters;
 mod lifecycle;
 mod messaging;
 mod metrics;
+mod requests;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -259,6 +260,8 @@ impl Herd {
                 wsherd_supervisor::EndpointState::Connecting { attempt: 1 }
             },
         ));
+        // Before the supervisor starts (on its arbiter): a request may come first.
+        shared.requests().configure(&settings.spec.request);
         let governor = self.governor();
         let router = self.inner.router.clone();
         let spec = Arc::clone(&settings.spec);

@@ -25,7 +25,7 @@ pub fn run<F: std::future::Future>(app: F) -> F::Output {
     actix::System::new().block_on(app)
 }
 
-pub use error::{HerdError, SendError};
+pub use error::{HerdError, RequestError, SendError};
 pub use events::Event;
 pub use herd::{
     DeliveryStream, Herd, MAX_STREAM_CAPACITY, MIN_METRICS_INTERVAL, ReloadReport,
@@ -41,7 +41,7 @@ pub use wsherd_protocol::{
     ReplyMatcher, redact_url,
 };
 pub use wsherd_protocol::{
-    DecodeError, DecodeStage, EncodeError, EndpointName, Inbound, KindRule, Outbound,
+    DecodeError, DecodeStage, EncodeError, EndpointName, Inbound, KindRule, MessageId, Outbound,
 };
 pub use wsherd_router::{
     Batch, Binary, DeadLetter, DeadLetterReason, Delivery, DemandChanged, DemandWatch, Overflow,
@@ -57,6 +57,10 @@ pub use wsherd_supervisor::{
 /// their own, without a [`Herd`]: `Supervisor::new(name, spec, router).start()`.
 pub use wsherd_supervisor::{
     AddOnOpenHook, Control, EndpointShared, Remember, Stop, StopReceipt, Submit, Supervisor,
+};
+pub use wsherd_supervisor::{
+    Answer, DEFAULT_MAX_IN_FLIGHT, RequestCounters, RequestPolicy, RequestRefused, RequestStats,
+    Requests,
 };
 
 /// Declares which kind each type is decoded from, or which kinds:

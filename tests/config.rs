@@ -1328,3 +1328,43 @@ linger = "soon"
         ]
     );
 }
+
+#[test]
+fn request_settings_are_read_written_back_and_checked_where_they_are() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[endpoints.feed]
+url = "ws://127.0.0.1:1/"
+request = { id_field = "/params/req", reply_id_field = "rid", resend_on_reconnect = true, route_replies = false, max_in_flight = 8 }
+"#,
+    );
+    let config = load(&file).unwrap();
+    let request = &config.endpoints[&name("feed")].spec.request;
+    assert_eq!(request.id_field, "/params/req");
+    assert_eq!(request.reply_id_field.as_deref(), Some("rid"));
+    assert!(request.resend_on_reconnect && !request.route_replies);
+    assert_eq!(request.max_in_flight, 8);
+    let shown = config.to_toml();
+    assert!(
+        shown.contains(r#"request = { id_field = "/params/req", reply_id_field = "rid", resend_on_reconnect = true, route_replies = false, max_in_flight = 8 }"#),
+        "{shown}"
+    );
+
+    let bad = TempConfig::new(
+        "toml",
+        r#"
+[endpoints.feed]
+url = "ws://127.0.0.1:1/"
+request = { id_field = "", max_in_flight = 0, route_reply = false }
+"#,
+    );
+    assert_eq!(
+        problems(&bad),
+        [
+            r#"endpoints.feed.request.id_field: must name a field, or a JSON pointer such as "/params/id""#,
+            r#"endpoints.feed.request.max_in_flight: expected a whole number from 1 to 4294967295, found 0"#,
+            r#"endpoints.feed.request.route_reply: unknown key "route_reply"; did you mean "route_replies"?"#,
+        ]
+    );
+}

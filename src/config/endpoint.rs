@@ -45,6 +45,7 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "backoff",
     "intensity",
     "outbound",
+    "request",
     "on_close",
     "on_status",
     "on_tls",
@@ -68,6 +69,13 @@ pub(crate) const BACKOFF_KEYS: &[&str] = &[
 ];
 pub(crate) const INTENSITY_KEYS: &[&str] = &["max_restarts", "within"];
 pub(crate) const OUTBOUND_KEYS: &[&str] = &["max_messages", "max_bytes", "overflow", "ttl"];
+pub(crate) const REQUEST_KEYS: &[&str] = &[
+    "id_field",
+    "reply_id_field",
+    "resend_on_reconnect",
+    "route_replies",
+    "max_in_flight",
+];
 pub(crate) const LIVE_AFTER_KEYS: &[&str] = &["kind", "text", "timeout"];
 pub(crate) const TLS_KEYS: &[&str] = &["ca_file", "client_cert", "client_key"];
 
@@ -130,7 +138,8 @@ pub(crate) fn read_endpoint(
     }
     if let Some(kind) = reader.string(&table, "kind") {
         if kind.is_empty() {
-            reader.problem(None, &join(path, "kind"), "must not be empty");
+            let origin = table.map.get("kind").and_then(origin_of);
+            reader.problem(origin.as_deref(), &join(path, "kind"), "must not be empty");
         }
         connection.kind = KindRule::pointer(&kind);
     }
@@ -213,6 +222,9 @@ pub(crate) fn read_endpoint(
     }
     if let Some(outbound) = table.map.get("outbound") {
         policy::read_outbound(reader, outbound, &join(path, "outbound"), &mut spec.queue);
+    }
+    if let Some(request) = table.map.get("request") {
+        policy::read_request(reader, request, &join(path, "request"), &mut spec.request);
     }
     if let Some(on_close) = table.map.get("on_close") {
         policy::read_actions(

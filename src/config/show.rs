@@ -198,6 +198,22 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
             })
         ),
     );
+    let r = &spec.request;
+    let reply_id = r
+        .reply_id_field
+        .as_ref()
+        .map(|field| format!(", reply_id_field = {}", string(field)))
+        .unwrap_or_default();
+    line(
+        "request",
+        format!(
+            "{{ id_field = {}{reply_id}, resend_on_reconnect = {}, route_replies = {}, max_in_flight = {} }}",
+            string(&r.id_field),
+            r.resend_on_reconnect,
+            r.route_replies,
+            r.max_in_flight
+        ),
+    );
     actions(&spec.actions, &mut line);
     if let Some(tls) = &c.tls {
         let mut files = Vec::new();

@@ -16,6 +16,7 @@ mod on_demand;
 mod outage;
 mod queue;
 mod replay;
+mod requests;
 
 use std::time::{Duration, Instant};
 

@@ -96,6 +96,8 @@ pub struct Connection {
     saw_data: bool,
     /// Whether the live-after reply is still awaited.
     awaiting_live_reply: bool,
+    /// The owner's requests, answered from inbound text before routing.
+    replies: Option<Arc<dyn crate::ReplyWaiter>>,
     end: Option<EndReason>,
 }
 
@@ -131,8 +133,17 @@ impl Connection {
             saw_frame: false,
             saw_data: false,
             awaiting_live_reply: false,
+            replies: None,
             end: None,
         }
+    }
+
+    /// Offers every inbound text message to `replies` first (see [`ReplyWaiter`]).
+    ///
+    /// [`ReplyWaiter`]: crate::ReplyWaiter
+    pub fn with_replies(mut self, replies: Arc<dyn crate::ReplyWaiter>) -> Self {
+        self.replies = Some(replies);
+        self
     }
 
     /// Counts into `stats` (shared with earlier lives of the same endpoint) instead of fresh ones.

@@ -46,6 +46,7 @@ mod framed;
 mod heartbeats;
 mod outbox;
 mod reader;
+mod replies;
 mod secret_files;
 mod split;
 mod stats;
@@ -62,6 +63,7 @@ pub use event::{
     ConnectionEvent, EndReason, NetworkCause, Notice, Observed, Side, TlsClass, Unsent,
 };
 pub use heartbeats::{Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
+pub use replies::ReplyWaiter;
 pub use secret_files::{FileSecret, SecretSlot, read_secret_files};
 pub use stats::{ConnectionStats, Phase, StatsSnapshot};
 pub use tls::{TlsFiles, client_config};

@@ -69,11 +69,93 @@ impl KindRule {
                     return Ok(Some(Cow::Borrowed(kind)));
                 }
                 let mut deserializer = serde_json::Deserializer::from_str(text);
-                let kind = PathSeed { segments }.deserialize(&mut deserializer)?;
+                let leaf = PathSeed { segments }.deserialize(&mut deserializer)?;
                 deserializer.end()?;
-                Ok(kind)
+                Ok(leaf.map(Leaf::into_text))
             }
             KindRule::Custom(extract) => Ok(extract(text).map(Cow::Owned)),
+        }
+    }
+
+    /// Reads the request id where this rule looks: an integer or a string, told apart (a reply
+    /// whose id is the string `"7"` does not answer request `7`). `None` for text that is not
+    /// JSON, has nothing there, or something else there; a custom rule's answer is a string.
+    pub fn extract_id(&self, text: &str) -> Option<MessageId> {
+        match self {
+            KindRule::Path(segments) => {
+                if let [field] = &segments[..]
+                    && let Some(id) = leading_field(text, field)
+                {
+                    return Some(MessageId::Text(id.to_owned()));
+                }
+                let mut deserializer = serde_json::Deserializer::from_str(text);
+                let leaf = PathSeed { segments }.deserialize(&mut deserializer).ok()?;
+                deserializer.end().ok()?;
+                leaf.map(|leaf| match leaf {
+                    Leaf::Text(text) => MessageId::Text(text.into_owned()),
+                    Leaf::Integer(digits) => MessageId::Integer(digits.into_owned()),
+                })
+            }
+            KindRule::Custom(extract) => extract(text).map(MessageId::Text),
+        }
+    }
+}
+
+/// The id a request carries and its reply must carry back: an integer or a string.
+///
+/// The two never match each other: `Integer("7")` is the JSON number `7`, `Text("7")` the
+/// string `"7"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MessageId {
+    /// A JSON integer, as its decimal digits (with a leading `-` when negative).
+    Integer(String),
+    /// A JSON string.
+    Text(String),
+}
+
+impl MessageId {
+    /// The id of a JSON value that is an integer or a string.
+    pub fn of_value(value: &serde_json::Value) -> Option<Self> {
+        match value {
+            serde_json::Value::String(text) => Some(MessageId::Text(text.clone())),
+            serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => {
+                Some(MessageId::Integer(n.to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The id as a JSON value.
+    pub fn to_value(&self) -> serde_json::Value {
+        match self {
+            MessageId::Text(text) => serde_json::Value::String(text.clone()),
+            // Digits that came from a JSON integer parse back as one; were they ever not, a
+            // string keeps them rather than losing the id.
+            MessageId::Integer(digits) => serde_json::from_str(digits)
+                .unwrap_or_else(|_| serde_json::Value::String(digits.clone())),
+        }
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MessageId::Integer(digits) => f.write_str(digits),
+            MessageId::Text(text) => write!(f, "{text:?}"),
+        }
+    }
+}
+
+/// What a path leads to: a string or an integer (as its digits).
+enum Leaf<'de> {
+    Text(Cow<'de, str>),
+    Integer(Cow<'de, str>),
+}
+
+impl<'de> Leaf<'de> {
+    fn into_text(self) -> Cow<'de, str> {
+        match self {
+            Leaf::Text(text) | Leaf::Integer(text) => text,
         }
     }
 }
@@ -187,7 +269,7 @@ struct PathSeed<'s> {
 }
 
 impl<'de> DeserializeSeed<'de> for PathSeed<'_> {
-    type Value = Option<Cow<'de, str>>;
+    type Value = Option<Leaf<'de>>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
@@ -195,7 +277,7 @@ impl<'de> DeserializeSeed<'de> for PathSeed<'_> {
 }
 
 impl<'de> Visitor<'de> for PathSeed<'_> {
-    type Value = Option<Cow<'de, str>>;
+    type Value = Option<Leaf<'de>>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
@@ -244,32 +326,38 @@ impl<'de> Visitor<'de> for PathSeed<'_> {
     }
 
     fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
-        Ok(self.segments.is_empty().then_some(Cow::Borrowed(value)))
+        Ok(self
+            .segments
+            .is_empty()
+            .then_some(Leaf::Text(Cow::Borrowed(value))))
     }
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
         Ok(self
             .segments
             .is_empty()
-            .then(|| Cow::Owned(value.to_owned())))
+            .then(|| Leaf::Text(Cow::Owned(value.to_owned()))))
     }
 
     fn visit_string<E: de::Error>(self, value: String) -> Result<Self::Value, E> {
-        Ok(self.segments.is_empty().then_some(Cow::Owned(value)))
+        Ok(self
+            .segments
+            .is_empty()
+            .then_some(Leaf::Text(Cow::Owned(value))))
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
         Ok(self
             .segments
             .is_empty()
-            .then(|| Cow::Owned(value.to_string())))
+            .then(|| Leaf::Integer(Cow::Owned(value.to_string()))))
     }
 
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
         Ok(self
             .segments
             .is_empty()
-            .then(|| Cow::Owned(value.to_string())))
+            .then(|| Leaf::Integer(Cow::Owned(value.to_string()))))
     }
 
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
@@ -288,6 +376,48 @@ impl<'de> Visitor<'de> for PathSeed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_integers_or_strings_and_never_equal_each_other() {
+        let rule = KindRule::field("id");
+        assert_eq!(
+            rule.extract_id(r#"{"id":7,"result":1}"#),
+            Some(MessageId::Integer("7".into()))
+        );
+        assert_eq!(
+            rule.extract_id(r#"{"id":"7"}"#),
+            Some(MessageId::Text("7".into()))
+        );
+        assert_ne!(
+            rule.extract_id(r#"{"id":7}"#),
+            rule.extract_id(r#"{"id":"7"}"#)
+        );
+        assert_eq!(
+            KindRule::pointer("/meta/req").extract_id(r#"{"meta":{"req":-2}}"#),
+            Some(MessageId::Integer("-2".into()))
+        );
+        for no_id in [
+            r#"{"id":1.5}"#,
+            r#"{"id":null}"#,
+            r#"{"id":[1]}"#,
+            r#"{"x":1}"#,
+            "not json",
+            r#"{"id":1"#,
+            "",
+        ] {
+            assert_eq!(rule.extract_id(no_id), None, "{no_id}");
+        }
+        let huge = r#"{"id":123456789012345678901234567890}"#;
+        assert_eq!(
+            rule.extract_id(huge),
+            None,
+            "an integer past 64 bits is no id"
+        );
+        assert_eq!(
+            MessageId::of_value(&serde_json::json!(7)).map(|id| id.to_value()),
+            Some(serde_json::json!(7))
+        );
+    }
 
     fn kind(rule: &KindRule, text: &str) -> Option<String> {
         rule.extract(text).expect("valid JSON").map(Cow::into_owned)

@@ -34,7 +34,7 @@ pub use heartbeat::{
     HeartbeatMode, HeartbeatSpec, InvalidHeartbeat, MAX_HEARTBEAT_DURATION, MIN_HEARTBEAT_DURATION,
     ReplyMatcher,
 };
-pub use kind::{KindFn, KindRule};
+pub use kind::{KindFn, KindRule, MessageId};
 pub use message::{
     DecodeError, DecodeStage, EXCERPT_LIMIT, EncodeError, Inbound, Outbound, decode, excerpt,
     validate_text,

@@ -32,6 +32,7 @@ mod intensity;
 pub mod outage;
 mod policy;
 mod queue;
+mod requests;
 mod spec;
 mod state;
 mod status;
@@ -47,6 +48,10 @@ pub use intensity::{IntensityWindow, RestartIntensity};
 pub use outage::{NetworkEvent, NetworkState, OutageDetector, OutagePolicy, host_key};
 pub use policy::{LifeEnd, Next, ReconnectPolicy};
 pub use queue::{OutboundQueue, OverflowPolicy, QueuePolicy};
+pub use requests::{
+    Answer, DEFAULT_MAX_IN_FLIGHT, RequestCounters, RequestPolicy, RequestRefused, RequestStats,
+    Requests,
+};
 pub use spec::{ConnectMode, DEFAULT_LINGER, EndpointSpec, LiveAfter};
 pub use state::{EndpointState, FailReason, QueueEvent, Reconnected, StateEvent};
 pub use status::{EndpointShared, EndpointStatus, StatusTable, human_duration};

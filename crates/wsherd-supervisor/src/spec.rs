@@ -10,6 +10,7 @@ use crate::backoff::BackoffPolicy;
 use crate::classify::ActionTable;
 use crate::intensity::RestartIntensity;
 use crate::queue::QueuePolicy;
+use crate::requests::RequestPolicy;
 
 /// Become `Live` only once a reply matching `matcher` arrived (a subscription acknowledgement);
 /// no reply within `timeout` counts as a failed attempt.
@@ -80,6 +81,8 @@ pub struct EndpointSpec {
     pub live_after: Option<LiveAfter>,
     /// Always connected, or only while needed.
     pub connect: ConnectMode,
+    /// How requests carry their ids and replies are recognised.
+    pub request: RequestPolicy,
 }
 
 impl EndpointSpec {
@@ -95,6 +98,7 @@ impl EndpointSpec {
             on_open_files: Vec::new(),
             live_after: None,
             connect: ConnectMode::Always,
+            request: RequestPolicy::default(),
         }
     }
 
@@ -147,6 +151,12 @@ impl EndpointSpec {
         self
     }
 
+    /// Sets how requests carry their ids and replies are recognised.
+    pub fn request(mut self, request: RequestPolicy) -> Self {
+        self.request = request;
+        self
+    }
+
     /// Sets the live-after gate.
     pub fn live_after(mut self, matcher: ReplyMatcher, timeout: Duration) -> Self {
         self.live_after = Some(LiveAfter { matcher, timeout });
@@ -168,6 +178,7 @@ impl fmt::Debug for EndpointSpec {
             )
             .field("live_after", &self.live_after)
             .field("connect", &self.connect)
+            .field("request", &self.request)
             .finish()
     }
 }

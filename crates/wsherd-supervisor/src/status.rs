@@ -36,6 +36,7 @@ pub struct EndpointShared {
     pub(crate) events_dropped: AtomicU64,
     /// Set by the governor while the herd's outage mode holds this endpoint's attempt.
     pub(crate) held_by_outage: Arc<std::sync::atomic::AtomicBool>,
+    requests: Arc<crate::requests::Requests>,
 }
 
 /// One endpoint's status at one moment.
@@ -85,9 +86,16 @@ pub struct EndpointStatus {
     /// The herd is offline and its outage mode holds this endpoint's next attempt (while
     /// another endpoint probes its host); the state says `connecting` meanwhile.
     pub held_by_outage: bool,
+    /// Requests by id: waiting, answered, timed out, disconnected, unmatched replies.
+    pub requests: crate::requests::RequestStats,
 }
 
 impl EndpointShared {
+    /// The endpoint's requests waiting for replies.
+    pub fn requests(&self) -> &Arc<crate::requests::Requests> {
+        &self.requests
+    }
+
     /// Fresh counters for endpoint `name` at `url`, in state `Connecting { attempt: 1 }`. The
     /// status shows `url` through [`redact_url`].
     pub fn new(name: EndpointName, url: String) -> Self {
@@ -117,6 +125,7 @@ impl EndpointShared {
             queue_rejected: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
             held_by_outage: Arc::default(),
+            requests: Arc::default(),
         }
     }
 
@@ -151,6 +160,7 @@ impl EndpointShared {
             events_dropped: self.events_dropped.load(Ordering::Relaxed),
             held_by_outage: self.held_by_outage.load(Ordering::Relaxed)
                 && matches!(cell.state, EndpointState::Connecting { .. }),
+            requests: self.requests.stats(),
             stats,
         }
     }

@@ -128,6 +128,12 @@ impl Supervisor {
             connection.live_after = spec.live_after.as_ref().map(|live| live.matcher.clone());
             SharedConfig::from(connection)
         };
+        let shared = Arc::new(EndpointShared::with_state(
+            name.clone(),
+            spec.connection.url.clone(),
+            EndpointState::Connecting { attempt: 1 },
+        ));
+        shared.requests().configure(&spec.request);
         Supervisor {
             span: tracing::info_span!("wsherd", endpoint = %name),
             name: name.clone(),
@@ -137,11 +143,7 @@ impl Supervisor {
             router,
             governor: None,
             host: Arc::from(crate::outage::host_key(&spec.connection.url)),
-            shared: Arc::new(EndpointShared::with_state(
-                name.clone(),
-                spec.connection.url.clone(),
-                EndpointState::Connecting { attempt: 1 },
-            )),
+            shared,
             policy: ReconnectPolicy::new(
                 spec.backoff.clone(),
                 spec.intensity,
@@ -185,6 +187,7 @@ impl Supervisor {
     /// Reports into `shared` (made with [`EndpointShared::new`]) instead of its own, so the
     /// owner can hold it before the supervisor starts on another arbiter.
     pub fn with_shared(mut self, shared: Arc<EndpointShared>) -> Self {
+        shared.requests().configure(&self.spec.request);
         self.shared = shared;
         self
     }

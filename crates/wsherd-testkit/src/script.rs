@@ -47,6 +47,15 @@ pub enum Step {
         /// The answer.
         reply: String,
     },
+    /// From now on, answer every JSON text message that has the top-level `field` with
+    /// `reply`, each `{id}` in it replaced by that field's JSON: `{"id":{id},"ok":true}`
+    /// answers a request by id; `{"id":"{id}"}` answers with the id of the wrong type.
+    ReplyById {
+        /// The field the id is in.
+        field: String,
+        /// The answer's template.
+        reply: String,
+    },
     /// Wait until this connection has received this many text or binary messages in total.
     WaitForMessages(usize),
     /// Wait this long before the next step.

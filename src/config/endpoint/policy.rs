@@ -1,14 +1,14 @@
 //! What the supervisor does about failures and backlog: the `backoff`, `intensity` and
-//! `outbound` tables, and the `on_close` / `on_status` / `on_tls` action tables.
+//! `outbound` and `request` tables, and the `on_close` / `on_status` / `on_tls` action tables.
 
 use config::Value;
 use wsherd_connection::TlsClass;
 use wsherd_supervisor::{
-    Action, BackoffPolicy, Jitter, OverflowPolicy, QueuePolicy, RestartIntensity,
+    Action, BackoffPolicy, Jitter, OverflowPolicy, QueuePolicy, RequestPolicy, RestartIntensity,
 };
 
-use super::{BACKOFF_KEYS, INTENSITY_KEYS, OUTBOUND_KEYS};
-use crate::config::read::{Reader, join, origin_of};
+use super::{BACKOFF_KEYS, INTENSITY_KEYS, OUTBOUND_KEYS, REQUEST_KEYS};
+use crate::config::read::{Reader, Table, join, origin_of};
 
 const ACTIONS: &[&str] = &["reconnect", "backoff", "stop"];
 
@@ -115,6 +115,47 @@ pub(super) fn read_outbound(
     if let Some(ttl) = reader.duration(&outbound, "ttl") {
         queue.ttl = Some(ttl);
     }
+}
+
+/// Reads `request`: how requests carry their ids and replies are recognised.
+pub(super) fn read_request(
+    reader: &mut Reader,
+    value: &Value,
+    path: &str,
+    request: &mut RequestPolicy,
+) {
+    let Some(table) = reader.table(value, path, REQUEST_KEYS) else {
+        return;
+    };
+    if let Some(field) = id_field(reader, &table, path, "id_field") {
+        request.id_field = field;
+    }
+    if let Some(field) = id_field(reader, &table, path, "reply_id_field") {
+        request.reply_id_field = Some(field);
+    }
+    if let Some(resend) = reader.boolean(&table, "resend_on_reconnect") {
+        request.resend_on_reconnect = resend;
+    }
+    if let Some(route) = reader.boolean(&table, "route_replies") {
+        request.route_replies = route;
+    }
+    if let Some(max) = reader.integer(&table, "max_in_flight", 1, u32::MAX as u64) {
+        request.max_in_flight = max as usize;
+    }
+}
+
+/// A field name or a JSON pointer at `key`; an empty one is a problem there.
+fn id_field(reader: &mut Reader, table: &Table<'_>, path: &str, key: &str) -> Option<String> {
+    let field = reader.string(table, key)?;
+    if field.is_empty() || field == "/" {
+        reader.problem(
+            table.map.get(key).and_then(origin_of).as_deref(),
+            &join(path, key),
+            "must name a field, or a JSON pointer such as \"/params/id\"",
+        );
+        return None;
+    }
+    Some(field)
 }
 
 /// Reads a table of codes (close codes or HTTP statuses, keyed `K`) to actions.

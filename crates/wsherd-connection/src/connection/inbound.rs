@@ -95,6 +95,15 @@ impl Connection {
         } else {
             OwnerReply::None
         };
+        if !matches!(reply, OwnerReply::Heartbeat)
+            && let Some(replies) = &self.replies
+            && replies.awaiting()
+            && replies.offer(text) == Some(false)
+        {
+            // A reply its request took, which the owner keeps from subscribers.
+            self.settle_message(ctx);
+            return;
+        }
         let table = self.routes.current();
         match reply {
             OwnerReply::None => {

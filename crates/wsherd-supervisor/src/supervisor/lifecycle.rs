@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use wsherd_connection::{Close, Connection, EndReason, ReleaseReads};
-use wsherd_protocol::CloseCode;
+use wsherd_protocol::{CloseCode, Outbound};
 
 use super::Supervisor;
 use super::control::Intent;
@@ -69,6 +69,7 @@ impl Supervisor {
         // socket's first message.
         .hold_reads()
         .with_stats(Arc::clone(self.shared.connection_stats()))
+        .with_replies(Arc::clone(self.shared.requests()) as _)
         .with_observer(ctx.address().recipient())
         .start();
         self.connection = Some(connection);
@@ -129,6 +130,22 @@ impl Supervisor {
 
     pub(super) fn on_closed(&mut self, reason: EndReason, ctx: &mut Context<Self>) {
         self.connection = None;
+        // Requests this socket carried and never answered: failed, or sent again first (a
+        // stop answers every request `Stopped`).
+        let resend = if self.intent == Intent::Stop {
+            self.shared.requests().stop_all();
+            Vec::new()
+        } else {
+            self.shared.requests().socket_ended(self.lives_started)
+        };
+        if !resend.is_empty() {
+            let now = Instant::now();
+            for text in resend.into_iter().rev() {
+                self.queue
+                    .requeue_front(Outbound::Text(text.to_string()), now);
+            }
+            self.sync_queue();
+        }
         if let Some(mut permit) = self.permit.take() {
             // Still held: the socket never opened. The outage mode counts network failures.
             permit.ended(Outcome::of(&reason));
@@ -223,6 +240,7 @@ impl Supervisor {
             // Announced first: whoever hears that the socket is closed can count on `Stopped`
             // being on its way to every subscriber already.
             self.set_state(EndpointState::Stopped, ctx);
+            self.shared.requests().stop_all();
             for signal in self.stopped_signals.drain(..) {
                 // The first stop asked for is told; any later one has nothing new to hear.
                 let _ = signal.send(late.take().unwrap_or_default());

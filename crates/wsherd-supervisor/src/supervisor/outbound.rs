@@ -21,11 +21,21 @@ impl Supervisor {
     /// front of the queue, ahead of newer ones, with their first enqueue time (for the TTL).
     pub(super) fn take_back(&mut self, messages: Vec<Unsent>, ctx: &mut Context<Self>) {
         for unsent in messages.into_iter().rev() {
+            if let Outbound::Text(text) = &unsent.message {
+                self.shared.requests().unwritten(text);
+            }
             self.queue.requeue_front(unsent.message, unsent.queued_at);
         }
         self.sync_queue();
         self.schedule_expiry(ctx);
         self.wake(ctx);
+    }
+
+    /// A message went to socket life `life`: if it is a request, a reply is awaited from it.
+    fn note_written(&self, message: &Outbound, life: u64) {
+        if let Outbound::Text(text) = message {
+            self.shared.requests().written(text, life);
+        }
     }
 
     /// Drops what outlived its TTL, counted and announced.
@@ -121,7 +131,10 @@ impl Supervisor {
                 return act.finish_stop(ctx);
             }
             let refused = match result {
-                Ok(Ok(())) => return act.pump(ctx),
+                Ok(Ok(())) => {
+                    act.note_written(&copy, life);
+                    return act.pump(ctx);
+                }
                 Ok(Err(WriteError::Full(message))) => {
                     act.queue.requeue_front(message, queued_at);
                     act.sync_queue();
@@ -191,6 +204,7 @@ impl Supervisor {
         self.in_flight = true;
         let queued_at = Instant::now();
         let copy = message.clone();
+        let life = self.lives_started;
         Box::pin(
             connection
                 .send(Write { message, queued_at })
@@ -198,7 +212,10 @@ impl Supervisor {
                 .map(move |result, act, ctx| {
                     act.in_flight = false;
                     let outcome = match result {
-                        Ok(Ok(())) => Submitted::Writing,
+                        Ok(Ok(())) => {
+                            act.note_written(&copy, life);
+                            Submitted::Writing
+                        }
                         Ok(Err(error)) => {
                             act.queue.requeue_front(error.into_message(), queued_at);
                             Submitted::Queued

@@ -30,6 +30,8 @@ pub(super) struct ScriptedSocket {
     steps: VecDeque<Step>,
     echo: bool,
     answers: Vec<(String, String)>,
+    /// `(field, template)`: see [`Step::ReplyById`].
+    replies_by_id: Vec<(String, String)>,
     ignore_pings: bool,
     waiting_for: Option<usize>,
     received: usize,
@@ -53,6 +55,7 @@ impl ScriptedSocket {
             steps: script.into(),
             echo: false,
             answers: Vec::new(),
+            replies_by_id: Vec::new(),
             ignore_pings: false,
             waiting_for: None,
             received: 0,
@@ -112,6 +115,7 @@ impl ScriptedSocket {
                 Step::IgnorePings(ignore) => self.ignore_pings = ignore,
                 Step::Echo(echo) => self.echo = echo,
                 Step::Answer { request, reply } => self.answers.push((request, reply)),
+                Step::ReplyById { field, reply } => self.replies_by_id.push((field, reply)),
                 Step::WaitForMessages(count) => {
                     if self.received < count {
                         self.waiting_for = Some(count);
@@ -167,6 +171,16 @@ impl ScriptedSocket {
             && let Some((_, reply)) = self.answers.iter().find(|(request, _)| request == text)
         {
             ctx.text(reply.clone());
+        }
+        if let Received::Text(text) = &message
+            && !self.replies_by_id.is_empty()
+            && let Ok(serde_json::Value::Object(request)) = serde_json::from_str(text)
+        {
+            for (field, template) in &self.replies_by_id {
+                if let Some(id) = request.get(field) {
+                    ctx.text(template.replace("{id}", &id.to_string()));
+                }
+            }
         }
         if self.echo {
             match &message {
