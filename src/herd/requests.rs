@@ -52,6 +52,18 @@ impl Herd {
         message: impl Serialize,
         timeout: Duration,
     ) -> Result<R, RequestError> {
+        self.request_with_id(name, message, timeout)
+            .await
+            .map(|(_, reply)| reply)
+    }
+
+    /// [`Herd::request`], and the id the request was sent with.
+    pub async fn request_with_id<R: DeserializeOwned + Send + 'static>(
+        &self,
+        name: &str,
+        message: impl Serialize,
+        timeout: Duration,
+    ) -> Result<(MessageId, R), RequestError> {
         let value = serde_json::to_value(&message).map_err(|error| EncodeError {
             type_name: std::any::type_name_of_val(&message),
             reason: error.to_string(),
@@ -104,7 +116,7 @@ impl Herd {
         // Answered: nothing left to forget.
         waiting.id = None;
         match outcome {
-            Ok(Outcome::Reply(reply)) => Ok(reply),
+            Ok(Outcome::Reply(reply)) => Ok((id, reply)),
             Ok(Outcome::Decode(error)) => Err(RequestError::Decode { id, error }),
             Ok(Outcome::Disconnected) => Err(RequestError::Disconnected { id }),
             Ok(Outcome::Stopped) | Err(_) => Err(RequestError::Stopped { id }),

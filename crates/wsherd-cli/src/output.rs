@@ -76,6 +76,55 @@ impl Style {
     }
 }
 
+/// A line printed as it is, among the messages (a request's reply or failure).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Printed(pub(crate) Value);
+
+impl Handler<Printed> for Printer {
+    type Result = ();
+
+    fn handle(&mut self, Printed(line): Printed, ctx: &mut Context<Self>) {
+        self.emit(line, ctx);
+    }
+}
+
+/// The line of a request's outcome: `reply` with its data, or `request_failed` with why.
+pub(crate) fn request_line(
+    endpoint: &str,
+    outcome: Result<(wsherd::MessageId, Value), wsherd::RequestError>,
+) -> Value {
+    use wsherd::RequestError;
+    match outcome {
+        Ok((id, data)) => json!({
+            "ts": timestamp(),
+            "endpoint": endpoint,
+            "event": "reply",
+            "id": id.to_value(),
+            "data": data,
+        }),
+        Err(error) => {
+            let kind = match &error {
+                RequestError::Timeout { .. } => "timeout",
+                RequestError::Disconnected { .. } => "disconnected",
+                RequestError::Stopped { .. } => "stopped",
+                RequestError::Decode { .. } => "decode",
+                RequestError::Rejected(_) => "rejected",
+                RequestError::Refused(_) => "refused",
+                _ => "failed",
+            };
+            json!({
+                "ts": timestamp(),
+                "endpoint": endpoint,
+                "event": "request_failed",
+                "id": error.id().map(wsherd::MessageId::to_value),
+                "error": kind,
+                "reason": error.to_string(),
+            })
+        }
+    }
+}
+
 /// The two printers of a run, started on the current arbiter.
 pub(crate) struct Printers {
     messages: Addr<Printer>,
@@ -118,6 +167,11 @@ impl Printers {
             events,
             named,
         }
+    }
+
+    /// Where request outcomes are printed.
+    pub(crate) fn lines(&self) -> Recipient<Printed> {
+        self.messages.clone().recipient()
     }
 
     /// Subscribes them to every message, dead letter and state event of `herd`. With

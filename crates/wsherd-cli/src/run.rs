@@ -16,7 +16,7 @@ use wsherd::{Herd, Outbound};
 
 use crate::args::Format;
 use crate::logs::Stderr;
-use crate::output::{Filter, KindRules, Printers};
+use crate::output::{Filter, KindRules, Printed, Printers, request_line};
 use crate::stdout::Stdout;
 
 /// How long a graceful shutdown waits for peers to answer the Close.
@@ -44,11 +44,22 @@ pub(crate) fn check(path: &Path) -> ExitCode {
     }
 }
 
+/// How long a stdin request waits for its reply without `timeout_ms`.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// One line of stdin, parsed.
 #[derive(Debug, PartialEq)]
 struct Outgoing {
     endpoint: String,
-    message: Outbound,
+    what: What,
+}
+
+#[derive(Debug, PartialEq)]
+enum What {
+    /// `"data"` or `"text"`: sent.
+    Send(Outbound),
+    /// `"request"`: sent with an id; its reply (or failure) is printed.
+    Request { message: Value, timeout: Duration },
 }
 
 fn parse_stdin_line(line: &str) -> Result<Outgoing, String> {
@@ -58,13 +69,28 @@ fn parse_stdin_line(line: &str) -> Result<Outgoing, String> {
         .and_then(Value::as_str)
         .ok_or("needs \"endpoint\": NAME")?
         .to_owned();
-    let message = match (value.get("data"), value.get("text")) {
-        (Some(data), None) => Outbound::Text(data.to_string()),
-        (None, Some(Value::String(text))) => Outbound::Text(text.clone()),
-        (None, Some(_)) => return Err("\"text\" must be a string".to_owned()),
-        _ => return Err("needs exactly one of \"data\" or \"text\"".to_owned()),
+    let what = match (value.get("data"), value.get("text"), value.get("request")) {
+        (Some(data), None, None) => What::Send(Outbound::Text(data.to_string())),
+        (None, Some(Value::String(text)), None) => What::Send(Outbound::Text(text.clone())),
+        (None, Some(_), None) => return Err("\"text\" must be a string".to_owned()),
+        (None, None, Some(message)) => {
+            let timeout = match value.get("timeout_ms") {
+                None => REQUEST_TIMEOUT,
+                Some(ms) => Duration::from_millis(
+                    ms.as_u64()
+                        .ok_or("\"timeout_ms\" must be a whole number of milliseconds")?,
+                ),
+            };
+            What::Request {
+                message: message.clone(),
+                timeout,
+            }
+        }
+        _ => {
+            return Err("needs exactly one of \"data\", \"text\" or \"request\"".to_owned());
+        }
     };
-    Ok(Outgoing { endpoint, message })
+    Ok(Outgoing { endpoint, what })
 }
 
 fn kind_rules(config: &HerdConfig) -> HashMap<String, wsherd::KindRule> {
@@ -123,7 +149,8 @@ pub(crate) fn run(
             kinds: kinds.into_iter().collect(),
         };
         let herd = Herd::from_config(config).map_err(|e| e.to_string())?;
-        Printers::start(format, filter, Arc::clone(&rules), &stdout).subscribe(&herd);
+        let printers = Printers::start(format, filter, Arc::clone(&rules), &stdout);
+        printers.subscribe(&herd);
         herd.start();
         let server = match server_settings.listen {
             Some(_) => Some(start_server(&herd, &server_settings)?),
@@ -133,7 +160,7 @@ pub(crate) fn run(
         // reads must not hold up handshakes. Lines go through the logs' writer thread.
         let stderr = progress.stderr.clone();
         crate::progress::spawn(herd.clone(), progress.stderr, progress.terminal);
-        forward_stdin(herd.clone(), stderr.clone());
+        forward_stdin(herd.clone(), printers.lines(), stderr.clone());
         let stdout_closed = stdout.closed();
         tokio::select! {
             () = wait_for_signals(&herd, path, &rules, &stderr) => {}
@@ -246,8 +273,10 @@ async fn wait_for_signals(herd: &Herd, path: &Path, rules: &KindRules, stderr: &
     }
 }
 
-/// Reads JSON lines from stdin on a thread of its own (reading blocks) and sends them.
-fn forward_stdin(herd: Herd, stderr: Stderr) {
+/// Reads JSON lines from stdin on a thread of its own (reading blocks) and sends them; the
+/// outcome of each request is printed to `printed`, when it comes (requests run side by
+/// side, each bounded by its endpoint's `max_in_flight` and its timeout).
+fn forward_stdin(herd: Herd, printed: Recipient<Printed>, stderr: Stderr) {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Outgoing>(64);
     let reader = std::thread::Builder::new()
         .name("wsherd-stdin".into())
@@ -273,12 +302,23 @@ fn forward_stdin(herd: Herd, stderr: Stderr) {
         return;
     }
     actix_rt::spawn(async move {
-        while let Some(outgoing) = rx.recv().await {
-            if let Err(error) = herd.send(&outgoing.endpoint, outgoing.message).await {
-                stderr.write(format!(
-                    "wsherd: not sent to {:?}: {error}\n",
-                    outgoing.endpoint
-                ));
+        while let Some(Outgoing { endpoint, what }) = rx.recv().await {
+            match what {
+                What::Send(message) => {
+                    if let Err(error) = herd.send(&endpoint, message).await {
+                        stderr.write(format!("wsherd: not sent to {endpoint:?}: {error}\n"));
+                    }
+                }
+                What::Request { message, timeout } => {
+                    let herd = herd.clone();
+                    let printed = printed.clone();
+                    actix_rt::spawn(async move {
+                        let outcome = herd
+                            .request_with_id::<Value>(&endpoint, message, timeout)
+                            .await;
+                        printed.do_send(Printed(request_line(&endpoint, outcome)));
+                    });
+                }
             }
         }
     });
@@ -294,18 +334,28 @@ mod tests {
             parse_stdin_line(r#"{"endpoint":"a","data":{"op":"sub"}}"#),
             Ok(Outgoing {
                 endpoint: "a".into(),
-                message: Outbound::from(r#"{"op":"sub"}"#)
+                what: What::Send(Outbound::from(r#"{"op":"sub"}"#))
             })
         );
         assert_eq!(
-            parse_stdin_line(r#"{"endpoint":"a","text":"hi"}"#).map(|o| o.message),
-            Ok(Outbound::from("hi"))
+            parse_stdin_line(r#"{"endpoint":"a","text":"hi"}"#).map(|o| o.what),
+            Ok(What::Send(Outbound::from("hi")))
+        );
+        assert_eq!(
+            parse_stdin_line(r#"{"endpoint":"a","request":{"op":"x"},"timeout_ms":250}"#)
+                .map(|o| o.what),
+            Ok(What::Request {
+                message: serde_json::json!({"op": "x"}),
+                timeout: Duration::from_millis(250)
+            })
         );
         for bad in [
             "nope",
             r#"{"data":1}"#,
             r#"{"endpoint":"a"}"#,
             r#"{"endpoint":"a","text":1}"#,
+            r#"{"endpoint":"a","request":{},"data":1}"#,
+            r#"{"endpoint":"a","request":{},"timeout_ms":-1}"#,
         ] {
             assert!(parse_stdin_line(bad).is_err(), "{bad}");
         }

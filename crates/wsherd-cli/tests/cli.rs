@@ -867,3 +867,42 @@ async fn run_with_endpoint_wakes_that_on_demand_endpoint_and_a_plain_run_leaves_
         "only the named one connected"
     );
 }
+
+#[actix_rt::test]
+async fn a_request_on_stdin_prints_its_reply_and_one_that_gets_none_prints_why() {
+    let answering = TestServer::start(vec![Step::ReplyById {
+        field: "id".into(),
+        reply: r#"{"type":"ack","id":{id},"ok":true}"#.into(),
+    }])
+    .unwrap();
+    let silent = TestServer::start(vec![]).unwrap();
+    let config = TempFile::new(&format!(
+        "[herd]\nworkers = 1\n[endpoints.feed]\nurl = \"{}\"\n[endpoints.quiet]\nurl = \"{}\"\n",
+        answering.url("/"),
+        silent.url("/")
+    ));
+    let mut running = Running::start(wsherd().args(["run", "--config"]).arg(&config.0));
+    for name in ["feed", "quiet"] {
+        running.json_until("live", |v| {
+            v["event"] == "state" && v["endpoint"] == name && v["state"] == "live"
+        });
+    }
+    running.send(r#"{"endpoint":"feed","request":{"op":"subscribe"}}"#);
+    let reply = running.json_until("the reply", |v| v["event"] == "reply");
+    assert_eq!(reply["endpoint"], "feed");
+    assert_eq!(reply["id"], 1);
+    assert_eq!(
+        reply["data"],
+        serde_json::json!({"type": "ack", "id": 1, "ok": true})
+    );
+    running.send(r#"{"endpoint":"quiet","request":{"id":"q1","op":"x"},"timeout_ms":200}"#);
+    let failed = running.json_until("the failure", |v| v["event"] == "request_failed");
+    assert_eq!(failed["endpoint"], "quiet");
+    assert_eq!(failed["id"], "q1");
+    assert_eq!(failed["error"], "timeout");
+    assert_eq!(
+        silent.connections()[0].received[0].as_text(),
+        Some(r#"{"id":"q1","op":"x"}"#)
+    );
+    assert!(running.interrupt().success());
+}
