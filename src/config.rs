@@ -455,6 +455,12 @@ impl ConfigLoader {
                 // connects: a reload must not restart it for that.
                 let mut settings = merged.clone();
                 read::remove_path(&mut settings, "required");
+                // `linger` means nothing to an endpoint that always connects, and `connect =
+                // "always"` is what no `connect` says: neither restarts one on a reload.
+                if endpoint.2.connect == wsherd_supervisor::ConnectMode::Always {
+                    read::remove_path(&mut settings, "linger");
+                    read::remove_path(&mut settings, "connect");
+                }
                 let fingerprint = digest(&(canonical(&settings) + &secrets));
                 let (enabled, required, spec) = endpoint;
                 config.endpoints.insert(

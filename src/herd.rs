@@ -328,15 +328,19 @@ impl Herd {
     }
 
     /// The endpoints marked `required` (in the config, or by [`Herd::set_required`]) that
-    /// are not live now, sorted by name: the herd is ready when this is empty. An endpoint
+    /// are not live now (an on-demand endpoint idle for want of a need counts as ready), sorted by name: the herd is ready when this is empty. An endpoint
     /// that was removed is not required any more.
     pub fn not_ready(&self) -> Vec<EndpointName> {
         self.lock()
             .by_name
             .iter()
             .filter(|(_, endpoint)| endpoint.settings.required)
+            // An idle on-demand endpoint is where it should be while nobody needs it.
             .filter(|(_, endpoint)| {
-                endpoint.shared.state() != wsherd_supervisor::EndpointState::Live
+                !matches!(
+                    endpoint.shared.state(),
+                    wsherd_supervisor::EndpointState::Live | wsherd_supervisor::EndpointState::Idle
+                )
             })
             .map(|(name, _)| name.clone())
             .collect()

@@ -1368,3 +1368,26 @@ request = { id_field = "", max_in_flight = 0, route_reply = false }
         ]
     );
 }
+
+#[actix_rt::test]
+async fn a_new_default_linger_restarts_only_the_endpoints_that_connect_on_demand() {
+    let server = TestServer::start(vec![]).unwrap();
+    let config = |linger: &str| {
+        TempConfig::new(
+            "toml",
+            &format!(
+                "[defaults]\nlinger = \"{linger}\"\n[endpoints.eager]\nurl = \"{}\"\n[endpoints.lazy]\nurl = \"{}\"\nconnect = \"on_demand\"\n",
+                server.url("/eager"),
+                server.url("/lazy")
+            ),
+        )
+    };
+    let herd = Herd::from_config(load(&config("30s")).unwrap()).unwrap();
+    let states = states(&herd);
+    herd.start();
+    reached(&states, "eager", 1, |s| *s == EndpointState::Live).await;
+    let report = herd.reload(load(&config("5s")).unwrap()).await.unwrap();
+    assert_eq!(report.unchanged, [name("eager")]);
+    assert_eq!(report.restarted, [name("lazy")]);
+    assert_eq!(server.connections().len(), 1, "the eager socket was kept");
+}

@@ -295,3 +295,34 @@ async fn idle_endpoints_make_no_attempt_during_an_outage_and_one_woken_then_goes
         "only the woken endpoint connected"
     );
 }
+
+#[actix_rt::test]
+async fn a_failed_endpoint_still_holding_a_message_idles_and_the_next_send_delivers_both_in_order()
+{
+    let port = free_port();
+    let herd = Herd::new();
+    let states = states(&herd);
+    let backoff = BackoffPolicy {
+        max_attempts: 2,
+        ..fast_backoff()
+    };
+    herd.add_endpoint(
+        "od",
+        on_demand(format!("ws://127.0.0.1:{port}/")).backoff(backoff),
+    )
+    .unwrap();
+    reached(&states, "od", 1, is_idle).await;
+    herd.send("od", "first").await.unwrap();
+    reached(&states, "od", 1, |s| {
+        matches!(s, EndpointState::Failed { .. })
+    })
+    .await;
+    // The message it keeps is no need of a failed endpoint: idle after the linger.
+    reached(&states, "od", 2, is_idle).await;
+    assert_eq!(herd.endpoint_status("od").unwrap().queue_depth, 1);
+    let server = TestServer::builder(vec![]).port(port).start().unwrap();
+    herd.send("od", "second").await.unwrap();
+    let received = server.wait_for_received(0, 2, WAIT).await.unwrap();
+    let texts: Vec<&str> = received.iter().filter_map(|r| r.as_text()).collect();
+    assert_eq!(texts, ["first", "second"]);
+}

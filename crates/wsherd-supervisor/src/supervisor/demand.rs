@@ -18,8 +18,10 @@ use super::Supervisor;
 use super::control::Intent;
 use crate::state::EndpointState;
 
-/// The shortest period of the re-check for subscribers that stopped without unsubscribing.
+/// The shortest and longest period of the re-check for subscribers that stopped without
+/// unsubscribing.
 const MIN_RECHECK: Duration = Duration::from_secs(1);
+const MAX_RECHECK: Duration = Duration::from_secs(3600);
 
 /// What an on-demand endpoint keeps beside the supervisor's own state.
 pub(super) struct OnDemand {
@@ -45,11 +47,12 @@ impl OnDemand {
 }
 
 impl Supervisor {
-    /// Whether the endpoint is needed now: named by a subscription, or with a message to send.
+    /// Whether the endpoint is needed now: named by a subscription, or with a message to send
+    /// (one a failed endpoint will not send: what it keeps queued waits for the next need).
     fn needed(&self) -> bool {
         self.on_demand.as_ref().is_none_or(|demand| demand.named)
-            || !self.queue.is_empty()
             || self.in_flight
+            || (!self.queue.is_empty() && !matches!(self.state, EndpointState::Failed { .. }))
     }
 
     /// Whether an on-demand endpoint nobody needs would be `Idle` now instead of connecting.
@@ -68,8 +71,13 @@ impl Supervisor {
             .watch_demand(self.name.clone(), ctx.address().recipient());
         demand.watch = Some(watch);
         demand.named = named;
-        let every = demand.linger.max(MIN_RECHECK);
+        let every = demand.linger.clamp(MIN_RECHECK, MAX_RECHECK);
         ctx.run_interval(every, |act, ctx| {
+            // Only a need can end unannounced (its subscriber's actor stopped); a need that
+            // begins always comes as a `DemandChanged`.
+            if !act.on_demand.as_ref().is_some_and(|demand| demand.named) {
+                return;
+            }
             let named = act.router.is_demanded(&act.name);
             if let Some(demand) = act.on_demand.as_mut()
                 && demand.named != named
@@ -110,8 +118,11 @@ impl Supervisor {
             return;
         }
         let since = *demand.unneeded_since.get_or_insert_with(Instant::now);
-        if demand.timer.is_none() {
-            let wait = (since + demand.linger).saturating_duration_since(Instant::now());
+        // A linger past what an `Instant` holds never ends: no timer.
+        if demand.timer.is_none()
+            && let Some(due) = since.checked_add(demand.linger)
+        {
+            let wait = due.saturating_duration_since(Instant::now());
             demand.timer = Some(ctx.run_later(wait, Self::linger_over));
         }
     }

@@ -47,6 +47,8 @@ impl Supervisor {
                 .fetch_add(expired as u64, Ordering::Relaxed);
             self.sync_queue();
             self.publish_queue_event(QueueEvent::Expired { count: expired }, ctx);
+            // What expired was perhaps all that kept an on-demand endpoint up.
+            self.review_demand(ctx);
         }
     }
 
