@@ -278,4 +278,6 @@ async fn an_idle_on_demand_endpoint_shows_as_idle_and_down() {
         Some(0.0)
     );
     assert!(herd.status_table().contains("idle"));
+    herd.set_required("lazy", true).unwrap();
+    assert!(herd.not_ready().is_empty(), "idle on demand is ready");
 }
