@@ -206,13 +206,14 @@ const OUTAGE_KEYS: &[&str] = &["enabled", "min_endpoints", "window", "probe_inte
 /// (`backoff.initial`); tables whose keys are free-form (`headers`, `on_close`, `on_status`)
 /// are listed by their own name.
 pub fn endpoint_keys() -> Vec<String> {
-    let nested: [(&str, &[&str]); 7] = [
+    let nested: [(&str, &[&str]); 8] = [
         ("tls", endpoint::TLS_KEYS),
         ("heartbeat", endpoint::HEARTBEAT_KEYS),
         ("backoff", endpoint::BACKOFF_KEYS),
         ("intensity", endpoint::INTENSITY_KEYS),
         ("outbound", endpoint::OUTBOUND_KEYS),
         ("request", endpoint::REQUEST_KEYS),
+        ("sequence", endpoint::SEQUENCE_KEYS),
         ("live_after", endpoint::LIVE_AFTER_KEYS),
     ];
     let mut keys = Vec::new();

@@ -1,7 +1,7 @@
 //! What a herd publishes about itself, as opposed to what its peers send: the types
 //! [`Herd::subscribe_events`](crate::Herd::subscribe_events) accepts.
 
-use wsherd_connection::ConnectionEvent;
+use wsherd_connection::{ConnectionEvent, GapEvent};
 use wsherd_router::{Binary, DeadLetter};
 use wsherd_supervisor::{NetworkEvent, QueueEvent, StateEvent};
 
@@ -10,8 +10,9 @@ mod sealed {
 }
 
 /// An event wsherd publishes to subscribers: [`StateEvent`], [`ConnectionEvent`],
-/// [`QueueEvent`], [`NetworkEvent`] (the herd went offline or came back), [`DeadLetter`] and
-/// [`Binary`] frames, and nothing else (sealed), so a
+/// [`QueueEvent`], [`NetworkEvent`] (the herd went offline or came back), [`GapEvent`] (a
+/// sequence gap, duplicate or reset), [`DeadLetter`] and [`Binary`] frames, and nothing else
+/// (sealed), so a
 /// subscription to a type that is never published does not compile.
 ///
 /// ```no_run
@@ -41,7 +42,7 @@ mod sealed {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an event wsherd publishes",
     label = "not an event",
-    note = "the events are StateEvent, ConnectionEvent, QueueEvent, NetworkEvent, DeadLetter and Binary; messages from a peer are subscribed with `Herd::subscribe` (a type with an `Inbound` impl)"
+    note = "the events are StateEvent, ConnectionEvent, QueueEvent, NetworkEvent, GapEvent, DeadLetter and Binary; messages from a peer are subscribed with `Herd::subscribe` (a type with an `Inbound` impl)"
 )]
 pub trait Event: sealed::Sealed + Send + Sync + 'static {}
 
@@ -59,6 +60,7 @@ events!(
     ConnectionEvent,
     QueueEvent,
     NetworkEvent,
+    GapEvent,
     DeadLetter,
     Binary
 );

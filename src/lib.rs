@@ -33,15 +33,17 @@ pub use herd::{
 };
 
 pub use wsherd_connection::{
-    Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason,
-    InvalidConfig, InvalidUtf8Policy, NetworkCause, Phase, Side, StatsSnapshot, TlsClass, TlsFiles,
+    Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason, GapEvent,
+    GapKind, InvalidConfig, InvalidUtf8Policy, NetworkCause, Phase, Side, StatsSnapshot, TlsClass,
+    TlsFiles,
 };
 pub use wsherd_protocol::{
     CloseCode, DeadPeer, HeartbeatMode, HeartbeatSpec, InvalidHeartbeat, MIN_HEARTBEAT_DURATION,
     ReplyMatcher, redact_url,
 };
 pub use wsherd_protocol::{
-    DecodeError, DecodeStage, EncodeError, EndpointName, Inbound, KindRule, MessageId, Outbound,
+    DecodeError, DecodeStage, EncodeError, EndpointName, Inbound, KindRule, MessageId, OnGap,
+    Outbound, SequenceSpec, SequenceStats,
 };
 pub use wsherd_router::{
     Batch, Binary, DeadLetter, DeadLetterReason, Delivery, DemandChanged, DemandWatch, Overflow,

@@ -1391,3 +1391,57 @@ async fn a_new_default_linger_restarts_only_the_endpoints_that_connect_on_demand
     assert_eq!(report.restarted, [name("lazy")]);
     assert_eq!(server.connections().len(), 1, "the eager socket was kept");
 }
+
+#[test]
+fn sequence_settings_are_read_written_back_and_their_mistakes_named() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[endpoints.book]
+url = "ws://127.0.0.1:1/"
+sequence = { field = "/data/u", kinds = ["depth"], scope = "s", on_gap = "resync", resync = ['{"op":"snapshot"}'], drop_duplicates = true, across_reconnects = true, event_interval = "5s", max_scopes = 500 }
+"#,
+    );
+    let config = load(&file).unwrap();
+    let sequence = config.endpoints[&name("book")]
+        .spec
+        .connection
+        .sequence
+        .clone()
+        .unwrap();
+    assert_eq!(sequence.field, "/data/u");
+    assert_eq!(sequence.kinds, ["depth"]);
+    assert_eq!(sequence.scope.as_deref(), Some("s"));
+    assert_eq!(sequence.on_gap, wsherd::OnGap::Resync);
+    assert_eq!(sequence.resync, [r#"{"op":"snapshot"}"#]);
+    assert!(sequence.drop_duplicates && sequence.across_reconnects);
+    assert_eq!(sequence.event_interval, Duration::from_secs(5));
+    assert_eq!(sequence.max_scopes, 500);
+    let shown = config.to_toml();
+    assert!(shown.contains(r#"sequence = { field = "/data/u", kinds = ["depth"], scope = "s", on_gap = "resync", resync = ["<redacted>"], drop_duplicates = true, across_reconnects = true, event_interval = "5s", max_scopes = 500 }"#), "{shown}");
+    assert!(
+        !shown.contains("snapshot"),
+        "resync messages are not shown: {shown}"
+    );
+
+    let bad = TempConfig::new(
+        "toml",
+        r#"
+[endpoints.a]
+url = "ws://127.0.0.1:1/"
+sequence = { kinds = ["x"] }
+
+[endpoints.b]
+url = "ws://127.0.0.1:1/"
+sequence = { field = "seq", on_gap = "resync", event_intervall = "1s" }
+"#,
+    );
+    assert_eq!(
+        problems(&bad),
+        [
+            r#"endpoints.a.sequence.field: is required: the field or JSON pointer of the sequence number"#,
+            r#"endpoints.b.sequence.event_intervall: unknown key "event_intervall"; did you mean "event_interval"?"#,
+            r#"endpoints.b.sequence.resync: on_gap = "resync" needs the messages to send (such as a snapshot request)"#,
+        ]
+    );
+}

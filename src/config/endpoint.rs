@@ -46,6 +46,7 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "intensity",
     "outbound",
     "request",
+    "sequence",
     "on_close",
     "on_status",
     "on_tls",
@@ -75,6 +76,17 @@ pub(crate) const REQUEST_KEYS: &[&str] = &[
     "resend_on_reconnect",
     "route_replies",
     "max_in_flight",
+];
+pub(crate) const SEQUENCE_KEYS: &[&str] = &[
+    "field",
+    "kinds",
+    "scope",
+    "on_gap",
+    "resync",
+    "drop_duplicates",
+    "across_reconnects",
+    "event_interval",
+    "max_scopes",
 ];
 pub(crate) const LIVE_AFTER_KEYS: &[&str] = &["kind", "text", "timeout"];
 pub(crate) const TLS_KEYS: &[&str] = &["ca_file", "client_cert", "client_key"];
@@ -179,6 +191,9 @@ pub(crate) fn read_endpoint(
     }
     if let Some(tls) = table.map.get("tls") {
         read_tls(reader, tls, &join(path, "tls"), &mut connection);
+    }
+    if let Some(sequence) = table.map.get("sequence") {
+        connection.sequence = policy::read_sequence(reader, sequence, &join(path, "sequence"));
     }
     let enabled = reader.boolean(&table, "enabled").unwrap_or(true);
     let required = reader.boolean(&table, "required").unwrap_or(false);

@@ -214,6 +214,32 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
             r.max_in_flight
         ),
     );
+    if let Some(q) = &c.sequence {
+        let scope = q
+            .scope
+            .as_ref()
+            .map(|scope| format!(", scope = {}", string(scope)))
+            .unwrap_or_default();
+        line(
+            "sequence",
+            format!(
+                "{{ field = {}, kinds = {}{scope}, on_gap = {}, resync = {}, drop_duplicates = {}, across_reconnects = {}, event_interval = {}, max_scopes = {} }}",
+                string(&q.field),
+                array(q.kinds.iter().map(|k| string(k))),
+                string(match q.on_gap {
+                    wsherd_protocol::OnGap::Event => "event",
+                    wsherd_protocol::OnGap::Reconnect => "reconnect",
+                    wsherd_protocol::OnGap::Resync => "resync",
+                }),
+                // Resync messages may carry credentials, as on-open messages do.
+                array(q.resync.iter().map(|_| string(REDACTED))),
+                q.drop_duplicates,
+                q.across_reconnects,
+                duration(q.event_interval),
+                q.max_scopes
+            ),
+        );
+    }
     actions(&spec.actions, &mut line);
     if let Some(tls) = &c.tls {
         let mut files = Vec::new();

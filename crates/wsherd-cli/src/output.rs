@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use wsherd::{
-    DeadLetter, DeadLetterReason, Delivery, Herd, KindRule, StateEvent, SubscribeOptions,
+    DeadLetter, DeadLetterReason, Delivery, GapEvent, Herd, KindRule, StateEvent, SubscribeOptions,
 };
 // One definition of a state line: `/api/events` sends the same fields.
 pub(crate) use wsherd_server::{state_line, timestamp};
@@ -185,6 +185,7 @@ impl Printers {
         herd.router()
             .subscribe_all::<Value>(self.messages.clone().recipient(), options);
         herd.subscribe_events::<DeadLetter>(self.messages.clone().recipient());
+        herd.subscribe_events::<GapEvent>(self.messages.clone().recipient());
         herd.subscribe_events::<StateEvent>(self.events.clone().recipient());
     }
 }
@@ -251,6 +252,28 @@ impl Handler<Delivery<Value>> for Printer {
             "event": "message",
             "kind": kind,
             "data": &*message.message,
+        });
+        self.emit(line, ctx);
+    }
+}
+
+impl Handler<Delivery<GapEvent>> for Printer {
+    type Result = ();
+
+    fn handle(&mut self, gap: Delivery<GapEvent>, ctx: &mut Context<Self>) {
+        let endpoint = gap.endpoint.as_str();
+        if !self.filter.endpoint(endpoint) || !self.filter.kind(Some(&gap.message.kind)) {
+            return;
+        }
+        let line = json!({
+            "ts": timestamp(),
+            "endpoint": endpoint,
+            "event": "gap",
+            "what": gap.message.what.name(),
+            "kind": gap.message.kind,
+            "scope": gap.message.scope,
+            "expected": gap.message.expected,
+            "got": gap.message.got,
         });
         self.emit(line, ctx);
     }

@@ -882,10 +882,9 @@ async fn a_request_on_stdin_prints_its_reply_and_one_that_gets_none_prints_why()
         silent.url("/")
     ));
     let mut running = Running::start(wsherd().args(["run", "--config"]).arg(&config.0));
-    for name in ["feed", "quiet"] {
-        running.json_until("live", |v| {
-            v["event"] == "state" && v["endpoint"] == name && v["state"] == "live"
-        });
+    // Two live lines, in whichever order the endpoints get there.
+    for _ in 0..2 {
+        running.json_until("live", |v| v["event"] == "state" && v["state"] == "live");
     }
     running.send(r#"{"endpoint":"feed","request":{"op":"subscribe"}}"#);
     let reply = running.json_until("the reply", |v| v["event"] == "reply");
@@ -903,6 +902,30 @@ async fn a_request_on_stdin_prints_its_reply_and_one_that_gets_none_prints_why()
     assert_eq!(
         silent.connections()[0].received[0].as_text(),
         Some(r#"{"id":"q1","op":"x"}"#)
+    );
+    assert!(running.interrupt().success());
+}
+
+#[actix_rt::test]
+async fn run_prints_a_gap_line_when_a_sequence_skips() {
+    let server = TestServer::start(vec![
+        Step::Text(r#"{"type":"trade","s":"BTC","seq":1}"#.into()),
+        Step::Text(r#"{"type":"trade","s":"BTC","seq":4}"#.into()),
+    ])
+    .unwrap();
+    let config = TempFile::new(&format!(
+        "[herd]\nworkers = 1\n[endpoints.feed]\nurl = \"{}\"\nsequence = {{ field = \"seq\", scope = \"s\" }}\n",
+        server.url("/")
+    ));
+    let mut running = Running::start(wsherd().args(["run", "--config"]).arg(&config.0));
+    let gap = running.json_until("the gap", |v| v["event"] == "gap");
+    assert_eq!(gap["endpoint"], "feed");
+    assert_eq!(gap["what"], "gap");
+    assert_eq!(gap["kind"], "trade");
+    assert_eq!(gap["scope"], "BTC");
+    assert_eq!(
+        (gap["expected"].as_u64(), gap["got"].as_u64()),
+        (Some(2), Some(4))
     );
     assert!(running.interrupt().success());
 }

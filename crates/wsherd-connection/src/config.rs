@@ -82,6 +82,8 @@ pub struct ConnectionConfig {
     /// Values that come from files (the URL, header values): read again before every attempt
     /// when the file changed, replacing what `url` and `headers` hold.
     pub file_secrets: Vec<crate::secret_files::FileSecret>,
+    /// Sequence numbers to check in the inbound messages (gaps, duplicates, resets).
+    pub sequence: Option<wsherd_protocol::SequenceSpec>,
 }
 
 /// A connection setting that cannot be used.
@@ -113,6 +115,7 @@ impl ConnectionConfig {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             invalid_utf8: InvalidUtf8Policy::default(),
             file_secrets: Vec::new(),
+            sequence: None,
         }
     }
 
@@ -122,6 +125,12 @@ impl ConnectionConfig {
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.heartbeat.validate()?;
         Ok(())
+    }
+
+    /// Checks the sequence numbers of inbound messages per `sequence`.
+    pub fn sequence(mut self, sequence: wsherd_protocol::SequenceSpec) -> Self {
+        self.sequence = Some(sequence);
+        self
     }
 
     /// Sets what a text message that is not UTF-8 does.

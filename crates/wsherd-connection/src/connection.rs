@@ -98,6 +98,9 @@ pub struct Connection {
     awaiting_live_reply: bool,
     /// The owner's requests, answered from inbound text before routing.
     replies: Option<Arc<dyn crate::ReplyWaiter>>,
+    /// Sequence numbers seen, when the config checks them (shared with the owner, who keeps
+    /// them across lives or restarts them).
+    sequences: Option<Arc<std::sync::Mutex<wsherd_protocol::SequenceTracker>>>,
     end: Option<EndReason>,
 }
 
@@ -109,6 +112,11 @@ impl Connection {
         let reassembler = Reassembler::new(config.max_message_size);
         let outbox = Outbox::new(config.write_buffer);
         let stats = Arc::new(ConnectionStats::default());
+        let sequences = config.sequence.as_ref().map(|spec| {
+            Arc::new(std::sync::Mutex::new(
+                wsherd_protocol::SequenceTracker::new(spec),
+            ))
+        });
         Connection {
             span: tracing::info_span!("wsherd", endpoint = %name),
             name,
@@ -134,8 +142,19 @@ impl Connection {
             saw_data: false,
             awaiting_live_reply: false,
             replies: None,
+            sequences,
             end: None,
         }
+    }
+
+    /// Checks sequence numbers into `tracker` (kept by the owner) instead of a fresh one of
+    /// this life's own.
+    pub fn with_sequences(
+        mut self,
+        tracker: Arc<std::sync::Mutex<wsherd_protocol::SequenceTracker>>,
+    ) -> Self {
+        self.sequences = Some(tracker);
+        self
     }
 
     /// Offers every inbound text message to `replies` first (see [`ReplyWaiter`]).

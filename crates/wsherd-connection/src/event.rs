@@ -182,6 +182,14 @@ pub enum EndReason {
         /// Which file and why (never its contents).
         reason: String,
     },
+    /// A sequence gap, with `on_gap = "reconnect"`: the socket is closed (1000) to be
+    /// reconnected by the endpoint's policy.
+    SequenceGap {
+        /// The number that should have come.
+        expected: u64,
+        /// The number that came.
+        got: u64,
+    },
     /// The actor was stopped (its owner went away) before any close.
     Stopped,
 }
@@ -193,7 +201,8 @@ impl EndReason {
     /// answer to pings, or no data within the idle timeout), `io`, `limit` (frame or message
     /// too large), `protocol` (a broken frame, text not UTF-8, a bad handshake answer), `tls`,
     /// `stalled` (a subscriber or the peer stopped taking data), `secret` (a `{ file }` secret
-    /// could not be read), `stopped` (by the owner). A bounded set: fit for a label.
+    /// could not be read), `gap` (a sequence gap ended it), `stopped` (by the owner). A bounded
+    /// set: fit for a label.
     pub fn class(&self) -> &'static str {
         match self {
             EndReason::PeerClosed { .. }
@@ -214,6 +223,7 @@ impl EndReason {
             | EndReason::TlsConfig { .. } => "tls",
             EndReason::SubscriberStalled { .. } | EndReason::WriteStalled { .. } => "stalled",
             EndReason::SecretUnavailable { .. } => "secret",
+            EndReason::SequenceGap { .. } => "gap",
             EndReason::Stopped => "stopped",
         }
     }
@@ -238,6 +248,7 @@ impl EndReason {
             EndReason::Unresponsive { .. } | EndReason::SubscriberStalled { .. } => {
                 Some(CloseCode::INTERNAL)
             }
+            EndReason::SequenceGap { .. } => Some(CloseCode::NORMAL),
             EndReason::InvalidRequest { .. }
             | EndReason::ConnectFailed { .. }
             | EndReason::Tls { .. }
@@ -371,6 +382,9 @@ impl fmt::Display for EndReason {
                 write!(f, "the peer read nothing for {after:?} while we wrote")
             }
             EndReason::SecretUnavailable { reason } => write!(f, "secret unavailable: {reason}"),
+            EndReason::SequenceGap { expected, got } => {
+                write!(f, "sequence gap: expected {expected}, got {got}")
+            }
             EndReason::Stopped => f.write_str("stopped"),
         }
     }
@@ -415,6 +429,45 @@ pub struct Unsent {
     pub message: Outbound,
     /// When the owner first accepted it ([`Write::queued_at`](crate::Write::queued_at)).
     pub queued_at: Instant,
+}
+
+/// What a sequence number said, published as an event (see `SequenceSpec`): a gap, a
+/// repeated or older number, or a sequence that started over. `Delivery::endpoint` names the
+/// endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GapEvent {
+    /// The message kind.
+    pub kind: String,
+    /// The scope (the value of `sequence.scope`, empty without one).
+    pub scope: String,
+    /// What it was.
+    pub what: GapKind,
+    /// The number that should have come.
+    pub expected: u64,
+    /// The number that came.
+    pub got: u64,
+}
+
+/// What a [`GapEvent`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GapKind {
+    /// Numbers were skipped.
+    Gap,
+    /// The last number again, or an older one.
+    Duplicate,
+    /// The sequence started over.
+    Reset,
+}
+
+impl GapKind {
+    /// `gap`, `duplicate` or `reset`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GapKind::Gap => "gap",
+            GapKind::Duplicate => "duplicate",
+            GapKind::Reset => "reset",
+        }
+    }
 }
 
 /// What a connection tells its owner (the supervisor).

@@ -60,7 +60,8 @@ pub use config::{
 };
 pub use connection::{Close, Connection, ReleaseReads, Write, WriteError, WriteOnOpen};
 pub use event::{
-    ConnectionEvent, EndReason, NetworkCause, Notice, Observed, Side, TlsClass, Unsent,
+    ConnectionEvent, EndReason, GapEvent, GapKind, NetworkCause, Notice, Observed, Side, TlsClass,
+    Unsent,
 };
 pub use heartbeats::{Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
 pub use replies::ReplyWaiter;

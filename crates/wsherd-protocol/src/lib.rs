@@ -26,6 +26,7 @@ mod kind;
 mod message;
 mod reassembly;
 mod redact;
+mod sequence;
 
 pub use close::CloseCode;
 pub use endpoint::{EndpointName, InvalidEndpointName};
@@ -41,3 +42,6 @@ pub use message::{
 };
 pub use reassembly::{Fragment, Reassembled, Reassembler, ReassemblyError};
 pub use redact::{REDACTED, redact_url};
+pub use sequence::{
+    DEFAULT_MAX_SCOPES, OnGap, Seen, SequenceSpec, SequenceStats, SequenceTracker, Verdict,
+};

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use wsherd_connection::{ConnectionStats, EndReason, StatsSnapshot};
-use wsherd_protocol::{EndpointName, redact_url};
+use wsherd_protocol::{EndpointName, SequenceSpec, SequenceStats, SequenceTracker, redact_url};
 
 use crate::state::EndpointState;
 
@@ -37,6 +37,8 @@ pub struct EndpointShared {
     /// Set by the governor while the herd's outage mode holds this endpoint's attempt.
     pub(crate) held_by_outage: Arc<std::sync::atomic::AtomicBool>,
     requests: Arc<crate::requests::Requests>,
+    /// The sequence numbers seen, for an endpoint that checks them.
+    sequences: Mutex<Option<Arc<Mutex<SequenceTracker>>>>,
 }
 
 /// One endpoint's status at one moment.
@@ -88,9 +90,44 @@ pub struct EndpointStatus {
     pub held_by_outage: bool,
     /// Requests by id: waiting, answered, timed out, disconnected, unmatched replies.
     pub requests: crate::requests::RequestStats,
+    /// Sequence numbers: gaps, duplicates, resets, … (zeros for an endpoint that checks none).
+    pub sequence: SequenceStats,
 }
 
 impl EndpointShared {
+    /// The tracker of this endpoint's sequence numbers per `spec`: the one kept so far, unless
+    /// it reads them elsewhere (a reload changed `field` or `scope`).
+    pub fn sequences(&self, spec: &SequenceSpec) -> Arc<Mutex<SequenceTracker>> {
+        let mut slot = self
+            .sequences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match &*slot {
+            Some(tracker)
+                if tracker
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .reads_as(spec) =>
+            {
+                Arc::clone(tracker)
+            }
+            _ => {
+                let tracker = Arc::new(Mutex::new(SequenceTracker::new(spec)));
+                *slot = Some(Arc::clone(&tracker));
+                tracker
+            }
+        }
+    }
+
+    fn sequence_stats(&self) -> SequenceStats {
+        self.sequences
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|tracker| tracker.lock().unwrap_or_else(PoisonError::into_inner).stats)
+            .unwrap_or_default()
+    }
+
     /// The endpoint's requests waiting for replies.
     pub fn requests(&self) -> &Arc<crate::requests::Requests> {
         &self.requests
@@ -126,6 +163,7 @@ impl EndpointShared {
             events_dropped: AtomicU64::new(0),
             held_by_outage: Arc::default(),
             requests: Arc::default(),
+            sequences: Mutex::new(None),
         }
     }
 
@@ -161,6 +199,7 @@ impl EndpointShared {
             held_by_outage: self.held_by_outage.load(Ordering::Relaxed)
                 && matches!(cell.state, EndpointState::Connecting { .. }),
             requests: self.requests.stats(),
+            sequence: self.sequence_stats(),
             stats,
         }
     }

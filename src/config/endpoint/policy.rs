@@ -1,5 +1,5 @@
 //! What the supervisor does about failures and backlog: the `backoff`, `intensity` and
-//! `outbound` and `request` tables, and the `on_close` / `on_status` / `on_tls` action tables.
+//! `outbound`, `request` and `sequence` tables, and the `on_close` / `on_status` / `on_tls` action tables.
 
 use config::Value;
 use wsherd_connection::TlsClass;
@@ -7,7 +7,9 @@ use wsherd_supervisor::{
     Action, BackoffPolicy, Jitter, OverflowPolicy, QueuePolicy, RequestPolicy, RestartIntensity,
 };
 
-use super::{BACKOFF_KEYS, INTENSITY_KEYS, OUTBOUND_KEYS, REQUEST_KEYS};
+use wsherd_protocol::{OnGap, SequenceSpec};
+
+use super::{BACKOFF_KEYS, INTENSITY_KEYS, OUTBOUND_KEYS, REQUEST_KEYS, SEQUENCE_KEYS};
 use crate::config::read::{Reader, Table, join, origin_of};
 
 const ACTIONS: &[&str] = &["reconnect", "backoff", "stop"];
@@ -142,6 +144,60 @@ pub(super) fn read_request(
     if let Some(max) = reader.integer(&table, "max_in_flight", 1, u32::MAX as u64) {
         request.max_in_flight = max as usize;
     }
+}
+
+/// Reads `sequence`: where a feed's sequence numbers are and what a gap leads to.
+pub(super) fn read_sequence(
+    reader: &mut Reader,
+    value: &Value,
+    path: &str,
+) -> Option<SequenceSpec> {
+    let table = reader.table(value, path, SEQUENCE_KEYS)?;
+    let Some(field) = id_field(reader, &table, path, "field") else {
+        if !table.map.contains_key("field") {
+            reader.problem(
+                table.origin.as_deref(),
+                &join(path, "field"),
+                "is required: the field or JSON pointer of the sequence number",
+            );
+        }
+        return None;
+    };
+    let mut spec = SequenceSpec::new(field);
+    if let Some(kinds) = reader.strings(&table, "kinds") {
+        spec.kinds = kinds;
+    }
+    spec.scope = id_field(reader, &table, path, "scope");
+    if let Some(on_gap) = reader.choice(&table, "on_gap", &["event", "reconnect", "resync"]) {
+        spec.on_gap = match on_gap {
+            "reconnect" => OnGap::Reconnect,
+            "resync" => OnGap::Resync,
+            _ => OnGap::Event,
+        };
+    }
+    if let Some(resync) = reader.strings(&table, "resync") {
+        spec.resync = resync;
+    }
+    if spec.on_gap == OnGap::Resync && spec.resync.is_empty() {
+        reader.problem(
+            table.origin.as_deref(),
+            &join(path, "resync"),
+            "on_gap = \"resync\" needs the messages to send (such as a snapshot request)",
+        );
+    }
+    if let Some(drop) = reader.boolean(&table, "drop_duplicates") {
+        spec.drop_duplicates = drop;
+    }
+    if let Some(across) = reader.boolean(&table, "across_reconnects") {
+        spec.across_reconnects = across;
+    }
+    if let Some(interval) = reader.duration(&table, "event_interval") {
+        spec.event_interval = interval;
+    }
+    if let Some(max) = reader.integer(&table, "max_scopes", 1, u32::MAX as u64) {
+        spec.max_scopes = max as usize;
+    }
+    Some(spec)
 }
 
 /// A field name or a JSON pointer at `key`; an empty one is a problem there.

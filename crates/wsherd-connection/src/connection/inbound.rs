@@ -6,15 +6,24 @@ use awc::BoxedSocket;
 use awc::error::WsProtocolError;
 use awc::ws::{Frame, Message as WsMessage};
 use bytes::Bytes;
-use wsherd_protocol::{Fragment, Reassembled, ReassemblyError};
+use wsherd_protocol::{Fragment, OnGap, Reassembled, ReassemblyError, Seen};
 
 use super::Connection;
 use super::heartbeat::OwnerReply;
 use crate::config::InvalidUtf8Policy;
-use crate::event::EndReason;
+use crate::event::{EndReason, GapEvent, GapKind};
 use crate::framed::{InFrame, LeanFramed};
 use crate::reader::FrameSink;
 use crate::stats::ConnectionStats;
+
+/// What the sequence check makes of a message.
+enum Sequenced {
+    Deliver,
+    /// A duplicate, with `drop_duplicates`.
+    Drop,
+    /// Delivered, then `on_gap` applies.
+    Gap(u64, u64),
+}
 
 impl Connection {
     /// After each message: what cannot wait for the end of the turn (a full batch, a stopped
@@ -104,6 +113,17 @@ impl Connection {
             self.settle_message(ctx);
             return;
         }
+        let mut gap = None;
+        if !matches!(reply, OwnerReply::Heartbeat) && self.sequences.is_some() {
+            match self.check_sequence(text) {
+                Sequenced::Deliver => {}
+                Sequenced::Drop => {
+                    self.settle_message(ctx);
+                    return;
+                }
+                Sequenced::Gap(expected, got) => gap = Some((expected, got)),
+            }
+        }
         let table = self.routes.current();
         match reply {
             OwnerReply::None => {
@@ -115,6 +135,78 @@ impl Connection {
             }
         }
         self.settle_message(ctx);
+        if let Some((expected, got)) = gap {
+            self.on_gap(expected, got, ctx);
+        }
+    }
+
+    /// Reads the message's sequence number; publishes a gap, duplicate or reset event when
+    /// one is due.
+    fn check_sequence(&mut self, text: &str) -> Sequenced {
+        let (Some(spec), Some(tracker)) = (&self.config.sequence, &self.sequences) else {
+            return Sequenced::Deliver;
+        };
+        let kind = self.config.kind.extract(text).ok().flatten();
+        let kind = kind.as_deref().unwrap_or("");
+        let verdict = tracker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .observe(spec, kind, text, std::time::Instant::now());
+        let reported = match verdict.seen {
+            Seen::Gap { expected, got } => Some((GapKind::Gap, expected, got)),
+            Seen::Duplicate { expected, got } => Some((GapKind::Duplicate, expected, got)),
+            Seen::Reset { expected, got } => Some((GapKind::Reset, expected, got)),
+            _ => None,
+        };
+        if verdict.report
+            && let Some((what, expected, got)) = reported
+        {
+            let scope = spec
+                .scope
+                .as_deref()
+                .map(wsherd_protocol::KindRule::pointer)
+                .and_then(|rule| rule.extract_id(text))
+                .map(|id| match id {
+                    wsherd_protocol::MessageId::Text(s)
+                    | wsherd_protocol::MessageId::Integer(s) => s,
+                })
+                .unwrap_or_default();
+            let event = GapEvent {
+                kind: kind.to_owned(),
+                scope,
+                what,
+                expected,
+                got,
+            };
+            let table = self.routes.current();
+            table.publish(&self.name, event, &mut self.report);
+        }
+        match verdict.seen {
+            _ if verdict.drop => Sequenced::Drop,
+            Seen::Gap { expected, got } => Sequenced::Gap(expected, got),
+            _ => Sequenced::Deliver,
+        }
+    }
+
+    /// After a gap was delivered: what `on_gap` says.
+    fn on_gap(&mut self, expected: u64, got: u64, ctx: &mut Context<Self>) {
+        let Some(spec) = &self.config.sequence else {
+            return;
+        };
+        match spec.on_gap {
+            OnGap::Event => {}
+            OnGap::Reconnect => self.fail(EndReason::SequenceGap { expected, got }, ctx),
+            OnGap::Resync => {
+                let resync: Vec<String> = spec.resync.clone();
+                for message in resync {
+                    if self.write_resync(message, ctx).is_err() {
+                        self.span.in_scope(|| {
+                            tracing::warn!("a resync message found the write buffer full")
+                        });
+                    }
+                }
+            }
+        }
     }
 
     /// RFC 6455 §8.1: text that is not UTF-8 fails the connection, unless the endpoint chose

@@ -275,6 +275,18 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// Writes a resync message after a sequence gap: the connection's own, like the on-open
+    /// replay, so it is never handed back.
+    pub(super) fn write_resync(
+        &mut self,
+        text: String,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), WriteError> {
+        self.write_message(Outbound::Text(text), Origin::OnOpen, ctx)
+    }
+}
+
 impl Handler<Write> for Connection {
     type Result = Result<(), WriteError>;
 

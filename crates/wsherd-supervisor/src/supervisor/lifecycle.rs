@@ -60,18 +60,31 @@ impl Supervisor {
         // Until its `Delivered` notice: a stop waits for its last deliveries.
         self.unsettled_lives += 1;
         self.open_failed = false;
-        let connection = Connection::new(
+        let mut connection = Connection::new(
             self.name.clone(),
             self.connection_config.clone(),
             &self.router,
-        )
-        // Released once the open is announced: subscribers see `Open` (and `Live`) before the
-        // socket's first message.
-        .hold_reads()
-        .with_stats(Arc::clone(self.shared.connection_stats()))
-        .with_replies(Arc::clone(self.shared.requests()) as _)
-        .with_observer(ctx.address().recipient())
-        .start();
+        );
+        if let Some(sequence) = &self.spec.connection.sequence {
+            // Kept across lives (and shown in the status); each socket starts afresh unless
+            // the feed numbers continue across reconnects.
+            let tracker = self.shared.sequences(sequence);
+            if !sequence.across_reconnects {
+                tracker
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .restart();
+            }
+            connection = connection.with_sequences(tracker);
+        }
+        let connection = connection
+            // Released once the open is announced: subscribers see `Open` (and `Live`) before the
+            // socket's first message.
+            .hold_reads()
+            .with_stats(Arc::clone(self.shared.connection_stats()))
+            .with_replies(Arc::clone(self.shared.requests()) as _)
+            .with_observer(ctx.address().recipient())
+            .start();
         self.connection = Some(connection);
     }
 
