@@ -281,3 +281,54 @@ async fn an_idle_on_demand_endpoint_shows_as_idle_and_down() {
     herd.set_required("lazy", true).unwrap();
     assert!(herd.not_ready().is_empty(), "idle on demand is ready");
 }
+
+#[actix_rt::test]
+async fn requests_and_sequence_numbers_have_series_only_where_they_are_used() {
+    let kept = kept();
+    let server = TestServer::start(vec![
+        Step::Text(r#"{"type":"tick","seq":1}"#.into()),
+        Step::Text(r#"{"type":"tick","seq":3}"#.into()),
+        Step::ReplyById {
+            field: "id".into(),
+            reply: r#"{"type":"ack","id":{id}}"#.into(),
+        },
+    ])
+    .unwrap();
+    let plain = TestServer::start(vec![]).unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    let mut config = ConnectionConfig::new(server.url("/"));
+    config.sequence = Some(wsherd::SequenceSpec::new("seq"));
+    herd.add_endpoint("talker", EndpointSpec::new(config))
+        .unwrap();
+    herd.add_endpoint(
+        "plain",
+        EndpointSpec::new(ConnectionConfig::new(plain.url("/"))),
+    )
+    .unwrap();
+    reached(&states, "talker", 1, |s| *s == EndpointState::Live).await;
+    reached(&states, "plain", 1, |s| *s == EndpointState::Live).await;
+    let _: serde_json::Value = herd
+        .request("talker", serde_json::json!({"op": "x"}), WAIT)
+        .await
+        .unwrap();
+    // The gap came before the reply on the same socket: counted by now.
+    herd.publish_metrics();
+    assert_eq!(
+        kept.counter(r#"wsherd_requests_total{endpoint="talker",outcome="replied"}"#),
+        Some(1)
+    );
+    assert_eq!(
+        kept.counter(r#"wsherd_sequence_events_total{endpoint="talker",what="gap"}"#),
+        Some(1)
+    );
+    assert_eq!(
+        kept.gauge(r#"wsherd_requests_in_flight{endpoint="talker"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        kept.counter(r#"wsherd_requests_total{endpoint="plain",outcome="sent"}"#),
+        None,
+        "no series for an endpoint that uses neither"
+    );
+}

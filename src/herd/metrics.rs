@@ -82,6 +82,55 @@ struct Series {
     queue_expired: Monotonic,
     queue_rejected: Monotonic,
     last_message: Gauge,
+    /// Requests and sequence numbers: registered once the endpoint has any, so a herd that
+    /// uses neither exports no series for them.
+    conversation: Option<Box<Conversation>>,
+}
+
+/// The series of an endpoint's requests and sequence numbers.
+struct Conversation {
+    in_flight: Gauge,
+    /// `wsherd_requests_total{outcome}`: sent, replied, timed_out, disconnected.
+    requests: [Monotonic; 4],
+    unmatched: Monotonic,
+    /// `wsherd_sequence_events_total{what}`: gap, duplicate, reset, unsequenced, dropped.
+    sequence: [Monotonic; 5],
+}
+
+impl Conversation {
+    fn register(endpoint: &str) -> Box<Conversation> {
+        let labelled = |metric: &'static str, label: &'static str, value: &'static str| {
+            Monotonic::new(
+                metrics::counter!(metric, "endpoint" => endpoint.to_owned(), label => value),
+            )
+        };
+        Box::new(Conversation {
+            in_flight: metrics::gauge!("wsherd_requests_in_flight", "endpoint" => endpoint.to_owned()),
+            requests: ["sent", "replied", "timed_out", "disconnected"]
+                .map(|outcome| labelled("wsherd_requests_total", "outcome", outcome)),
+            unmatched: Monotonic::new(metrics::counter!(
+                "wsherd_replies_unmatched_total",
+                "endpoint" => endpoint.to_owned()
+            )),
+            sequence: ["gap", "duplicate", "reset", "unsequenced", "dropped"]
+                .map(|what| labelled("wsherd_sequence_events_total", "what", what)),
+        })
+    }
+
+    fn publish(&mut self, status: &EndpointStatus, restarted: bool) {
+        let r = &status.requests;
+        let q = &status.sequence;
+        self.in_flight.set(r.in_flight as f64);
+        let requests = [r.sent, r.replied, r.timed_out, r.disconnected];
+        for (counter, total) in self.requests.iter_mut().zip(requests) {
+            counter.publish(total, restarted);
+        }
+        self.unmatched.publish(r.unmatched, restarted);
+        let sequence = [q.gaps, q.duplicates, q.resets, q.unsequenced, q.dropped];
+        for (counter, total) in self.sequence.iter_mut().zip(sequence) {
+            counter.publish(total, restarted);
+        }
+    }
 }
 
 impl Series {
@@ -114,6 +163,7 @@ impl Series {
             queue_expired: labelled("wsherd_outbound_dropped_total", "why", "expired"),
             queue_rejected: labelled("wsherd_outbound_dropped_total", "why", "rejected"),
             last_message: gauge("wsherd_last_message_timestamp_seconds"),
+            conversation: None,
         }
     }
 
@@ -143,6 +193,13 @@ impl Series {
             counter.publish(total, restarted);
         }
         self.queue_depth.set(status.queue_depth as f64);
+        let used = status.requests.sent > 0 || status.sequence != Default::default();
+        if self.conversation.is_none() && used {
+            self.conversation = Some(Conversation::register(status.name.as_str()));
+        }
+        if let Some(conversation) = &mut self.conversation {
+            conversation.publish(status, restarted);
+        }
         if let Some(at) = stats.last_message_at {
             let seconds = at
                 .duration_since(UNIX_EPOCH)
@@ -214,6 +271,26 @@ impl Publisher {
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!("wsherd_endpoint_up", "1 while the endpoint is live, else 0");
+    describe_gauge!(
+        "wsherd_requests_in_flight",
+        Unit::Count,
+        "requests waiting for their replies"
+    );
+    describe_counter!(
+        "wsherd_requests_total",
+        Unit::Count,
+        "requests by outcome: sent, replied, timed_out, disconnected"
+    );
+    describe_counter!(
+        "wsherd_replies_unmatched_total",
+        Unit::Count,
+        "messages with an id, seen while requests waited, that answered none"
+    );
+    describe_counter!(
+        "wsherd_sequence_events_total",
+        Unit::Count,
+        "sequence numbers by what they said: gap, duplicate, reset, unsequenced, dropped"
+    );
     describe_gauge!(
         "wsherd_endpoint_state",
         "1 for the endpoint's current state"
