@@ -4,7 +4,9 @@
 //! - `beta` nests it at `/data/type` and wants an application ping `{"op":"ping"}`;
 //! - `gamma` uses `channel` and a plain-text `ping`/`pong`.
 //!
-//! Each gets an on-open subscription; a single actor normalises their trades.
+//! Each gets an on-open subscription; a single actor normalises their trades. `alpha` numbers
+//! its trades (`u`) and skips one: wsherd reports the gap and, as configured, asks for a
+//! snapshot (`on_gap = resync`), which the book would be rebuilt from.
 //!
 //! `cargo run --example market_feed`
 #![allow(clippy::print_stdout)] // printing is what an example is for
@@ -43,7 +45,23 @@ struct GammaTrade {
     sz: f64,
 }
 
-wsherd::inbound!(AlphaTrade => "trade", BetaTrade => "match", GammaTrade => "trades");
+/// `alpha`'s answer to a resync request: where its book stands.
+#[derive(Debug, Deserialize)]
+struct AlphaSnapshot {
+    s: String,
+    #[serde(rename = "lastUpdateId")]
+    last_update_id: u64,
+}
+
+wsherd::inbound!(
+    AlphaTrade => "trade",
+    AlphaSnapshot => "snapshot",
+    BetaTrade => "match",
+    GammaTrade => "trades"
+);
+
+/// What `alpha` is sent after a gap.
+const RESYNC: &str = r#"{"method":"SNAPSHOT","symbol":"BTCUSDT"}"#;
 
 /// Trades per exchange in this demo.
 const TRADES: usize = 5;
@@ -84,6 +102,32 @@ impl Handler<Delivery<AlphaTrade>> for Consolidated {
     type Result = ();
     fn handle(&mut self, t: Delivery<AlphaTrade>, ctx: &mut Context<Self>) {
         self.trade(&t.endpoint, &t.message.s, t.message.p, t.message.q, ctx);
+    }
+}
+
+impl Handler<Delivery<wsherd::GapEvent>> for Consolidated {
+    type Result = ();
+    fn handle(&mut self, gap: Delivery<wsherd::GapEvent>, _: &mut Context<Self>) {
+        let g = &gap.message;
+        println!(
+            "{:>6}  {} in {} {}: expected {}, got {} (resync asked)",
+            gap.endpoint,
+            g.what.name(),
+            g.kind,
+            g.scope,
+            g.expected,
+            g.got
+        );
+    }
+}
+
+impl Handler<Delivery<AlphaSnapshot>> for Consolidated {
+    type Result = ();
+    fn handle(&mut self, snap: Delivery<AlphaSnapshot>, _: &mut Context<Self>) {
+        println!(
+            "{:>6}  snapshot of {} at update {}: the book restarts from here",
+            snap.endpoint, snap.message.s, snap.message.last_update_id
+        );
     }
 }
 
@@ -139,16 +183,23 @@ fn app_heartbeat(payload: &str, reply: ReplyMatcher) -> HeartbeatSpec {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let alpha = TestServer::start(exchange(
+    // Update ids 1, 2, 4, 5, 6: number 3 never comes.
+    let mut alpha_script = vec![Step::Answer {
+        request: RESYNC.into(),
+        reply: r#"{"e":"snapshot","s":"BTCUSDT","lastUpdateId":4}"#.into(),
+    }];
+    alpha_script.extend(exchange(
         |i| {
             format!(
-                r#"{{"e":"trade","s":"BTCUSDT","p":{},"q":0.{}}}"#,
+                r#"{{"e":"trade","s":"BTCUSDT","u":{},"p":{},"q":0.{}}}"#,
+                if i < 2 { i + 1 } else { i + 2 },
                 64_000 + i * 7,
                 i + 1
             )
         },
         None,
-    ))?;
+    ));
+    let alpha = TestServer::start(alpha_script)?;
     let beta = TestServer::start(exchange(
         |i| {
             format!(
@@ -179,12 +230,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         .start();
         herd.subscribe::<AlphaTrade>(consolidated.clone().recipient());
+        herd.subscribe::<AlphaSnapshot>(consolidated.clone().recipient());
+        herd.subscribe_events::<wsherd::GapEvent>(consolidated.clone().recipient());
         herd.subscribe::<BetaTrade>(consolidated.clone().recipient());
         herd.subscribe::<GammaTrade>(consolidated.recipient());
 
-        let alpha_spec =
-            EndpointSpec::new(ConnectionConfig::new(alpha.url("/ws")).kind(KindRule::field("e")))
-                .on_open(r#"{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}"#);
+        let alpha_spec = EndpointSpec::new(
+            ConnectionConfig::new(alpha.url("/ws"))
+                .kind(KindRule::field("e"))
+                .sequence(wsherd::SequenceSpec {
+                    kinds: vec!["trade".into()],
+                    scope: Some("s".into()),
+                    on_gap: wsherd::OnGap::Resync,
+                    resync: vec![RESYNC.into()],
+                    ..wsherd::SequenceSpec::new("u")
+                }),
+        )
+        .on_open(r#"{"method":"SUBSCRIBE","params":["btcusdt@trade"],"id":1}"#);
         let beta_spec = EndpointSpec::new(
             ConnectionConfig::new(beta.url("/feed"))
                 .kind(KindRule::pointer("/data/type"))
