@@ -1445,3 +1445,25 @@ sequence = { field = "seq", on_gap = "resync", event_intervall = "1s" }
         ]
     );
 }
+
+#[test]
+fn max_lifetime_is_read_shown_and_refused_below_a_second() {
+    let file = TempConfig::new(
+        "toml",
+        "[endpoints.feed]\nurl = \"ws://127.0.0.1:1/\"\nmax_lifetime = \"23h\"\n",
+    );
+    let config = load(&file).unwrap();
+    assert_eq!(
+        config.endpoints[&name("feed")].spec.max_lifetime,
+        Some(Duration::from_secs(23 * 3600))
+    );
+    assert!(config.to_toml().contains("max_lifetime = \"23h\""), "{}", config.to_toml());
+    let bad = TempConfig::new(
+        "toml",
+        "[endpoints.feed]\nurl = \"ws://127.0.0.1:1/\"\nmax_lifetime = \"10ms\"\n",
+    );
+    assert_eq!(
+        problems(&bad),
+        [r#"endpoints.feed.max_lifetime: must be at least "1s": each rotation opens a new socket"#]
+    );
+}

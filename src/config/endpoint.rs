@@ -41,6 +41,7 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "required",
     "connect",
     "linger",
+    "max_lifetime",
     "heartbeat",
     "backoff",
     "intensity",
@@ -217,6 +218,18 @@ pub(crate) fn read_endpoint(
     }
     // `linger` alone is no problem: `[defaults]` may set it for the endpoints that connect on
     // demand, and it means nothing to the others.
+    if let Some(lifetime) = reader.duration(&table, "max_lifetime") {
+        if lifetime < std::time::Duration::from_secs(1) {
+            let origin = table.map.get("max_lifetime").and_then(origin_of);
+            reader.problem(
+                origin.as_deref(),
+                &join(path, "max_lifetime"),
+                "must be at least \"1s\": each rotation opens a new socket",
+            );
+        } else {
+            spec.max_lifetime = Some(lifetime);
+        }
+    }
     let linger = reader.duration(&table, "linger").unwrap_or(DEFAULT_LINGER);
     if let Some(connect) = reader.choice(&table, "connect", &["always", "on_demand"]) {
         spec.connect = match connect {

@@ -101,6 +101,9 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
         }
         _ => line("connect", string("always")),
     }
+    if let Some(lifetime) = spec.max_lifetime {
+        line("max_lifetime", duration(lifetime));
+    }
     // A value kept in a file is shown as the file it comes from: it loads back as that, and
     // a token in a URL's path is not shown at all.
     let file_of = |slot: &SecretSlot| {

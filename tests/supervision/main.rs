@@ -17,6 +17,7 @@ mod outage;
 mod queue;
 mod replay;
 mod requests;
+mod rotation;
 mod sequences;
 
 use std::time::{Duration, Instant};

@@ -57,6 +57,8 @@ enum Reads {
 /// subscribers. When the socket ends the actor stops; reconnecting is a supervisor's job.
 pub struct Connection {
     name: EndpointName,
+    /// Unique in this process: see [`Connection::id`].
+    pub(super) id: u64,
     /// `wsherd{endpoint=…}`: every log line of this connection is in it.
     span: tracing::Span,
     config: SharedConfig,
@@ -97,10 +99,12 @@ pub struct Connection {
     /// Whether the live-after reply is still awaited.
     awaiting_live_reply: bool,
     /// The owner's requests, answered from inbound text before routing.
-    replies: Option<Arc<dyn crate::ReplyWaiter>>,
+    pub(super) replies: Option<Arc<dyn crate::ReplyWaiter>>,
     /// Sequence numbers seen, when the config checks them (shared with the owner, who keeps
     /// them across lives or restarts them).
     sequences: Option<Arc<std::sync::Mutex<wsherd_protocol::SequenceTracker>>>,
+    /// A sequence number was read on this socket already.
+    sequenced: bool,
     end: Option<EndReason>,
 }
 
@@ -117,8 +121,11 @@ impl Connection {
                 wsherd_protocol::SequenceTracker::new(spec),
             ))
         });
+        /// The next connection's id.
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Connection {
             span: tracing::info_span!("wsherd", endpoint = %name),
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             name,
             config,
             routes: router.cache(),
@@ -143,6 +150,7 @@ impl Connection {
             awaiting_live_reply: false,
             replies: None,
             sequences,
+            sequenced: false,
             end: None,
         }
     }
@@ -163,6 +171,11 @@ impl Connection {
     pub fn with_replies(mut self, replies: Arc<dyn crate::ReplyWaiter>) -> Self {
         self.replies = Some(replies);
         self
+    }
+
+    /// This connection's id, unique in the process: its notices carry it.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Counts into `stats` (shared with earlier lives of the same endpoint) instead of fresh ones.
@@ -217,6 +230,7 @@ impl Connection {
             // unbounded send cannot be filled by a peer; losing one would desync the owner.
             observer.do_send(Observed {
                 endpoint: self.name.clone(),
+                connection: self.id,
                 notice: Notice::Event(event.clone()),
             });
         }
@@ -234,6 +248,7 @@ impl Connection {
         if let Some(observer) = &self.observer {
             observer.do_send(Observed {
                 endpoint: self.name.clone(),
+                connection: self.id,
                 notice,
             });
         }
@@ -273,6 +288,7 @@ impl Actor for Connection {
         let observer = self.observer.take();
         let delivered = Observed {
             endpoint: self.name.clone(),
+            connection: self.id,
             notice: Notice::Delivered,
         };
         match self.report.take_backpressure() {

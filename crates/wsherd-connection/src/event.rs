@@ -496,6 +496,9 @@ pub enum Notice {
 pub struct Observed {
     /// The endpoint.
     pub endpoint: EndpointName,
+    /// Which connection ([`Connection::id`](crate::Connection::id)): an owner with two at once
+    /// (a planned rotation) tells them apart.
+    pub connection: u64,
     /// What happened.
     pub notice: Notice,
 }

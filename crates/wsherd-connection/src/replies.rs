@@ -12,4 +12,9 @@ pub trait ReplyWaiter: Send + Sync {
     /// Offers an inbound text message: `None` when it answers no request, else whether it
     /// also goes to subscribers.
     fn offer(&self, text: &str) -> Option<bool>;
+
+    /// The owner's message `text` went into connection `socket`'s write buffer: if it is a
+    /// request, its reply may come from now on, and the socket's end concerns it. Told by the
+    /// connection itself, before anything it reads afterwards and before its end.
+    fn written(&self, text: &str, socket: u64);
 }

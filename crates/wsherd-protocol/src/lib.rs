@@ -43,5 +43,6 @@ pub use message::{
 pub use reassembly::{Fragment, Reassembled, Reassembler, ReassemblyError};
 pub use redact::{REDACTED, redact_url};
 pub use sequence::{
-    DEFAULT_MAX_SCOPES, OnGap, Seen, SequenceSpec, SequenceStats, SequenceTracker, Verdict,
+    DEFAULT_MAX_SCOPES, MAX_SCOPE_KEY, OnGap, Seen, SequenceSpec, SequenceStats, SequenceTracker,
+    Verdict,
 };

@@ -13,6 +13,10 @@ use crate::kind::{KindRule, MessageId};
 /// untracked (counted).
 pub const DEFAULT_MAX_SCOPES: usize = 10_000;
 
+/// The longest kind plus scope tracked: a peer's longer names go untracked (counted), so what
+/// the tracker holds stays bounded by `max_scopes` times this.
+pub const MAX_SCOPE_KEY: usize = 256;
+
 /// What a gap leads to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OnGap {
@@ -26,7 +30,9 @@ pub enum OnGap {
 }
 
 /// Where a feed's sequence numbers are and what to do about a gap.
-#[derive(Debug, Clone)]
+///
+/// `Debug` counts the resync messages without showing them (they may carry credentials).
+#[derive(Clone)]
 pub struct SequenceSpec {
     /// Where the number is: a top-level field or a JSON pointer.
     pub field: String,
@@ -46,6 +52,22 @@ pub struct SequenceSpec {
     pub event_interval: Duration,
     /// Scopes tracked at most.
     pub max_scopes: usize,
+}
+
+impl std::fmt::Debug for SequenceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SequenceSpec")
+            .field("field", &self.field)
+            .field("kinds", &self.kinds)
+            .field("scope", &self.scope)
+            .field("on_gap", &self.on_gap)
+            .field("resync", &format_args!("{} message(s)", self.resync.len()))
+            .field("drop_duplicates", &self.drop_duplicates)
+            .field("across_reconnects", &self.across_reconnects)
+            .field("event_interval", &self.event_interval)
+            .field("max_scopes", &self.max_scopes)
+            .finish()
+    }
 }
 
 impl SequenceSpec {
@@ -144,6 +166,10 @@ pub struct SequenceTracker {
     field: KindRule,
     scope: Option<KindRule>,
     scopes: HashMap<(Box<str>, Box<str>), Scope>,
+    /// Two sockets deliver at once (a rotation): what both carry is dropped the second time.
+    overlap: bool,
+    /// The old socket is gone: the overlap ends at the first number the new one adds.
+    overlap_ending: bool,
     /// Counts so far.
     pub stats: SequenceStats,
 }
@@ -165,6 +191,8 @@ impl SequenceTracker {
             field: KindRule::pointer(&spec.field),
             scope: spec.scope.as_deref().map(KindRule::pointer),
             scopes: HashMap::new(),
+            overlap: false,
+            overlap_ending: false,
             stats: SequenceStats::default(),
         }
     }
@@ -177,6 +205,21 @@ impl SequenceTracker {
     /// Forgets every scope's last number (a new socket starts afresh); keeps the counts.
     pub fn restart(&mut self) {
         self.scopes = HashMap::new();
+    }
+
+    /// While `overlap`, a repeated or older number is dropped whatever `drop_duplicates` says:
+    /// two sockets of one feed deliver it twice.
+    pub fn set_overlap(&mut self, overlap: bool) {
+        self.overlap = overlap;
+        self.overlap_ending = false;
+    }
+
+    /// The old socket of a rotation is gone: what the new one repeats of it is still dropped,
+    /// up to the first number it adds.
+    pub fn end_overlap_when_new(&mut self) {
+        if self.overlap {
+            self.overlap_ending = true;
+        }
     }
 
     /// Scopes tracked now.
@@ -212,6 +255,10 @@ impl SequenceTracker {
             Some(MessageId::Text(text) | MessageId::Integer(text)) => text.into(),
             None => "".into(),
         };
+        if kind.len() + scope.len() > MAX_SCOPE_KEY {
+            self.stats.untracked += 1;
+            return quiet(Seen::Untracked);
+        }
         let key = (Box::from(kind), scope);
         let Some(state) = self.scopes.get_mut(&key) else {
             if self.scopes.len() >= spec.max_scopes {
@@ -237,17 +284,29 @@ impl SequenceTracker {
             self.stats.resets += 1;
             Seen::Reset { expected, got }
         } else {
-            self.stats.duplicates += 1;
+            // The overlap of a rotation repeats what the old socket delivered: expected.
+            if !self.overlap {
+                self.stats.duplicates += 1;
+            }
             Seen::Duplicate { expected, got }
         };
-        let drop = matches!(seen, Seen::Duplicate { .. }) && spec.drop_duplicates;
+        let duplicate = matches!(seen, Seen::Duplicate { .. });
+        let drop = duplicate && (spec.drop_duplicates || self.overlap);
         if drop {
             self.stats.dropped += 1;
-        } else {
+        }
+        // A late repeat does not move the sequence back (the next number would look like a
+        // gap); a gap or a reset is where it goes on from.
+        if !duplicate {
             state.last = got;
+            if self.overlap_ending {
+                self.overlap = false;
+                self.overlap_ending = false;
+            }
         }
         let mut report = false;
-        if !matches!(seen, Seen::InOrder) {
+        let expected_repeat = self.overlap && matches!(seen, Seen::Duplicate { .. });
+        if !matches!(seen, Seen::InOrder) && !expected_repeat {
             let due = state
                 .last_event
                 .is_none_or(|at| now.saturating_duration_since(at) >= spec.event_interval);
@@ -367,6 +426,41 @@ mod tests {
             ),
             Seen::Duplicate { .. } | Seen::InOrder
         ));
+    }
+
+    #[test]
+    fn a_late_repeat_delivered_anyway_does_not_make_the_next_number_a_gap() {
+        let spec = SequenceSpec::new("seq");
+        let mut tracker = SequenceTracker::new(&spec);
+        let t = Instant::now();
+        for n in ["5", "6", "7"] {
+            seen(&mut tracker, &spec, &msg(n, "x"), t);
+        }
+        assert!(matches!(
+            seen(&mut tracker, &spec, &msg("6", "x"), t),
+            Seen::Duplicate { .. }
+        ));
+        assert_eq!(seen(&mut tracker, &spec, &msg("8", "x"), t), Seen::InOrder);
+        assert_eq!(tracker.stats.gaps, 0);
+        let long = "s".repeat(MAX_SCOPE_KEY);
+        assert_eq!(
+            SequenceTracker::new(&SequenceSpec {
+                scope: Some("s".into()),
+                ..SequenceSpec::new("seq")
+            })
+            .observe(
+                &SequenceSpec {
+                    scope: Some("s".into()),
+                    ..SequenceSpec::new("seq")
+                },
+                "trade",
+                &msg("1", &long),
+                t
+            )
+            .seen,
+            Seen::Untracked,
+            "a peer's endless scope names are not kept"
+        );
     }
 
     #[test]

@@ -355,8 +355,9 @@ impl Requests {
             .filter(|pending| &*pending.text == text)
     }
 
-    /// The supervisor wrote `text` on socket life `life`.
-    pub fn written(&self, text: &str, life: u64) {
+    /// `text` went to socket `socket` (its [`Connection::id`](wsherd_connection::Connection::id)).
+    pub fn mark_written(&self, text: &str, socket: u64) {
+        let life = socket;
         if self.in_flight() == 0 {
             return;
         }
@@ -433,11 +434,21 @@ impl ReplyWaiter for Requests {
         self.in_flight() > 0
     }
 
+    fn written(&self, text: &str, socket: u64) {
+        self.mark_written(text, socket);
+    }
+
     fn offer(&self, text: &str) -> Option<bool> {
         let rules = self.rules();
         let id = rules.reply_id.extract_id(text)?;
         let mut inner = lock(&self.inner);
-        let Some(pending) = inner.pending.remove(&id) else {
+        // Only a request that went out can be answered: a feed's own message that happens to
+        // carry the id of one still queued is no reply.
+        let sent = inner
+            .pending
+            .get(&id)
+            .is_some_and(|pending| pending.written_on.is_some());
+        let Some(pending) = sent.then(|| inner.pending.remove(&id)).flatten() else {
             drop(inner);
             self.counters.unmatched.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -486,12 +497,15 @@ mod tests {
             Err(RequestRefused::IdInUse(..))
         ));
         assert_eq!(requests.in_flight(), 2);
+        // Not written yet: a message carrying its id is no reply.
+        assert_eq!(requests.offer(r#"{"id":1}"#), None);
+        requests.mark_written(&text, 1);
         // The string "1" does not answer request 1; the number does, once.
         assert_eq!(requests.offer(r#"{"id":"1"}"#), None);
         assert_eq!(requests.offer(r#"{"id":1,"ok":true}"#), Some(true));
         assert_eq!(requests.offer(r#"{"id":1,"ok":true}"#), None);
         assert_eq!(*told.lock().unwrap(), [r#"{"id":1,"ok":true}"#]);
-        assert_eq!(requests.counters.unmatched.load(Ordering::Relaxed), 2);
+        assert_eq!(requests.counters.unmatched.load(Ordering::Relaxed), 3);
         assert_eq!(requests.in_flight(), 1);
     }
 
@@ -509,6 +523,7 @@ mod tests {
             .register(json!({"method":"get"}), waiter(&told))
             .unwrap();
         assert_eq!(&*text, r#"{"method":"get","params":{"req":1}}"#);
+        requests.mark_written(&text, 1);
         assert!(matches!(
             requests.register(json!({"x":1}), waiter(&told)),
             Err(RequestRefused::TooMany(1, value)) if value == json!({"x":1})

@@ -83,6 +83,9 @@ pub struct EndpointSpec {
     pub connect: ConnectMode,
     /// How requests carry their ids and replies are recognised.
     pub request: RequestPolicy,
+    /// A live socket is replaced after this long, make before break: a new one is opened and
+    /// made live (on-open replay, live-after) before the old one is closed.
+    pub max_lifetime: Option<Duration>,
 }
 
 impl EndpointSpec {
@@ -99,6 +102,7 @@ impl EndpointSpec {
             live_after: None,
             connect: ConnectMode::Always,
             request: RequestPolicy::default(),
+            max_lifetime: None,
         }
     }
 
@@ -151,6 +155,13 @@ impl EndpointSpec {
         self
     }
 
+    /// Replaces each live socket after `lifetime`, make before break (see
+    /// [`EndpointSpec::max_lifetime`](Self::max_lifetime)).
+    pub fn rotate_after(mut self, lifetime: Duration) -> Self {
+        self.max_lifetime = Some(lifetime);
+        self
+    }
+
     /// Sets how requests carry their ids and replies are recognised.
     pub fn request(mut self, request: RequestPolicy) -> Self {
         self.request = request;
@@ -179,6 +190,7 @@ impl fmt::Debug for EndpointSpec {
             .field("live_after", &self.live_after)
             .field("connect", &self.connect)
             .field("request", &self.request)
+            .field("max_lifetime", &self.max_lifetime)
             .finish()
     }
 }

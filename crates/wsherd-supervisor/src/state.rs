@@ -132,6 +132,9 @@ pub struct StateEvent {
     /// attempt brought it back and how long it was down. `None` on the first `Live` and on
     /// every other state.
     pub reconnected: Option<Reconnected>,
+    /// Set on the `Live` event that announces a planned rotation (`max_lifetime`): a new
+    /// socket took over, made before the old one was closed, with no gap in between.
+    pub rotated: bool,
 }
 
 impl StateEvent {
@@ -140,6 +143,7 @@ impl StateEvent {
         StateEvent {
             state,
             reconnected: None,
+            rotated: false,
         }
     }
 
@@ -148,6 +152,16 @@ impl StateEvent {
         StateEvent {
             state: EndpointState::Live,
             reconnected: Some(reconnected),
+            rotated: false,
+        }
+    }
+
+    /// The `Live` event of a planned rotation.
+    pub fn rotated() -> Self {
+        StateEvent {
+            state: EndpointState::Live,
+            reconnected: None,
+            rotated: true,
         }
     }
 }
@@ -156,6 +170,7 @@ impl fmt::Display for StateEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.reconnected {
             Some(reconnected) => write!(f, "{} ({reconnected})", self.state),
+            None if self.rotated => write!(f, "{} (rotated)", self.state),
             None => write!(f, "{}", self.state),
         }
     }

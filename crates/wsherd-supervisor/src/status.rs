@@ -34,6 +34,7 @@ pub struct EndpointShared {
     pub(crate) queue_expired: AtomicU64,
     pub(crate) queue_rejected: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
+    pub(crate) rotations: AtomicU64,
     /// Set by the governor while the herd's outage mode holds this endpoint's attempt.
     pub(crate) held_by_outage: Arc<std::sync::atomic::AtomicBool>,
     requests: Arc<crate::requests::Requests>,
@@ -92,6 +93,8 @@ pub struct EndpointStatus {
     pub requests: crate::requests::RequestStats,
     /// Sequence numbers: gaps, duplicates, resets, … (zeros for an endpoint that checks none).
     pub sequence: SequenceStats,
+    /// Planned rotations done (`max_lifetime`): sockets replaced make before break.
+    pub rotations: u64,
 }
 
 impl EndpointShared {
@@ -161,6 +164,7 @@ impl EndpointShared {
             queue_expired: AtomicU64::new(0),
             queue_rejected: AtomicU64::new(0),
             events_dropped: AtomicU64::new(0),
+            rotations: AtomicU64::new(0),
             held_by_outage: Arc::default(),
             requests: Arc::default(),
             sequences: Mutex::new(None),
@@ -200,6 +204,7 @@ impl EndpointShared {
                 && matches!(cell.state, EndpointState::Connecting { .. }),
             requests: self.requests.stats(),
             sequence: self.sequence_stats(),
+            rotations: self.rotations.load(Ordering::Relaxed),
             stats,
         }
     }

@@ -11,6 +11,7 @@ mod lifecycle;
 mod messages;
 mod outbound;
 mod replay;
+mod rotation;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -108,6 +109,11 @@ pub struct Supervisor {
     settle_deadline: Option<SpawnHandle>,
     /// What an on-demand endpoint tracks of its need; `None` for one that always connects.
     on_demand: Option<Box<OnDemand>>,
+    /// The current connection's id ([`Connection::id`]): notices of any other are its
+    /// predecessors' last words.
+    connection_id: u64,
+    /// The socket being replaced by a planned rotation, while its successor comes up.
+    rotation: Option<Box<rotation::Rotation>>,
 }
 
 impl Supervisor {
@@ -180,6 +186,8 @@ impl Supervisor {
                 ConnectMode::Always => None,
                 ConnectMode::OnDemand { linger } => Some(OnDemand::new(linger)),
             },
+            connection_id: 0,
+            rotation: None,
             spec,
         }
     }
@@ -273,6 +281,31 @@ impl Supervisor {
             );
         }
         self.settle_report(ctx);
+    }
+
+    /// The tracker of this endpoint's sequence numbers, when it checks them.
+    pub(super) fn sequence_tracker(
+        &self,
+    ) -> Option<Arc<std::sync::Mutex<wsherd_protocol::SequenceTracker>>> {
+        self.spec
+            .connection
+            .sequence
+            .as_ref()
+            .map(|sequence| self.shared.sequences(sequence))
+    }
+
+    /// Socket `id` ended: the requests it carried and never answered fail `Disconnected`, or
+    /// are queued again first with `resend_on_reconnect`.
+    pub(super) fn socket_requests_ended(&mut self, id: u64) {
+        let resend = self.shared.requests().socket_ended(id);
+        if !resend.is_empty() {
+            let now = Instant::now();
+            for text in resend.into_iter().rev() {
+                self.queue
+                    .requeue_front(Outbound::Text(text.to_string()), now);
+            }
+            self.sync_queue();
+        }
     }
 
     /// Events held for full subscribers.
@@ -374,6 +407,7 @@ impl Actor for Supervisor {
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        self.close_retiring("supervisor stopped");
         if let Some(connection) = &self.connection {
             connection.do_send(Close {
                 code: CloseCode::GOING_AWAY,
@@ -388,10 +422,17 @@ impl Handler<Observed> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, observed: Observed, ctx: &mut Context<Self>) {
+        if observed.connection != self.connection_id {
+            return self.on_retired(observed.connection, observed.notice, ctx);
+        }
         match observed.notice {
             Notice::Event(ConnectionEvent::Open { .. }) => self.on_open(ctx),
             Notice::Event(ConnectionEvent::Closed { reason }) => self.on_closed(reason, ctx),
-            Notice::LiveReply if self.state == EndpointState::Open => self.become_live(ctx),
+            Notice::LiveReply
+                if self.state == EndpointState::Open || self.successor_awaits_live() =>
+            {
+                self.become_live(ctx)
+            }
             Notice::Unsent(messages) => self.take_back(messages, ctx),
             Notice::Delivered => {
                 self.unsettled_lives = self.unsettled_lives.saturating_sub(1);

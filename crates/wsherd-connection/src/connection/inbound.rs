@@ -181,9 +181,15 @@ impl Connection {
             let table = self.routes.current();
             table.publish(&self.name, event, &mut self.report);
         }
+        // The first number of a socket can only look like a gap when numbers carry over from
+        // the last one: reported, but no reason to end this socket too (that would loop).
+        let first_of_socket = !std::mem::replace(&mut self.sequenced, true);
         match verdict.seen {
             _ if verdict.drop => Sequenced::Drop,
-            Seen::Gap { expected, got } => Sequenced::Gap(expected, got),
+            // Acted on at most as often as reported (`event_interval` per scope).
+            Seen::Gap { expected, got } if verdict.report && !first_of_socket => {
+                Sequenced::Gap(expected, got)
+            }
             _ => Sequenced::Deliver,
         }
     }
@@ -198,12 +204,16 @@ impl Connection {
             OnGap::Reconnect => self.fail(EndReason::SequenceGap { expected, got }, ctx),
             OnGap::Resync => {
                 let resync: Vec<String> = spec.resync.clone();
+                let mut refused = 0;
                 for message in resync {
                     if self.write_resync(message, ctx).is_err() {
-                        self.span.in_scope(|| {
-                            tracing::warn!("a resync message found the write buffer full")
-                        });
+                        refused += 1;
                     }
+                }
+                if refused > 0 {
+                    self.span.in_scope(|| {
+                        tracing::warn!(refused, "resync messages found the write buffer full")
+                    });
                 }
             }
         }

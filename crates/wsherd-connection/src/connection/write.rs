@@ -2,6 +2,7 @@
 //! accounted for until the operating system has taken them whole.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -291,7 +292,17 @@ impl Handler<Write> for Connection {
     type Result = Result<(), WriteError>;
 
     fn handle(&mut self, write: Write, ctx: &mut Context<Self>) -> Self::Result {
-        self.write_message(write.message, Origin::Caller(write.queued_at), ctx)
+        let request = match (&self.replies, &write.message) {
+            (Some(replies), Outbound::Text(text)) if replies.awaiting() => {
+                Some((Arc::clone(replies), text.clone()))
+            }
+            _ => None,
+        };
+        self.write_message(write.message, Origin::Caller(write.queued_at), ctx)?;
+        if let Some((replies, text)) = request {
+            replies.written(&text, self.id);
+        }
+        Ok(())
     }
 }
 

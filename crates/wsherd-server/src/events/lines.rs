@@ -39,6 +39,9 @@ pub fn state_line(endpoint: &str, event: &StateEvent) -> Value {
         line["attempt"] = json!(again.attempt);
         line["downtime_ms"] = json!(millis(again.downtime));
     }
+    if event.rotated {
+        line["rotated"] = json!(true);
+    }
     line
 }
 

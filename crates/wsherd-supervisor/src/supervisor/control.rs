@@ -38,6 +38,9 @@ impl Handler<Control> for Supervisor {
         if self.intent == Intent::Stop {
             return;
         }
+        if !matches!(control, Control::Resume) {
+            self.close_retiring("the rotation was interrupted");
+        }
         match control {
             Control::Reconnect => {
                 if let Some(connection) = &self.connection {
@@ -97,6 +100,7 @@ impl Handler<Stop> for Supervisor {
             self.stopped_signals.push(done);
         }
         self.settled_signals.push(settled_signal);
+        self.close_retiring(&reason);
         let queued = self.queue.drain();
         self.sync_queue();
         if self.intent != Intent::Stop {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use wsherd_connection::{Close, Connection, EndReason, ReleaseReads};
-use wsherd_protocol::{CloseCode, Outbound};
+use wsherd_protocol::CloseCode;
 
 use super::Supervisor;
 use super::control::Intent;
@@ -19,11 +19,17 @@ use crate::state::{EndpointState, FailReason, StateEvent};
 impl Supervisor {
     /// Starts attempt number `policy.attempt() + 1`, through the governor when there is one.
     pub(super) fn begin_attempt(&mut self, ctx: &mut Context<Self>) {
-        self.attempt_token += 1;
-        let token = self.attempt_token;
         let attempt = self.policy.attempt().saturating_add(1);
         self.life_attempt = attempt;
         self.set_state(EndpointState::Connecting { attempt }, ctx);
+        self.request_socket(ctx);
+    }
+
+    /// Starts a connection, through the governor when there is one (an attempt, or the
+    /// successor of a rotation).
+    pub(super) fn request_socket(&mut self, ctx: &mut Context<Self>) {
+        self.attempt_token += 1;
+        let token = self.attempt_token;
         match &self.governor {
             None => self.start_connection(ctx),
             Some(governor) => {
@@ -45,7 +51,8 @@ impl Supervisor {
     }
 
     fn start_connection(&mut self, ctx: &mut Context<Self>) {
-        if self.lives_started > 0 {
+        // A rotation's successor is no reconnect: the endpoint never went down.
+        if self.lives_started > 0 && !self.is_rotating() {
             self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
             // Once per reconnect: looked up each time, so a recorder installed late counts.
             metrics::counter!(
@@ -69,7 +76,8 @@ impl Supervisor {
             // Kept across lives (and shown in the status); each socket starts afresh unless
             // the feed numbers continue across reconnects.
             let tracker = self.shared.sequences(sequence);
-            if !sequence.across_reconnects {
+            // A rotation's successor continues the old socket's numbers (the overlap).
+            if !sequence.across_reconnects && !self.is_rotating() {
                 tracker
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -83,9 +91,9 @@ impl Supervisor {
             .hold_reads()
             .with_stats(Arc::clone(self.shared.connection_stats()))
             .with_replies(Arc::clone(self.shared.requests()) as _)
-            .with_observer(ctx.address().recipient())
-            .start();
-        self.connection = Some(connection);
+            .with_observer(ctx.address().recipient());
+        self.connection_id = connection.id();
+        self.connection = Some(connection.start());
     }
 
     pub(super) fn on_open(&mut self, ctx: &mut Context<Self>) {
@@ -99,7 +107,12 @@ impl Supervisor {
             )
             .record(started.elapsed().as_secs_f64());
         }
-        self.set_state(EndpointState::Open, ctx);
+        // A rotation's successor opens unannounced: the endpoint stays live throughout.
+        let rotating = self.is_rotating();
+        let hold_reads = rotating && self.successor_opened();
+        if !rotating {
+            self.set_state(EndpointState::Open, ctx);
+        }
         let Some(connection) = self.connection.clone() else {
             return;
         };
@@ -110,7 +123,7 @@ impl Supervisor {
                 let timeout = live.timeout;
                 self.live_timer = Some(ctx.run_later(timeout, move |act, _| {
                     act.live_timer = None;
-                    if act.state == EndpointState::Open
+                    if (act.state == EndpointState::Open || act.successor_awaits_live())
                         && let Some(connection) = &act.connection
                     {
                         act.open_failed = true;
@@ -122,12 +135,17 @@ impl Supervisor {
                 }));
             }
         }
-        connection.do_send(ReleaseReads);
+        if !hold_reads {
+            connection.do_send(ReleaseReads);
+        }
     }
 
     pub(super) fn become_live(&mut self, ctx: &mut Context<Self>) {
         if let Some(timer) = self.live_timer.take() {
             ctx.cancel_future(timer);
+        }
+        if self.is_rotating() {
+            return self.successor_live(ctx);
         }
         let reconnected = self.uptime.live(Instant::now(), self.life_attempt);
         self.policy.on_live();
@@ -135,9 +153,11 @@ impl Supervisor {
             StateEvent {
                 state: EndpointState::Live,
                 reconnected,
+                rotated: false,
             },
             ctx,
         );
+        self.schedule_rotation(None, ctx);
         self.pump(ctx);
     }
 
@@ -145,19 +165,10 @@ impl Supervisor {
         self.connection = None;
         // Requests this socket carried and never answered: failed, or sent again first (a
         // stop answers every request `Stopped`).
-        let resend = if self.intent == Intent::Stop {
+        if self.intent == Intent::Stop {
             self.shared.requests().stop_all();
-            Vec::new()
         } else {
-            self.shared.requests().socket_ended(self.lives_started)
-        };
-        if !resend.is_empty() {
-            let now = Instant::now();
-            for text in resend.into_iter().rev() {
-                self.queue
-                    .requeue_front(Outbound::Text(text.to_string()), now);
-            }
-            self.sync_queue();
+            self.socket_requests_ended(self.connection_id);
         }
         if let Some(mut permit) = self.permit.take() {
             // Still held: the socket never opened. The outage mode counts network failures.
@@ -167,6 +178,12 @@ impl Supervisor {
             ctx.cancel_future(timer);
         }
         self.end_replay();
+        if self.successor_failed(&reason, ctx) {
+            return;
+        }
+        // The successor of a rotation ended after it was live: the old one goes too, and this
+        // is an ordinary end.
+        self.close_retiring("the new socket ended");
         let live_for = self.uptime.ended(Instant::now());
         self.connect_started = None;
         self.last_end_class = reason.class();

@@ -31,13 +31,6 @@ impl Supervisor {
         self.wake(ctx);
     }
 
-    /// A message went to socket life `life`: if it is a request, a reply is awaited from it.
-    fn note_written(&self, message: &Outbound, life: u64) {
-        if let Outbound::Text(text) = message {
-            self.shared.requests().written(text, life);
-        }
-    }
-
     /// Drops what outlived its TTL, counted and announced.
     fn expire(&mut self, ctx: &mut Context<Self>) {
         let expired = self.queue.expire(Instant::now());
@@ -104,6 +97,10 @@ impl Supervisor {
     /// Sends queued messages one at a time, in order, while live and once the on-open replay
     /// is written.
     pub(super) fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.is_rotating() {
+            // Nothing is written while two sockets exist; the replay may just be done.
+            return self.close_old_when_ready(ctx);
+        }
         if self.in_flight || self.state != EndpointState::Live || self.is_replaying() {
             return;
         }
@@ -133,10 +130,7 @@ impl Supervisor {
                 return act.finish_stop(ctx);
             }
             let refused = match result {
-                Ok(Ok(())) => {
-                    act.note_written(&copy, life);
-                    return act.pump(ctx);
-                }
+                Ok(Ok(())) => return act.pump(ctx),
                 Ok(Err(WriteError::Full(message))) => {
                     act.queue.requeue_front(message, queued_at);
                     act.sync_queue();
@@ -197,7 +191,8 @@ impl Supervisor {
         let direct = self.state == EndpointState::Live
             && self.queue.is_empty()
             && !self.in_flight
-            && !self.is_replaying();
+            && !self.is_replaying()
+            && !self.is_rotating();
         let Some(connection) = self.connection.clone().filter(|_| direct) else {
             return Box::pin(fut::ready(self.enqueue(message, ctx)));
         };
@@ -206,7 +201,6 @@ impl Supervisor {
         self.in_flight = true;
         let queued_at = Instant::now();
         let copy = message.clone();
-        let life = self.lives_started;
         Box::pin(
             connection
                 .send(Write { message, queued_at })
@@ -214,10 +208,7 @@ impl Supervisor {
                 .map(move |result, act, ctx| {
                     act.in_flight = false;
                     let outcome = match result {
-                        Ok(Ok(())) => {
-                            act.note_written(&copy, life);
-                            Submitted::Writing
-                        }
+                        Ok(Ok(())) => Submitted::Writing,
                         Ok(Err(error)) => {
                             act.queue.requeue_front(error.into_message(), queued_at);
                             Submitted::Queued
