@@ -1457,7 +1457,11 @@ fn max_lifetime_is_read_shown_and_refused_below_a_second() {
         config.endpoints[&name("feed")].spec.max_lifetime,
         Some(Duration::from_secs(23 * 3600))
     );
-    assert!(config.to_toml().contains("max_lifetime = \"23h\""), "{}", config.to_toml());
+    assert!(
+        config.to_toml().contains("max_lifetime = \"23h\""),
+        "{}",
+        config.to_toml()
+    );
     let bad = TempConfig::new(
         "toml",
         "[endpoints.feed]\nurl = \"ws://127.0.0.1:1/\"\nmax_lifetime = \"10ms\"\n",
