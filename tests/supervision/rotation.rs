@@ -37,7 +37,11 @@ fn feed() -> TestServer {
 
 fn rotating(url: String, lifetime: Duration) -> EndpointSpec {
     let mut spec = spec(url).on_open("sub").rotate_after(lifetime);
-    spec.connection.sequence = Some(SequenceSpec::new("seq"));
+    // One stream over both sockets: its numbers go on across them.
+    spec.connection.sequence = Some(SequenceSpec {
+        across_reconnects: true,
+        ..SequenceSpec::new("seq")
+    });
     spec
 }
 
@@ -177,4 +181,45 @@ async fn a_pause_during_a_rotation_closes_both_sockets_and_loses_nothing_queued(
         })
         .await
         .unwrap();
+}
+
+#[actix_rt::test]
+async fn an_old_socket_that_dies_while_its_successor_opens_is_an_ordinary_end_and_the_successor_takes_over()
+ {
+    // Every handshake takes 400 ms; the first socket is cut 200 ms into its life, while its
+    // successor (started 100 ms in) is still in its handshake.
+    let server = TestServer::builder_with(|index| match index {
+        0 => Behaviour::Accept(vec![Step::Pause(Duration::from_millis(200)), Step::Cut]),
+        _ => Behaviour::Accept(vec![]),
+    })
+    .handshake_delay(Duration::from_millis(400))
+    .start()
+    .unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    herd.add_endpoint(
+        "feed",
+        spec(server.url("/")).rotate_after(Duration::from_millis(100)),
+    )
+    .unwrap();
+    reached(&states, "feed", 1, is_live).await;
+    let again = reached(&states, "feed", 2, is_live).await;
+    assert_eq!(again, EndpointState::Live);
+    herd.send("feed", "after").await.unwrap();
+    server
+        .wait_for(WAIT, |c| {
+            c.iter()
+                .skip(1)
+                .any(|c| c.received.iter().any(|r| r.as_text() == Some("after")))
+                .then_some(())
+        })
+        .await
+        .unwrap();
+    assert!(
+        !history(&states, "feed")
+            .iter()
+            .any(|s| matches!(s, EndpointState::Failed { .. })),
+        "{:?}",
+        history(&states, "feed")
+    );
 }

@@ -157,6 +157,9 @@ pub struct SequenceStats {
 struct Scope {
     last: u64,
     last_event: Option<Instant>,
+    /// The old socket of a rotation is gone; until this scope's next new number, repeats
+    /// are what the old one delivered.
+    overlap: bool,
 }
 
 /// The last number of every scope, and the counts; see the module docs.
@@ -168,8 +171,6 @@ pub struct SequenceTracker {
     scopes: HashMap<(Box<str>, Box<str>), Scope>,
     /// Two sockets deliver at once (a rotation): what both carry is dropped the second time.
     overlap: bool,
-    /// The old socket is gone: the overlap ends at the first number the new one adds.
-    overlap_ending: bool,
     /// Counts so far.
     pub stats: SequenceStats,
 }
@@ -192,7 +193,6 @@ impl SequenceTracker {
             scope: spec.scope.as_deref().map(KindRule::pointer),
             scopes: HashMap::new(),
             overlap: false,
-            overlap_ending: false,
             stats: SequenceStats::default(),
         }
     }
@@ -211,14 +211,20 @@ impl SequenceTracker {
     /// two sockets of one feed deliver it twice.
     pub fn set_overlap(&mut self, overlap: bool) {
         self.overlap = overlap;
-        self.overlap_ending = false;
+        if !overlap {
+            for scope in self.scopes.values_mut() {
+                scope.overlap = false;
+            }
+        }
     }
 
-    /// The old socket of a rotation is gone: what the new one repeats of it is still dropped,
-    /// up to the first number it adds.
+    /// The old socket of a rotation is gone: in each scope, what the new one repeats of it is
+    /// still dropped, up to the first number it adds there.
     pub fn end_overlap_when_new(&mut self) {
-        if self.overlap {
-            self.overlap_ending = true;
+        if std::mem::take(&mut self.overlap) {
+            for scope in self.scopes.values_mut() {
+                scope.overlap = true;
+            }
         }
     }
 
@@ -270,6 +276,7 @@ impl SequenceTracker {
                 Scope {
                     last: got,
                     last_event: None,
+                    overlap: false,
                 },
             );
             return quiet(Seen::First);
@@ -285,13 +292,13 @@ impl SequenceTracker {
             Seen::Reset { expected, got }
         } else {
             // The overlap of a rotation repeats what the old socket delivered: expected.
-            if !self.overlap {
+            if !self.overlap && !state.overlap {
                 self.stats.duplicates += 1;
             }
             Seen::Duplicate { expected, got }
         };
         let duplicate = matches!(seen, Seen::Duplicate { .. });
-        let drop = duplicate && (spec.drop_duplicates || self.overlap);
+        let drop = duplicate && (spec.drop_duplicates || self.overlap || state.overlap);
         if drop {
             self.stats.dropped += 1;
         }
@@ -299,13 +306,11 @@ impl SequenceTracker {
         // gap); a gap or a reset is where it goes on from.
         if !duplicate {
             state.last = got;
-            if self.overlap_ending {
-                self.overlap = false;
-                self.overlap_ending = false;
-            }
+            state.overlap = false;
         }
         let mut report = false;
-        let expected_repeat = self.overlap && matches!(seen, Seen::Duplicate { .. });
+        let expected_repeat =
+            (self.overlap || state.overlap) && matches!(seen, Seen::Duplicate { .. });
         if !matches!(seen, Seen::InOrder) && !expected_repeat {
             let due = state
                 .last_event
@@ -460,6 +465,37 @@ mod tests {
             .seen,
             Seen::Untracked,
             "a peer's endless scope names are not kept"
+        );
+    }
+
+    #[test]
+    fn a_rotation_overlap_is_dropped_per_scope_until_each_scope_has_a_new_number() {
+        let spec = SequenceSpec {
+            scope: Some("s".into()),
+            ..SequenceSpec::new("seq")
+        };
+        let mut tracker = SequenceTracker::new(&spec);
+        let t = Instant::now();
+        tracker.set_overlap(true);
+        for symbol in ["BTC", "ETH"] {
+            for n in ["1", "2", "3"] {
+                seen(&mut tracker, &spec, &msg(n, symbol), t);
+            }
+        }
+        tracker.end_overlap_when_new();
+        let drop = |tracker: &mut SequenceTracker, n: &str, s: &str| {
+            tracker.observe(&spec, "trade", &msg(n, s), t).drop
+        };
+        assert!(drop(&mut tracker, "2", "BTC"));
+        assert!(!drop(&mut tracker, "4", "BTC"));
+        // ETH has not moved on yet: its repeats are still the old socket's.
+        assert!(drop(&mut tracker, "3", "ETH"));
+        assert!(!drop(&mut tracker, "4", "ETH"));
+        // Past the overlap a repeat is a duplicate again, delivered (no drop_duplicates).
+        assert!(!drop(&mut tracker, "4", "BTC"));
+        assert_eq!(
+            tracker.stats.duplicates, 1,
+            "overlap repeats are not counted"
         );
     }
 

@@ -114,6 +114,13 @@ pub struct Supervisor {
     connection_id: u64,
     /// The socket being replaced by a planned rotation, while its successor comes up.
     rotation: Option<Box<rotation::Rotation>>,
+    /// The next rotation's timer.
+    rotation_timer: Option<SpawnHandle>,
+    /// Rotations given up in a row: each doubles the wait before the next try.
+    rotation_failures: u32,
+    /// An old socket closed early (a stop or pause during a rotation) whose end a stop waits
+    /// for, so what it hands back is in the stop's report.
+    retiring: Option<u64>,
 }
 
 impl Supervisor {
@@ -188,6 +195,9 @@ impl Supervisor {
             },
             connection_id: 0,
             rotation: None,
+            rotation_timer: None,
+            rotation_failures: 0,
+            retiring: None,
             spec,
         }
     }

@@ -148,6 +148,7 @@ impl Supervisor {
     /// Closes the socket gracefully (then `Idle`), or, without one, gives up the attempt under
     /// way or the wait before the next, and is `Idle` at once.
     fn go_idle(&mut self, ctx: &mut Context<Self>) {
+        self.close_retiring("idle: no longer needed");
         self.attempt_token += 1;
         match &self.connection {
             Some(connection) => {

@@ -178,6 +178,7 @@ impl Supervisor {
             ctx.cancel_future(timer);
         }
         self.end_replay();
+        self.cancel_rotation_timer(ctx);
         if self.successor_failed(&reason, ctx) {
             return;
         }
@@ -260,6 +261,10 @@ impl Supervisor {
     /// its way to the socket settles first (the socket refused it or took it), so that message
     /// is reported too.
     pub(super) fn finish_stop(&mut self, ctx: &mut Context<Self>) {
+        // The old socket of an interrupted rotation hands back what it held first.
+        if self.retiring.is_some() {
+            return;
+        }
         if self.in_flight {
             self.stop_when_settled = true;
             return;

@@ -5,23 +5,27 @@
 //! While both exist, queued messages wait (nothing is written on either), so order holds:
 //! what the old socket hands back unsent goes first on the new one. Without `live_after` the
 //! new socket's reads are held until the old one is closed, so the two feeds never interleave;
-//! with a sequence configured, what both carried is delivered once. A successor that fails
-//! before it is live is given up and the old socket kept; the rotation is tried again later.
-//! Subscribers see one `Live` event with `rotated` set, and no other state change.
+//! with a sequence whose numbers go on across sockets, what both carried is delivered once
+//! (per scope, up to the old socket's last number). A successor that fails before the old
+//! socket is asked to close is given up and the old socket kept; the rotation is tried again
+//! later, each failure doubling the wait (1 s at first, at most `max_lifetime`).
+//! Subscribers see one `Live` event with `rotated` set, and no other state change. Requests
+//! still waiting for replies on the old socket when it closes end as any socket end has them
+//! end: `Disconnected`, or sent again with `resend_on_reconnect`.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix::prelude::*;
-use wsherd_connection::{Close, Connection, EndReason, Notice, ReleaseReads};
+use wsherd_connection::{Close, Connection, ConnectionEvent, EndReason, Notice, ReleaseReads};
 use wsherd_protocol::CloseCode;
 
 use super::Supervisor;
 use super::control::Intent;
 use crate::state::{EndpointState, StateEvent};
 
-/// The shortest wait before a failed rotation is tried again.
-const RETRY_MIN: Duration = Duration::from_secs(1);
+/// The first wait before a failed rotation is tried again.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
 
 /// The socket being replaced, while its successor comes up.
 pub(super) struct Rotation {
@@ -31,7 +35,7 @@ pub(super) struct Rotation {
     new_open: bool,
     /// The successor is live: the old one may be closed once the replay is written.
     new_live: bool,
-    /// The old one was asked to close.
+    /// The old one was asked to close: from here the rotation cannot be given up.
     old_closing: bool,
     /// The successor's reads wait for the old one to be gone.
     reads_held: bool,
@@ -50,13 +54,18 @@ impl Supervisor {
             .is_some_and(|rotation| rotation.new_open && !rotation.new_live)
     }
 
-    /// After a socket became live: its replacement is due after `max_lifetime`.
+    /// After a socket became live (or a rotation failed): the replacement is due after
+    /// `after`, by default `max_lifetime`. One timer at a time.
     pub(super) fn schedule_rotation(&mut self, after: Option<Duration>, ctx: &mut Context<Self>) {
         let Some(lifetime) = after.or(self.spec.max_lifetime) else {
             return;
         };
+        if let Some(timer) = self.rotation_timer.take() {
+            ctx.cancel_future(timer);
+        }
         let socket = self.connection_id;
-        ctx.run_later(lifetime, move |act, ctx| {
+        self.rotation_timer = Some(ctx.run_later(lifetime, move |act, ctx| {
+            act.rotation_timer = None;
             if act.connection_id == socket
                 && act.state == EndpointState::Live
                 && act.intent == Intent::Run
@@ -64,7 +73,14 @@ impl Supervisor {
             {
                 act.start_rotation(ctx);
             }
-        });
+        }));
+    }
+
+    /// The socket ended: no rotation of it is due any more.
+    pub(super) fn cancel_rotation_timer(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.rotation_timer.take() {
+            ctx.cancel_future(timer);
+        }
     }
 
     fn start_rotation(&mut self, ctx: &mut Context<Self>) {
@@ -82,7 +98,17 @@ impl Supervisor {
             old_closing: false,
             reads_held: false,
         }));
-        if let Some(tracker) = self.sequence_tracker() {
+        // No socket is current until the successor starts: the old one's notices are its
+        // last words from now on, whenever the governor lets the successor go.
+        self.connection_id = 0;
+        if self
+            .spec
+            .connection
+            .sequence
+            .as_ref()
+            .is_some_and(|s| s.across_reconnects)
+            && let Some(tracker) = self.sequence_tracker()
+        {
             tracker
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -133,26 +159,39 @@ impl Supervisor {
                 self.unsettled_lives = self.unsettled_lives.saturating_sub(1);
                 self.settle_stop(ctx);
             }
-            Notice::Event(wsherd_connection::ConnectionEvent::Closed { reason })
-                if self.rotation.as_ref().is_some_and(|r| r.old_id == id) =>
-            {
-                self.old_closed(id, reason, ctx);
+            Notice::Event(ConnectionEvent::Closed { reason }) => {
+                self.socket_requests_ended(id);
+                if self.rotation.as_ref().is_some_and(|r| r.old_id == id) {
+                    self.old_closed(reason, ctx);
+                }
+                if self.retiring == Some(id) {
+                    self.retiring = None;
+                    if self.intent == Intent::Stop {
+                        self.finish_stop(ctx);
+                    }
+                }
             }
             _ => {}
         }
     }
 
     /// The old socket of the rotation is gone.
-    fn old_closed(&mut self, id: u64, reason: EndReason, ctx: &mut Context<Self>) {
+    fn old_closed(&mut self, reason: EndReason, ctx: &mut Context<Self>) {
         let Some(rotation) = self.rotation.take() else {
             return;
         };
-        self.socket_requests_ended(id);
-        if let Some(tracker) = self.sequence_tracker() {
-            tracker
+        if let Some(sequence) = &self.spec.connection.sequence
+            && let Some(tracker) = self.sequence_tracker()
+        {
+            let mut tracker = tracker
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .end_overlap_when_new();
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if sequence.across_reconnects {
+                tracker.end_overlap_when_new();
+            } else {
+                // The new socket numbers afresh: it starts its own sequences.
+                tracker.restart();
+            }
         }
         if rotation.reads_held
             && let Some(connection) = &self.connection
@@ -160,6 +199,7 @@ impl Supervisor {
             connection.do_send(ReleaseReads);
         }
         if rotation.new_live {
+            self.rotation_failures = 0;
             self.shared.rotations.fetch_add(1, Ordering::Relaxed);
             self.announce(StateEvent::rotated(), ctx);
             self.schedule_rotation(None, ctx);
@@ -182,10 +222,10 @@ impl Supervisor {
         }
     }
 
-    /// The successor ended before it was live: the old socket stays, and the rotation is tried
-    /// again after the backoff's initial delay (at least a second). Returns whether that was so.
+    /// The successor ended before the old socket was asked to close: the old socket stays,
+    /// and the rotation is tried again later. Returns whether that was so.
     pub(super) fn successor_failed(&mut self, reason: &EndReason, ctx: &mut Context<Self>) -> bool {
-        if self.rotation.as_ref().is_none_or(|r| r.new_live) {
+        if self.intent != Intent::Run || self.rotation.as_ref().is_none_or(|r| r.old_closing) {
             return false;
         }
         let Some(rotation) = self.rotation.take() else {
@@ -195,17 +235,25 @@ impl Supervisor {
             tracing::warn!(%reason, "rotation given up: the new socket failed; keeping the old one")
         });
         self.end_overlap();
+        // What the successor's failed opening marked belongs to it, not to the old socket.
+        self.open_failed = false;
         self.connection = Some(rotation.old);
         self.connection_id = rotation.old_id;
-        self.schedule_rotation(Some(self.spec.backoff.initial.max(RETRY_MIN)), ctx);
+        let lifetime = self.spec.max_lifetime.unwrap_or(RETRY_FIRST);
+        let retry = RETRY_FIRST
+            .saturating_mul(1 << self.rotation_failures.min(20))
+            .min(lifetime.max(RETRY_FIRST));
+        self.rotation_failures = self.rotation_failures.saturating_add(1);
+        self.schedule_rotation(Some(retry), ctx);
         self.pump(ctx);
         true
     }
 
-    /// Closes the old socket of a rotation at once (a pause, a stop, a manual reconnect): what
-    /// it hands back comes back to the queue.
+    /// Closes the old socket of a rotation at once (a pause, a stop, a manual reconnect, going
+    /// idle): what it hands back comes back to the queue, and a stop waits for its end.
     pub(super) fn close_retiring(&mut self, reason: &str) {
         if let Some(rotation) = self.rotation.take() {
+            self.retiring = Some(rotation.old_id);
             rotation.old.do_send(Close {
                 code: CloseCode::NORMAL,
                 reason: reason.to_owned(),
