@@ -298,7 +298,7 @@ async fn requests_and_sequence_numbers_have_series_only_where_they_are_used() {
     let herd = Herd::new();
     let states = states(&herd);
     let mut config = ConnectionConfig::new(server.url("/"));
-    config.sequence = Some(wsherd::SequenceSpec::new("seq"));
+    config.sequence = Some(Box::new(wsherd::SequenceSpec::new("seq")));
     herd.add_endpoint("talker", EndpointSpec::new(config))
         .unwrap();
     herd.add_endpoint(

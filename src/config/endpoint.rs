@@ -194,7 +194,8 @@ pub(crate) fn read_endpoint(
         read_tls(reader, tls, &join(path, "tls"), &mut connection);
     }
     if let Some(sequence) = table.map.get("sequence") {
-        connection.sequence = policy::read_sequence(reader, sequence, &join(path, "sequence"));
+        connection.sequence =
+            policy::read_sequence(reader, sequence, &join(path, "sequence")).map(Box::new);
     }
     let enabled = reader.boolean(&table, "enabled").unwrap_or(true);
     let required = reader.boolean(&table, "required").unwrap_or(false);

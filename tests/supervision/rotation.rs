@@ -38,10 +38,10 @@ fn feed() -> TestServer {
 fn rotating(url: String, lifetime: Duration) -> EndpointSpec {
     let mut spec = spec(url).on_open("sub").rotate_after(lifetime);
     // One stream over both sockets: its numbers go on across them.
-    spec.connection.sequence = Some(SequenceSpec {
+    spec.connection.sequence = Some(Box::new(SequenceSpec {
         across_reconnects: true,
         ..SequenceSpec::new("seq")
-    });
+    }));
     spec
 }
 

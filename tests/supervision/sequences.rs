@@ -31,7 +31,7 @@ fn trades(herd: &Herd) -> Recorded<Delivery<Trade>> {
 
 fn sequenced(url: String, sequence: SequenceSpec) -> EndpointSpec {
     let mut spec = spec(url);
-    spec.connection.sequence = Some(sequence);
+    spec.connection.sequence = Some(Box::new(sequence));
     spec
 }
 

@@ -83,7 +83,8 @@ pub struct ConnectionConfig {
     /// when the file changed, replacing what `url` and `headers` hold.
     pub file_secrets: Vec<crate::secret_files::FileSecret>,
     /// Sequence numbers to check in the inbound messages (gaps, duplicates, resets).
-    pub sequence: Option<wsherd_protocol::SequenceSpec>,
+    /// (Boxed: most endpoints check none, and each endpoint keeps its own settings.)
+    pub sequence: Option<Box<wsherd_protocol::SequenceSpec>>,
 }
 
 /// A connection setting that cannot be used.
@@ -129,7 +130,7 @@ impl ConnectionConfig {
 
     /// Checks the sequence numbers of inbound messages per `sequence`.
     pub fn sequence(mut self, sequence: wsherd_protocol::SequenceSpec) -> Self {
-        self.sequence = Some(sequence);
+        self.sequence = Some(Box::new(sequence));
         self
     }
 

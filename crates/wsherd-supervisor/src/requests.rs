@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use serde_json::Value;
 use wsherd_connection::ReplyWaiter;
@@ -179,23 +179,26 @@ pub struct RequestStats {
 }
 
 /// One endpoint's requests waiting for replies; see the module docs.
+///
+/// An endpoint that never sends a request holds two words of it: the rest is made at the
+/// first request (or a policy other than the default).
+#[derive(Default)]
 pub struct Requests {
     awaiting: AtomicUsize,
-    rules: Mutex<Arc<Rules>>,
-    inner: Mutex<Inner>,
-    /// Counts, for status and metrics.
-    pub counters: RequestCounters,
+    state: OnceLock<Box<State>>,
 }
 
-impl Default for Requests {
-    fn default() -> Self {
-        Requests {
-            awaiting: AtomicUsize::new(0),
-            rules: Mutex::new(Arc::new(Rules::of(RequestPolicy::default()))),
-            inner: Mutex::new(Inner::default()),
-            counters: RequestCounters::default(),
-        }
-    }
+/// What an endpoint that sends requests keeps of them.
+struct State {
+    rules: Mutex<Arc<Rules>>,
+    inner: Mutex<Inner>,
+    counters: RequestCounters,
+}
+
+/// The rules of the default policy, shared by every endpoint that keeps it.
+fn default_rules() -> Arc<Rules> {
+    static DEFAULT: OnceLock<Arc<Rules>> = OnceLock::new();
+    Arc::clone(DEFAULT.get_or_init(|| Arc::new(Rules::of(RequestPolicy::default()))))
 }
 
 impl std::fmt::Debug for Requests {
@@ -246,26 +249,46 @@ fn get_at<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
 impl Requests {
     /// Takes `policy` for the requests registered from now on.
     pub fn configure(&self, policy: &RequestPolicy) {
-        let mut rules = lock(&self.rules);
+        if self.state.get().is_none() && *policy == RequestPolicy::default() {
+            return;
+        }
+        let mut rules = lock(&self.state().rules);
         if rules.policy != *policy {
             *rules = Arc::new(Rules::of(policy.clone()));
         }
     }
 
+    fn state(&self) -> &State {
+        self.state.get_or_init(|| {
+            Box::new(State {
+                rules: Mutex::new(default_rules()),
+                inner: Mutex::new(Inner::default()),
+                counters: RequestCounters::default(),
+            })
+        })
+    }
+
     fn rules(&self) -> Arc<Rules> {
-        Arc::clone(&lock(&self.rules))
+        match self.state.get() {
+            Some(state) => Arc::clone(&lock(&state.rules)),
+            None => default_rules(),
+        }
     }
 
     /// The counts now.
     pub fn stats(&self) -> RequestStats {
+        let Some(state) = self.state.get() else {
+            return RequestStats::default();
+        };
         let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let counters = &state.counters;
         RequestStats {
             in_flight: self.in_flight(),
-            sent: count(&self.counters.sent),
-            replied: count(&self.counters.replied),
-            timed_out: count(&self.counters.timed_out),
-            disconnected: count(&self.counters.disconnected),
-            unmatched: count(&self.counters.unmatched),
+            sent: count(&counters.sent),
+            replied: count(&counters.replied),
+            timed_out: count(&counters.timed_out),
+            disconnected: count(&counters.disconnected),
+            unmatched: count(&counters.unmatched),
         }
     }
 
@@ -285,7 +308,7 @@ impl Requests {
         if !message.is_object() {
             return Err(RequestRefused::NotAnObject(message));
         }
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.state().inner);
         if inner.pending.len() >= rules.policy.max_in_flight {
             return Err(RequestRefused::TooMany(inner.pending.len(), message));
         }
@@ -324,19 +347,22 @@ impl Requests {
             },
         );
         self.awaiting.store(inner.pending.len(), Ordering::Release);
-        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        self.state().counters.sent.fetch_add(1, Ordering::Relaxed);
         Ok((id, text))
     }
 
     /// Forgets request `id` unanswered (its caller stopped waiting, or it was never sent);
     /// returns whether it was still waiting.
     pub fn forget(&self, id: &MessageId, timed_out: bool) -> bool {
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.state().inner);
         let forgotten = inner.pending.remove(id).is_some();
         self.awaiting.store(inner.pending.len(), Ordering::Release);
         drop(inner);
         if forgotten && timed_out {
-            self.counters.timed_out.fetch_add(1, Ordering::Relaxed);
+            self.state()
+                .counters
+                .timed_out
+                .fetch_add(1, Ordering::Relaxed);
         }
         forgotten
     }
@@ -362,7 +388,7 @@ impl Requests {
             return;
         }
         let rules = self.rules();
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.state().inner);
         if let Some(pending) = self.pending_of(&mut inner, &rules, text) {
             pending.written_on = Some(life);
         }
@@ -374,7 +400,7 @@ impl Requests {
             return;
         }
         let rules = self.rules();
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.state().inner);
         if let Some(pending) = self.pending_of(&mut inner, &rules, text) {
             pending.written_on = None;
         }
@@ -388,7 +414,7 @@ impl Requests {
             return Vec::new();
         }
         let rules = self.rules();
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.state().inner);
         let ended: Vec<MessageId> = inner
             .pending
             .iter()
@@ -409,7 +435,8 @@ impl Requests {
         }
         self.awaiting.store(inner.pending.len(), Ordering::Release);
         drop(inner);
-        self.counters
+        self.state()
+            .counters
             .disconnected
             .fetch_add(failed.len() as u64, Ordering::Relaxed);
         for waiter in failed {
@@ -421,7 +448,7 @@ impl Requests {
 
     /// The endpoint stopped: every waiting request is `Stopped`.
     pub fn stop_all(&self) {
-        let pending = std::mem::take(&mut lock(&self.inner).pending);
+        let pending = std::mem::take(&mut lock(&self.state().inner).pending);
         self.awaiting.store(0, Ordering::Release);
         for (_, pending) in pending {
             (pending.waiter)(Answer::Stopped);
@@ -441,7 +468,7 @@ impl ReplyWaiter for Requests {
     fn offer(&self, text: &str) -> Option<bool> {
         let rules = self.rules();
         let id = rules.reply_id.extract_id(text)?;
-        let mut inner = lock(&self.inner);
+        let mut inner = lock(&self.state().inner);
         // Only a request that went out can be answered: a feed's own message that happens to
         // carry the id of one still queued is no reply.
         let sent = inner
@@ -450,12 +477,18 @@ impl ReplyWaiter for Requests {
             .is_some_and(|pending| pending.written_on.is_some());
         let Some(pending) = sent.then(|| inner.pending.remove(&id)).flatten() else {
             drop(inner);
-            self.counters.unmatched.fetch_add(1, Ordering::Relaxed);
+            self.state()
+                .counters
+                .unmatched
+                .fetch_add(1, Ordering::Relaxed);
             return None;
         };
         self.awaiting.store(inner.pending.len(), Ordering::Release);
         drop(inner);
-        self.counters.replied.fetch_add(1, Ordering::Relaxed);
+        self.state()
+            .counters
+            .replied
+            .fetch_add(1, Ordering::Relaxed);
         (pending.waiter)(Answer::Reply(text));
         Some(rules.policy.route_replies)
     }
@@ -505,7 +538,7 @@ mod tests {
         assert_eq!(requests.offer(r#"{"id":1,"ok":true}"#), Some(true));
         assert_eq!(requests.offer(r#"{"id":1,"ok":true}"#), None);
         assert_eq!(*told.lock().unwrap(), [r#"{"id":1,"ok":true}"#]);
-        assert_eq!(requests.counters.unmatched.load(Ordering::Relaxed), 3);
+        assert_eq!(requests.stats().unmatched, 3);
         assert_eq!(requests.in_flight(), 1);
     }
 
