@@ -35,6 +35,32 @@ fn feed() -> TestServer {
     .unwrap()
 }
 
+/// A herd with endpoint `feed` on `server`, rotated every `lifetime`, once it is live.
+async fn live_rotating(
+    server: &TestServer,
+    lifetime: Duration,
+) -> (Herd, wsherd_testkit::Recorded<Delivery<StateEvent>>) {
+    let herd = Herd::new();
+    let states = states(&herd);
+    herd.add_endpoint("feed", spec(server.url("/")).rotate_after(lifetime))
+        .unwrap();
+    reached(&states, "feed", 1, is_live).await;
+    (herd, states)
+}
+
+/// Waits until a socket after the first received `text`.
+async fn sent_on_a_later_socket(server: &TestServer, text: &str) {
+    server
+        .wait_for(WAIT, |c| {
+            c.iter()
+                .skip(1)
+                .any(|c| c.received.iter().any(|r| r.as_text() == Some(text)))
+                .then_some(())
+        })
+        .await
+        .unwrap();
+}
+
 fn rotating(url: String, lifetime: Duration) -> EndpointSpec {
     let mut spec = spec(url).on_open("sub").rotate_after(lifetime);
     // One stream over both sockets: its numbers go on across them.
@@ -90,15 +116,7 @@ async fn a_socket_past_its_lifetime_is_replaced_before_it_closes_and_every_messa
     assert_eq!(status.reconnects, 0, "a rotation is no reconnect");
     // Sends after the rotation go out on the new socket.
     herd.send("feed", "after").await.unwrap();
-    server
-        .wait_for(WAIT, |c| {
-            c.iter()
-                .skip(1)
-                .any(|c| c.received.iter().any(|r| r.as_text() == Some("after")))
-                .then_some(())
-        })
-        .await
-        .unwrap();
+    sent_on_a_later_socket(&server, "after").await;
     assert!(
         !server.connections()[0]
             .received
@@ -115,14 +133,7 @@ async fn a_new_socket_that_fails_is_given_up_and_the_old_one_keeps_serving() {
     })
     .start()
     .unwrap();
-    let herd = Herd::new();
-    let states = states(&herd);
-    herd.add_endpoint(
-        "feed",
-        spec(server.url("/")).rotate_after(Duration::from_millis(200)),
-    )
-    .unwrap();
-    reached(&states, "feed", 1, is_live).await;
+    let (herd, states) = live_rotating(&server, Duration::from_millis(200)).await;
     // The failed successor, then (a second later) one that works.
     server
         .wait_for(WAIT, |c| (c.len() >= 3).then_some(()))
@@ -153,14 +164,7 @@ async fn a_pause_during_a_rotation_closes_both_sockets_and_loses_nothing_queued(
         .handshake_delay(Duration::from_millis(300))
         .start()
         .unwrap();
-    let herd = Herd::new();
-    let states = states(&herd);
-    herd.add_endpoint(
-        "feed",
-        spec(server.url("/")).rotate_after(Duration::from_millis(100)),
-    )
-    .unwrap();
-    reached(&states, "feed", 1, is_live).await;
+    let (herd, states) = live_rotating(&server, Duration::from_millis(100)).await;
     server
         .wait_for(WAIT, |c| (c.len() >= 2).then_some(()))
         .await
@@ -195,26 +199,11 @@ async fn an_old_socket_that_dies_while_its_successor_opens_is_an_ordinary_end_an
     .handshake_delay(Duration::from_millis(400))
     .start()
     .unwrap();
-    let herd = Herd::new();
-    let states = states(&herd);
-    herd.add_endpoint(
-        "feed",
-        spec(server.url("/")).rotate_after(Duration::from_millis(100)),
-    )
-    .unwrap();
-    reached(&states, "feed", 1, is_live).await;
+    let (herd, states) = live_rotating(&server, Duration::from_millis(100)).await;
     let again = reached(&states, "feed", 2, is_live).await;
     assert_eq!(again, EndpointState::Live);
     herd.send("feed", "after").await.unwrap();
-    server
-        .wait_for(WAIT, |c| {
-            c.iter()
-                .skip(1)
-                .any(|c| c.received.iter().any(|r| r.as_text() == Some("after")))
-                .then_some(())
-        })
-        .await
-        .unwrap();
+    sent_on_a_later_socket(&server, "after").await;
     assert!(
         !history(&states, "feed")
             .iter()
