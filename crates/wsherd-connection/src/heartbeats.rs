@@ -106,7 +106,7 @@ pub enum Beat {
     /// Send a protocol Ping with this payload.
     Ping(Bytes),
     /// Send the application ping (a text message); its reply is to be reported with
-    /// [`Answered::AppReply`].
+    /// [`Liveness::app_reply`].
     AppPing(String),
     /// The peer is dead: end the socket.
     Dead(DeadPeer),
@@ -116,7 +116,7 @@ pub enum Beat {
 #[derive(actix::Message)]
 #[rtype(result = "()")]
 pub struct Watch {
-    /// The socket's id, for [`Answered`] and [`Unwatch`].
+    /// The socket's id, for [`Unwatch`].
     pub id: WatchId,
     /// Its heartbeat settings.
     pub spec: HeartbeatSpec,
