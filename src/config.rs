@@ -219,7 +219,19 @@ pub fn endpoint_keys() -> Vec<String> {
     let mut keys = Vec::new();
     for key in endpoint::ENDPOINT_KEYS {
         match nested.iter().find(|(table, _)| table == key) {
-            Some((table, inner)) => keys.extend(inner.iter().map(|k| format!("{table}.{k}"))),
+            Some((table, inner)) => {
+                for k in inner.iter() {
+                    if *table == "outbound" && *k == "rate" {
+                        keys.extend(
+                            endpoint::RATE_KEYS
+                                .iter()
+                                .map(|r| format!("outbound.rate.{r}")),
+                        );
+                    } else {
+                        keys.push(format!("{table}.{k}"));
+                    }
+                }
+            }
             None => keys.push((*key).to_owned()),
         }
     }

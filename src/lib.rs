@@ -53,7 +53,7 @@ pub use wsherd_supervisor::{
     Action, ActionTable, BackoffPolicy, ConnectMode, DEFAULT_LINGER, EndpointSpec, EndpointState,
     EndpointStatus, FailReason, GovernorPolicy, GovernorStats, Jitter, LiveAfter, NetworkEvent,
     NetworkState, OnOpenHook, OutagePolicy, OverflowPolicy, QueueEvent, QueuePolicy, Reconnected,
-    Rejected, RestartIntensity, StateEvent, StatusTable, Submitted, human_duration,
+    Rejected, RestartIntensity, SendRate, StateEvent, StatusTable, Submitted, human_duration,
 };
 /// The supervisor actor and what it answers, for applications that run connection actors on
 /// their own, without a [`Herd`]: `Supervisor::new(name, spec, router).start()`.

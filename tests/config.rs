@@ -1471,3 +1471,34 @@ fn max_lifetime_is_read_shown_and_refused_below_a_second() {
         [r#"endpoints.feed.max_lifetime: must be at least "1s": each rotation opens a new socket"#]
     );
 }
+
+#[test]
+fn a_send_rate_is_read_shown_and_a_rate_of_zero_is_refused() {
+    let file = TempConfig::new(
+        "toml",
+        "[endpoints.feed]\nurl = \"ws://127.0.0.1:1/\"\noutbound = { rate = { per_second = 5, burst = 10 } }\n",
+    );
+    let config = load(&file).unwrap();
+    assert_eq!(
+        config.endpoints[&name("feed")].spec.send_rate,
+        Some(wsherd::SendRate {
+            per_second: 5,
+            burst: 10
+        })
+    );
+    let shown = config.to_toml();
+    assert!(
+        shown.contains(", rate = { per_second = 5, burst = 10 } }"),
+        "{shown}"
+    );
+    let bad = TempConfig::new(
+        "toml",
+        "[endpoints.feed]\nurl = \"ws://127.0.0.1:1/\"\noutbound = { rate = { per_second = 0 } }\n",
+    );
+    assert_eq!(
+        problems(&bad),
+        [
+            r#"endpoints.feed.outbound.rate.per_second: expected a whole number from 1 to 4294967295, found 0"#
+        ]
+    );
+}

@@ -70,7 +70,8 @@ pub(crate) const BACKOFF_KEYS: &[&str] = &[
     "max_attempts",
 ];
 pub(crate) const INTENSITY_KEYS: &[&str] = &["max_restarts", "within"];
-pub(crate) const OUTBOUND_KEYS: &[&str] = &["max_messages", "max_bytes", "overflow", "ttl"];
+pub(crate) const OUTBOUND_KEYS: &[&str] = &["max_messages", "max_bytes", "overflow", "ttl", "rate"];
+pub(crate) const RATE_KEYS: &[&str] = &["per_second", "burst"];
 pub(crate) const REQUEST_KEYS: &[&str] = &[
     "id_field",
     "reply_id_field",
@@ -250,7 +251,13 @@ pub(crate) fn read_endpoint(
         );
     }
     if let Some(outbound) = table.map.get("outbound") {
-        policy::read_outbound(reader, outbound, &join(path, "outbound"), &mut spec.queue);
+        policy::read_outbound(
+            reader,
+            outbound,
+            &join(path, "outbound"),
+            &mut spec.queue,
+            &mut spec.send_rate,
+        );
     }
     if let Some(request) = table.map.get("request") {
         policy::read_request(reader, request, &join(path, "request"), &mut spec.request);

@@ -185,10 +185,16 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
         ),
     );
     let q = &spec.queue;
-    let ttl = q
+    let mut ttl = q
         .ttl
         .map(|ttl| format!(", ttl = {}", duration(ttl)))
         .unwrap_or_default();
+    if let Some(rate) = spec.send_rate {
+        ttl.push_str(&format!(
+            ", rate = {{ per_second = {}, burst = {} }}",
+            rate.per_second, rate.burst
+        ));
+    }
     line(
         "outbound",
         format!(

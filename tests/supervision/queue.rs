@@ -104,3 +104,35 @@ async fn overflow_policies_and_ttl_behave_as_documented() {
     assert_eq!(status("old").queue_dropped, 2);
     assert_eq!(status("ttl").queue_expired, 1);
 }
+
+#[actix_rt::test]
+async fn a_paced_endpoint_sends_its_on_open_messages_then_the_queue_in_order_at_its_rate() {
+    let server = TestServer::start(vec![]).unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    let spec = spec(server.url("/"))
+        .on_open("a")
+        .on_open("b")
+        .on_open("c")
+        .pace(10, 1);
+    herd.add_endpoint("paced", spec).unwrap();
+    reached(&states, "paced", 1, is_live).await;
+    let started = Instant::now();
+    for n in 0..5 {
+        herd.send("paced", format!("m{n}")).await.unwrap();
+    }
+    assert!(
+        herd.endpoint_status("paced").unwrap().queue_depth > 0,
+        "what waits for its turn waits in the queue"
+    );
+    let received = server.wait_for_received(0, 8, WAIT).await.unwrap();
+    let took = started.elapsed();
+    let texts: Vec<&str> = received.iter().filter_map(|r| r.as_text()).collect();
+    assert_eq!(texts, ["a", "b", "c", "m0", "m1", "m2", "m3", "m4"]);
+    // Eight messages at 10 a second with no burst: at least seven tenths of a second, less
+    // what the on-open messages had spent of it before `started`.
+    assert!(
+        took >= Duration::from_millis(400),
+        "8 messages at 10/s arrived within {took:?}"
+    );
+}

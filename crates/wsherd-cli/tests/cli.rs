@@ -617,8 +617,12 @@ fn init_writes_a_config_that_check_accepts_and_that_names_every_key() {
         .map(|line| line.trim_start_matches("# "))
         .collect();
     let present = |key: &str| match key.split_once('.') {
-        Some((table, leaf)) => lines.iter().any(|line| {
-            line.starts_with(&format!("{table} = {{")) && line.contains(&format!(" {leaf} = "))
+        // `outbound.rate.per_second`: `outbound = {` holding ` rate = ` and ` per_second = `.
+        Some((table, leaves)) => lines.iter().any(|line| {
+            line.starts_with(&format!("{table} = {{"))
+                && leaves
+                    .split('.')
+                    .all(|leaf| line.contains(&format!(" {leaf} = ")))
         }),
         None => lines
             .iter()

@@ -58,6 +58,18 @@ impl RateLimiter {
         }
     }
 
+    /// `rate` per second with bursts of `burst` (at least 1); a non-positive rate never
+    /// limits.
+    pub fn with_burst(rate: f64, burst: f64, now: Instant) -> Self {
+        let capacity = burst.max(1.0);
+        RateLimiter {
+            rate,
+            capacity,
+            tokens: capacity,
+            refilled: now,
+        }
+    }
+
     /// Takes a token at `now`, or says how long until one is there.
     pub fn try_take(&mut self, now: Instant) -> Result<(), Duration> {
         if self.rate.is_nan() || self.rate <= 0.0 {
@@ -516,6 +528,24 @@ impl Handler<Release> for Governor {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_burst_goes_at_once_and_then_tokens_come_at_the_rate() {
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::with_burst(10.0, 3.0, t0);
+        for _ in 0..3 {
+            assert_eq!(limiter.try_take(t0), Ok(()));
+        }
+        let wait = limiter.try_take(t0).unwrap_err();
+        assert!((wait.as_secs_f64() - 0.1).abs() < 1e-6, "{wait:?}");
+        assert_eq!(limiter.try_take(t0 + Duration::from_millis(100)), Ok(()));
+        // A quiet spell refills at most the burst.
+        let later = t0 + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert_eq!(limiter.try_take(later), Ok(()));
+        }
+        assert!(limiter.try_take(later).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -52,7 +52,7 @@ pub use requests::{
     Answer, DEFAULT_MAX_IN_FLIGHT, RequestCounters, RequestPolicy, RequestRefused, RequestStats,
     Requests,
 };
-pub use spec::{ConnectMode, DEFAULT_LINGER, EndpointSpec, LiveAfter};
+pub use spec::{ConnectMode, DEFAULT_LINGER, EndpointSpec, LiveAfter, SendRate};
 pub use state::{EndpointState, FailReason, QueueEvent, Reconnected, StateEvent};
 pub use status::{EndpointShared, EndpointStatus, StatusTable, human_duration};
 pub use supervisor::{

@@ -22,6 +22,15 @@ pub struct LiveAfter {
     pub timeout: Duration,
 }
 
+/// How fast an endpoint may send: what many feeds allow before they ban a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendRate {
+    /// Messages per second, on average (at least 1).
+    pub per_second: u32,
+    /// Messages that may go at once after a quiet spell (at least 1).
+    pub burst: u32,
+}
+
 /// How long an on-demand endpoint stays connected once nobody needs it, unless told otherwise.
 pub const DEFAULT_LINGER: Duration = Duration::from_secs(30);
 
@@ -83,6 +92,9 @@ pub struct EndpointSpec {
     pub connect: ConnectMode,
     /// How requests carry their ids and replies are recognised.
     pub request: RequestPolicy,
+    /// Paces every message the endpoint writes (on-open ones included, in order, before
+    /// queued ones); what waits for its turn waits in the outbound queue, under its bounds.
+    pub send_rate: Option<SendRate>,
     /// A live socket is replaced after this long, make before break: a new one is opened and
     /// made live (on-open replay, live-after) before the old one is closed.
     pub max_lifetime: Option<Duration>,
@@ -103,6 +115,7 @@ impl EndpointSpec {
             connect: ConnectMode::Always,
             request: RequestPolicy::default(),
             max_lifetime: None,
+            send_rate: None,
         }
     }
 
@@ -162,6 +175,13 @@ impl EndpointSpec {
         self
     }
 
+    /// Sends at most `per_second` messages a second, in bursts of at most `burst` (see
+    /// [`EndpointSpec::send_rate`](Self::send_rate)).
+    pub fn pace(mut self, per_second: u32, burst: u32) -> Self {
+        self.send_rate = Some(SendRate { per_second, burst });
+        self
+    }
+
     /// Sets how requests carry their ids and replies are recognised.
     pub fn request(mut self, request: RequestPolicy) -> Self {
         self.request = request;
@@ -191,6 +211,7 @@ impl fmt::Debug for EndpointSpec {
             .field("connect", &self.connect)
             .field("request", &self.request)
             .field("max_lifetime", &self.max_lifetime)
+            .field("send_rate", &self.send_rate)
             .finish()
     }
 }

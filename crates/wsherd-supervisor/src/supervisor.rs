@@ -118,6 +118,9 @@ pub struct Supervisor {
     rotation_timer: Option<SpawnHandle>,
     /// Rotations given up in a row: each doubles the wait before the next try.
     rotation_failures: u32,
+    /// The send-rate limiter, for an endpoint that is paced, and whether a wait for its next
+    /// token is under way.
+    pacer: Option<Box<(crate::governor::RateLimiter, bool)>>,
     /// An old socket closed early (a stop or pause during a rotation) whose end a stop waits
     /// for, so what it hands back is in the stop's report.
     retiring: Option<u64>,
@@ -198,6 +201,16 @@ impl Supervisor {
             rotation_timer: None,
             rotation_failures: 0,
             retiring: None,
+            pacer: spec.send_rate.map(|rate| {
+                Box::new((
+                    crate::governor::RateLimiter::with_burst(
+                        f64::from(rate.per_second),
+                        f64::from(rate.burst),
+                        Instant::now(),
+                    ),
+                    false,
+                ))
+            }),
             spec,
         }
     }
@@ -315,6 +328,33 @@ impl Supervisor {
                     .requeue_front(Outbound::Text(text.to_string()), now);
             }
             self.sync_queue();
+        }
+    }
+
+    /// Takes a send token; without one, `then` runs when the next is due (one wait at a time)
+    /// and this says no.
+    pub(super) fn paced(
+        &mut self,
+        ctx: &mut Context<Self>,
+        then: fn(&mut Self, &mut Context<Self>),
+    ) -> bool {
+        let Some(pacer) = self.pacer.as_mut() else {
+            return true;
+        };
+        match pacer.0.try_take(Instant::now()) {
+            Ok(()) => true,
+            Err(wait) => {
+                if !pacer.1 {
+                    pacer.1 = true;
+                    ctx.run_later(wait, move |act, ctx| {
+                        if let Some(pacer) = act.pacer.as_mut() {
+                            pacer.1 = false;
+                        }
+                        then(act, ctx);
+                    });
+                }
+                false
+            }
         }
     }
 

@@ -5,11 +5,12 @@ use config::Value;
 use wsherd_connection::TlsClass;
 use wsherd_supervisor::{
     Action, BackoffPolicy, Jitter, OverflowPolicy, QueuePolicy, RequestPolicy, RestartIntensity,
+    SendRate,
 };
 
 use wsherd_protocol::{OnGap, SequenceSpec};
 
-use super::{BACKOFF_KEYS, INTENSITY_KEYS, OUTBOUND_KEYS, REQUEST_KEYS, SEQUENCE_KEYS};
+use super::{BACKOFF_KEYS, INTENSITY_KEYS, OUTBOUND_KEYS, RATE_KEYS, REQUEST_KEYS, SEQUENCE_KEYS};
 use crate::config::read::{Reader, Table, join, origin_of};
 
 const ACTIONS: &[&str] = &["reconnect", "backoff", "stop"];
@@ -97,10 +98,32 @@ pub(super) fn read_outbound(
     value: &Value,
     path: &str,
     queue: &mut QueuePolicy,
+    send_rate: &mut Option<SendRate>,
 ) {
     let Some(outbound) = reader.table(value, path, OUTBOUND_KEYS) else {
         return;
     };
+    if let Some(rate) = outbound.map.get("rate") {
+        let rate_path = join(path, "rate");
+        if let Some(table) = reader.table(rate, &rate_path, RATE_KEYS) {
+            let per_second = reader.integer(&table, "per_second", 1, u32::MAX as u64);
+            if per_second.is_none() && !table.map.contains_key("per_second") {
+                reader.problem(
+                    table.origin.as_deref(),
+                    &join(&rate_path, "per_second"),
+                    "is required: messages per second, at least 1",
+                );
+            }
+            let burst = reader.integer(&table, "burst", 1, u32::MAX as u64);
+            if let Some(per_second) = per_second {
+                let per_second = per_second as u32;
+                *send_rate = Some(SendRate {
+                    per_second,
+                    burst: burst.map_or(per_second, |b| b as u32),
+                });
+            }
+        }
+    }
     if let Some(max) = reader.integer(&outbound, "max_messages", 0, u32::MAX as u64) {
         queue.max_messages = max as usize;
     }

@@ -108,6 +108,9 @@ impl Supervisor {
         let Some(connection) = self.connection.clone() else {
             return;
         };
+        if !self.queue.is_empty() && !self.paced(ctx, Self::pump) {
+            return;
+        }
         let Some((message, queued_at)) = self.queue.pop() else {
             self.sync_queue();
             // Nothing left to send: an on-demand endpoint nobody names may linger now.
@@ -192,7 +195,8 @@ impl Supervisor {
             && self.queue.is_empty()
             && !self.in_flight
             && !self.is_replaying()
-            && !self.is_rotating();
+            && !self.is_rotating()
+            && self.pacer.is_none();
         let Some(connection) = self.connection.clone().filter(|_| direct) else {
             return Box::pin(fut::ready(self.enqueue(message, ctx)));
         };

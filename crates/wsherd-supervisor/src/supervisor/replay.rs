@@ -97,6 +97,9 @@ impl Supervisor {
             self.end_replay();
             return;
         };
+        if !self.replay.is_empty() && !self.paced(ctx, Self::replay_step) {
+            return;
+        }
         let Some(message) = self.replay.pop_front() else {
             // Written: the socket's remaining life (usually long) holds no replay storage.
             self.replay = VecDeque::new();
