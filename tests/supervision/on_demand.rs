@@ -24,6 +24,25 @@ async fn idle_herd(url: String) -> (Herd, wsherd_testkit::Recorded<Delivery<Stat
     (herd, states)
 }
 
+/// [`idle_herd`] at a port nothing listens on (yet), giving up after two attempts.
+async fn idle_herd_giving_up_after_two(
+    port: u16,
+) -> (Herd, wsherd_testkit::Recorded<Delivery<StateEvent>>) {
+    let herd = Herd::new();
+    let states = states(&herd);
+    let backoff = BackoffPolicy {
+        max_attempts: 2,
+        ..fast_backoff()
+    };
+    herd.add_endpoint(
+        "od",
+        on_demand(format!("ws://127.0.0.1:{port}/")).backoff(backoff),
+    )
+    .unwrap();
+    reached(&states, "od", 1, is_idle).await;
+    (herd, states)
+}
+
 fn od() -> EndpointName {
     EndpointName::new("od").unwrap()
 }
@@ -158,18 +177,7 @@ async fn a_subscriber_that_stopped_without_unsubscribing_lets_the_endpoint_idle(
 #[actix_rt::test]
 async fn an_on_demand_endpoint_that_exhausted_its_attempts_idles_once_unneeded_and_starts_over() {
     let port = free_port();
-    let herd = Herd::new();
-    let states = states(&herd);
-    let backoff = BackoffPolicy {
-        max_attempts: 2,
-        ..fast_backoff()
-    };
-    herd.add_endpoint(
-        "od",
-        on_demand(format!("ws://127.0.0.1:{port}/")).backoff(backoff),
-    )
-    .unwrap();
-    reached(&states, "od", 1, is_idle).await;
+    let (herd, states) = idle_herd_giving_up_after_two(port).await;
     let (subscriber, _) = Recorder::<Delivery<Tick>>::start();
     let id = herd.subscribe_with::<Tick>(
         subscriber.recipient(),
@@ -300,18 +308,7 @@ async fn idle_endpoints_make_no_attempt_during_an_outage_and_one_woken_then_goes
 async fn a_failed_endpoint_still_holding_a_message_idles_and_the_next_send_delivers_both_in_order()
 {
     let port = free_port();
-    let herd = Herd::new();
-    let states = states(&herd);
-    let backoff = BackoffPolicy {
-        max_attempts: 2,
-        ..fast_backoff()
-    };
-    herd.add_endpoint(
-        "od",
-        on_demand(format!("ws://127.0.0.1:{port}/")).backoff(backoff),
-    )
-    .unwrap();
-    reached(&states, "od", 1, is_idle).await;
+    let (herd, states) = idle_herd_giving_up_after_two(port).await;
     herd.send("od", "first").await.unwrap();
     reached(&states, "od", 1, |s| {
         matches!(s, EndpointState::Failed { .. })

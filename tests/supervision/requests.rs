@@ -20,6 +20,19 @@ fn replying(template: &str) -> Step {
 
 const ACK: &str = r#"{"type":"ack","id":{id},"ok":true}"#;
 
+/// A server that acknowledges every request by its id and answers "ping" with a pong (which
+/// comes after any reply sent before it, on the same socket).
+fn acking_server() -> TestServer {
+    TestServer::start(vec![
+        replying(ACK),
+        Step::Answer {
+            request: "ping".into(),
+            reply: r#"{"type":"pong"}"#.into(),
+        },
+    ])
+    .unwrap()
+}
+
 /// Records every JSON message of the herd (replies that are routed among them), in order.
 fn everything(herd: &Herd) -> wsherd_testkit::Recorded<Delivery<Value>> {
     let (addr, recorded) = Recorder::<Delivery<Value>>::start();
@@ -55,14 +68,7 @@ async fn live_herd(
 
 #[actix_rt::test]
 async fn a_request_gets_the_reply_with_its_id_and_subscribers_see_the_reply_too() {
-    let server = TestServer::start(vec![
-        replying(ACK),
-        Step::Answer {
-            request: "ping".into(),
-            reply: r#"{"type":"pong"}"#.into(),
-        },
-    ])
-    .unwrap();
+    let server = acking_server();
     let (herd, _) = live_herd("feed", spec(server.url("/"))).await;
     let seen = everything(&herd);
     let first: Ack = herd
@@ -100,14 +106,7 @@ async fn a_request_gets_the_reply_with_its_id_and_subscribers_see_the_reply_too(
 
 #[actix_rt::test]
 async fn with_route_replies_off_a_reply_answers_its_request_and_reaches_no_subscriber() {
-    let server = TestServer::start(vec![
-        replying(ACK),
-        Step::Answer {
-            request: "ping".into(),
-            reply: r#"{"type":"pong"}"#.into(),
-        },
-    ])
-    .unwrap();
+    let server = acking_server();
     let policy = RequestPolicy {
         route_replies: false,
         ..RequestPolicy::default()

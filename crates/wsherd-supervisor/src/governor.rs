@@ -593,15 +593,15 @@ mod tests {
         drop((second, third));
     }
 
-    #[actix_rt::test]
-    async fn an_offline_herd_holds_all_but_one_probe_per_host_and_a_probe_that_connects_releases_them()
-     {
+    /// A governor whose outage mode needs two failures, after two attempts refused at the
+    /// network level: offline, probing every `probe_interval`.
+    async fn offline_governor(probe_interval: Duration) -> (Addr<Governor>, Arc<GovernorStats>) {
         use crate::outage::Outcome;
         use wsherd_connection::NetworkCause;
         let governor = Governor::new(GovernorPolicy {
             outage: OutagePolicy {
                 min_endpoints: 2,
-                probe_interval: Duration::from_millis(50),
+                probe_interval,
                 ..OutagePolicy::default()
             },
             ..GovernorPolicy::default()
@@ -614,6 +614,14 @@ mod tests {
         first.ended(refused);
         second.ended(refused);
         drop((first, second));
+        (addr, stats)
+    }
+
+    #[actix_rt::test]
+    async fn an_offline_herd_holds_all_but_one_probe_per_host_and_a_probe_that_connects_releases_them()
+     {
+        use crate::outage::Outcome;
+        let (addr, stats) = offline_governor(Duration::from_millis(50)).await;
         // The next two are held: one becomes the probe when the interval has passed.
         let held = [acquire(3), acquire(4)].map(|request| Box::pin(addr.send(request)));
         let [mut third, mut fourth] = held;
@@ -641,24 +649,7 @@ mod tests {
 
     #[actix_rt::test]
     async fn an_endpoint_that_asks_again_and_again_while_offline_is_held_once() {
-        use crate::outage::Outcome;
-        use wsherd_connection::NetworkCause;
-        let governor = Governor::new(GovernorPolicy {
-            outage: OutagePolicy {
-                min_endpoints: 2,
-                probe_interval: Duration::from_secs(3600),
-                ..OutagePolicy::default()
-            },
-            ..GovernorPolicy::default()
-        });
-        let stats = governor.stats();
-        let addr = governor.start();
-        let refused = Outcome::NetworkFailed(NetworkCause::Refused);
-        let mut first = addr.send(acquire(1)).await.unwrap().unwrap();
-        let mut second = addr.send(acquire(2)).await.unwrap().unwrap();
-        first.ended(refused);
-        second.ended(refused);
-        drop((first, second));
+        let (addr, stats) = offline_governor(Duration::from_secs(3600)).await;
         // A caller pausing and resuming during the outage: each request replaces the last,
         // whose asker gave it up.
         for _ in 0..1_000 {
