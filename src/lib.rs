@@ -33,9 +33,10 @@ pub use herd::{
 };
 
 pub use wsherd_connection::{
-    Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason, GapEvent,
-    GapKind, InvalidConfig, InvalidUtf8Policy, NetworkCause, Phase, Side, StatsSnapshot, TlsClass,
-    TlsFiles,
+    Close, ConnectHook, ConnectStage, ConnectTarget, Connection, ConnectionConfig, ConnectionEvent,
+    ConnectionStats, EndReason, GapEvent, GapKind, InvalidConfig, InvalidProxy, InvalidUtf8Policy,
+    NetworkCause, Phase, ProxyCredentials, ProxyKind, ProxySetting, ProxyUrl, Side, StatsSnapshot,
+    TlsClass, TlsFiles,
 };
 pub use wsherd_protocol::{
     CloseCode, DeadPeer, HeartbeatMode, HeartbeatSpec, InvalidHeartbeat, MIN_HEARTBEAT_DURATION,

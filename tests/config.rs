@@ -10,7 +10,7 @@ use common::*;
 use serde::Deserialize;
 use wsherd::config::{ConfigLoader, HerdConfig};
 use wsherd::prelude::*;
-use wsherd::{HeartbeatMode, Jitter, OverflowPolicy, ReplyMatcher};
+use wsherd::{HeartbeatMode, Jitter, OverflowPolicy, ProxyKind, ProxySetting, ReplyMatcher};
 use wsherd_testkit::{Recorder, Step, TestServer};
 
 fn no_env() -> HashMap<String, String> {
@@ -1501,4 +1501,82 @@ fn a_send_rate_is_read_shown_and_a_rate_of_zero_is_refused() {
             r#"endpoints.feed.outbound.rate.per_second: expected a whole number from 1 to 4294967295, found 0"#
         ]
     );
+}
+
+#[test]
+fn proxies_and_connect_timeouts_load_and_bad_ones_name_key_and_file_without_credentials() {
+    let file = TempConfig::new(
+        "toml",
+        "[defaults]\nproxy = \"env\"\nconnect_timeout = \"2s\"\n\
+         [endpoints.env]\nurl = \"ws://127.0.0.1:1/\"\n\
+         [endpoints.direct]\nurl = \"ws://127.0.0.1:1/\"\nproxy = \"none\"\n\
+         [endpoints.http]\nurl = \"wss://127.0.0.1:1/\"\nproxy = \"http://bob:pw-s3cret@proxy.local:3128\"\n\
+         [endpoints.socks]\nurl = \"ws://127.0.0.1:1/\"\nproxy = { env = \"SOCKS_PROXY_URL\" }\n",
+    );
+    let env: HashMap<String, String> = [(
+        "SOCKS_PROXY_URL".to_owned(),
+        "socks5h://127.0.0.1:1080".to_owned(),
+    )]
+    .into_iter()
+    .collect();
+    let config = ConfigLoader::new()
+        .file(file.path())
+        .environment(env)
+        .load()
+        .unwrap();
+    let proxy = |endpoint: &str| {
+        config.endpoints[&name(endpoint)]
+            .spec
+            .connection
+            .proxy
+            .as_deref()
+            .cloned()
+    };
+    assert_eq!(proxy("env"), Some(ProxySetting::Environment));
+    assert_eq!(proxy("direct"), None);
+    let Some(ProxySetting::Url(http)) = proxy("http") else {
+        panic!("{:?}", proxy("http"));
+    };
+    assert_eq!((http.kind, http.port), (ProxyKind::Http, 3128));
+    assert_eq!(http.credentials.unwrap().password, "pw-s3cret");
+    let Some(ProxySetting::Url(socks)) = proxy("socks") else {
+        panic!("{:?}", proxy("socks"));
+    };
+    assert_eq!(socks.kind, ProxyKind::Socks5h);
+    let timeout = config.endpoints[&name("env")]
+        .spec
+        .connection
+        .connect_timeout;
+    assert_eq!(timeout, Duration::from_secs(2));
+    let shown = format!("{config:?}\n{}", config.to_toml());
+    assert!(!shown.contains("pw-s3cret"), "{shown}");
+    assert!(
+        config
+            .to_toml()
+            .contains("proxy = \"http://***@proxy.local:3128\""),
+        "{}",
+        config.to_toml()
+    );
+
+    let bad = TempConfig::new(
+        "toml",
+        "[endpoints.feed]\nurl = \"ws://127.0.0.1:1/\"\nproxy = \"https://bob:pw-s3cret@p:1\"\nconnect_timeout = \"0s\"\n\
+         [endpoints.other]\nurl = \"ws://127.0.0.1:1/\"\nproxy = \"socks4://p:1\"\n",
+    );
+    let found = problems(&bad);
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(
+        found[0].starts_with("endpoints.feed.connect_timeout: must be more than"),
+        "{found:?}"
+    );
+    assert!(
+        found[1].starts_with("endpoints.feed.proxy: invalid proxy https://***@p:1")
+            && found[1].contains("not supported"),
+        "{found:?}"
+    );
+    assert!(
+        found[2].starts_with("endpoints.other.proxy:") && found[2].contains("socks5h://"),
+        "{found:?}"
+    );
+    assert!(!found.join("\n").contains("pw-s3cret"));
 }

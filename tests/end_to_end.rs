@@ -11,7 +11,7 @@ use bytes::Bytes;
 use common::*;
 use serde::Deserialize;
 use wsherd::prelude::*;
-use wsherd::{Binary, DeadLetterReason, DecodeStage, Side};
+use wsherd::{Binary, ConnectStage, DeadLetterReason, DecodeStage, Side};
 use wsherd_testkit::{Behaviour, Recorder, Step, TestServer};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -526,7 +526,8 @@ async fn handshake_rejection_timeout_and_refusal_have_exact_reasons() {
     assert_eq!(
         closed(&events, "silent").await,
         EndReason::HandshakeTimeout {
-            after: Duration::from_millis(300)
+            after: Duration::from_millis(300),
+            stage: ConnectStage::Upgrade,
         }
     );
 

@@ -13,8 +13,8 @@ pub(super) mod secret;
 
 use config::Value;
 use wsherd_connection::{
-    ConnectionConfig, FileSecret, InvalidUtf8Policy, SecretSlot, TlsFiles, client_config,
-    validate_url,
+    ConnectionConfig, FileSecret, InvalidUtf8Policy, ProxySetting, ProxyUrl, SecretSlot, TlsFiles,
+    client_config, validate_url,
 };
 use wsherd_protocol::{KindRule, Outbound, redact_url};
 use wsherd_supervisor::{ConnectMode, DEFAULT_LINGER, EndpointSpec};
@@ -27,6 +27,8 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "subprotocols",
     "kind",
     "handshake_timeout",
+    "connect_timeout",
+    "proxy",
     "close_timeout",
     "max_stall",
     "write_timeout",
@@ -159,6 +161,26 @@ pub(crate) fn read_endpoint(
     }
     if let Some(timeout) = reader.duration(&table, "handshake_timeout") {
         connection.handshake_timeout = timeout;
+    }
+    if let Some(timeout) = reader.duration(&table, "connect_timeout") {
+        if timeout.is_zero() {
+            let origin = table.map.get("connect_timeout").and_then(origin_of);
+            reader.problem(
+                origin.as_deref(),
+                &join(path, "connect_timeout"),
+                "must be more than \"0s\"",
+            );
+        }
+        connection.connect_timeout = timeout;
+    }
+    if let Some(value) = table.map.get("proxy") {
+        let proxy_path = join(path, "proxy");
+        if let Some(text) = secret::resolve(reader, value, &proxy_path, lookup, &mut secrets) {
+            match read_proxy(&text) {
+                Ok(proxy) => connection.proxy = proxy.map(Box::new),
+                Err(why) => reader.problem(origin_of(value).as_deref(), &proxy_path, why),
+            }
+        }
     }
     if let Some(stall) = reader.duration(&table, "max_stall") {
         connection.max_stall = stall;
@@ -339,6 +361,22 @@ fn read_headers(
                 });
             }
         }
+    }
+}
+
+/// `"env"`, `"none"` or a proxy URL; the error never shows the URL's credentials.
+fn read_proxy(text: &str) -> Result<Option<ProxySetting>, String> {
+    match text.trim() {
+        "env" => Ok(Some(ProxySetting::Environment)),
+        "none" => Ok(None),
+        url => ProxyUrl::parse(url)
+            .map(|url| Some(ProxySetting::Url(url)))
+            .map_err(|error| {
+                format!(
+                    "{}; expected \"env\", \"none\" or http://, socks5:// or socks5h://[user:pass@]host:port",
+                    error
+                )
+            }),
     }
 }
 

@@ -267,6 +267,16 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
 
 fn connection_limits(c: &ConnectionConfig, line: &mut impl FnMut(&str, String)) {
     line("handshake_timeout", duration(c.handshake_timeout));
+    line("connect_timeout", duration(c.connect_timeout));
+    // Credentials in the proxy URL are shown as `***`.
+    line(
+        "proxy",
+        string(
+            &c.proxy
+                .as_deref()
+                .map_or("none".to_owned(), ToString::to_string),
+        ),
+    );
     line("close_timeout", duration(c.close_timeout));
     line("max_stall", duration(c.max_stall));
     line("write_timeout", duration(c.write_timeout));

@@ -9,7 +9,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wsherd_testkit::{FaultProxy, Step, TestServer};
+use wsherd_testkit::{FaultProxy, Step, TestServer, TunnelBehaviour, TunnelProtocol, TunnelProxy};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -932,4 +932,66 @@ async fn run_prints_a_gap_line_when_a_sequence_skips() {
         (Some(2), Some(4))
     );
     assert!(running.interrupt().success());
+}
+
+#[actix_rt::test]
+async fn proxy_env_follows_http_proxy_and_no_proxy_and_check_hides_the_credentials() {
+    const PASSWORD: &str = "env-pr0xy-s3cret";
+    let server = TestServer::start(vec![Step::stream(&["tick"], 2)]).unwrap();
+    let port = server.addr().port();
+    let proxy = TunnelProxy::start(
+        TunnelProtocol::HttpConnect,
+        Some(("bob", PASSWORD)),
+        TunnelBehaviour::Tunnel,
+    )
+    .unwrap();
+    // `proxied` goes through HTTP_PROXY; `bypassed` is named by NO_PROXY by its host.
+    let config = TempFile::new(&format!(
+        "[herd]\nworkers = 1\n[defaults]\nproxy = \"env\"\n\
+         [endpoints.proxied]\nurl = \"ws://127.0.0.1:{port}/proxied\"\n\
+         [endpoints.bypassed]\nurl = \"ws://localhost:{port}/bypassed\"\n"
+    ));
+    let proxy_url = format!("http://bob:{PASSWORD}@{}", proxy.addr());
+    let mut run = Running::start(
+        wsherd()
+            .args(["run", "--config"])
+            .arg(&config.0)
+            .env("HTTP_PROXY", &proxy_url)
+            .env("NO_PROXY", "localhost")
+            .env_remove("http_proxy")
+            .env_remove("no_proxy")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy"),
+    );
+    // Lines of the two come in any order: note each one's last tick as it passes.
+    let done = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    run.json_until("the last tick of both", |v| {
+        if v["event"] == "message" && v["data"]["seq"] == 1 {
+            done.borrow_mut().insert(v["endpoint"].to_string());
+        }
+        done.borrow().len() == 2
+    });
+    assert!(run.interrupt().success());
+    let targets: Vec<String> = proxy.requests().into_iter().map(|r| r.target).collect();
+    assert_eq!(
+        targets,
+        [format!("127.0.0.1:{port}")],
+        "only `proxied` used it"
+    );
+
+    let inline = TempFile::new(&format!(
+        "[endpoints.feed]\nurl = \"ws://127.0.0.1:{port}/\"\nproxy = \"{proxy_url}\"\n"
+    ));
+    let output = wsherd()
+        .args(["check", "--config"])
+        .arg(&inline.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(!stdout.contains(PASSWORD), "{stdout}");
+    assert!(
+        stdout.contains(&format!("proxy = \"http://***@{}\"", proxy.addr())),
+        "{stdout}"
+    );
 }

@@ -8,6 +8,9 @@ use wsherd_protocol::{HeartbeatSpec, InvalidHeartbeat, KindRule, ReplyMatcher, r
 
 /// Default handshake timeout: long enough for a slow TLS peer, short enough to notice a dead one.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default [`ConnectionConfig::connect_timeout`]: each resolved address, and the proxy's
+/// answer, get this long before the next address is tried or the attempt fails.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default largest frame accepted from a peer (awc's own default, 64 KiB, is too small for
 /// order-book snapshots).
 pub const DEFAULT_MAX_FRAME_SIZE: usize = 1024 * 1024;
@@ -50,8 +53,16 @@ pub struct ConnectionConfig {
     pub headers: Vec<(String, String)>,
     /// Subprotocols to offer, in order of preference.
     pub subprotocols: Vec<String>,
-    /// Time allowed for TCP connect plus the HTTP upgrade.
+    /// Time allowed for the whole attempt: preparing it (secret files, the `on_connect`
+    /// hook), DNS, TCP, the proxy, TLS and the HTTP upgrade.
     pub handshake_timeout: Duration,
+    /// Time allowed for one TCP connect (each resolved address in turn gets this long) and
+    /// for the proxy to open its tunnel; within the handshake timeout.
+    pub connect_timeout: Duration,
+    /// The proxy to connect through (none: directly). Boxed: most endpoints use none.
+    pub proxy: Option<Box<crate::proxy::ProxySetting>>,
+    /// Asked before every attempt for the URL and headers to use (a token fetched first).
+    pub on_connect: Option<crate::prepare::ConnectHook>,
     /// Largest single frame accepted; a larger one ends the connection with close code 1009.
     pub max_frame_size: usize,
     /// Largest reassembled message accepted; a larger one ends the connection with 1009.
@@ -104,6 +115,9 @@ impl ConnectionConfig {
             headers: Vec::new(),
             subprotocols: Vec::new(),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            proxy: None,
+            on_connect: None,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
@@ -188,6 +202,24 @@ impl ConnectionConfig {
         self
     }
 
+    /// Sets the time one TCP connect, or the proxy's answer, may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Connects through `proxy`.
+    pub fn proxy(mut self, proxy: crate::proxy::ProxySetting) -> Self {
+        self.proxy = Some(Box::new(proxy));
+        self
+    }
+
+    /// Asks `hook` before every attempt for the URL and headers to connect with.
+    pub fn on_connect(mut self, hook: crate::prepare::ConnectHook) -> Self {
+        self.on_connect = Some(hook);
+        self
+    }
+
     /// Sets the largest accepted frame.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.max_frame_size = bytes;
@@ -221,6 +253,9 @@ impl fmt::Debug for ConnectionConfig {
             .field("headers", &header_names)
             .field("subprotocols", &self.subprotocols)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("proxy", &self.proxy.as_deref().map(ToString::to_string))
+            .field("on_connect", &self.on_connect.as_ref().map(|_| "hook"))
             .field("max_frame_size", &self.max_frame_size)
             .field("max_message_size", &self.max_message_size)
             .field("close_timeout", &self.close_timeout)
@@ -272,6 +307,16 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(shown.contains("Authorization"));
         assert!(!shown.contains("s3cret"));
+    }
+
+    #[test]
+    fn debug_shows_the_proxy_without_its_credentials() {
+        let proxy = crate::proxy::ProxyUrl::parse("http://bob:pw1@proxy.local:3128").unwrap();
+        let config = ConnectionConfig::new("ws://127.0.0.1:1/")
+            .proxy(crate::proxy::ProxySetting::Url(proxy));
+        let shown = format!("{config:?}");
+        assert!(shown.contains("http://***@proxy.local:3128"), "{shown}");
+        assert!(!shown.contains("pw1") && !shown.contains("bob"), "{shown}");
     }
 
     #[test]

@@ -60,6 +60,47 @@ impl fmt::Display for NetworkCause {
     }
 }
 
+/// How far an attempt got on its way to an open socket: what a failed attempt names, so an
+/// operator knows where to look (the resolver, the network, the proxy, the certificates, the
+/// server's answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ConnectStage {
+    /// Getting what the attempt needs: secrets kept in files, the TLS files, the `on_connect`
+    /// hook, the proxy from the environment.
+    Prepare,
+    /// Resolving the server's host name.
+    Dns,
+    /// Opening TCP to the server (each resolved address in turn).
+    Tcp,
+    /// Reaching the proxy and opening the tunnel through it.
+    Proxy,
+    /// The TLS handshake with the server.
+    Tls,
+    /// The HTTP upgrade: request sent, waiting for or checking the server's answer.
+    Upgrade,
+}
+
+impl ConnectStage {
+    /// `prepare`, `dns`, `tcp`, `proxy`, `tls` or `upgrade`: a bounded set, fit for a label.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectStage::Prepare => "prepare",
+            ConnectStage::Dns => "dns",
+            ConnectStage::Tcp => "tcp",
+            ConnectStage::Proxy => "proxy",
+            ConnectStage::Tls => "tls",
+            ConnectStage::Upgrade => "upgrade",
+        }
+    }
+}
+
+impl fmt::Display for ConnectStage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Why a socket life ended. Every way out of a connection has exactly one of these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -69,7 +110,7 @@ pub enum EndReason {
         /// What was wrong.
         reason: String,
     },
-    /// TCP connect (or DNS, or TLS) failed.
+    /// DNS or TCP connect failed (every resolved address was tried).
     ConnectFailed {
         /// The underlying error.
         reason: String,
@@ -96,10 +137,39 @@ pub enum EndReason {
         /// What is wrong with them.
         reason: String,
     },
-    /// Connect plus upgrade took longer than the handshake timeout.
+    /// The whole attempt (prepare, connect, TLS, upgrade) took longer than the handshake
+    /// timeout.
     HandshakeTimeout {
         /// The timeout that ran out.
         after: Duration,
+        /// How far the attempt had got.
+        stage: ConnectStage,
+    },
+    /// The proxy could not be reached, did not answer within the connect timeout, or answered
+    /// something that is not the proxy protocol. Backs off by default.
+    ProxyFailed {
+        /// What went wrong (the proxy's address, never its credentials).
+        reason: String,
+        /// The network-level cause when the proxy itself could not be reached.
+        cause: Option<NetworkCause>,
+    },
+    /// The proxy refused to open the tunnel to the server (an HTTP status other than 2xx and
+    /// 407, a SOCKS5 reply other than success). Backs off by default: the server may be down.
+    ProxyRefused {
+        /// What the proxy said.
+        reason: String,
+    },
+    /// The proxy wants credentials, or refused the ones given (HTTP 407, a SOCKS5
+    /// authentication failure). Stops by default: retrying does not help until someone fixes
+    /// the credentials.
+    ProxyAuth {
+        /// What the proxy said.
+        reason: String,
+    },
+    /// The `on_connect` hook returned an error for this attempt. Backs off by default.
+    HookFailed {
+        /// The hook's message.
+        reason: String,
     },
     /// The server answered the upgrade with a non-101 status.
     HandshakeRejected {
@@ -201,8 +271,9 @@ impl EndReason {
     /// answer to pings, or no data within the idle timeout), `io`, `limit` (frame or message
     /// too large), `protocol` (a broken frame, text not UTF-8, a bad handshake answer), `tls`,
     /// `stalled` (a subscriber or the peer stopped taking data), `secret` (a `{ file }` secret
-    /// could not be read), `gap` (a sequence gap ended it), `stopped` (by the owner). A bounded
-    /// set: fit for a label.
+    /// could not be read), `proxy` (the proxy failed, refused or wants credentials), `hook`
+    /// (the `on_connect` hook failed), `gap` (a sequence gap ended it), `stopped` (by the
+    /// owner). A bounded set: fit for a label.
     pub fn class(&self) -> &'static str {
         match self {
             EndReason::PeerClosed { .. }
@@ -223,6 +294,10 @@ impl EndReason {
             | EndReason::TlsConfig { .. } => "tls",
             EndReason::SubscriberStalled { .. } | EndReason::WriteStalled { .. } => "stalled",
             EndReason::SecretUnavailable { .. } => "secret",
+            EndReason::ProxyFailed { .. }
+            | EndReason::ProxyRefused { .. }
+            | EndReason::ProxyAuth { .. } => "proxy",
+            EndReason::HookFailed { .. } => "hook",
             EndReason::SequenceGap { .. } => "gap",
             EndReason::Stopped => "stopped",
         }
@@ -258,6 +333,10 @@ impl EndReason {
             | EndReason::HandshakeRejected { .. }
             | EndReason::HandshakeInvalid { .. }
             | EndReason::SecretUnavailable { .. }
+            | EndReason::ProxyFailed { .. }
+            | EndReason::ProxyRefused { .. }
+            | EndReason::ProxyAuth { .. }
+            | EndReason::HookFailed { .. }
             | EndReason::Stopped => None,
         }
     }
@@ -282,13 +361,16 @@ impl EndReason {
 
     /// The network-level cause of a connect that never reached the server: a refused, reset
     /// or unreachable connect, a failed DNS lookup ([`EndReason::ConnectFailed`] with a
-    /// cause), or a handshake timeout. `None` for everything else, notably for anything a
+    /// cause, and likewise a proxy that could not be reached), or a handshake timeout past the
+    /// prepare stage. `None` for everything else, notably for anything a
     /// server answered (an HTTP status, a certificate, a Close) and for the end of a socket
     /// that was open.
     pub fn network_cause(&self) -> Option<NetworkCause> {
         match self {
-            EndReason::ConnectFailed { cause, .. } => *cause,
-            EndReason::HandshakeTimeout { .. } => Some(NetworkCause::Timeout),
+            EndReason::ConnectFailed { cause, .. } | EndReason::ProxyFailed { cause, .. } => *cause,
+            EndReason::HandshakeTimeout { stage, .. } if *stage != ConnectStage::Prepare => {
+                Some(NetworkCause::Timeout)
+            }
             _ => None,
         }
     }
@@ -306,6 +388,10 @@ impl EndReason {
             | EndReason::TlsConfig { .. }
             | EndReason::HandshakeTimeout { .. }
             | EndReason::SecretUnavailable { .. }
+            | EndReason::ProxyFailed { .. }
+            | EndReason::ProxyRefused { .. }
+            | EndReason::ProxyAuth { .. }
+            | EndReason::HookFailed { .. }
             | EndReason::Stopped => false,
             _ => self.was_open(),
         }
@@ -324,7 +410,36 @@ impl EndReason {
                 | EndReason::HandshakeRejected { .. }
                 | EndReason::HandshakeInvalid { .. }
                 | EndReason::SecretUnavailable { .. }
+                | EndReason::ProxyFailed { .. }
+                | EndReason::ProxyRefused { .. }
+                | EndReason::ProxyAuth { .. }
+                | EndReason::HookFailed { .. }
         )
+    }
+
+    /// The stage an attempt that never opened failed in; `None` for the end of a socket that
+    /// was open (and for [`EndReason::Stopped`]).
+    pub fn stage(&self) -> Option<ConnectStage> {
+        match self {
+            EndReason::InvalidRequest { .. }
+            | EndReason::TlsConfig { .. }
+            | EndReason::SecretUnavailable { .. }
+            | EndReason::HookFailed { .. } => Some(ConnectStage::Prepare),
+            EndReason::ConnectFailed {
+                cause: Some(NetworkCause::Dns),
+                ..
+            } => Some(ConnectStage::Dns),
+            EndReason::ConnectFailed { .. } => Some(ConnectStage::Tcp),
+            EndReason::ProxyFailed { .. }
+            | EndReason::ProxyRefused { .. }
+            | EndReason::ProxyAuth { .. } => Some(ConnectStage::Proxy),
+            EndReason::Tls { .. } | EndReason::TlsTransient { .. } => Some(ConnectStage::Tls),
+            EndReason::HandshakeTimeout { stage, .. } => Some(*stage),
+            EndReason::HandshakeRejected { .. } | EndReason::HandshakeInvalid { .. } => {
+                Some(ConnectStage::Upgrade)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -338,9 +453,18 @@ impl fmt::Display for EndReason {
                 write!(f, "TLS handshake interrupted: {reason}")
             }
             EndReason::TlsConfig { reason } => write!(f, "TLS files unusable: {reason}"),
-            EndReason::HandshakeTimeout { after } => {
-                write!(f, "handshake timed out after {after:?}")
+            EndReason::HandshakeTimeout { after, stage } => {
+                write!(
+                    f,
+                    "handshake timed out after {after:?} (at the {stage} stage)"
+                )
             }
+            EndReason::ProxyFailed { reason, .. } => write!(f, "proxy failed: {reason}"),
+            EndReason::ProxyRefused { reason } => write!(f, "proxy refused the tunnel: {reason}"),
+            EndReason::ProxyAuth { reason } => {
+                write!(f, "proxy authentication failed: {reason}")
+            }
+            EndReason::HookFailed { reason } => write!(f, "on_connect hook failed: {reason}"),
             EndReason::HandshakeRejected { status } => {
                 write!(f, "handshake rejected with HTTP {status}")
             }

@@ -10,7 +10,8 @@
 //!
 //! | limit | default | when exceeded |
 //! | --- | --- | --- |
-//! | handshake timeout | 10 s | life ends with [`EndReason::HandshakeTimeout`] |
+//! | handshake timeout | 10 s | the whole attempt; life ends with [`EndReason::HandshakeTimeout`], naming the [`ConnectStage`] |
+//! | connect timeout | 5 s | per resolved address (the next is tried), and for the proxy's answer ([`EndReason::ProxyFailed`]) |
 //! | frame size | 1 MiB | Close 1009 sent, [`EndReason::FrameTooLarge`] |
 //! | text that is not UTF-8 | fail ([`InvalidUtf8Policy`]) | Close 1007 sent, [`EndReason::InvalidUtf8`]; or, opted in, a dead letter |
 //! | message size | 1 MiB | Close 1009 sent, [`EndReason::MessageTooLarge`] |
@@ -41,10 +42,13 @@ mod batching;
 mod client;
 mod config;
 mod connection;
+mod dial;
 mod event;
 mod framed;
 mod heartbeats;
 mod outbox;
+mod prepare;
+mod proxy;
 mod reader;
 mod replies;
 mod secret_files;
@@ -54,16 +58,19 @@ mod tls;
 mod tls_cache;
 
 pub use config::{
-    ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_FRAME_SIZE,
-    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_STALL, DEFAULT_WRITE_BUFFER, DEFAULT_WRITE_TIMEOUT,
-    InvalidConfig, InvalidUtf8Policy, MAX_CLOSE_REASON, SharedConfig, validate_url,
+    ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_STALL, DEFAULT_WRITE_BUFFER,
+    DEFAULT_WRITE_TIMEOUT, InvalidConfig, InvalidUtf8Policy, MAX_CLOSE_REASON, SharedConfig,
+    validate_url,
 };
 pub use connection::{Close, Connection, ReleaseReads, Write, WriteError, WriteOnOpen};
 pub use event::{
-    ConnectionEvent, EndReason, GapEvent, GapKind, NetworkCause, Notice, Observed, Side, TlsClass,
-    Unsent,
+    ConnectStage, ConnectionEvent, EndReason, GapEvent, GapKind, NetworkCause, Notice, Observed,
+    Side, TlsClass, Unsent,
 };
 pub use heartbeats::{Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
+pub use prepare::{ConnectHook, ConnectTarget};
+pub use proxy::{InvalidProxy, ProxyCredentials, ProxyKind, ProxySetting, ProxyUrl, bypassed};
 pub use replies::ReplyWaiter;
 pub use secret_files::{FileSecret, SecretSlot, read_secret_files};
 pub use stats::{ConnectionStats, Phase, StatsSnapshot};

@@ -55,6 +55,19 @@ struct Cached {
 static CACHE: LazyLock<Mutex<HashMap<TlsFiles, Cached>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
+/// The configuration for `tls` (the Web PKI defaults for `None`) as its files are now.
+pub(crate) async fn config_for(tls: Option<TlsFiles>) -> Result<Arc<ClientConfig>, String> {
+    static DEFAULT: std::sync::OnceLock<Result<Arc<ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    match tls {
+        Some(files) => current(files).await,
+        // Built in memory, no file to watch.
+        None => DEFAULT
+            .get_or_init(|| client_config(None).map(Arc::new))
+            .clone(),
+    }
+}
+
 /// The configuration for `files` as they are on disk now, read off the arbiter.
 pub(crate) async fn current(files: TlsFiles) -> Result<Arc<ClientConfig>, String> {
     match actix_rt::task::spawn_blocking(move || current_blocking(&files)).await {

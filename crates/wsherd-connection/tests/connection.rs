@@ -8,8 +8,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::Deserialize;
 use wsherd_connection::{
-    Close, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason, Notice,
-    Observed, Side, Write, WriteError,
+    Close, ConnectStage, Connection, ConnectionConfig, ConnectionEvent, ConnectionStats, EndReason,
+    Notice, Observed, Side, Write, WriteError,
 };
 use wsherd_protocol::{CloseCode, EndpointName, HeartbeatMode, HeartbeatSpec, Inbound, Outbound};
 use wsherd_router::{Delivery, Router};
@@ -144,9 +144,11 @@ async fn a_write_before_the_handshake_finishes_is_handed_back_and_the_handshake_
     assert_eq!(
         reason,
         EndReason::HandshakeTimeout {
-            after: Duration::from_millis(300)
+            after: Duration::from_millis(300),
+            stage: ConnectStage::Upgrade,
         }
     );
+    assert_eq!(reason.stage(), Some(ConnectStage::Upgrade));
     assert!(!reason.was_open());
     assert_eq!(reason.close_code(), None);
 }

@@ -55,8 +55,9 @@ pub(crate) fn classify(table: Option<&ActionTable>, reason: &EndReason) -> Actio
             .and_then(|t| t.on_tls.get(&class).copied())
             .unwrap_or_else(|| default_for_tls(class));
     }
-    if let EndReason::InvalidRequest { .. } = reason {
-        // A bad URL does not get better by retrying; a person has to act.
+    if let EndReason::InvalidRequest { .. } | EndReason::ProxyAuth { .. } = reason {
+        // A bad URL, or credentials the proxy wants or refused, do not get better by
+        // retrying; a person has to act.
         return Action::Stop;
     }
     match reason {
@@ -133,6 +134,26 @@ mod tests {
             table.classify(&EndReason::InvalidRequest { reason: "x".into() }),
             Action::Stop
         );
+        assert_eq!(
+            table.classify(&EndReason::ProxyAuth {
+                reason: "HTTP/1.1 407".into()
+            }),
+            Action::Stop
+        );
+        for backs_off in [
+            EndReason::ProxyRefused {
+                reason: "HTTP/1.1 502".into(),
+            },
+            EndReason::ProxyFailed {
+                reason: "cannot reach the proxy".into(),
+                cause: None,
+            },
+            EndReason::HookFailed {
+                reason: "503".into(),
+            },
+        ] {
+            assert_eq!(table.classify(&backs_off), Action::Backoff, "{backs_off}");
+        }
         assert_eq!(table.classify(&certificate()), Action::Stop);
         assert_eq!(table.classify(&files()), Action::Stop);
         assert_eq!(table.classify(&transient()), Action::Backoff);

@@ -533,7 +533,10 @@ mod tests {
             Outcome::Inconclusive
         );
         assert_eq!(
-            Outcome::of(&EndReason::HandshakeTimeout { after: secs(1.0) }),
+            Outcome::of(&EndReason::HandshakeTimeout {
+                after: secs(1.0),
+                stage: wsherd_connection::ConnectStage::Tcp,
+            }),
             Outcome::NetworkFailed(NetworkCause::Timeout)
         );
     }

@@ -125,6 +125,13 @@ impl EndpointSpec {
         self.connection.validate()
     }
 
+    /// Asks `hook` before every attempt for the URL and headers to connect with (a listen key
+    /// or a short-lived token fetched first); see [`ConnectHook`](wsherd_connection::ConnectHook).
+    pub fn on_connect(mut self, hook: wsherd_connection::ConnectHook) -> Self {
+        self.connection.on_connect = Some(hook);
+        self
+    }
+
     /// Sets the heartbeat of the connection.
     pub fn heartbeat_spec(mut self, heartbeat: wsherd_protocol::HeartbeatSpec) -> Self {
         self.connection.heartbeat = heartbeat;

@@ -19,18 +19,22 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod external;
 mod log;
 mod proxy;
 mod raw;
 mod script;
 mod server;
 mod tls;
+mod tunnel;
 mod watch;
 
+pub use external::ExternalProxy;
 pub use log::{ConnectionLog, Received};
 pub use proxy::{FaultProxy, ProxyMode};
 pub use raw::{RawLog, RawServer, RawStep, accept_response, client_frames, frame, frame_with};
 pub use script::{Behaviour, Script, Step, stream_message};
 pub use server::{BehaviourFn, TestServer, TestServerBuilder};
 pub use tls::TestCerts;
+pub use tunnel::{TunnelBehaviour, TunnelProtocol, TunnelProxy, TunnelRequest};
 pub use watch::{Recorded, Recorder, WaitTimeout, Watched};

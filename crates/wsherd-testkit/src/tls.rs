@@ -43,6 +43,12 @@ fn tls_error(error: impl std::fmt::Display) -> io::Error {
 impl TestCerts {
     /// A CA, a server certificate valid for `server_ips` only, and a client certificate.
     pub fn generate(server_ips: &[IpAddr]) -> io::Result<TestCerts> {
+        TestCerts::generate_for(server_ips, &[])
+    }
+
+    /// Like [`TestCerts::generate`], the server certificate valid for `server_ips` and the
+    /// host names `server_names` (`localhost`, to check that a client sent the name).
+    pub fn generate_for(server_ips: &[IpAddr], server_names: &[&str]) -> io::Result<TestCerts> {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(tls_error)?;
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca_params
@@ -62,6 +68,10 @@ impl TestCerts {
             .iter()
             .map(|ip| SanType::IpAddress(*ip))
             .collect();
+        for name in server_names {
+            let name = (*name).try_into().map_err(tls_error)?;
+            server.subject_alt_names.push(SanType::DnsName(name));
+        }
         server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let server_cert = server.signed_by(&server_key, &ca).map_err(tls_error)?;
 

@@ -1,4 +1,8 @@
-//! Dialing: the upgrade request, its timeout, and turning awc's errors into end reasons.
+//! The attempt: prepare, dial, upgrade, all within the handshake timeout; and turning awc's
+//! errors into end reasons.
+
+use std::cell::Cell;
+use std::rc::Rc;
 
 use actix::prelude::*;
 use actix_codec::Framed;
@@ -10,44 +14,45 @@ use super::messages::ReleaseReads;
 use super::state::SocketState;
 use super::{Connection, Reads};
 use crate::client::client;
-use crate::config::ConnectionConfig;
-use crate::event::{ConnectionEvent, EndReason, NetworkCause};
+use crate::dial::{DialFailed, dialing};
+use crate::event::{ConnectStage, ConnectionEvent, EndReason, NetworkCause};
 use crate::framed::LeanFramed;
+use crate::prepare::prepare;
 use crate::reader::Reader;
-use crate::secret_files::{SecretSlot, read_secret_files};
 use crate::split::split_local;
 use crate::stats::ConnectionStats;
-use crate::tls::{tls_failure, tls_interrupted};
+use crate::tls::tls_failure;
 
 impl Connection {
     pub(super) fn connect(&mut self, ctx: &mut Context<Self>) {
         let config = self.config.clone();
         let timeout = config.handshake_timeout;
-        let secure = config
-            .url
-            .get(..4)
-            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("wss:"));
+        let stage = Rc::new(Cell::new(ConnectStage::Prepare));
+        let progress = Rc::clone(&stage);
         let attempt = async move {
-            // The TLS files are looked at (and read again if they changed) off the arbiter,
-            // within the attempt's timeout: a rotated certificate is used by the next attempt.
-            let client = client(config.tls.clone())
-                .await
-                .map_err(|reason| EndReason::TlsConfig { reason })?;
-            // Secrets kept in files likewise: a rotated token is sent by the next attempt.
-            let (url, headers) = current_secrets(&config).await?;
-            let mut request = client
-                .ws(url.as_str())
+            // Secrets and TLS files are looked at (and read again if they changed) off the
+            // arbiter, the hook is asked, within the attempt's timeout: a rotated token or
+            // certificate is used by the next attempt.
+            let prepared = prepare(&config, stage).await?;
+            let mut request = client()
+                .ws(prepared.request_url.as_str())
                 .max_frame_size(config.max_frame_size);
             if !config.subprotocols.is_empty() {
                 request = request.protocols(config.subprotocols.iter().map(String::as_str));
             }
-            for (name, value) in &headers {
+            if !prepared
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+            {
+                request = request.header("Host", prepared.host.as_str());
+            }
+            for (name, value) in &prepared.headers {
                 request = request.header(name.as_str(), value.as_str());
             }
-            request
-                .connect()
+            dialing(prepared.dial, request.connect())
                 .await
-                .map_err(|error| handshake_end(error, secure))
+                .map_err(handshake_end)
         };
         let attempt = async move { actix_rt::time::timeout(timeout, attempt).await };
         // Spawned, not waited on: the mailbox stays live during the handshake, so a write gets
@@ -62,7 +67,10 @@ impl Connection {
                         ctx.stop();
                     }
                     Err(_) => {
-                        act.end = Some(EndReason::HandshakeTimeout { after: timeout });
+                        act.end = Some(EndReason::HandshakeTimeout {
+                            after: timeout,
+                            stage: progress.get(),
+                        });
                         ctx.stop();
                     }
                 }),
@@ -117,34 +125,9 @@ impl Handler<ReleaseReads> for Connection {
     }
 }
 
-/// The URL and headers with every file-held value as the file is now.
-async fn current_secrets(
-    config: &ConnectionConfig,
-) -> Result<(String, Vec<(String, String)>), EndReason> {
-    let mut url = config.url.clone();
-    let mut headers = config.headers.clone();
-    if config.file_secrets.is_empty() {
-        return Ok((url, headers));
-    }
-    let paths = config.file_secrets.iter().map(|s| s.path.clone()).collect();
-    let values = read_secret_files(paths).await;
-    for (secret, value) in config.file_secrets.iter().zip(values) {
-        let value = value.map_err(|reason| EndReason::SecretUnavailable { reason })?;
-        match secret.slot {
-            SecretSlot::Url => url = value,
-            SecretSlot::Header(index) => {
-                if let Some((_, slot)) = headers.get_mut(index) {
-                    *slot = value;
-                }
-            }
-        }
-    }
-    Ok((url, headers))
-}
-
-/// Turns awc's `!Send` error into our own, keeping what a policy needs to classify it;
-/// `secure` says the connect had a TLS handshake to fail in.
-fn handshake_end(error: WsClientError, secure: bool) -> EndReason {
+/// Turns awc's `!Send` error into our own, keeping what a policy needs to classify it. The
+/// dial's own failures (DNS, TCP, proxy, TLS) come back whole; what remains is the upgrade.
+fn handshake_end(error: WsClientError) -> EndReason {
     use awc::error::{ConnectError, SendRequestError};
     match error {
         WsClientError::InvalidResponseStatus(status) => EndReason::HandshakeRejected {
@@ -157,59 +140,46 @@ fn handshake_end(error: WsClientError, secure: bool) -> EndReason {
             reason: error.to_string(),
         },
         WsClientError::SendRequest(SendRequestError::Connect(ConnectError::Io(error))) => {
-            let tls =
-                tls_failure(&error).or_else(|| secure.then(|| tls_interrupted(&error)).flatten());
-            connect_failed(tls, error.to_string(), network_cause(&error))
+            match error
+                .into_inner()
+                .map(|inner| inner.downcast::<DialFailed>())
+            {
+                Some(Ok(failed)) => failed.0,
+                Some(Err(other)) => EndReason::ConnectFailed {
+                    reason: other.to_string(),
+                    cause: None,
+                },
+                None => EndReason::ConnectFailed {
+                    reason: "connect failed".to_owned(),
+                    cause: None,
+                },
+            }
         }
-        WsClientError::SendRequest(SendRequestError::Connect(error)) => {
-            let cause = match &error {
-                ConnectError::Resolver(_) | ConnectError::NoRecords | ConnectError::Unresolved => {
-                    Some(NetworkCause::Dns)
-                }
-                ConnectError::Timeout => Some(NetworkCause::Timeout),
-                _ => None,
-            };
-            connect_failed(tls_failure(&error), error.to_string(), cause)
-        }
+        WsClientError::SendRequest(SendRequestError::Connect(error)) => EndReason::ConnectFailed {
+            reason: error.to_string(),
+            cause: None,
+        },
         WsClientError::SendRequest(error) => {
+            // TLS 1.3 finishes the client's side of the handshake before the server has
+            // checked the client's certificate: its refusal (an alert) arrives while the
+            // upgrade is read, and is a TLS failure all the same.
             let (tls, cause) = match &error {
                 // The request could not be written, or no byte of an answer came: the peer
-                // reset the connection before it said anything (a plain `ws://` host; for
-                // `wss://` a reset ends the TLS handshake first, a `TlsTransient`).
+                // reset the connection before it said anything.
                 SendRequestError::Send(io) => (tls_failure(io), reset_before_answer(io)),
                 SendRequestError::Response(actix_http::error::ParseError::Io(io)) => {
                     (tls_failure(io), reset_before_answer(io))
                 }
                 other => (tls_failure(other), None),
             };
-            connect_failed(tls, error.to_string(), cause)
+            tls.unwrap_or(EndReason::ConnectFailed {
+                reason: error.to_string(),
+                cause,
+            })
         }
         other => EndReason::HandshakeInvalid {
             reason: other.to_string(),
         },
-    }
-}
-
-/// A failed connect: the TLS failure when there was one, else the underlying error.
-fn connect_failed(tls: Option<EndReason>, error: String, cause: Option<NetworkCause>) -> EndReason {
-    tls.unwrap_or(EndReason::ConnectFailed {
-        reason: error,
-        cause,
-    })
-}
-
-/// The network-level cause of a failed TCP connect.
-fn network_cause(error: &std::io::Error) -> Option<NetworkCause> {
-    use std::io::ErrorKind;
-    match error.kind() {
-        ErrorKind::ConnectionRefused => Some(NetworkCause::Refused),
-        ErrorKind::HostUnreachable
-        | ErrorKind::NetworkUnreachable
-        | ErrorKind::NetworkDown
-        | ErrorKind::AddrNotAvailable => Some(NetworkCause::Unreachable),
-        ErrorKind::TimedOut => Some(NetworkCause::Timeout),
-        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => Some(NetworkCause::Reset),
-        _ => None,
     }
 }
 
