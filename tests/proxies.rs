@@ -474,3 +474,30 @@ async fn a_connect_to_a_port_nobody_listens_on_names_the_tcp_stage() {
     assert_eq!(reasons[0].stage(), Some(ConnectStage::Tcp));
     assert_eq!(reasons[0].network_cause(), Some(NetworkCause::Refused));
 }
+
+#[actix_rt::test]
+async fn a_server_that_takes_the_connection_and_closes_it_unanswered_fails_the_upgrade_stage() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        // Reads the upgrade request, then closes without a word.
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut stream, &mut buf);
+        }
+    });
+    let herd = Herd::new();
+    let states = states(&herd);
+    herd.add_endpoint(
+        "feed",
+        quick(ConnectionConfig::new(format!("ws://{addr}/"))),
+    )
+    .unwrap();
+    let reasons = backoffs(&states, "feed", 1).await;
+    assert!(
+        matches!(reasons[0], EndReason::UpgradeFailed { .. }),
+        "{reasons:?}"
+    );
+    assert_eq!(reasons[0].stage(), Some(ConnectStage::Upgrade));
+}

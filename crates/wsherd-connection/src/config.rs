@@ -105,6 +105,9 @@ pub enum InvalidConfig {
     /// A heartbeat duration is too short.
     #[error(transparent)]
     Heartbeat(#[from] InvalidHeartbeat),
+    /// `connect_timeout` is zero: every connect would time out at once.
+    #[error("the connect timeout must be more than 0s")]
+    ZeroConnectTimeout,
 }
 
 impl ConnectionConfig {
@@ -134,11 +137,14 @@ impl ConnectionConfig {
         }
     }
 
-    /// Checks the settings a connection cannot run with (today: heartbeat durations too short
-    /// to re-arm a timer on). A herd checks every endpoint it adds; a connection started on its
+    /// Checks the settings a connection cannot run with: heartbeat durations too short to
+    /// re-arm a timer on, a zero connect timeout. A herd checks every endpoint it adds; a connection started on its
     /// own raises such durations to the minimum instead of spinning.
     pub fn validate(&self) -> Result<(), InvalidConfig> {
         self.heartbeat.validate()?;
+        if self.connect_timeout.is_zero() {
+            return Err(InvalidConfig::ZeroConnectTimeout);
+        }
         Ok(())
     }
 
@@ -340,6 +346,8 @@ mod tests {
         config.heartbeat.interval = Duration::from_secs(1);
         config.heartbeat.idle_timeout = Some(Duration::ZERO);
         assert!(config.validate().is_err());
+        let zero = ConnectionConfig::new("ws://127.0.0.1:1/").connect_timeout(Duration::ZERO);
+        assert_eq!(zero.validate(), Err(InvalidConfig::ZeroConnectTimeout));
     }
 
     #[test]

@@ -7,8 +7,9 @@
 //! a [`Dial`] that [`dialing`] makes current on this thread for exactly the polls of the
 //! attempt's future. awc calls the connector inside those polls (its pool and connector
 //! futures are polled inline, never spawned), so the connector always finds its own attempt's
-//! dial, and nothing is shared between attempts. A connect outside [`dialing`] fails with a
-//! clear error instead of guessing.
+//! dial, and nothing is shared between attempts (checked against awc 3.11: the pool acquires
+//! its permit and calls the connector inline, and a WebSocket's connection never goes back to
+//! the pool). A connect outside [`dialing`] fails with a clear error instead of guessing.
 
 mod transport;
 mod tunnel;
@@ -129,9 +130,11 @@ impl actix_service::Service<ConnectInfo<Uri>> for Dialer {
 impl Dial {
     /// TCP (direct or tunnelled), then TLS when asked for.
     async fn open(&self) -> Result<Transport, EndReason> {
+        // The proxy and TLS steps are boxed: their state (answer buffers, the TLS session
+        // being built) is large, and a direct `ws://` attempt should not carry it.
         let tcp = match &self.proxy {
             None => self.direct().await?,
-            Some(proxy) => self.tunnel(proxy).await?,
+            Some(proxy) => Box::pin(self.tunnel(proxy)).await?,
         };
         // Small frames (pings, acknowledgements, subscriptions) go out at once.
         let _ = tcp.set_nodelay(true);
@@ -144,16 +147,25 @@ impl Dial {
                         reason: format!("{:?} is not a name TLS can check", self.host),
                     }
                 })?;
-                let tls = tokio_rustls::TlsConnector::from(Arc::clone(config))
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|error| {
-                        tls_failure(&error)
-                            .or_else(|| tls_interrupted(&error))
-                            .unwrap_or_else(|| EndReason::TlsTransient {
+                let tls = Box::pin(
+                    tokio_rustls::TlsConnector::from(Arc::clone(config)).connect(name, tcp),
+                )
+                .await
+                .map_err(|error| {
+                    tls_failure(&error)
+                        .or_else(|| tls_interrupted(&error))
+                        .unwrap_or_else(|| match network_cause(&error) {
+                            // The network failed under the handshake (no route, timed out):
+                            // what the outage mode counts.
+                            Some(cause) => EndReason::ConnectFailed {
+                                reason: format!("during the TLS handshake: {error}"),
+                                cause: Some(cause),
+                            },
+                            None => EndReason::TlsTransient {
                                 reason: error.to_string(),
-                            })
-                    })?;
+                            },
+                        })
+                })?;
                 Transport::Tls(Box::new(tls))
             }
         };
@@ -180,11 +192,16 @@ impl Dial {
     /// Through `proxy`: reach it, then ask it for a tunnel to the server (for `socks5://`,
     /// to each of the server's addresses in turn, resolved here).
     async fn tunnel(&self, proxy: &ProxyUrl) -> Result<TcpStream, EndReason> {
-        let targets: Vec<TunnelTarget<'_>> = match proxy.kind {
-            ProxyKind::Http | ProxyKind::Socks5h => {
+        let literal = self.host.parse::<std::net::IpAddr>().ok();
+        let targets: Vec<TunnelTarget<'_>> = match (proxy.kind, literal) {
+            // An address needs no resolving, and SOCKS5 sends it as an address either way.
+            (ProxyKind::Socks5 | ProxyKind::Socks5h, Some(address)) => {
+                vec![TunnelTarget::Address(SocketAddr::new(address, self.port))]
+            }
+            (ProxyKind::Http | ProxyKind::Socks5h, _) => {
                 vec![TunnelTarget::Name(&self.host, self.port)]
             }
-            ProxyKind::Socks5 => {
+            (ProxyKind::Socks5, None) => {
                 self.stage.set(ConnectStage::Dns);
                 resolve(&self.host, self.port)
                     .await

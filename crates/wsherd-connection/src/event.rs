@@ -137,6 +137,15 @@ pub enum EndReason {
         /// What is wrong with them.
         reason: String,
     },
+    /// The transport was up (TCP, the proxy's tunnel, TLS) but the upgrade request could not
+    /// be written or no answer came: the server reset or closed the connection before it said
+    /// anything (what a load balancer without a backend does).
+    UpgradeFailed {
+        /// What happened.
+        reason: String,
+        /// The network-level cause (a reset before any answer), if it is one.
+        cause: Option<NetworkCause>,
+    },
     /// The whole attempt (prepare, connect, TLS, upgrade) took longer than the handshake
     /// timeout.
     HandshakeTimeout {
@@ -153,8 +162,9 @@ pub enum EndReason {
         /// The network-level cause when the proxy itself could not be reached.
         cause: Option<NetworkCause>,
     },
-    /// The proxy refused to open the tunnel to the server (an HTTP status other than 2xx and
-    /// 407, a SOCKS5 reply other than success). Backs off by default: the server may be down.
+    /// The proxy refused to open the tunnel to the server (an HTTP status other than 2xx, 401
+    /// and 407; a SOCKS5 reply other than success). Backs off by default: the server may be
+    /// down.
     ProxyRefused {
         /// What the proxy said.
         reason: String,
@@ -281,6 +291,7 @@ impl EndReason {
             | EndReason::StreamEnded => "closed",
             EndReason::InvalidRequest { .. }
             | EndReason::ConnectFailed { .. }
+            | EndReason::UpgradeFailed { .. }
             | EndReason::HandshakeRejected { .. } => "refused",
             EndReason::HandshakeTimeout { .. } => "timeout",
             EndReason::Unresponsive { .. } => "dead_peer",
@@ -326,6 +337,7 @@ impl EndReason {
             EndReason::SequenceGap { .. } => Some(CloseCode::NORMAL),
             EndReason::InvalidRequest { .. }
             | EndReason::ConnectFailed { .. }
+            | EndReason::UpgradeFailed { .. }
             | EndReason::Tls { .. }
             | EndReason::TlsTransient { .. }
             | EndReason::TlsConfig { .. }
@@ -384,6 +396,7 @@ impl EndReason {
             | EndReason::Tls { .. } => true,
             EndReason::InvalidRequest { .. }
             | EndReason::ConnectFailed { .. }
+            | EndReason::UpgradeFailed { .. }
             | EndReason::TlsTransient { .. }
             | EndReason::TlsConfig { .. }
             | EndReason::HandshakeTimeout { .. }
@@ -403,6 +416,7 @@ impl EndReason {
             self,
             EndReason::InvalidRequest { .. }
                 | EndReason::ConnectFailed { .. }
+                | EndReason::UpgradeFailed { .. }
                 | EndReason::Tls { .. }
                 | EndReason::TlsTransient { .. }
                 | EndReason::TlsConfig { .. }
@@ -435,9 +449,9 @@ impl EndReason {
             | EndReason::ProxyAuth { .. } => Some(ConnectStage::Proxy),
             EndReason::Tls { .. } | EndReason::TlsTransient { .. } => Some(ConnectStage::Tls),
             EndReason::HandshakeTimeout { stage, .. } => Some(*stage),
-            EndReason::HandshakeRejected { .. } | EndReason::HandshakeInvalid { .. } => {
-                Some(ConnectStage::Upgrade)
-            }
+            EndReason::HandshakeRejected { .. }
+            | EndReason::HandshakeInvalid { .. }
+            | EndReason::UpgradeFailed { .. } => Some(ConnectStage::Upgrade),
             _ => None,
         }
     }
@@ -448,6 +462,9 @@ impl fmt::Display for EndReason {
         match self {
             EndReason::InvalidRequest { reason } => write!(f, "invalid request: {reason}"),
             EndReason::ConnectFailed { reason, .. } => write!(f, "connect failed: {reason}"),
+            EndReason::UpgradeFailed { reason, .. } => {
+                write!(f, "no answer to the upgrade: {reason}")
+            }
             EndReason::Tls { reason } => write!(f, "TLS handshake failed: {reason}"),
             EndReason::TlsTransient { reason } => {
                 write!(f, "TLS handshake interrupted: {reason}")

@@ -8,8 +8,6 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use wsherd_protocol::redact_url;
-
 /// The kind of proxy, from the URL's scheme.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProxyKind {
@@ -73,7 +71,7 @@ pub struct ProxyUrl {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid proxy {shown}: {why}")]
 pub struct InvalidProxy {
-    /// The URL as given, through [`redact_url`].
+    /// The URL as given, its credentials and query replaced by `***`.
     pub shown: String,
     /// What is wrong.
     pub why: String,
@@ -84,7 +82,7 @@ impl ProxyUrl {
     /// is allowed, nothing else after the authority).
     pub fn parse(url: &str) -> Result<ProxyUrl, InvalidProxy> {
         let invalid = |why: &str| InvalidProxy {
-            shown: redact_url(url),
+            shown: shown(url),
             why: why.to_owned(),
         };
         let (scheme, rest) = url
@@ -126,14 +124,21 @@ impl ProxyUrl {
             }
         };
         let (host, port) = split_host_port(hostport).ok_or_else(|| invalid("no host"))?;
+        if host.contains(':') && !hostport.starts_with('[') {
+            return Err(invalid(
+                "an IPv6 address in a URL is written in brackets: [::1]:1080",
+            ));
+        }
         let port = match port {
             None => kind.default_port(),
-            Some(port) => port
-                .parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
+            Some(port) => parse_port(port)
                 .ok_or_else(|| invalid("the port is not a number from 1 to 65535"))?,
         };
+        if kind == ProxyKind::Http && credentials.as_ref().is_some_and(|c| c.user.contains(':')) {
+            return Err(invalid(
+                "an HTTP proxy's user name cannot hold a colon (Basic authentication splits there)",
+            ));
+        }
         if kind != ProxyKind::Http
             && credentials
                 .as_ref()
@@ -224,21 +229,22 @@ fn from_environment(
     secure: bool,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<ProxyUrl>, InvalidProxy> {
+    // As curl reads them: the lower-case name first; an empty variable counts as unset, so
+    // an empty `no_proxy` does not hide `NO_PROXY`.
+    let set = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
     let read = |name: &str| {
-        lookup(&name.to_ascii_lowercase())
-            .or_else(|| lookup(name))
-            .filter(|value| !value.trim().is_empty())
+        let lower = name.to_ascii_lowercase();
+        set(&lower)
+            .map(|value| (lower, value))
+            .or_else(|| set(name).map(|value| (name.to_owned(), value)))
     };
-    if let Some(no_proxy) = read("NO_PROXY")
+    if let Some((_, no_proxy)) = read("NO_PROXY")
         && bypassed(&no_proxy, host, port)
     {
         return Ok(None);
     }
     let named = if secure { "HTTPS_PROXY" } else { "HTTP_PROXY" };
-    let Some((name, value)) = read(named)
-        .map(|v| (named, v))
-        .or_else(|| read("ALL_PROXY").map(|v| ("ALL_PROXY", v)))
-    else {
+    let Some((name, value)) = read(named).or_else(|| read("ALL_PROXY")) else {
         return Ok(None);
     };
     let value = value.trim();
@@ -274,7 +280,11 @@ pub fn bypassed(no_proxy: &str, host: &str, port: u16) -> bool {
                 return true;
             }
             let (name, entry_port) = match split_host_port(entry) {
-                Some((name, Some(p))) if !entry.contains('/') => (name, p.parse::<u16>().ok()),
+                Some((name, Some(p))) if !entry.contains('/') => match parse_port(p) {
+                    Some(p) => (name, Some(p)),
+                    // `host:abc` names no port: it matches nothing.
+                    None => return false,
+                },
                 _ => (entry, None),
             };
             if entry_port.is_some_and(|p| p != port) {
@@ -318,7 +328,11 @@ fn matches_address(entry: &str, address: IpAddr) -> bool {
 }
 
 fn within(base: u128, address: u128, bits: Option<u32>, width: u32) -> bool {
-    let bits = bits.unwrap_or(width).min(width);
+    let bits = bits.unwrap_or(width);
+    if bits > width {
+        // `10.0.0.0/40` is no block.
+        return false;
+    }
     if bits == 0 {
         return true;
     }
@@ -354,6 +368,36 @@ pub(crate) fn authority(host: &str, port: u16) -> String {
     }
 }
 
+/// A port written as digits only, 1 to 65535.
+fn parse_port(text: &str) -> Option<u16> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u16>().ok().filter(|port| *port != 0)
+}
+
+/// A proxy URL as an error may show it: whatever precedes the last `@` is credentials
+/// (a password may hold `/`, `?` or `#`, which `redact_url` would take for the end of the
+/// authority), and a query is hidden too.
+fn shown(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) if !scheme.contains('@') => (Some(scheme), rest),
+        _ => (None, url),
+    };
+    let rest = match rest.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => rest.to_owned(),
+    };
+    let rest = match rest.split_once(['?', '#']) {
+        Some((before, _)) => format!("{before}?***"),
+        None => rest,
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{rest}"),
+        None => rest,
+    }
+}
+
 /// `%XX` decoded; `None` for a broken escape or a result that is not UTF-8.
 fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
@@ -362,6 +406,9 @@ fn percent_decode(text: &str) -> Option<String> {
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = text.get(i + 1..i + 3)?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -409,11 +456,19 @@ mod tests {
             ("http://u:s3cret@:1", "no host"),
             ("http://u:s3cret@p:1/path", "no path"),
             ("http://u:%zz@p:1", "percent"),
+            ("http://u:%+Fs3cret@p:1", "percent"),
+            ("http://u:s3cret@p:+80", "port"),
             ("proxy:1", "expected"),
+            ("socks5://::1:1080", "brackets"),
+            ("http://a%3Ab:s3cret@p:1", "colon"),
+            // A password holding what ends an authority in a URL.
+            ("http://u:s3/cret@p:1/x", "no path"),
+            ("http://u:s3?cret@p:1", "no path"),
+            ("http://u:s3#cret@p:1", "no path"),
         ] {
             let error = ProxyUrl::parse(url).unwrap_err();
             assert!(error.why.contains(why), "{url}: {error}");
-            assert!(!error.to_string().contains("s3cret"), "{error}");
+            assert!(!error.to_string().contains("cret"), "{error}");
         }
     }
 
@@ -453,13 +508,32 @@ mod tests {
                 .unwrap(),
             None
         );
-        let broken = env(&[("HTTPS_PROXY", "http://u:s3cret@p:notaport")]);
+        let broken = env(&[("https_proxy", "http://u:s3/cret@p:notaport")]);
         let error = ProxySetting::Environment
             .resolve("feed.example", 443, true, &broken)
             .unwrap_err();
         assert!(
-            error.to_string().contains("HTTPS_PROXY") && !error.to_string().contains("s3cret"),
+            error.to_string().contains("https_proxy=") && !error.to_string().contains("s3"),
             "{error}"
+        );
+        // An empty lower-case variable is unset: the upper-case one still counts.
+        let shadowed = env(&[
+            ("no_proxy", ""),
+            ("NO_PROXY", "feed.example"),
+            ("https_proxy", " "),
+            ("HTTPS_PROXY", "http://p:1"),
+        ]);
+        assert_eq!(
+            ProxySetting::Environment
+                .resolve("feed.example", 443, true, &shadowed)
+                .unwrap(),
+            None
+        );
+        assert!(
+            ProxySetting::Environment
+                .resolve("other.example", 443, true, &shadowed)
+                .unwrap()
+                .is_some()
         );
     }
 
@@ -478,6 +552,8 @@ mod tests {
         assert!(!bypassed(list, "feed.example", 443));
         assert!(bypassed("*", "anything", 1));
         assert!(bypassed("fd00::/8", "fd12::5", 1));
+        assert!(!bypassed("feed.example:abc", "feed.example", 443));
+        assert!(!bypassed("10.0.0.0/40", "10.0.0.1", 443));
         assert!(!bypassed("fd00::/8", "fe80::1", 1));
         let lookup = env(&[("no_proxy", "feed.example"), ("ALL_PROXY", "http://p:1")]);
         assert_eq!(

@@ -155,7 +155,8 @@ fn handshake_end(error: WsClientError) -> EndReason {
                 },
             }
         }
-        WsClientError::SendRequest(SendRequestError::Connect(error)) => EndReason::ConnectFailed {
+        // The dial is done by now: what awc's connector says else is about the upgrade.
+        WsClientError::SendRequest(SendRequestError::Connect(error)) => EndReason::UpgradeFailed {
             reason: error.to_string(),
             cause: None,
         },
@@ -172,7 +173,7 @@ fn handshake_end(error: WsClientError) -> EndReason {
                 }
                 other => (tls_failure(other), None),
             };
-            tls.unwrap_or(EndReason::ConnectFailed {
+            tls.unwrap_or(EndReason::UpgradeFailed {
                 reason: error.to_string(),
                 cause,
             })
