@@ -29,6 +29,17 @@ pub enum FailReason {
     },
 }
 
+impl FailReason {
+    /// The end of the socket life that made the endpoint give up.
+    pub fn last_end(&self) -> &EndReason {
+        match self {
+            FailReason::NotRetryable(reason) => reason,
+            FailReason::AttemptsExhausted { last, .. }
+            | FailReason::IntensityExceeded { last, .. } => last,
+        }
+    }
+}
+
 impl fmt::Display for FailReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

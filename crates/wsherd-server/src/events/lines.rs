@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use wsherd::{EndpointState, EndpointStatus, StateEvent};
 
 /// The JSON line of a state change: `ts`, `endpoint`, `event` (`"state"`), `state`; `attempt`
-/// for `connecting`; `attempt`, `delay_ms`, `reason` for `backoff`; `reason` for `failed`. A
+/// for `connecting`; `attempt`, `delay_ms`, `reason` for `backoff`; `reason` for `failed`;
+/// `stage` too for an attempt that never opened (`prepare`, `dns`, `tcp`, `proxy`, `tls`,
+/// `upgrade`: where it failed). A
 /// `live` after a reconnect says so: `"reconnected": true`, the `attempt` that succeeded and
 /// `downtime_ms`, how long the endpoint was down.
 pub fn state_line(endpoint: &str, event: &StateEvent) -> Value {
@@ -30,8 +32,16 @@ pub fn state_line(endpoint: &str, event: &StateEvent) -> Value {
             line["attempt"] = json!(attempt);
             line["delay_ms"] = json!(millis(*delay));
             line["reason"] = json!(reason.to_string());
+            if let Some(stage) = reason.stage() {
+                line["stage"] = json!(stage.name());
+            }
         }
-        EndpointState::Failed { reason } => line["reason"] = json!(reason.to_string()),
+        EndpointState::Failed { reason } => {
+            line["reason"] = json!(reason.to_string());
+            if let Some(stage) = reason.last_end().stage() {
+                line["stage"] = json!(stage.name());
+            }
+        }
         _ => {}
     }
     if let Some(again) = &event.reconnected {
@@ -186,6 +196,41 @@ mod tests {
         assert_eq!(line["downtime_ms"], 1_250);
         let first = state_line("feed", &StateEvent::new(EndpointState::Live));
         assert!(first.get("reconnected").is_none(), "{first}");
+    }
+
+    #[test]
+    fn a_backoff_or_failure_of_an_attempt_that_never_opened_names_its_stage() {
+        let refused = wsherd::EndReason::ProxyAuth {
+            reason: "HTTP/1.1 407".into(),
+        };
+        let failed = state_line(
+            "feed",
+            &StateEvent::new(EndpointState::Failed {
+                reason: wsherd::FailReason::NotRetryable(refused),
+            }),
+        );
+        assert_eq!(failed["stage"], "proxy");
+        let backoff = state_line(
+            "feed",
+            &StateEvent::new(EndpointState::Backoff {
+                attempt: 2,
+                delay: Duration::from_millis(500),
+                reason: wsherd::EndReason::HandshakeTimeout {
+                    after: Duration::from_secs(10),
+                    stage: wsherd::ConnectStage::Tls,
+                },
+            }),
+        );
+        assert_eq!(backoff["stage"], "tls");
+        let dropped = state_line(
+            "feed",
+            &StateEvent::new(EndpointState::Backoff {
+                attempt: 1,
+                delay: Duration::from_millis(500),
+                reason: wsherd::EndReason::StreamEnded,
+            }),
+        );
+        assert!(dropped.get("stage").is_none(), "{dropped}");
     }
 
     #[test]
