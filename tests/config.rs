@@ -1580,3 +1580,33 @@ fn proxies_and_connect_timeouts_load_and_bad_ones_name_key_and_file_without_cred
     );
     assert!(!found.join("\n").contains("pw-s3cret"));
 }
+
+#[test]
+fn decompress_names_a_format_and_anything_else_is_refused_with_the_choices() {
+    let file = TempConfig::new(
+        "toml",
+        "[endpoints.chat]\nurl = \"ws://127.0.0.1:1/\"\ndecompress = \"zlib-stream\"\n\
+         [endpoints.plain]\nurl = \"ws://127.0.0.1:1/\"\n",
+    );
+    let config = load(&file).unwrap();
+    assert_eq!(
+        config.endpoints[&name("chat")].spec.connection.decompress,
+        Some(wsherd::Decompress::ZlibStream)
+    );
+    assert_eq!(
+        config.endpoints[&name("plain")].spec.connection.decompress,
+        None
+    );
+    assert!(config.to_toml().contains("decompress = \"zlib-stream\""));
+    let bad = TempConfig::new(
+        "toml",
+        "[endpoints.chat]\nurl = \"ws://127.0.0.1:1/\"\ndecompress = \"brotli\"\n",
+    );
+    let found = problems(&bad);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("endpoints.chat.decompress: expected one of")
+            && found[0].contains("zlib-stream"),
+        "{found:?}"
+    );
+}

@@ -13,8 +13,8 @@ pub(super) mod secret;
 
 use config::Value;
 use wsherd_connection::{
-    ConnectionConfig, FileSecret, InvalidUtf8Policy, ProxySetting, ProxyUrl, SecretSlot, TlsFiles,
-    client_config, validate_url,
+    ConnectionConfig, Decompress, FileSecret, InvalidUtf8Policy, ProxySetting, ProxyUrl,
+    SecretSlot, TlsFiles, client_config, validate_url,
 };
 use wsherd_protocol::{KindRule, Outbound, redact_url};
 use wsherd_supervisor::{ConnectMode, DEFAULT_LINGER, EndpointSpec};
@@ -37,6 +37,7 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "write_buffer",
     "idle_timeout",
     "invalid_utf8",
+    "decompress",
     "on_open",
     "live_after",
     "enabled",
@@ -208,6 +209,19 @@ pub(crate) fn read_endpoint(
         connection.invalid_utf8 = match policy {
             "dead_letter" => InvalidUtf8Policy::DeadLetter,
             _ => InvalidUtf8Policy::Fail,
+        };
+    }
+    if let Some(format) = reader.choice(
+        &table,
+        "decompress",
+        &["none", "gzip", "deflate", "zlib", "zlib-stream"],
+    ) {
+        connection.decompress = match format {
+            "gzip" => Some(Decompress::Gzip),
+            "deflate" => Some(Decompress::Deflate),
+            "zlib" => Some(Decompress::Zlib),
+            "zlib-stream" => Some(Decompress::ZlibStream),
+            _ => None,
         };
     }
     if let Some(heartbeat) = table.map.get("heartbeat") {

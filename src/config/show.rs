@@ -268,6 +268,10 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
 fn connection_limits(c: &ConnectionConfig, line: &mut impl FnMut(&str, String)) {
     line("handshake_timeout", duration(c.handshake_timeout));
     line("connect_timeout", duration(c.connect_timeout));
+    line(
+        "decompress",
+        string(c.decompress.map_or("none", |format| format.name())),
+    );
     // Credentials in the proxy URL are shown as `***`.
     line(
         "proxy",

@@ -93,6 +93,9 @@ pub struct ConnectionConfig {
     /// Values that come from files (the URL, header values): read again before every attempt
     /// when the file changed, replacing what `url` and `headers` hold.
     pub file_secrets: Vec<crate::secret_files::FileSecret>,
+    /// How the server compresses what it sends in binary messages; with it set, binary
+    /// messages are inflated (under `max_message_size`) and taken as text.
+    pub decompress: Option<crate::inflate::Decompress>,
     /// Sequence numbers to check in the inbound messages (gaps, duplicates, resets).
     /// (Boxed: most endpoints check none, and each endpoint keeps its own settings.)
     pub sequence: Option<Box<wsherd_protocol::SequenceSpec>>,
@@ -134,6 +137,7 @@ impl ConnectionConfig {
             invalid_utf8: InvalidUtf8Policy::default(),
             file_secrets: Vec::new(),
             sequence: None,
+            decompress: None,
         }
     }
 
@@ -226,6 +230,12 @@ impl ConnectionConfig {
         self
     }
 
+    /// Inflates binary messages compressed as `format` and takes them as text.
+    pub fn decompress(mut self, format: crate::inflate::Decompress) -> Self {
+        self.decompress = Some(format);
+        self
+    }
+
     /// Sets the largest accepted frame.
     pub fn max_frame_size(mut self, bytes: usize) -> Self {
         self.max_frame_size = bytes;
@@ -271,6 +281,7 @@ impl fmt::Debug for ConnectionConfig {
             .field("live_after", &self.live_after)
             .field("tls", &self.tls)
             .field("invalid_utf8", &self.invalid_utf8)
+            .field("decompress", &self.decompress)
             .finish()
     }
 }

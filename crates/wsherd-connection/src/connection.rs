@@ -83,6 +83,9 @@ pub struct Connection {
     /// Reads paused for full subscribers, and the write watchdog.
     stall: Stall,
     reassembler: Reassembler,
+    /// Inflates compressed binary messages (`ConnectionConfig::decompress`), made at the
+    /// first one.
+    inflater: Option<Box<crate::inflate::Inflater>>,
     /// This socket's registration with its arbiter's heartbeat, once open.
     watch: Option<Watching>,
     /// An application ping went out and its reply is awaited (checked per text message only
@@ -141,6 +144,7 @@ impl Connection {
             reads: Reads::AtOnce,
             stall: Stall::default(),
             reassembler,
+            inflater: None,
             watch: None,
             awaiting_app_reply: false,
             batching: BatchClock::default(),

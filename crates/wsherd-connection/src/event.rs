@@ -229,6 +229,12 @@ pub enum EndReason {
         /// The message's length in bytes.
         len: usize,
     },
+    /// A binary message was not valid compressed data of the endpoint's `decompress` format
+    /// (close 1007, as for text that is not UTF-8).
+    InvalidCompression {
+        /// What the inflater said.
+        reason: String,
+    },
     /// The peer broke the WebSocket protocol.
     Protocol {
         /// What it did.
@@ -298,6 +304,7 @@ impl EndReason {
             EndReason::Io { .. } => "io",
             EndReason::FrameTooLarge { .. } | EndReason::MessageTooLarge { .. } => "limit",
             EndReason::InvalidUtf8 { .. }
+            | EndReason::InvalidCompression { .. }
             | EndReason::Protocol { .. }
             | EndReason::HandshakeInvalid { .. } => "protocol",
             EndReason::Tls { .. }
@@ -330,7 +337,9 @@ impl EndReason {
                 Some(CloseCode::TOO_BIG)
             }
             EndReason::Protocol { .. } => Some(CloseCode::PROTOCOL),
-            EndReason::InvalidUtf8 { .. } => Some(CloseCode::INVALID_PAYLOAD),
+            EndReason::InvalidUtf8 { .. } | EndReason::InvalidCompression { .. } => {
+                Some(CloseCode::INVALID_PAYLOAD)
+            }
             EndReason::Unresponsive { .. } | EndReason::SubscriberStalled { .. } => {
                 Some(CloseCode::INTERNAL)
             }
@@ -514,6 +523,9 @@ impl fmt::Display for EndReason {
                 "text message is not valid UTF-8 (invalid from byte {valid_up_to} of {len})"
             ),
             EndReason::Protocol { reason } => write!(f, "protocol error: {reason}"),
+            EndReason::InvalidCompression { reason } => {
+                write!(f, "not valid compressed data: {reason}")
+            }
             EndReason::Io { reason } => write!(f, "I/O error: {reason}"),
             EndReason::Unresponsive { why } => write!(f, "peer unresponsive: {why}"),
             EndReason::SubscriberStalled { after } => {

@@ -14,7 +14,7 @@
 //! | connect timeout | 5 s | per resolved address (the next is tried), and for the proxy's answer ([`EndReason::ProxyFailed`]) |
 //! | frame size | 1 MiB | Close 1009 sent, [`EndReason::FrameTooLarge`] |
 //! | text that is not UTF-8 | fail ([`InvalidUtf8Policy`]) | Close 1007 sent, [`EndReason::InvalidUtf8`]; or, opted in, a dead letter |
-//! | message size | 1 MiB | Close 1009 sent, [`EndReason::MessageTooLarge`] |
+//! | message size | 1 MiB | Close 1009 sent, [`EndReason::MessageTooLarge`]; a compressed binary message ([`ConnectionConfig::decompress`]) likewise once it has *inflated* past it, having inflated at most that much |
 //! | close timeout | 5 s | socket dropped; the end reason says whether the peer acknowledged |
 //! | close reason | 123 bytes | cut on a character boundary |
 //! | write buffer | 4 MiB | writes fail with [`WriteError::Full`]; server Pings go unanswered |
@@ -46,6 +46,7 @@ mod dial;
 mod event;
 mod framed;
 mod heartbeats;
+mod inflate;
 mod outbox;
 mod prepare;
 mod proxy;
@@ -69,6 +70,7 @@ pub use event::{
     Side, TlsClass, Unsent,
 };
 pub use heartbeats::{Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
+pub use inflate::Decompress;
 pub use prepare::{ConnectHook, ConnectTarget};
 pub use proxy::{InvalidProxy, ProxyCredentials, ProxyKind, ProxySetting, ProxyUrl, bypassed};
 pub use replies::ReplyWaiter;

@@ -13,6 +13,7 @@ use super::heartbeat::OwnerReply;
 use crate::config::InvalidUtf8Policy;
 use crate::event::{EndReason, GapEvent, GapKind};
 use crate::framed::{InFrame, LeanFramed};
+use crate::inflate::{Decompress, Inflated, Inflater};
 use crate::reader::FrameSink;
 use crate::stats::ConnectionStats;
 
@@ -95,6 +96,11 @@ impl Connection {
             return;
         }
         self.count_in(payload.len());
+        self.text_message(payload, ctx);
+    }
+
+    /// A text message (or what a compressed binary one inflated to), counted already.
+    fn text_message(&mut self, payload: &[u8], ctx: &mut Context<Self>) {
         let text = match std::str::from_utf8(payload) {
             Ok(text) => text,
             Err(error) => return self.on_invalid_utf8(payload, error, ctx),
@@ -249,10 +255,41 @@ impl Connection {
         if self.has_failed() {
             return;
         }
+        if let Some(format) = self.config.decompress {
+            return self.on_compressed(format, &payload, ctx);
+        }
         self.count_in(payload.len());
         let table = self.routes.current();
         table.route_binary(&self.name, payload, &mut self.report);
         self.settle_message(ctx);
+    }
+
+    /// A binary message the server compressed: inflated under the message cap, then taken
+    /// as text (kind, typed decode, router), counted by its size on the wire.
+    fn on_compressed(&mut self, format: Decompress, payload: &[u8], ctx: &mut Context<Self>) {
+        let limit = self.config.max_message_size;
+        let inflater = self
+            .inflater
+            .get_or_insert_with(|| Box::new(Inflater::new(format)));
+        match inflater.inflate(payload, limit) {
+            Inflated::Message(text) => {
+                self.count_in(payload.len());
+                self.text_message(&text, ctx);
+            }
+            Inflated::Partial => {
+                // Counted with the message it completes: the bytes arrived, the message not yet.
+                self.unsettled_in.1 += payload.len() as u64;
+            }
+            Inflated::TooLarge { size } => {
+                self.fail(EndReason::MessageTooLarge { size, limit }, ctx);
+            }
+            Inflated::Corrupt(reason) => self.fail(
+                EndReason::InvalidCompression {
+                    reason: format!("{format}: {reason}"),
+                },
+                ctx,
+            ),
+        }
     }
 
     fn count_in(&mut self, bytes: usize) {

@@ -1,0 +1,279 @@
+//! Payloads a server compresses inside binary messages: gzip, raw DEFLATE or zlib per
+//! message, or one zlib stream for the whole socket (`zlib-stream`, each message ending with a
+//! sync flush, `00 00 ff ff`, as some chat gateways send).
+//!
+//! Inflation always goes through a cap on the *inflated* bytes: a small message that would
+//! inflate past it stops after at most the cap (plus one scratch chunk) was produced, so a
+//! compression bomb costs bounded memory and time. Per-message formats keep no state between
+//! messages (nothing is held while a socket is idle); `zlib-stream` keeps its one context for
+//! the socket's life, as the format requires.
+
+use std::fmt;
+
+use flate2::{Decompress as Inflate, FlushDecompress, Status};
+
+/// The sync-flush marker that ends every message of a `zlib-stream`.
+const SYNC_FLUSH: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+/// Output is produced this much at a time (and never more than the cap allows).
+const CHUNK: usize = 16 * 1024;
+
+/// How a server compresses what it sends in binary messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Decompress {
+    /// Each message is a gzip member (RFC 1952).
+    Gzip,
+    /// Each message is raw DEFLATE data (RFC 1951).
+    Deflate,
+    /// Each message is a zlib stream (RFC 1950).
+    Zlib,
+    /// One zlib stream for the whole socket; a message is complete when it ends with a sync
+    /// flush (`00 00 ff ff`), and may arrive in several binary messages before that.
+    ZlibStream,
+}
+
+impl Decompress {
+    /// `gzip`, `deflate`, `zlib` or `zlib-stream`, as the configuration names them.
+    pub fn name(self) -> &'static str {
+        match self {
+            Decompress::Gzip => "gzip",
+            Decompress::Deflate => "deflate",
+            Decompress::Zlib => "zlib",
+            Decompress::ZlibStream => "zlib-stream",
+        }
+    }
+}
+
+impl fmt::Display for Decompress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What one binary message inflated to.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Inflated {
+    /// A whole message.
+    Message(Vec<u8>),
+    /// Part of a `zlib-stream` message: more is to come before its sync flush.
+    Partial,
+    /// The message inflates (or its parts add up) to more than the cap; `size` was reached
+    /// when inflation stopped.
+    TooLarge {
+        /// Bytes reached.
+        size: usize,
+    },
+    /// Not valid compressed data.
+    Corrupt(String),
+}
+
+/// One socket's inflation.
+pub(crate) struct Inflater {
+    format: Decompress,
+    /// `zlib-stream`'s context, for the socket's life (created at the first message).
+    stream: Option<Box<Inflate>>,
+    /// `zlib-stream` bytes waiting for their sync flush.
+    pending: Vec<u8>,
+}
+
+impl Inflater {
+    /// A fresh inflater for one socket.
+    pub(crate) fn new(format: Decompress) -> Self {
+        Inflater {
+            format,
+            stream: None,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Inflates one binary message, producing at most `cap` bytes of it.
+    pub(crate) fn inflate(&mut self, payload: &[u8], cap: usize) -> Inflated {
+        match self.format {
+            Decompress::Gzip => once(&mut Inflate::new_gzip(15), payload, cap),
+            Decompress::Deflate => once(&mut Inflate::new(false), payload, cap),
+            Decompress::Zlib => once(&mut Inflate::new(true), payload, cap),
+            Decompress::ZlibStream => self.stream_message(payload, cap),
+        }
+    }
+
+    fn stream_message(&mut self, payload: &[u8], cap: usize) -> Inflated {
+        if self.pending.is_empty() && payload.ends_with(&SYNC_FLUSH) {
+            return self.stream_inflate_whole(payload, cap);
+        }
+        // What waits for its sync flush is bounded by the cap too: compressed data is
+        // smaller than what it inflates to, or it is not worth keeping.
+        if self.pending.len() + payload.len() > cap {
+            let size = self.pending.len() + payload.len();
+            self.pending = Vec::new();
+            return Inflated::TooLarge { size };
+        }
+        self.pending.extend_from_slice(payload);
+        if !self.pending.ends_with(&SYNC_FLUSH) {
+            return Inflated::Partial;
+        }
+        let whole = std::mem::take(&mut self.pending);
+        self.stream_inflate_whole(&whole, cap)
+    }
+
+    fn stream_inflate_whole(&mut self, input: &[u8], cap: usize) -> Inflated {
+        let stream = self
+            .stream
+            .get_or_insert_with(|| Box::new(Inflate::new(true)));
+        run(stream, input, cap, FlushDecompress::Sync)
+    }
+}
+
+impl fmt::Debug for Inflater {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inflater")
+            .field("format", &self.format)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A whole per-message payload.
+fn once(inflate: &mut Inflate, input: &[u8], cap: usize) -> Inflated {
+    run(inflate, input, cap, FlushDecompress::Finish)
+}
+
+/// Inflates `input`, producing at most `cap` bytes (one more says it was too much).
+fn run(inflate: &mut Inflate, input: &[u8], cap: usize, flush: FlushDecompress) -> Inflated {
+    let mut out = Vec::new();
+    let mut scratch = vec![0u8; CHUNK.min(cap.saturating_add(1))];
+    let mut consumed = 0usize;
+    loop {
+        let room = scratch.len().min(cap.saturating_add(1) - out.len());
+        let (before_in, before_out) = (inflate.total_in(), inflate.total_out());
+        let rest = input.get(consumed..).unwrap_or_default();
+        let status = match inflate.decompress(rest, &mut scratch[..room], flush) {
+            Ok(status) => status,
+            Err(error) => return Inflated::Corrupt(error.to_string()),
+        };
+        let read = usize::try_from(inflate.total_in() - before_in).unwrap_or(usize::MAX);
+        let written = usize::try_from(inflate.total_out() - before_out).unwrap_or(usize::MAX);
+        consumed = consumed.saturating_add(read);
+        out.extend_from_slice(scratch.get(..written).unwrap_or_default());
+        if out.len() > cap {
+            return Inflated::TooLarge { size: out.len() };
+        }
+        let input_done = consumed >= input.len();
+        match status {
+            Status::StreamEnd => break,
+            // All input taken and the output was not filled: nothing more will come.
+            _ if input_done && written < room => break,
+            // No progress either way: the data is cut short (or wants more than it has).
+            _ if read == 0 && written == 0 => break,
+            _ => {}
+        }
+    }
+    Inflated::Message(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use flate2::Compression;
+    use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
+
+    use super::*;
+
+    const TEXT: &[u8] = br#"{"type":"trade","price":"101.5","qty":"3"}"#;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+        encoder.write_all(data).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn each_per_message_format_inflates_what_its_encoder_wrote() {
+        let mut deflate = DeflateEncoder::new(Vec::new(), Compression::default());
+        deflate.write_all(TEXT).unwrap();
+        let mut zlib = ZlibEncoder::new(Vec::new(), Compression::default());
+        zlib.write_all(TEXT).unwrap();
+        for (format, payload) in [
+            (Decompress::Gzip, gzip(TEXT)),
+            (Decompress::Deflate, deflate.finish().unwrap()),
+            (Decompress::Zlib, zlib.finish().unwrap()),
+        ] {
+            let mut inflater = Inflater::new(format);
+            for _ in 0..2 {
+                assert_eq!(
+                    inflater.inflate(&payload, 1024),
+                    Inflated::Message(TEXT.to_vec()),
+                    "{format}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_bomb_stops_at_the_cap() {
+        // 50 MB of zeros compress to about 50 KB.
+        let zeros = vec![0u8; 50 * 1024 * 1024];
+        let bomb = gzip(&zeros);
+        assert!(bomb.len() < 100 * 1024, "{}", bomb.len());
+        let cap = 1024 * 1024;
+        match Inflater::new(Decompress::Gzip).inflate(&bomb, cap) {
+            Inflated::TooLarge { size } => assert!(size > cap && size <= cap + 1, "{size}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_zlib_stream_keeps_its_context_and_waits_for_each_sync_flush() {
+        let mut compress = flate2::Compress::new(Compression::default(), true);
+        let mut frame = |text: &[u8]| {
+            let mut out = Vec::with_capacity(1024);
+            compress
+                .compress_vec(text, &mut out, flate2::FlushCompress::Sync)
+                .unwrap();
+            out
+        };
+        let first = frame(TEXT);
+        let second = frame(TEXT);
+        assert!(first.ends_with(&SYNC_FLUSH) && second.ends_with(&SYNC_FLUSH));
+        // The second refers back to the first: it only inflates with the first's context.
+        assert!(second.len() < first.len());
+        let mut inflater = Inflater::new(Decompress::ZlibStream);
+        assert_eq!(
+            inflater.inflate(&first, 1024),
+            Inflated::Message(TEXT.to_vec())
+        );
+        let (head, tail) = second.split_at(3);
+        assert_eq!(inflater.inflate(head, 1024), Inflated::Partial);
+        assert_eq!(
+            inflater.inflate(tail, 1024),
+            Inflated::Message(TEXT.to_vec())
+        );
+        // Without the first, the second is no valid stream.
+        let mut fresh = Inflater::new(Decompress::ZlibStream);
+        assert!(matches!(fresh.inflate(&second, 1024), Inflated::Corrupt(_)));
+    }
+
+    #[test]
+    fn garbage_is_corrupt_and_parts_past_the_cap_are_too_large() {
+        for format in [Decompress::Gzip, Decompress::Zlib, Decompress::ZlibStream] {
+            let garbage = b"definitely not compressed\x00\x00\xff\xff";
+            assert!(
+                matches!(
+                    Inflater::new(format).inflate(garbage, 1024),
+                    Inflated::Corrupt(_)
+                ),
+                "{format}"
+            );
+        }
+        let mut stream = Inflater::new(Decompress::ZlibStream);
+        assert_eq!(stream.inflate(&[1; 600], 1000), Inflated::Partial);
+        assert_eq!(
+            stream.inflate(&[1; 600], 1000),
+            Inflated::TooLarge { size: 1200 }
+        );
+        assert_eq!(
+            stream.inflate(&[1; 10], 1000),
+            Inflated::Partial,
+            "started over"
+        );
+    }
+}
