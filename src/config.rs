@@ -206,8 +206,9 @@ const OUTAGE_KEYS: &[&str] = &["enabled", "min_endpoints", "window", "probe_inte
 /// (`backoff.initial`); tables whose keys are free-form (`headers`, `on_close`, `on_status`)
 /// are listed by their own name.
 pub fn endpoint_keys() -> Vec<String> {
-    let nested: [(&str, &[&str]); 8] = [
+    let nested: [(&str, &[&str]); 9] = [
         ("tls", endpoint::TLS_KEYS),
+        ("deflate", endpoint::DEFLATE_KEYS),
         ("heartbeat", endpoint::HEARTBEAT_KEYS),
         ("backoff", endpoint::BACKOFF_KEYS),
         ("intensity", endpoint::INTENSITY_KEYS),

@@ -34,9 +34,9 @@ pub use herd::{
 
 pub use wsherd_connection::{
     Close, ConnectHook, ConnectStage, ConnectTarget, Connection, ConnectionConfig, ConnectionEvent,
-    ConnectionStats, Decompress, EndReason, GapEvent, GapKind, InvalidConfig, InvalidProxy,
-    InvalidUtf8Policy, NetworkCause, Phase, ProxyCredentials, ProxyKind, ProxySetting, ProxyUrl,
-    Side, StatsSnapshot, TlsClass, TlsFiles,
+    ConnectionStats, Decompress, DeflateOffer, EndReason, GapEvent, GapKind, InvalidConfig,
+    InvalidProxy, InvalidUtf8Policy, Negotiated, NetworkCause, Phase, ProxyCredentials, ProxyKind,
+    ProxySetting, ProxyUrl, Side, StatsSnapshot, TlsClass, TlsFiles,
 };
 pub use wsherd_protocol::{
     CloseCode, DeadPeer, HeartbeatMode, HeartbeatSpec, InvalidHeartbeat, MIN_HEARTBEAT_DURATION,

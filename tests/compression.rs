@@ -153,3 +153,247 @@ async fn garbage_in_a_compressed_endpoint_ends_the_socket_with_1007() {
     );
     assert_eq!(reason.close_code(), Some(CloseCode::INVALID_PAYLOAD));
 }
+
+// ---- permessage-deflate (RFC 7692) ----
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use flate2::write::DeflateEncoder;
+use wsherd::{DeflateOffer, FailReason};
+use wsherd_testkit::{RawServer, RawStep, frame, frame_with};
+
+#[derive(Debug, Deserialize)]
+struct Seq {
+    seq: u64,
+}
+wsherd::inbound!(Seq => "trade");
+
+/// A permessage-deflate message as its sender puts it on the wire: raw DEFLATE, sync-flushed,
+/// the final `00 00 ff ff` removed (RFC 7692 §7.2.1).
+fn deflated(text: &[u8]) -> Vec<u8> {
+    let mut encoder = DeflateEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(text).unwrap();
+    encoder.flush().unwrap();
+    let mut out = encoder.get_ref().clone();
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+const AGREED: &str = "Sec-WebSocket-Extensions: permessage-deflate";
+
+fn offering(url: String) -> ConnectionConfig {
+    ConnectionConfig::new(url).compression(DeflateOffer::default())
+}
+
+#[actix_rt::test]
+async fn compressed_frames_whole_and_fragmented_are_inflated_and_the_offer_keeps_no_client_context()
+{
+    let one = deflated(trade(7).as_bytes());
+    let two = deflated(trade(8).as_bytes());
+    let (head, tail) = two.split_at(two.len() / 2);
+    let server = RawServer::start(vec![
+        RawStep::HandshakeWithHeaders(vec![AGREED.into()]),
+        // FIN | RSV1 | text.
+        RawStep::Write(frame_with(0xC1, None, &one)),
+        // RSV1 | text without FIN, then a continuation (RSV1 clear) with FIN.
+        RawStep::Write(frame_with(0x41, None, head)),
+        RawStep::Write(frame_with(0x80, None, tail)),
+        // An uncompressed message between compressed ones is fine too.
+        RawStep::Write(frame(0x1, trade(9).as_bytes())),
+        RawStep::Drain,
+    ])
+    .unwrap();
+    let herd = Herd::new();
+    let seen = trades(&herd);
+    herd.add_endpoint("deflate", offering(server.url()))
+        .unwrap();
+    assert_eq!(prices(&seen, 3).await, ["7", "8", "9"]);
+    let request = server.connections()[0].request.to_ascii_lowercase();
+    assert!(
+        request.contains(
+            "sec-websocket-extensions: permessage-deflate; client_no_context_takeover; client_max_window_bits"
+        ),
+        "{request}"
+    );
+}
+
+#[actix_rt::test]
+async fn a_deflate_bomb_ends_the_socket_with_1009_and_rsv1_unnegotiated_is_a_protocol_error() {
+    let bomb = deflated(&vec![0u8; 50 * 1024 * 1024]);
+    assert!(bomb.len() < 100 * 1024);
+    let bombing = RawServer::start(vec![
+        RawStep::HandshakeWithHeaders(vec![AGREED.into()]),
+        RawStep::Write(frame_with(0xC2, None, &bomb)),
+        RawStep::Drain,
+    ])
+    .unwrap();
+    // The server sets RSV1 though nothing was negotiated.
+    let unasked = RawServer::start(vec![
+        RawStep::Handshake,
+        RawStep::Write(frame_with(0xC1, None, &deflated(b"{}"))),
+        RawStep::Drain,
+    ])
+    .unwrap();
+    let herd = Herd::new();
+    let events = events(&herd);
+    herd.add_endpoint("bomb", offering(bombing.url()).max_message_size(1 << 20))
+        .unwrap();
+    herd.add_endpoint("unasked", ConnectionConfig::new(unasked.url()))
+        .unwrap();
+    match closed(&events, "bomb").await {
+        EndReason::MessageTooLarge { size, limit } => {
+            assert_eq!(limit, 1 << 20);
+            assert!(size <= limit + 1, "inflated {size}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let reason = closed(&events, "unasked").await;
+    assert_eq!(reason.close_code(), Some(CloseCode::PROTOCOL), "{reason:?}");
+}
+
+#[actix_rt::test]
+async fn an_answer_the_offer_does_not_allow_fails_the_endpoint_without_retrying() {
+    let herd = Herd::new();
+    let states = states(&herd);
+    let mut servers = Vec::new();
+    for (name, answer, offer) in [
+        (
+            "unoffered",
+            "Sec-WebSocket-Extensions: x-webkit-deflate-frame",
+            true,
+        ),
+        (
+            "window",
+            "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=99",
+            true,
+        ),
+        ("uninvited", AGREED, false),
+    ] {
+        let server = RawServer::start(vec![
+            RawStep::HandshakeWithHeaders(vec![answer.into()]),
+            RawStep::Drain,
+        ])
+        .unwrap();
+        let config = if offer {
+            offering(server.url())
+        } else {
+            ConnectionConfig::new(server.url())
+        };
+        herd.add_endpoint(name, config).unwrap();
+        servers.push(server);
+    }
+    for name in ["unoffered", "window", "uninvited"] {
+        match reached(&states, name, 1, |s| {
+            matches!(s, EndpointState::Failed { .. })
+        })
+        .await
+        {
+            EndpointState::Failed {
+                reason: FailReason::NotRetryable(EndReason::ExtensionInvalid { reason }),
+            } => assert!(!reason.is_empty()),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    for server in &servers {
+        assert_eq!(server.connections().len(), 1, "not retried");
+    }
+}
+
+/// python websockets (Debian's python3-websockets, installed by scripts/test) serving
+/// permessage-deflate: a compressor that is not ours.
+struct PythonServer {
+    child: Child,
+    port: u16,
+    lines: BufReader<ChildStdout>,
+}
+
+impl PythonServer {
+    fn start(args: &[&str]) -> PythonServer {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/deflate_server.py"
+        );
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("/usr/bin/python3 runs: run the tests with scripts/test");
+        let mut lines = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        lines.read_line(&mut first).unwrap();
+        let port = first.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "the python server did not start ({first:?}): scripts/test installs python3-websockets"
+            )
+        });
+        PythonServer { child, port, lines }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/", self.port)
+    }
+
+    /// The extensions the server says it negotiated for its first connection.
+    fn negotiated(&mut self) -> String {
+        let mut line = String::new();
+        self.lines.read_line(&mut line).unwrap();
+        line
+    }
+}
+
+impl Drop for PythonServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn seqs(seen: &Recorded<Delivery<Seq>>, count: usize) -> Vec<u64> {
+    seen.wait_for(WAIT, |all| {
+        (all.len() >= count).then(|| all.iter().map(|d| d.message.seq).collect())
+    })
+    .await
+    .unwrap()
+}
+
+#[actix_rt::test]
+async fn python_websockets_compressing_with_context_takeover_is_read_message_for_message() {
+    let mut python = PythonServer::start(&["50"]);
+    let herd = Herd::new();
+    let (addr, seen) = Recorder::<Delivery<Seq>>::start();
+    herd.subscribe(addr.recipient());
+    herd.add_endpoint("python", offering(python.url())).unwrap();
+    assert_eq!(seqs(&seen, 50).await, (0..50).collect::<Vec<_>>());
+    assert!(python.negotiated().contains("PerMessageDeflate"));
+    // Compressed, the 50 messages took far fewer bytes than their text.
+    let status = herd.status();
+    assert!(
+        status[0].stats.bytes_in < 50 * 150 / 4,
+        "bytes in: {}",
+        status[0].stats.bytes_in
+    );
+}
+
+#[actix_rt::test]
+async fn python_websockets_without_context_takeover_and_with_a_small_window_is_read_too() {
+    let mut python = PythonServer::start(&["30", "no_context_takeover", "max_window_bits=10"]);
+    let herd = Herd::new();
+    let (addr, seen) = Recorder::<Delivery<Seq>>::start();
+    herd.subscribe(addr.recipient());
+    let offer = DeflateOffer {
+        no_context_takeover: true,
+        server_max_window_bits: Some(10),
+        client_max_window_bits: None,
+    };
+    herd.add_endpoint(
+        "python",
+        ConnectionConfig::new(python.url()).compression(offer),
+    )
+    .unwrap();
+    assert_eq!(seqs(&seen, 30).await, (0..30).collect::<Vec<_>>());
+    assert!(python.negotiated().contains("PerMessageDeflate"));
+}

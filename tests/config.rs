@@ -1610,3 +1610,52 @@ fn decompress_names_a_format_and_anything_else_is_refused_with_the_choices() {
         "{found:?}"
     );
 }
+
+#[test]
+fn compression_offers_permessage_deflate_with_its_options_and_refuses_bad_windows() {
+    let file = TempConfig::new(
+        "toml",
+        "[defaults]\ndeflate = { no_context_takeover = true, server_max_window_bits = 10 }\n\
+         [endpoints.deflate]\nurl = \"ws://127.0.0.1:1/\"\ncompression = \"deflate\"\n\
+         [endpoints.plain]\nurl = \"ws://127.0.0.1:1/\"\n",
+    );
+    let config = load(&file).unwrap();
+    let offer = config.endpoints[&name("deflate")]
+        .spec
+        .connection
+        .compression
+        .unwrap();
+    assert!(offer.no_context_takeover);
+    assert_eq!(offer.server_max_window_bits, Some(10));
+    assert_eq!(offer.client_max_window_bits, None);
+    assert_eq!(
+        config.endpoints[&name("plain")].spec.connection.compression,
+        None
+    );
+    let shown = config.to_toml();
+    assert!(
+        shown.contains("compression = \"deflate\"")
+            && shown
+                .contains("deflate = { no_context_takeover = true, server_max_window_bits = 10 }"),
+        "{shown}"
+    );
+    let bad = TempConfig::new(
+        "toml",
+        "[endpoints.deflate]\nurl = \"ws://127.0.0.1:1/\"\ncompression = \"brotli\"\n\
+         deflate = { server_max_window_bits = 16 }\n",
+    );
+    let found = problems(&bad);
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("endpoints.deflate.deflate.server_max_window_bits:")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|p| p.starts_with("endpoints.deflate.compression: expected one of")),
+        "{found:?}"
+    );
+}

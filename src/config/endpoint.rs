@@ -13,8 +13,8 @@ pub(super) mod secret;
 
 use config::Value;
 use wsherd_connection::{
-    ConnectionConfig, Decompress, FileSecret, InvalidUtf8Policy, ProxySetting, ProxyUrl,
-    SecretSlot, TlsFiles, client_config, validate_url,
+    ConnectionConfig, Decompress, DeflateOffer, FileSecret, InvalidUtf8Policy, ProxySetting,
+    ProxyUrl, SecretSlot, TlsFiles, client_config, validate_url,
 };
 use wsherd_protocol::{KindRule, Outbound, redact_url};
 use wsherd_supervisor::{ConnectMode, DEFAULT_LINGER, EndpointSpec};
@@ -38,6 +38,8 @@ pub(crate) const ENDPOINT_KEYS: &[&str] = &[
     "idle_timeout",
     "invalid_utf8",
     "decompress",
+    "compression",
+    "deflate",
     "on_open",
     "live_after",
     "enabled",
@@ -95,6 +97,11 @@ pub(crate) const SEQUENCE_KEYS: &[&str] = &[
 ];
 pub(crate) const LIVE_AFTER_KEYS: &[&str] = &["kind", "text", "timeout"];
 pub(crate) const TLS_KEYS: &[&str] = &["ca_file", "client_cert", "client_key"];
+pub(crate) const DEFLATE_KEYS: &[&str] = &[
+    "no_context_takeover",
+    "server_max_window_bits",
+    "client_max_window_bits",
+];
 
 /// Reads endpoint `path`; returns `(enabled, required, spec)` and the resolved secrets (for
 /// the fingerprint), or `None` when something was wrong (the reader has the problems).
@@ -223,6 +230,25 @@ pub(crate) fn read_endpoint(
             "zlib-stream" => Some(Decompress::ZlibStream),
             _ => None,
         };
+    }
+    // `deflate` alone is no problem: `[defaults]` may tune it for the endpoints that turn
+    // compression on.
+    let mut offer = DeflateOffer::default();
+    if let Some(deflate) = table.map.get("deflate")
+        && let Some(deflate) = reader.table(deflate, &join(path, "deflate"), DEFLATE_KEYS)
+    {
+        if let Some(no_takeover) = reader.boolean(&deflate, "no_context_takeover") {
+            offer.no_context_takeover = no_takeover;
+        }
+        offer.server_max_window_bits = reader
+            .integer(&deflate, "server_max_window_bits", 8, 15)
+            .map(|bits| bits as u8);
+        offer.client_max_window_bits = reader
+            .integer(&deflate, "client_max_window_bits", 8, 15)
+            .map(|bits| bits as u8);
+    }
+    if let Some(mode) = reader.choice(&table, "compression", &["off", "deflate"]) {
+        connection.compression = (mode == "deflate").then_some(offer);
     }
     if let Some(heartbeat) = table.map.get("heartbeat") {
         liveness::read_heartbeat(reader, heartbeat, &join(path, "heartbeat"), &mut connection);

@@ -268,6 +268,23 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
 fn connection_limits(c: &ConnectionConfig, line: &mut impl FnMut(&str, String)) {
     line("handshake_timeout", duration(c.handshake_timeout));
     line("connect_timeout", duration(c.connect_timeout));
+    match &c.compression {
+        Some(offer) => {
+            line("compression", string("deflate"));
+            let mut parts = vec![format!(
+                "no_context_takeover = {}",
+                offer.no_context_takeover
+            )];
+            if let Some(bits) = offer.server_max_window_bits {
+                parts.push(format!("server_max_window_bits = {bits}"));
+            }
+            if let Some(bits) = offer.client_max_window_bits {
+                parts.push(format!("client_max_window_bits = {bits}"));
+            }
+            line("deflate", format!("{{ {} }}", parts.join(", ")));
+        }
+        None => line("compression", string("off")),
+    }
     line(
         "decompress",
         string(c.decompress.map_or("none", |format| format.name())),

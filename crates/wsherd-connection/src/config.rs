@@ -93,6 +93,10 @@ pub struct ConnectionConfig {
     /// Values that come from files (the URL, header values): read again before every attempt
     /// when the file changed, replacing what `url` and `headers` hold.
     pub file_secrets: Vec<crate::secret_files::FileSecret>,
+    /// permessage-deflate to offer (none: not offered). The server may decline; what it
+    /// accepts is checked, and compressed messages it sends are inflated under
+    /// `max_message_size`.
+    pub compression: Option<crate::deflate::DeflateOffer>,
     /// How the server compresses what it sends in binary messages; with it set, binary
     /// messages are inflated (under `max_message_size`) and taken as text.
     pub decompress: Option<crate::inflate::Decompress>,
@@ -108,6 +112,9 @@ pub enum InvalidConfig {
     /// A heartbeat duration is too short.
     #[error(transparent)]
     Heartbeat(#[from] InvalidHeartbeat),
+    /// A permessage-deflate window outside 8 to 15 bits.
+    #[error("compression: {0}")]
+    Compression(String),
     /// `connect_timeout` is zero: every connect would time out at once.
     #[error("the connect timeout must be more than 0s")]
     ZeroConnectTimeout,
@@ -138,6 +145,7 @@ impl ConnectionConfig {
             file_secrets: Vec::new(),
             sequence: None,
             decompress: None,
+            compression: None,
         }
     }
 
@@ -148,6 +156,9 @@ impl ConnectionConfig {
         self.heartbeat.validate()?;
         if self.connect_timeout.is_zero() {
             return Err(InvalidConfig::ZeroConnectTimeout);
+        }
+        if let Some(offer) = &self.compression {
+            offer.validate().map_err(InvalidConfig::Compression)?;
         }
         Ok(())
     }
@@ -230,6 +241,12 @@ impl ConnectionConfig {
         self
     }
 
+    /// Offers permessage-deflate.
+    pub fn compression(mut self, offer: crate::deflate::DeflateOffer) -> Self {
+        self.compression = Some(offer);
+        self
+    }
+
     /// Inflates binary messages compressed as `format` and takes them as text.
     pub fn decompress(mut self, format: crate::inflate::Decompress) -> Self {
         self.decompress = Some(format);
@@ -282,6 +299,7 @@ impl fmt::Debug for ConnectionConfig {
             .field("tls", &self.tls)
             .field("invalid_utf8", &self.invalid_utf8)
             .field("decompress", &self.decompress)
+            .field("compression", &self.compression)
             .finish()
     }
 }

@@ -86,6 +86,10 @@ pub struct Connection {
     /// Inflates compressed binary messages (`ConnectionConfig::decompress`), made at the
     /// first one.
     inflater: Option<Box<crate::inflate::Inflater>>,
+    /// permessage-deflate's inflater, when the server agreed to it.
+    message_inflater: Option<Box<crate::inflate::MessageInflater>>,
+    /// The message being reassembled is compressed (its first frame had RSV1).
+    compressed_message: bool,
     /// This socket's registration with its arbiter's heartbeat, once open.
     watch: Option<Watching>,
     /// An application ping went out and its reply is awaited (checked per text message only
@@ -145,6 +149,8 @@ impl Connection {
             stall: Stall::default(),
             reassembler,
             inflater: None,
+            message_inflater: None,
+            compressed_message: false,
             watch: None,
             awaiting_app_reply: false,
             batching: BatchClock::default(),

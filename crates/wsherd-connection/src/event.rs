@@ -191,6 +191,13 @@ pub enum EndReason {
         /// Which check failed.
         reason: String,
     },
+    /// The server's answer to the extensions offered (permessage-deflate) is not one this
+    /// client can honour: an extension not offered, a parameter unknown, repeated or out of
+    /// range. Not retried by default: the server or the offer has to change.
+    ExtensionInvalid {
+        /// What was wrong.
+        reason: String,
+    },
     /// The server sent a Close frame.
     PeerClosed {
         /// Close code ([`CloseCode::NO_STATUS`] when the frame had none).
@@ -306,6 +313,7 @@ impl EndReason {
             EndReason::InvalidUtf8 { .. }
             | EndReason::InvalidCompression { .. }
             | EndReason::Protocol { .. }
+            | EndReason::ExtensionInvalid { .. }
             | EndReason::HandshakeInvalid { .. } => "protocol",
             EndReason::Tls { .. }
             | EndReason::TlsTransient { .. }
@@ -353,6 +361,7 @@ impl EndReason {
             | EndReason::HandshakeTimeout { .. }
             | EndReason::HandshakeRejected { .. }
             | EndReason::HandshakeInvalid { .. }
+            | EndReason::ExtensionInvalid { .. }
             | EndReason::SecretUnavailable { .. }
             | EndReason::ProxyFailed { .. }
             | EndReason::ProxyRefused { .. }
@@ -402,6 +411,7 @@ impl EndReason {
         match self {
             EndReason::HandshakeRejected { .. }
             | EndReason::HandshakeInvalid { .. }
+            | EndReason::ExtensionInvalid { .. }
             | EndReason::Tls { .. } => true,
             EndReason::InvalidRequest { .. }
             | EndReason::ConnectFailed { .. }
@@ -432,6 +442,7 @@ impl EndReason {
                 | EndReason::HandshakeTimeout { .. }
                 | EndReason::HandshakeRejected { .. }
                 | EndReason::HandshakeInvalid { .. }
+                | EndReason::ExtensionInvalid { .. }
                 | EndReason::SecretUnavailable { .. }
                 | EndReason::ProxyFailed { .. }
                 | EndReason::ProxyRefused { .. }
@@ -460,6 +471,7 @@ impl EndReason {
             EndReason::HandshakeTimeout { stage, .. } => Some(*stage),
             EndReason::HandshakeRejected { .. }
             | EndReason::HandshakeInvalid { .. }
+            | EndReason::ExtensionInvalid { .. }
             | EndReason::UpgradeFailed { .. } => Some(ConnectStage::Upgrade),
             _ => None,
         }
@@ -493,6 +505,9 @@ impl fmt::Display for EndReason {
             EndReason::HookFailed { reason } => write!(f, "on_connect hook failed: {reason}"),
             EndReason::HandshakeRejected { status } => {
                 write!(f, "handshake rejected with HTTP {status}")
+            }
+            EndReason::ExtensionInvalid { reason } => {
+                write!(f, "extension negotiation failed: {reason}")
             }
             EndReason::HandshakeInvalid { reason } => {
                 write!(f, "invalid handshake response: {reason}")

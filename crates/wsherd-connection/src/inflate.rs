@@ -131,6 +131,60 @@ impl fmt::Debug for Inflater {
     }
 }
 
+/// permessage-deflate's inflation for one socket (RFC 7692 §7.2.2): raw DEFLATE, each
+/// message's bytes followed by the `00 00 ff ff` its sender removed. With context takeover
+/// the state (as large as the server's window) lives as long as the socket; without it,
+/// nothing is kept between messages.
+pub(crate) struct MessageInflater {
+    /// At least 9: zlib cannot inflate with an 8-bit window, and a larger one inflates what
+    /// a smaller one compressed.
+    window_bits: u8,
+    takeover: bool,
+    state: Option<Box<Inflate>>,
+}
+
+impl MessageInflater {
+    /// The inflater `negotiated` calls for.
+    pub(crate) fn new(negotiated: &crate::deflate::Negotiated) -> Self {
+        MessageInflater {
+            window_bits: negotiated.server_max_window_bits.clamp(9, 15),
+            takeover: !negotiated.server_no_context_takeover,
+            state: None,
+        }
+    }
+
+    /// Inflates one message's compressed bytes, producing at most `cap` bytes.
+    pub(crate) fn inflate(&mut self, compressed: &[u8], cap: usize) -> Inflated {
+        let window_bits = self.window_bits;
+        let state = self
+            .state
+            .get_or_insert_with(|| Box::new(Inflate::new_with_window_bits(false, window_bits)));
+        let mut input = Vec::with_capacity(compressed.len() + SYNC_FLUSH.len());
+        input.extend_from_slice(compressed);
+        input.extend_from_slice(&SYNC_FLUSH);
+        let inflated = run(state, &input, cap, FlushDecompress::Sync);
+        if !self.takeover {
+            self.state = None;
+        }
+        inflated
+    }
+
+    /// Whether a state is kept between messages (for tests of what an idle socket holds).
+    #[cfg(test)]
+    pub(crate) fn holds_state(&self) -> bool {
+        self.state.is_some()
+    }
+}
+
+impl fmt::Debug for MessageInflater {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MessageInflater")
+            .field("window_bits", &self.window_bits)
+            .field("takeover", &self.takeover)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A whole per-message payload.
 fn once(inflate: &mut Inflate, input: &[u8], cap: usize) -> Inflated {
     run(inflate, input, cap, FlushDecompress::Finish)
@@ -250,6 +304,68 @@ mod tests {
         // Without the first, the second is no valid stream.
         let mut fresh = Inflater::new(Decompress::ZlibStream);
         assert!(matches!(fresh.inflate(&second, 1024), Inflated::Corrupt(_)));
+    }
+
+    /// What a permessage-deflate sender puts on the wire for `texts`: raw DEFLATE with a
+    /// `window_bits` window, each message sync-flushed and its `00 00 ff ff` removed.
+    fn per_message(texts: &[&[u8]], window_bits: u8, takeover: bool) -> Vec<Vec<u8>> {
+        let mut compress =
+            flate2::Compress::new_with_window_bits(Compression::default(), false, window_bits);
+        texts
+            .iter()
+            .map(|text| {
+                if !takeover {
+                    compress.reset();
+                }
+                let mut out = Vec::with_capacity(text.len() + 64);
+                compress
+                    .compress_vec(text, &mut out, flate2::FlushCompress::Sync)
+                    .unwrap();
+                assert!(out.ends_with(&SYNC_FLUSH));
+                out.truncate(out.len() - 4);
+                out
+            })
+            .collect()
+    }
+
+    fn negotiated(window: u8, no_takeover: bool) -> crate::deflate::Negotiated {
+        crate::deflate::Negotiated {
+            server_no_context_takeover: no_takeover,
+            client_no_context_takeover: true,
+            server_max_window_bits: window,
+            client_max_window_bits: 15,
+        }
+    }
+
+    #[test]
+    fn permessage_deflate_inflates_with_and_without_context_takeover() {
+        let texts: [&[u8]; 3] = [TEXT, TEXT, br#"{"type":"quote"}"#];
+        for (window, no_takeover) in [(15, false), (10, false), (9, true), (15, true)] {
+            let frames = per_message(&texts, window, !no_takeover);
+            let mut inflater = MessageInflater::new(&negotiated(window, no_takeover));
+            for (frame, text) in frames.iter().zip(texts) {
+                assert_eq!(
+                    inflater.inflate(frame, 1024),
+                    Inflated::Message(text.to_vec()),
+                    "window {window}, no takeover {no_takeover}"
+                );
+                assert_eq!(inflater.holds_state(), !no_takeover);
+            }
+        }
+        // An 8-bit window (zlib's smallest is 9) is inflated with a 9-bit one.
+        assert_eq!(MessageInflater::new(&negotiated(8, false)).window_bits, 9);
+    }
+
+    #[test]
+    fn a_permessage_deflate_bomb_stops_at_the_cap() {
+        let zeros = vec![0u8; 50 * 1024 * 1024];
+        let frame = per_message(&[&zeros], 15, false).remove(0);
+        assert!(frame.len() < 100 * 1024, "{}", frame.len());
+        let mut inflater = MessageInflater::new(&negotiated(15, false));
+        match inflater.inflate(&frame, 1 << 20) {
+            Inflated::TooLarge { size } => assert!(size <= (1 << 20) + 1, "{size}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

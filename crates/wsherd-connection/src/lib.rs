@@ -42,6 +42,7 @@ mod batching;
 mod client;
 mod config;
 mod connection;
+mod deflate;
 mod dial;
 mod event;
 mod framed;
@@ -65,6 +66,7 @@ pub use config::{
     validate_url,
 };
 pub use connection::{Close, Connection, ReleaseReads, Write, WriteError, WriteOnOpen};
+pub use deflate::{DeflateOffer, Negotiated};
 pub use event::{
     ConnectStage, ConnectionEvent, EndReason, GapEvent, GapKind, NetworkCause, Notice, Observed,
     Side, TlsClass, Unsent,

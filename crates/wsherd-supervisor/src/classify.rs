@@ -55,9 +55,12 @@ pub(crate) fn classify(table: Option<&ActionTable>, reason: &EndReason) -> Actio
             .and_then(|t| t.on_tls.get(&class).copied())
             .unwrap_or_else(|| default_for_tls(class));
     }
-    if let EndReason::InvalidRequest { .. } | EndReason::ProxyAuth { .. } = reason {
-        // A bad URL, or credentials the proxy wants or refused, do not get better by
-        // retrying; a person has to act.
+    if let EndReason::InvalidRequest { .. }
+    | EndReason::ProxyAuth { .. }
+    | EndReason::ExtensionInvalid { .. } = reason
+    {
+        // A bad URL, credentials the proxy wants or refused, or an extension answer this
+        // client cannot honour do not get better by retrying; a person has to act.
         return Action::Stop;
     }
     match reason {

@@ -22,6 +22,9 @@ pub enum RawStep {
     Handshake,
     /// Read the upgrade request and answer these bytes instead (a broken handshake).
     HandshakeWith(Vec<u8>),
+    /// Read the upgrade request and answer a valid 101 with these header lines added
+    /// (`"Sec-WebSocket-Extensions: permessage-deflate"`).
+    HandshakeWithHeaders(Vec<String>),
     /// Read the upgrade request and answer a valid 101 one byte at a time, pausing between.
     HandshakeSlowly(Duration),
     /// Write bytes exactly as given.
@@ -295,6 +298,19 @@ fn run_script(
                 let request = read_head(&mut stream)?;
                 record_request(log, index, &request);
                 stream.write_all(bytes)?;
+            }
+            RawStep::HandshakeWithHeaders(lines) => {
+                let request = read_head(&mut stream)?;
+                record_request(log, index, &request);
+                let mut answer = accept_response(&request);
+                // Before the blank line that ends the head.
+                answer.truncate(answer.len() - 2);
+                for line in lines {
+                    answer.extend_from_slice(line.as_bytes());
+                    answer.extend_from_slice(b"\r\n");
+                }
+                answer.extend_from_slice(b"\r\n");
+                stream.write_all(&answer)?;
             }
             RawStep::Write(bytes) => stream.write_all(bytes)?,
             RawStep::WriteSlowly(bytes, pause) => {

@@ -14,9 +14,11 @@ use super::messages::ReleaseReads;
 use super::state::SocketState;
 use super::{Connection, Reads};
 use crate::client::client;
+use crate::deflate::Negotiated;
 use crate::dial::{DialFailed, dialing};
 use crate::event::{ConnectStage, ConnectionEvent, EndReason, NetworkCause};
 use crate::framed::LeanFramed;
+use crate::inflate::MessageInflater;
 use crate::prepare::prepare;
 use crate::reader::Reader;
 use crate::split::split_local;
@@ -49,6 +51,14 @@ impl Connection {
             }
             for (name, value) in &prepared.headers {
                 request = request.header(name.as_str(), value.as_str());
+            }
+            if let Some(offer) = &config.compression
+                && !prepared
+                    .headers
+                    .iter()
+                    .any(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
+            {
+                request = request.header("Sec-WebSocket-Extensions", offer.header());
             }
             dialing(prepared.dial, request.connect())
                 .await
@@ -88,7 +98,21 @@ impl Connection {
             .get(awc::http::header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let framed = LeanFramed::from_framed(framed, self.config.max_frame_size);
+        let mut framed = LeanFramed::from_framed(framed, self.config.max_frame_size);
+        match self.negotiate(&response) {
+            Ok(Some(negotiated)) => {
+                framed.accept_compressed();
+                self.message_inflater = Some(Box::new(MessageInflater::new(&negotiated)));
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                // The socket is dropped unused: this client cannot read what the server
+                // would send on it.
+                self.end = Some(EndReason::ExtensionInvalid { reason });
+                ctx.stop();
+                return;
+            }
+        }
         self.frames_written = Some(framed.frames_written());
         let (sink, source) = split_local(framed);
         self.sink = Some(sink);
@@ -104,6 +128,21 @@ impl Connection {
         self.awaiting_live_reply = self.config.live_after.is_some();
         self.emit(ConnectionEvent::Open { protocol }, ctx);
         self.watch(ctx);
+    }
+
+    /// What the server's `Sec-WebSocket-Extensions` answer agreed to; an extension in it
+    /// that was never offered is an error.
+    fn negotiate(&self, response: &awc::ClientResponse) -> Result<Option<Negotiated>, String> {
+        let answers: Vec<&str> = response
+            .headers()
+            .get_all(awc::http::header::SEC_WEBSOCKET_EXTENSIONS)
+            .map(|value| value.to_str().unwrap_or("\u{fffd}"))
+            .collect();
+        match &self.config.compression {
+            Some(offer) => offer.accept(&answers),
+            None if answers.iter().all(|a| a.trim().is_empty()) => Ok(None),
+            None => Err("the server accepted an extension, and none was offered".into()),
+        }
     }
 
     /// Starts reading a socket whose reads were held.

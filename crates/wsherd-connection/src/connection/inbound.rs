@@ -264,6 +264,67 @@ impl Connection {
         self.settle_message(ctx);
     }
 
+    /// The first frame of a permessage-deflate message: a whole message is inflated at once;
+    /// a first fragment starts one, whose continuations the reassembler gathers (bounded by
+    /// the message cap) before it is inflated.
+    fn on_compressed_frame(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        if self.has_failed() {
+            return;
+        }
+        match frame {
+            Frame::Text(payload) => self.on_deflated(true, &payload, ctx),
+            Frame::Binary(payload) => self.on_deflated(false, &payload, ctx),
+            Frame::Continuation(item) => {
+                self.compressed_message = true;
+                self.on_fragment(item, ctx);
+            }
+            // Only data frames are ever marked (see `ReadState::take_rsv1`).
+            other => self.fail(
+                EndReason::Protocol {
+                    reason: format!("RSV1 set on a frame that cannot carry it: {other:?}"),
+                },
+                ctx,
+            ),
+        }
+    }
+
+    /// A permessage-deflate message's compressed bytes: inflated under the message cap, then
+    /// handled as the text or binary message it is, counted by its size on the wire.
+    fn on_deflated(&mut self, text: bool, compressed: &[u8], ctx: &mut Context<Self>) {
+        let limit = self.config.max_message_size;
+        let Some(inflater) = self.message_inflater.as_mut() else {
+            return self.fail(
+                EndReason::Protocol {
+                    reason: "a compressed message without permessage-deflate".into(),
+                },
+                ctx,
+            );
+        };
+        match inflater.inflate(compressed, limit) {
+            Inflated::Message(inflated) => {
+                self.count_in(compressed.len());
+                if text {
+                    self.text_message(&inflated, ctx);
+                } else {
+                    let table = self.routes.current();
+                    table.route_binary(&self.name, Bytes::from(inflated), &mut self.report);
+                    self.settle_message(ctx);
+                }
+            }
+            Inflated::TooLarge { size } => {
+                self.fail(EndReason::MessageTooLarge { size, limit }, ctx)
+            }
+            Inflated::Corrupt(reason) => self.fail(
+                EndReason::InvalidCompression {
+                    reason: format!("permessage-deflate: {reason}"),
+                },
+                ctx,
+            ),
+            // Only `zlib-stream` waits for more; a deflate message is always whole here.
+            Inflated::Partial => {}
+        }
+    }
+
     /// A binary message the server compressed: inflated under the message cap, then taken
     /// as text (kind, typed decode, router), counted by its size on the wire.
     fn on_compressed(&mut self, format: Decompress, payload: &[u8], ctx: &mut Context<Self>) {
@@ -324,6 +385,13 @@ impl Connection {
         };
         match self.reassembler.push(fragment) {
             Ok(None) => {}
+            Ok(Some(message)) if std::mem::take(&mut self.compressed_message) => {
+                let (text, bytes) = match message {
+                    Reassembled::Text(bytes) => (true, bytes),
+                    Reassembled::Binary(bytes) => (false, bytes),
+                };
+                self.on_deflated(text, &bytes, ctx);
+            }
             Ok(Some(Reassembled::Text(bytes))) => self.on_text(&bytes, ctx),
             Ok(Some(Reassembled::Binary(bytes))) => self.on_binary(bytes, ctx),
             Err(ReassemblyError::TooLarge { size, limit }) => {
@@ -414,6 +482,7 @@ impl FrameSink<LeanFramed<BoxedSocket>> for Connection {
             Ok(InFrame::Other(Frame::Ping(payload))) => self.on_ping(payload, ctx),
             Ok(InFrame::Other(Frame::Pong(payload))) => self.on_pong(payload),
             Ok(InFrame::Other(Frame::Close(reason))) => self.on_peer_close(reason, ctx),
+            Ok(InFrame::Compressed(frame)) => self.on_compressed_frame(frame, ctx),
             Err(error) => self.on_read_error(error, ctx),
         }
     }

@@ -63,6 +63,11 @@ impl<T> LeanFramed<T> {
 }
 
 impl<T> LeanFramed<T> {
+    /// Accepts RSV1 on the first frame of a message: permessage-deflate was negotiated.
+    pub(crate) fn accept_compressed(&mut self) {
+        self.read.deflate = true;
+    }
+
     /// The count of frames the operating system has taken whole, shared: it keeps counting
     /// after this framing is split and moved.
     pub(crate) fn frames_written(&self) -> FramesWritten {
@@ -78,6 +83,9 @@ pub(crate) enum InFrame<'a> {
     Text(&'a [u8]),
     /// Any other frame, as awc's codec decoded it.
     Other(Frame),
+    /// The first (or only) frame of a message compressed with permessage-deflate (RSV1 was
+    /// set), as the codec decoded it: a text or binary frame, or the first fragment of one.
+    Compressed(Frame),
 }
 
 impl<T: AsyncRead + Unpin> LeanFramed<T> {
@@ -105,7 +113,10 @@ impl<T: AsyncRead + Unpin> LeanFramed<T> {
         }
         loop {
             if self.read.readable {
-                if let Some((start, end)) = self.read.whole_text_frame() {
+                self.read.take_rsv1();
+                if !self.read.compressed
+                    && let Some((start, end)) = self.read.whole_text_frame()
+                {
                     self.read.consumed = end;
                     let payload = self.read.buf.get(start..end).unwrap_or_default();
                     return Poll::Ready(Some(Ok(InFrame::Text(payload))));
@@ -126,6 +137,9 @@ impl<T: AsyncRead + Unpin> LeanFramed<T> {
                 match decoded {
                     Ok(Some(frame)) => {
                         self.read.track_fragments(&frame);
+                        if std::mem::take(&mut self.read.compressed) {
+                            return Poll::Ready(Some(Ok(InFrame::Compressed(frame))));
+                        }
                         return Poll::Ready(Some(Ok(InFrame::Other(frame))));
                     }
                     Ok(None) if self.read.eof => {

@@ -49,6 +49,11 @@ pub(super) struct ReadState {
     max_frame_size: usize,
     /// A frame was malformed: what follows it cannot be framed, so it is discarded.
     pub(super) failed: bool,
+    /// permessage-deflate was negotiated: RSV1 may mark the first frame of a message.
+    pub(super) deflate: bool,
+    /// The frame at the start of `buf` had RSV1 set, which was cleared for the codec (which
+    /// refuses reserved bits): it is handed out as compressed.
+    pub(super) compressed: bool,
 }
 
 impl ReadState {
@@ -65,6 +70,27 @@ impl ReadState {
             eof: false,
             max_frame_size,
             failed: false,
+            deflate: false,
+            compressed: false,
+        }
+    }
+
+    /// With permessage-deflate, notes and clears RSV1 on the frame at the start of `buf` when
+    /// it may carry it: the first frame of a text or binary message. RSV1 anywhere else (a
+    /// continuation, a control frame), or without the extension, is left for the codec to
+    /// refuse, as RFC 7692 §6.1 asks.
+    #[inline]
+    pub(super) fn take_rsv1(&mut self) {
+        const RSV1: u8 = 0x40;
+        if !self.deflate || self.compressed || self.fragmenting {
+            return;
+        }
+        if let Some(first) = self.buf.first_mut()
+            && *first & RSV1 != 0
+            && matches!(*first & 0x0F, 0x1 | 0x2)
+        {
+            *first &= !RSV1;
+            self.compressed = true;
         }
     }
 

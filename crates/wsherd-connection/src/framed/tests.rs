@@ -31,7 +31,7 @@ impl<T: AsyncRead + Unpin> Stream for LeanFramed<T> {
             frame.map(|frame| {
                 frame.map(|frame| match frame {
                     InFrame::Text(payload) => Frame::Text(Bytes::copy_from_slice(payload)),
-                    InFrame::Other(frame) => frame,
+                    InFrame::Other(frame) | InFrame::Compressed(frame) => frame,
                 })
             })
         })
@@ -257,6 +257,50 @@ async fn after_a_malformed_frame_nothing_more_is_framed() {
     assert!(framed.next().now_or_never().is_none());
     drop(theirs);
     assert!(framed.next().await.is_none());
+}
+
+#[actix_rt::test]
+async fn with_deflate_rsv1_marks_the_first_frame_of_a_message_and_nowhere_else() {
+    let (ours, mut theirs) = duplex(1 << 16);
+    let mut framed = client(ours);
+    framed.accept_compressed();
+    // A whole compressed text frame, a compressed first fragment and its continuation, a
+    // plain text frame; then RSV1 on a Ping, which no extension allows.
+    let wire = [
+        &[0xC1, 2, b'h', b'i'][..],
+        &[0x42, 1, b'a'],
+        &[0x80, 1, b'b'],
+        &[0x81, 1, b'c'],
+        &[0xC9, 0],
+    ]
+    .concat();
+    theirs.write_all(&wire).await.unwrap();
+    let mut shown = Vec::new();
+    for _ in 0..5 {
+        let frame = std::future::poll_fn(|cx| {
+            framed.next_frame(cx).map(|frame| {
+                frame.map(|frame| match frame {
+                    Ok(InFrame::Text(payload)) => format!("text {payload:?}"),
+                    Ok(InFrame::Other(frame)) => format!("other {frame:?}"),
+                    Ok(InFrame::Compressed(frame)) => format!("compressed {frame:?}"),
+                    Err(error) => format!("Err {error}"),
+                })
+            })
+        })
+        .await;
+        shown.push(frame.unwrap_or_default());
+    }
+    assert!(shown[0].contains("compressed Text"), "{shown:?}");
+    assert!(
+        shown[1].contains("compressed Continuation(FirstBinary"),
+        "{shown:?}"
+    );
+    assert!(shown[2].contains("other Continuation(Last"), "{shown:?}");
+    assert!(shown[3].contains("text [99]"), "{shown:?}");
+    assert!(
+        shown[4].contains("Err"),
+        "RSV1 on a Ping is refused: {shown:?}"
+    );
 }
 
 /// A socket that hands out its bytes in given pieces, with a `Pending` before each one.
