@@ -387,7 +387,7 @@ async fn python_websockets_without_context_takeover_and_with_a_small_window_is_r
     let offer = DeflateOffer {
         no_context_takeover: true,
         server_max_window_bits: Some(10),
-        client_max_window_bits: None,
+        ..DeflateOffer::default()
     };
     herd.add_endpoint(
         "python",
@@ -396,4 +396,77 @@ async fn python_websockets_without_context_takeover_and_with_a_small_window_is_r
     .unwrap();
     assert_eq!(seqs(&seen, 30).await, (0..30).collect::<Vec<_>>());
     assert!(python.negotiated().contains("PerMessageDeflate"));
+}
+
+#[actix_rt::test]
+async fn large_messages_go_out_compressed_and_small_ones_as_they_are() {
+    let server = RawServer::start(vec![
+        RawStep::HandshakeWithHeaders(vec![AGREED.into()]),
+        RawStep::Drain,
+    ])
+    .unwrap();
+    let herd = Herd::new();
+    let events = events(&herd);
+    herd.add_endpoint("out", offering(server.url())).unwrap();
+    opened(&events, "out").await;
+    let large = format!(
+        r#"{{"op":"subscribe","args":[{}]}}"#,
+        "\"trades\",".repeat(300)
+    );
+    herd.send("out", Outbound::Text(large.clone()))
+        .await
+        .unwrap();
+    herd.send("out", Outbound::Text("small".into()))
+        .await
+        .unwrap();
+    let frames = server
+        .wait_for(WAIT, |logs| {
+            let frames = logs.first()?.client_frames();
+            (frames.len() >= 2).then_some(frames)
+        })
+        .await
+        .unwrap();
+    let (first, payload) = &frames[0];
+    assert_eq!(*first, 0xC1, "FIN | RSV1 | text");
+    assert!(payload.len() < large.len() / 4, "{} bytes", payload.len());
+    let mut inflate = flate2::Decompress::new(false);
+    let mut text = Vec::with_capacity(large.len() + 16);
+    let input = [payload.as_slice(), &[0, 0, 0xff, 0xff]].concat();
+    inflate
+        .decompress_vec(&input, &mut text, flate2::FlushDecompress::Sync)
+        .unwrap();
+    assert_eq!(text, large.as_bytes());
+    assert_eq!(
+        frames[1],
+        (0x81, b"small".to_vec()),
+        "below the threshold: plain"
+    );
+}
+
+#[derive(Debug, Deserialize)]
+struct Echo {
+    text: String,
+}
+wsherd::inbound!(Echo => "echo");
+
+#[actix_rt::test]
+async fn python_websockets_reads_what_wsherd_compressed() {
+    let python = PythonServer::start(&["0"]);
+    let herd = Herd::new();
+    let events = events(&herd);
+    let (addr, seen) = Recorder::<Delivery<Echo>>::start();
+    herd.subscribe(addr.recipient());
+    herd.add_endpoint("python", offering(python.url())).unwrap();
+    opened(&events, "python").await;
+    let large = "compress me please ".repeat(200);
+    herd.send("python", Outbound::Text(large.clone()))
+        .await
+        .unwrap();
+    let echoed = seen
+        .wait_for(WAIT, |all| all.first().map(|d| d.message.text.clone()))
+        .await
+        .unwrap();
+    assert_eq!(echoed, large);
+    let status = herd.status();
+    assert!(status[0].stats.messages_out >= 1);
 }

@@ -1635,8 +1635,10 @@ fn compression_offers_permessage_deflate_with_its_options_and_refuses_bad_window
     let shown = config.to_toml();
     assert!(
         shown.contains("compression = \"deflate\"")
-            && shown
-                .contains("deflate = { no_context_takeover = true, server_max_window_bits = 10 }"),
+            && shown.contains(
+                "deflate = { no_context_takeover = true, server_max_window_bits = 10, \
+                 min_compress_size = \"1KiB\" }"
+            ),
         "{shown}"
     );
     let bad = TempConfig::new(

@@ -101,6 +101,7 @@ pub(crate) const DEFLATE_KEYS: &[&str] = &[
     "no_context_takeover",
     "server_max_window_bits",
     "client_max_window_bits",
+    "min_compress_size",
 ];
 
 /// Reads endpoint `path`; returns `(enabled, required, spec)` and the resolved secrets (for
@@ -246,6 +247,9 @@ pub(crate) fn read_endpoint(
         offer.client_max_window_bits = reader
             .integer(&deflate, "client_max_window_bits", 8, 15)
             .map(|bits| bits as u8);
+        if let Some(size) = reader.size(&deflate, "min_compress_size") {
+            offer.min_compress_size = size;
+        }
     }
     if let Some(mode) = reader.choice(&table, "compression", &["off", "deflate"]) {
         connection.compression = (mode == "deflate").then_some(offer);

@@ -281,6 +281,10 @@ fn connection_limits(c: &ConnectionConfig, line: &mut impl FnMut(&str, String)) 
             if let Some(bits) = offer.client_max_window_bits {
                 parts.push(format!("client_max_window_bits = {bits}"));
             }
+            parts.push(format!(
+                "min_compress_size = {}",
+                size(offer.min_compress_size)
+            ));
             line("deflate", format!("{{ {} }}", parts.join(", ")));
         }
         None => line("compression", string("off")),

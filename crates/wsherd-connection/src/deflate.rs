@@ -10,8 +10,12 @@
 
 use std::fmt;
 
+/// Messages at least this large are compressed by default once permessage-deflate is agreed:
+/// below it the frame header and the compressor's setup cost more than the bytes saved.
+pub const DEFAULT_MIN_COMPRESS_SIZE: usize = 1024;
+
 /// What an endpoint offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DeflateOffer {
     /// Ask the server to reset its compressor after every message
     /// (`server_no_context_takeover`): nothing is kept to inflate between messages, at some
@@ -23,6 +27,21 @@ pub struct DeflateOffer {
     /// Offer to compress with at most this window (`client_max_window_bits`); `None` offers
     /// the parameter without a value, which lets the server choose.
     pub client_max_window_bits: Option<u8>,
+    /// Text and binary messages at least this large are sent compressed (`usize::MAX`: none
+    /// are); each with a compressor of its own, dropped after it, so nothing is kept between
+    /// messages.
+    pub min_compress_size: usize,
+}
+
+impl Default for DeflateOffer {
+    fn default() -> Self {
+        DeflateOffer {
+            no_context_takeover: false,
+            server_max_window_bits: None,
+            client_max_window_bits: None,
+            min_compress_size: DEFAULT_MIN_COMPRESS_SIZE,
+        }
+    }
 }
 
 impl DeflateOffer {
@@ -170,6 +189,65 @@ impl DeflateOffer {
     }
 }
 
+/// How this client compresses what it sends, once agreed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outbound {
+    /// The window to compress with (9 to 15 bits).
+    window_bits: u8,
+    /// The smallest message compressed.
+    min_size: usize,
+}
+
+impl Outbound {
+    /// How to compress under `negotiated` with `offer`'s threshold; `None` when nothing is to
+    /// be compressed (an 8-bit window, which zlib cannot compress with, or no threshold).
+    pub(crate) fn new(offer: &DeflateOffer, negotiated: &Negotiated) -> Option<Outbound> {
+        (negotiated.client_max_window_bits >= 9 && offer.min_compress_size != usize::MAX).then_some(
+            Outbound {
+                window_bits: negotiated.client_max_window_bits,
+                min_size: offer.min_compress_size,
+            },
+        )
+    }
+
+    /// `payload` compressed as one permessage-deflate message (raw DEFLATE, sync-flushed, the
+    /// trailing `00 00 ff ff` removed), with a compressor of its own; `None` when it is below
+    /// the threshold or would not get smaller.
+    pub(crate) fn compress(&self, payload: &[u8]) -> Option<Vec<u8>> {
+        use flate2::{Compress, Compression, FlushCompress};
+        if payload.len() < self.min_size {
+            return None;
+        }
+        let mut compress =
+            Compress::new_with_window_bits(Compression::fast(), false, self.window_bits);
+        let mut out = Vec::with_capacity(payload.len() / 2 + 64);
+        loop {
+            let consumed = usize::try_from(compress.total_in()).unwrap_or(usize::MAX);
+            let rest = payload.get(consumed..).unwrap_or_default();
+            if compress
+                .compress_vec(rest, &mut out, FlushCompress::Sync)
+                .is_err()
+            {
+                return None;
+            }
+            let consumed = usize::try_from(compress.total_in()).unwrap_or(usize::MAX);
+            // All taken, and room left over: the flush is complete.
+            if consumed >= payload.len() && out.len() < out.capacity() {
+                break;
+            }
+            if out.len() >= payload.len() {
+                return None;
+            }
+            out.reserve(out.capacity().max(1024));
+        }
+        if !out.ends_with(&[0x00, 0x00, 0xff, 0xff]) {
+            return None;
+        }
+        out.truncate(out.len() - 4);
+        (out.len() < payload.len()).then_some(out)
+    }
+}
+
 /// What both sides agreed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Negotiated {
@@ -251,6 +329,7 @@ mod tests {
             no_context_takeover: true,
             server_max_window_bits: Some(10),
             client_max_window_bits: Some(9),
+            ..DeflateOffer::default()
         };
         assert_eq!(
             small.header(),
@@ -289,11 +368,54 @@ mod tests {
     }
 
     #[test]
+    fn what_is_compressed_inflates_back_and_small_or_incompressible_messages_are_not() {
+        let offer = DeflateOffer::default();
+        let agreed = offer
+            .accept(&["permessage-deflate; client_max_window_bits=10"])
+            .unwrap()
+            .unwrap();
+        let outbound = Outbound::new(&offer, &agreed).unwrap();
+        let text = br#"{"op":"subscribe","args":["trades","quotes","books"]}"#.repeat(40);
+        let compressed = outbound.compress(&text).unwrap();
+        assert!(compressed.len() < text.len() / 4, "{}", compressed.len());
+        let mut inflate = flate2::Decompress::new_with_window_bits(false, 10);
+        let mut out = Vec::with_capacity(text.len() + 16);
+        let input = [compressed.as_slice(), &[0, 0, 0xff, 0xff]].concat();
+        inflate
+            .decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+            .unwrap();
+        assert_eq!(out, text);
+        assert_eq!(outbound.compress(&text[..100]), None, "below the threshold");
+        // Bytes that do not compress are sent as they are.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                // xorshift64: bytes with no structure to find.
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 24) as u8
+            })
+            .collect();
+        assert_eq!(outbound.compress(&noise), None);
+        let eight = offer
+            .accept(&["permessage-deflate; client_max_window_bits=8"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            Outbound::new(&offer, &eight),
+            None,
+            "zlib cannot compress with 8 bits"
+        );
+    }
+
+    #[test]
     fn unknown_contradictory_or_unoffered_answers_are_refused_saying_why() {
         let offer = DeflateOffer {
             no_context_takeover: false,
             server_max_window_bits: Some(10),
             client_max_window_bits: Some(12),
+            ..DeflateOffer::default()
         };
         for (answer, why) in [
             ("x-webkit-deflate-frame", "not offered"),

@@ -66,7 +66,7 @@ pub use config::{
     validate_url,
 };
 pub use connection::{Close, Connection, ReleaseReads, Write, WriteError, WriteOnOpen};
-pub use deflate::{DeflateOffer, Negotiated};
+pub use deflate::{DEFAULT_MIN_COMPRESS_SIZE, DeflateOffer, Negotiated};
 pub use event::{
     ConnectStage, ConnectionEvent, EndReason, GapEvent, GapKind, NetworkCause, Notice, Observed,
     Side, TlsClass, Unsent,

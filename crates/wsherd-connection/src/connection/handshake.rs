@@ -102,6 +102,11 @@ impl Connection {
         match self.negotiate(&response) {
             Ok(Some(negotiated)) => {
                 framed.accept_compressed();
+                if let Some(offer) = &self.config.compression
+                    && let Some(outbound) = crate::deflate::Outbound::new(offer, &negotiated)
+                {
+                    framed.compress_outbound(outbound);
+                }
                 self.message_inflater = Some(Box::new(MessageInflater::new(&negotiated)));
             }
             Ok(None) => {}

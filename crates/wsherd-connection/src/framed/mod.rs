@@ -38,6 +38,14 @@ mod read;
 mod tests;
 mod write;
 
+/// A frame's first byte: the last frame of its message.
+const FIN: u8 = 0x80;
+/// A frame's first byte: compressed (permessage-deflate).
+const RSV1: u8 = 0x40;
+/// The opcodes of a text and a binary frame.
+const OPCODE_TEXT: u8 = 0x1;
+const OPCODE_BINARY: u8 = 0x2;
+
 /// A WebSocket client socket: frames in, messages out.
 pub(crate) struct LeanFramed<T> {
     io: T,
@@ -45,6 +53,8 @@ pub(crate) struct LeanFramed<T> {
     codec: Codec,
     read: ReadState,
     write: WriteState,
+    /// permessage-deflate for what is written, once agreed.
+    deflate: Option<crate::deflate::Outbound>,
 }
 
 impl<T> LeanFramed<T> {
@@ -58,6 +68,7 @@ impl<T> LeanFramed<T> {
             codec: parts.codec,
             read: ReadState::new(keep(parts.read_buf), max_frame_size),
             write: WriteState::new(parts.write_buf),
+            deflate: None,
         }
     }
 }
@@ -66,6 +77,11 @@ impl<T> LeanFramed<T> {
     /// Accepts RSV1 on the first frame of a message: permessage-deflate was negotiated.
     pub(crate) fn accept_compressed(&mut self) {
         self.read.deflate = true;
+    }
+
+    /// Compresses what is written as `outbound` says.
+    pub(crate) fn compress_outbound(&mut self, outbound: crate::deflate::Outbound) {
+        self.deflate = Some(outbound);
     }
 
     /// The count of frames the operating system has taken whole, shared: it keeps counting
@@ -196,7 +212,24 @@ impl<T: AsyncWrite + Unpin> Sink<Message> for LeanFramed<T> {
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), ProtocolError> {
         let this = self.get_mut();
         let codec = &mut this.codec;
-        this.write.push_frame(|buf| codec.encode(message, buf))
+        let compressed = this.deflate.as_ref().and_then(|deflate| match &message {
+            Message::Text(text) => deflate.compress(text.as_bytes()).map(|c| (OPCODE_TEXT, c)),
+            Message::Binary(bytes) => deflate.compress(bytes).map(|c| (OPCODE_BINARY, c)),
+            _ => None,
+        });
+        match compressed {
+            // The codec frames and masks the compressed bytes as a binary message; its first
+            // byte then gets RSV1 and the message's own opcode (RFC 7692 §6.1).
+            Some((opcode, payload)) => this.write.push_frame(|buf| {
+                let start = buf.len();
+                codec.encode(Message::Binary(payload.into()), buf)?;
+                if let Some(first) = buf.get_mut(start) {
+                    *first = FIN | RSV1 | opcode;
+                }
+                Ok(())
+            }),
+            None => this.write.push_frame(|buf| codec.encode(message, buf)),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), ProtocolError>> {
