@@ -159,27 +159,14 @@ async fn garbage_in_a_compressed_endpoint_ends_the_socket_with_1007() {
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
-use flate2::write::DeflateEncoder;
 use wsherd::{DeflateOffer, FailReason};
-use wsherd_testkit::{RawServer, RawStep, frame, frame_with};
+use wsherd_testkit::{RawServer, RawStep, deflated, frame, frame_with};
 
 #[derive(Debug, Deserialize)]
 struct Seq {
     seq: u64,
 }
 wsherd::inbound!(Seq => "trade");
-
-/// A permessage-deflate message as its sender puts it on the wire: raw DEFLATE, sync-flushed,
-/// the final `00 00 ff ff` removed (RFC 7692 §7.2.1).
-fn deflated(text: &[u8]) -> Vec<u8> {
-    let mut encoder = DeflateEncoder::new(Vec::new(), Compression::default());
-    encoder.write_all(text).unwrap();
-    encoder.flush().unwrap();
-    let mut out = encoder.get_ref().clone();
-    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
-    out.truncate(out.len() - 4);
-    out
-}
 
 const AGREED: &str = "Sec-WebSocket-Extensions: permessage-deflate";
 

@@ -215,10 +215,21 @@ fn port_of(i: usize, ports: &[u16]) -> u16 {
 /// `count` supervised endpoints spread over the servers on `ports` (see [`port_of`]), each
 /// pinging every `heartbeat`, behind the governor's handshake cap.
 fn herd_config_of(count: usize, ports: &[u16], heartbeat: Duration) -> HerdConfig {
+    herd_config_with(count, ports, heartbeat, None)
+}
+
+/// Like [`herd_config_of`], each endpoint offering `compression`.
+fn herd_config_with(
+    count: usize,
+    ports: &[u16],
+    heartbeat: Duration,
+    compression: Option<wsherd::DeflateOffer>,
+) -> HerdConfig {
     let mut endpoints = BTreeMap::new();
     for i in 0..count {
         let port = port_of(i, ports);
         let mut connection = ConnectionConfig::new(format!("ws://127.0.0.1:{port}/{i}"));
+        connection.compression = compression;
         connection.heartbeat = HeartbeatSpec {
             mode: HeartbeatMode::WsPing,
             interval: heartbeat,
@@ -311,8 +322,10 @@ pub(crate) fn storm() -> Result<Value, String> {
 }
 
 /// The clients `connections` measures, each in a process of its own.
-const CONNECTIONS_CLIENTS: [&str; 4] = [
+const CONNECTIONS_CLIENTS: [&str; 6] = [
     "wsherd_supervised",
+    "wsherd_deflate",
+    "wsherd_deflate_no_takeover",
     "raw_awc_actor",
     "tokio_tungstenite_default",
     "tokio_tungstenite_4kib",
@@ -411,15 +424,25 @@ fn reply_to_parent(result: Result<Value, String>) -> std::process::ExitCode {
 }
 
 fn connections_measure(name: &str, port: u16) -> Result<(f64, f64, f64), String> {
+    // permessage-deflate negotiated, one compressed message received: with context takeover
+    // (a 15-bit window kept), and without (nothing kept between messages).
+    let compression = match name {
+        "wsherd_deflate" => Some(wsherd::DeflateOffer::default()),
+        "wsherd_deflate_no_takeover" => Some(wsherd::DeflateOffer {
+            no_context_takeover: true,
+            ..wsherd::DeflateOffer::default()
+        }),
+        _ => None,
+    };
     match name {
-        "wsherd_supervised" => {
+        "wsherd_supervised" | "wsherd_deflate" | "wsherd_deflate_no_takeover" => {
             let system = System::new();
             system.block_on(async {
                 let lives = LiveWatch::start();
                 let before = rss_bytes();
                 let started = Instant::now();
-                let herd =
-                    Herd::from_config(herd_config(port, HEARTBEAT)).map_err(|e| e.to_string())?;
+                let config = herd_config_with(CONNECTIONS, &[port], HEARTBEAT, compression);
+                let herd = Herd::from_config(config).map_err(|e| e.to_string())?;
                 lives.watch(&herd);
                 herd.start();
                 lives.until(CONNECTIONS as u64).await?;

@@ -1,6 +1,8 @@
 //! `serve-idle PORT [MAX_LIFETIME_S [lifeline]]`: an async server for many idle connections. It
 //! completes handshakes, answers Pings and Closes, ignores everything else, and counts what it
-//! accepted. With `lifeline` it exits when its stdin closes: the bench holds the other end, so a
+//! accepted. A client that offers permessage-deflate gets it (with context takeover and a
+//! 15-bit window unless it asks for `server_no_context_takeover`) and one compressed message
+//! after the handshake, so that its inflate state exists while it idles. With `lifeline` it exits when its stdin closes: the bench holds the other end, so a
 //! bench that dies without killing it (a crash, an out-of-memory kill, Ctrl-C) takes it along.
 
 use std::process::ExitCode;
@@ -19,8 +21,29 @@ async fn handshake(stream: &mut TcpStream) -> std::io::Result<()> {
         }
         head.push(byte[0]);
     }
-    let response = wsherd_testkit::accept_response(&String::from_utf8_lossy(&head));
+    let head = String::from_utf8_lossy(&head);
+    let mut response = wsherd_testkit::accept_response(&head);
+    // Lower case only to look for the offer: the key itself is case-sensitive.
+    let request = head.to_ascii_lowercase();
+    if request.contains("permessage-deflate") {
+        // Before the blank line that ends the head.
+        response.truncate(response.len() - 2);
+        let agreed = if request.contains("server_no_context_takeover") {
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n\r\n"
+        } else {
+            "Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+        };
+        response.extend_from_slice(agreed.as_bytes());
+        response.extend_from_slice(&compressed_hello());
+    }
     stream.write_all(&response).await
+}
+
+/// One permessage-deflate text frame (FIN | RSV1 | text), unmasked, as servers send.
+fn compressed_hello() -> Vec<u8> {
+    let payload =
+        wsherd_testkit::deflated(br#"{"type":"hello","note":"compressed while it idles"}"#);
+    wsherd_testkit::frame_with(0xC1, None, &payload)
 }
 
 /// Reads client frames (masked); answers Ping with Pong and Close with Close.

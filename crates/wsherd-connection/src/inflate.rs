@@ -392,4 +392,58 @@ mod tests {
             "started over"
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever bytes arrive, in whatever format, inflation never panics and never gives
+        /// more than the cap (a `TooLarge` stops one byte past it).
+        #[test]
+        fn arbitrary_input_never_panics_and_never_passes_the_cap(
+            pieces in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..600), 1..6),
+            cap in 0usize..4096,
+            format in 0usize..5,
+        ) {
+            let mut stream = Inflater::new(match format {
+                0 => Decompress::Gzip,
+                1 => Decompress::Deflate,
+                2 => Decompress::Zlib,
+                _ => Decompress::ZlibStream,
+            });
+            let mut messages = MessageInflater::new(&negotiated(9 + (cap % 7) as u8, format == 4));
+            for piece in &pieces {
+                for inflated in [stream.inflate(piece, cap), messages.inflate(piece, cap)] {
+                    match inflated {
+                        Inflated::Message(out) => proptest::prop_assert!(out.len() <= cap),
+                        // Past the cap: inflated bytes (at most one more than it) or, for a
+                        // zlib stream, the compressed bytes waiting for their flush.
+                        Inflated::TooLarge { size } => proptest::prop_assert!(size > cap),
+                        Inflated::Partial | Inflated::Corrupt(_) => {}
+                    }
+                }
+            }
+        }
+
+        /// Real compressed data inflates back whole under a cap large enough, and to
+        /// `TooLarge` under one too small.
+        #[test]
+        fn compressed_data_round_trips_or_stops_at_the_cap(
+            text in proptest::collection::vec(0u8..8, 0..5000),
+            cap in 0usize..6000,
+        ) {
+            let frame = per_message(&[&text], 15, false).remove(0);
+            let mut inflater = MessageInflater::new(&negotiated(15, false));
+            match inflater.inflate(&frame, cap) {
+                Inflated::Message(out) => {
+                    proptest::prop_assert!(text.len() <= cap);
+                    proptest::prop_assert_eq!(out, text);
+                }
+                Inflated::TooLarge { size } => {
+                    proptest::prop_assert!(text.len() > cap);
+                    proptest::prop_assert!(size <= cap + 1);
+                }
+                other => proptest::prop_assert!(false, "{:?}", other),
+            }
+        }
+    }
 }

@@ -32,7 +32,9 @@ mod watch;
 pub use external::ExternalProxy;
 pub use log::{ConnectionLog, Received};
 pub use proxy::{FaultProxy, ProxyMode};
-pub use raw::{RawLog, RawServer, RawStep, accept_response, client_frames, frame, frame_with};
+pub use raw::{
+    RawLog, RawServer, RawStep, accept_response, client_frames, deflated, frame, frame_with,
+};
 pub use script::{Behaviour, Script, Step, stream_message};
 pub use server::{BehaviourFn, TestServer, TestServerBuilder};
 pub use tls::TestCerts;

@@ -71,6 +71,22 @@ pub fn frame_with(first_byte: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<
     out
 }
 
+/// `text` as the payload of a permessage-deflate message (RFC 7692 §7.2.1): raw DEFLATE,
+/// sync-flushed, the final `00 00 ff ff` removed; a compressor of its own, so it inflates
+/// with or without context takeover. Frame it with [`frame_with`] and RSV1 set (`0xC1` for a
+/// whole text message).
+pub fn deflated(text: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder =
+        flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    // Writing into a `Vec` cannot fail.
+    let _ = encoder.write_all(text);
+    let _ = encoder.flush();
+    let mut out = encoder.get_ref().clone();
+    out.truncate(out.len().saturating_sub(4));
+    out
+}
+
 /// What a raw connection went through.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RawLog {

@@ -336,6 +336,30 @@ impl AsyncRead for Trickle {
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
 
+    /// Whatever a peer sends once permessage-deflate is agreed (RSV1 anywhere, any opcode,
+    /// any length), the framing never panics and ends: frames, then an error or the end.
+    #[test]
+    fn with_deflate_arbitrary_bytes_never_panic(
+        bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let (ours, mut theirs) = duplex(1 << 16);
+            let mut framed = client(ours);
+            framed.accept_compressed();
+            theirs.write_all(&bytes).await.unwrap();
+            drop(theirs);
+            let mut frames = 0;
+            while let Some(frame) = framed.next().await {
+                frames += 1;
+                if frame.is_err() || frames > bytes.len() + 1 {
+                    break;
+                }
+            }
+            assert!(frames <= bytes.len() + 1);
+        });
+    }
+
     /// Whatever the frame sizes and however the bytes are cut, with the socket going
     /// quiet between every two pieces (which is when buffers are given back), every frame
     /// arrives whole and in order, then the stream ends.
