@@ -186,6 +186,8 @@ async fn compressed_frames_whole_and_fragmented_are_inflated_and_the_offer_keeps
         RawStep::Write(frame_with(0xC1, None, &one)),
         // RSV1 | text without FIN, then a continuation (RSV1 clear) with FIN.
         RawStep::Write(frame_with(0x41, None, head)),
+        // A control frame may come between the fragments of a compressed message.
+        RawStep::Write(frame(0x9, b"ping")),
         RawStep::Write(frame_with(0x80, None, tail)),
         // An uncompressed message between compressed ones is fine too.
         RawStep::Write(frame(0x1, trade(9).as_bytes())),

@@ -159,6 +159,17 @@ impl ConnectionConfig {
         }
         if let Some(offer) = &self.compression {
             offer.validate().map_err(InvalidConfig::Compression)?;
+            if self
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("sec-websocket-extensions"))
+            {
+                return Err(InvalidConfig::Compression(
+                    "a Sec-WebSocket-Extensions header and compression cannot both be set: \
+                     the answer could not be checked against one offer"
+                        .into(),
+                ));
+            }
         }
         Ok(())
     }
@@ -377,6 +388,13 @@ mod tests {
         assert!(config.validate().is_err());
         let zero = ConnectionConfig::new("ws://127.0.0.1:1/").connect_timeout(Duration::ZERO);
         assert_eq!(zero.validate(), Err(InvalidConfig::ZeroConnectTimeout));
+        let both = ConnectionConfig::new("ws://127.0.0.1:1/")
+            .header("Sec-WebSocket-Extensions", "permessage-deflate")
+            .compression(crate::deflate::DeflateOffer::default());
+        assert!(matches!(
+            both.validate(),
+            Err(InvalidConfig::Compression(_))
+        ));
     }
 
     #[test]

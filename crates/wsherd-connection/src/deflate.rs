@@ -108,7 +108,9 @@ impl DeflateOffer {
             server_no_context_takeover: false,
             client_no_context_takeover: false,
             server_max_window_bits: 15,
-            client_max_window_bits: 15,
+            // RFC 7692 §7.1.2.2: a client that offered a value keeps to it, whether or not
+            // the server repeats it.
+            client_max_window_bits: self.client_max_window_bits.unwrap_or(15),
         };
         let mut seen = Vec::new();
         for parameter in parts.filter(|p| !p.is_empty()) {
@@ -398,6 +400,13 @@ mod tests {
             })
             .collect();
         assert_eq!(outbound.compress(&noise), None);
+        // A value offered holds even when the answer does not repeat it.
+        let nine = DeflateOffer {
+            client_max_window_bits: Some(9),
+            ..DeflateOffer::default()
+        };
+        let agreed = nine.accept(&["permessage-deflate"]).unwrap().unwrap();
+        assert_eq!(agreed.client_max_window_bits, 9);
         let eight = offer
             .accept(&["permessage-deflate; client_max_window_bits=8"])
             .unwrap()

@@ -118,7 +118,12 @@ impl Inflater {
         let stream = self
             .stream
             .get_or_insert_with(|| Box::new(Inflate::new(true)));
-        run(stream, input, cap, FlushDecompress::Sync)
+        let (inflated, ended) = run(stream, input, cap, FlushDecompress::Sync);
+        if ended {
+            // The server finished its stream; what follows starts a new one.
+            self.stream = None;
+        }
+        inflated
     }
 }
 
@@ -162,8 +167,10 @@ impl MessageInflater {
         let mut input = Vec::with_capacity(compressed.len() + SYNC_FLUSH.len());
         input.extend_from_slice(compressed);
         input.extend_from_slice(&SYNC_FLUSH);
-        let inflated = run(state, &input, cap, FlushDecompress::Sync);
-        if !self.takeover {
+        let (inflated, ended) = run(state, &input, cap, FlushDecompress::Sync);
+        // A message may end with a final block (RFC 7692 §7.2.3.3): that stream is over, and
+        // kept it would inflate every later message to nothing.
+        if !self.takeover || ended {
             self.state = None;
         }
         inflated
@@ -185,13 +192,25 @@ impl fmt::Debug for MessageInflater {
     }
 }
 
-/// A whole per-message payload.
+/// A whole per-message payload: it must reach its end (a cut-short one never gets to the
+/// gzip or zlib checksum, and is refused rather than delivered in part).
 fn once(inflate: &mut Inflate, input: &[u8], cap: usize) -> Inflated {
-    run(inflate, input, cap, FlushDecompress::Finish)
+    match run(inflate, input, cap, FlushDecompress::Finish) {
+        (Inflated::Message(_), false) => {
+            Inflated::Corrupt("the compressed message ends before its end".into())
+        }
+        (inflated, _) => inflated,
+    }
 }
 
-/// Inflates `input`, producing at most `cap` bytes (one more says it was too much).
-fn run(inflate: &mut Inflate, input: &[u8], cap: usize, flush: FlushDecompress) -> Inflated {
+/// Inflates `input`, producing at most `cap` bytes (one more says it was too much); and
+/// whether the compressed stream came to its end.
+fn run(
+    inflate: &mut Inflate,
+    input: &[u8],
+    cap: usize,
+    flush: FlushDecompress,
+) -> (Inflated, bool) {
     let mut out = Vec::new();
     let mut scratch = vec![0u8; CHUNK.min(cap.saturating_add(1))];
     let mut consumed = 0usize;
@@ -201,18 +220,18 @@ fn run(inflate: &mut Inflate, input: &[u8], cap: usize, flush: FlushDecompress) 
         let rest = input.get(consumed..).unwrap_or_default();
         let status = match inflate.decompress(rest, &mut scratch[..room], flush) {
             Ok(status) => status,
-            Err(error) => return Inflated::Corrupt(error.to_string()),
+            Err(error) => return (Inflated::Corrupt(error.to_string()), false),
         };
         let read = usize::try_from(inflate.total_in() - before_in).unwrap_or(usize::MAX);
         let written = usize::try_from(inflate.total_out() - before_out).unwrap_or(usize::MAX);
         consumed = consumed.saturating_add(read);
         out.extend_from_slice(scratch.get(..written).unwrap_or_default());
         if out.len() > cap {
-            return Inflated::TooLarge { size: out.len() };
+            return (Inflated::TooLarge { size: out.len() }, false);
         }
         let input_done = consumed >= input.len();
         match status {
-            Status::StreamEnd => break,
+            Status::StreamEnd => return (Inflated::Message(out), true),
             // All input taken and the output was not filled: nothing more will come.
             _ if input_done && written < room => break,
             // No progress either way: the data is cut short (or wants more than it has).
@@ -220,7 +239,7 @@ fn run(inflate: &mut Inflate, input: &[u8], cap: usize, flush: FlushDecompress) 
             _ => {}
         }
     }
-    Inflated::Message(out)
+    (Inflated::Message(out), false)
 }
 
 #[cfg(test)]
@@ -354,6 +373,33 @@ mod tests {
         }
         // An 8-bit window (zlib's smallest is 9) is inflated with a 9-bit one.
         assert_eq!(MessageInflater::new(&negotiated(8, false)).window_bits, 9);
+    }
+
+    #[test]
+    fn a_truncated_payload_is_corrupt_not_a_shorter_message() {
+        let whole = gzip(TEXT);
+        let cut = &whole[..whole.len() - 6];
+        assert!(matches!(
+            Inflater::new(Decompress::Gzip).inflate(cut, 1024),
+            Inflated::Corrupt(_)
+        ));
+    }
+
+    #[test]
+    fn a_message_ending_in_a_final_block_does_not_empty_the_next_one() {
+        // Each message its own finished stream (BFINAL set), as RFC 7692 §7.2.3.3 allows.
+        let finished = |text: &[u8]| {
+            let mut encoder = DeflateEncoder::new(Vec::new(), Compression::default());
+            encoder.write_all(text).unwrap();
+            encoder.finish().unwrap()
+        };
+        let mut inflater = MessageInflater::new(&negotiated(15, false));
+        for _ in 0..3 {
+            assert_eq!(
+                inflater.inflate(&finished(TEXT), 1024),
+                Inflated::Message(TEXT.to_vec())
+            );
+        }
     }
 
     #[test]

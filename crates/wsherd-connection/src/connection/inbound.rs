@@ -256,7 +256,7 @@ impl Connection {
             return;
         }
         if let Some(format) = self.config.decompress {
-            return self.on_compressed(format, &payload, ctx);
+            return self.on_compressed(format, &payload, payload.len(), ctx);
         }
         self.count_in(payload.len());
         let table = self.routes.current();
@@ -302,10 +302,14 @@ impl Connection {
         };
         match inflater.inflate(compressed, limit) {
             Inflated::Message(inflated) => {
-                self.count_in(compressed.len());
                 if text {
+                    self.count_in(compressed.len());
                     self.text_message(&inflated, ctx);
+                } else if let Some(format) = self.config.decompress {
+                    // A binary message whose payload is itself compressed (`decompress`).
+                    self.on_compressed(format, &inflated, compressed.len(), ctx);
                 } else {
+                    self.count_in(compressed.len());
                     let table = self.routes.current();
                     table.route_binary(&self.name, Bytes::from(inflated), &mut self.report);
                     self.settle_message(ctx);
@@ -327,19 +331,25 @@ impl Connection {
 
     /// A binary message the server compressed: inflated under the message cap, then taken
     /// as text (kind, typed decode, router), counted by its size on the wire.
-    fn on_compressed(&mut self, format: Decompress, payload: &[u8], ctx: &mut Context<Self>) {
+    fn on_compressed(
+        &mut self,
+        format: Decompress,
+        payload: &[u8],
+        wire: usize,
+        ctx: &mut Context<Self>,
+    ) {
         let limit = self.config.max_message_size;
         let inflater = self
             .inflater
             .get_or_insert_with(|| Box::new(Inflater::new(format)));
         match inflater.inflate(payload, limit) {
             Inflated::Message(text) => {
-                self.count_in(payload.len());
+                self.count_in(wire);
                 self.text_message(&text, ctx);
             }
             Inflated::Partial => {
                 // Counted with the message it completes: the bytes arrived, the message not yet.
-                self.unsettled_in.1 += payload.len() as u64;
+                self.unsettled_in.1 += wire as u64;
             }
             Inflated::TooLarge { size } => {
                 self.fail(EndReason::MessageTooLarge { size, limit }, ctx);
