@@ -46,6 +46,9 @@ mod deflate;
 mod dial;
 mod event;
 mod framed;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod heartbeats;
 mod inflate;
 mod outbox;
