@@ -177,13 +177,12 @@ fn offering(url: String) -> ConnectionConfig {
 #[actix_rt::test]
 async fn compressed_frames_whole_and_fragmented_are_inflated_and_the_offer_keeps_no_client_context()
 {
-    let one = deflated(trade(7).as_bytes());
     let two = deflated(trade(8).as_bytes());
     let (head, tail) = two.split_at(two.len() / 2);
     let server = RawServer::start(vec![
         RawStep::HandshakeWithHeaders(vec![AGREED.into()]),
         // FIN | RSV1 | text.
-        RawStep::Write(frame_with(0xC1, None, &one)),
+        RawStep::WriteDeflated(trade(7)),
         // RSV1 | text without FIN, then a continuation (RSV1 clear) with FIN.
         RawStep::Write(frame_with(0x41, None, head)),
         // A control frame may come between the fragments of a compressed message.

@@ -29,6 +29,9 @@ pub enum RawStep {
     HandshakeSlowly(Duration),
     /// Write bytes exactly as given.
     Write(Vec<u8>),
+    /// Write this text as one permessage-deflate message (FIN | RSV1 | text, compressed by
+    /// [`deflated`]): after a `HandshakeWithHeaders` that agreed to the extension.
+    WriteDeflated(String),
     /// Write bytes one at a time, pausing between them.
     WriteSlowly(Vec<u8>, Duration),
     /// Keep the socket open without reading or writing until the server is dropped.
@@ -329,6 +332,9 @@ fn run_script(
                 stream.write_all(&answer)?;
             }
             RawStep::Write(bytes) => stream.write_all(bytes)?,
+            RawStep::WriteDeflated(text) => {
+                stream.write_all(&frame_with(0xC1, None, &deflated(text.as_bytes())))?;
+            }
             RawStep::WriteSlowly(bytes, pause) => {
                 for byte in bytes {
                     stream.write_all(std::slice::from_ref(byte))?;
