@@ -377,11 +377,24 @@ async fn python_websockets_without_context_takeover_and_with_a_small_window_is_r
         server_max_window_bits: Some(10),
         ..DeflateOffer::default()
     };
+    let events = events(&herd);
     herd.add_endpoint(
         "python",
         ConnectionConfig::new(python.url()).compression(offer),
     )
     .unwrap();
+    let agreed = events
+        .wait_for(WAIT, |seen| {
+            seen.iter().find_map(|event| match &*event.message {
+                ConnectionEvent::Open { compression, .. } => Some(*compression),
+                _ => None,
+            })
+        })
+        .await
+        .unwrap()
+        .expect("python agreed to permessage-deflate");
+    assert!(agreed.server_no_context_takeover);
+    assert_eq!(agreed.server_max_window_bits, 10);
     assert_eq!(seqs(&seen, 30).await, (0..30).collect::<Vec<_>>());
     assert!(python.negotiated().contains("PerMessageDeflate"));
 }

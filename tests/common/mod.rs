@@ -49,7 +49,7 @@ pub(crate) async fn opened(
     events
         .wait_for(WAIT, |seen| {
             seen.iter().find_map(|event| match &*event.message {
-                ConnectionEvent::Open { protocol } if event.endpoint == name => {
+                ConnectionEvent::Open { protocol, .. } if event.endpoint == name => {
                     Some(protocol.clone())
                 }
                 _ => None,

@@ -227,7 +227,13 @@ impl Connection {
     fn emit(&mut self, event: ConnectionEvent, ctx: &mut Context<Self>) {
         self.span.in_scope(|| match &event {
             ConnectionEvent::Connecting { url } => tracing::debug!(%url, "connecting"),
-            ConnectionEvent::Open { protocol } => tracing::info!(?protocol, "open"),
+            ConnectionEvent::Open {
+                protocol,
+                compression,
+            } => match compression {
+                Some(agreed) => tracing::info!(?protocol, compression = %agreed, "open"),
+                None => tracing::info!(?protocol, "open"),
+            },
             ConnectionEvent::Closing {
                 initiated_by,
                 code,

@@ -573,6 +573,8 @@ pub enum ConnectionEvent {
     Open {
         /// The subprotocol the server chose, if any.
         protocol: Option<String>,
+        /// What permessage-deflate the server agreed to, if it was offered and accepted.
+        compression: Option<crate::deflate::Negotiated>,
     },
     /// A Close frame was sent or received; the socket is winding down.
     Closing {

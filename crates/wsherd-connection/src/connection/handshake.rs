@@ -99,7 +99,7 @@ impl Connection {
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
         let mut framed = LeanFramed::from_framed(framed, self.config.max_frame_size);
-        match self.negotiate(&response) {
+        let compression = match self.negotiate(&response) {
             Ok(Some(negotiated)) => {
                 framed.accept_compressed();
                 if let Some(offer) = &self.config.compression
@@ -108,8 +108,9 @@ impl Connection {
                     framed.compress_outbound(outbound);
                 }
                 self.message_inflater = Some(Box::new(MessageInflater::new(&negotiated)));
+                Some(negotiated)
             }
-            Ok(None) => {}
+            Ok(None) => None,
             Err(reason) => {
                 // The socket is dropped unused: this client cannot read what the server
                 // would send on it.
@@ -117,7 +118,7 @@ impl Connection {
                 ctx.stop();
                 return;
             }
-        }
+        };
         self.frames_written = Some(framed.frames_written());
         let (sink, source) = split_local(framed);
         self.sink = Some(sink);
@@ -131,7 +132,13 @@ impl Connection {
         }
         ConnectionStats::add(&self.stats.opens, 1);
         self.awaiting_live_reply = self.config.live_after.is_some();
-        self.emit(ConnectionEvent::Open { protocol }, ctx);
+        self.emit(
+            ConnectionEvent::Open {
+                protocol,
+                compression,
+            },
+            ctx,
+        );
         self.watch(ctx);
     }
 
