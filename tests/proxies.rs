@@ -12,8 +12,8 @@ use common::*;
 use serde::Deserialize;
 use wsherd::prelude::*;
 use wsherd::{
-    BackoffPolicy, ConnectHook, ConnectStage, ConnectTarget, FailReason, Jitter, NetworkCause,
-    ProxySetting, ProxyUrl, TlsFiles,
+    BackoffPolicy, ConnectHook, ConnectStage, ConnectTarget, Jitter, NetworkCause, ProxySetting,
+    ProxyUrl, TlsFiles,
 };
 use wsherd_testkit::{
     ExternalProxy, Recorded, Recorder, Step, TestCerts, TestServer, TunnelBehaviour,
@@ -59,19 +59,6 @@ async fn ticks_from(seen: &Recorded<Delivery<Tick>>, endpoint: &str, count: usiz
     })
     .await
     .unwrap_or_else(|e| panic!("{endpoint} streamed too little: {e}"))
-}
-
-async fn failed(states: &Recorded<Delivery<StateEvent>>, name: &str) -> EndReason {
-    match reached(states, name, 1, |s| {
-        matches!(s, EndpointState::Failed { .. })
-    })
-    .await
-    {
-        EndpointState::Failed {
-            reason: FailReason::NotRetryable(reason),
-        } => reason,
-        other => panic!("{other:?}"),
-    }
 }
 
 /// The reasons of `name`'s first `count` backoffs.
@@ -210,7 +197,7 @@ async fn a_proxy_that_refuses_the_credentials_fails_the_endpoint_at_once_without
     )
     .unwrap();
     for name in ["http", "socks", "anonymous"] {
-        let reason = failed(&states, name).await;
+        let reason = not_retried(&states, name).await;
         assert!(
             matches!(reason, EndReason::ProxyAuth { .. }),
             "{name}: {reason:?}"
@@ -221,7 +208,7 @@ async fn a_proxy_that_refuses_the_credentials_fails_the_endpoint_at_once_without
         assert!(!shown.contains(PASSWORD), "{shown}");
     }
     assert!(
-        failed(&states, "anonymous")
+        not_retried(&states, "anonymous")
             .await
             .to_string()
             .contains("no credentials")
@@ -277,11 +264,7 @@ async fn a_proxy_that_answers_garbage_or_nothing_backs_off_and_says_so() {
 
 #[actix_rt::test]
 async fn an_unreachable_proxy_backs_off_with_its_network_cause() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let herd = Herd::new();
     let states = states(&herd);
     herd.add_endpoint(
@@ -345,7 +328,7 @@ async fn tinyproxy_and_microsocks_carry_endpoints_to_the_server() {
         ),
     )
     .unwrap();
-    let reason = failed(&states, "wrong").await;
+    let reason = not_retried(&states, "wrong").await;
     assert!(matches!(reason, EndReason::ProxyAuth { .. }), "{reason:?}");
 }
 
@@ -458,11 +441,7 @@ async fn a_failing_hook_backs_off_and_a_hanging_one_is_cut_by_the_handshake_time
 
 #[actix_rt::test]
 async fn a_connect_to_a_port_nobody_listens_on_names_the_tcp_stage() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let herd = Herd::new();
     let states = states(&herd);
     herd.add_endpoint(

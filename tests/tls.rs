@@ -53,16 +53,7 @@ async fn fails_with(url: String, tls: Option<TlsFiles>) -> EndReason {
     let mut config = ConnectionConfig::new(url);
     config.tls = tls;
     herd.add_endpoint("secure", config).unwrap();
-    match reached(&states, "secure", 1, |s| {
-        matches!(s, EndpointState::Failed { .. })
-    })
-    .await
-    {
-        EndpointState::Failed {
-            reason: FailReason::NotRetryable(reason),
-        } => reason,
-        other => panic!("{other:?}"),
-    }
+    not_retried(&states, "secure").await
 }
 
 #[actix_rt::test]

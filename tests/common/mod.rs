@@ -98,6 +98,28 @@ pub(crate) async fn reached(
         .unwrap_or_else(|e| panic!("{name} never reached the state {nth} times: {e}"))
 }
 
+/// Waits until `name` gave up on an end that is not retried, and returns that end.
+pub(crate) async fn not_retried(states: &Recorded<Delivery<StateEvent>>, name: &str) -> EndReason {
+    match reached(states, name, 1, |s| {
+        matches!(s, EndpointState::Failed { .. })
+    })
+    .await
+    {
+        EndpointState::Failed {
+            reason: wsherd::FailReason::NotRetryable(reason),
+        } => reason,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+/// A port nothing listens on right now: bound, learnt, freed.
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap()
+}
+
 /// Whether `state` is `Live`.
 pub(crate) fn is_live(state: &EndpointState) -> bool {
     *state == EndpointState::Live

@@ -1,7 +1,7 @@
 //! On-demand endpoints: idle until a subscription names them or a message is sent to them,
 //! closed gracefully once nobody needed them for `linger`.
 
-use super::outage::{Refuser, free_port, network_events};
+use super::outage::{Refuser, network_events};
 use super::*;
 use wsherd::NetworkEvent;
 

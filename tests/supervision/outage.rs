@@ -16,12 +16,6 @@ pub(crate) fn network_events(herd: &Herd) -> Recorded<Delivery<NetworkEvent>> {
     recorded
 }
 
-/// A free port on 127.0.0.1: bound, then let go.
-pub(crate) fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// A host that refuses every connection, counted where it is refused.
 ///
 /// A port nobody listens on refuses in the kernel (an RST to the SYN), where no test can count
