@@ -204,12 +204,14 @@ impl Outbound {
     /// How to compress under `negotiated` with `offer`'s threshold; `None` when nothing is to
     /// be compressed (an 8-bit window, which zlib cannot compress with, or no threshold).
     pub(crate) fn new(offer: &DeflateOffer, negotiated: &Negotiated) -> Option<Outbound> {
-        (negotiated.client_max_window_bits >= 9 && offer.min_compress_size != usize::MAX).then_some(
-            Outbound {
+        // zlib compresses with 9 to 15 bits; a value outside them (an offer built without
+        // `validate`) is never handed to it.
+        ((9..=15).contains(&negotiated.client_max_window_bits)
+            && offer.min_compress_size != usize::MAX)
+            .then_some(Outbound {
                 window_bits: negotiated.client_max_window_bits,
                 min_size: offer.min_compress_size,
-            },
-        )
+            })
     }
 
     /// `payload` compressed as one permessage-deflate message (raw DEFLATE, sync-flushed, the
@@ -400,6 +402,13 @@ mod tests {
             })
             .collect();
         assert_eq!(outbound.compress(&noise), None);
+        // An offer nobody validated never reaches zlib with a window it refuses.
+        let unchecked = DeflateOffer {
+            client_max_window_bits: Some(20),
+            ..DeflateOffer::default()
+        };
+        let agreed = unchecked.accept(&["permessage-deflate"]).unwrap().unwrap();
+        assert_eq!(Outbound::new(&unchecked, &agreed), None);
         // A value offered holds even when the answer does not repeat it.
         let nine = DeflateOffer {
             client_max_window_bits: Some(9),

@@ -173,16 +173,20 @@ impl Dial {
         Ok(transport)
     }
 
+    /// Every address of the server's host (the dns stage).
+    async fn resolve_server(&self) -> Result<Vec<SocketAddr>, EndReason> {
+        self.stage.set(ConnectStage::Dns);
+        resolve(&self.host, self.port)
+            .await
+            .map_err(|reason| EndReason::ConnectFailed {
+                reason,
+                cause: Some(NetworkCause::Dns),
+            })
+    }
+
     /// Straight to the server: resolve, then each address in turn.
     async fn direct(&self) -> Result<TcpStream, EndReason> {
-        self.stage.set(ConnectStage::Dns);
-        let addresses =
-            resolve(&self.host, self.port)
-                .await
-                .map_err(|reason| EndReason::ConnectFailed {
-                    reason,
-                    cause: Some(NetworkCause::Dns),
-                })?;
+        let addresses = self.resolve_server().await?;
         self.stage.set(ConnectStage::Tcp);
         connect_any(&addresses, self.connect_timeout)
             .await
@@ -201,18 +205,12 @@ impl Dial {
             (ProxyKind::Http | ProxyKind::Socks5h, _) => {
                 vec![TunnelTarget::Name(&self.host, self.port)]
             }
-            (ProxyKind::Socks5, None) => {
-                self.stage.set(ConnectStage::Dns);
-                resolve(&self.host, self.port)
-                    .await
-                    .map_err(|reason| EndReason::ConnectFailed {
-                        reason,
-                        cause: Some(NetworkCause::Dns),
-                    })?
-                    .into_iter()
-                    .map(TunnelTarget::Address)
-                    .collect()
-            }
+            (ProxyKind::Socks5, None) => self
+                .resolve_server()
+                .await?
+                .into_iter()
+                .map(TunnelTarget::Address)
+                .collect(),
         };
         self.stage.set(ConnectStage::Proxy);
         let mut refusals = Vec::new();
@@ -260,7 +258,7 @@ impl Dial {
                 reason: format!("{proxy}: {reason}"),
             }),
             Ok(Err(TunnelError::Refused(reason))) => Err(EndReason::ProxyRefused {
-                reason: format!("{proxy} to {}: {reason}", describe(target)),
+                reason: format!("{proxy} to {}: {reason}", target.authority()),
             }),
             Ok(Err(TunnelError::Invalid(reason))) => Err(EndReason::ProxyFailed {
                 reason: format!("{proxy}: {reason}"),
@@ -278,13 +276,6 @@ impl Dial {
                 cause: None,
             }),
         }
-    }
-}
-
-fn describe(target: TunnelTarget<'_>) -> String {
-    match target {
-        TunnelTarget::Name(host, port) => crate::proxy::authority(host, port),
-        TunnelTarget::Address(address) => address.to_string(),
     }
 }
 

@@ -14,8 +14,10 @@ use flate2::{Decompress as Inflate, FlushDecompress, Status};
 
 /// The sync-flush marker that ends every message of a `zlib-stream`.
 const SYNC_FLUSH: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
-/// Output is produced this much at a time (and never more than the cap allows).
+/// Output is produced at most this much at a time (and never more than the cap allows).
 const CHUNK: usize = 16 * 1024;
+/// Output is produced at least this much at a time (unless the cap is smaller).
+const MIN_SCRATCH: usize = 1024;
 
 /// How a server compresses what it sends in binary messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -212,7 +214,10 @@ fn run(
     flush: FlushDecompress,
 ) -> (Inflated, bool) {
     let mut out = Vec::new();
-    let mut scratch = vec![0u8; CHUNK.min(cap.saturating_add(1))];
+    // Sized by the input (most messages inflate to a few times their size), so a small
+    // message does not clear a whole chunk; the loop takes more turns for more output.
+    let guess = input.len().saturating_mul(4).max(MIN_SCRATCH);
+    let mut scratch = vec![0u8; guess.min(CHUNK).min(cap.saturating_add(1))];
     let mut consumed = 0usize;
     loop {
         let room = scratch.len().min(cap.saturating_add(1) - out.len());

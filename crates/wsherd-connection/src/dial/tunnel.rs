@@ -48,7 +48,8 @@ pub(crate) enum TunnelTarget<'a> {
 }
 
 impl TunnelTarget<'_> {
-    fn authority(&self) -> String {
+    /// `host:port` as a CONNECT request (and an error) names it.
+    pub(crate) fn authority(&self) -> String {
         match self {
             TunnelTarget::Name(host, port) => authority(host, *port),
             TunnelTarget::Address(address) => address.to_string(),
