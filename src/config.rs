@@ -457,9 +457,21 @@ impl ConfigLoader {
                 continue;
             };
             // A bad name is one problem; the endpoint's settings are still checked.
-            let endpoint_name = EndpointName::new(name).map_err(|error| {
-                reader.problem(read::origin_of(value).as_deref(), &path, error.why);
-            });
+            let endpoint_name = match EndpointName::new(name) {
+                Ok(named) if named.session_id().is_some() => {
+                    reader.problem(
+                        read::origin_of(value).as_deref(),
+                        &path,
+                        "':' is kept for the sessions of inbound endpoints (`<inbound>:<id>`)",
+                    );
+                    Err(())
+                }
+                Ok(named) => Ok(named),
+                Err(error) => {
+                    reader.problem(read::origin_of(value).as_deref(), &path, error.why);
+                    Err(())
+                }
+            };
             let merged = read::merge(&defaults, value);
             let mut scratch = reader.scratch();
             let read = endpoint::read_endpoint(&mut scratch, &merged, &path, &lookup);

@@ -18,7 +18,6 @@ mod write;
 use std::sync::Arc;
 
 use actix::prelude::*;
-use awc::BoxedSocket;
 use awc::ws::Message as WsMessage;
 use wsherd_protocol::{EndpointName, Reassembler, redact_url};
 use wsherd_router::{DispatchReport, RouteCache, Router};
@@ -28,6 +27,7 @@ use crate::config::SharedConfig;
 use crate::event::{ConnectionEvent, EndReason, Notice, Observed};
 use crate::framed::{FramesWritten, LeanFramed};
 use crate::outbox::Outbox;
+use crate::socket::Socket;
 use crate::split::{LocalSink, LocalSource};
 use crate::stats::ConnectionStats;
 
@@ -37,8 +37,8 @@ pub use messages::{Close, ReleaseReads, Write, WriteError, WriteOnOpen};
 use state::SocketState;
 use write::{Origin, Unflushed};
 
-type WsSink = LocalSink<LeanFramed<BoxedSocket>>;
-type WsSource = LocalSource<LeanFramed<BoxedSocket>>;
+type WsSink = LocalSink<LeanFramed<Socket>>;
+type WsSource = LocalSource<LeanFramed<Socket>>;
 
 /// When the socket is read.
 enum Reads {
@@ -103,6 +103,9 @@ pub struct Connection {
     /// turn, so the per-message path touches no shared memory and reads no clock.
     saw_frame: bool,
     saw_data: bool,
+    /// A socket a server accepted, taken over when the actor starts (instead of dialing),
+    /// with the subprotocol agreed.
+    accepted: Option<(crate::accepted::AcceptedSocket, Option<String>)>,
     /// Whether the live-after reply is still awaited.
     awaiting_live_reply: bool,
     /// The owner's requests, answered from inbound text before routing.
@@ -158,11 +161,28 @@ impl Connection {
             saw_frame: false,
             saw_data: false,
             awaiting_live_reply: false,
+            accepted: None,
             replies: None,
             sequences,
             sequenced: false,
             end: None,
         }
+    }
+
+    /// A connection over `socket`, which a server accepted for endpoint `name` (its upgrade
+    /// answered, `protocol` the subprotocol it agreed to): it is open as soon as it starts,
+    /// and speaks as the server (it reads masked frames and writes unmasked ones). No
+    /// compression is negotiated on accepted sockets.
+    pub fn accepted(
+        name: EndpointName,
+        config: impl Into<SharedConfig>,
+        router: &Router,
+        socket: crate::accepted::AcceptedSocket,
+        protocol: Option<String>,
+    ) -> Self {
+        let mut connection = Self::new(name, config, router);
+        connection.accepted = Some((socket, protocol));
+        connection
     }
 
     /// Checks sequence numbers into `tracker` (kept by the owner) instead of a fresh one of
@@ -275,6 +295,9 @@ impl Actor for Connection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        if let Some((socket, protocol)) = self.accepted.take() {
+            return self.open_accepted(socket, protocol, ctx);
+        }
         self.set_state(SocketState::Connecting);
         self.emit(
             // Events are logged and shown to subscribers: the socket alone gets the real URL.

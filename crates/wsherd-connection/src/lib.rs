@@ -38,6 +38,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod accepted;
 mod batching;
 mod client;
 mod config;
@@ -57,11 +58,13 @@ mod proxy;
 mod reader;
 mod replies;
 mod secret_files;
+mod socket;
 mod split;
 mod stats;
 mod tls;
 mod tls_cache;
 
+pub use accepted::{AcceptedSocket, DEFAULT_PIPE_CAPACITY, Feed, SocketWire, accepted_socket};
 pub use config::{
     ConnectionConfig, DEFAULT_CLOSE_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT,
     DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MAX_STALL, DEFAULT_WRITE_BUFFER,

@@ -9,7 +9,8 @@ use std::sync::Arc;
 /// Names up to this many bytes are stored inline.
 const INLINE: usize = 30;
 
-/// The name of an endpoint: lower-case ASCII letters, digits, `_` and `-`.
+/// The name of an endpoint: lower-case ASCII letters, digits, `_` and `-`; or of an inbound
+/// session, `<inbound>:<id>` ([`EndpointName::session`]).
 ///
 /// Lower case because the `config` crate lower-cases keys from the environment, so
 /// `WSHERD__ENDPOINTS__BINANCE__URL` can only ever name `binance`. Cheap to clone: every
@@ -24,6 +25,41 @@ enum Repr {
     Heap(Arc<str>),
 }
 
+/// The longest session id ([`EndpointName::session`]).
+pub const MAX_SESSION_ID: usize = 64;
+
+/// Why `name` cannot name an endpoint (or be the part of a session's name before the colon).
+fn family_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > 128 {
+        Some("it is longer than 128 bytes")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        Some("only a-z, 0-9, '_' and '-' are allowed (environment keys are lower-cased)")
+    } else {
+        None
+    }
+}
+
+/// Why `id` cannot be a session id.
+fn session_id_problem(id: &str) -> Option<&'static str> {
+    if id.is_empty() {
+        Some("the session id after ':' is empty")
+    } else if id.len() > MAX_SESSION_ID {
+        Some("the session id after ':' is longer than 64 bytes")
+    } else if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'~'))
+    {
+        Some("a session id holds only A-Z, a-z, 0-9, '_', '-', '.' and '~'")
+    } else {
+        None
+    }
+}
+
 /// A string that is not a valid endpoint name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("endpoint name {name:?} is invalid: {why}")]
@@ -35,19 +71,12 @@ pub struct InvalidEndpointName {
 }
 
 impl EndpointName {
-    /// Checks and wraps `name`.
+    /// Checks and wraps `name`: an endpoint's name, or an inbound session's,
+    /// `<inbound>:<id>` (see [`EndpointName::session`]).
     pub fn new(name: &str) -> Result<Self, InvalidEndpointName> {
-        let why = if name.is_empty() {
-            Some("it is empty")
-        } else if name.len() > 128 {
-            Some("it is longer than 128 bytes")
-        } else if !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        {
-            Some("only a-z, 0-9, '_' and '-' are allowed (environment keys are lower-cased)")
-        } else {
-            None
+        let why = match name.split_once(':') {
+            None => family_problem(name),
+            Some((family, id)) => family_problem(family).or_else(|| session_id_problem(id)),
         };
         match why {
             Some(why) => Err(InvalidEndpointName {
@@ -56,6 +85,32 @@ impl EndpointName {
             }),
             None => Ok(EndpointName(Self::store(name))),
         }
+    }
+
+    /// The name of session `id` of inbound endpoint `inbound`: `<inbound>:<id>`
+    /// (`devices:42`). An id is 1 to [`MAX_SESSION_ID`] bytes of ASCII letters (either case),
+    /// digits, `_`, `-`, `.` and `~`: the characters a URL path carries unescaped.
+    pub fn session(inbound: &EndpointName, id: &str) -> Result<Self, InvalidEndpointName> {
+        if inbound.session_id().is_some() {
+            return Err(InvalidEndpointName {
+                name: format!("{inbound}:{id}"),
+                why: "a session's name cannot hold sessions of its own",
+            });
+        }
+        Self::new(&format!("{inbound}:{id}"))
+    }
+
+    /// The endpoint this name belongs to: the inbound endpoint's name for a session
+    /// (`devices` for `devices:42`), the name itself otherwise. Metrics are labelled with it,
+    /// so that sessions add up per inbound endpoint instead of a series each.
+    pub fn family(&self) -> &str {
+        let name = self.as_str();
+        name.split_once(':').map_or(name, |(family, _)| family)
+    }
+
+    /// A session's id (`42` for `devices:42`); `None` for an endpoint that is no session.
+    pub fn session_id(&self) -> Option<&str> {
+        self.as_str().split_once(':').map(|(_, id)| id)
     }
 
     fn store(name: &str) -> Repr {
@@ -173,6 +228,27 @@ mod tests {
             assert!(error.to_string().contains("invalid"));
         }
         assert!(EndpointName::new(&"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn a_session_is_named_after_its_inbound_endpoint_and_its_id() {
+        let devices = EndpointName::new("devices").unwrap();
+        let session = EndpointName::session(&devices, "Dev-42.a_b~c").unwrap();
+        assert_eq!(session.as_str(), "devices:Dev-42.a_b~c");
+        assert_eq!(session.family(), "devices");
+        assert_eq!(session.session_id(), Some("Dev-42.a_b~c"));
+        assert_eq!(devices.family(), "devices");
+        assert_eq!(devices.session_id(), None);
+        assert_eq!(EndpointName::new("devices:42").unwrap().family(), "devices");
+        for bad in ["", "a b", "a/b", "a:b", "42%20", "é", "a\nb"] {
+            let error = EndpointName::session(&devices, bad).unwrap_err();
+            assert!(error.why.contains("session id"), "{bad:?}: {error}");
+        }
+        assert!(EndpointName::session(&devices, &"x".repeat(64)).is_ok());
+        assert!(EndpointName::session(&devices, &"x".repeat(65)).is_err());
+        assert!(EndpointName::session(&session, "1").is_err(), "no nesting");
+        assert!(EndpointName::new("Devices:42").is_err());
+        assert!(EndpointName::new(":42").is_err());
     }
 
     #[test]

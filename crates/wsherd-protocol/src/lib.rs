@@ -29,7 +29,7 @@ mod redact;
 mod sequence;
 
 pub use close::CloseCode;
-pub use endpoint::{EndpointName, InvalidEndpointName};
+pub use endpoint::{EndpointName, InvalidEndpointName, MAX_SESSION_ID};
 pub use heartbeat::{
     DEFAULT_PING_INTERVAL, DEFAULT_PONG_TIMEOUT, DeadPeer, Heartbeat, HeartbeatAction,
     HeartbeatMode, HeartbeatSpec, InvalidHeartbeat, MAX_HEARTBEAT_DURATION, MIN_HEARTBEAT_DURATION,

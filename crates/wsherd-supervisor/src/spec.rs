@@ -48,6 +48,14 @@ pub enum ConnectMode {
         /// How long the endpoint stays up once it is no longer needed.
         linger: Duration,
     },
+    /// An inbound session's: its sockets are accepted by a server, never dialed. When its
+    /// client goes away the endpoint waits, `Disconnected`, for the same id to connect again
+    /// within `resume_window`; what is sent meanwhile is queued (bounded by the queue policy)
+    /// and goes out in order when it does. Past the window the session ends.
+    Inbound {
+        /// How long a disconnected session waits for its client.
+        resume_window: Duration,
+    },
 }
 
 impl ConnectMode {
@@ -56,10 +64,19 @@ impl ConnectMode {
         ConnectMode::OnDemand { linger }
     }
 
+    /// How long a disconnected inbound session waits for its client; `None` for an endpoint
+    /// that dials.
+    pub fn resume_window(&self) -> Option<Duration> {
+        match self {
+            ConnectMode::Inbound { resume_window } => Some(*resume_window),
+            _ => None,
+        }
+    }
+
     /// The linger of an on-demand endpoint; `None` for one that always connects.
     pub fn linger(&self) -> Option<Duration> {
         match self {
-            ConnectMode::Always => None,
+            ConnectMode::Always | ConnectMode::Inbound { .. } => None,
             ConnectMode::OnDemand { linger } => Some(*linger),
         }
     }

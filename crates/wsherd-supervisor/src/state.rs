@@ -83,6 +83,12 @@ pub enum EndpointState {
         /// Why the last socket life ended.
         reason: EndReason,
     },
+    /// An inbound session whose client went away: it waits for the same id to connect
+    /// again within the resume window, queueing what is sent to it meanwhile.
+    Disconnected {
+        /// Why the last socket life ended.
+        reason: EndReason,
+    },
     /// Paused by the owner: no socket until resumed.
     Paused,
     /// An on-demand endpoint nobody needs: no socket until a subscription names it or a
@@ -98,14 +104,15 @@ pub enum EndpointState {
 }
 
 impl EndpointState {
-    /// A short lower-case name: `connecting`, `open`, `live`, `backoff`, `paused`, `idle`,
-    /// `failed`, `stopped`.
+    /// A short lower-case name: `connecting`, `open`, `live`, `backoff`, `disconnected`,
+    /// `paused`, `idle`, `failed`, `stopped`.
     pub fn name(&self) -> &'static str {
         match self {
             EndpointState::Connecting { .. } => "connecting",
             EndpointState::Open => "open",
             EndpointState::Live => "live",
             EndpointState::Backoff { .. } => "backoff",
+            EndpointState::Disconnected { .. } => "disconnected",
             EndpointState::Paused => "paused",
             EndpointState::Idle => "idle",
             EndpointState::Failed { .. } => "failed",
@@ -128,6 +135,7 @@ impl fmt::Display for EndpointState {
                 delay.as_millis()
             ),
             EndpointState::Failed { reason } => write!(f, "failed: {reason}"),
+            EndpointState::Disconnected { reason } => write!(f, "disconnected: {reason}"),
             other => f.write_str(other.name()),
         }
     }
@@ -227,6 +235,12 @@ pub enum QueueEvent {
     },
     /// Messages dropped because they waited longer than the TTL.
     Expired {
+        /// How many.
+        count: usize,
+    },
+    /// Messages an inbound session never sent: its client did not come back within the
+    /// resume window, and the session ended.
+    Unsent {
         /// How many.
         count: usize,
     },

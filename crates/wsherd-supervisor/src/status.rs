@@ -220,6 +220,10 @@ impl EndpointShared {
         self.lock().last_error = Some(reason);
     }
 
+    pub(crate) fn last_error(&self) -> Option<EndReason> {
+        self.lock().last_error.clone()
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Cell> {
         self.cell.lock().unwrap_or_else(PoisonError::into_inner)
     }

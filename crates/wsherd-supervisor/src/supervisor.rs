@@ -12,6 +12,7 @@ mod messages;
 mod outbound;
 mod replay;
 mod rotation;
+mod session;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub use messages::{
     AddOnOpenHook, Control, MAX_REMEMBERED, OnOpenHook, Rejected, Remember, Stop, StopReceipt,
     Submit, Submitted,
 };
+pub use session::{Attach, AttachRefused};
 
 /// Keeps one endpoint connected: backoff, restart intensity, the close-code table, on-open
 /// replay, the outbound queue, the live-after gate and state events.
@@ -124,6 +126,13 @@ pub struct Supervisor {
     /// An old socket closed early (a stop or pause during a rotation) whose end a stop waits
     /// for, so what it hands back is in the stop's report.
     retiring: Option<u64>,
+    /// An inbound session's next socket, accepted by the server and waiting for the current
+    /// one (if any) to end.
+    attachment: Option<(wsherd_connection::AcceptedSocket, Option<String>)>,
+    /// Ends a disconnected session once its resume window passes.
+    resume_timer: Option<SpawnHandle>,
+    /// Told once the actor has stopped (the owner forgets the endpoint).
+    on_stopped: Option<Box<dyn FnOnce() + Send>>,
 }
 
 impl Supervisor {
@@ -193,7 +202,7 @@ impl Supervisor {
             unsettled_lives: 0,
             settle_deadline: None,
             on_demand: match spec.connect {
-                ConnectMode::Always => None,
+                ConnectMode::Always | ConnectMode::Inbound { .. } => None,
                 ConnectMode::OnDemand { linger } => Some(OnDemand::new(linger)),
             },
             connection_id: 0,
@@ -201,6 +210,9 @@ impl Supervisor {
             rotation_timer: None,
             rotation_failures: 0,
             retiring: None,
+            attachment: None,
+            resume_timer: None,
+            on_stopped: None,
             pacer: spec.send_rate.map(|rate| {
                 Box::new((
                     crate::governor::RateLimiter::with_burst(
@@ -250,6 +262,13 @@ impl Supervisor {
     /// no `StateEvent` announces it.
     pub fn paused(mut self) -> Self {
         self.intent = Intent::Pause;
+        self
+    }
+
+    /// Calls `on_stopped` once the actor has stopped (whoever keeps the endpoint by name
+    /// forgets it: an inbound session ends by itself when its resume window passes).
+    pub fn on_stopped(mut self, on_stopped: impl FnOnce() + Send + 'static) -> Self {
+        self.on_stopped = Some(Box::new(on_stopped));
         self
     }
 
@@ -454,6 +473,9 @@ impl Actor for Supervisor {
 
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.unwatch_demand();
+        if let Some(on_stopped) = self.on_stopped.take() {
+            on_stopped();
+        }
     }
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {

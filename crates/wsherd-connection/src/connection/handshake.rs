@@ -13,6 +13,7 @@ use awc::ws::Codec;
 use super::messages::ReleaseReads;
 use super::state::SocketState;
 use super::{Connection, Reads};
+use crate::accepted::AcceptedSocket;
 use crate::client::client;
 use crate::deflate::Negotiated;
 use crate::dial::{DialFailed, dialing};
@@ -21,6 +22,7 @@ use crate::framed::LeanFramed;
 use crate::inflate::MessageInflater;
 use crate::prepare::prepare;
 use crate::reader::Reader;
+use crate::socket::Socket;
 use crate::split::split_local;
 use crate::stats::ConnectionStats;
 use crate::tls::tls_failure;
@@ -98,6 +100,7 @@ impl Connection {
             .get(awc::http::header::SEC_WEBSOCKET_PROTOCOL)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
+        let framed = framed.into_map_io(Socket::Dialed);
         let mut framed = LeanFramed::from_framed(framed, self.config.max_frame_size);
         let compression = match self.negotiate(&response) {
             Ok(Some(negotiated)) => {
@@ -119,6 +122,29 @@ impl Connection {
                 return;
             }
         };
+        self.begin_life(framed, protocol, compression, ctx);
+    }
+
+    /// Takes over a socket a server accepted: open at once, with `protocol` as agreed.
+    pub(super) fn open_accepted(
+        &mut self,
+        socket: AcceptedSocket,
+        protocol: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        let framed = LeanFramed::server(Socket::Accepted(socket), self.config.max_frame_size);
+        self.begin_life(framed, protocol, None, ctx);
+    }
+
+    /// The socket is open: reads start (or wait to be released), the open is announced and
+    /// the heartbeat watches it.
+    fn begin_life(
+        &mut self,
+        framed: LeanFramed<Socket>,
+        protocol: Option<String>,
+        compression: Option<Negotiated>,
+        ctx: &mut Context<Self>,
+    ) {
         self.frames_written = Some(framed.frames_written());
         let (sink, source) = split_local(framed);
         self.sink = Some(sink);

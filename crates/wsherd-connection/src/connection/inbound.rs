@@ -2,7 +2,6 @@
 
 use actix::prelude::*;
 use actix_http::ws::Item;
-use awc::BoxedSocket;
 use awc::error::WsProtocolError;
 use awc::ws::{Frame, Message as WsMessage};
 use bytes::Bytes;
@@ -465,7 +464,7 @@ impl Connection {
     }
 }
 
-impl FrameSink<LeanFramed<BoxedSocket>> for Connection {
+impl FrameSink<LeanFramed<crate::socket::Socket>> for Connection {
     fn reads_paused(&self) -> bool {
         Connection::reads_paused(self)
     }

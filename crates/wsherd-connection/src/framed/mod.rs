@@ -46,7 +46,8 @@ const RSV1: u8 = 0x40;
 const OPCODE_TEXT: u8 = 0x1;
 const OPCODE_BINARY: u8 = 0x2;
 
-/// A WebSocket client socket: frames in, messages out.
+/// A WebSocket socket, a client's or (made by [`LeanFramed::server`]) a server's: frames in,
+/// messages out.
 pub(crate) struct LeanFramed<T> {
     io: T,
     /// Shared by both sides: it decodes what is read and encodes (masking) what is written.
@@ -68,6 +69,18 @@ impl<T> LeanFramed<T> {
             codec: parts.codec,
             read: ReadState::new(keep(parts.read_buf), max_frame_size),
             write: WriteState::new(parts.write_buf),
+            deflate: None,
+        }
+    }
+
+    /// The server's side of a socket a server accepted (after its upgrade): frames from the
+    /// client must be masked, frames to it are not. `max_frame_size` caps every frame read.
+    pub(crate) fn server(io: T, max_frame_size: usize) -> Self {
+        LeanFramed {
+            io,
+            codec: Codec::new().max_size(max_frame_size),
+            read: ReadState::new(BytesMut::new(), max_frame_size),
+            write: WriteState::new(BytesMut::new()),
             deflate: None,
         }
     }

@@ -19,6 +19,10 @@ use crate::state::{EndpointState, FailReason, StateEvent};
 impl Supervisor {
     /// Starts attempt number `policy.attempt() + 1`, through the governor when there is one.
     pub(super) fn begin_attempt(&mut self, ctx: &mut Context<Self>) {
+        if self.is_inbound() && self.attachment.is_none() {
+            // Nothing to dial: the client comes back, or the resume window ends the session.
+            return self.await_client(ctx);
+        }
         let attempt = self.policy.attempt().saturating_add(1);
         self.life_attempt = attempt;
         self.set_state(EndpointState::Connecting { attempt }, ctx);
@@ -31,6 +35,8 @@ impl Supervisor {
         self.attempt_token += 1;
         let token = self.attempt_token;
         match &self.governor {
+            // An accepted socket has no handshake left to govern.
+            _ if self.is_inbound() => self.start_connection(ctx),
             None => self.start_connection(ctx),
             Some(governor) => {
                 let request = governor.send(Acquire {
@@ -67,11 +73,20 @@ impl Supervisor {
         // Until its `Delivered` notice: a stop waits for its last deliveries.
         self.unsettled_lives += 1;
         self.open_failed = false;
-        let mut connection = Connection::new(
-            self.name.clone(),
-            self.connection_config.clone(),
-            &self.router,
-        );
+        let mut connection = match self.attachment.take() {
+            Some((socket, protocol)) => Connection::accepted(
+                self.name.clone(),
+                self.connection_config.clone(),
+                &self.router,
+                socket,
+                protocol,
+            ),
+            None => Connection::new(
+                self.name.clone(),
+                self.connection_config.clone(),
+                &self.router,
+            ),
+        };
         if let Some(sequence) = &self.spec.connection.sequence {
             // Kept across lives (and shown in the status); each socket starts afresh unless
             // the feed numbers continue across reconnects.
@@ -212,6 +227,11 @@ impl Supervisor {
                 } else {
                     self.begin_attempt(ctx);
                 }
+                return;
+            }
+            Intent::Run if self.is_inbound() => {
+                // A replacement waits in `attachment`; else the client may come back.
+                self.begin_attempt(ctx);
                 return;
             }
             Intent::Run => {}

@@ -65,7 +65,7 @@ impl Supervisor {
         }));
     }
 
-    fn publish_queue_event(&mut self, event: QueueEvent, ctx: &mut Context<Self>) {
+    pub(super) fn publish_queue_event(&mut self, event: QueueEvent, ctx: &mut Context<Self>) {
         let table = Arc::clone(self.routes.current());
         table.publish(
             &self.name,
