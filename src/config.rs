@@ -6,12 +6,17 @@
 //! key under each `[endpoints.<name>]`.
 
 mod endpoint;
+mod inbound;
 mod read;
 mod server;
 mod show;
 mod units;
 
 pub use server::{EmptyToken, ServerSettings, ServerTlsFiles, Token, TokenSource, check_tls_files};
+pub use inbound::{
+    DEFAULT_MAX_SESSIONS, DEFAULT_RESUME_WINDOW, InboundAuth, InboundConfig, OnDuplicate, inbound_keys,
+    path_problem,
+};
 pub use show::REDACTED;
 
 use std::collections::{BTreeMap, HashMap};
@@ -175,6 +180,8 @@ pub struct HerdConfig {
     pub settings: HerdSettings,
     /// `[endpoints.<name>]`, with `[defaults]` merged in.
     pub endpoints: BTreeMap<EndpointName, EndpointConfig>,
+    /// `[inbound.<name>]`: endpoints clients connect in to (`[defaults]` does not apply).
+    pub inbound: BTreeMap<EndpointName, InboundConfig>,
 }
 
 impl HerdConfig {
@@ -191,7 +198,7 @@ pub struct ConfigLoader {
     environment: Option<HashMap<String, String>>,
 }
 
-const TOP_KEYS: &[&str] = &["herd", "server", "defaults", "endpoints"];
+const TOP_KEYS: &[&str] = &["herd", "server", "defaults", "endpoints", "inbound"];
 const HERD_KEYS: &[&str] = &[
     "workers",
     "max_concurrent_handshakes",
@@ -237,6 +244,54 @@ pub fn endpoint_keys() -> Vec<String> {
         }
     }
     keys
+}
+
+/// `[inbound.<name>]`, each table on its own; paths must differ.
+fn read_inbound_tables(
+    reader: &mut Reader,
+    value: &Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    config: &mut HerdConfig,
+) {
+    let Some(tables) = reader.table(value, "inbound", &[]) else {
+        return;
+    };
+    let mut names: Vec<&String> = tables.map.keys().collect();
+    names.sort();
+    let mut paths: BTreeMap<String, String> = BTreeMap::new();
+    for name in names {
+        let path = join("inbound", name);
+        let Some(value) = tables.map.get(name) else {
+            continue;
+        };
+        let named = match EndpointName::new(name) {
+            Ok(named) if named.session_id().is_none() => Some(named),
+            Ok(_) => {
+                reader.problem(
+                    read::origin_of(value).as_deref(),
+                    &path,
+                    "':' is kept for the sessions of inbound endpoints (`<inbound>:<id>`)",
+                );
+                None
+            }
+            Err(error) => {
+                reader.problem(read::origin_of(value).as_deref(), &path, error.why);
+                None
+            }
+        };
+        let read = inbound::read_inbound(reader, value, &path, lookup);
+        if let (Some(named), Some(inbound)) = (named, read) {
+            if let Some(other) = paths.insert(inbound.path.clone(), name.clone()) {
+                reader.problem(
+                    read::origin_of(value).as_deref(),
+                    &join(&path, "path"),
+                    format!("inbound.{other} is served at {:?} already", inbound.path),
+                );
+                continue;
+            }
+            config.inbound.insert(named, inbound);
+        }
+    }
 }
 
 /// `[herd.outage]`: each key checked where it is, so an error names it and its file.
@@ -434,6 +489,9 @@ impl ConfigLoader {
         };
         if let Some(server) = top.map.get("server") {
             server::read_server(reader, server, &lookup, &mut config.settings.server);
+        }
+        if let Some(inbound) = top.map.get("inbound") {
+            read_inbound_tables(reader, inbound, &lookup, &mut config);
         }
         let empty = Value::new(None, ValueKind::Table(Default::default()));
         let defaults = match top.map.get("defaults") {

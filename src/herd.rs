@@ -10,6 +10,7 @@ mod lifecycle;
 mod messaging;
 mod metrics;
 mod requests;
+mod sessions;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -31,11 +32,12 @@ pub use adapters::{DeliveryStream, STREAM_CAPACITY};
 pub use lifecycle::{ReloadReport, SHUTDOWN_TIMEOUT, ShutdownReport, shutdown_signal};
 pub use messaging::MAX_STREAM_CAPACITY;
 pub use metrics::MIN_METRICS_INTERVAL;
+pub use sessions::{InboundEndpoint, SessionRefused};
 
 /// An endpoint's settings as it runs: the spec, shared with its supervisor (one copy per
 /// endpoint, however many hold it: at ten thousand endpoints a copy is megabytes), and the
 /// digest a reload compares.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(super) struct Settings {
     spec: Arc<EndpointSpec>,
     fingerprint: u64,
@@ -87,6 +89,8 @@ struct Inner {
     next_arbiter: AtomicUsize,
     /// The `metrics` series published so far.
     metrics: Mutex<metrics::Publisher>,
+    /// Inbound endpoints, whose sessions are in `endpoints` as `<inbound>:<id>`.
+    inbound: Mutex<BTreeMap<EndpointName, Arc<sessions::InboundEndpoint>>>,
 }
 
 #[derive(Default)]
@@ -160,6 +164,7 @@ impl Herd {
                 arbiters,
                 next_arbiter: AtomicUsize::new(0),
                 metrics: Mutex::new(metrics::Publisher::default()),
+                inbound: Mutex::new(BTreeMap::new()),
             }),
         }
     }
@@ -190,6 +195,9 @@ impl Herd {
             if endpoint.enabled {
                 herd.start_endpoint(name, endpoint.into(), lifecycle::Replay::default())?;
             }
+        }
+        for (name, inbound) in config.inbound {
+            herd.add_inbound(name, inbound)?;
         }
         Ok(herd)
     }
@@ -239,6 +247,12 @@ impl Herd {
         replay: lifecycle::Replay,
     ) -> Result<(), HerdError> {
         in_a_system()?;
+        if name.session_id().is_some() {
+            return Err(HerdError::InvalidName(wsherd_protocol::InvalidEndpointName {
+                name: name.to_string(),
+                why: "':' is kept for the sessions of inbound endpoints (`<inbound>:<id>`)",
+            }));
+        }
         if let Err(error) = settings.spec.validate() {
             return Err(HerdError::InvalidSpec { name, error });
         }
@@ -396,6 +410,13 @@ impl Herd {
     fn governor_lock(&self) -> MutexGuard<'_, Option<GovernorHandle>> {
         self.inner
             .governor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn inbound_lock(&self) -> MutexGuard<'_, BTreeMap<EndpointName, Arc<sessions::InboundEndpoint>>> {
+        self.inner
+            .inbound
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }

@@ -28,10 +28,13 @@ pub fn run<F: std::future::Future>(app: F) -> F::Output {
 pub use error::{HerdError, RequestError, SendError};
 pub use events::Event;
 pub use herd::{
-    DeliveryStream, Herd, MAX_STREAM_CAPACITY, MIN_METRICS_INTERVAL, ReloadReport,
-    SHUTDOWN_TIMEOUT, STREAM_CAPACITY, ShutdownReport, shutdown_signal,
+    DeliveryStream, Herd, InboundEndpoint, MAX_STREAM_CAPACITY, MIN_METRICS_INTERVAL, ReloadReport,
+    SHUTDOWN_TIMEOUT, STREAM_CAPACITY, SessionRefused, ShutdownReport, shutdown_signal,
 };
 
+pub use wsherd_connection::{
+    AcceptedSocket, DEFAULT_PIPE_CAPACITY, Feed, SocketWire, accepted_socket,
+};
 pub use wsherd_connection::{
     Close, ConnectHook, ConnectStage, ConnectTarget, Connection, ConnectionConfig, ConnectionEvent,
     ConnectionStats, Decompress, DeflateOffer, EndReason, GapEvent, GapKind, InvalidConfig,

@@ -149,23 +149,7 @@ pub(crate) fn read_server(
         settings.allow_unauthenticated = allow;
     }
     if let Some(token) = table.map.get("token") {
-        let path = join("server", "token");
-        let mut scratch = String::new();
-        if let Some(resolved) = secret::resolve(reader, token, &path, lookup, &mut scratch) {
-            let source = match (secret::file_of(token), secret::env_of(token)) {
-                (Some(file), _) => TokenSource::File(file),
-                (None, Some(variable)) => TokenSource::Env(variable),
-                (None, None) => TokenSource::Inline,
-            };
-            match Token::with_source(resolved, source) {
-                Ok(token) => settings.token = Some(token),
-                Err(EmptyToken) => reader.problem(
-                    origin_of(token).as_deref(),
-                    &path,
-                    "is empty: an empty token would let anyone in",
-                ),
-            }
-        }
+        settings.token = read_token(reader, token, &join("server", "token"), lookup);
     }
     if let Some(tls) = table.map.get("tls") {
         read_tls(reader, tls, settings);
@@ -178,6 +162,34 @@ pub(crate) fn read_server(
             "server.listen",
             why,
         );
+    }
+}
+
+/// A token (a string, `{ env = "VARIABLE" }` or `{ file = "PATH" }`) at `path`; `None`, with
+/// the problem noted, when it cannot be read or is empty.
+pub(crate) fn read_token(
+    reader: &mut Reader,
+    token: &Value,
+    path: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Option<Token> {
+    let mut scratch = String::new();
+    let resolved = secret::resolve(reader, token, path, lookup, &mut scratch)?;
+    let source = match (secret::file_of(token), secret::env_of(token)) {
+        (Some(file), _) => TokenSource::File(file),
+        (None, Some(variable)) => TokenSource::Env(variable),
+        (None, None) => TokenSource::Inline,
+    };
+    match Token::with_source(resolved, source) {
+        Ok(token) => Some(token),
+        Err(EmptyToken) => {
+            reader.problem(
+                origin_of(token).as_deref(),
+                path,
+                "is empty: an empty token would let anyone in",
+            );
+            None
+        }
     }
 }
 

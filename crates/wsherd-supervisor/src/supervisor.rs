@@ -37,7 +37,7 @@ pub use messages::{
     AddOnOpenHook, Control, MAX_REMEMBERED, OnOpenHook, Rejected, Remember, Stop, StopReceipt,
     Submit, Submitted,
 };
-pub use session::{Attach, AttachRefused};
+pub use session::{Attach, AttachRefused, Unattached};
 
 /// Keeps one endpoint connected: backoff, restart intensity, the close-code table, on-open
 /// replay, the outbound queue, the live-after gate and state events.

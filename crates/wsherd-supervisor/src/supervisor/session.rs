@@ -20,7 +20,7 @@ use crate::state::{EndpointState, QueueEvent};
 /// subprotocol agreed. With `replace`, a client already connected under the same id is
 /// closed (1008, "replaced") and this one takes over; without, this one is refused.
 #[derive(Message)]
-#[rtype(result = "Result<(), AttachRefused>")]
+#[rtype(result = "Result<(), Unattached>")]
 pub struct Attach {
     /// The accepted socket.
     pub socket: AcceptedSocket,
@@ -30,7 +30,18 @@ pub struct Attach {
     pub replace: bool,
 }
 
-/// Why an [`Attach`] was refused; the socket was dropped (the HTTP side sees it gone).
+/// An [`Attach`] refused: why, and the socket handed back.
+#[derive(Debug)]
+pub struct Unattached {
+    /// Why.
+    pub why: AttachRefused,
+    /// The socket, untouched.
+    pub socket: AcceptedSocket,
+    /// The subprotocol that came with it.
+    pub protocol: Option<String>,
+}
+
+/// Why an [`Attach`] was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AttachRefused {
@@ -112,23 +123,36 @@ impl Supervisor {
     }
 }
 
+impl Supervisor {
+    /// Why a client attaching now would be refused (`replace`: it may replace a connected
+    /// one).
+    fn refusal(&self, replace: bool) -> Option<AttachRefused> {
+        if !self.is_inbound() {
+            Some(AttachRefused::NotInbound)
+        } else if self.intent == Intent::Stop || self.state == EndpointState::Stopped {
+            Some(AttachRefused::Stopped)
+        } else if self.intent == Intent::Pause || self.state == EndpointState::Paused {
+            Some(AttachRefused::Paused)
+        } else if self.connection.is_some() && !replace {
+            Some(AttachRefused::Connected)
+        } else {
+            None
+        }
+    }
+}
+
 impl Handler<Attach> for Supervisor {
-    type Result = Result<(), AttachRefused>;
+    type Result = Result<(), Unattached>;
 
     fn handle(&mut self, attach: Attach, ctx: &mut Context<Self>) -> Self::Result {
-        if !self.is_inbound() {
-            return Err(AttachRefused::NotInbound);
-        }
-        if self.intent == Intent::Stop || self.state == EndpointState::Stopped {
-            return Err(AttachRefused::Stopped);
-        }
-        if self.intent == Intent::Pause || self.state == EndpointState::Paused {
-            return Err(AttachRefused::Paused);
+        if let Some(why) = self.refusal(attach.replace) {
+            return Err(Unattached {
+                why,
+                socket: attach.socket,
+                protocol: attach.protocol,
+            });
         }
         if let Some(connection) = &self.connection {
-            if !attach.replace {
-                return Err(AttachRefused::Connected);
-            }
             // The newcomer waits for the old socket's end (`on_closed` starts it); a client
             // that came and went meanwhile is dropped for the latest.
             self.attachment = Some((attach.socket, attach.protocol));
