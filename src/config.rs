@@ -12,11 +12,11 @@ mod server;
 mod show;
 mod units;
 
-pub use server::{EmptyToken, ServerSettings, ServerTlsFiles, Token, TokenSource, check_tls_files};
 pub use inbound::{
-    DEFAULT_MAX_SESSIONS, DEFAULT_RESUME_WINDOW, InboundAuth, InboundConfig, OnDuplicate, inbound_keys,
-    path_problem,
+    DEFAULT_MAX_SESSIONS, DEFAULT_RESUME_WINDOW, InboundAuth, InboundConfig, OnDuplicate,
+    inbound_keys, path_problem,
 };
+pub use server::{EmptyToken, ServerSettings, ServerTlsFiles, Token, TokenSource, check_tls_files};
 pub use show::REDACTED;
 
 use std::collections::{BTreeMap, HashMap};

@@ -248,10 +248,12 @@ impl Herd {
     ) -> Result<(), HerdError> {
         in_a_system()?;
         if name.session_id().is_some() {
-            return Err(HerdError::InvalidName(wsherd_protocol::InvalidEndpointName {
-                name: name.to_string(),
-                why: "':' is kept for the sessions of inbound endpoints (`<inbound>:<id>`)",
-            }));
+            return Err(HerdError::InvalidName(
+                wsherd_protocol::InvalidEndpointName {
+                    name: name.to_string(),
+                    why: "':' is kept for the sessions of inbound endpoints (`<inbound>:<id>`)",
+                },
+            ));
         }
         if let Err(error) = settings.spec.validate() {
             return Err(HerdError::InvalidSpec { name, error });
@@ -414,7 +416,9 @@ impl Herd {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn inbound_lock(&self) -> MutexGuard<'_, BTreeMap<EndpointName, Arc<sessions::InboundEndpoint>>> {
+    fn inbound_lock(
+        &self,
+    ) -> MutexGuard<'_, BTreeMap<EndpointName, Arc<sessions::InboundEndpoint>>> {
         self.inner
             .inbound
             .lock()

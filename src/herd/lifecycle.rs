@@ -124,7 +124,10 @@ impl Herd {
         }
         let current: Vec<EndpointName> = self.endpoints();
         // Sessions belong to their inbound endpoints, which a reload leaves as they are.
-        for name in current.into_iter().filter(|name| name.session_id().is_none()) {
+        for name in current
+            .into_iter()
+            .filter(|name| name.session_id().is_none())
+        {
             let keep = config.endpoints.get(&name).is_some_and(|e| e.enabled);
             if !keep {
                 let stopped = self

@@ -175,8 +175,7 @@ impl Herd {
         if !endpoint.enabled() {
             return Err(SessionRefused::Disabled(endpoint.name.clone()));
         }
-        let name =
-            EndpointName::session(&endpoint.name, id).map_err(SessionRefused::InvalidId)?;
+        let name = EndpointName::session(&endpoint.name, id).map_err(SessionRefused::InvalidId)?;
         let replace = endpoint.config.on_duplicate == OnDuplicate::Replace;
         let existing = {
             let mut endpoints = self.lock();
@@ -195,7 +194,11 @@ impl Herd {
         };
         match existing.send(attach).await {
             Ok(Ok(())) => Ok(name),
-            Ok(Err(Unattached { why, socket, protocol })) => match why {
+            Ok(Err(Unattached {
+                why,
+                socket,
+                protocol,
+            })) => match why {
                 AttachRefused::Connected => Err(SessionRefused::Connected(name)),
                 AttachRefused::Paused => Err(SessionRefused::Paused(name)),
                 // The window passed as the client came back: a new session, once the old

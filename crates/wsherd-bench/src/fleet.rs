@@ -260,6 +260,7 @@ fn herd_config_with(
             ..HerdSettings::default()
         },
         endpoints,
+        ..HerdConfig::default()
     }
 }
 

@@ -46,6 +46,7 @@ pub fn accepted_socket(capacity: usize) -> (AcceptedSocket, SocketWire) {
         server_done: false,
         writer: None,
         taker: None,
+        gone: None,
         connection_gone: false,
         wire_gone: false,
     }));
@@ -67,6 +68,8 @@ struct Pipes {
     server_done: bool,
     writer: Option<Waker>,
     taker: Option<Waker>,
+    /// Woken when the connection drops its end.
+    gone: Option<Waker>,
     connection_gone: bool,
     wire_gone: bool,
 }
@@ -171,6 +174,7 @@ impl Drop for AcceptedSocket {
         pipes.inbound_bytes = 0;
         wake(&mut pipes.taker);
         wake(&mut pipes.feeder);
+        wake(&mut pipes.gone);
     }
 }
 
@@ -240,6 +244,16 @@ impl SocketWire {
             return Poll::Ready(None);
         }
         pipes.taker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Ready once the connection dropped its end.
+    pub fn poll_gone(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut pipes = lock(&self.0);
+        if pipes.connection_gone {
+            return Poll::Ready(());
+        }
+        pipes.gone = Some(cx.waker().clone());
         Poll::Pending
     }
 

@@ -27,9 +27,18 @@ impl State {
     /// `None` when no token is set or the request carries the right one; else the `401` to
     /// answer with.
     pub(crate) fn refusal(&self, req: &HttpRequest, query: Query) -> Option<HttpResponse> {
-        let Some(expected) = &self.options.token else {
-            return None;
-        };
+        let expected = self.options.token.as_ref()?;
+        token_refusal(req, expected, query)
+    }
+}
+
+/// `None` when the request carries `expected`; else the `401` to answer with.
+pub(crate) fn token_refusal(
+    req: &HttpRequest,
+    expected: &wsherd::config::Token,
+    query: Query,
+) -> Option<HttpResponse> {
+    {
         let from_query = || {
             actix_web::web::Query::<TokenQuery>::from_query(req.query_string())
                 .ok()

@@ -45,6 +45,7 @@ mod control;
 mod errors;
 mod events;
 mod health;
+mod inbound;
 mod metrics;
 mod options;
 mod serve;
@@ -59,7 +60,7 @@ use wsherd::Herd;
 pub use events::lines::{state_line, stats_line, status_json, timestamp};
 pub use metrics::install_prometheus;
 pub use metrics_exporter_prometheus::PrometheusHandle;
-pub use options::{EventLimits, ServerOptions};
+pub use options::{EventLimits, InboundAuthHook, Refusal, ServerOptions};
 pub use serve::{MAX_CONNECTIONS, RunningServer, ServeError, serve, tls_config};
 pub use socket::on_connect;
 
@@ -81,12 +82,24 @@ pub(crate) struct State {
 /// nothing more and its buffer is freed, but its connection stays open until it goes away.
 pub fn routes(herd: Herd, options: ServerOptions) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config: &mut web::ServiceConfig| {
+        let inbound = herd.inbound_endpoints();
         let state = web::Data::from(Arc::new(State {
             herd,
             options,
             hub: events::HubSlot::default(),
             metrics: metrics::Cache::default(),
         }));
+        for endpoint in inbound {
+            config.service(
+                web::resource(endpoint.path())
+                    .app_data(state.clone())
+                    .app_data(web::Data::new(inbound::InboundRoute(
+                        endpoint.name().to_string(),
+                    )))
+                    .route(web::get().to(inbound::session))
+                    .default_service(web::to(errors::get_only)),
+            );
+        }
         config
             .service(
                 web::resource("/healthz")

@@ -1,5 +1,6 @@
 //! What a server is told: the token, the Prometheus handle, and its limits.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -53,6 +54,39 @@ pub struct ServerOptions {
     pub(crate) events: EventLimits,
     pub(crate) metrics_cache: Duration,
     pub(crate) counters: Arc<Counters>,
+    /// `auth = "hook"` inbound endpoints' hooks, by endpoint name.
+    pub(crate) inbound_hooks: Arc<HashMap<String, InboundAuthHook>>,
+}
+
+/// Decides who may open a session of an inbound endpoint with `auth = "hook"`: given the
+/// upgrade request and the `{id}` of its path, the session id to use (often that `{id}`,
+/// or one found from a credential), or a refusal.
+pub type InboundAuthHook =
+    Arc<dyn Fn(&actix_web::HttpRequest, &str) -> Result<String, Refusal> + Send + Sync>;
+
+/// A client refused by an [`InboundAuthHook`]: the HTTP status and what the client is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub(crate) status: actix_web::http::StatusCode,
+    pub(crate) reason: String,
+}
+
+impl Refusal {
+    /// `401`: no credential, or a wrong one.
+    pub fn unauthorized(reason: impl Into<String>) -> Self {
+        Refusal {
+            status: actix_web::http::StatusCode::UNAUTHORIZED,
+            reason: reason.into(),
+        }
+    }
+
+    /// `403`: a valid credential that may not open this session.
+    pub fn forbidden(reason: impl Into<String>) -> Self {
+        Refusal {
+            status: actix_web::http::StatusCode::FORBIDDEN,
+            reason: reason.into(),
+        }
+    }
 }
 
 impl Default for ServerOptions {
@@ -73,6 +107,7 @@ impl ServerOptions {
             events: EventLimits::default(),
             metrics_cache: Duration::from_millis(250),
             counters: Arc::default(),
+            inbound_hooks: Arc::default(),
         }
     }
 
@@ -118,6 +153,18 @@ impl ServerOptions {
         self
     }
 
+    /// Decides who may open sessions of inbound endpoint `inbound` (configured with
+    /// `auth = "hook"`): see [`InboundAuthHook`]. Without one, such an endpoint refuses every
+    /// client (`503`).
+    pub fn inbound_auth(
+        mut self,
+        inbound: &str,
+        hook: impl Fn(&actix_web::HttpRequest, &str) -> Result<String, Refusal> + Send + Sync + 'static,
+    ) -> Self {
+        Arc::make_mut(&mut self.inbound_hooks).insert(inbound.to_owned(), Arc::new(hook));
+        self
+    }
+
     /// Whether a token is required.
     pub fn has_token(&self) -> bool {
         self.token.is_some()
@@ -150,6 +197,10 @@ impl fmt::Debug for ServerOptions {
             .field("max_body", &self.max_body)
             .field("events", &self.events)
             .field("metrics_cache", &self.metrics_cache)
+            .field(
+                "inbound_hooks",
+                &self.inbound_hooks.keys().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

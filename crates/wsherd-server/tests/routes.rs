@@ -32,6 +32,7 @@ async fn health_and_readiness_follow_the_herd_and_its_required_endpoints() {
             ..HerdSettings::default()
         },
         endpoints,
+        ..HerdConfig::default()
     };
     // Held until start: not healthy, not ready.
     let herd = Herd::from_config(config).unwrap();

@@ -56,6 +56,6 @@ pub use spec::{ConnectMode, DEFAULT_LINGER, EndpointSpec, LiveAfter, SendRate};
 pub use state::{EndpointState, FailReason, QueueEvent, Reconnected, StateEvent};
 pub use status::{EndpointShared, EndpointStatus, StatusTable, human_duration};
 pub use supervisor::{
-    AddOnOpenHook, Attach, AttachRefused, Unattached, Control, MAX_HELD_EVENTS, MAX_REMEMBERED, OnOpenHook,
-    Rejected, Remember, Stop, StopReceipt, Submit, Submitted, Supervisor,
+    AddOnOpenHook, Attach, AttachRefused, Control, MAX_HELD_EVENTS, MAX_REMEMBERED, OnOpenHook,
+    Rejected, Remember, Stop, StopReceipt, Submit, Submitted, Supervisor, Unattached,
 };

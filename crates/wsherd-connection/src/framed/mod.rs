@@ -76,10 +76,12 @@ impl<T> LeanFramed<T> {
     /// The server's side of a socket a server accepted (after its upgrade): frames from the
     /// client must be masked, frames to it are not. `max_frame_size` caps every frame read.
     pub(crate) fn server(io: T, max_frame_size: usize) -> Self {
+        let mut read = ReadState::new(BytesMut::new(), max_frame_size);
+        read.server = true;
         LeanFramed {
             io,
             codec: Codec::new().max_size(max_frame_size),
-            read: ReadState::new(BytesMut::new(), max_frame_size),
+            read,
             write: WriteState::new(BytesMut::new()),
             deflate: None,
         }

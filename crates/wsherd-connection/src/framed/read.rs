@@ -54,6 +54,9 @@ pub(super) struct ReadState {
     /// The frame at the start of `buf` had RSV1 set, which was cleared for the codec (which
     /// refuses reserved bits): it is handed out as compressed.
     pub(super) compressed: bool,
+    /// This is a server's side (frames come masked from a client): every frame goes to the
+    /// codec, which unmasks it and refuses an unmasked one.
+    pub(super) server: bool,
 }
 
 impl ReadState {
@@ -72,6 +75,7 @@ impl ReadState {
             failed: false,
             deflate: false,
             compressed: false,
+            server: false,
         }
     }
 
@@ -106,8 +110,9 @@ impl ReadState {
     /// `None` for anything else, which awc's codec then decodes and checks.
     #[inline]
     pub(super) fn whole_text_frame(&self) -> Option<(usize, usize)> {
-        // Inside a fragmented message a whole text frame is an error the codec reports.
-        if self.fragmenting {
+        // Inside a fragmented message a whole text frame is an error the codec reports; a
+        // server must refuse the unmasked frames the fast path reads, and unmask the rest.
+        if self.fragmenting || self.server {
             return None;
         }
         let (header, len) = whole_text_header(&self.buf)?;

@@ -520,3 +520,27 @@ async fn with_a_usize_max_cap_a_huge_claim_is_not_allocated_before_its_bytes() {
     assert!(framed.next().await.is_none());
     writer.await.unwrap().unwrap();
 }
+
+#[actix_rt::test]
+async fn a_servers_side_unmasks_what_a_client_sends_and_refuses_an_unmasked_frame() {
+    let (io, mut peer) = duplex(4096);
+    let mut server = LeanFramed::server(io, 1 << 20);
+    let mut codec = Codec::new().client_mode();
+    let mut out = BytesMut::new();
+    codec
+        .encode(Message::Text("masked".into()), &mut out)
+        .unwrap();
+    peer.write_all(&out).await.unwrap();
+    match server.next().await {
+        Some(Ok(Frame::Text(text))) => assert_eq!(&text[..], b"masked"),
+        other => panic!("{other:?}"),
+    }
+    // Unmasked, as only a server may send: the fast path must not take it.
+    peer.write_all(&server_bytes(&[Sent::Text("bare".into())]))
+        .await
+        .unwrap();
+    match server.next().await {
+        Some(Err(ProtocolError::UnmaskedFrame)) => {}
+        other => panic!("{other:?}"),
+    }
+}
