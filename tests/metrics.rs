@@ -332,3 +332,87 @@ async fn requests_and_sequence_numbers_have_series_only_where_they_are_used() {
         "no series for an endpoint that uses neither"
     );
 }
+
+/// A masked text frame, as a client sends it.
+fn client_frame(text: &str) -> bytes::Bytes {
+    use actix_codec::Encoder;
+    let mut codec = awc::ws::Codec::new().client_mode();
+    let mut out = bytes::BytesMut::new();
+    codec
+        .encode(awc::ws::Message::Text(text.to_owned().into()), &mut out)
+        .unwrap();
+    out.freeze()
+}
+
+#[actix_rt::test]
+async fn inbound_sessions_add_up_per_inbound_endpoint_never_a_series_per_device() {
+    use wsherd::config::{InboundAuth, InboundConfig};
+    let kept = kept();
+    let herd = Herd::new();
+    let spec = EndpointSpec::new(
+        ConnectionConfig::new("ws://127.0.0.1/unused").kind(KindRule::field("type")),
+    );
+    herd.add_inbound(
+        EndpointName::new("meters").unwrap(),
+        InboundConfig::new("/meters/{id}", InboundAuth::None, spec),
+    )
+    .unwrap();
+    let mut wires = Vec::new();
+    for id in ["m1", "m2", "m3"] {
+        let (socket, wire) = wsherd::accepted_socket(64 << 10);
+        herd.accept_session("meters", id, socket, None)
+            .await
+            .unwrap();
+        wires.push(wire);
+    }
+    until_true("all live", &|| {
+        herd.status()
+            .iter()
+            .filter(|s| s.state.name() == "live")
+            .count()
+            == 3
+    })
+    .await;
+    for wire in &wires[..2] {
+        wire.feed(client_frame(r#"{"type":"tick","seq":1}"#));
+    }
+    until_true("both ticks counted", &|| {
+        herd.status()
+            .iter()
+            .map(|s| s.stats.messages_in)
+            .sum::<u64>()
+            == 2
+    })
+    .await;
+    // One session ends for good: its count stays in the endpoint's total.
+    herd.remove_endpoint("meters:m1", CloseCode::NORMAL, "done")
+        .await
+        .unwrap();
+    herd.publish_metrics();
+    let live = kept.gauge(r#"wsherd_inbound_sessions{endpoint="meters",state="live"}"#);
+    assert_eq!(live, Some(2.0));
+    until_true("the removed session's counts retired", &|| {
+        herd.publish_metrics();
+        kept.counter(r#"wsherd_inbound_messages_received_total{endpoint="meters"}"#) == Some(2)
+    })
+    .await;
+    let per_session: Vec<String> = kept
+        .counters
+        .lock()
+        .unwrap()
+        .keys()
+        .chain(kept.gauges.lock().unwrap().keys())
+        .filter(|key| key.contains("meters:"))
+        .cloned()
+        .collect();
+    assert!(per_session.is_empty(), "{per_session:?}");
+}
+
+/// Waits until `check` holds (checked every 10 ms: these figures change without an event).
+async fn until_true(what: &str, check: &dyn Fn() -> bool) {
+    let deadline = std::time::Instant::now() + WAIT;
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "never {what}");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}

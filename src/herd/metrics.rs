@@ -23,11 +23,12 @@ use super::{Herd, Inner};
 pub const MIN_METRICS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Every state an endpoint can be in, by the name its `wsherd_endpoint_state` series carries.
-const STATES: [&str; 8] = [
+const STATES: [&str; 9] = [
     "connecting",
     "open",
     "live",
     "backoff",
+    "disconnected",
     "paused",
     "idle",
     "failed",
@@ -222,13 +223,68 @@ impl Series {
 #[derive(Default)]
 pub(super) struct Publisher {
     series: HashMap<EndpointName, Series>,
+    /// Inbound endpoints' series, summed over their sessions.
+    inbound: HashMap<EndpointName, InboundSeries>,
     governor: Option<[Gauge; 4]>,
     described: bool,
     /// The periodic publication runs.
     ticking: bool,
 }
 
+/// One inbound endpoint's sessions, summed: how many are in each state, and their counters
+/// (those of ended sessions included).
+struct InboundFigures {
+    name: EndpointName,
+    states: [usize; STATES.len()],
+    totals: super::sessions::Totals,
+}
+
+/// One inbound endpoint's series: `wsherd_inbound_sessions{state}` and its sessions' counters.
+struct InboundSeries {
+    states: [Gauge; STATES.len()],
+    messages_received: Counter,
+    bytes_received: Counter,
+    messages_sent: Counter,
+    dead_letters: Counter,
+}
+
+impl InboundSeries {
+    fn register(name: &EndpointName) -> Self {
+        let endpoint = name.to_string();
+        let counter =
+            |metric: &'static str| metrics::counter!(metric, "endpoint" => endpoint.clone());
+        InboundSeries {
+            states: STATES.map(|state| {
+                metrics::gauge!("wsherd_inbound_sessions", "endpoint" => endpoint.clone(), "state" => state)
+            }),
+            messages_received: counter("wsherd_inbound_messages_received_total"),
+            bytes_received: counter("wsherd_inbound_bytes_received_total"),
+            messages_sent: counter("wsherd_inbound_messages_sent_total"),
+            dead_letters: counter("wsherd_inbound_dead_letters_total"),
+        }
+    }
+}
+
 impl Publisher {
+    fn publish_inbound(&mut self, figures: &[InboundFigures]) {
+        for figures in figures {
+            let series = self
+                .inbound
+                .entry(figures.name.clone())
+                .or_insert_with(|| InboundSeries::register(&figures.name));
+            for (gauge, count) in series.states.iter().zip(figures.states) {
+                gauge.set(count as f64);
+            }
+            // Ended sessions' counts are kept in the totals, so these never go back.
+            series
+                .messages_received
+                .absolute(figures.totals.messages_in);
+            series.bytes_received.absolute(figures.totals.bytes_in);
+            series.messages_sent.absolute(figures.totals.messages_out);
+            series.dead_letters.absolute(figures.totals.dead_letters);
+        }
+    }
+
     fn publish(&mut self, endpoints: &[(EndpointStatus, usize)], governor: Option<&GovernorStats>) {
         if !self.described {
             describe();
@@ -390,21 +446,60 @@ impl Herd {
     /// before the herd is made: each endpoint's series are registered once, at its first
     /// publication. A restarted endpoint's counters carry on from where they were.
     pub fn publish_metrics(&self) {
-        let endpoints: Vec<(EndpointStatus, usize)> = self
-            .lock()
-            .by_name
-            .values()
-            .map(|endpoint| {
-                let source = Arc::as_ptr(&endpoint.shared) as usize;
-                (endpoint.shared.snapshot(), source)
+        let inbound = self.inbound_endpoints();
+        let mut sessions: Vec<InboundFigures> = inbound
+            .iter()
+            .map(|endpoint| InboundFigures {
+                name: endpoint.name().clone(),
+                states: [0; STATES.len()],
+                totals: super::sessions::Totals::default(),
             })
             .collect();
+        let endpoints: Vec<(EndpointStatus, usize)> = {
+            let endpoints = self.lock();
+            for (figures, endpoint) in sessions.iter_mut().zip(&inbound) {
+                figures.totals = *endpoint
+                    .retired
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            endpoints
+                .by_name
+                .values()
+                .filter_map(|endpoint| {
+                    let status = endpoint.shared.snapshot();
+                    if status.name.session_id().is_none() {
+                        let source = Arc::as_ptr(&endpoint.shared) as usize;
+                        return Some((status, source));
+                    }
+                    // A session adds to its inbound endpoint's figures: a series per session
+                    // would be a series per device.
+                    if let Some(figures) = sessions
+                        .iter_mut()
+                        .find(|figures| figures.name.as_str() == status.name.family())
+                    {
+                        figures.totals.add(&status.stats);
+                        if let Some(index) = STATES.iter().position(|s| *s == status.state.name())
+                            && let Some(count) = figures.states.get_mut(index)
+                        {
+                            *count += 1;
+                        }
+                    }
+                    None
+                })
+                .collect()
+        };
         let governor = self.governor_stats();
         self.inner
             .metrics
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .publish(&endpoints, governor.as_deref());
+        self.inner
+            .metrics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .publish_inbound(&sessions);
     }
 
     /// Publishes the figures every `interval` (at least [`MIN_METRICS_INTERVAL`]; see

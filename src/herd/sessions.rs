@@ -28,6 +28,26 @@ pub struct InboundEndpoint {
     config: InboundConfig,
     settings: Settings,
     sessions: AtomicUsize,
+    /// What sessions that ended had counted: the endpoint's totals go on without them.
+    pub(super) retired: std::sync::Mutex<Totals>,
+}
+
+/// Counters of an inbound endpoint's sessions, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Totals {
+    pub(super) messages_in: u64,
+    pub(super) bytes_in: u64,
+    pub(super) messages_out: u64,
+    pub(super) dead_letters: u64,
+}
+
+impl Totals {
+    pub(super) fn add(&mut self, stats: &wsherd_connection::StatsSnapshot) {
+        self.messages_in = self.messages_in.saturating_add(stats.messages_in);
+        self.bytes_in = self.bytes_in.saturating_add(stats.bytes_in);
+        self.messages_out = self.messages_out.saturating_add(stats.messages_out);
+        self.dead_letters = self.dead_letters.saturating_add(stats.dead_letters);
+    }
 }
 
 impl InboundEndpoint {
@@ -142,6 +162,7 @@ impl Herd {
             settings: Settings::from(EndpointConfig::new(spec)),
             config,
             sessions: AtomicUsize::new(0),
+            retired: std::sync::Mutex::default(),
         };
         inbound.insert(name, Arc::new(endpoint));
         Ok(())
@@ -269,7 +290,13 @@ impl Herd {
                 inbound.sessions.fetch_sub(1, Ordering::AcqRel);
                 if let Some(inner) = herd.upgrade() {
                     let herd = Herd { inner };
+                    // Under the endpoints' lock, as the metrics read them: never counted twice.
                     let mut endpoints = herd.lock();
+                    inbound
+                        .retired
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .add(&shared.snapshot().stats);
                     if endpoints
                         .by_name
                         .get(&name)

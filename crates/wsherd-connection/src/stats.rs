@@ -163,7 +163,7 @@ impl ConnectionStats {
         if let Some(name) = self.endpoint.get() {
             // One round trip per heartbeat interval: cheap enough to look up each time, and so
             // a recorder installed later is used from then on.
-            metrics::histogram!("wsherd_heartbeat_rtt_seconds", "endpoint" => name.to_string())
+            metrics::histogram!("wsherd_heartbeat_rtt_seconds", "endpoint" => name.family().to_owned())
                 .record(rtt.as_secs_f64());
         }
     }

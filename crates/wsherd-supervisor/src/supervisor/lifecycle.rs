@@ -63,7 +63,7 @@ impl Supervisor {
             // Once per reconnect: looked up each time, so a recorder installed late counts.
             metrics::counter!(
                 "wsherd_reconnects_total",
-                "endpoint" => self.name.to_string(),
+                "endpoint" => self.name.family().to_owned(),
                 "reason" => self.last_end_class,
             )
             .increment(1);
@@ -118,7 +118,7 @@ impl Supervisor {
         if let Some(started) = self.connect_started.take() {
             metrics::histogram!(
                 "wsherd_handshake_duration_seconds",
-                "endpoint" => self.name.to_string(),
+                "endpoint" => self.name.family().to_owned(),
             )
             .record(started.elapsed().as_secs_f64());
         }
