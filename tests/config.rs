@@ -1661,3 +1661,105 @@ fn compression_offers_permessage_deflate_with_its_options_and_refuses_bad_window
         "{found:?}"
     );
 }
+
+#[test]
+fn an_inbound_table_reads_its_own_keys_and_the_shared_ones() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[inbound.devices]
+path = "/ws/devices/{id}"
+kind = "type"
+auth = { token = "t0ken-of-devices" }
+max_sessions = 500
+on_duplicate = "refuse"
+resume_window = "2m"
+heartbeat = { interval = "15s", timeout = "10s" }
+outbound = { max_messages = 100 }
+"#,
+    );
+    let config = load(&file).unwrap();
+    let devices = &config.inbound[&name("devices")];
+    assert_eq!(devices.path, "/ws/devices/{id}");
+    assert_eq!(devices.max_sessions, 500);
+    assert_eq!(devices.on_duplicate, wsherd::config::OnDuplicate::Refuse);
+    assert_eq!(devices.resume_window(), Duration::from_secs(120));
+    assert_eq!(
+        devices.spec.connection.heartbeat.interval,
+        Duration::from_secs(15)
+    );
+    assert_eq!(devices.spec.queue.max_messages, 100);
+    let shown = format!("{devices:?}");
+    assert!(!shown.contains("t0ken"), "{shown}");
+    assert!(config.endpoints.is_empty());
+    // What `wsherd check` prints loads again to the same settings, the token redacted.
+    let toml = config.to_toml();
+    assert!(!toml.contains("t0ken"), "{toml}");
+    let again = TempConfig::new(
+        "toml",
+        &toml.replace("\"<redacted>\"", "\"t0ken-of-devices\""),
+    );
+    let again = load(&again).unwrap();
+    let reread = &again.inbound[&name("devices")];
+    assert_eq!(reread.path, devices.path);
+    assert_eq!(reread.auth, devices.auth);
+    assert_eq!(reread.max_sessions, 500);
+    assert_eq!(reread.resume_window(), Duration::from_secs(120));
+    assert_eq!(
+        reread.spec.connection.heartbeat,
+        devices.spec.connection.heartbeat
+    );
+}
+
+#[test]
+fn inbound_tables_say_what_is_wrong_and_where() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[inbound.nopath]
+auth = "none"
+[inbound.twoids]
+path = "/d/{id}/{id}"
+auth = "none"
+[inbound.api]
+path = "/api/{id}"
+auth = "none"
+[inbound.noauth]
+path = "/n/{id}"
+[inbound.dialing]
+path = "/x/{id}"
+auth = "none"
+url = "ws://127.0.0.1/"
+[inbound.first]
+path = "/same/{id}"
+auth = "none"
+[inbound.second]
+path = "/same/{id}"
+auth = "nobody"
+[endpoints."feed:1"]
+url = "ws://127.0.0.1/"
+"#,
+    );
+    let found = problems(&file).join("\n");
+    for expected in [
+        "inbound.nopath.path: is required",
+        "inbound.twoids.path: expected exactly one whole `{id}` segment",
+        "inbound.api.path: /api is the server's own",
+        "inbound.noauth.auth: is required",
+        "inbound.dialing.url: unknown key",
+        "inbound.second.auth: expected \"none\", \"hook\" or { token = … }",
+        "endpoints.feed:1: ':' is kept for the sessions of inbound endpoints",
+    ] {
+        assert!(found.contains(expected), "{expected}\nin:\n{found}");
+    }
+    let file = TempConfig::new(
+        "toml",
+        "[inbound.first]\npath = \"/same/{id}\"\nauth = \"none\"\n\
+         [inbound.second]\npath = \"/same/{id}\"\nauth = \"none\"\n",
+    );
+    let found = problems(&file).join("\n");
+    assert!(
+        found.contains("inbound.second.path: inbound.first is served at \"/same/{id}\" already"),
+        "{found}"
+    );
+}

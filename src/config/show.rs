@@ -46,6 +46,10 @@ impl HerdConfig {
             let _ = writeln!(out, "\n[endpoints.{name}]");
             endpoint_toml(endpoint, &mut out);
         }
+        for (name, inbound) in &self.inbound {
+            let _ = writeln!(out, "\n[inbound.{name}]");
+            inbound_toml(inbound, &mut out);
+        }
         out
     }
 }
@@ -70,19 +74,69 @@ fn server_toml(server: &ServerSettings, out: &mut String) {
         );
     }
     if let Some(token) = &server.token {
-        let shown = match token.source() {
-            TokenSource::Env(variable) => format!("{{ env = {} }}", string(variable)),
-            TokenSource::File(path) => {
-                format!("{{ file = {} }}", string(&path.display().to_string()))
-            }
-            TokenSource::Inline => string(REDACTED),
-        };
-        let _ = writeln!(out, "token = {shown}");
+        let _ = writeln!(out, "token = {}", token_shown(token));
     }
     let _ = writeln!(
         out,
         "allow_unauthenticated = {}",
         server.allow_unauthenticated
+    );
+}
+
+/// A token as where it comes from (`{ env }`, `{ file }`), or redacted when it is written.
+fn token_shown(token: &super::Token) -> String {
+    match token.source() {
+        TokenSource::Env(variable) => format!("{{ env = {} }}", string(variable)),
+        TokenSource::File(path) => format!("{{ file = {} }}", string(&path.display().to_string())),
+        TokenSource::Inline => string(REDACTED),
+    }
+}
+
+/// `[inbound.<name>]`: its own keys and the shared ones that mean something for it.
+fn inbound_toml(inbound: &super::InboundConfig, out: &mut String) {
+    let c = &inbound.spec.connection;
+    let q = &inbound.spec.queue;
+    let mut line = |key: &str, value: String| {
+        let _ = writeln!(out, "{key} = {value}");
+    };
+    line("enabled", inbound.enabled.to_string());
+    line("path", string(&inbound.path));
+    line(
+        "auth",
+        match &inbound.auth {
+            super::InboundAuth::None => string("none"),
+            super::InboundAuth::Hook => string("hook"),
+            super::InboundAuth::Token(token) => format!("{{ token = {} }}", token_shown(token)),
+        },
+    );
+    line("max_sessions", inbound.max_sessions.to_string());
+    line(
+        "on_duplicate",
+        string(match inbound.on_duplicate {
+            super::OnDuplicate::Replace => "replace",
+            super::OnDuplicate::Refuse => "refuse",
+        }),
+    );
+    line("resume_window", duration(inbound.resume_window()));
+    line("kind", string(&kind(&c.kind)));
+    line("heartbeat", heartbeat(c));
+    line("close_timeout", duration(c.close_timeout));
+    line("max_stall", duration(c.max_stall));
+    line("write_timeout", duration(c.write_timeout));
+    line("max_frame_size", size(c.max_frame_size));
+    line("max_message_size", size(c.max_message_size));
+    line("write_buffer", size(c.write_buffer));
+    line(
+        "outbound",
+        format!(
+            "{{ max_messages = {}, max_bytes = {}, overflow = {} }}",
+            q.max_messages,
+            size(q.max_bytes),
+            string(match q.overflow {
+                OverflowPolicy::Reject => "reject",
+                OverflowPolicy::DropOldest => "drop_oldest",
+            })
+        ),
     );
 }
 
