@@ -48,8 +48,14 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
+    /// An inbound endpoint's name also selects its sessions (`devices` prints `devices:42`).
     fn endpoint(&self, endpoint: &str) -> bool {
-        self.endpoints.is_empty() || self.endpoints.contains(endpoint)
+        let family = endpoint
+            .split_once(':')
+            .map_or(endpoint, |(family, _)| family);
+        self.endpoints.is_empty()
+            || self.endpoints.contains(endpoint)
+            || self.endpoints.contains(family)
     }
 
     fn kind(&self, kind: Option<&str>) -> bool {
@@ -241,7 +247,7 @@ impl Handler<Delivery<Value>> for Printer {
             .kinds
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(endpoint)
+            .get(message.endpoint.family())
             .and_then(|rule| rule.extract_value(&message.message));
         if !self.filter.endpoint(endpoint) || !self.filter.kind(kind.as_deref()) {
             return;

@@ -93,12 +93,17 @@ fn parse_stdin_line(line: &str) -> Result<Outgoing, String> {
     Ok(Outgoing { endpoint, what })
 }
 
+/// Each endpoint's kind rule by name; an inbound endpoint's serves its sessions.
 fn kind_rules(config: &HerdConfig) -> HashMap<String, wsherd::KindRule> {
-    config
+    let outbound = config
         .endpoints
         .iter()
-        .map(|(name, e)| (name.to_string(), e.spec.connection.kind.clone()))
-        .collect()
+        .map(|(name, e)| (name.to_string(), e.spec.connection.kind.clone()));
+    let inbound = config
+        .inbound
+        .iter()
+        .map(|(name, e)| (name.to_string(), e.spec.connection.kind.clone()));
+    outbound.chain(inbound).collect()
 }
 
 /// Where `run` reports its endpoints coming up.

@@ -995,3 +995,65 @@ async fn proxy_env_follows_http_proxy_and_no_proxy_and_check_hides_the_credentia
         "{stdout}"
     );
 }
+
+#[actix_rt::test]
+async fn run_serves_inbound_sessions_prints_their_messages_and_sends_them_stdin_lines() {
+    use futures_util::{SinkExt, StreamExt};
+    let config = TempFile::new(
+        "[inbound.devices]\npath = \"/ws/devices/{id}\"\nkind = \"type\"\n\
+         auth = { token = { env = \"WSHERD_CLI_DEVICE_TOKEN\" } }\n",
+    );
+    let mut running = Running::start(
+        wsherd()
+            .args(["run", "--config"])
+            .arg(&config.0)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("WSHERD_CLI_DEVICE_TOKEN", "dev1ce-s3cret"),
+    );
+    let serving = running.stderr_until(|line| line.contains("wsherd: serving http://"));
+    let url = serving
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap()
+        .trim_end_matches([',', ';', ':'])
+        .to_owned();
+    let (_, mut device) = awc::Client::default()
+        .ws(format!("{url}/ws/devices/42?token=dev1ce-s3cret"))
+        .connect()
+        .await
+        .unwrap();
+    running.json_until("the session live", |v| {
+        v["event"] == "state" && v["endpoint"] == "devices:42" && v["state"] == "live"
+    });
+    device
+        .send(awc::ws::Message::Text(
+            r#"{"type":"reading","celsius":20.5}"#.into(),
+        ))
+        .await
+        .unwrap();
+    let message = running.json_until("the reading", |v| v["event"] == "message");
+    assert_eq!(message["endpoint"], "devices:42");
+    assert_eq!(message["kind"], "reading");
+    assert_eq!(message["data"]["celsius"], 20.5);
+    running.send(r#"{"endpoint":"devices:42","data":{"cmd":"reboot"}}"#);
+    let deadline = Instant::now() + WAIT;
+    let command = loop {
+        assert!(Instant::now() < deadline, "no command reached the device");
+        match device.next().await {
+            Some(Ok(awc::ws::Frame::Text(text))) => break text,
+            Some(Ok(_)) => {}
+            other => panic!("the session ended: {other:?}"),
+        }
+    };
+    assert_eq!(&command[..], br#"{"cmd":"reboot"}"#);
+    assert!(running.interrupt().success());
+    let rest: Vec<String> = running.stderr.try_iter().collect();
+    assert!(
+        !running
+            .seen
+            .iter()
+            .chain(&rest)
+            .any(|l| l.contains("dev1ce-s3cret")),
+        "the token was printed"
+    );
+}
