@@ -643,6 +643,18 @@ fn the_reference_example_config_is_valid() {
     let mut accepted = wsherd::config::endpoint_keys();
     accepted.extend(wsherd::config::herd_keys().iter().map(|k| (*k).to_owned()));
     accepted.extend(wsherd::config::server_keys());
+    // An inbound table's own keys; the ones it shares with endpoints are documented there.
+    let shared = wsherd::config::endpoint_keys();
+    accepted.extend(
+        wsherd::config::inbound_keys()
+            .into_iter()
+            .filter(|key| {
+                !shared
+                    .iter()
+                    .any(|k| k == key || k.starts_with(&format!("{key}.")))
+            })
+            .map(str::to_owned),
+    );
     accepted.sort();
     let mut documented_sorted = documented.clone();
     documented_sorted.sort();

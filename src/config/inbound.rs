@@ -48,7 +48,7 @@ const OWN_KEYS: &[&str] = &[
 ];
 
 /// Keys of `auth` when it is a table.
-const AUTH_KEYS: &[&str] = &["token", "hook"];
+const AUTH_KEYS: &[&str] = &["token"];
 
 /// Sessions an inbound endpoint holds by default (connected or in their resume window).
 pub const DEFAULT_MAX_SESSIONS: usize = 10_000;

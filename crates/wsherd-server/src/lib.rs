@@ -61,7 +61,9 @@ pub use events::lines::{state_line, stats_line, status_json, timestamp};
 pub use metrics::install_prometheus;
 pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use options::{EventLimits, InboundAuthHook, Refusal, ServerOptions};
-pub use serve::{MAX_CONNECTIONS, RunningServer, ServeError, serve, tls_config};
+pub use serve::{
+    MAX_CONNECTIONS, MAX_INBOUND_CONNECTIONS, RunningServer, ServeError, serve, tls_config,
+};
 pub use socket::on_connect;
 
 /// What the handlers of one [`routes`] share: the herd, the options, this worker's event hub

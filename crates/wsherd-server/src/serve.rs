@@ -19,6 +19,12 @@ use crate::{ServerOptions, errors, routes};
 /// capped per process (20,000 on the project's machines) and a herd's sockets need theirs.
 pub const MAX_CONNECTIONS: usize = 1024;
 
+/// Connections beyond [`MAX_CONNECTIONS`] the server holds for inbound sessions: the sum of
+/// the inbound endpoints' `max_sessions`, at most this. Each session holds two open files (its
+/// socket and the duplicate that can cut it), and the process's cap is shared with the herd's
+/// outbound sockets.
+pub const MAX_INBOUND_CONNECTIONS: usize = 8192;
+
 /// Why [`serve`] did not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -99,6 +105,13 @@ pub fn serve(
         .map(tls_config)
         .transpose()
         .map_err(ServeError::Tls)?;
+    let sessions: usize = herd
+        .inbound_endpoints()
+        .iter()
+        .filter(|inbound| inbound.enabled())
+        .map(|inbound| inbound.max_sessions())
+        .fold(0, usize::saturating_add);
+    let max_connections = MAX_CONNECTIONS + sessions.min(MAX_INBOUND_CONNECTIONS);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(log_request))
@@ -106,7 +119,7 @@ pub fn serve(
             .default_service(web::to(errors::not_found))
     })
     .workers(1)
-    .max_connections(MAX_CONNECTIONS)
+    .max_connections(max_connections)
     .backlog(1024)
     .disable_signals()
     .shutdown_timeout(2)

@@ -566,3 +566,34 @@ async fn accept_session_refuses_an_unknown_inbound_endpoint_and_a_bad_id() {
         .unwrap_err();
     assert_eq!(refused.status(), 400);
 }
+
+#[actix_rt::test]
+async fn a_reconnect_loop_with_one_id_keeps_one_session_and_the_last_client_works() {
+    let devices = Devices::start("auth = \"none\"").await;
+    let mut last = None;
+    for _ in 0..50 {
+        // Each new client replaces the one before, which may not even have opened yet.
+        last = Some(devices.connect("/ws/devices/loop").await);
+    }
+    let mut last = last.unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = devices.herd.endpoint_status("devices:loop").unwrap();
+        if status.state.name() == "live" && devices.herd.send("devices:loop", "ping?").await.is_ok()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never live again: {}",
+            status.state
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(next_text(&mut last).await.unwrap(), "ping?");
+    assert_eq!(devices.herd.endpoints().len(), 1);
+    assert_eq!(
+        devices.herd.inbound_endpoint("devices").unwrap().sessions(),
+        1
+    );
+}
