@@ -250,6 +250,7 @@ pub fn endpoint_keys() -> Vec<String> {
 fn read_inbound_tables(
     reader: &mut Reader,
     value: &Value,
+    outbound: Option<&Value>,
     lookup: &dyn Fn(&str) -> Option<String>,
     config: &mut HerdConfig,
 ) {
@@ -279,6 +280,18 @@ fn read_inbound_tables(
                 None
             }
         };
+        // Sessions are named after their inbound endpoint, and metrics are labelled by it.
+        if let Some(ValueKind::Table(endpoints)) = outbound.map(|v| &v.kind)
+            && endpoints.contains_key(name.as_str())
+        {
+            reader.problem(
+                read::origin_of(value).as_deref(),
+                &path,
+                format!(
+                    "endpoints.{name} has the same name: an inbound endpoint needs one of its own"
+                ),
+            );
+        }
         let read = inbound::read_inbound(reader, value, &path, lookup);
         if let (Some(named), Some(inbound)) = (named, read) {
             if let Some(other) = paths.insert(inbound.path.clone(), name.clone()) {
@@ -491,7 +504,13 @@ impl ConfigLoader {
             server::read_server(reader, server, &lookup, &mut config.settings.server);
         }
         if let Some(inbound) = top.map.get("inbound") {
-            read_inbound_tables(reader, inbound, &lookup, &mut config);
+            read_inbound_tables(
+                reader,
+                inbound,
+                top.map.get("endpoints"),
+                &lookup,
+                &mut config,
+            );
         }
         let empty = Value::new(None, ValueKind::Table(Default::default()));
         let defaults = match top.map.get("defaults") {

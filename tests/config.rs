@@ -1750,6 +1750,8 @@ path = "/same/{id}"
 auth = "nobody"
 [endpoints."feed:1"]
 url = "ws://127.0.0.1/"
+[endpoints.first]
+url = "ws://127.0.0.1/"
 "#,
     );
     let found = problems(&file).join("\n");
@@ -1761,6 +1763,7 @@ url = "ws://127.0.0.1/"
         "inbound.dialing.url: unknown key",
         "inbound.second.auth: expected \"none\", \"hook\" or { token = … }",
         "endpoints.feed:1: ':' is kept for the sessions of inbound endpoints",
+        "inbound.first: endpoints.first has the same name",
     ] {
         assert!(found.contains(expected), "{expected}\nin:\n{found}");
     }
