@@ -1748,6 +1748,9 @@ auth = "none"
 [inbound.second]
 path = "/same/{id}"
 auth = "nobody"
+[inbound.rooted]
+path = "/{id}"
+auth = "s3"
 [endpoints."feed:1"]
 url = "ws://127.0.0.1/"
 [endpoints.first]
@@ -1755,6 +1758,10 @@ url = "ws://127.0.0.1/"
 "#,
     );
     let found = problems(&file).join("\n");
+    assert!(
+        !found.contains("\"s3\""),
+        "a mistaken token is never shown: {found}"
+    );
     for expected in [
         "inbound.nopath.path: is required",
         "inbound.twoids.path: expected exactly one whole `{id}` segment",
@@ -1764,6 +1771,8 @@ url = "ws://127.0.0.1/"
         "inbound.second.auth: expected \"none\", \"hook\" or { token = … }",
         "endpoints.feed:1: ':' is kept for the sessions of inbound endpoints",
         "inbound.first: endpoints.first has the same name",
+        "inbound.rooted.path: the first segment cannot be `{id}`",
+        "inbound.rooted.auth: expected \"none\", \"hook\" or { token = … }, found another string",
     ] {
         assert!(found.contains(expected), "{expected}\nin:\n{found}");
     }

@@ -156,6 +156,11 @@ pub fn path_problem(path: &str) -> Option<String> {
             "expected exactly one whole `{{id}}` segment, such as \"/ws/devices/{{id}}\", found {path:?}"
         ));
     }
+    if path.split('/').nth(1) == Some("{id}") {
+        return Some(format!(
+            "the first segment cannot be `{{id}}` (it would match /api, /healthz, /metrics): put it under a fixed segment, such as \"/ws/{{id}}\", found {path:?}"
+        ));
+    }
     for reserved in ["/api", "/healthz", "/readyz", "/metrics"] {
         if path == reserved || path.starts_with(&format!("{reserved}/")) {
             return Some(format!(
@@ -256,14 +261,13 @@ fn read_auth(
         return match text.as_str() {
             "none" => Some(InboundAuth::None),
             "hook" => Some(InboundAuth::Hook),
-            other => {
+            _ => {
+                // A token written here by mistake is never shown back.
                 reader.problem(
                     origin_of(value).as_deref(),
                     path,
                     format!(
-                        "expected \"none\", \"hook\" or {{ token = … }}, found {:?}",
-                        // A token written here by mistake is not shown back.
-                        if other.len() > 8 { REDACTED } else { other }
+                        "expected \"none\", \"hook\" or {{ token = … }}, found another string ({REDACTED})"
                     ),
                 );
                 None

@@ -191,6 +191,16 @@ impl Herd {
             .map(|e| e.settings.clone())
             .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))?;
         let name = EndpointName::new(name)?;
+        if name.session_id().is_some() {
+            // A session is its client's: it cannot be started again from here (use
+            // `reconnect`, which closes the client's socket, or `remove_endpoint`).
+            return Err(HerdError::InvalidName(
+                wsherd_protocol::InvalidEndpointName {
+                    name: name.to_string(),
+                    why: "an inbound session cannot be restarted; reconnect or remove it",
+                },
+            ));
+        }
         let stopped = self
             .stop_endpoint(name.as_str(), CloseCode::RESTART, "restart requested")
             .await?;

@@ -152,6 +152,8 @@ impl Herd {
             return Err(HerdError::DuplicateEndpoint(name));
         }
         let mut spec = config.spec.clone();
+        // A session never dials: no rotation (it would open a socket of its own).
+        spec.max_lifetime = None;
         if spec.connect.resume_window().is_none() {
             spec.connect = wsherd_supervisor::ConnectMode::Inbound {
                 resume_window: crate::config::DEFAULT_RESUME_WINDOW,

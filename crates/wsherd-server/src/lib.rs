@@ -91,17 +91,6 @@ pub fn routes(herd: Herd, options: ServerOptions) -> impl FnOnce(&mut web::Servi
             hub: events::HubSlot::default(),
             metrics: metrics::Cache::default(),
         }));
-        for endpoint in inbound {
-            config.service(
-                web::resource(endpoint.path())
-                    .app_data(state.clone())
-                    .app_data(web::Data::new(inbound::InboundRoute(
-                        endpoint.name().to_string(),
-                    )))
-                    .route(web::get().to(inbound::session))
-                    .default_service(web::to(errors::get_only)),
-            );
-        }
         config
             .service(
                 web::resource("/healthz")
@@ -123,7 +112,7 @@ pub fn routes(herd: Herd, options: ServerOptions) -> impl FnOnce(&mut web::Servi
             )
             .service(
                 web::scope("/api")
-                    .app_data(state)
+                    .app_data(state.clone())
                     .service(
                         web::resource("/status")
                             .route(web::get().to(status::all))
@@ -146,5 +135,17 @@ pub fn routes(herd: Herd, options: ServerOptions) -> impl FnOnce(&mut web::Servi
                     )
                     .default_service(web::to(errors::not_found)),
             );
+        // After the server's own routes: a path such as `/{id}` never shadows `/healthz`.
+        for endpoint in inbound {
+            config.service(
+                web::resource(endpoint.path())
+                    .app_data(state.clone())
+                    .app_data(web::Data::new(inbound::InboundRoute(
+                        endpoint.name().to_string(),
+                    )))
+                    .route(web::get().to(inbound::session))
+                    .default_service(web::to(errors::get_only)),
+            );
+        }
     }
 }
