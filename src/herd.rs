@@ -96,6 +96,8 @@ struct Inner {
 #[derive(Default)]
 struct Endpoints {
     started: bool,
+    /// Set by [`Herd::shutdown`]: inbound endpoints take no new sessions.
+    shut_down: bool,
     by_name: BTreeMap<EndpointName, Endpoint>,
 }
 
@@ -159,6 +161,7 @@ impl Herd {
                 governor: Mutex::new(None),
                 endpoints: Mutex::new(Endpoints {
                     started,
+                    shut_down: false,
                     by_name: BTreeMap::new(),
                 }),
                 arbiters,

@@ -355,13 +355,21 @@ impl Herd {
     /// and its `StateEvent` `Stopped` (an `Overflow::Drop` subscriber has them in its mailbox),
     /// unless the report lists the endpoint as timed out or with events pending: a subscriber
     /// whose mailbox stays full never holds shutdown up past `timeout`. Returns what was still
-    /// queued, and what the sockets handed back as they closed.
+    /// queued, and what the sockets handed back as they closed. From the call on, inbound
+    /// endpoints take no new sessions ([`SessionRefused::ShuttingDown`]).
+    ///
+    /// [`SessionRefused::ShuttingDown`]: crate::SessionRefused::ShuttingDown
     ///
     /// A subscriber that awaits this while its own mailbox is paused (inside `ctx.wait`) cannot
     /// handle those events before it returns, so shutdown then takes the whole `timeout`; await
     /// it from `ctx.spawn`, or from outside the subscriber.
     pub async fn shutdown(&self, reason: &str, timeout: Duration) -> ShutdownReport {
-        let endpoints = std::mem::take(&mut self.lock().by_name);
+        let endpoints = {
+            let mut endpoints = self.lock();
+            // A client that connects from now on would make a session nobody stops.
+            endpoints.shut_down = true;
+            std::mem::take(&mut endpoints.by_name)
+        };
         let mut report = ShutdownReport::default();
         let stop = || Stop {
             code: CloseCode::NORMAL,

@@ -17,7 +17,7 @@ use wsherd_supervisor::{
     Attach, AttachRefused, EndpointShared, EndpointState, Supervisor, Unattached,
 };
 
-use super::{Endpoint, Herd, Settings};
+use super::{Endpoint, Endpoints, Herd, Settings};
 use crate::config::{EndpointConfig, InboundAuth, InboundConfig, OnDuplicate};
 use crate::error::HerdError;
 
@@ -118,6 +118,9 @@ pub enum SessionRefused {
     /// The session was ending as the client came; connecting again starts a new one.
     #[error("session {0} is ending; try again")]
     Ending(EndpointName),
+    /// The herd is shutting down ([`Herd::shutdown`]): no new sessions.
+    #[error("the herd is shutting down")]
+    ShuttingDown,
 }
 
 impl SessionRefused {
@@ -128,7 +131,9 @@ impl SessionRefused {
             SessionRefused::InvalidId(_) => 400,
             SessionRefused::Connected(_) => 409,
             SessionRefused::Paused(_) | SessionRefused::Disabled(_) => 403,
-            SessionRefused::TooMany { .. } | SessionRefused::Ending(_) => 503,
+            SessionRefused::TooMany { .. }
+            | SessionRefused::Ending(_)
+            | SessionRefused::ShuttingDown => 503,
         }
     }
 }
@@ -205,7 +210,7 @@ impl Herd {
             match endpoints.by_name.get(&name) {
                 Some(running) if running.supervisor.connected() => running.supervisor.clone(),
                 _ => {
-                    self.start_session(&mut endpoints.by_name, &endpoint, &name, socket, protocol)?;
+                    self.start_session(&mut endpoints, &endpoint, &name, socket, protocol)?;
                     return Ok(name);
                 }
             }
@@ -235,7 +240,7 @@ impl Herd {
                     if gone {
                         endpoints.by_name.remove(&name);
                         self.start_session(
-                            &mut endpoints.by_name,
+                            &mut endpoints,
                             &endpoint,
                             &name,
                             socket,
@@ -254,12 +259,15 @@ impl Herd {
     /// Starts session `name` of `inbound` with its first client, under the endpoints' lock.
     fn start_session(
         &self,
-        by_name: &mut std::collections::BTreeMap<EndpointName, Endpoint>,
+        endpoints: &mut Endpoints,
         inbound: &Arc<InboundEndpoint>,
         name: &EndpointName,
         socket: AcceptedSocket,
         protocol: Option<String>,
     ) -> Result<(), SessionRefused> {
+        if endpoints.shut_down {
+            return Err(SessionRefused::ShuttingDown);
+        }
         let max = inbound.max_sessions();
         if inbound
             .sessions
@@ -273,6 +281,8 @@ impl Herd {
                 max,
             });
         }
+        // Given back however the session ends, even if its actor never runs.
+        let slot = SessionSlot(Arc::clone(inbound));
         let id = name.session_id().unwrap_or_default();
         // The status shows where the client connected: the path, never a query.
         let url = inbound.path().replacen("{id}", id, 1);
@@ -289,7 +299,7 @@ impl Herd {
             let shared = Arc::clone(&shared);
             let inbound = Arc::clone(inbound);
             move || {
-                inbound.sessions.fetch_sub(1, Ordering::AcqRel);
+                drop(slot);
                 if let Some(inner) = herd.upgrade() {
                     let herd = Herd { inner };
                     // Under the endpoints' lock, as the metrics read them: never counted twice.
@@ -325,7 +335,7 @@ impl Herd {
             Some(arbiter) => Supervisor::start_in_arbiter(&arbiter, build),
             None => Supervisor::create(build),
         };
-        by_name.insert(
+        endpoints.by_name.insert(
             name.clone(),
             Endpoint {
                 settings,
@@ -336,5 +346,14 @@ impl Herd {
             },
         );
         Ok(())
+    }
+}
+
+/// One session counted against its inbound endpoint's `max_sessions`, until dropped.
+struct SessionSlot(Arc<InboundEndpoint>);
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.0.sessions.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -164,6 +164,39 @@ impl AsyncWrite for AcceptedSocket {
     }
 }
 
+impl AcceptedSocket {
+    /// Closes the socket without a connection ever running on it: a Close frame with `code`
+    /// and `reason` (cut to the 123 bytes a Close frame holds, at a character boundary) goes
+    /// to the client, and the socket ends. For a client that was taken and then turned away
+    /// (its session stopped or paused while it waited), so it hears why instead of an end of
+    /// stream.
+    pub fn close(self, code: wsherd_protocol::CloseCode, reason: &str) {
+        use actix_codec::Encoder;
+        let mut reason_len = reason.len().min(123);
+        while !reason.is_char_boundary(reason_len) {
+            reason_len -= 1;
+        }
+        let close = actix_http::ws::CloseReason {
+            code: code.as_u16().into(),
+            description: reason
+                .get(..reason_len)
+                .filter(|text| !text.is_empty())
+                .map(str::to_owned),
+        };
+        let mut frame = BytesMut::new();
+        // The server's codec writes unmasked frames, as a server must.
+        let encoded = actix_http::ws::Codec::new()
+            .encode(actix_http::ws::Message::Close(Some(close)), &mut frame);
+        let mut pipes = lock(&self.0);
+        // At most 125 bytes: let through even past `capacity`, as nothing follows it.
+        if encoded.is_ok() && !pipes.wire_gone {
+            pipes.outbound.extend_from_slice(&frame);
+        }
+        drop(pipes);
+        // Dropping ends the body once the frame is taken.
+    }
+}
+
 impl Drop for AcceptedSocket {
     fn drop(&mut self) {
         let mut pipes = lock(&self.0);
@@ -362,5 +395,33 @@ mod tests {
         assert_eq!(socket.read(&mut buf).await.unwrap(), 0);
         let error = socket.write(b"x").await.unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[actix_rt::test]
+    async fn a_socket_closed_unused_sends_a_close_frame_with_its_reason_then_ends() {
+        let (socket, wire) = accepted_socket(1024);
+        socket.close(wsherd_protocol::CloseCode::TRY_AGAIN, "paused");
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let Poll::Ready(Some(frame)) = wire.poll_take(&mut cx) else {
+            panic!("a Close frame");
+        };
+        // FIN + Close, unmasked, 2 + 6 bytes: code 1013, "paused".
+        assert_eq!(&frame[..], b"\x88\x08\x03\xf5paused");
+        assert_eq!(wire.poll_take(&mut cx), Poll::Ready(None));
+        assert!(wire.connection_gone());
+    }
+
+    #[actix_rt::test]
+    async fn a_close_reason_too_long_for_a_frame_is_cut_at_a_character() {
+        let (socket, wire) = accepted_socket(16);
+        socket.close(wsherd_protocol::CloseCode::NORMAL, &"é".repeat(100));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let Poll::Ready(Some(frame)) = wire.poll_take(&mut cx) else {
+            panic!("a Close frame");
+        };
+        assert_eq!(frame[1] as usize, 2 + 122, "61 two-byte characters");
+        assert!(std::str::from_utf8(&frame[4..]).is_ok());
     }
 }

@@ -597,3 +597,92 @@ async fn a_reconnect_loop_with_one_id_keeps_one_session_and_the_last_client_work
         1
     );
 }
+
+#[actix_rt::test]
+async fn a_client_waiting_to_replace_one_that_ignores_the_close_hears_why_when_its_session_is_paused_or_stopped()
+ {
+    // The old clients never read, so they never answer the Close that would let the
+    // newcomers in: the newcomers wait, attached, until their sessions are paused or stopped.
+    let devices = Devices::start("auth = \"none\"\nclose_timeout = \"30s\"").await;
+    let _old_five = devices.connect("/ws/devices/5").await;
+    let _old_six = devices.connect("/ws/devices/6").await;
+    wait_for_state(&devices.states, "devices:5", "live", 1).await;
+    wait_for_state(&devices.states, "devices:6", "live", 1).await;
+    let mut five = devices.connect("/ws/devices/5").await;
+    let mut six = devices.connect("/ws/devices/6").await;
+    devices.herd.pause("devices:5").unwrap();
+    assert_eq!(
+        next_text(&mut five).await,
+        Err(Some((1013, "paused".to_owned())))
+    );
+    let herd = devices.herd.clone();
+    // Not awaited: the stop waits for the old client's answer too.
+    actix_rt::spawn(async move {
+        let _ = herd.remove_endpoint("devices:6", 1001, "maintenance").await;
+    });
+    assert_eq!(
+        next_text(&mut six).await,
+        Err(Some((1001, "maintenance".to_owned())))
+    );
+}
+
+#[actix_rt::test]
+async fn once_the_herd_shuts_down_a_client_is_refused_503_and_no_session_outlives_it() {
+    let devices = Devices::start("auth = \"none\"").await;
+    let mut first = devices.connect("/ws/devices/1").await;
+    wait_for_state(&devices.states, "devices:1", "live", 1).await;
+    let client = actix_rt::spawn(async move {
+        let heard = next_text(&mut first).await;
+        first.send(Message::Close(None)).await.unwrap();
+        heard
+    });
+    let report = devices.herd.shutdown("bye", WAIT).await;
+    assert_eq!(client.await.unwrap(), Err(Some((1000, "bye".to_owned()))));
+    assert!(report.timed_out.is_empty(), "{report:?}");
+    assert_eq!(devices.refused("/ws/devices/2", None).await, 503);
+    assert!(devices.herd.endpoint_status("devices:2").is_none());
+    let inbound = devices.herd.inbound_endpoint("devices").unwrap();
+    let deadline = Instant::now() + WAIT;
+    while inbound.sessions() > 0 {
+        assert!(Instant::now() < deadline, "a session slot was never given back");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asks for a WebSocket on `path` by hand; the answer's status.
+async fn upgrade_status(addr: std::net::SocketAddr, path: String) -> (u16, tokio::net::TcpStream) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+                 Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).await.unwrap();
+    let status = std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap();
+    (status, stream)
+}
+
+#[actix_rt::test]
+async fn a_burst_of_connects_past_max_sessions_is_answered_503_at_once_and_leaves_the_sessions_alone()
+ {
+    let devices = Devices::start("auth = \"none\"\nmax_sessions = 20").await;
+    let mut known = devices.connect("/ws/devices/known").await;
+    wait_for_state(&devices.states, "devices:known", "live", 1).await;
+    let addr = devices.addr();
+    let answers = futures_util::future::join_all(
+        (0..300).map(|n| upgrade_status(addr, format!("/ws/devices/{n}"))),
+    )
+    .await;
+    let taken = answers.iter().filter(|(status, _)| *status == 101).count();
+    let refused = answers.iter().filter(|(status, _)| *status == 503).count();
+    assert_eq!((taken, refused), (19, 281), "every connect answered, 20 sessions in all");
+    devices.herd.send("devices:known", "unmoved").await.unwrap();
+    assert_eq!(next_text(&mut known).await.unwrap(), "unmoved");
+}

@@ -480,6 +480,7 @@ impl Actor for Supervisor {
 
     fn stopping(&mut self, _: &mut Context<Self>) -> Running {
         self.close_retiring("supervisor stopped");
+        self.turn_away_waiting(CloseCode::GOING_AWAY, "supervisor stopped");
         if let Some(connection) = &self.connection {
             connection.do_send(Close {
                 code: CloseCode::GOING_AWAY,

@@ -62,6 +62,7 @@ impl Handler<Control> for Supervisor {
                 }
                 self.intent = Intent::Pause;
                 self.attempt_token += 1;
+                self.turn_away_waiting(CloseCode::TRY_AGAIN, "paused");
                 match &self.connection {
                     Some(connection) => connection.do_send(Close {
                         code: CloseCode::NORMAL,
@@ -106,6 +107,7 @@ impl Handler<Stop> for Supervisor {
         if self.intent != Intent::Stop {
             self.intent = Intent::Stop;
             self.attempt_token += 1;
+            self.turn_away_waiting(code, &reason);
             match &self.connection {
                 Some(connection) => connection.do_send(Close { code, reason }),
                 None => self.finish_stop(ctx),

@@ -116,6 +116,14 @@ impl Supervisor {
         self.finish_stop(ctx);
     }
 
+    /// Turns away a client that waits to replace the connected one (`Attach` with
+    /// `replace`): it hears why in a Close frame instead of an end of stream.
+    pub(super) fn turn_away_waiting(&mut self, code: CloseCode, reason: &str) {
+        if let Some((socket, _)) = self.attachment.take() {
+            socket.close(code, reason);
+        }
+    }
+
     fn cancel_resume_timer(&mut self, ctx: &mut Context<Self>) {
         if let Some(timer) = self.resume_timer.take() {
             ctx.cancel_future(timer);
@@ -152,9 +160,10 @@ impl Handler<Attach> for Supervisor {
                 protocol: attach.protocol,
             });
         }
-        if let Some(connection) = &self.connection {
-            // The newcomer waits for the old socket's end (`on_closed` starts it); a client
-            // that came and went meanwhile is dropped for the latest.
+        if let Some(connection) = self.connection.clone() {
+            // The newcomer waits for the old socket's end (`on_closed` starts it); one that
+            // waited already is replaced by the latest.
+            self.turn_away_waiting(CloseCode::POLICY, REPLACED);
             self.attachment = Some((attach.socket, attach.protocol));
             connection.do_send(Close {
                 code: CloseCode::POLICY,
