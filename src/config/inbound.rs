@@ -50,8 +50,10 @@ const OWN_KEYS: &[&str] = &[
 /// Keys of `auth` when it is a table.
 const AUTH_KEYS: &[&str] = &["token"];
 
-/// Sessions an inbound endpoint holds by default (connected or in their resume window).
-pub const DEFAULT_MAX_SESSIONS: usize = 10_000;
+/// Sessions an inbound endpoint holds by default (connected or in their resume window):
+/// as many connections as `wsherd-server` holds for sessions, each of which takes two of a
+/// process's open files (its socket and the duplicate that can cut it).
+pub const DEFAULT_MAX_SESSIONS: usize = 8_192;
 
 /// How long a disconnected session waits for its client by default.
 pub const DEFAULT_RESUME_WINDOW: Duration = Duration::from_secs(60);

@@ -41,17 +41,17 @@ const RESTARTS: usize = 3;
 
 /// How idle connections ping and how their idle CPU is measured.
 #[derive(Debug, Clone, Copy)]
-struct Idle {
+pub(crate) struct Idle {
     /// Every connection pings this often.
-    heartbeat: Duration,
+    pub(crate) heartbeat: Duration,
     /// Idle CPU is measured over this window...
-    window: Duration,
+    pub(crate) window: Duration,
     /// ...as the median of this many equal parts of it.
-    parts: u32,
+    pub(crate) parts: u32,
 }
 
 /// Resident memory of this process, from `/proc/self/status`.
-fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -141,14 +141,14 @@ impl Handler<Delivery<StateEvent>> for LiveCounter {
 }
 
 /// Counts the `Live` states of a herd's endpoints and waits for a number of them.
-struct LiveWatch {
+pub(crate) struct LiveWatch {
     live: Arc<AtomicU64>,
     changed: Arc<tokio::sync::Notify>,
     counter: Addr<LiveCounter>,
 }
 
 impl LiveWatch {
-    fn start() -> LiveWatch {
+    pub(crate) fn start() -> LiveWatch {
         let live = Arc::new(AtomicU64::new(0));
         let changed = Arc::new(tokio::sync::Notify::new());
         let counter = LiveCounter {
@@ -164,12 +164,12 @@ impl LiveWatch {
     }
 
     /// Counts `herd`'s state events from now on.
-    fn watch(&self, herd: &Herd) {
+    pub(crate) fn watch(&self, herd: &Herd) {
         herd.subscribe_events::<StateEvent>(self.counter.clone().recipient());
     }
 
     /// Waits (two minutes at most) until `target` lives have begun.
-    async fn until(&self, target: u64) -> Result<(), String> {
+    pub(crate) async fn until(&self, target: u64) -> Result<(), String> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         loop {
             let notified = self.changed.notified();
@@ -187,7 +187,7 @@ impl LiveWatch {
 /// CPU use of this process while idle, in percent of one core: the median of `idle.parts`
 /// equal parts of `idle.window`. Counted in nanoseconds per thread where the kernel keeps
 /// schedstat (no thread ends while idle), else in the process's 10 ms ticks.
-async fn idle_cpu_percent(idle: Idle) -> f64 {
+pub(crate) async fn idle_cpu_percent(idle: Idle) -> f64 {
     let part = idle.window / idle.parts.max(1);
     let mut parts = Vec::new();
     for _ in 0..idle.parts.max(1) {

@@ -2,7 +2,7 @@
 //! `wsherd-bench compare A.json B.json` (see `history.rs`).
 //!
 //! Scenarios: `throughput`, `fanout`, `latency`, `features`, `connections`, `storm`, `detect`,
-//! `scaling`, `all`. Every figure is measured beside its baselines in the same run, as the median
+//! `scaling`, `inbound`, `all`. Every figure is measured beside its baselines in the same run, as the median
 //! of interleaved rounds (`latency`: percentiles of the rounds' latencies pooled); ratios and
 //! differences are printed, never asserted.
 #![forbid(unsafe_code)]
@@ -14,6 +14,7 @@ mod features;
 mod fleet;
 mod history;
 mod idle_server;
+mod inbound;
 mod instructions;
 mod latency;
 mod measure;
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
         Some("serve-idle") => return idle_server::serve_idle(&args[1..]),
         Some("feature-client") => return features::client(&args[1..]),
         Some("connections-client") => return fleet::connections_client(&args[1..]),
+        Some("inbound-client") => return inbound::client(&args[1..]),
         Some("serve-paced") => return paced_server::serve_paced(&args[1..]),
         // One client holding one point of `scaling`, in a process of its own.
         Some("scaling-point") => return fleet::scaling::serve_point(&args[1..]),
@@ -142,12 +144,13 @@ fn main() -> ExitCode {
             }
         }
     }
-    let scenarios: [(&str, Scenario); 5] = [
+    let scenarios: [(&str, Scenario); 6] = [
         ("latency", latency::run),
         ("connections", fleet::connections),
         ("storm", fleet::storm),
         ("detect", fleet::detect),
         ("scaling", fleet::scaling::run),
+        ("inbound", inbound::run),
     ];
     for (name, scenario_fn) in scenarios {
         if run(name) {
@@ -164,7 +167,7 @@ fn main() -> ExitCode {
     }
     if results.is_empty() {
         eprintln!(
-            "unknown scenario {scenario:?}: use throughput, fanout, latency, features, connections, storm, detect, scaling, all, or soak [--minutes N]"
+            "unknown scenario {scenario:?}: use throughput, fanout, latency, features, connections, storm, detect, scaling, inbound, all, or soak [--minutes N]"
         );
         return ExitCode::from(2);
     }

@@ -111,6 +111,11 @@ pub fn serve(
         .filter(|inbound| inbound.enabled())
         .map(|inbound| inbound.max_sessions())
         .fold(0, usize::saturating_add);
+    if sessions > MAX_INBOUND_CONNECTIONS {
+        tracing::warn!(
+            "the inbound endpoints' max_sessions add up to {sessions}; the server holds {MAX_INBOUND_CONNECTIONS} sessions' connections, and more wait in the listen backlog"
+        );
+    }
     let max_connections = MAX_CONNECTIONS + sessions.min(MAX_INBOUND_CONNECTIONS);
     let server = HttpServer::new(move || {
         App::new()
