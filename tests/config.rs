@@ -1687,7 +1687,12 @@ max_sessions = 500
 on_duplicate = "refuse"
 resume_window = "2m"
 heartbeat = { interval = "15s", timeout = "10s" }
-outbound = { max_messages = 100 }
+idle_timeout = "90s"
+invalid_utf8 = "dead_letter"
+live_after = { kind = "hello", timeout = "5s" }
+request = { id_field = "rid" }
+sequence = { field = "seq" }
+outbound = { max_messages = 100, ttl = "30s" }
 "#,
     );
     let config = load(&file).unwrap();
@@ -1721,6 +1726,27 @@ outbound = { max_messages = 100 }
         reread.spec.connection.heartbeat,
         devices.spec.connection.heartbeat
     );
+    assert!(reread.same_as(devices), "every shared key is shown: {toml}");
+}
+
+#[actix_rt::test]
+async fn a_reload_says_which_inbound_endpoints_it_left_as_they_run() {
+    let table = |max: u32| {
+        format!(
+            "[inbound.devices]\npath = \"/ws/devices/{{id}}\"\nauth = \"none\"\nmax_sessions = {max}\n"
+        )
+    };
+    let file = TempConfig::new("toml", &table(10));
+    let herd = Herd::from_config(load(&file).unwrap()).unwrap();
+    let same = herd.reload(load(&file).unwrap()).await.unwrap();
+    assert!(same.inbound_not_applied.is_empty(), "{same:?}");
+    let changed = TempConfig::new("toml", &table(20));
+    let report = herd.reload(load(&changed).unwrap()).await.unwrap();
+    assert_eq!(report.inbound_not_applied, vec![name("devices")]);
+    assert_eq!(herd.inbound_endpoint("devices").unwrap().max_sessions(), 10);
+    let gone = TempConfig::new("toml", "");
+    let report = herd.reload(load(&gone).unwrap()).await.unwrap();
+    assert_eq!(report.inbound_not_applied, vec![name("devices")]);
 }
 
 #[test]

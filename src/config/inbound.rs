@@ -133,6 +133,18 @@ impl InboundConfig {
         }
     }
 
+    /// Whether `other` configures the same inbound endpoint: path, auth, limits and every
+    /// setting its sessions run with.
+    pub fn same_as(&self, other: &InboundConfig) -> bool {
+        self.enabled == other.enabled
+            && self.path == other.path
+            && self.auth == other.auth
+            && self.max_sessions == other.max_sessions
+            && self.on_duplicate == other.on_duplicate
+            && super::EndpointConfig::new(self.spec.clone())
+                .same_as(&super::EndpointConfig::new(other.spec.clone()))
+    }
+
     /// The resume window its sessions keep.
     pub fn resume_window(&self) -> Duration {
         self.spec

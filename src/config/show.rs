@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wsherd_connection::{ConnectionConfig, InvalidUtf8Policy, SecretSlot, TlsClass};
 use wsherd_protocol::{HeartbeatMode, KindRule, ReplyMatcher, redact_url};
-use wsherd_supervisor::{Action, ActionTable, ConnectMode, Jitter, OverflowPolicy};
+use wsherd_supervisor::{Action, ActionTable, ConnectMode, EndpointSpec, Jitter, OverflowPolicy};
 
 use super::{EndpointConfig, HerdConfig, ServerSettings, TokenSource};
 
@@ -94,8 +94,6 @@ fn token_shown(token: &super::Token) -> String {
 
 /// `[inbound.<name>]`: its own keys and the shared ones that mean something for it.
 fn inbound_toml(inbound: &super::InboundConfig, out: &mut String) {
-    let c = &inbound.spec.connection;
-    let q = &inbound.spec.queue;
     let mut line = |key: &str, value: String| {
         let _ = writeln!(out, "{key} = {value}");
     };
@@ -118,26 +116,7 @@ fn inbound_toml(inbound: &super::InboundConfig, out: &mut String) {
         }),
     );
     line("resume_window", duration(inbound.resume_window()));
-    line("kind", string(&kind(&c.kind)));
-    line("heartbeat", heartbeat(c));
-    line("close_timeout", duration(c.close_timeout));
-    line("max_stall", duration(c.max_stall));
-    line("write_timeout", duration(c.write_timeout));
-    line("max_frame_size", size(c.max_frame_size));
-    line("max_message_size", size(c.max_message_size));
-    line("write_buffer", size(c.write_buffer));
-    line(
-        "outbound",
-        format!(
-            "{{ max_messages = {}, max_bytes = {}, overflow = {} }}",
-            q.max_messages,
-            size(q.max_bytes),
-            string(match q.overflow {
-                OverflowPolicy::Reject => "reject",
-                OverflowPolicy::DropOldest => "drop_oldest",
-            })
-        ),
-    );
+    shared_toml(&inbound.spec, &mut line);
 }
 
 fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
@@ -175,7 +154,6 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
         "url",
         file_of(&SecretSlot::Url).unwrap_or_else(|| string(&redact_url(&c.url))),
     );
-    line("kind", string(&kind(&c.kind)));
     if !c.headers.is_empty() {
         let headers: Vec<String> = c
             .headers
@@ -192,31 +170,8 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
         "subprotocols",
         array(c.subprotocols.iter().map(|p| string(p))),
     );
-    connection_limits(c, &mut line);
-    line(
-        "on_open",
-        array((0..spec.on_open.len()).map(|index| {
-            spec.on_open_files
-                .iter()
-                .find(|(at, _)| *at == index)
-                .map(|(_, path)| format!("{{ file = {} }}", string(&path.display().to_string())))
-                .unwrap_or_else(|| string(REDACTED))
-        })),
-    );
-    if let Some(live) = &spec.live_after {
-        let matcher = match &live.matcher {
-            ReplyMatcher::Kind(kind) => format!("kind = {}", string(kind)),
-            ReplyMatcher::Text(text) => format!("text = {}", string(text)),
-        };
-        line(
-            "live_after",
-            format!("{{ {matcher}, timeout = {} }}", duration(live.timeout)),
-        );
-    }
-    line("heartbeat", heartbeat(c));
-    if let Some(idle) = c.heartbeat.idle_timeout {
-        line("idle_timeout", duration(idle));
-    }
+    dial_limits(c, &mut line);
+    shared_toml(spec, &mut line);
     let b = &spec.backoff;
     line(
         "backoff",
@@ -238,6 +193,67 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
             duration(spec.intensity.within)
         ),
     );
+    actions(&spec.actions, &mut line);
+    if let Some(tls) = &c.tls {
+        let mut files = Vec::new();
+        for (key, path) in [
+            ("ca_file", &tls.ca_file),
+            ("client_cert", &tls.client_cert),
+            ("client_key", &tls.client_key),
+        ] {
+            if let Some(path) = path {
+                files.push(format!("{key} = {}", string(&path.display().to_string())));
+            }
+        }
+        line("tls", format!("{{ {} }}", files.join(", ")));
+    }
+}
+
+/// The keys an inbound endpoint's sessions share with outbound endpoints.
+fn shared_toml(spec: &EndpointSpec, line: &mut impl FnMut(&str, String)) {
+    let c = &spec.connection;
+    line("kind", string(&kind(&c.kind)));
+    line("heartbeat", heartbeat(c));
+    if let Some(idle) = c.heartbeat.idle_timeout {
+        line("idle_timeout", duration(idle));
+    }
+    line("close_timeout", duration(c.close_timeout));
+    line("max_stall", duration(c.max_stall));
+    line("write_timeout", duration(c.write_timeout));
+    line("max_frame_size", size(c.max_frame_size));
+    line("max_message_size", size(c.max_message_size));
+    line("write_buffer", size(c.write_buffer));
+    line(
+        "invalid_utf8",
+        string(match c.invalid_utf8 {
+            InvalidUtf8Policy::DeadLetter => "dead_letter",
+            _ => "fail",
+        }),
+    );
+    line(
+        "decompress",
+        string(c.decompress.map_or("none", |format| format.name())),
+    );
+    line(
+        "on_open",
+        array((0..spec.on_open.len()).map(|index| {
+            spec.on_open_files
+                .iter()
+                .find(|(at, _)| *at == index)
+                .map(|(_, path)| format!("{{ file = {} }}", string(&path.display().to_string())))
+                .unwrap_or_else(|| string(REDACTED))
+        })),
+    );
+    if let Some(live) = &spec.live_after {
+        let matcher = match &live.matcher {
+            ReplyMatcher::Kind(kind) => format!("kind = {}", string(kind)),
+            ReplyMatcher::Text(text) => format!("text = {}", string(text)),
+        };
+        line(
+            "live_after",
+            format!("{{ {matcher}, timeout = {} }}", duration(live.timeout)),
+        );
+    }
     let q = &spec.queue;
     let mut ttl = q
         .ttl
@@ -303,23 +319,10 @@ fn endpoint_toml(endpoint: &EndpointConfig, out: &mut String) {
             ),
         );
     }
-    actions(&spec.actions, &mut line);
-    if let Some(tls) = &c.tls {
-        let mut files = Vec::new();
-        for (key, path) in [
-            ("ca_file", &tls.ca_file),
-            ("client_cert", &tls.client_cert),
-            ("client_key", &tls.client_key),
-        ] {
-            if let Some(path) = path {
-                files.push(format!("{key} = {}", string(&path.display().to_string())));
-            }
-        }
-        line("tls", format!("{{ {} }}", files.join(", ")));
-    }
 }
 
-fn connection_limits(c: &ConnectionConfig, line: &mut impl FnMut(&str, String)) {
+/// The keys of dialing: timeouts, compression offered, proxy.
+fn dial_limits(c: &ConnectionConfig, line: &mut impl FnMut(&str, String)) {
     line("handshake_timeout", duration(c.handshake_timeout));
     line("connect_timeout", duration(c.connect_timeout));
     match &c.compression {
@@ -343,10 +346,6 @@ fn connection_limits(c: &ConnectionConfig, line: &mut impl FnMut(&str, String)) 
         }
         None => line("compression", string("off")),
     }
-    line(
-        "decompress",
-        string(c.decompress.map_or("none", |format| format.name())),
-    );
     // Credentials in the proxy URL are shown as `***`.
     line(
         "proxy",
@@ -355,19 +354,6 @@ fn connection_limits(c: &ConnectionConfig, line: &mut impl FnMut(&str, String)) 
                 .as_deref()
                 .map_or("none".to_owned(), ToString::to_string),
         ),
-    );
-    line("close_timeout", duration(c.close_timeout));
-    line("max_stall", duration(c.max_stall));
-    line("write_timeout", duration(c.write_timeout));
-    line("max_frame_size", size(c.max_frame_size));
-    line("max_message_size", size(c.max_message_size));
-    line("write_buffer", size(c.write_buffer));
-    line(
-        "invalid_utf8",
-        string(match c.invalid_utf8 {
-            InvalidUtf8Policy::DeadLetter => "dead_letter",
-            _ => "fail",
-        }),
     );
 }
 

@@ -26,6 +26,10 @@ pub struct ReloadReport {
     /// Messages the stopped and restarted endpoints had accepted but not sent, oldest first:
     /// the queue, and what their sockets handed back as they closed.
     pub unsent: BTreeMap<EndpointName, Vec<Outbound>>,
+    /// Inbound endpoints added, removed or changed in the new configuration and left as they
+    /// run: an inbound endpoint's path is routed when the server starts, so its changes take
+    /// effect at the next start.
+    pub inbound_not_applied: Vec<EndpointName>,
 }
 
 /// What a stopped endpoint leaves: its unsent messages, and what a successor replays.
@@ -122,6 +126,7 @@ impl Herd {
                 });
             }
         }
+        report.inbound_not_applied = self.inbound_changes(&config.inbound);
         let current: Vec<EndpointName> = self.endpoints();
         // Sessions belong to their inbound endpoints, which a reload leaves as they are.
         for name in current
@@ -178,6 +183,31 @@ impl Herd {
             }
         }
         Ok(report)
+    }
+
+    /// The inbound endpoints `wanted` adds, removes or changes.
+    fn inbound_changes(
+        &self,
+        wanted: &BTreeMap<EndpointName, crate::config::InboundConfig>,
+    ) -> Vec<EndpointName> {
+        let running = self.inbound_lock();
+        let mut changed: Vec<EndpointName> = wanted
+            .iter()
+            .filter(|(name, config)| {
+                running
+                    .get(*name)
+                    .is_none_or(|inbound| !inbound.config().same_as(config))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        changed.extend(
+            running
+                .keys()
+                .filter(|name| !wanted.contains_key(*name))
+                .cloned(),
+        );
+        changed.sort();
+        changed
     }
 
     /// Stops endpoint `name` and starts it afresh with the same settings (new backoff, new

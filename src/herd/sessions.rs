@@ -239,13 +239,7 @@ impl Herd {
                         .is_none_or(|running| !running.supervisor.connected());
                     if gone {
                         endpoints.by_name.remove(&name);
-                        self.start_session(
-                            &mut endpoints,
-                            &endpoint,
-                            &name,
-                            socket,
-                            protocol,
-                        )?;
+                        self.start_session(&mut endpoints, &endpoint, &name, socket, protocol)?;
                         Ok(name)
                     } else {
                         Err(SessionRefused::Ending(name))

@@ -99,7 +99,9 @@ async fn measure() -> Result<Value, String> {
     // The child's answer is a blocking read: off the arbiter.
     let answer = actix_rt::task::spawn_blocking(move || {
         let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .map(|_| line)
     })
     .await
     .map_err(|e| e.to_string())?
@@ -285,7 +287,9 @@ async fn device(
             .unwrap_or(0);
         if status == 101 {
             stream
-                .write_all(&masked_text(format!(r#"{{"type":"reading","n":{i}}}"#).as_bytes()))
+                .write_all(&masked_text(
+                    format!(r#"{{"type":"reading","n":{i}}}"#).as_bytes(),
+                ))
                 .await?;
         }
         Ok::<_, std::io::Error>((status, stream, at))
@@ -301,6 +305,12 @@ fn masked_text(payload: &[u8]) -> Vec<u8> {
     let mask = [0x12u8, 0x34, 0x56, 0x78];
     let mut frame = vec![0x81, 0x80 | payload.len().min(125) as u8];
     frame.extend_from_slice(&mask);
-    frame.extend(payload.iter().take(125).zip(mask.iter().cycle()).map(|(b, m)| b ^ m));
+    frame.extend(
+        payload
+            .iter()
+            .take(125)
+            .zip(mask.iter().cycle())
+            .map(|(b, m)| b ^ m),
+    );
     frame
 }

@@ -262,13 +262,20 @@ async fn wait_for_signals(herd: &Herd, path: &Path, rules: &KindRules, stderr: &
                 Ok(config) => {
                     *rules.lock().unwrap_or_else(PoisonError::into_inner) = kind_rules(&config);
                     match herd.reload(config).await {
-                        Ok(report) => stderr.write(format!(
-                            "wsherd: reloaded: {} started, {} restarted, {} stopped, {} unchanged\n",
-                            report.started.len(),
-                            report.restarted.len(),
-                            report.stopped.len(),
-                            report.unchanged.len()
-                        )),
+                        Ok(report) => {
+                            stderr.write(format!(
+                                "wsherd: reloaded: {} started, {} restarted, {} stopped, {} unchanged\n",
+                                report.started.len(),
+                                report.restarted.len(),
+                                report.stopped.len(),
+                                report.unchanged.len()
+                            ));
+                            for name in &report.inbound_not_applied {
+                                stderr.write(format!(
+                                    "wsherd: [inbound.{name}] changed; inbound endpoints take their settings when wsherd starts: restart it to apply\n"
+                                ));
+                            }
+                        }
                         Err(error) => stderr.write(format!("wsherd: reload failed: {error}\n")),
                     }
                 }

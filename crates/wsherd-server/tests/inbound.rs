@@ -644,7 +644,10 @@ async fn once_the_herd_shuts_down_a_client_is_refused_503_and_no_session_outlive
     let inbound = devices.herd.inbound_endpoint("devices").unwrap();
     let deadline = Instant::now() + WAIT;
     while inbound.sessions() > 0 {
-        assert!(Instant::now() < deadline, "a session slot was never given back");
+        assert!(
+            Instant::now() < deadline,
+            "a session slot was never given back"
+        );
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -682,7 +685,11 @@ async fn a_burst_of_connects_past_max_sessions_is_answered_503_at_once_and_leave
     .await;
     let taken = answers.iter().filter(|(status, _)| *status == 101).count();
     let refused = answers.iter().filter(|(status, _)| *status == 503).count();
-    assert_eq!((taken, refused), (19, 281), "every connect answered, 20 sessions in all");
+    assert_eq!(
+        (taken, refused),
+        (19, 281),
+        "every connect answered, 20 sessions in all"
+    );
     devices.herd.send("devices:known", "unmoved").await.unwrap();
     assert_eq!(next_text(&mut known).await.unwrap(), "unmoved");
 }
