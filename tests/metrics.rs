@@ -384,6 +384,19 @@ async fn inbound_sessions_add_up_per_inbound_endpoint_never_a_series_per_device(
             == 2
     })
     .await;
+    herd.send("meters:m1", "calibrate").await.unwrap();
+    let (socket, _refused_wire) = wsherd::accepted_socket(1024);
+    let refused = herd.accept_session("meters", "a b", socket, None).await;
+    assert!(refused.is_err());
+    assert_eq!(
+        kept.counter(r#"wsherd_inbound_refused_total{endpoint="meters",reason="invalid_id"}"#),
+        Some(1)
+    );
+    until_true("the command written", &|| {
+        herd.endpoint_status("meters:m1")
+            .is_some_and(|s| s.stats.bytes_out == 9)
+    })
+    .await;
     // One session ends for good: its count stays in the endpoint's total.
     herd.remove_endpoint("meters:m1", CloseCode::NORMAL, "done")
         .await
@@ -394,6 +407,7 @@ async fn inbound_sessions_add_up_per_inbound_endpoint_never_a_series_per_device(
     until_true("the removed session's counts retired", &|| {
         herd.publish_metrics();
         kept.counter(r#"wsherd_inbound_messages_received_total{endpoint="meters"}"#) == Some(2)
+            && kept.counter(r#"wsherd_inbound_bytes_sent_total{endpoint="meters"}"#) == Some(9)
     })
     .await;
     let per_session: Vec<String> = kept

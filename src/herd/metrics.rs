@@ -245,6 +245,7 @@ struct InboundSeries {
     messages_received: Counter,
     bytes_received: Counter,
     messages_sent: Counter,
+    bytes_sent: Counter,
     dead_letters: Counter,
 }
 
@@ -260,6 +261,7 @@ impl InboundSeries {
             messages_received: counter("wsherd_inbound_messages_received_total"),
             bytes_received: counter("wsherd_inbound_bytes_received_total"),
             messages_sent: counter("wsherd_inbound_messages_sent_total"),
+            bytes_sent: counter("wsherd_inbound_bytes_sent_total"),
             dead_letters: counter("wsherd_inbound_dead_letters_total"),
         }
     }
@@ -281,6 +283,7 @@ impl Publisher {
                 .absolute(figures.totals.messages_in);
             series.bytes_received.absolute(figures.totals.bytes_in);
             series.messages_sent.absolute(figures.totals.messages_out);
+            series.bytes_sent.absolute(figures.totals.bytes_out);
             series.dead_letters.absolute(figures.totals.dead_letters);
         }
     }
@@ -326,6 +329,46 @@ impl Publisher {
 /// Units and help texts, once per process is enough (a recorder keeps the first).
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        "wsherd_inbound_sessions",
+        Unit::Count,
+        "an inbound endpoint's sessions in each state"
+    );
+    describe_counter!(
+        "wsherd_inbound_messages_received_total",
+        Unit::Count,
+        "whole messages an inbound endpoint's sessions received"
+    );
+    describe_counter!(
+        "wsherd_inbound_bytes_received_total",
+        Unit::Bytes,
+        "payload bytes an inbound endpoint's sessions received"
+    );
+    describe_counter!(
+        "wsherd_inbound_messages_sent_total",
+        Unit::Count,
+        "messages an inbound endpoint's sessions wrote"
+    );
+    describe_counter!(
+        "wsherd_inbound_bytes_sent_total",
+        Unit::Bytes,
+        "payload bytes an inbound endpoint's sessions wrote"
+    );
+    describe_counter!(
+        "wsherd_inbound_dead_letters_total",
+        Unit::Count,
+        "an inbound endpoint's sessions' messages no subscriber took"
+    );
+    describe_counter!(
+        "wsherd_inbound_refused_total",
+        Unit::Count,
+        "clients an inbound endpoint turned away, by reason"
+    );
+    describe_counter!(
+        "wsherd_session_unsent_total",
+        Unit::Count,
+        "messages dropped when a session's resume window passed"
+    );
     describe_gauge!("wsherd_endpoint_up", "1 while the endpoint is live, else 0");
     describe_gauge!(
         "wsherd_requests_in_flight",

@@ -38,6 +38,7 @@ pub(super) struct Totals {
     pub(super) messages_in: u64,
     pub(super) bytes_in: u64,
     pub(super) messages_out: u64,
+    pub(super) bytes_out: u64,
     pub(super) dead_letters: u64,
 }
 
@@ -46,6 +47,7 @@ impl Totals {
         self.messages_in = self.messages_in.saturating_add(stats.messages_in);
         self.bytes_in = self.bytes_in.saturating_add(stats.bytes_in);
         self.messages_out = self.messages_out.saturating_add(stats.messages_out);
+        self.bytes_out = self.bytes_out.saturating_add(stats.bytes_out);
         self.dead_letters = self.dead_letters.saturating_add(stats.dead_letters);
     }
 }
@@ -84,6 +86,18 @@ impl InboundEndpoint {
     /// The settings it was configured with.
     pub fn config(&self) -> &InboundConfig {
         &self.config
+    }
+
+    /// Counts a client turned away before it reached [`Herd::accept_session`] (a server's
+    /// auth check: `reason` such as `"unauthorized"`), in `wsherd_inbound_refused_total`
+    /// beside the refusals `accept_session` counts itself ([`SessionRefused::reason`]).
+    pub fn count_refusal(&self, reason: &'static str) {
+        metrics::counter!(
+            "wsherd_inbound_refused_total",
+            "endpoint" => self.name.to_string(),
+            "reason" => reason,
+        )
+        .increment(1);
     }
 }
 
@@ -124,6 +138,21 @@ pub enum SessionRefused {
 }
 
 impl SessionRefused {
+    /// Its label in `wsherd_inbound_refused_total`: `unknown_inbound`, `disabled`,
+    /// `invalid_id`, `too_many`, `connected`, `paused`, `ending`, `shutting_down`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SessionRefused::UnknownInbound(_) => "unknown_inbound",
+            SessionRefused::Disabled(_) => "disabled",
+            SessionRefused::InvalidId(_) => "invalid_id",
+            SessionRefused::TooMany { .. } => "too_many",
+            SessionRefused::Connected(_) => "connected",
+            SessionRefused::Paused(_) => "paused",
+            SessionRefused::Ending(_) => "ending",
+            SessionRefused::ShuttingDown => "shutting_down",
+        }
+    }
+
     /// The HTTP status a server refuses the upgrade with.
     pub fn status(&self) -> u16 {
         match self {
@@ -200,6 +229,20 @@ impl Herd {
         let endpoint = self
             .inbound_endpoint(inbound)
             .ok_or_else(|| SessionRefused::UnknownInbound(inbound.to_owned()))?;
+        let accepted = self.take_session(&endpoint, id, socket, protocol).await;
+        if let Err(refused) = &accepted {
+            endpoint.count_refusal(refused.reason());
+        }
+        accepted
+    }
+
+    async fn take_session(
+        &self,
+        endpoint: &Arc<InboundEndpoint>,
+        id: &str,
+        socket: AcceptedSocket,
+        protocol: Option<String>,
+    ) -> Result<EndpointName, SessionRefused> {
         if !endpoint.enabled() {
             return Err(SessionRefused::Disabled(endpoint.name.clone()));
         }

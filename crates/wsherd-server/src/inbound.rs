@@ -52,6 +52,7 @@ pub(crate) async fn session(
         InboundAuth::None => path_id.to_owned(),
         InboundAuth::Token(token) => {
             if let Some(refused) = token_refusal(&req, token, Query::Accepted) {
+                endpoint.count_refusal("unauthorized");
                 return refused;
             }
             path_id.to_owned()
@@ -60,6 +61,7 @@ pub(crate) async fn session(
             Some(hook) => match hook(&req, path_id) {
                 Ok(id) => id,
                 Err(refusal) => {
+                    endpoint.count_refusal("hook");
                     tracing::debug!(
                         inbound = name,
                         status = refusal.status.as_u16(),
@@ -69,6 +71,7 @@ pub(crate) async fn session(
                 }
             },
             None => {
+                endpoint.count_refusal("no_hook");
                 return json_error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!(

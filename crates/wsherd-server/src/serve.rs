@@ -46,6 +46,11 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// An inbound endpoint has `auth = "hook"` and `options` holds no hook for it.
+    #[error(
+        "inbound endpoint {0} has auth = \"hook\" and no hook was given (ServerOptions::inbound_auth); a config run by `wsherd run` needs auth = {{ token = … }} or \"none\""
+    )]
+    MissingHook(String),
 }
 
 /// A running server: where it listens, and how to stop it.
@@ -105,6 +110,13 @@ pub fn serve(
         .map(tls_config)
         .transpose()
         .map_err(ServeError::Tls)?;
+    if let Some(inbound) = herd.inbound_endpoints().iter().find(|inbound| {
+        inbound.enabled()
+            && *inbound.auth() == wsherd::config::InboundAuth::Hook
+            && !options.inbound_hooks.contains_key(inbound.name().as_str())
+    }) {
+        return Err(ServeError::MissingHook(inbound.name().to_string()));
+    }
     let sessions: usize = herd
         .inbound_endpoints()
         .iter()

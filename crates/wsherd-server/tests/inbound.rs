@@ -274,6 +274,28 @@ async fn an_auth_hook_maps_the_request_to_the_session_id_or_refuses_it() {
 }
 
 #[actix_rt::test]
+async fn a_server_for_an_inbound_endpoint_with_auth_hook_and_no_hook_refuses_to_start() {
+    let herd = Herd::new();
+    let spec = EndpointSpec::new(ConnectionConfig::new("ws://127.0.0.1/unused"));
+    herd.add_inbound(
+        EndpointName::new("agents").unwrap(),
+        wsherd::config::InboundConfig::new("/agents/{id}", wsherd::config::InboundAuth::Hook, spec),
+    )
+    .unwrap();
+    let settings = ServerSettings {
+        listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..ServerSettings::default()
+    };
+    let error = wsherd_server::serve(herd, &settings, ServerOptions::new()).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("inbound endpoint agents has auth = \"hook\""),
+        "{error}"
+    );
+}
+
+#[actix_rt::test]
 async fn max_sessions_refuses_a_new_id_with_503_but_lets_a_known_one_back() {
     let devices = Devices::start("auth = \"none\"\nmax_sessions = 2\nresume_window = \"1m\"").await;
     let _one = devices.connect("/ws/devices/1").await;
@@ -692,4 +714,44 @@ async fn a_burst_of_connects_past_max_sessions_is_answered_503_at_once_and_leave
     );
     devices.herd.send("devices:known", "unmoved").await.unwrap();
     assert_eq!(next_text(&mut known).await.unwrap(), "unmoved");
+}
+
+#[actix_rt::test]
+async fn an_owner_pauses_resumes_and_reconnects_a_session_and_its_client_hears_why() {
+    let devices = Devices::start("auth = \"none\"").await;
+    let mut device = devices.connect("/ws/devices/9").await;
+    wait_for_state(&devices.states, "devices:9", "live", 1).await;
+    devices.herd.pause("devices:9").unwrap();
+    assert_eq!(
+        next_text(&mut device).await,
+        Err(Some((1000, "paused".to_owned())))
+    );
+    device.send(Message::Close(None)).await.unwrap();
+    wait_for_state(&devices.states, "devices:9", "paused", 1).await;
+    // Paused by its owner: the device may not come back, and what is sent waits.
+    assert_eq!(devices.refused("/ws/devices/9", None).await, 403);
+    devices
+        .herd
+        .send("devices:9", "while paused")
+        .await
+        .unwrap();
+    devices.herd.resume("devices:9").unwrap();
+    wait_for_state(&devices.states, "devices:9", "disconnected", 1).await;
+    let mut device = devices.connect("/ws/devices/9").await;
+    assert_eq!(next_text(&mut device).await.unwrap(), "while paused");
+    wait_for_state(&devices.states, "devices:9", "live", 2).await;
+    // A reconnect closes the client's socket; the session waits for it to come back.
+    devices.herd.reconnect("devices:9").unwrap();
+    assert_eq!(
+        next_text(&mut device).await,
+        Err(Some((1000, "reconnect requested".to_owned())))
+    );
+    device.send(Message::Close(None)).await.unwrap();
+    wait_for_state(&devices.states, "devices:9", "disconnected", 2).await;
+    let _device = devices.connect("/ws/devices/9").await;
+    wait_for_state(&devices.states, "devices:9", "live", 3).await;
+    assert_eq!(
+        devices.herd.inbound_endpoint("devices").unwrap().sessions(),
+        1
+    );
 }
