@@ -253,7 +253,7 @@ impl Herd {
             match endpoints.by_name.get(&name) {
                 Some(running) if running.supervisor.connected() => running.supervisor.clone(),
                 _ => {
-                    self.start_session(&mut endpoints, &endpoint, &name, socket, protocol)?;
+                    self.start_session(&mut endpoints, endpoint, &name, socket, protocol)?;
                     return Ok(name);
                 }
             }
@@ -282,7 +282,7 @@ impl Herd {
                         .is_none_or(|running| !running.supervisor.connected());
                     if gone {
                         endpoints.by_name.remove(&name);
-                        self.start_session(&mut endpoints, &endpoint, &name, socket, protocol)?;
+                        self.start_session(&mut endpoints, endpoint, &name, socket, protocol)?;
                         Ok(name)
                     } else {
                         Err(SessionRefused::Ending(name))

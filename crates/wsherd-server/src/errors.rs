@@ -19,6 +19,22 @@ pub(crate) fn shown(text: &str) -> String {
     }
 }
 
+/// The answer to `req`'s WebSocket upgrade, or a `400` that says the path is a WebSocket
+/// (the path shown as [`shown`] makes it safe; never the query).
+pub(crate) fn upgrade_or_400(
+    req: &HttpRequest,
+) -> Result<actix_web::HttpResponseBuilder, Box<HttpResponse>> {
+    actix_web_actors::ws::handshake(req).map_err(|error| {
+        Box::new(json_error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} is a WebSocket; this request is no WebSocket upgrade: {error}",
+                shown(req.path())
+            ),
+        ))
+    })
+}
+
 /// No route at this path (the query is never shown: it may hold a token).
 pub(crate) async fn not_found(req: HttpRequest) -> HttpResponse {
     json_error(

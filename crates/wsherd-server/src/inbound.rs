@@ -26,7 +26,7 @@ use wsherd::{DEFAULT_PIPE_CAPACITY, Feed, SocketWire, accepted_socket};
 
 use crate::State;
 use crate::auth::{Query, token_refusal};
-use crate::errors::{json_error, shown};
+use crate::errors::{json_error, upgrade_or_400};
 use crate::socket::SocketHandle;
 
 /// How long a session's response body may take to end once its connection is gone (the
@@ -81,17 +81,9 @@ pub(crate) async fn session(
             }
         },
     };
-    let mut response = match actix_web_actors::ws::handshake(&req) {
+    let mut response = match upgrade_or_400(&req) {
         Ok(response) => response,
-        Err(error) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "{} is a WebSocket; this request is no WebSocket upgrade: {error}",
-                    shown(req.path())
-                ),
-            );
-        }
+        Err(refused) => return *refused,
     };
     let (socket, wire) = accepted_socket(DEFAULT_PIPE_CAPACITY);
     match state.herd.accept_session(name, &id, socket, None).await {

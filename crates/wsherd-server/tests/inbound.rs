@@ -425,6 +425,13 @@ async fn with_on_duplicate_refuse_a_second_client_is_answered_409_and_the_first_
 
 /// Opens a WebSocket to `path` by hand and returns the stream past the `101` answer.
 async fn raw_upgrade(addr: std::net::SocketAddr, path: &str) -> tokio::net::TcpStream {
+    let (head, stream) = upgrade(addr, path).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream
+}
+
+/// Asks for a WebSocket on `path` by hand: the answer's head, and the stream past it.
+async fn upgrade(addr: std::net::SocketAddr, path: &str) -> (String, tokio::net::TcpStream) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(
@@ -443,9 +450,7 @@ async fn raw_upgrade(addr: std::net::SocketAddr, path: &str) -> tokio::net::TcpS
         assert_eq!(stream.read(&mut byte).await.unwrap(), 1, "the answer ended");
         head.push(byte[0]);
     }
-    let head = String::from_utf8(head).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    stream
+    (String::from_utf8(head).unwrap(), stream)
 }
 
 #[actix_rt::test]
@@ -674,26 +679,6 @@ async fn once_the_herd_shuts_down_a_client_is_refused_503_and_no_session_outlive
     }
 }
 
-/// Asks for a WebSocket on `path` by hand; the answer's status.
-async fn upgrade_status(addr: std::net::SocketAddr, path: String) -> (u16, tokio::net::TcpStream) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(
-            format!(
-                "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
-                 Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-                 Sec-WebSocket-Version: 13\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).await.unwrap();
-    let status = std::str::from_utf8(&head[9..12]).unwrap().parse().unwrap();
-    (status, stream)
-}
-
 #[actix_rt::test]
 async fn a_burst_of_connects_past_max_sessions_is_answered_503_at_once_and_leaves_the_sessions_alone()
  {
@@ -701,12 +686,16 @@ async fn a_burst_of_connects_past_max_sessions_is_answered_503_at_once_and_leave
     let mut known = devices.connect("/ws/devices/known").await;
     wait_for_state(&devices.states, "devices:known", "live", 1).await;
     let addr = devices.addr();
-    let answers = futures_util::future::join_all(
-        (0..300).map(|n| upgrade_status(addr, format!("/ws/devices/{n}"))),
-    )
-    .await;
-    let taken = answers.iter().filter(|(status, _)| *status == 101).count();
-    let refused = answers.iter().filter(|(status, _)| *status == 503).count();
+    let paths: Vec<String> = (0..300).map(|n| format!("/ws/devices/{n}")).collect();
+    let answers =
+        futures_util::future::join_all(paths.iter().map(|path| upgrade(addr, path))).await;
+    let status = |code: &str| {
+        answers
+            .iter()
+            .filter(|(head, _)| head.starts_with(&format!("HTTP/1.1 {code}")))
+            .count()
+    };
+    let (taken, refused) = (status("101"), status("503"));
     assert_eq!(
         (taken, refused),
         (19, 281),

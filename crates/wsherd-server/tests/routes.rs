@@ -250,7 +250,7 @@ async fn errors_are_json_with_a_4xx_status_and_say_what_is_wrong() {
         (
             client.get(fixture.url("/api/events")),
             StatusCode::BAD_REQUEST,
-            "/api/events is a WebSocket",
+            "\"/api/events\" is a WebSocket",
         ),
     ];
     for (request, expected, message) in cases {

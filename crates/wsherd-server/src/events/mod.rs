@@ -70,16 +70,9 @@ pub(crate) async fn events(
     if let Some(refused) = state.refusal(&req, Query::Accepted) {
         return refused;
     }
-    let mut response = match actix_web_actors::ws::handshake(&req) {
+    let mut response = match crate::errors::upgrade_or_400(&req) {
         Ok(response) => response,
-        Err(error) => {
-            return json_error(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "/api/events is a WebSocket; this request is no WebSocket upgrade: {error}"
-                ),
-            );
-        }
+        Err(refused) => return *refused,
     };
     if !state.reserve_event_client() {
         return json_error(
