@@ -2,6 +2,7 @@
 //!
 //! | route | answers |
 //! | --- | --- |
+//! | `GET /` | the dashboard: one self-contained page (no data of its own, so no token; it asks for one when `/api` needs it); off with [`ServerOptions::dashboard`] |
 //! | `GET /healthz` | `200` while the herd runs (started), `503` before; never needs the token |
 //! | `GET /readyz` | `200` when every `required = true` endpoint is live, else `503` naming those that are not; never needs the token |
 //! | `GET /metrics` | Prometheus text: whatever the installed recorder holds, plus herd-wide gauges read at scrape time |
@@ -42,6 +43,7 @@
 
 mod auth;
 mod control;
+mod dashboard;
 mod errors;
 mod events;
 mod health;
@@ -135,6 +137,13 @@ pub fn routes(herd: Herd, options: ServerOptions) -> impl FnOnce(&mut web::Servi
                     )
                     .default_service(web::to(errors::not_found)),
             );
+        if state.options.dashboard {
+            config.service(
+                web::resource("/")
+                    .route(web::get().to(dashboard::page))
+                    .default_service(web::to(errors::get_only)),
+            );
+        }
         // After the server's own routes: a path such as `/{id}` never shadows `/healthz`.
         for endpoint in inbound {
             config.service(

@@ -56,6 +56,8 @@ pub struct ServerOptions {
     pub(crate) counters: Arc<Counters>,
     /// `auth = "hook"` inbound endpoints' hooks, by endpoint name.
     pub(crate) inbound_hooks: Arc<HashMap<String, InboundAuthHook>>,
+    /// Whether `GET /` serves the dashboard.
+    pub(crate) dashboard: bool,
 }
 
 /// Decides who may open a session of an inbound endpoint with `auth = "hook"`: given the
@@ -108,7 +110,15 @@ impl ServerOptions {
             metrics_cache: Duration::from_millis(250),
             counters: Arc::default(),
             inbound_hooks: Arc::default(),
+            dashboard: true,
         }
+    }
+
+    /// Whether `GET /` serves the dashboard (on by default). Turn it off when the
+    /// application serves `/` itself.
+    pub fn dashboard(mut self, on: bool) -> Self {
+        self.dashboard = on;
+        self
     }
 
     /// The options `[server]` describes: its token.

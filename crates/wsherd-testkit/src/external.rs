@@ -109,6 +109,12 @@ impl std::fmt::Debug for ExternalProxy {
 
 /// The program in `/usr/bin`, `/usr/sbin` or `PATH`, or an error saying how to get it.
 fn find(program: &str) -> io::Result<PathBuf> {
+    find_program(program, program)
+}
+
+/// `program` from Debian package `package`, in `/usr/bin`, `/usr/sbin` or `PATH`, or an error
+/// saying how to get it.
+pub(crate) fn find_program(program: &str, package: &str) -> io::Result<PathBuf> {
     let mut places: Vec<PathBuf> = vec!["/usr/bin".into(), "/usr/sbin".into()];
     if let Some(path) = std::env::var_os("PATH") {
         places.extend(std::env::split_paths(&path));
@@ -122,13 +128,13 @@ fn find(program: &str) -> io::Result<PathBuf> {
                 io::ErrorKind::NotFound,
                 format!(
                     "{program} is not installed: run the tests with scripts/test, which installs \
-                     it (Debian package {program})"
+                     it (Debian package {package})"
                 ),
             )
         })
 }
 
 /// A port nothing listens on right now: bound, then let go.
-fn free_port() -> io::Result<u16> {
+pub(crate) fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

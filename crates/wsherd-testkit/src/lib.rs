@@ -19,6 +19,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod browser;
 mod external;
 mod log;
 mod proxy;
@@ -29,6 +30,7 @@ mod tls;
 mod tunnel;
 mod watch;
 
+pub use browser::Browser;
 pub use external::ExternalProxy;
 pub use log::{ConnectionLog, Received};
 pub use proxy::{FaultProxy, ProxyMode};
