@@ -78,6 +78,10 @@ pub(crate) enum Command {
         /// Stop after this many seconds.
         #[arg(long, value_name = "N")]
         seconds: Option<u64>,
+        /// Also serve the dashboard and the API on this loopback address (127.0.0.1:9090;
+        /// port 0 picks one): open the printed URL in a browser to watch the herd.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
     },
     /// Print the endpoints of a running herd (`wsherd run --listen`) as a table.
     ///
@@ -182,7 +186,10 @@ mod tests {
         );
         assert_eq!(
             parse("demo --seconds 5").unwrap().command,
-            Command::Demo { seconds: Some(5) }
+            Command::Demo {
+                seconds: Some(5),
+                listen: None
+            }
         );
         let init = parse("init --log-level debug").unwrap();
         assert_eq!(init.log_level.as_deref(), Some("debug"));

@@ -96,8 +96,19 @@ fn spec(url: String) -> EndpointSpec {
     })
 }
 
-/// Runs the demo for `seconds` (or until SIGINT/SIGTERM).
-pub(crate) fn demo(seconds: Option<u64>) -> ExitCode {
+/// Runs the demo for `seconds` (or until SIGINT/SIGTERM), serving the dashboard on `listen`.
+pub(crate) fn demo(seconds: Option<u64>, listen: Option<std::net::SocketAddr>) -> ExitCode {
+    let settings = wsherd::config::ServerSettings {
+        listen,
+        ..Default::default()
+    };
+    if let Some(listen) = listen
+        && let Err(why) = settings.check_exposure(listen)
+    {
+        // The demo has no token: it serves the loopback only.
+        eprintln!("wsherd: --listen: {why}");
+        return ExitCode::from(2);
+    }
     let servers = match servers() {
         Ok(servers) => servers,
         Err(error) => {
@@ -122,7 +133,7 @@ pub(crate) fn demo(seconds: Option<u64>) -> ExitCode {
         "Ctrl-C closes every connection gracefully.\n",
     ];
     let system = System::new();
-    system.block_on(async {
+    let served = system.block_on(async {
         // Through the stdout thread like everything else, so lines keep their order.
         let say = |line: &str| {
             let lines = lines.clone();
@@ -156,6 +167,23 @@ pub(crate) fn demo(seconds: Option<u64>) -> ExitCode {
                 eprintln!("wsherd: {error}");
             }
         }
+        let _server = match settings.listen {
+            Some(_) => match wsherd_server::serve(
+                herd.clone(),
+                &settings,
+                wsherd_server::ServerOptions::new(),
+            ) {
+                Ok(server) => {
+                    say(&format!("dashboard: {}/  (API under /api)\n", server.url())).await;
+                    Some(server)
+                }
+                Err(error) => {
+                    eprintln!("wsherd: {error}");
+                    return false;
+                }
+            },
+            None => None,
+        };
         let deadline = async {
             match seconds {
                 Some(seconds) => tokio::time::sleep(Duration::from_secs(seconds)).await,
@@ -191,9 +219,14 @@ pub(crate) fn demo(seconds: Option<u64>) -> ExitCode {
                 .await
             }
         }
+        true
     });
     drop(lines);
     drop(system);
     stdout.finish();
-    ExitCode::SUCCESS
+    if served {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -61,7 +61,7 @@ fn main() -> ExitCode {
             ca_file,
             json,
         } => status::status(&url, token, ca_file, json),
-        Command::Demo { seconds } => demo::demo(seconds),
+        Command::Demo { seconds, listen } => demo::demo(seconds, listen),
         Command::Init { file, force } => init::init(&file, force),
         Command::Completions { shell } => {
             clap_complete::generate(

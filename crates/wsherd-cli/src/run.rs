@@ -223,7 +223,7 @@ fn start_server(
     let server =
         wsherd_server::serve(herd.clone(), settings, options).map_err(|e| e.to_string())?;
     eprintln!(
-        "wsherd: serving {} (/healthz, /readyz, /metrics, /api/status, /api/events){}",
+        "wsherd: serving {} (the dashboard at /; /healthz, /readyz, /metrics, /api/status, /api/events){}",
         server.url(),
         if settings.token.is_some() {
             "; /metrics and /api need the token"

@@ -433,6 +433,32 @@ fn demo_shows_messages_and_a_reconnect_and_exits_cleanly_on_sigint() {
 }
 
 #[actix_rt::test]
+async fn demo_with_listen_serves_the_dashboard_and_the_api_of_its_herd() {
+    let mut running = Running::start(wsherd().args(["demo", "--listen", "127.0.0.1:0"]));
+    let line = running.until("the dashboard's address", |l| l.starts_with("dashboard: "));
+    let url = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('/')
+        .to_owned();
+    let client = awc::Client::default();
+    let mut page = client.get(format!("{url}/")).send().await.unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    let body = page.body().await.unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("wsherdDashboard"));
+    let mut status = client
+        .get(format!("{url}/api/status"))
+        .send()
+        .await
+        .unwrap();
+    let endpoints: serde_json::Value = status.json().await.unwrap();
+    assert_eq!(endpoints.as_array().map(Vec::len), Some(4), "{endpoints}");
+    let status = running.interrupt();
+    assert!(status.success(), "{status:?}");
+}
+
+#[actix_rt::test]
 async fn sighup_reloads_the_config_and_keeps_unchanged_endpoints() {
     let server = TestServer::start(vec![]).unwrap();
     let first = format!(

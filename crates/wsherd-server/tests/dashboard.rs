@@ -39,6 +39,17 @@ fn row_state_is(name: &str, wanted: &str) -> String {
     )
 }
 
+/// Marks the page's document, so [`assert_same_document`] can tell it was not reloaded.
+const MARK_DOCUMENT: &str = "window.sameDocument = true; return true;";
+
+async fn assert_same_document(browser: &Browser) {
+    let same = browser
+        .eval("return window.sameDocument === true;")
+        .await
+        .unwrap();
+    assert_eq!(same, Value::Bool(true), "the page was reloaded");
+}
+
 #[actix_rt::test]
 async fn the_page_needs_no_token_and_may_only_talk_to_its_own_server() {
     let herd = Herd::new();
@@ -124,10 +135,7 @@ async fn the_dashboard_lists_every_endpoint_shows_a_drop_without_a_reload_and_it
         .await
         .unwrap();
     assert_eq!(listed, json!(["alpha=live", "beta=live", "gamma=live"]));
-    browser
-        .eval("window.sameDocument = true; return true;")
-        .await
-        .unwrap();
+    browser.eval(MARK_DOCUMENT).await.unwrap();
     // gamma's server goes away: the page shows it, live, from /api/events.
     flaky.stop();
     let shown = browser
@@ -143,14 +151,7 @@ async fn the_dashboard_lists_every_endpoint_shows_a_drop_without_a_reload_and_it
         ["backoff", "connecting"].contains(&shown.as_str().unwrap()),
         "{shown}"
     );
-    assert_eq!(
-        browser
-            .eval("return window.sameDocument === true;")
-            .await
-            .unwrap(),
-        Value::Bool(true),
-        "the page was not reloaded"
-    );
+    assert_same_document(&browser).await;
     // The pause button pauses alpha, and the page shows it.
     browser
         .click("tr[data-endpoint=\"alpha\"] button[data-action=\"pause\"]")
@@ -246,4 +247,48 @@ async fn a_herd_of_2000_endpoints_renders_only_the_rows_in_view_and_stays_live()
         shown["update"].as_f64().unwrap_or(0.0),
         seen.as_f64().unwrap_or(0.0) - asked.as_f64().unwrap_or(0.0),
     );
+}
+
+#[actix_rt::test]
+async fn the_page_reconnects_its_events_socket_by_itself_when_the_server_restarts() {
+    let feed = TestServer::start(vec![]).unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    herd.add_endpoint(
+        "alpha",
+        EndpointSpec::new(ConnectionConfig::new(feed.url("/feed"))),
+    )
+    .unwrap();
+    wait_for_state(&states, "alpha", "live", 1).await;
+    let server = serve(&herd, ServerOptions::new());
+    let addr = server.addrs()[0];
+    let browser = browser().await;
+    browser.goto(&server.url()).await.unwrap();
+    let link_is =
+        |text: &str| format!("return document.getElementById('link').textContent === '{text}';");
+    browser
+        .until("the events socket", &link_is("live"), WAIT)
+        .await
+        .unwrap();
+    browser.eval(MARK_DOCUMENT).await.unwrap();
+    server.stop(false).await;
+    browser
+        .until("the socket lost", &link_is("reconnecting"), WAIT)
+        .await
+        .unwrap();
+    let settings = ServerSettings {
+        listen: Some(addr),
+        ..ServerSettings::default()
+    };
+    let _again = wsherd_server::serve(herd.clone(), &settings, ServerOptions::new()).unwrap();
+    browser
+        .until("the socket back", &link_is("live"), WAIT)
+        .await
+        .unwrap();
+    herd.pause("alpha").unwrap();
+    browser
+        .until("alpha paused", &row_state_is("alpha", "paused"), WAIT)
+        .await
+        .unwrap();
+    assert_same_document(&browser).await;
 }
