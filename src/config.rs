@@ -6,12 +6,17 @@
 //! key under each `[endpoints.<name>]`.
 
 mod endpoint;
+mod gateway;
 mod inbound;
 mod read;
 mod server;
 mod show;
 mod units;
 
+pub use gateway::{
+    DEFAULT_GATEWAY_BUFFER, DEFAULT_GATEWAY_SESSIONS, DEFAULT_GATEWAY_TOPICS, GatewayOverflow,
+    GatewaySettings,
+};
 pub use inbound::{
     DEFAULT_MAX_SESSIONS, DEFAULT_RESUME_WINDOW, InboundAuth, InboundConfig, OnDuplicate,
     inbound_keys, path_problem,
@@ -182,6 +187,8 @@ pub struct HerdConfig {
     pub endpoints: BTreeMap<EndpointName, EndpointConfig>,
     /// `[inbound.<name>]`: endpoints clients connect in to (`[defaults]` does not apply).
     pub inbound: BTreeMap<EndpointName, InboundConfig>,
+    /// `[gateway]`: local clients subscribe to the herd's messages by topic.
+    pub gateway: Option<GatewaySettings>,
 }
 
 impl HerdConfig {
@@ -198,7 +205,14 @@ pub struct ConfigLoader {
     environment: Option<HashMap<String, String>>,
 }
 
-const TOP_KEYS: &[&str] = &["herd", "server", "defaults", "endpoints", "inbound"];
+const TOP_KEYS: &[&str] = &[
+    "herd",
+    "server",
+    "defaults",
+    "endpoints",
+    "inbound",
+    "gateway",
+];
 const HERD_KEYS: &[&str] = &[
     "workers",
     "max_concurrent_handshakes",
@@ -391,6 +405,7 @@ impl ConfigLoader {
         let root = self.collect()?;
         let mut reader = Reader::new(&self.files);
         let config = self.interpret(&root, &mut reader);
+        check_gateway(&config, &mut reader);
         if reader.problems.is_empty() {
             Ok(config)
         } else {
@@ -503,6 +518,9 @@ impl ConfigLoader {
         if let Some(server) = top.map.get("server") {
             server::read_server(reader, server, &lookup, &mut config.settings.server);
         }
+        if let Some(gateway) = top.map.get("gateway") {
+            config.gateway = gateway::read_gateway(reader, gateway, &lookup);
+        }
         if let Some(inbound) = top.map.get("inbound") {
             read_inbound_tables(
                 reader,
@@ -578,6 +596,32 @@ impl ConfigLoader {
             }
         }
         config
+    }
+}
+
+/// What `[gateway]` names must exist: the endpoints it lets clients send to; and its path may
+/// not be an inbound endpoint's.
+fn check_gateway(config: &HerdConfig, reader: &mut Reader) {
+    let Some(gateway) = &config.gateway else {
+        return;
+    };
+    for name in &gateway.allow_send {
+        if !config.endpoints.contains_key(name) {
+            reader.problem(
+                None,
+                "gateway.allow_send",
+                format!("names {name}, which is no [endpoints] table"),
+            );
+        }
+    }
+    for (name, inbound) in &config.inbound {
+        if inbound.path == gateway.path {
+            reader.problem(
+                None,
+                "gateway.path",
+                format!("{:?} is inbound endpoint {name}'s path", gateway.path),
+            );
+        }
     }
 }
 

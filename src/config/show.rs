@@ -50,6 +50,9 @@ impl HerdConfig {
             let _ = writeln!(out, "\n[inbound.{name}]");
             inbound_toml(inbound, &mut out);
         }
+        if let Some(gateway) = &self.gateway {
+            gateway_toml(gateway, &mut out);
+        }
         out
     }
 }
@@ -93,6 +96,36 @@ fn token_shown(token: &super::Token) -> String {
 }
 
 /// `[inbound.<name>]`: its own keys and the shared ones that mean something for it.
+/// `[gateway]`, its token shown as where it comes from or redacted.
+fn gateway_toml(gateway: &super::GatewaySettings, out: &mut String) {
+    let _ = writeln!(out, "\n[gateway]");
+    let mut line = |key: &str, value: String| {
+        let _ = writeln!(out, "{key} = {value}");
+    };
+    line("path", string(&gateway.path));
+    line("max_buffer", size(gateway.max_buffer));
+    line(
+        "overflow",
+        string(match gateway.overflow {
+            super::GatewayOverflow::DropOldest => "drop_oldest",
+            super::GatewayOverflow::Disconnect => "disconnect",
+        }),
+    );
+    line(
+        "allow_send",
+        array(gateway.allow_send.iter().map(|name| string(name.as_str()))),
+    );
+    if let Some(token) = &gateway.token {
+        line("token", token_shown(token));
+    }
+    line(
+        "allowed_origins",
+        array(gateway.allowed_origins.iter().map(|origin| string(origin))),
+    );
+    line("max_sessions", gateway.max_sessions.to_string());
+    line("max_topics", gateway.max_topics.to_string());
+}
+
 fn inbound_toml(inbound: &super::InboundConfig, out: &mut String) {
     let mut line = |key: &str, value: String| {
         let _ = writeln!(out, "{key} = {value}");

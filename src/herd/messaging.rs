@@ -137,6 +137,17 @@ impl Herd {
             .subscribe_raw(kind, recipient, SubscribeOptions::new())
     }
 
+    /// Delivers the text of every JSON message of every endpoint, whatever its kind (`""`
+    /// for one without), undecoded, as a [`RawMessage`](crate::RawMessage): for relaying
+    /// messages on as they came (a gateway, a recorder). Per `options`.
+    pub fn subscribe_raw_all(
+        &self,
+        recipient: Recipient<Delivery<wsherd_router::RawMessage>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.inner.router.subscribe_raw_all(recipient, options)
+    }
+
     /// Delivers messages of kind `kind`, decoded as `T`.
     pub fn subscribe_kind<T: DeserializeOwned + Send + Sync + 'static>(
         &self,

@@ -139,6 +139,7 @@ pub(crate) fn run(
         }
     }
     let server_settings = config.settings.server.clone();
+    let gateway = config.gateway.clone();
     let mut stdout = match Stdout::start() {
         Ok(stdout) => stdout,
         Err(error) => {
@@ -158,7 +159,7 @@ pub(crate) fn run(
         printers.subscribe(&herd);
         herd.start();
         let server = match server_settings.listen {
-            Some(_) => Some(start_server(&herd, &server_settings)?),
+            Some(_) => Some(start_server(&herd, &server_settings, gateway)?),
             None => None,
         };
         // On this arbiter (the governor's) nothing writes stderr itself: a stderr nobody
@@ -211,6 +212,7 @@ pub(crate) fn run(
 fn start_server(
     herd: &Herd,
     settings: &wsherd::config::ServerSettings,
+    gateway: Option<wsherd::config::GatewaySettings>,
 ) -> Result<wsherd_server::RunningServer, String> {
     let prometheus = match wsherd_server::install_prometheus() {
         Ok(handle) => Some(handle),
@@ -219,7 +221,11 @@ fn start_server(
             None
         }
     };
-    let options = wsherd_server::ServerOptions::from_settings(settings).prometheus(prometheus);
+    let mut options = wsherd_server::ServerOptions::from_settings(settings).prometheus(prometheus);
+    if let Some(gateway) = gateway {
+        eprintln!("wsherd: the gateway is at {}", gateway.path);
+        options = options.gateway(gateway);
+    }
     let server =
         wsherd_server::serve(herd.clone(), settings, options).map_err(|e| e.to_string())?;
     eprintln!(

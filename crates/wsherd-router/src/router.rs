@@ -21,6 +21,8 @@ enum RouteKey {
     AnyKind(TypeId),
     Event(TypeId),
     Raw(Box<str>),
+    /// Raw text of every JSON message, whatever its kind.
+    RawAny,
 }
 
 /// One key per distinct kind of `kinds`, for type `T`.
@@ -67,7 +69,9 @@ impl<T: DeserializeOwned + Send + Sync + 'static> Entry for JsonEntry<T> {
         let route: Arc<dyn JsonRoute> = Arc::new(self.0.clone());
         match key {
             RouteKey::Kind(kind, _) | RouteKey::Raw(kind) => table.kinds.insert(kind, route),
-            RouteKey::AnyKind(_) | RouteKey::Event(_) => table.any_kind.push(route),
+            RouteKey::AnyKind(_) | RouteKey::Event(_) | RouteKey::RawAny => {
+                table.any_kind.push(route)
+            }
         }
     }
 }
@@ -83,12 +87,22 @@ impl Entry for RawEntry {
         self
     }
     fn publish_into(&self, key: &RouteKey, table: &mut RouteTable) {
-        if let RouteKey::Raw(kind) = key {
-            let route = RawRoute {
-                kind: Arc::from(&**kind),
-                group: self.0.clone(),
-            };
-            table.kinds.insert(kind, Arc::new(route));
+        match key {
+            RouteKey::Raw(kind) => {
+                let route = RawRoute {
+                    kind: Some(Arc::from(&**kind)),
+                    group: self.0.clone(),
+                };
+                table.kinds.insert(kind, Arc::new(route));
+            }
+            RouteKey::RawAny => {
+                let route = RawRoute {
+                    kind: None,
+                    group: self.0.clone(),
+                };
+                table.any_kind.push(Arc::new(route));
+            }
+            _ => {}
         }
     }
 }
@@ -239,6 +253,28 @@ impl Router {
     ) -> SubscriptionId {
         self.add(
             vec![RouteKey::Raw(kind.into())],
+            |group| Box::new(RawEntry(group)),
+            |entry| {
+                entry
+                    .as_any_mut()
+                    .downcast_mut::<RawEntry>()
+                    .map(|e| &mut e.0)
+            },
+            Sink::Each(recipient),
+            options,
+        )
+    }
+
+    /// Delivers the text of every JSON text message, whatever its kind (`""` for a message
+    /// without one), undecoded, as a [`RawMessage`]: for relaying messages on as they came.
+    /// Messages it receives are not dead letters.
+    pub fn subscribe_raw_all(
+        &self,
+        recipient: Recipient<Delivery<RawMessage>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
+        self.add(
+            vec![RouteKey::RawAny],
             |group| Box::new(RawEntry(group)),
             |entry| {
                 entry

@@ -54,7 +54,8 @@ impl<T: DeserializeOwned + Send + Sync + 'static> JsonRoute for Group<T> {
 
 /// The raw subscribers of one kind: the text, copied once, shared by all of them.
 pub(crate) struct RawRoute {
-    pub(crate) kind: Arc<str>,
+    /// The kind it is subscribed to (shared by its messages); `None` for every kind.
+    pub(crate) kind: Option<Arc<str>>,
     pub(crate) group: Group<RawMessage>,
 }
 
@@ -62,7 +63,7 @@ impl JsonRoute for RawRoute {
     fn route(
         &self,
         endpoint: &EndpointName,
-        _: &str,
+        kind: &str,
         text: &str,
         report: &mut DispatchReport,
     ) -> RouteOutcome {
@@ -70,7 +71,7 @@ impl JsonRoute for RawRoute {
             return RouteOutcome::NotWanted;
         }
         let raw = RawMessage {
-            kind: Arc::clone(&self.kind),
+            kind: self.kind.clone().unwrap_or_else(|| Arc::from(kind)),
             text: Arc::from(text),
             received_at: std::time::SystemTime::now(),
         };

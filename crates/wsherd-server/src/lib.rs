@@ -10,6 +10,7 @@
 //! | `GET /api/status/{name}` | one endpoint's object, `404` if there is none |
 //! | `POST /api/endpoints/{name}/{action}` | `reconnect`, `pause`, `resume` or `stop` |
 //! | `GET /api/events` | a WebSocket: every state change, and once a second a stats line per endpoint that changed |
+//! | `GET <gateway.path>` | with [`ServerOptions::gateway`]: the fan-out gateway, a WebSocket where clients subscribe to topics (see `[gateway]` in the configuration reference) |
 //!
 //! Mount it into an application's own `App`, or let [`serve`] run it alone:
 //!
@@ -46,6 +47,7 @@ mod control;
 mod dashboard;
 mod errors;
 mod events;
+mod gateway;
 mod health;
 mod inbound;
 mod metrics;
@@ -75,6 +77,8 @@ pub(crate) struct State {
     pub(crate) options: ServerOptions,
     pub(crate) hub: events::HubSlot,
     pub(crate) metrics: metrics::Cache,
+    /// This worker's gateway sessions and their relay.
+    pub(crate) gateway: Arc<gateway::Registry>,
 }
 
 /// The routes, for `App::configure`: `App::new().configure(wsherd_server::routes(herd, options))`.
@@ -92,6 +96,7 @@ pub fn routes(herd: Herd, options: ServerOptions) -> impl FnOnce(&mut web::Servi
             options,
             hub: events::HubSlot::default(),
             metrics: metrics::Cache::default(),
+            gateway: Arc::default(),
         }));
         config
             .service(
@@ -137,6 +142,14 @@ pub fn routes(herd: Herd, options: ServerOptions) -> impl FnOnce(&mut web::Servi
                     )
                     .default_service(web::to(errors::not_found)),
             );
+        if let Some(gateway) = &state.options.gateway {
+            config.service(
+                web::resource(gateway.path.as_str())
+                    .app_data(state.clone())
+                    .route(web::get().to(gateway::session))
+                    .default_service(web::to(errors::get_only)),
+            );
+        }
         if state.options.dashboard {
             config.service(
                 web::resource("/")

@@ -58,6 +58,8 @@ pub struct ServerOptions {
     pub(crate) inbound_hooks: Arc<HashMap<String, InboundAuthHook>>,
     /// Whether `GET /` serves the dashboard.
     pub(crate) dashboard: bool,
+    /// `[gateway]`, when served.
+    pub(crate) gateway: Option<Arc<wsherd::config::GatewaySettings>>,
 }
 
 /// Decides who may open a session of an inbound endpoint with `auth = "hook"`: given the
@@ -111,7 +113,14 @@ impl ServerOptions {
             counters: Arc::default(),
             inbound_hooks: Arc::default(),
             dashboard: true,
+            gateway: None,
         }
+    }
+
+    /// Serves the fan-out gateway `settings` describe (`[gateway]`) at its path.
+    pub fn gateway(mut self, settings: wsherd::config::GatewaySettings) -> Self {
+        self.gateway = Some(Arc::new(settings));
+        self
     }
 
     /// Whether `GET /` serves the dashboard (on by default). Turn it off when the

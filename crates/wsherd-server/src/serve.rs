@@ -128,7 +128,11 @@ pub fn serve(
             "the inbound endpoints' max_sessions add up to {sessions}; the server holds {MAX_INBOUND_CONNECTIONS} sessions' connections, and more wait in the listen backlog"
         );
     }
-    let max_connections = MAX_CONNECTIONS + sessions.min(MAX_INBOUND_CONNECTIONS);
+    let gateway = options.gateway.as_ref().map_or(0, |g| g.max_sessions);
+    let max_connections = MAX_CONNECTIONS
+        + sessions
+            .saturating_add(gateway)
+            .min(MAX_INBOUND_CONNECTIONS);
     let server = HttpServer::new(move || {
         App::new()
             .wrap(from_fn(log_request))

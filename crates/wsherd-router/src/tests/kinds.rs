@@ -143,3 +143,31 @@ async fn a_raw_subscriber_gets_the_exact_text_and_when_it_arrived() {
     );
     assert_eq!(typed_seen.lock().unwrap()[0].message["bid"], 1.5);
 }
+
+#[actix_rt::test]
+async fn a_raw_subscriber_of_every_kind_gets_each_text_with_its_kind_and_no_dead_letter() {
+    let router = Router::new();
+    let (all, seen) = collector::<RawMessage>();
+    router.subscribe_raw_all(all, SubscribeOptions::new());
+    let quote = "{ \"type\":\"quote\", \"bid\" : 1.50 }";
+    let untyped = r#"{"bid":2}"#;
+    for text in [quote, r#"{"type":"trade","seq":7}"#, untyped] {
+        let report = route(&router, "ex", text);
+        assert_eq!((report.delivered, report.unrouted), (1, 0), "{text}");
+    }
+    settle().await;
+    let seen: Vec<(String, String)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|d| (d.message.kind.to_string(), d.message.text.to_string()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("quote".to_owned(), quote.to_owned()),
+            ("trade".to_owned(), r#"{"type":"trade","seq":7}"#.to_owned()),
+            (String::new(), untyped.to_owned()),
+        ]
+    );
+}

@@ -1,0 +1,103 @@
+//! `[gateway]`: local WebSocket clients subscribe to the herd's messages by topic, get them
+//! as `{"endpoint":…,"kind":…,"data":<the upstream text>}`, and may send through the
+//! endpoints `allow_send` names. One upstream feed serves any number of local clients; a
+//! slow client never slows the feed or the other clients ([`queue`]).
+//!
+//! Requests (JSON text frames) and answers:
+//! - `{"op":"subscribe","topics":["binance/trade","*/quote","state"],"id":1}` →
+//!   `{"op":"ack","id":1,"topics":[…]}`; `"unsubscribe"` likewise;
+//! - `{"op":"send","endpoint":"binance","data":{…},"id":2}` →
+//!   `{"op":"ack","id":2,"status":"writing"|"queued"}` or `{"op":"error","id":2,"error":…}`;
+//! - anything else → `{"op":"error","id":…,"error":…}`, and the session goes on.
+
+mod body;
+mod queue;
+mod relay;
+mod topics;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use wsherd::config::GatewaySettings;
+
+use crate::State;
+use crate::auth::{Query, token_refusal};
+use crate::errors::{json_error, shown, upgrade_or_400};
+use crate::socket::SocketHandle;
+use body::GatewayBody;
+use queue::SessionQueue;
+pub(crate) use relay::Registry;
+use relay::Session;
+
+/// `GET <gateway path>`.
+pub(crate) async fn session(
+    req: HttpRequest,
+    state: web::Data<State>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let Some(settings) = state.options.gateway.clone() else {
+        return json_error(StatusCode::NOT_FOUND, "no gateway");
+    };
+    if let Some(token) = &settings.token
+        && let Some(refused) = token_refusal(&req, token, Query::Accepted)
+    {
+        return refused;
+    }
+    if let Some(refused) = origin_refusal(&req, &settings) {
+        return refused;
+    }
+    let registry = Arc::clone(&state.gateway);
+    let max = settings.max_sessions;
+    if registry
+        .count
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| {
+            (now < max).then_some(now + 1)
+        })
+        .is_err()
+    {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the gateway holds {max} sessions, its most; try again later"),
+        );
+    }
+    let response = match upgrade_or_400(&req) {
+        Ok(response) => response,
+        Err(refused) => {
+            registry.count.fetch_sub(1, Ordering::AcqRel);
+            return *refused;
+        }
+    };
+    let session = Arc::new(Session::new(
+        SessionQueue::new(settings.max_buffer, settings.overflow),
+        req.conn_data::<SocketHandle>().cloned(),
+    ));
+    registry.join(&state.herd, Arc::clone(&session));
+    // From here the body holds the slot, and gives it back when it is dropped.
+    let body = GatewayBody::new(payload, session, registry, settings, state.herd.clone());
+    let mut response = response;
+    response.streaming(body)
+}
+
+/// A browser's request from an origin the gateway does not allow: `403`. A request without
+/// `Origin` comes from no browser (a browser always sends it with a WebSocket) and passes.
+fn origin_refusal(req: &HttpRequest, settings: &GatewaySettings) -> Option<HttpResponse> {
+    let origin = req.headers().get(header::ORIGIN)?;
+    let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
+    let own = req.connection_info();
+    let same = format!("{}://{}", own.scheme(), own.host());
+    let allowed = origin.eq_ignore_ascii_case(&same)
+        || settings.allowed_origins.iter().any(|allowed| {
+            allowed == "*" || allowed.trim_end_matches('/').eq_ignore_ascii_case(origin)
+        });
+    (!allowed).then(|| {
+        json_error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "origin {} is not allowed: add it to gateway.allowed_origins",
+                shown(origin)
+            ),
+        )
+    })
+}

@@ -1,0 +1,221 @@
+//! One gateway session's frames waiting to go out, bounded by `max_buffer` bytes.
+//!
+//! The relay pushes (a frame made once and shared by every session it goes to), the session's
+//! response body takes. actix-http polls a body only while the connection's write buffer has
+//! room, so a client that stops reading stops taking, and what waits for it is bounded here:
+//! past `max_buffer` the oldest frames are dropped and counted (`drop_oldest`; the client is
+//! told `{"op":"dropped","count":N}` once it has taken what waits), or the session is closed
+//! (`disconnect`: 1013 "slow consumer"), its frames freed at once.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use wsherd::config::GatewayOverflow;
+
+/// What one waiting frame costs beyond its bytes (the queue slot, the shared pointer).
+pub(crate) const FRAME_OVERHEAD: usize = 32;
+
+/// Why a session ends from the relay's side.
+pub(crate) const SLOW_CONSUMER: &str = "slow consumer";
+
+/// What the body takes next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// A frame, ready to write.
+    Frame(Bytes),
+    /// `count` frames were dropped since the client last caught up.
+    Dropped(u64),
+    /// Close with 1013 "slow consumer": the buffer overflowed with `disconnect`.
+    SlowConsumer,
+}
+
+#[derive(Default)]
+struct Inner {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    dropped: u64,
+    dropped_total: u64,
+    overflowed: bool,
+    gone: bool,
+    waker: Option<Waker>,
+}
+
+/// See the module docs.
+pub(crate) struct SessionQueue {
+    max_buffer: usize,
+    overflow: GatewayOverflow,
+    inner: Mutex<Inner>,
+}
+
+impl SessionQueue {
+    pub(crate) fn new(max_buffer: usize, overflow: GatewayOverflow) -> Self {
+        SessionQueue {
+            max_buffer,
+            overflow,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Nothing here panics while holding the lock; a poisoned one still holds a
+        // consistent queue.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `frame`; returns `false` once the session overflowed under `disconnect` (it is
+    /// closing: the caller cuts it if its body does not end).
+    pub(crate) fn push(&self, frame: &Bytes) -> bool {
+        let mut inner = self.lock();
+        if inner.overflowed || inner.gone {
+            return !inner.overflowed;
+        }
+        let cost = frame.len() + FRAME_OVERHEAD;
+        if inner.bytes + cost > self.max_buffer {
+            match self.overflow {
+                GatewayOverflow::Disconnect => {
+                    inner.overflowed = true;
+                    inner.frames = VecDeque::new();
+                    inner.bytes = 0;
+                    wake(&mut inner);
+                    return false;
+                }
+                GatewayOverflow::DropOldest if cost > self.max_buffer => {
+                    // Alone bigger than the whole buffer: it is the one dropped.
+                    inner.dropped += 1;
+                    inner.dropped_total += 1;
+                    wake(&mut inner);
+                    return true;
+                }
+                GatewayOverflow::DropOldest => {
+                    while inner.bytes + cost > self.max_buffer {
+                        let Some(oldest) = inner.frames.pop_front() else {
+                            break;
+                        };
+                        inner.bytes -= oldest.len() + FRAME_OVERHEAD;
+                        inner.dropped += 1;
+                        inner.dropped_total += 1;
+                    }
+                }
+            }
+        }
+        inner.bytes += cost;
+        inner.frames.push_back(frame.clone());
+        wake(&mut inner);
+        true
+    }
+
+    /// The next thing to write; pending (woken by the next push) when nothing waits.
+    pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
+        let mut inner = self.lock();
+        if inner.overflowed {
+            return Poll::Ready(Next::SlowConsumer);
+        }
+        if let Some(frame) = inner.frames.pop_front() {
+            inner.bytes -= frame.len() + FRAME_OVERHEAD;
+            return Poll::Ready(Next::Frame(frame));
+        }
+        if inner.dropped > 0 {
+            // Caught up: told how much it missed.
+            return Poll::Ready(Next::Dropped(std::mem::take(&mut inner.dropped)));
+        }
+        inner.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    /// Bytes waiting (each frame with [`FRAME_OVERHEAD`]).
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Frames dropped over the session's life.
+    #[cfg(test)]
+    pub(crate) fn dropped_total(&self) -> u64 {
+        self.lock().dropped_total
+    }
+
+    /// The body is gone: what waits is freed and nothing more is kept.
+    pub(crate) fn set_gone(&self) {
+        let mut inner = self.lock();
+        inner.gone = true;
+        inner.frames = VecDeque::new();
+        inner.bytes = 0;
+    }
+}
+
+fn wake(inner: &mut Inner) {
+    if let Some(waker) = inner.waker.take() {
+        waker.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: usize) -> Bytes {
+        Bytes::from(vec![b'x'; n])
+    }
+
+    fn take(queue: &SessionQueue) -> Poll<Next> {
+        let waker = futures_util::task::noop_waker();
+        queue.poll_next(&mut Context::from_waker(&waker))
+    }
+
+    #[test]
+    fn frames_go_out_in_order_and_an_empty_queue_is_pending() {
+        let queue = SessionQueue::new(1 << 20, GatewayOverflow::DropOldest);
+        assert!(queue.push(&frame(10)));
+        assert!(queue.push(&frame(20)));
+        assert_eq!(take(&queue), Poll::Ready(Next::Frame(frame(10))));
+        assert_eq!(take(&queue), Poll::Ready(Next::Frame(frame(20))));
+        assert!(take(&queue).is_pending());
+        assert_eq!(queue.buffered(), 0);
+    }
+
+    #[test]
+    fn drop_oldest_keeps_the_newest_within_the_budget_and_says_how_many_went() {
+        // Room for two 100-byte frames with their overhead.
+        let queue = SessionQueue::new(2 * (100 + FRAME_OVERHEAD), GatewayOverflow::DropOldest);
+        for n in 1..=5u8 {
+            assert!(queue.push(&Bytes::from(vec![n; 100])));
+        }
+        assert!(queue.buffered() <= 2 * (100 + FRAME_OVERHEAD));
+        assert_eq!(take(&queue), Poll::Ready(Next::Frame(Bytes::from(vec![4; 100]))));
+        assert_eq!(take(&queue), Poll::Ready(Next::Frame(Bytes::from(vec![5; 100]))));
+        assert_eq!(take(&queue), Poll::Ready(Next::Dropped(3)), "once caught up");
+        assert!(take(&queue).is_pending(), "said once");
+        assert_eq!(queue.dropped_total(), 3);
+    }
+
+    #[test]
+    fn a_frame_bigger_than_the_whole_buffer_is_dropped_alone() {
+        let queue = SessionQueue::new(100, GatewayOverflow::DropOldest);
+        assert!(queue.push(&frame(10)));
+        assert!(queue.push(&frame(500)));
+        assert_eq!(take(&queue), Poll::Ready(Next::Frame(frame(10))));
+        assert_eq!(take(&queue), Poll::Ready(Next::Dropped(1)));
+    }
+
+    #[test]
+    fn disconnect_frees_everything_and_closes_the_session() {
+        let queue = SessionQueue::new(200, GatewayOverflow::Disconnect);
+        assert!(queue.push(&frame(100)));
+        assert!(!queue.push(&frame(100)), "over the budget");
+        assert_eq!(queue.buffered(), 0);
+        assert_eq!(take(&queue), Poll::Ready(Next::SlowConsumer));
+        assert!(!queue.push(&frame(1)), "closing: nothing more is kept");
+        assert_eq!(queue.buffered(), 0);
+    }
+
+    #[test]
+    fn a_gone_session_keeps_nothing() {
+        let queue = SessionQueue::new(1 << 20, GatewayOverflow::DropOldest);
+        queue.push(&frame(100));
+        queue.set_gone();
+        assert!(queue.push(&frame(100)));
+        assert_eq!(queue.buffered(), 0);
+    }
+}

@@ -1,0 +1,230 @@
+//! The relay: one actor per server worker that takes every routed message and state event of
+//! the herd and hands each to the gateway sessions whose topics want it.
+//!
+//! A message's frame is made once, the first time a session wants it, and the same bytes go
+//! to every session (a server's frames are unmasked, so they are the same for every client):
+//! the upstream text is never parsed or written again per session. The relay never waits for
+//! a session: a full one drops its oldest frames or is closed, as its `overflow` says.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use actix::prelude::*;
+use bytes::{BufMut, Bytes, BytesMut};
+use wsherd::{Delivery, Herd, RawMessage, StateEvent, SubscribeOptions};
+
+use super::queue::SessionQueue;
+use super::topics::Subscriptions;
+use crate::events::lines::state_line;
+use crate::inbound::CUT_AFTER;
+use crate::socket::SocketHandle;
+
+/// Messages the relay's mailbox holds; past it, the herd's connections wait for it (it never
+/// waits for a session, so it only falls behind when the fan-out itself is too much).
+const MAILBOX: usize = 16 << 10;
+
+/// One gateway session as the relay sees it.
+pub(crate) struct Session {
+    pub(crate) queue: SessionQueue,
+    pub(crate) topics: RwLock<Subscriptions>,
+    socket: Option<SocketHandle>,
+    cut: std::sync::atomic::AtomicBool,
+}
+
+impl Session {
+    pub(crate) fn new(queue: SessionQueue, socket: Option<SocketHandle>) -> Self {
+        Session {
+            queue,
+            topics: RwLock::new(Subscriptions::default()),
+            socket,
+            cut: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn topics(&self) -> std::sync::RwLockReadGuard<'_, Subscriptions> {
+        self.topics.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `frame`; a session that overflowed under `disconnect` is cut if its body has
+    /// not ended [`CUT_AFTER`] later (a client that stops reading never takes its Close).
+    fn push(&self, frame: &Bytes) {
+        if !self.queue.push(frame) && !self.cut.swap(true, Ordering::AcqRel) {
+            if let Some(socket) = self.socket.clone() {
+                actix_rt::spawn(async move {
+                    actix_rt::time::sleep(CUT_AFTER).await;
+                    socket.cut();
+                });
+            }
+        }
+    }
+}
+
+/// The sessions of one worker.
+#[derive(Default)]
+pub(crate) struct Registry {
+    sessions: RwLock<Vec<Arc<Session>>>,
+    /// Sessions held, against `max_sessions`.
+    pub(crate) count: AtomicUsize,
+    relay: Mutex<Option<Addr<Relay>>>,
+}
+
+impl Registry {
+    /// Adds `session`, starting the relay with the first.
+    pub(crate) fn join(self: &Arc<Self>, herd: &Herd, session: Arc<Session>) {
+        self.sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(session);
+        let mut relay = self.relay.lock().unwrap_or_else(PoisonError::into_inner);
+        if relay.as_ref().is_none_or(|relay| !relay.connected()) {
+            *relay = Some(
+                Relay {
+                    herd: herd.clone(),
+                    registry: Arc::clone(self),
+                }
+                .start(),
+            );
+        }
+    }
+
+    /// Forgets `session` (its body is gone).
+    pub(crate) fn leave(&self, session: &Arc<Session>) {
+        self.sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|s| !Arc::ptr_eq(s, session));
+    }
+
+    fn each(&self, mut f: impl FnMut(&Session)) {
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+        for session in sessions.iter() {
+            f(session);
+        }
+    }
+}
+
+/// See the module docs.
+pub(crate) struct Relay {
+    herd: Herd,
+    registry: Arc<Registry>,
+}
+
+impl Actor for Relay {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(MAILBOX);
+        let me = ctx.address();
+        self.herd
+            .subscribe_raw_all(me.clone().recipient(), SubscribeOptions::new());
+        self.herd.subscribe_events::<StateEvent>(me.recipient());
+    }
+}
+
+impl Handler<Delivery<RawMessage>> for Relay {
+    type Result = ();
+
+    fn handle(&mut self, delivery: Delivery<RawMessage>, _: &mut Context<Self>) {
+        let endpoint = delivery.endpoint.as_str();
+        let kind = &*delivery.message.kind;
+        let mut frame = None;
+        self.registry.each(|session| {
+            if session.topics().wants(endpoint, kind) {
+                let frame =
+                    frame.get_or_insert_with(|| message_frame(endpoint, kind, &delivery.message.text));
+                session.push(frame);
+            }
+        });
+    }
+}
+
+impl Handler<Delivery<StateEvent>> for Relay {
+    type Result = ();
+
+    fn handle(&mut self, delivery: Delivery<StateEvent>, _: &mut Context<Self>) {
+        let endpoint = delivery.endpoint.as_str();
+        let mut frame = None;
+        self.registry.each(|session| {
+            if session.topics().wants_state(endpoint) {
+                let frame = frame.get_or_insert_with(|| {
+                    text_frame(state_line(endpoint, &delivery.message).to_string().as_bytes())
+                });
+                session.push(frame);
+            }
+        });
+    }
+}
+
+/// `{"endpoint":…,"kind":…,"data":<the text as it came>}` as a text frame.
+pub(crate) fn message_frame(endpoint: &str, kind: &str, text: &str) -> Bytes {
+    let mut payload = Vec::with_capacity(text.len() + endpoint.len() + kind.len() + 40);
+    payload.extend_from_slice(b"{\"endpoint\":");
+    write_json_string(&mut payload, endpoint);
+    payload.extend_from_slice(b",\"kind\":");
+    write_json_string(&mut payload, kind);
+    payload.extend_from_slice(b",\"data\":");
+    payload.extend_from_slice(text.as_bytes());
+    payload.push(b'}');
+    text_frame(&payload)
+}
+
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    // serde_json writes a &str as a JSON string and cannot fail into a Vec.
+    let _ = serde_json::to_writer(&mut *out, text);
+}
+
+/// One unmasked text frame (as a server sends it) holding `payload`.
+pub(crate) fn text_frame(payload: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(payload.len() + 10);
+    frame.put_u8(0x81);
+    match payload.len() {
+        len @ 0..=125 => frame.put_u8(len as u8),
+        len @ 126..=0xffff => {
+            frame.put_u8(126);
+            frame.put_u16(len as u16);
+        }
+        len => {
+            frame.put_u8(127);
+            frame.put_u64(len as u64);
+        }
+    }
+    frame.put_slice(payload);
+    frame.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_codec::Decoder;
+    use actix_http::ws::{Codec, Frame};
+
+    fn decoded(frame: &Bytes) -> String {
+        let mut buf = BytesMut::from(&frame[..]);
+        match Codec::new().client_mode().max_size(1 << 20).decode(&mut buf) {
+            Ok(Some(Frame::Text(text))) => String::from_utf8(text.to_vec()).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_message_frame_carries_the_upstream_text_byte_for_byte() {
+        let text = "{ \"type\" : \"trade\",\"p\":1.50 }";
+        let frame = message_frame("binance", "trade", text);
+        assert_eq!(
+            decoded(&frame),
+            "{\"endpoint\":\"binance\",\"kind\":\"trade\",\"data\":{ \"type\" : \"trade\",\"p\":1.50 }}"
+        );
+        let odd = message_frame("a\"b", "k\\", "1");
+        let value: serde_json::Value = serde_json::from_str(&decoded(&odd)).unwrap();
+        assert_eq!(value["endpoint"], "a\"b");
+        assert_eq!(value["kind"], "k\\");
+    }
+
+    #[test]
+    fn frames_of_every_length_class_decode() {
+        for len in [0usize, 125, 126, 65_535, 65_536, 200_000] {
+            let payload = "x".repeat(len);
+            assert_eq!(decoded(&text_frame(payload.as_bytes())).len(), len);
+        }
+    }
+}
