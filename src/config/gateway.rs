@@ -160,14 +160,18 @@ fn problem(reader: &mut Reader, table: &Table<'_>, key: &str, why: String) {
 /// Why `path` cannot be the gateway's path, if it cannot.
 pub(crate) fn path_problem(path: &str) -> Option<String> {
     if !path.starts_with('/') || path.len() < 2 {
-        return Some(format!("{path:?} is no path: it starts with '/', such as \"/feed\""));
+        return Some(format!(
+            "{path:?} is no path: it starts with '/', such as \"/feed\""
+        ));
     }
     if path.contains(['{', '}', '?', '#', ' ']) {
         return Some(format!("{path:?}: a plain path, without {{ }}, ? or #"));
     }
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     if ["api", "healthz", "readyz", "metrics"].contains(&first) {
-        return Some(format!("{path:?} is under /{first}, which the server keeps"));
+        return Some(format!(
+            "{path:?} is under /{first}, which the server keeps"
+        ));
     }
     None
 }

@@ -218,7 +218,10 @@ impl GatewayBody {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if op == "subscribe" {
-            let new = topics.iter().collect::<std::collections::HashSet<_>>().len();
+            let new = topics
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len();
             if held.len() + new > max {
                 drop(held);
                 return self.error(id, &format!("at most {max} topics per session"));
@@ -246,7 +249,10 @@ impl GatewayBody {
             .any(|allowed| allowed.as_str() == endpoint)
         {
             let endpoint = crate::errors::shown(endpoint);
-            return self.error(id, &format!("sends to {endpoint} are not allowed (allow_send)"));
+            return self.error(
+                id,
+                &format!("sends to {endpoint} are not allowed (allow_send)"),
+            );
         }
         let text = match request.get("data") {
             Some(Value::String(text)) => text.clone(),
@@ -265,7 +271,9 @@ impl GatewayBody {
                 Err(error) => json!({ "op": "error", "id": id, "error": error.to_string() }),
             };
             // The body may be gone: then nobody waits for the answer.
-            let _ = results.send(text_frame(answer.to_string().as_bytes())).await;
+            let _ = results
+                .send(text_frame(answer.to_string().as_bytes()))
+                .await;
         });
     }
 }

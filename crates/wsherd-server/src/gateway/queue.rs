@@ -183,9 +183,19 @@ mod tests {
             assert!(queue.push(&Bytes::from(vec![n; 100])));
         }
         assert!(queue.buffered() <= 2 * (100 + FRAME_OVERHEAD));
-        assert_eq!(take(&queue), Poll::Ready(Next::Frame(Bytes::from(vec![4; 100]))));
-        assert_eq!(take(&queue), Poll::Ready(Next::Frame(Bytes::from(vec![5; 100]))));
-        assert_eq!(take(&queue), Poll::Ready(Next::Dropped(3)), "once caught up");
+        assert_eq!(
+            take(&queue),
+            Poll::Ready(Next::Frame(Bytes::from(vec![4; 100])))
+        );
+        assert_eq!(
+            take(&queue),
+            Poll::Ready(Next::Frame(Bytes::from(vec![5; 100])))
+        );
+        assert_eq!(
+            take(&queue),
+            Poll::Ready(Next::Dropped(3)),
+            "once caught up"
+        );
         assert!(take(&queue).is_pending(), "said once");
         assert_eq!(queue.dropped_total(), 3);
     }

@@ -48,13 +48,14 @@ impl Session {
     /// Queues `frame`; a session that overflowed under `disconnect` is cut if its body has
     /// not ended [`CUT_AFTER`] later (a client that stops reading never takes its Close).
     fn push(&self, frame: &Bytes) {
-        if !self.queue.push(frame) && !self.cut.swap(true, Ordering::AcqRel) {
-            if let Some(socket) = self.socket.clone() {
-                actix_rt::spawn(async move {
-                    actix_rt::time::sleep(CUT_AFTER).await;
-                    socket.cut();
-                });
-            }
+        if !self.queue.push(frame)
+            && !self.cut.swap(true, Ordering::AcqRel)
+            && let Some(socket) = self.socket.clone()
+        {
+            actix_rt::spawn(async move {
+                actix_rt::time::sleep(CUT_AFTER).await;
+                socket.cut();
+            });
         }
     }
 }
@@ -130,8 +131,8 @@ impl Handler<Delivery<RawMessage>> for Relay {
         let mut frame = None;
         self.registry.each(|session| {
             if session.topics().wants(endpoint, kind) {
-                let frame =
-                    frame.get_or_insert_with(|| message_frame(endpoint, kind, &delivery.message.text));
+                let frame = frame
+                    .get_or_insert_with(|| message_frame(endpoint, kind, &delivery.message.text));
                 session.push(frame);
             }
         });
@@ -147,7 +148,11 @@ impl Handler<Delivery<StateEvent>> for Relay {
         self.registry.each(|session| {
             if session.topics().wants_state(endpoint) {
                 let frame = frame.get_or_insert_with(|| {
-                    text_frame(state_line(endpoint, &delivery.message).to_string().as_bytes())
+                    text_frame(
+                        state_line(endpoint, &delivery.message)
+                            .to_string()
+                            .as_bytes(),
+                    )
                 });
                 session.push(frame);
             }
@@ -200,7 +205,11 @@ mod tests {
 
     fn decoded(frame: &Bytes) -> String {
         let mut buf = BytesMut::from(&frame[..]);
-        match Codec::new().client_mode().max_size(1 << 20).decode(&mut buf) {
+        match Codec::new()
+            .client_mode()
+            .max_size(1 << 20)
+            .decode(&mut buf)
+        {
             Ok(Some(Frame::Text(text))) => String::from_utf8(text.to_vec()).unwrap(),
             other => panic!("{other:?}"),
         }

@@ -196,14 +196,24 @@ mod tests {
         assert!(subs.remove(&Topic::parse("*/trade").unwrap()));
         assert!(!subs.wants("kraken", "trade"));
         assert!(subs.wants("binance", "trade"));
-        assert!(!subs.remove(&Topic::parse("*/trade").unwrap()), "gone already");
+        assert!(
+            !subs.remove(&Topic::parse("*/trade").unwrap()),
+            "gone already"
+        );
         assert_eq!(subs.len(), 1);
     }
 
     #[test]
     fn odd_topics_are_refused_with_a_reason() {
         for bad in [
-            "", "binance", "a/b/c", "bin*/trade", "/trade", "binance/", "a b/c", "a/\u{7}",
+            "",
+            "binance",
+            "a/b/c",
+            "bin*/trade",
+            "/trade",
+            "binance/",
+            "a b/c",
+            "a/\u{7}",
             &"x".repeat(300),
         ] {
             let error = Topic::parse(bad).unwrap_err();
@@ -213,6 +223,9 @@ mod tests {
             Topic::parse("state/*").unwrap(),
             Topic::State { endpoint: None }
         );
-        assert!(Topic::parse("devices:42/reading").is_ok(), "a session's name");
+        assert!(
+            Topic::parse("devices:42/reading").is_ok(),
+            "a session's name"
+        );
     }
 }
