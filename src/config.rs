@@ -368,6 +368,11 @@ pub fn herd_keys() -> Vec<String> {
     keys
 }
 
+/// Every key of `[gateway]`.
+pub fn gateway_keys() -> Vec<&'static str> {
+    gateway::GATEWAY_KEYS.to_vec()
+}
+
 /// Every key `[server]` accepts, nested ones dotted (`tls.cert`).
 pub fn server_keys() -> Vec<String> {
     let mut keys = Vec::new();
@@ -405,7 +410,7 @@ impl ConfigLoader {
         let root = self.collect()?;
         let mut reader = Reader::new(&self.files);
         let config = self.interpret(&root, &mut reader);
-        check_gateway(&config, &mut reader);
+        check_gateway(&config, &root, &mut reader);
         if reader.problems.is_empty() {
             Ok(config)
         } else {
@@ -601,14 +606,24 @@ impl ConfigLoader {
 
 /// What `[gateway]` names must exist: the endpoints it lets clients send to; and its path may
 /// not be an inbound endpoint's.
-fn check_gateway(config: &HerdConfig, reader: &mut Reader) {
+fn check_gateway(config: &HerdConfig, root: &Value, reader: &mut Reader) {
     let Some(gateway) = &config.gateway else {
         return;
+    };
+    // Where the key was written, for the problem's file.
+    let origin = |key: &str| {
+        let ValueKind::Table(top) = &root.kind else {
+            return None;
+        };
+        let ValueKind::Table(table) = &top.get("gateway")?.kind else {
+            return None;
+        };
+        read::origin_of(table.get(key)?)
     };
     for name in &gateway.allow_send {
         if !config.endpoints.contains_key(name) {
             reader.problem(
-                None,
+                origin("allow_send").as_deref(),
                 "gateway.allow_send",
                 format!("names {name}, which is no [endpoints] table"),
             );
@@ -617,7 +632,7 @@ fn check_gateway(config: &HerdConfig, reader: &mut Reader) {
     for (name, inbound) in &config.inbound {
         if inbound.path == gateway.path {
             reader.problem(
-                None,
+                origin("path").as_deref(),
                 "gateway.path",
                 format!("{:?} is inbound endpoint {name}'s path", gateway.path),
             );

@@ -655,6 +655,11 @@ fn the_reference_example_config_is_valid() {
             })
             .map(str::to_owned),
     );
+    accepted.extend(
+        wsherd::config::gateway_keys()
+            .into_iter()
+            .map(str::to_owned),
+    );
     accepted.sort();
     let mut documented_sorted = documented.clone();
     documented_sorted.sort();
@@ -1811,5 +1816,86 @@ url = "ws://127.0.0.1/"
     assert!(
         found.contains("inbound.second.path: inbound.first is served at \"/same/{id}\" already"),
         "{found}"
+    );
+}
+
+#[test]
+fn a_gateway_table_reads_every_key_and_check_shows_it_without_its_token() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[endpoints.binance]
+url = "ws://127.0.0.1:9/ws"
+
+[gateway]
+path = "/feed"
+max_buffer = "256KiB"
+overflow = "disconnect"
+allow_send = ["binance"]
+token = "gate-t0ken"
+allowed_origins = ["http://app.local:8080"]
+max_sessions = 100
+max_topics = 16
+"#,
+    );
+    let config = load(&file).unwrap();
+    let gateway = config.gateway.clone().unwrap();
+    assert_eq!(gateway.path, "/feed");
+    assert_eq!(gateway.max_buffer, 256 << 10);
+    assert_eq!(
+        gateway.overflow,
+        wsherd::config::GatewayOverflow::Disconnect
+    );
+    assert_eq!(gateway.allow_send, vec![name("binance")]);
+    assert_eq!(gateway.token.as_ref().unwrap().expose(), "gate-t0ken");
+    assert_eq!(gateway.allowed_origins, vec!["http://app.local:8080"]);
+    assert_eq!((gateway.max_sessions, gateway.max_topics), (100, 16));
+    assert!(!format!("{gateway:?}").contains("gate-t0ken"));
+    let toml = config.to_toml();
+    assert!(!toml.contains("gate-t0ken"), "{toml}");
+    let again = TempConfig::new("toml", &toml.replace("\"<redacted>\"", "\"gate-t0ken\""));
+    assert_eq!(load(&again).unwrap().gateway, Some(gateway));
+}
+
+#[test]
+fn a_gateway_table_says_what_is_wrong_and_where() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[inbound.devices]
+path = "/ws/devices/{id}"
+auth = "none"
+
+[gateway]
+path = "/api/feed"
+overflow = "block"
+allow_send = ["nowhere"]
+token = ""
+max_buffer = "10B"
+"#,
+    );
+    let found = problems(&file).join("\n");
+    for expected in [
+        "gateway.path: \"/api/feed\" is under /api",
+        "gateway.overflow: expected one of \"drop_oldest\", \"disconnect\"",
+        "gateway.token: is empty",
+        "gateway.max_buffer: is at least 1 KiB",
+    ] {
+        assert!(found.contains(expected), "{expected} in:\n{found}");
+    }
+    let file = TempConfig::new(
+        "toml",
+        "[gateway]\npath = \"/feed\"\nallow_send = [\"nowhere\"]\n",
+    );
+    let found = problems(&file).join("\n");
+    assert!(
+        found.contains("gateway.allow_send: names nowhere, which is no [endpoints] table"),
+        "{found}"
+    );
+    let file = TempConfig::new("toml", "[gateway]\nmax_topics = 3\n");
+    assert!(
+        problems(&file)
+            .join("\n")
+            .contains("gateway.path: is required")
     );
 }

@@ -437,3 +437,54 @@ async fn with_overflow_disconnect_a_client_that_stops_reading_is_closed_and_slow
         "the feed went on"
     );
 }
+
+#[actix_rt::test]
+async fn ten_thousand_requests_in_one_session_are_each_answered_in_order() {
+    let gateway = Gateway::start(vec![], "").await;
+    let client = gateway.connect().await;
+    let (mut sink, mut stream) = client.split();
+    const REQUESTS: u64 = 10_000;
+    // Written while the answers are read: the session reads requests only as fast as its
+    // answers go out.
+    let writer = actix_rt::spawn(async move {
+        for id in 0..REQUESTS {
+            let request = json!({"op": "subscribe", "topics": ["feed/trade"], "id": id});
+            sink.send(Message::Text(request.to_string().into()))
+                .await
+                .unwrap();
+        }
+        sink
+    });
+    let mut next = 0;
+    let deadline = Instant::now() + WAIT;
+    while next < REQUESTS {
+        assert!(Instant::now() < deadline, "answered {next} of {REQUESTS}");
+        match stream.next().await {
+            Some(Ok(Frame::Text(text))) => {
+                let answer: Value = serde_json::from_slice(&text).unwrap();
+                assert_eq!(answer["op"], "ack", "{answer}");
+                assert_eq!(answer["id"], next);
+                next += 1;
+            }
+            Some(Ok(_)) => {}
+            other => panic!("the session ended: {other:?}"),
+        }
+    }
+    let _sink = writer.await.unwrap();
+}
+
+#[actix_rt::test]
+async fn a_frame_over_64_kib_closes_the_session_with_1009() {
+    let gateway = Gateway::start(vec![], "").await;
+    let mut client = gateway.connect().await;
+    let huge = json!({"op": "subscribe", "topics": ["x".repeat(100 << 10)], "id": 1});
+    client
+        .send(Message::Text(huge.to_string().into()))
+        .await
+        .unwrap();
+    let closed = next_json(&mut client).await.unwrap_err().unwrap();
+    assert_eq!(closed.0, 1009, "{closed:?}");
+    // Others are untouched.
+    let mut other = gateway.connect().await;
+    subscribe(&mut other, &["feed/trade"]).await;
+}
