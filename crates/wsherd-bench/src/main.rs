@@ -2,7 +2,7 @@
 //! `wsherd-bench compare A.json B.json` (see `history.rs`).
 //!
 //! Scenarios: `throughput`, `fanout`, `latency`, `features`, `connections`, `storm`, `detect`,
-//! `scaling`, `inbound`, `all`. Every figure is measured beside its baselines in the same run, as the median
+//! `scaling`, `inbound`, `gateway`, `all`. Every figure is measured beside its baselines in the same run, as the median
 //! of interleaved rounds (`latency`: percentiles of the rounds' latencies pooled); ratios and
 //! differences are printed, never asserted.
 #![forbid(unsafe_code)]
@@ -12,6 +12,7 @@
 mod fanout;
 mod features;
 mod fleet;
+mod gateway;
 mod history;
 mod idle_server;
 mod inbound;
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
         Some("feature-client") => return features::client(&args[1..]),
         Some("connections-client") => return fleet::connections_client(&args[1..]),
         Some("inbound-client") => return inbound::client(&args[1..]),
+        Some("gateway-clients") => return gateway::clients(&args[1..]),
         Some("serve-paced") => return paced_server::serve_paced(&args[1..]),
         // One client holding one point of `scaling`, in a process of its own.
         Some("scaling-point") => return fleet::scaling::serve_point(&args[1..]),
@@ -144,13 +146,14 @@ fn main() -> ExitCode {
             }
         }
     }
-    let scenarios: [(&str, Scenario); 6] = [
+    let scenarios: [(&str, Scenario); 7] = [
         ("latency", latency::run),
         ("connections", fleet::connections),
         ("storm", fleet::storm),
         ("detect", fleet::detect),
         ("scaling", fleet::scaling::run),
         ("inbound", inbound::run),
+        ("gateway", gateway::run),
     ];
     for (name, scenario_fn) in scenarios {
         if run(name) {
@@ -167,7 +170,7 @@ fn main() -> ExitCode {
     }
     if results.is_empty() {
         eprintln!(
-            "unknown scenario {scenario:?}: use throughput, fanout, latency, features, connections, storm, detect, scaling, inbound, all, or soak [--minutes N]"
+            "unknown scenario {scenario:?}: use throughput, fanout, latency, features, connections, storm, detect, scaling, inbound, gateway, all, or soak [--minutes N]"
         );
         return ExitCode::from(2);
     }

@@ -34,6 +34,8 @@ const READ_LIMIT: usize = MAX_CLIENT_FRAME + 16;
 pub(crate) const MAX_ANSWERS: usize = 64;
 /// Sends under way for one session before its requests wait.
 pub(crate) const MAX_SENDS: usize = 16;
+/// Frames waiting for a client taken together into one chunk of the response, at most.
+const BATCH: usize = 64 << 10;
 /// How often the server pings a client.
 const PING_EVERY: Duration = Duration::from_secs(20);
 /// A client that sends nothing (not even a Pong) for this long is closed.
@@ -235,6 +237,7 @@ impl GatewayBody {
             }
         }
         drop(held);
+        self.registry.changed();
         self.answer(&json!({ "op": "ack", "id": id, "topics": names }));
     }
 
@@ -317,7 +320,7 @@ impl Stream for GatewayBody {
         if let Some(answer) = this.answers.pop_front() {
             return Poll::Ready(Some(Ok(answer)));
         }
-        match this.session.queue.poll_next(cx) {
+        match this.session.queue.poll_batch(cx, BATCH) {
             Poll::Ready(Next::Frame(frame)) => Poll::Ready(Some(Ok(frame))),
             Poll::Ready(Next::Dropped(count)) => {
                 let dropped = json!({ "op": "dropped", "count": count });

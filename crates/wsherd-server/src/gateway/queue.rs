@@ -107,14 +107,41 @@ impl SessionQueue {
     }
 
     /// The next thing to write; pending (woken by the next push) when nothing waits.
+    #[cfg(test)]
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
+        self.poll_batch(cx, 0)
+    }
+
+    /// Like `poll_next`, but the frames waiting are taken together, up to `max_bytes` (at
+    /// least one): one write for many small frames, one poll of the body instead of one per
+    /// frame.
+    pub(crate) fn poll_batch(&self, cx: &mut Context<'_>, max_bytes: usize) -> Poll<Next> {
         let mut inner = self.lock();
         if inner.overflowed {
             return Poll::Ready(Next::SlowConsumer);
         }
         if let Some(frame) = inner.frames.pop_front() {
             inner.bytes -= frame.len() + FRAME_OVERHEAD;
-            return Poll::Ready(Next::Frame(frame));
+            let fits = |inner: &Inner, taken: usize| {
+                inner
+                    .frames
+                    .front()
+                    .is_some_and(|next| taken + next.len() <= max_bytes)
+            };
+            if !fits(&inner, frame.len()) {
+                return Poll::Ready(Next::Frame(frame));
+            }
+            let mut batch =
+                bytes::BytesMut::with_capacity(max_bytes.min(inner.bytes + frame.len()));
+            batch.extend_from_slice(&frame);
+            while fits(&inner, batch.len()) {
+                let Some(next) = inner.frames.pop_front() else {
+                    break;
+                };
+                inner.bytes -= next.len() + FRAME_OVERHEAD;
+                batch.extend_from_slice(&next);
+            }
+            return Poll::Ready(Next::Frame(batch.freeze()));
         }
         if inner.dropped > 0 {
             // Caught up: told how much it missed.
@@ -217,6 +244,26 @@ mod tests {
         assert_eq!(queue.buffered(), 0);
         assert_eq!(take(&queue), Poll::Ready(Next::SlowConsumer));
         assert!(!queue.push(&frame(1)), "closing: nothing more is kept");
+        assert_eq!(queue.buffered(), 0);
+    }
+
+    #[test]
+    fn frames_waiting_are_taken_together_up_to_the_batch_size() {
+        let queue = SessionQueue::new(1 << 20, GatewayOverflow::DropOldest);
+        for n in 0..5u8 {
+            queue.push(&Bytes::from(vec![n; 10]));
+        }
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let Poll::Ready(Next::Frame(batch)) = queue.poll_batch(&mut cx, 35) else {
+            panic!("a batch");
+        };
+        assert_eq!(&batch[..], &[[0u8; 10], [1; 10], [2; 10]].concat()[..]);
+        let Poll::Ready(Next::Frame(rest)) = queue.poll_batch(&mut cx, 35) else {
+            panic!("the rest");
+        };
+        assert_eq!(rest.len(), 20);
+        assert!(queue.poll_batch(&mut cx, 35).is_pending());
         assert_eq!(queue.buffered(), 0);
     }
 

@@ -6,8 +6,9 @@
 //! the upstream text is never parsed or written again per session. The relay never waits for
 //! a session: a full one drops its oldest frames or is closed, as its `overflow` says.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
 
 use actix::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -64,6 +65,9 @@ impl Session {
 #[derive(Default)]
 pub(crate) struct Registry {
     sessions: RwLock<Vec<Arc<Session>>>,
+    /// Bumped whenever a session joins, leaves or changes its topics: the relay's matches
+    /// are good while it stays.
+    generation: AtomicU64,
     /// Sessions held, against `max_sessions`.
     pub(crate) count: AtomicUsize,
     relay: Mutex<Option<Addr<Relay>>>,
@@ -76,15 +80,19 @@ impl Registry {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .push(session);
+        self.changed();
         let mut relay = self.relay.lock().unwrap_or_else(PoisonError::into_inner);
         if relay.as_ref().is_none_or(|relay| !relay.connected()) {
-            *relay = Some(
-                Relay {
-                    herd: herd.clone(),
-                    registry: Arc::clone(self),
-                }
-                .start(),
-            );
+            // An arbiter of its own: the fan-out runs beside the worker that writes the
+            // sessions' frames, not in turns with it. It ends with the relay.
+            let arbiter = Arbiter::new();
+            let (herd, registry) = (herd.clone(), Arc::downgrade(self));
+            *relay = Some(Relay::start_in_arbiter(&arbiter.handle(), move |_| Relay {
+                herd,
+                registry,
+                matches: HashMap::new(),
+                generation: u64::MAX,
+            }));
         }
     }
 
@@ -94,9 +102,15 @@ impl Registry {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|s| !Arc::ptr_eq(s, session));
+        self.changed();
     }
 
-    fn each(&self, mut f: impl FnMut(&Session)) {
+    /// A session's topics changed.
+    pub(crate) fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn each(&self, mut f: impl FnMut(&Arc<Session>)) {
         let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         for session in sessions.iter() {
             f(session);
@@ -107,7 +121,33 @@ impl Registry {
 /// See the module docs.
 pub(crate) struct Relay {
     herd: Herd,
-    registry: Arc<Registry>,
+    /// Weak: the relay ends when the server's routes (which hold the registry) go.
+    registry: Weak<Registry>,
+    /// The sessions each (endpoint, kind) goes to, as of `generation`: one lookup per
+    /// message instead of a topic match per session.
+    matches: HashMap<(String, String), Vec<Arc<Session>>>,
+    generation: u64,
+}
+
+impl Relay {
+    /// The sessions a message of `kind` from `endpoint` goes to.
+    fn sessions_for(&mut self, registry: &Registry, endpoint: &str, kind: &str) -> &[Arc<Session>] {
+        let now = registry.generation.load(Ordering::Acquire);
+        if now != self.generation {
+            self.matches.clear();
+            self.generation = now;
+        }
+        let key = (endpoint.to_owned(), kind.to_owned());
+        self.matches.entry(key).or_insert_with(|| {
+            let mut wanted = Vec::new();
+            registry.each(|session| {
+                if session.topics().wants(endpoint, kind) {
+                    wanted.push(Arc::clone(session));
+                }
+            });
+            wanted
+        })
+    }
 }
 
 impl Actor for Relay {
@@ -120,32 +160,42 @@ impl Actor for Relay {
             .subscribe_raw_all(me.clone().recipient(), SubscribeOptions::new());
         self.herd.subscribe_events::<StateEvent>(me.recipient());
     }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        Arbiter::current().stop();
+    }
 }
 
 impl Handler<Delivery<RawMessage>> for Relay {
     type Result = ();
 
-    fn handle(&mut self, delivery: Delivery<RawMessage>, _: &mut Context<Self>) {
+    fn handle(&mut self, delivery: Delivery<RawMessage>, ctx: &mut Context<Self>) {
+        let Some(registry) = self.registry.upgrade() else {
+            return ctx.stop();
+        };
         let endpoint = delivery.endpoint.as_str();
         let kind = &*delivery.message.kind;
-        let mut frame = None;
-        self.registry.each(|session| {
-            if session.topics().wants(endpoint, kind) {
-                let frame = frame
-                    .get_or_insert_with(|| message_frame(endpoint, kind, &delivery.message.text));
-                session.push(frame);
-            }
-        });
+        let sessions = self.sessions_for(&registry, endpoint, kind);
+        if sessions.is_empty() {
+            return;
+        }
+        let frame = message_frame(endpoint, kind, &delivery.message.text);
+        for session in sessions {
+            session.push(&frame);
+        }
     }
 }
 
 impl Handler<Delivery<StateEvent>> for Relay {
     type Result = ();
 
-    fn handle(&mut self, delivery: Delivery<StateEvent>, _: &mut Context<Self>) {
+    fn handle(&mut self, delivery: Delivery<StateEvent>, ctx: &mut Context<Self>) {
+        let Some(registry) = self.registry.upgrade() else {
+            return ctx.stop();
+        };
         let endpoint = delivery.endpoint.as_str();
         let mut frame = None;
-        self.registry.each(|session| {
+        registry.each(|session| {
             if session.topics().wants_state(endpoint) {
                 let frame = frame.get_or_insert_with(|| {
                     text_frame(
