@@ -99,7 +99,7 @@ impl State {
     /// text format.
     fn server_gauges(&self, out: &mut String) {
         let counters = &self.options.counters;
-        let gauges: [(&str, &str, &str, u64); 2] = [
+        let gauges: [(&str, &str, &str, u64); 5] = [
             (
                 "wsherd_events_clients",
                 "gauge",
@@ -111,6 +111,24 @@ impl State {
                 "counter",
                 "Clients of /api/events cut because they did not read what was sent.",
                 counters.event_clients_cut.load(Ordering::Relaxed),
+            ),
+            (
+                "wsherd_gateway_sessions",
+                "gauge",
+                "Clients of the gateway connected now.",
+                counters.gateway_sessions.load(Ordering::Relaxed) as u64,
+            ),
+            (
+                "wsherd_gateway_dropped_total",
+                "counter",
+                "Frames the gateway dropped for clients that did not keep up (drop_oldest).",
+                counters.gateway_dropped.load(Ordering::Relaxed),
+            ),
+            (
+                "wsherd_gateway_slow_consumers_total",
+                "counter",
+                "Gateway clients closed because they did not keep up (disconnect).",
+                counters.gateway_slow_closed.load(Ordering::Relaxed),
             ),
         ];
         if !out.is_empty() && !out.ends_with('\n') {

@@ -40,6 +40,12 @@ pub(crate) struct Counters {
     pub(crate) event_clients: AtomicUsize,
     /// `/api/events` clients cut because they did not read.
     pub(crate) event_clients_cut: AtomicU64,
+    /// Gateway sessions connected now.
+    pub(crate) gateway_sessions: AtomicUsize,
+    /// Frames the gateway dropped for clients that did not keep up (`drop_oldest`).
+    pub(crate) gateway_dropped: AtomicU64,
+    /// Gateway sessions closed as slow consumers (`disconnect`).
+    pub(crate) gateway_slow_closed: AtomicU64,
 }
 
 /// The serving half's options: the token, the Prometheus handle `/metrics` renders, and the

@@ -95,6 +95,21 @@ impl Gateway {
         client
     }
 
+    /// A figure of the server's own in `/metrics`.
+    async fn metric(&self, name: &str) -> u64 {
+        let mut answer = awc::Client::default()
+            .get(format!("{}/metrics", self.server.url()))
+            .send()
+            .await
+            .unwrap();
+        let body = answer.body().await.unwrap();
+        let text = String::from_utf8_lossy(&body);
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
     /// The upgrade's status with `header`.
     async fn refused(&self, query: &str, header: Option<(&str, &str)>) -> u16 {
         let mut request = awc::Client::default().ws(self.url(query));
@@ -406,6 +421,8 @@ async fn a_client_that_stops_reading_loses_its_oldest_frames_is_told_so_and_slow
         }
     };
     assert!(dropped > 0 && dropped < BURST, "{dropped}");
+    assert!(gateway.metric("wsherd_gateway_dropped_total").await >= dropped);
+    assert_eq!(gateway.metric("wsherd_gateway_sessions").await, 2);
 }
 
 #[actix_rt::test]
@@ -435,6 +452,10 @@ async fn with_overflow_disconnect_a_client_that_stops_reading_is_closed_and_slow
         gateway.herd.endpoint_status("feed").unwrap().state.name(),
         "live",
         "the feed went on"
+    );
+    assert_eq!(
+        gateway.metric("wsherd_gateway_slow_consumers_total").await,
+        1
     );
 }
 

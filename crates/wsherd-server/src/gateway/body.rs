@@ -337,5 +337,9 @@ impl Drop for GatewayBody {
         self.session.queue.set_gone();
         self.registry.leave(&self.session);
         self.registry.count.fetch_sub(1, Ordering::AcqRel);
+        self.session
+            .counters()
+            .gateway_sessions
+            .fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -72,7 +72,13 @@ pub(crate) async fn session(
     let session = Arc::new(Session::new(
         SessionQueue::new(settings.max_buffer, settings.overflow),
         req.conn_data::<SocketHandle>().cloned(),
+        Arc::clone(&state.options.counters),
     ));
+    state
+        .options
+        .counters
+        .gateway_sessions
+        .fetch_add(1, Ordering::Relaxed);
     registry.join(&state.herd, Arc::clone(&session));
     // From here the body holds the slot, and gives it back when it is dropped.
     let body = GatewayBody::new(payload, session, registry, settings, state.herd.clone());

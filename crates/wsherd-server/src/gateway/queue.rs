@@ -20,6 +20,26 @@ pub(crate) const FRAME_OVERHEAD: usize = 32;
 /// Why a session ends from the relay's side.
 pub(crate) const SLOW_CONSUMER: &str = "slow consumer";
 
+/// What became of a frame pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Queued, after `dropped` older frames (or this one, if alone it exceeds the buffer)
+    /// were dropped to make room.
+    Queued { dropped: u64 },
+    /// The buffer overflowed under `disconnect`: the session closes (said once).
+    Overflowed,
+    /// The session is closing or gone: nothing is kept.
+    Closed,
+}
+
+impl Pushed {
+    /// Whether the session still takes frames.
+    #[cfg(test)]
+    pub(crate) fn kept(self) -> bool {
+        matches!(self, Pushed::Queued { .. })
+    }
+}
+
 /// What the body takes next.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -64,14 +84,15 @@ impl SessionQueue {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `frame`; returns `false` once the session overflowed under `disconnect` (it is
-    /// closing: the caller cuts it if its body does not end).
-    pub(crate) fn push(&self, frame: &Bytes) -> bool {
+    /// Queues `frame` (dropping the oldest to make room, under `drop_oldest`), and says what
+    /// became of it.
+    pub(crate) fn push(&self, frame: &Bytes) -> Pushed {
         let mut inner = self.lock();
         if inner.overflowed || inner.gone {
-            return !inner.overflowed;
+            return Pushed::Closed;
         }
         let cost = frame.len() + FRAME_OVERHEAD;
+        let mut dropped = 0;
         if inner.bytes + cost > self.max_buffer {
             match self.overflow {
                 GatewayOverflow::Disconnect => {
@@ -79,14 +100,14 @@ impl SessionQueue {
                     inner.frames = VecDeque::new();
                     inner.bytes = 0;
                     wake(&mut inner);
-                    return false;
+                    return Pushed::Overflowed;
                 }
                 GatewayOverflow::DropOldest if cost > self.max_buffer => {
                     // Alone bigger than the whole buffer: it is the one dropped.
                     inner.dropped += 1;
                     inner.dropped_total += 1;
                     wake(&mut inner);
-                    return true;
+                    return Pushed::Queued { dropped: 1 };
                 }
                 GatewayOverflow::DropOldest => {
                     while inner.bytes + cost > self.max_buffer {
@@ -94,16 +115,17 @@ impl SessionQueue {
                             break;
                         };
                         inner.bytes -= oldest.len() + FRAME_OVERHEAD;
-                        inner.dropped += 1;
-                        inner.dropped_total += 1;
+                        dropped += 1;
                     }
+                    inner.dropped += dropped;
+                    inner.dropped_total += dropped;
                 }
             }
         }
         inner.bytes += cost;
         inner.frames.push_back(frame.clone());
         wake(&mut inner);
-        true
+        Pushed::Queued { dropped }
     }
 
     /// The next thing to write; pending (woken by the next push) when nothing waits.
@@ -194,8 +216,8 @@ mod tests {
     #[test]
     fn frames_go_out_in_order_and_an_empty_queue_is_pending() {
         let queue = SessionQueue::new(1 << 20, GatewayOverflow::DropOldest);
-        assert!(queue.push(&frame(10)));
-        assert!(queue.push(&frame(20)));
+        assert!(queue.push(&frame(10)).kept());
+        assert!(queue.push(&frame(20)).kept());
         assert_eq!(take(&queue), Poll::Ready(Next::Frame(frame(10))));
         assert_eq!(take(&queue), Poll::Ready(Next::Frame(frame(20))));
         assert!(take(&queue).is_pending());
@@ -207,7 +229,7 @@ mod tests {
         // Room for two 100-byte frames with their overhead.
         let queue = SessionQueue::new(2 * (100 + FRAME_OVERHEAD), GatewayOverflow::DropOldest);
         for n in 1..=5u8 {
-            assert!(queue.push(&Bytes::from(vec![n; 100])));
+            assert!(queue.push(&Bytes::from(vec![n; 100])).kept());
         }
         assert!(queue.buffered() <= 2 * (100 + FRAME_OVERHEAD));
         assert_eq!(
@@ -230,8 +252,8 @@ mod tests {
     #[test]
     fn a_frame_bigger_than_the_whole_buffer_is_dropped_alone() {
         let queue = SessionQueue::new(100, GatewayOverflow::DropOldest);
-        assert!(queue.push(&frame(10)));
-        assert!(queue.push(&frame(500)));
+        assert!(queue.push(&frame(10)).kept());
+        assert_eq!(queue.push(&frame(500)), Pushed::Queued { dropped: 1 });
         assert_eq!(take(&queue), Poll::Ready(Next::Frame(frame(10))));
         assert_eq!(take(&queue), Poll::Ready(Next::Dropped(1)));
     }
@@ -239,11 +261,19 @@ mod tests {
     #[test]
     fn disconnect_frees_everything_and_closes_the_session() {
         let queue = SessionQueue::new(200, GatewayOverflow::Disconnect);
-        assert!(queue.push(&frame(100)));
-        assert!(!queue.push(&frame(100)), "over the budget");
+        assert!(queue.push(&frame(100)).kept());
+        assert_eq!(
+            queue.push(&frame(100)),
+            Pushed::Overflowed,
+            "over the budget"
+        );
         assert_eq!(queue.buffered(), 0);
         assert_eq!(take(&queue), Poll::Ready(Next::SlowConsumer));
-        assert!(!queue.push(&frame(1)), "closing: nothing more is kept");
+        assert_eq!(
+            queue.push(&frame(1)),
+            Pushed::Closed,
+            "closing: nothing more is kept"
+        );
         assert_eq!(queue.buffered(), 0);
     }
 
@@ -272,7 +302,7 @@ mod tests {
         let queue = SessionQueue::new(1 << 20, GatewayOverflow::DropOldest);
         queue.push(&frame(100));
         queue.set_gone();
-        assert!(queue.push(&frame(100)));
+        assert_eq!(queue.push(&frame(100)), Pushed::Closed);
         assert_eq!(queue.buffered(), 0);
     }
 }

@@ -14,10 +14,11 @@ use actix::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
 use wsherd::{Delivery, Herd, RawMessage, StateEvent, SubscribeOptions};
 
-use super::queue::SessionQueue;
+use super::queue::{Pushed, SessionQueue};
 use super::topics::Subscriptions;
 use crate::events::lines::state_line;
 use crate::inbound::CUT_AFTER;
+use crate::options::Counters;
 use crate::socket::SocketHandle;
 
 /// Messages the relay's mailbox holds; past it, the herd's connections wait for it (it never
@@ -30,16 +31,26 @@ pub(crate) struct Session {
     pub(crate) topics: RwLock<Subscriptions>,
     socket: Option<SocketHandle>,
     cut: std::sync::atomic::AtomicBool,
+    counters: Arc<Counters>,
 }
 
 impl Session {
-    pub(crate) fn new(queue: SessionQueue, socket: Option<SocketHandle>) -> Self {
+    pub(crate) fn new(
+        queue: SessionQueue,
+        socket: Option<SocketHandle>,
+        counters: Arc<Counters>,
+    ) -> Self {
         Session {
             queue,
             topics: RwLock::new(Subscriptions::default()),
             socket,
             cut: std::sync::atomic::AtomicBool::new(false),
+            counters,
         }
+    }
+
+    pub(crate) fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     fn topics(&self) -> std::sync::RwLockReadGuard<'_, Subscriptions> {
@@ -49,14 +60,26 @@ impl Session {
     /// Queues `frame`; a session that overflowed under `disconnect` is cut if its body has
     /// not ended [`CUT_AFTER`] later (a client that stops reading never takes its Close).
     fn push(&self, frame: &Bytes) {
-        if !self.queue.push(frame)
-            && !self.cut.swap(true, Ordering::AcqRel)
-            && let Some(socket) = self.socket.clone()
-        {
-            actix_rt::spawn(async move {
-                actix_rt::time::sleep(CUT_AFTER).await;
-                socket.cut();
-            });
+        match self.queue.push(frame) {
+            Pushed::Queued { dropped: 0 } | Pushed::Closed => {}
+            Pushed::Queued { dropped } => {
+                self.counters
+                    .gateway_dropped
+                    .fetch_add(dropped, Ordering::Relaxed);
+            }
+            Pushed::Overflowed => {
+                self.counters
+                    .gateway_slow_closed
+                    .fetch_add(1, Ordering::Relaxed);
+                if !self.cut.swap(true, Ordering::AcqRel)
+                    && let Some(socket) = self.socket.clone()
+                {
+                    actix_rt::spawn(async move {
+                        actix_rt::time::sleep(CUT_AFTER).await;
+                        socket.cut();
+                    });
+                }
+            }
         }
     }
 }
