@@ -50,6 +50,7 @@ mod events;
 mod gateway;
 mod health;
 mod inbound;
+mod keepalive;
 mod metrics;
 mod options;
 mod serve;

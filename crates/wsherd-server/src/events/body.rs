@@ -1,6 +1,6 @@
 //! One event client's WebSocket, as a response body: frames out of its [`Outbox`], Pongs for
-//! its Pings, a Ping of our own every [`PING_EVERY`], and its frames read (and ignored, but
-//! for Ping and Close) under a small size cap.
+//! its Pings, a Ping of our own every [`PING_EVERY`](crate::keepalive::PING_EVERY), and its
+//! frames read (and ignored, but for Ping and Close) under a small size cap.
 //!
 //! No actor and no unbounded queue: the only lines that wait are the outbox's, and whatever
 //! the client sends is read into a buffer of at most [`READ_LIMIT`] bytes.
@@ -9,10 +9,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
-use actix_codec::{Decoder, Encoder};
-use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message, ProtocolError};
+use actix_codec::Decoder;
+use actix_http::ws::{CloseCode, Codec, Frame, Message, ProtocolError};
 use actix_web::web;
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
@@ -20,6 +19,7 @@ use wsherd::EndpointStatus;
 
 use super::lines::stats_line;
 use super::outbox::Outbox;
+use crate::keepalive::{Keepalive, close, encode};
 use crate::options::Counters;
 
 /// The largest frame a client may send (it has nothing to say but Ping, Pong and Close).
@@ -27,12 +27,6 @@ const MAX_CLIENT_FRAME: usize = 4 << 10;
 
 /// What is read from the client before its frames are decoded.
 const READ_LIMIT: usize = MAX_CLIENT_FRAME + 16;
-
-/// How often the server pings a client.
-const PING_EVERY: Duration = Duration::from_secs(20);
-
-/// A client that sends nothing (not even a Pong) for this long is closed.
-const SILENT_LIMIT: Duration = Duration::from_secs(60);
 
 /// See the module docs.
 pub(crate) struct EventsBody {
@@ -42,9 +36,7 @@ pub(crate) struct EventsBody {
     outbox: Arc<Outbox>,
     /// A stats line for every endpoint, sent first, rendered as they go out.
     initial: std::vec::IntoIter<EndpointStatus>,
-    pong: Option<Bytes>,
-    ping: tokio::time::Interval,
-    heard: Instant,
+    keepalive: Keepalive,
     counters: Arc<Counters>,
     done: bool,
 }
@@ -58,28 +50,22 @@ impl EventsBody {
         initial: Vec<EndpointStatus>,
         counters: Arc<Counters>,
     ) -> Self {
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         EventsBody {
             payload,
             read: BytesMut::new(),
             codec: Codec::new().max_size(MAX_CLIENT_FRAME),
             outbox,
             initial: initial.into_iter(),
-            pong: None,
-            ping,
-            heard: Instant::now(),
+            keepalive: Keepalive::new(),
             counters,
             done: false,
         }
     }
 
     fn frame(&mut self, message: Message) -> Poll<Option<Result<Bytes, actix_web::Error>>> {
-        let mut out = BytesMut::new();
-        match self.codec.encode(message, &mut out) {
-            Ok(()) => Poll::Ready(Some(Ok(out.freeze()))),
-            Err(_) => {
+        match encode(&mut self.codec, message) {
+            Some(frame) => Poll::Ready(Some(Ok(frame))),
+            None => {
                 self.done = true;
                 Poll::Ready(None)
             }
@@ -92,10 +78,7 @@ impl EventsBody {
         why: &str,
     ) -> Poll<Option<Result<Bytes, actix_web::Error>>> {
         self.done = true;
-        self.frame(Message::Close(Some(CloseReason {
-            code,
-            description: Some(why.to_owned()),
-        })))
+        self.frame(close(code, why))
     }
 
     /// Reads what the client sent; `Some(close)` when the conversation is over.
@@ -103,7 +86,7 @@ impl EventsBody {
         while self.read.len() < READ_LIMIT {
             match Pin::new(&mut self.payload).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
-                    self.heard = Instant::now();
+                    self.keepalive.heard();
                     self.read.extend_from_slice(&chunk);
                 }
                 // The client went away: nothing to say to it.
@@ -113,7 +96,7 @@ impl EventsBody {
         }
         loop {
             match self.codec.decode(&mut self.read) {
-                Ok(Some(Frame::Ping(data))) => self.pong = Some(data),
+                Ok(Some(Frame::Ping(data))) => self.keepalive.pinged(data),
                 Ok(Some(Frame::Close(_))) => return Some((CloseCode::Normal, "bye")),
                 Ok(Some(_)) => {}
                 Ok(None) => return None,
@@ -141,14 +124,13 @@ impl Stream for EventsBody {
             }
             return this.close(code, why);
         }
-        if let Some(data) = this.pong.take() {
-            return this.frame(Message::Pong(data));
-        }
-        if this.ping.poll_tick(cx).is_ready() {
-            if this.heard.elapsed() > SILENT_LIMIT {
-                return this.close(CloseCode::Away, "no answer to pings");
+        match this.keepalive.poll_due(cx) {
+            Poll::Ready(Ok(control)) => return this.frame(control),
+            Poll::Ready(Err(close)) => {
+                this.done = true;
+                return this.frame(close);
             }
-            return this.frame(Message::Ping(Bytes::new()));
+            Poll::Pending => {}
         }
         if let Some(status) = this.initial.next() {
             return this.frame(Message::Text(stats_line(&status).to_string().into()));

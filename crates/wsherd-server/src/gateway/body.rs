@@ -1,5 +1,5 @@
 //! One gateway session's WebSocket, as a response body: what the relay queued for it, the
-//! answers to its requests, Pongs for its Pings and a Ping of our own every [`PING_EVERY`];
+//! answers to its requests, Pongs for its Pings and a Ping of our own every [`PING_EVERY`](crate::keepalive::PING_EVERY);
 //! and its requests read, one JSON text frame each, under [`MAX_CLIENT_FRAME`].
 //!
 //! What waits is bounded: the relay's frames by `max_buffer` ([`SessionQueue`]), answers by
@@ -11,10 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
 
-use actix_codec::{Decoder, Encoder};
-use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Message, ProtocolError};
+use actix_codec::Decoder;
+use actix_http::ws::{CloseCode, Codec, Frame, Message, ProtocolError};
 use actix_web::web;
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
@@ -25,6 +24,7 @@ use wsherd::{Herd, Submitted};
 use super::queue::{Next, SLOW_CONSUMER};
 use super::relay::{Registry, Session, text_frame};
 use super::topics::Topic;
+use crate::keepalive::{Keepalive, close, encode};
 
 /// The largest frame a client may send: a request, not a feed.
 pub(crate) const MAX_CLIENT_FRAME: usize = 64 << 10;
@@ -36,11 +36,6 @@ pub(crate) const MAX_ANSWERS: usize = 64;
 pub(crate) const MAX_SENDS: usize = 16;
 /// Frames waiting for a client taken together into one chunk of the response, at most.
 const BATCH: usize = 64 << 10;
-/// How often the server pings a client.
-const PING_EVERY: Duration = Duration::from_secs(20);
-/// A client that sends nothing (not even a Pong) for this long is closed.
-const SILENT_LIMIT: Duration = Duration::from_secs(60);
-
 /// See the module docs.
 pub(crate) struct GatewayBody {
     payload: web::Payload,
@@ -55,9 +50,7 @@ pub(crate) struct GatewayBody {
     sends_under_way: usize,
     sends: tokio::sync::mpsc::Receiver<Bytes>,
     send_results: tokio::sync::mpsc::Sender<Bytes>,
-    pong: Option<Bytes>,
-    ping: tokio::time::Interval,
-    heard: Instant,
+    keepalive: Keepalive,
     done: bool,
 }
 
@@ -69,9 +62,6 @@ impl GatewayBody {
         settings: Arc<GatewaySettings>,
         herd: Herd,
     ) -> Self {
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let (send_results, sends) = tokio::sync::mpsc::channel(MAX_SENDS);
         GatewayBody {
             payload,
@@ -85,18 +75,15 @@ impl GatewayBody {
             sends_under_way: 0,
             sends,
             send_results,
-            pong: None,
-            ping,
-            heard: Instant::now(),
+            keepalive: Keepalive::new(),
             done: false,
         }
     }
 
     fn frame(&mut self, message: Message) -> Poll<Option<Result<Bytes, actix_web::Error>>> {
-        let mut out = BytesMut::new();
-        match self.codec.encode(message, &mut out) {
-            Ok(()) => Poll::Ready(Some(Ok(out.freeze()))),
-            Err(_) => {
+        match encode(&mut self.codec, message) {
+            Some(frame) => Poll::Ready(Some(Ok(frame))),
+            None => {
                 self.done = true;
                 Poll::Ready(None)
             }
@@ -109,10 +96,7 @@ impl GatewayBody {
         why: &str,
     ) -> Poll<Option<Result<Bytes, actix_web::Error>>> {
         self.done = true;
-        self.frame(Message::Close(Some(CloseReason {
-            code,
-            description: Some(why.to_owned()),
-        })))
+        self.frame(close(code, why))
     }
 
     fn answer(&mut self, value: &Value) {
@@ -140,7 +124,7 @@ impl GatewayBody {
                 Ok(Some(Frame::Continuation(_))) => {
                     return Some((CloseCode::Unsupported, "fragmented messages are not taken"));
                 }
-                Ok(Some(Frame::Ping(data))) => self.pong = Some(data),
+                Ok(Some(Frame::Ping(data))) => self.keepalive.pinged(data),
                 Ok(Some(Frame::Pong(_))) => {}
                 Ok(Some(Frame::Close(_))) => return Some((CloseCode::Normal, "bye")),
                 Ok(None) => {
@@ -149,7 +133,7 @@ impl GatewayBody {
                     }
                     match Pin::new(&mut self.payload).poll_next(cx) {
                         Poll::Ready(Some(Ok(chunk))) => {
-                            self.heard = Instant::now();
+                            self.keepalive.heard();
                             self.read.extend_from_slice(&chunk);
                         }
                         // The client went away: nothing to say to it.
@@ -304,14 +288,13 @@ impl Stream for GatewayBody {
             }
             return this.close(code, why);
         }
-        if let Some(data) = this.pong.take() {
-            return this.frame(Message::Pong(data));
-        }
-        if this.ping.poll_tick(cx).is_ready() {
-            if this.heard.elapsed() > SILENT_LIMIT {
-                return this.close(CloseCode::Away, "no answer to pings");
+        match this.keepalive.poll_due(cx) {
+            Poll::Ready(Ok(control)) => return this.frame(control),
+            Poll::Ready(Err(close)) => {
+                this.done = true;
+                return this.frame(close);
             }
-            return this.frame(Message::Ping(Bytes::new()));
+            Poll::Pending => {}
         }
         while let Poll::Ready(Some(answer)) = this.sends.poll_recv(cx) {
             this.sends_under_way = this.sends_under_way.saturating_sub(1);

@@ -25,6 +25,9 @@ use crate::socket::SocketHandle;
 /// waits for a session, so it only falls behind when the fan-out itself is too much).
 const MAILBOX: usize = 16 << 10;
 
+/// (endpoint, kind) pairs whose sessions the relay remembers at most.
+const MAX_MATCHES: usize = 4096;
+
 /// One gateway session as the relay sees it.
 pub(crate) struct Session {
     pub(crate) queue: SessionQueue,
@@ -156,7 +159,9 @@ impl Relay {
     /// The sessions a message of `kind` from `endpoint` goes to.
     fn sessions_for(&mut self, registry: &Registry, endpoint: &str, kind: &str) -> &[Arc<Session>] {
         let now = registry.generation.load(Ordering::Acquire);
-        if now != self.generation {
+        // Kinds come from the peers: a feed sending ever new ones must not grow the cache
+        // without bound, so past MAX_MATCHES it starts over.
+        if now != self.generation || self.matches.len() >= MAX_MATCHES {
             self.matches.clear();
             self.generation = now;
         }
