@@ -15,7 +15,7 @@ mod units;
 
 pub use gateway::{
     DEFAULT_GATEWAY_BUFFER, DEFAULT_GATEWAY_SESSIONS, DEFAULT_GATEWAY_TOPICS, GatewayOverflow,
-    GatewaySettings,
+    GatewaySettings, path_problem as gateway_path_problem,
 };
 pub use inbound::{
     DEFAULT_MAX_SESSIONS, DEFAULT_RESUME_WINDOW, InboundAuth, InboundConfig, OnDuplicate,

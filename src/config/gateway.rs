@@ -60,6 +60,20 @@ pub struct GatewaySettings {
 }
 
 impl GatewaySettings {
+    /// What makes these settings unusable, if anything: the path, or a limit of zero.
+    pub fn problem(&self) -> Option<String> {
+        if let Some(why) = path_problem(&self.path) {
+            return Some(format!("gateway.path: {why}"));
+        }
+        if self.max_sessions == 0 || self.max_topics == 0 || self.max_buffer < 1024 {
+            return Some(
+                "gateway: max_sessions and max_topics are at least 1, max_buffer at least 1 KiB"
+                    .to_owned(),
+            );
+        }
+        None
+    }
+
     /// A gateway at `path` with the defaults: 1 MiB per session, `drop_oldest`, no sends,
     /// no token, the server's own origin only, 1,024 sessions of 256 topics.
     pub fn new(path: impl Into<String>) -> Self {
@@ -158,7 +172,7 @@ fn problem(reader: &mut Reader, table: &Table<'_>, key: &str, why: String) {
 }
 
 /// Why `path` cannot be the gateway's path, if it cannot.
-pub(crate) fn path_problem(path: &str) -> Option<String> {
+pub fn path_problem(path: &str) -> Option<String> {
     if !path.starts_with('/') || path.len() < 2 {
         return Some(format!(
             "{path:?} is no path: it starts with '/', such as \"/feed\""

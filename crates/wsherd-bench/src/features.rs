@@ -1,7 +1,8 @@
 //! `features`: what a feature costs, as throughput with it on beside the same client with it
-//! off, in one run. Today: a `metrics` recorder installed (the herd publishing every
-//! [`PUBLISH_EVERY`]) against none. Deflate (#20) and the gateway's fan-out (#19) join here
-//! when they land.
+//! off, in one run: a `metrics` recorder installed (the herd publishing every
+//! [`PUBLISH_EVERY`]) against none, and permessage-deflate (every message compressed by the
+//! server, inflated by wsherd) against plain frames. The gateway's fan-out has a scenario of
+//! its own (`gateway`).
 //!
 //! A `metrics` recorder is global to a process and cannot be taken out again, so each round
 //! runs the client in a fresh child process (`feature-client`), with and without one; the
@@ -25,11 +26,17 @@ const ROUNDS: usize = 3;
 /// accepts, so the figure is the most a recorder can cost.
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
-/// The clients compared, by the arguments their child gets.
-const VARIANTS: [(&str, &[&str]); 2] = [("metrics_off", &[]), ("metrics_on", &["--recorder"])];
+/// The clients compared: their names, the arguments their child gets, and whether they read
+/// the compressing server.
+const VARIANTS: [(&str, &[&str], bool); 3] = [
+    ("plain", &[], false),
+    ("metrics_on", &["--recorder"], false),
+    ("deflate_on", &["--deflate"], true),
+];
 
-/// `feature-client URL COUNT [--recorder]`: one wsherd client with one per-message subscriber,
-/// metrics published every [`PUBLISH_EVERY`] into a recorder when `--recorder` is given.
+/// `feature-client URL COUNT [--recorder] [--deflate]`: one wsherd client with one
+/// per-message subscriber, metrics published every [`PUBLISH_EVERY`] into a recorder when
+/// `--recorder` is given, permessage-deflate offered with `--deflate`.
 /// Prints `count checksum wall_ns`.
 pub(crate) fn client(args: &[String]) -> ExitCode {
     match client_run(args) {
@@ -50,6 +57,7 @@ fn client_run(args: &[String]) -> Result<(Tally, Duration), String> {
     };
     let count: u64 = count.parse().map_err(|e| format!("COUNT: {e}"))?;
     let recorder = args.iter().any(|a| a == "--recorder");
+    let deflate = args.iter().any(|a| a == "--deflate");
     if recorder {
         metrics::set_global_recorder(crate::instructions::Atomics::default())
             .map_err(|e| e.to_string())?;
@@ -65,6 +73,12 @@ fn client_run(args: &[String]) -> Result<(Tally, Duration), String> {
         herd.subscribe::<Trade>(counter.recipient());
         let mut config = ConnectionConfig::new(url.as_str());
         config.heartbeat.interval = Duration::from_secs(3600);
+        if deflate {
+            config = config.compression(wsherd::DeflateOffer {
+                no_context_takeover: true,
+                ..wsherd::DeflateOffer::default()
+            });
+        }
         let started = Instant::now();
         herd.add_endpoint("bench", config)
             .map_err(|e| e.to_string())?;
@@ -111,10 +125,15 @@ fn run_child(url: &str, extra: &[&str]) -> Result<(Tally, Duration), String> {
 pub(crate) fn run() -> Result<Value, String> {
     let want = expected(MESSAGES)?;
     let server = ServerProcess::start(MESSAGES)?;
-    let url = server.url();
+    let compressing = ServerProcess::start_deflate(MESSAGES)?;
     let mut walls: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
     for _ in 0..ROUNDS {
-        for (i, (name, extra)) in VARIANTS.iter().enumerate() {
+        for (i, (name, extra, deflate)) in VARIANTS.iter().enumerate() {
+            let url = if *deflate {
+                compressing.url()
+            } else {
+                server.url()
+            };
             let (tally, wall) = run_child(&url, extra)?;
             check(name, tally, want)?;
             walls[i].push(wall.as_secs_f64());
@@ -126,7 +145,7 @@ pub(crate) fn run() -> Result<Value, String> {
     println!("{:<20} {:>12} {:>10}", "client", "msgs/s", "wall s");
     let mut figures = serde_json::Map::new();
     let mut rates = Vec::new();
-    for ((name, _), runs) in VARIANTS.iter().zip(walls) {
+    for ((name, _, _), runs) in VARIANTS.iter().zip(walls) {
         let wall = median(runs);
         let rate = MESSAGES as f64 / wall;
         println!("{name:<20} {rate:>12.0} {wall:>10.3}");
@@ -138,8 +157,12 @@ pub(crate) fn run() -> Result<Value, String> {
         "metrics recorder on / off: {ratio:.3} (published every {} ms)",
         PUBLISH_EVERY.as_millis()
     );
-    println!("deflate on/off and gateway fan-out: not measured (#20 and #19 have not landed)");
+    let deflate = rates[2] / rates[0];
+    println!(
+        "permessage-deflate on / off: {deflate:.3} (every message compressed on its own; the gateway's fan-out: see `gateway`)"
+    );
     figures.insert("ratio_metrics_on_off".into(), json!(ratio));
+    figures.insert("ratio_deflate_on_off".into(), json!(deflate));
     Ok(Value::Object(figures))
 }
 

@@ -36,17 +36,37 @@ pub(crate) fn frame(payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
-/// All `count` messages as server frames, built once.
-fn frames(count: u64) -> Vec<u8> {
+/// All `count` messages as server frames, built once; with `deflate`, each compressed on
+/// its own (permessage-deflate without context takeover: RSV1 set, the deflate tail cut).
+fn frames(count: u64, deflate: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(count as usize * 130);
     for seq in 0..count {
-        frame(message(seq).as_bytes(), &mut out);
+        let text = message(seq);
+        if deflate {
+            let start = out.len();
+            frame(&wsherd_testkit::deflated(text.as_bytes()), &mut out);
+            // FIN, RSV1 (compressed) and text.
+            if let Some(first) = out.get_mut(start) {
+                *first = 0xC1;
+            }
+        } else {
+            frame(text.as_bytes(), &mut out);
+        }
     }
     out
 }
 
+/// What a deflate server agrees to: each message compressed on its own, both ways.
+const DEFLATE_AGREED: &str = "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover\r\n";
+
 /// Reads the client's upgrade request and answers it.
 pub(crate) fn handshake(stream: &mut TcpStream) -> std::io::Result<()> {
+    handshake_with(stream, false)
+}
+
+/// Like [`handshake`], agreeing to permessage-deflate when `deflate` (the client must have
+/// offered it).
+fn handshake_with(stream: &mut TcpStream, deflate: bool) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut head = String::new();
     while !head.ends_with("\r\n\r\n") {
@@ -54,12 +74,25 @@ pub(crate) fn handshake(stream: &mut TcpStream) -> std::io::Result<()> {
             return Err(std::io::Error::other("client left during the handshake"));
         }
     }
-    stream.write_all(&wsherd_testkit::accept_response(&head))
+    let mut answer = wsherd_testkit::accept_response(&head);
+    if deflate {
+        if !head.to_ascii_lowercase().contains("permessage-deflate") {
+            return Err(std::io::Error::other(
+                "the client offered no permessage-deflate",
+            ));
+        }
+        // Before the blank line that ends the head.
+        answer.truncate(answer.len().saturating_sub(2));
+        answer.extend_from_slice(DEFLATE_AGREED.as_bytes());
+        answer.extend_from_slice(b"\r\n");
+    }
+    stream.write_all(&answer)
 }
 
-/// `serve COUNT`: listens on 127.0.0.1, prints the port, and sends COUNT messages on every
-/// connection, then a Close.
+/// `serve COUNT [--deflate]`: listens on 127.0.0.1, prints the port, and sends COUNT messages
+/// on every connection (compressed, with `--deflate`), then a Close.
 pub(crate) fn serve(args: &[String]) -> ExitCode {
+    let deflate = args.iter().any(|a| a == "--deflate");
     let count: u64 = args
         .first()
         .and_then(|c| c.parse().ok())
@@ -72,13 +105,13 @@ pub(crate) fn serve(args: &[String]) -> ExitCode {
     };
     println!("{}", addr.port());
     let _ = std::io::stdout().flush();
-    let data = Arc::new(frames(count));
+    let data = Arc::new(frames(count, deflate));
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
         let data = Arc::clone(&data);
         std::thread::spawn(move || {
             let _ = stream.set_nodelay(true);
-            if handshake(&mut stream).is_err() {
+            if handshake_with(&mut stream, deflate).is_err() {
                 return;
             }
             for chunk in data.chunks(256 * 1024) {
@@ -109,6 +142,15 @@ impl ServerProcess {
     /// `serve COUNT`: every connection gets COUNT messages as fast as TCP takes them.
     pub(crate) fn start(count: u64) -> Result<ServerProcess, String> {
         Self::spawn(&["serve".to_owned(), count.to_string()])
+    }
+
+    /// `serve COUNT --deflate`: the same messages, each compressed (permessage-deflate).
+    pub(crate) fn start_deflate(count: u64) -> Result<ServerProcess, String> {
+        Self::spawn(&[
+            "serve".to_owned(),
+            count.to_string(),
+            "--deflate".to_owned(),
+        ])
     }
 
     /// `serve-paced RATE COUNT`: every connection gets COUNT messages at RATE a second, each

@@ -140,8 +140,10 @@ impl fmt::Debug for Inflater {
 
 /// permessage-deflate's inflation for one socket (RFC 7692 §7.2.2): raw DEFLATE, each
 /// message's bytes followed by the `00 00 ff ff` its sender removed. With context takeover
-/// the state (as large as the server's window) lives as long as the socket; without it,
-/// nothing is kept between messages.
+/// the state (as large as the server's window) lives as long as the socket; without it, the
+/// state is reset between messages and kept only while the socket has more to read (a busy
+/// socket makes one, not one per message): [`MessageInflater::idle`] drops it once the
+/// socket drained, so an idle socket holds nothing.
 pub(crate) struct MessageInflater {
     /// At least 9: zlib cannot inflate with an 8-bit window, and a larger one inflates what
     /// a smaller one compressed.
@@ -171,11 +173,20 @@ impl MessageInflater {
         input.extend_from_slice(&SYNC_FLUSH);
         let (inflated, ended) = run(state, &input, cap, FlushDecompress::Sync);
         // A message may end with a final block (RFC 7692 §7.2.3.3): that stream is over, and
-        // kept it would inflate every later message to nothing.
+        // kept it would inflate every later message to nothing. Without takeover each message
+        // starts afresh anyway.
         if !self.takeover || ended {
-            self.state = None;
+            state.reset(false);
         }
         inflated
+    }
+
+    /// The socket has nothing more to read for now: without context takeover, nothing needs
+    /// to be kept until it has.
+    pub(crate) fn idle(&mut self) {
+        if !self.takeover {
+            self.state = None;
+        }
     }
 
     /// Whether a state is kept between messages (for tests of what an idle socket holds).
@@ -373,8 +384,12 @@ mod tests {
                     Inflated::Message(text.to_vec()),
                     "window {window}, no takeover {no_takeover}"
                 );
-                assert_eq!(inflater.holds_state(), !no_takeover);
+                // Kept (reset, without takeover) while the socket is busy...
+                assert!(inflater.holds_state());
             }
+            // ...and dropped once it drained, unless the context is taken over.
+            inflater.idle();
+            assert_eq!(inflater.holds_state(), !no_takeover);
         }
         // An 8-bit window (zlib's smallest is 9) is inflated with a 9-bit one.
         assert_eq!(MessageInflater::new(&negotiated(8, false)).window_bits, 9);

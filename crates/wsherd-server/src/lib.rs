@@ -144,12 +144,17 @@ pub fn routes(herd: Herd, options: ServerOptions) -> impl FnOnce(&mut web::Servi
                     .default_service(web::to(errors::not_found)),
             );
         if let Some(gateway) = &state.options.gateway {
-            config.service(
-                web::resource(gateway.path.as_str())
-                    .app_data(state.clone())
-                    .route(web::get().to(gateway::session))
-                    .default_service(web::to(errors::get_only)),
-            );
+            if let Some(why) = gateway.problem() {
+                // `serve` refuses these; an application's own server gets no gateway route.
+                tracing::error!("the gateway is not served: {why}");
+            } else {
+                config.service(
+                    web::resource(gateway.path.as_str())
+                        .app_data(state.clone())
+                        .route(web::get().to(gateway::session))
+                        .default_service(web::to(errors::get_only)),
+                );
+            }
         }
         if state.options.dashboard {
             config.service(

@@ -123,7 +123,10 @@ impl ServerOptions {
         }
     }
 
-    /// Serves the fan-out gateway `settings` describe (`[gateway]`) at its path.
+    /// Serves the fan-out gateway `settings` describe (`[gateway]`) at its path. Its sessions
+    /// and their relay belong to one server worker: [`serve`](crate::serve) runs one; an
+    /// application that mounts [`routes`](crate::routes) in several workers gets a gateway in
+    /// each, each with `max_sessions` of its own.
     pub fn gateway(mut self, settings: wsherd::config::GatewaySettings) -> Self {
         self.gateway = Some(Arc::new(settings));
         self

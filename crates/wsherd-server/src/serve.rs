@@ -46,6 +46,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The gateway's settings cannot be used.
+    #[error("{0}")]
+    Gateway(String),
     /// An inbound endpoint has `auth = "hook"` and `options` holds no hook for it.
     #[error(
         "inbound endpoint {0} has auth = \"hook\" and no hook was given (ServerOptions::inbound_auth); a config run by `wsherd run` needs auth = {{ token = … }} or \"none\""
@@ -110,6 +113,13 @@ pub fn serve(
         .map(tls_config)
         .transpose()
         .map_err(ServeError::Tls)?;
+    if let Some(why) = options
+        .gateway
+        .as_ref()
+        .and_then(|gateway| gateway.problem())
+    {
+        return Err(ServeError::Gateway(why));
+    }
     if let Some(inbound) = herd.inbound_endpoints().iter().find(|inbound| {
         inbound.enabled()
             && *inbound.auth() == wsherd::config::InboundAuth::Hook

@@ -308,11 +308,14 @@ fn dechunk(mut rest: &[u8]) -> Vec<u8> {
             break;
         }
         let start = end + 2;
-        let Some(chunk) = rest.get(start..start + size) else {
+        let Some(stop) = start.checked_add(size) else {
+            break;
+        };
+        let Some(chunk) = rest.get(start..stop) else {
             break;
         };
         body.extend_from_slice(chunk);
-        rest = rest.get(start + size + 2..).unwrap_or_default();
+        rest = rest.get(stop.saturating_add(2)..).unwrap_or_default();
     }
     body
 }

@@ -475,6 +475,9 @@ impl FrameSink<LeanFramed<crate::socket::Socket>> for Connection {
 
     fn end_of_turn(&mut self, socket_drained: bool, ctx: &mut Context<Self>) {
         self.report_liveness();
+        if socket_drained && let Some(inflater) = self.message_inflater.as_mut() {
+            inflater.idle();
+        }
         let send_batches = self
             .batching
             .after_turn(socket_drained, self.report.pending_deliveries());

@@ -203,25 +203,19 @@ impl GatewayBody {
             .topics
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if op == "subscribe" {
-            let new = topics
-                .iter()
-                .collect::<std::collections::HashSet<_>>()
-                .len();
-            if held.len() + new > max {
+        let changed = if op == "subscribe" {
+            if held.len() + held.new_among(&topics) > max {
                 drop(held);
                 return self.error(id, &format!("at most {max} topics per session"));
             }
-            for topic in topics {
-                held.add(topic);
-            }
+            held.add_all(topics)
         } else {
-            for topic in &topics {
-                held.remove(topic);
-            }
-        }
+            held.remove_all(&topics)
+        };
         drop(held);
-        self.registry.changed();
+        if changed {
+            self.registry.changed();
+        }
         self.answer(&json!({ "op": "ack", "id": id, "topics": names }));
     }
 

@@ -88,12 +88,16 @@ pub(crate) async fn session(
 
 /// A browser's request from an origin the gateway does not allow: `403`. A request without
 /// `Origin` comes from no browser (a browser always sends it with a WebSocket) and passes.
+///
+/// The server's own origin counts only when the browser reached it by address or as
+/// `localhost`: a page that rebinds its own domain name to this server's address sends its
+/// own name as both `Origin` and `Host`, and must be named in `allowed_origins` to pass.
 fn origin_refusal(req: &HttpRequest, settings: &GatewaySettings) -> Option<HttpResponse> {
     let origin = req.headers().get(header::ORIGIN)?;
     let origin = origin.to_str().unwrap_or_default().trim_end_matches('/');
     let own = req.connection_info();
     let same = format!("{}://{}", own.scheme(), own.host());
-    let allowed = origin.eq_ignore_ascii_case(&same)
+    let allowed = (origin.eq_ignore_ascii_case(&same) && by_address(own.host()))
         || settings.allowed_origins.iter().any(|allowed| {
             allowed == "*" || allowed.trim_end_matches('/').eq_ignore_ascii_case(origin)
         });
@@ -106,4 +110,41 @@ fn origin_refusal(req: &HttpRequest, settings: &GatewaySettings) -> Option<HttpR
             ),
         )
     })
+}
+
+/// Whether `host` (a `Host` header: name or address, maybe a port) is an IP address or
+/// `localhost`, which no other site's page can rebind to.
+fn by_address(host: &str) -> bool {
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return true; // an IPv6 address without brackets or port
+    }
+    let name = match host.rsplit_once(':') {
+        // `[::1]:9090`, `127.0.0.1:9090`, `localhost:9090`
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::by_address;
+
+    #[test]
+    fn only_addresses_and_localhost_count_as_reached_by_address() {
+        for host in [
+            "127.0.0.1:9090",
+            "[::1]:9090",
+            "::1",
+            "localhost",
+            "LOCALHOST:1",
+            "10.0.0.2",
+        ] {
+            assert!(by_address(host), "{host}");
+        }
+        for host in ["evil.example", "evil.example:9090", "127.0.0.1.nip.io"] {
+            assert!(!by_address(host), "{host}");
+        }
+    }
 }

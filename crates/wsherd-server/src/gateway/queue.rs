@@ -54,6 +54,8 @@ pub(crate) enum Next {
 #[derive(Default)]
 struct Inner {
     frames: VecDeque<Bytes>,
+    /// Since when frames have waited without the body taking any.
+    waiting_since: Option<std::time::Instant>,
     bytes: usize,
     dropped: u64,
     dropped_total: u64,
@@ -93,6 +95,14 @@ impl SessionQueue {
         }
         let cost = frame.len() + FRAME_OVERHEAD;
         let mut dropped = 0;
+        if cost > self.max_buffer {
+            // Alone bigger than the whole buffer: it is the one dropped, whatever the policy
+            // (no client could take it, however fast it reads).
+            inner.dropped += 1;
+            inner.dropped_total += 1;
+            wake(&mut inner);
+            return Pushed::Queued { dropped: 1 };
+        }
         if inner.bytes + cost > self.max_buffer {
             match self.overflow {
                 GatewayOverflow::Disconnect => {
@@ -101,13 +111,6 @@ impl SessionQueue {
                     inner.bytes = 0;
                     wake(&mut inner);
                     return Pushed::Overflowed;
-                }
-                GatewayOverflow::DropOldest if cost > self.max_buffer => {
-                    // Alone bigger than the whole buffer: it is the one dropped.
-                    inner.dropped += 1;
-                    inner.dropped_total += 1;
-                    wake(&mut inner);
-                    return Pushed::Queued { dropped: 1 };
                 }
                 GatewayOverflow::DropOldest => {
                     while inner.bytes + cost > self.max_buffer {
@@ -124,6 +127,9 @@ impl SessionQueue {
         }
         inner.bytes += cost;
         inner.frames.push_back(frame.clone());
+        if inner.waiting_since.is_none() {
+            inner.waiting_since = Some(std::time::Instant::now());
+        }
         wake(&mut inner);
         Pushed::Queued { dropped }
     }
@@ -144,6 +150,8 @@ impl SessionQueue {
         }
         if let Some(frame) = inner.frames.pop_front() {
             inner.bytes -= frame.len() + FRAME_OVERHEAD;
+            // Taken: whatever still waits, waits from now.
+            inner.waiting_since = Some(std::time::Instant::now());
             let fits = |inner: &Inner, taken: usize| {
                 inner
                     .frames
@@ -165,6 +173,7 @@ impl SessionQueue {
             }
             return Poll::Ready(Next::Frame(batch.freeze()));
         }
+        inner.waiting_since = None;
         if inner.dropped > 0 {
             // Caught up: told how much it missed.
             return Poll::Ready(Next::Dropped(std::mem::take(&mut inner.dropped)));
@@ -183,6 +192,29 @@ impl SessionQueue {
     #[cfg(test)]
     pub(crate) fn dropped_total(&self) -> u64 {
         self.lock().dropped_total
+    }
+
+    /// Whether frames have waited longer than `limit` without the body taking one: the
+    /// client stopped reading (its body is no longer even polled). Such a session is closed
+    /// as a slow consumer, its frames freed; returns `true` the once it happens.
+    pub(crate) fn close_if_stalled(
+        &self,
+        now: std::time::Instant,
+        limit: std::time::Duration,
+    ) -> bool {
+        let mut inner = self.lock();
+        let stalled = !inner.overflowed
+            && !inner.gone
+            && inner
+                .waiting_since
+                .is_some_and(|since| now.saturating_duration_since(since) > limit);
+        if stalled {
+            inner.overflowed = true;
+            inner.frames = VecDeque::new();
+            inner.bytes = 0;
+            wake(&mut inner);
+        }
+        stalled
     }
 
     /// The body is gone: what waits is freed and nothing more is kept.
@@ -294,6 +326,22 @@ mod tests {
         };
         assert_eq!(rest.len(), 20);
         assert!(queue.poll_batch(&mut cx, 35).is_pending());
+        assert_eq!(queue.buffered(), 0);
+    }
+
+    #[test]
+    fn frames_left_untaken_past_the_limit_close_the_session_once() {
+        use std::time::{Duration, Instant};
+        let limit = Duration::from_secs(60);
+        let queue = SessionQueue::new(1 << 20, GatewayOverflow::DropOldest);
+        let later = Instant::now() + Duration::from_secs(61);
+        assert!(!queue.close_if_stalled(later, limit), "nothing waits");
+        queue.push(&frame(10));
+        assert!(!queue.close_if_stalled(Instant::now(), limit));
+        let later = Instant::now() + Duration::from_secs(61);
+        assert!(queue.close_if_stalled(later, limit));
+        assert!(!queue.close_if_stalled(later, limit), "once");
+        assert_eq!(take(&queue), Poll::Ready(Next::SlowConsumer));
         assert_eq!(queue.buffered(), 0);
     }
 

@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, Weak};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -27,6 +28,13 @@ const MAILBOX: usize = 16 << 10;
 
 /// (endpoint, kind) pairs whose sessions the relay remembers at most.
 const MAX_MATCHES: usize = 4096;
+
+/// How long frames may wait untaken before their session is closed: its client stopped
+/// reading, and its body (polled only while the connection can write) can no longer notice.
+pub(crate) const STALL_LIMIT: Duration = crate::keepalive::SILENT_LIMIT;
+
+/// How often the relay looks for stalled sessions (and lets go of sessions that left).
+const WATCH_EVERY: Duration = Duration::from_secs(5);
 
 /// One gateway session as the relay sees it.
 pub(crate) struct Session {
@@ -115,6 +123,7 @@ impl Registry {
             let (herd, registry) = (herd.clone(), Arc::downgrade(self));
             *relay = Some(Relay::start_in_arbiter(&arbiter.handle(), move |_| Relay {
                 herd,
+                subscriptions: Vec::new(),
                 registry,
                 matches: HashMap::new(),
                 generation: u64::MAX,
@@ -122,13 +131,26 @@ impl Registry {
         }
     }
 
-    /// Forgets `session` (its body is gone).
+    /// Forgets `session` (its body is gone); with the last one the relay goes too, so the
+    /// herd delivers nothing to a gateway nobody uses.
     pub(crate) fn leave(&self, session: &Arc<Session>) {
-        self.sessions
+        let mut sessions = self
+            .sessions
             .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|s| !Arc::ptr_eq(s, session));
+            .unwrap_or_else(PoisonError::into_inner);
+        sessions.retain(|s| !Arc::ptr_eq(s, session));
         self.changed();
+        if sessions.is_empty() {
+            // Under the sessions' lock: a session joining now starts a new relay.
+            let relay = self
+                .relay
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(relay) = relay {
+                relay.do_send(Retire);
+            }
+        }
     }
 
     /// A session's topics changed.
@@ -144,9 +166,16 @@ impl Registry {
     }
 }
 
+/// The relay has no sessions left: it unsubscribes and ends.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Retire;
+
 /// See the module docs.
 pub(crate) struct Relay {
     herd: Herd,
+    /// Its subscriptions to the herd, undone when it stops.
+    subscriptions: Vec<wsherd::SubscriptionId>,
     /// Weak: the relay ends when the server's routes (which hold the registry) go.
     registry: Weak<Registry>,
     /// The sessions each (endpoint, kind) goes to, as of `generation`: one lookup per
@@ -156,6 +185,30 @@ pub(crate) struct Relay {
 }
 
 impl Relay {
+    /// Closes sessions whose client stopped reading, and lets go of the sessions that left.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        let Some(registry) = self.registry.upgrade() else {
+            return ctx.stop();
+        };
+        if registry.generation.load(Ordering::Acquire) != self.generation {
+            self.matches.clear();
+        }
+        let now = Instant::now();
+        registry.each(|session| {
+            if session.queue.close_if_stalled(now, STALL_LIMIT) {
+                session
+                    .counters
+                    .gateway_slow_closed
+                    .fetch_add(1, Ordering::Relaxed);
+                if !session.cut.swap(true, Ordering::AcqRel)
+                    && let Some(socket) = &session.socket
+                {
+                    socket.cut();
+                }
+            }
+        });
+    }
+
     /// The sessions a message of `kind` from `endpoint` goes to.
     fn sessions_for(&mut self, registry: &Registry, endpoint: &str, kind: &str) -> &[Arc<Session>] {
         let now = registry.generation.load(Ordering::Acquire);
@@ -184,12 +237,18 @@ impl Actor for Relay {
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
         let me = ctx.address();
-        self.herd
-            .subscribe_raw_all(me.clone().recipient(), SubscribeOptions::new());
-        self.herd.subscribe_events::<StateEvent>(me.recipient());
+        self.subscriptions = vec![
+            self.herd
+                .subscribe_raw_all(me.clone().recipient(), SubscribeOptions::new()),
+            self.herd.subscribe_events::<StateEvent>(me.recipient()),
+        ];
+        ctx.run_interval(WATCH_EVERY, |relay, ctx| relay.watch(ctx));
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
+        for id in self.subscriptions.drain(..) {
+            self.herd.unsubscribe(id);
+        }
         Arbiter::current().stop();
     }
 }
@@ -211,6 +270,14 @@ impl Handler<Delivery<RawMessage>> for Relay {
         for session in sessions {
             session.push(&frame);
         }
+    }
+}
+
+impl Handler<Retire> for Relay {
+    type Result = ();
+
+    fn handle(&mut self, _: Retire, ctx: &mut Context<Self>) {
+        ctx.stop();
     }
 }
 
@@ -238,7 +305,9 @@ impl Handler<Delivery<StateEvent>> for Relay {
     }
 }
 
-/// `{"endpoint":…,"kind":…,"data":<the text as it came>}` as a text frame.
+/// `{"endpoint":…,"kind":…,"data":<the text as it came>}` as a text frame. Text that is not
+/// JSON (a kind rule may take a message whose first field alone it read) goes as a JSON
+/// string, so no peer can add keys of its own to the frame.
 pub(crate) fn message_frame(endpoint: &str, kind: &str, text: &str) -> Bytes {
     let mut payload = Vec::with_capacity(text.len() + endpoint.len() + kind.len() + 40);
     payload.extend_from_slice(b"{\"endpoint\":");
@@ -246,7 +315,11 @@ pub(crate) fn message_frame(endpoint: &str, kind: &str, text: &str) -> Bytes {
     payload.extend_from_slice(b",\"kind\":");
     write_json_string(&mut payload, kind);
     payload.extend_from_slice(b",\"data\":");
-    payload.extend_from_slice(text.as_bytes());
+    if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() {
+        payload.extend_from_slice(text.as_bytes());
+    } else {
+        write_json_string(&mut payload, text);
+    }
     payload.push(b'}');
     text_frame(&payload)
 }
@@ -305,6 +378,15 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&decoded(&odd)).unwrap();
         assert_eq!(value["endpoint"], "a\"b");
         assert_eq!(value["kind"], "k\\");
+    }
+
+    #[test]
+    fn text_that_is_not_json_goes_as_a_string_and_adds_no_keys() {
+        let sneaky = r#"{"type":"t"},"endpoint":"other","data":{"x":1}"#;
+        let value: serde_json::Value =
+            serde_json::from_str(&decoded(&message_frame("feed", "t", sneaky))).unwrap();
+        assert_eq!(value["endpoint"], "feed");
+        assert_eq!(value["data"], sneaky);
     }
 
     #[test]

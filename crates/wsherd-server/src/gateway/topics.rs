@@ -81,21 +81,45 @@ impl Subscriptions {
     }
 
     /// Adds `topic`; `false` if it was there.
+    #[cfg(test)]
     pub(crate) fn add(&mut self, topic: Topic) -> bool {
-        if !self.topics.insert(topic) {
-            return false;
-        }
-        self.reindex();
-        true
+        self.add_all([topic])
     }
 
     /// Removes `topic`; `false` if it was not there.
+    #[cfg(test)]
     pub(crate) fn remove(&mut self, topic: &Topic) -> bool {
-        if !self.topics.remove(topic) {
-            return false;
+        self.remove_all([topic])
+    }
+
+    /// How many of `topics` it does not hold yet.
+    pub(crate) fn new_among<'t>(&self, topics: impl IntoIterator<Item = &'t Topic>) -> usize {
+        let unique: HashSet<&Topic> = topics.into_iter().collect();
+        unique.iter().filter(|t| !self.topics.contains(**t)).count()
+    }
+
+    /// Adds `topics`, indexing once; whether anything changed.
+    pub(crate) fn add_all(&mut self, topics: impl IntoIterator<Item = Topic>) -> bool {
+        let mut changed = false;
+        for topic in topics {
+            changed |= self.topics.insert(topic);
         }
-        self.reindex();
-        true
+        if changed {
+            self.reindex();
+        }
+        changed
+    }
+
+    /// Removes `topics`, indexing once; whether anything changed.
+    pub(crate) fn remove_all<'t>(&mut self, topics: impl IntoIterator<Item = &'t Topic>) -> bool {
+        let mut changed = false;
+        for topic in topics {
+            changed |= self.topics.remove(topic);
+        }
+        if changed {
+            self.reindex();
+        }
+        changed
     }
 
     fn reindex(&mut self) {
