@@ -1868,6 +1868,7 @@ auth = "none"
 
 [gateway]
 path = "/api/feed"
+allowed_origins = ["app.example", "https://ok.example"]
 overflow = "block"
 allow_send = ["nowhere"]
 token = ""
@@ -1880,6 +1881,7 @@ max_buffer = "10B"
         "gateway.overflow: expected one of \"drop_oldest\", \"disconnect\"",
         "gateway.token: is empty",
         "gateway.max_buffer: is at least 1 KiB",
+        "gateway.allowed_origins: \"app.example\" is no origin",
     ] {
         assert!(found.contains(expected), "{expected} in:\n{found}");
     }

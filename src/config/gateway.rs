@@ -152,6 +152,11 @@ pub(crate) fn read_gateway(
         settings.token = read_token(reader, token, &join("gateway", "token"), lookup);
     }
     if let Some(origins) = reader.strings(&table, "allowed_origins") {
+        for origin in &origins {
+            if let Some(why) = origin_problem(origin) {
+                problem(reader, &table, "allowed_origins", why);
+            }
+        }
         settings.allowed_origins = origins;
     }
     if let Some(max) = reader.integer(&table, "max_sessions", 1, 1 << 20) {
@@ -169,6 +174,23 @@ fn problem(reader: &mut Reader, table: &Table<'_>, key: &str, why: String) {
         &join("gateway", key),
         why,
     );
+}
+
+/// Why `origin` cannot be matched against a browser's `Origin` header, if it cannot: an origin
+/// is `scheme://host` with an optional `:port` and nothing else, or `"*"`.
+fn origin_problem(origin: &str) -> Option<String> {
+    if origin == "*" {
+        return None;
+    }
+    let rest = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ', '@']) => None,
+        _ => Some(format!(
+            "{origin:?} is no origin: \"https://app.example\" or \"http://127.0.0.1:8080\" (scheme, host, optional port, no path), or \"*\""
+        )),
+    }
 }
 
 /// Why `path` cannot be the gateway's path, if it cannot.
