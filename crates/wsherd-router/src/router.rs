@@ -251,18 +251,7 @@ impl Router {
         recipient: Recipient<Delivery<RawMessage>>,
         options: SubscribeOptions,
     ) -> SubscriptionId {
-        self.add(
-            vec![RouteKey::Raw(kind.into())],
-            |group| Box::new(RawEntry(group)),
-            |entry| {
-                entry
-                    .as_any_mut()
-                    .downcast_mut::<RawEntry>()
-                    .map(|e| &mut e.0)
-            },
-            Sink::Each(recipient),
-            options,
-        )
+        self.add_raw(RouteKey::Raw(kind.into()), recipient, options)
     }
 
     /// Delivers the text of every JSON text message, whatever its kind (`""` for a message
@@ -273,8 +262,17 @@ impl Router {
         recipient: Recipient<Delivery<RawMessage>>,
         options: SubscribeOptions,
     ) -> SubscriptionId {
+        self.add_raw(RouteKey::RawAny, recipient, options)
+    }
+
+    fn add_raw(
+        &self,
+        key: RouteKey,
+        recipient: Recipient<Delivery<RawMessage>>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId {
         self.add(
-            vec![RouteKey::RawAny],
+            vec![key],
             |group| Box::new(RawEntry(group)),
             |entry| {
                 entry

@@ -10,8 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use actix_codec::Decoder;
-use actix_http::ws::{CloseCode, Codec, Frame, Message, ProtocolError};
+use actix_http::ws::{CloseCode, Frame, Message, ProtocolError};
 use actix_web::web;
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
@@ -19,7 +18,7 @@ use wsherd::EndpointStatus;
 
 use super::lines::stats_line;
 use super::outbox::Outbox;
-use crate::keepalive::{Keepalive, close, encode};
+use crate::keepalive::Framing;
 use crate::options::Counters;
 
 /// The largest frame a client may send (it has nothing to say but Ping, Pong and Close).
@@ -32,13 +31,11 @@ const READ_LIMIT: usize = MAX_CLIENT_FRAME + 16;
 pub(crate) struct EventsBody {
     payload: web::Payload,
     read: BytesMut,
-    codec: Codec,
     outbox: Arc<Outbox>,
     /// A stats line for every endpoint, sent first, rendered as they go out.
     initial: std::vec::IntoIter<EndpointStatus>,
-    keepalive: Keepalive,
     counters: Arc<Counters>,
-    done: bool,
+    framing: Framing,
 }
 
 impl EventsBody {
@@ -53,32 +50,11 @@ impl EventsBody {
         EventsBody {
             payload,
             read: BytesMut::new(),
-            codec: Codec::new().max_size(MAX_CLIENT_FRAME),
             outbox,
             initial: initial.into_iter(),
-            keepalive: Keepalive::new(),
             counters,
-            done: false,
+            framing: Framing::new(MAX_CLIENT_FRAME),
         }
-    }
-
-    fn frame(&mut self, message: Message) -> Poll<Option<Result<Bytes, actix_web::Error>>> {
-        match encode(&mut self.codec, message) {
-            Some(frame) => Poll::Ready(Some(Ok(frame))),
-            None => {
-                self.done = true;
-                Poll::Ready(None)
-            }
-        }
-    }
-
-    fn close(
-        &mut self,
-        code: CloseCode,
-        why: &str,
-    ) -> Poll<Option<Result<Bytes, actix_web::Error>>> {
-        self.done = true;
-        self.frame(close(code, why))
     }
 
     /// Reads what the client sent; `Some(close)` when the conversation is over.
@@ -86,7 +62,7 @@ impl EventsBody {
         while self.read.len() < READ_LIMIT {
             match Pin::new(&mut self.payload).poll_next(cx) {
                 Poll::Ready(Some(Ok(chunk))) => {
-                    self.keepalive.heard();
+                    self.framing.heard();
                     self.read.extend_from_slice(&chunk);
                 }
                 // The client went away: nothing to say to it.
@@ -95,8 +71,8 @@ impl EventsBody {
             }
         }
         loop {
-            match self.codec.decode(&mut self.read) {
-                Ok(Some(Frame::Ping(data))) => self.keepalive.pinged(data),
+            match self.framing.decode(&mut self.read) {
+                Ok(Some(Frame::Ping(data))) => self.framing.pinged(data),
                 Ok(Some(Frame::Close(_))) => return Some((CloseCode::Normal, "bye")),
                 Ok(Some(_)) => {}
                 Ok(None) => return None,
@@ -114,30 +90,25 @@ impl Stream for EventsBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.done {
+        if this.framing.is_done() {
             return Poll::Ready(None);
         }
         if let Some((code, why)) = this.read_client(cx) {
-            if code == CloseCode::Away {
-                this.done = true;
-                return Poll::Ready(None);
-            }
-            return this.close(code, why);
+            return this.framing.finish(code, why);
         }
-        match this.keepalive.poll_due(cx) {
-            Poll::Ready(Ok(control)) => return this.frame(control),
-            Poll::Ready(Err(close)) => {
-                this.done = true;
-                return this.frame(close);
-            }
-            Poll::Pending => {}
+        if let Some(chunk) = this.framing.poll_keepalive(cx) {
+            return chunk;
         }
         if let Some(status) = this.initial.next() {
-            return this.frame(Message::Text(stats_line(&status).to_string().into()));
+            return this
+                .framing
+                .frame(Message::Text(stats_line(&status).to_string().into()));
         }
         match this.outbox.poll_next(cx) {
-            Poll::Ready(Some(line)) => this.frame(Message::Text((&*line).into())),
-            Poll::Ready(None) => this.close(CloseCode::Policy, "too slow: events were not read"),
+            Poll::Ready(Some(line)) => this.framing.frame(Message::Text((&*line).into())),
+            Poll::Ready(None) => this
+                .framing
+                .close(CloseCode::Policy, "too slow: events were not read"),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -12,8 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
-use actix_codec::Decoder;
-use actix_http::ws::{CloseCode, Codec, Frame, Message, ProtocolError};
+use actix_http::ws::{CloseCode, Frame, ProtocolError};
 use actix_web::web;
 use bytes::{Bytes, BytesMut};
 use futures_core::Stream;
@@ -24,7 +23,7 @@ use wsherd::{Herd, Submitted};
 use super::queue::{Next, SLOW_CONSUMER};
 use super::relay::{Registry, Session, text_frame};
 use super::topics::Topic;
-use crate::keepalive::{Keepalive, close, encode};
+use crate::keepalive::Framing;
 
 /// The largest frame a client may send: a request, not a feed.
 pub(crate) const MAX_CLIENT_FRAME: usize = 64 << 10;
@@ -40,7 +39,6 @@ const BATCH: usize = 64 << 10;
 pub(crate) struct GatewayBody {
     payload: web::Payload,
     read: BytesMut,
-    codec: Codec,
     session: Arc<Session>,
     registry: Arc<Registry>,
     settings: Arc<GatewaySettings>,
@@ -50,8 +48,7 @@ pub(crate) struct GatewayBody {
     sends_under_way: usize,
     sends: tokio::sync::mpsc::Receiver<Bytes>,
     send_results: tokio::sync::mpsc::Sender<Bytes>,
-    keepalive: Keepalive,
-    done: bool,
+    framing: Framing,
 }
 
 impl GatewayBody {
@@ -66,7 +63,6 @@ impl GatewayBody {
         GatewayBody {
             payload,
             read: BytesMut::new(),
-            codec: Codec::new().max_size(MAX_CLIENT_FRAME),
             session,
             registry,
             settings,
@@ -75,28 +71,8 @@ impl GatewayBody {
             sends_under_way: 0,
             sends,
             send_results,
-            keepalive: Keepalive::new(),
-            done: false,
+            framing: Framing::new(MAX_CLIENT_FRAME),
         }
-    }
-
-    fn frame(&mut self, message: Message) -> Poll<Option<Result<Bytes, actix_web::Error>>> {
-        match encode(&mut self.codec, message) {
-            Some(frame) => Poll::Ready(Some(Ok(frame))),
-            None => {
-                self.done = true;
-                Poll::Ready(None)
-            }
-        }
-    }
-
-    fn close(
-        &mut self,
-        code: CloseCode,
-        why: &str,
-    ) -> Poll<Option<Result<Bytes, actix_web::Error>>> {
-        self.done = true;
-        self.frame(close(code, why))
     }
 
     fn answer(&mut self, value: &Value) {
@@ -112,7 +88,7 @@ impl GatewayBody {
             if self.answers.len() >= MAX_ANSWERS || self.sends_under_way >= MAX_SENDS {
                 return None;
             }
-            match self.codec.decode(&mut self.read) {
+            match self.framing.decode(&mut self.read) {
                 Ok(Some(Frame::Text(text))) => match std::str::from_utf8(&text) {
                     Ok(text) => self.request(text),
                     Err(_) => return Some((CloseCode::Invalid, "a text frame that is not UTF-8")),
@@ -124,7 +100,7 @@ impl GatewayBody {
                 Ok(Some(Frame::Continuation(_))) => {
                     return Some((CloseCode::Unsupported, "fragmented messages are not taken"));
                 }
-                Ok(Some(Frame::Ping(data))) => self.keepalive.pinged(data),
+                Ok(Some(Frame::Ping(data))) => self.framing.pinged(data),
                 Ok(Some(Frame::Pong(_))) => {}
                 Ok(Some(Frame::Close(_))) => return Some((CloseCode::Normal, "bye")),
                 Ok(None) => {
@@ -133,7 +109,7 @@ impl GatewayBody {
                     }
                     match Pin::new(&mut self.payload).poll_next(cx) {
                         Poll::Ready(Some(Ok(chunk))) => {
-                            self.keepalive.heard();
+                            self.framing.heard();
                             self.read.extend_from_slice(&chunk);
                         }
                         // The client went away: nothing to say to it.
@@ -272,23 +248,14 @@ impl Stream for GatewayBody {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        if this.done {
+        if this.framing.is_done() {
             return Poll::Ready(None);
         }
         if let Some((code, why)) = this.read_client(cx) {
-            if code == CloseCode::Away {
-                this.done = true;
-                return Poll::Ready(None);
-            }
-            return this.close(code, why);
+            return this.framing.finish(code, why);
         }
-        match this.keepalive.poll_due(cx) {
-            Poll::Ready(Ok(control)) => return this.frame(control),
-            Poll::Ready(Err(close)) => {
-                this.done = true;
-                return this.frame(close);
-            }
-            Poll::Pending => {}
+        if let Some(chunk) = this.framing.poll_keepalive(cx) {
+            return chunk;
         }
         while let Poll::Ready(Some(answer)) = this.sends.poll_recv(cx) {
             this.sends_under_way = this.sends_under_way.saturating_sub(1);
@@ -303,7 +270,7 @@ impl Stream for GatewayBody {
                 let dropped = json!({ "op": "dropped", "count": count });
                 Poll::Ready(Some(Ok(text_frame(dropped.to_string().as_bytes()))))
             }
-            Poll::Ready(Next::SlowConsumer) => this.close(CloseCode::Again, SLOW_CONSUMER),
+            Poll::Ready(Next::SlowConsumer) => this.framing.close(CloseCode::Again, SLOW_CONSUMER),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -126,6 +126,7 @@ impl Registry {
                 subscriptions: Vec::new(),
                 registry,
                 matches: HashMap::new(),
+                matched: 0,
                 generation: u64::MAX,
             }));
         }
@@ -180,7 +181,11 @@ pub(crate) struct Relay {
     registry: Weak<Registry>,
     /// The sessions each (endpoint, kind) goes to, as of `generation`: one lookup per
     /// message instead of a topic match per session.
-    matches: HashMap<(String, String), Vec<Arc<Session>>>,
+    /// By endpoint, then kind: looked up with the message's own strings, no key made per
+    /// message.
+    matches: HashMap<String, HashMap<String, Vec<Arc<Session>>>>,
+    /// (endpoint, kind) pairs in `matches`.
+    matched: usize,
     generation: u64,
 }
 
@@ -192,6 +197,7 @@ impl Relay {
         };
         if registry.generation.load(Ordering::Acquire) != self.generation {
             self.matches.clear();
+            self.matched = 0;
         }
         let now = Instant::now();
         registry.each(|session| {
@@ -214,20 +220,32 @@ impl Relay {
         let now = registry.generation.load(Ordering::Acquire);
         // Kinds come from the peers: a feed sending ever new ones must not grow the cache
         // without bound, so past MAX_MATCHES it starts over.
-        if now != self.generation || self.matches.len() >= MAX_MATCHES {
+        if now != self.generation || self.matched >= MAX_MATCHES {
             self.matches.clear();
+            self.matched = 0;
             self.generation = now;
         }
-        let key = (endpoint.to_owned(), kind.to_owned());
-        self.matches.entry(key).or_insert_with(|| {
+        let known = self
+            .matches
+            .get(endpoint)
+            .is_some_and(|kinds| kinds.contains_key(kind));
+        if !known {
             let mut wanted = Vec::new();
             registry.each(|session| {
                 if session.topics().wants(endpoint, kind) {
                     wanted.push(Arc::clone(session));
                 }
             });
-            wanted
-        })
+            self.matches
+                .entry(endpoint.to_owned())
+                .or_default()
+                .insert(kind.to_owned(), wanted);
+            self.matched += 1;
+        }
+        self.matches
+            .get(endpoint)
+            .and_then(|kinds| kinds.get(kind))
+            .map_or(&[], Vec::as_slice)
     }
 }
 
