@@ -73,7 +73,8 @@ struct Endpoint {
 }
 
 struct GovernorHandle {
-    addr: Addr<Governor>,
+    /// One `Addr` shared by every supervisor: a clone each would allocate its own sender.
+    addr: Arc<Addr<Governor>>,
     stats: Arc<GovernorStats>,
 }
 
@@ -394,17 +395,17 @@ impl Herd {
             .ok_or_else(|| HerdError::UnknownEndpoint(name.to_owned()))
     }
 
-    fn governor(&self) -> Addr<Governor> {
+    fn governor(&self) -> Arc<Addr<Governor>> {
         let mut governor = self.governor_lock();
         match &*governor {
-            Some(handle) if handle.addr.connected() => handle.addr.clone(),
+            Some(handle) if handle.addr.connected() => Arc::clone(&handle.addr),
             _ => {
                 let actor = Governor::new(self.inner.governor_policy)
                     .with_listener(network_publisher(self.inner.router.clone()));
                 let stats = actor.stats();
-                let addr = actor.start();
+                let addr = Arc::new(actor.start());
                 *governor = Some(GovernorHandle {
-                    addr: addr.clone(),
+                    addr: Arc::clone(&addr),
                     stats,
                 });
                 addr

@@ -421,8 +421,8 @@ fn actions(table: &ActionTable, line: &mut impl FnMut(&str, String)) {
             Action::Stop => "stop",
         })
     };
-    let mut codes: Vec<_> = table.on_close.iter().collect();
-    codes.sort_by_key(|(code, _)| **code);
+    // Maps in key order: the lines come out sorted.
+    let codes: Vec<_> = table.on_close.iter().collect();
     if !codes.is_empty() {
         let codes: Vec<String> = codes
             .into_iter()
@@ -430,8 +430,7 @@ fn actions(table: &ActionTable, line: &mut impl FnMut(&str, String)) {
             .collect();
         line("on_close", format!("{{ {} }}", codes.join(", ")));
     }
-    let mut statuses: Vec<_> = table.on_status.iter().collect();
-    statuses.sort_by_key(|(status, _)| **status);
+    let statuses: Vec<_> = table.on_status.iter().collect();
     if !statuses.is_empty() {
         let statuses: Vec<String> = statuses
             .into_iter()

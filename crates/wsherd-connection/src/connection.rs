@@ -105,7 +105,7 @@ pub struct Connection {
     saw_data: bool,
     /// A socket a server accepted, taken over when the actor starts (instead of dialing),
     /// with the subprotocol agreed.
-    accepted: Option<(crate::accepted::AcceptedSocket, Option<String>)>,
+    accepted: Option<Box<(crate::accepted::AcceptedSocket, Option<String>)>>,
     /// Whether the live-after reply is still awaited.
     awaiting_live_reply: bool,
     /// The owner's requests, answered from inbound text before routing.
@@ -115,7 +115,8 @@ pub struct Connection {
     sequences: Option<Arc<std::sync::Mutex<wsherd_protocol::SequenceTracker>>>,
     /// A sequence number was read on this socket already.
     sequenced: bool,
-    end: Option<EndReason>,
+    /// Boxed: set once, as the socket ends (32 bytes inline otherwise).
+    end: Option<Box<EndReason>>,
 }
 
 impl Connection {
@@ -181,7 +182,7 @@ impl Connection {
         protocol: Option<String>,
     ) -> Self {
         let mut connection = Self::new(name, config, router);
-        connection.accepted = Some((socket, protocol));
+        connection.accepted = Some(Box::new((socket, protocol)));
         connection
     }
 
@@ -295,7 +296,7 @@ impl Actor for Connection {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if let Some((socket, protocol)) = self.accepted.take() {
+        if let Some((socket, protocol)) = self.accepted.take().map(|a| *a) {
             return self.open_accepted(socket, protocol, ctx);
         }
         self.set_state(SocketState::Connecting);
@@ -316,7 +317,7 @@ impl Actor for Connection {
         if !unsent.is_empty() {
             self.notify_owner(Notice::Unsent(unsent));
         }
-        let reason = self.end.take().unwrap_or(EndReason::Stopped);
+        let reason = self.end.take().map_or(EndReason::Stopped, |end| *end);
         self.set_state(SocketState::Closed);
         self.stats.set_last_end(reason.clone());
         self.emit(ConnectionEvent::Closed { reason }, ctx);

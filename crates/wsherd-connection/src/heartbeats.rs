@@ -278,6 +278,21 @@ impl Heartbeats {
             }
         })
     }
+
+    /// Stops watching socket `id` on this arbiter's heartbeat, if it still runs (one that has
+    /// stopped watches nothing; none is started for it).
+    pub fn unwatch_here(id: WatchId) {
+        // `try_with`: a connection dropped while its thread winds down finds the slot gone,
+        // and its heartbeat with it.
+        let _ = THIS_ARBITER.try_with(|slot| {
+            if let Ok(slot) = slot.try_borrow()
+                && let Some(addr) = &*slot
+                && addr.connected()
+            {
+                addr.do_send(Unwatch(id));
+            }
+        });
+    }
 }
 
 impl Handler<Watch> for Heartbeats {

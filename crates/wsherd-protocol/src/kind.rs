@@ -26,7 +26,13 @@ pub enum KindRule {
 impl KindRule {
     /// The kind is the top-level field `name`.
     pub fn field(name: impl Into<String>) -> Self {
-        KindRule::Path(Arc::from(vec![name.into()]))
+        let name = name.into();
+        if name == "type" {
+            // The default, shared: one copy per process instead of one per endpoint.
+            static TYPE: std::sync::OnceLock<Arc<[String]>> = std::sync::OnceLock::new();
+            return KindRule::Path(Arc::clone(TYPE.get_or_init(|| Arc::from(vec![name]))));
+        }
+        KindRule::Path(Arc::from(vec![name]))
     }
 
     /// The kind is at a JSON pointer (RFC 6901), such as `/data/type`.

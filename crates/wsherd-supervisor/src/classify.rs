@@ -1,6 +1,6 @@
 //! What to do when a socket life ends: reconnect now, back off, or stop.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use wsherd_connection::{EndReason, TlsClass};
 use wsherd_protocol::CloseCode;
@@ -24,11 +24,11 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ActionTable {
     /// Overrides by close code.
-    pub on_close: HashMap<CloseCode, Action>,
+    pub on_close: BTreeMap<CloseCode, Action>,
     /// Overrides by HTTP status of a refused handshake.
-    pub on_status: HashMap<u16, Action>,
+    pub on_status: BTreeMap<u16, Action>,
     /// Overrides by kind of TLS failure (see [`default_for_tls`]).
-    pub on_tls: HashMap<TlsClass, Action>,
+    pub on_tls: BTreeMap<TlsClass, Action>,
 }
 
 impl ActionTable {

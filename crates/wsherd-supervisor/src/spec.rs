@@ -181,6 +181,9 @@ impl EndpointSpec {
 
     /// Adds an on-open message.
     pub fn on_open(mut self, message: impl Into<Outbound>) -> Self {
+        // Exactly as many as given: the list lives as long as the endpoint, and a first push
+        // would keep room for four.
+        self.on_open.reserve_exact(1);
         self.on_open.push(message.into());
         self
     }

@@ -54,7 +54,9 @@ pub struct Supervisor {
     /// Events on their way to full subscribers; `None` whenever nothing is held (an endpoint
     /// lives for long stretches without an event, and an empty report is ~270 bytes).
     report: Option<Box<DispatchReport>>,
-    governor: Option<Addr<Governor>>,
+    /// Shared by every endpoint of a herd: an `Addr` clone would allocate its own sender
+    /// (72 bytes) per endpoint.
+    governor: Option<Arc<Addr<Governor>>>,
     /// `host:port` of the URL ([`host_key`](crate::host_key)): the governor probes per host.
     host: Arc<str>,
     shared: Arc<EndpointShared>,
@@ -70,7 +72,8 @@ pub struct Supervisor {
     /// A stop waits for the message on its way to settle before it reports and ends.
     stop_when_settled: bool,
     connection: Option<Addr<Connection>>,
-    permit: Option<Permit>,
+    /// Boxed: held only while a handshake is under way, and 80 bytes inline.
+    permit: Option<Box<Permit>>,
     /// Bumped whenever a pending attempt (a governor answer, a backoff timer) is abandoned.
     attempt_token: u64,
     /// Socket lives started: every one after the first is a reconnect.
@@ -83,8 +86,8 @@ pub struct Supervisor {
     /// This life was closed because it never finished opening (no live-after reply, or the
     /// on-open replay could not be written): a failed attempt, whatever the close code.
     open_failed: bool,
-    remembered: Vec<Outbound>,
-    hooks: Vec<OnOpenHook>,
+    /// What the owner added to the on-open replay at run time; most endpoints never do.
+    added: Option<Box<AddedOnOpen>>,
     /// On-open messages still to write on this socket, oldest first.
     replay: VecDeque<Outbound>,
     /// One replayed message is on its way to the connection.
@@ -100,15 +103,12 @@ pub struct Supervisor {
     /// The class ([`EndReason::class`](wsherd_connection::EndReason::class)) of the last
     /// socket's end: the reason label of the reconnect that follows it.
     last_end_class: &'static str,
-    /// Told, once the last socket is closed after a stop, what it handed back while closing.
-    stopped_signals: Vec<tokio::sync::oneshot::Sender<Vec<Outbound>>>,
-    /// Told, when the actor stops, that the last events are in their subscribers' mailboxes.
-    settled_signals: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Who waits for a stop to finish; made by the first stop asked for (an endpoint spends
+    /// its life without one, so it costs a pointer until then).
+    stopping: Option<Box<Stopping>>,
     /// Connections started whose last deliveries are not known to be in yet
     /// ([`Notice::Delivered`]): a stop waits for them before it ends.
     unsettled_lives: u32,
-    /// A stopped endpoint gives up waiting for full subscribers then.
-    settle_deadline: Option<SpawnHandle>,
     /// What an on-demand endpoint tracks of its need; `None` for one that always connects.
     on_demand: Option<Box<OnDemand>>,
     /// The current connection's id ([`Connection::id`]): notices of any other are its
@@ -116,23 +116,38 @@ pub struct Supervisor {
     connection_id: u64,
     /// The socket being replaced by a planned rotation, while its successor comes up.
     rotation: Option<Box<rotation::Rotation>>,
-    /// The next rotation's timer.
-    rotation_timer: Option<SpawnHandle>,
-    /// Rotations given up in a row: each doubles the wait before the next try.
-    rotation_failures: u32,
+    /// The rotations' own schedule: made only for an endpoint that rotates (`max_lifetime`).
+    rotations: Option<Box<rotation::Schedule>>,
     /// The send-rate limiter, for an endpoint that is paced, and whether a wait for its next
     /// token is under way.
     pacer: Option<Box<(crate::governor::RateLimiter, bool)>>,
-    /// An old socket closed early (a stop or pause during a rotation) whose end a stop waits
-    /// for, so what it hands back is in the stop's report.
-    retiring: Option<u64>,
     /// An inbound session's next socket, accepted by the server and waiting for the current
-    /// one (if any) to end.
-    attachment: Option<(wsherd_connection::AcceptedSocket, Option<String>)>,
+    /// one (if any) to end, with its subprotocol.
+    attachment: Option<Box<(wsherd_connection::AcceptedSocket, Option<String>)>>,
     /// Ends a disconnected session once its resume window passes.
     resume_timer: Option<SpawnHandle>,
     /// Told once the actor has stopped (the owner forgets the endpoint).
     on_stopped: Option<Box<dyn FnOnce() + Send>>,
+}
+
+/// The on-open messages an owner added while the endpoint runs.
+#[derive(Default)]
+struct AddedOnOpen {
+    /// Remembered messages ([`Remember`]), in order.
+    remembered: Vec<Outbound>,
+    /// Hooks ([`AddOnOpenHook`]) asked at every open.
+    hooks: Vec<OnOpenHook>,
+}
+
+/// What waits for a stop to finish.
+#[derive(Default)]
+struct Stopping {
+    /// Told, once the last socket is closed, what it handed back while closing.
+    closed: Vec<tokio::sync::oneshot::Sender<Vec<Outbound>>>,
+    /// Told, when the actor stops, that the last events are in their subscribers' mailboxes.
+    settled: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// The endpoint gives up waiting for full subscribers then.
+    deadline: Option<SpawnHandle>,
 }
 
 impl Supervisor {
@@ -186,8 +201,7 @@ impl Supervisor {
             live_timer: None,
             open_failed: false,
             lives_started: 0,
-            remembered: Vec::new(),
-            hooks: Vec::new(),
+            added: None,
             replay: VecDeque::new(),
             replay_writing: false,
             replay_deadline: None,
@@ -195,21 +209,17 @@ impl Supervisor {
             draining_events: false,
             state: EndpointState::Connecting { attempt: 1 },
             intent: Intent::Run,
-            stopped_signals: Vec::new(),
             connect_started: None,
             last_end_class: "closed",
-            settled_signals: Vec::new(),
             unsettled_lives: 0,
-            settle_deadline: None,
+            stopping: None,
             on_demand: match spec.connect {
                 ConnectMode::Always | ConnectMode::Inbound { .. } => None,
                 ConnectMode::OnDemand { linger } => Some(OnDemand::new(linger)),
             },
             connection_id: 0,
             rotation: None,
-            rotation_timer: None,
-            rotation_failures: 0,
-            retiring: None,
+            rotations: None,
             attachment: None,
             resume_timer: None,
             on_stopped: None,
@@ -235,9 +245,10 @@ impl Supervisor {
         self
     }
 
-    /// Takes handshake slots from `governor`.
-    pub fn with_governor(mut self, governor: Addr<Governor>) -> Self {
-        self.governor = Some(governor);
+    /// Takes handshake slots from `governor`: an `Addr`, or an `Arc` of one shared by many
+    /// endpoints (which saves each its own sender).
+    pub fn with_governor(mut self, governor: impl Into<Arc<Addr<Governor>>>) -> Self {
+        self.governor = Some(governor.into());
         self
     }
 
@@ -250,8 +261,8 @@ impl Supervisor {
     /// Starts with what a predecessor kept ([`StopReceipt::remembered`] and
     /// [`StopReceipt::hooks`]): a restart does not forget run-time subscriptions.
     pub fn with_replay(mut self, remembered: Vec<Outbound>, hooks: Vec<OnOpenHook>) -> Self {
-        self.remembered = remembered;
-        self.hooks = hooks;
+        self.added = (!remembered.is_empty() || !hooks.is_empty())
+            .then(|| Box::new(AddedOnOpen { remembered, hooks }));
         self
     }
 

@@ -238,12 +238,12 @@ fn id_field(reader: &mut Reader, table: &Table<'_>, path: &str, key: &str) -> Op
 }
 
 /// Reads a table of codes (close codes or HTTP statuses, keyed `K`) to actions.
-pub(super) fn read_actions<K: From<u16> + Eq + std::hash::Hash>(
+pub(super) fn read_actions<K: From<u16> + Ord>(
     reader: &mut Reader,
     value: &Value,
     path: &str,
     range: std::ops::RangeInclusive<u16>,
-    into: &mut std::collections::HashMap<K, Action>,
+    into: &mut std::collections::BTreeMap<K, Action>,
 ) {
     let Some(table) = reader.table(value, path, &[]) else {
         return;
@@ -278,7 +278,7 @@ pub(super) fn read_tls_actions(
     reader: &mut Reader,
     value: &Value,
     path: &str,
-    into: &mut std::collections::HashMap<TlsClass, Action>,
+    into: &mut std::collections::BTreeMap<TlsClass, Action>,
 ) {
     let keys: Vec<&str> = TLS_CLASSES.iter().map(|(key, _)| *key).collect();
     let Some(table) = reader.table(value, path, &keys) else {

@@ -121,7 +121,7 @@ impl Connection {
                     act.stall.write_watch = false;
                     // Nothing more can be written, not even a Close: end at once.
                     act.end
-                        .get_or_insert(EndReason::WriteStalled { after: limit });
+                        .get_or_insert_with(|| Box::new(EndReason::WriteStalled { after: limit }));
                     ctx.stop();
                 }
                 Some(since) => {

@@ -22,7 +22,7 @@ impl Connection {
         match self.state.closing_side() {
             Some(Side::Local) => {
                 // The peer acknowledged our Close: our frame has arrived, nothing is left to flush.
-                if let Some(EndReason::LocalClose { acknowledged, .. }) = &mut self.end {
+                if let Some(EndReason::LocalClose { acknowledged, .. }) = self.end.as_deref_mut() {
                     *acknowledged = true;
                 }
                 ctx.stop();
@@ -34,10 +34,10 @@ impl Connection {
                     initiated_by: Side::Peer,
                     stop_when_flushed: false,
                 });
-                self.end = Some(EndReason::PeerClosed {
+                self.end = Some(Box::new(EndReason::PeerClosed {
                     code,
                     reason: text.clone(),
-                });
+                }));
                 // What the caller queued goes back rather than out after the peer's Close; the
                 // echo goes first.
                 self.take_back_at_peer_close();
@@ -76,7 +76,7 @@ impl Connection {
 
     fn close_after_failure(&mut self, reason: EndReason, abandon: bool, ctx: &mut Context<Self>) {
         if self.end.is_none() {
-            self.end = Some(reason.clone());
+            self.end = Some(Box::new(reason.clone()));
         }
         if self.state.is_closing() {
             return;
@@ -139,19 +139,19 @@ impl Handler<Close> for Connection {
         }
         if self.state == SocketState::Connecting {
             // Still in the handshake: there is no peer to tell.
-            self.end = Some(EndReason::LocalClose {
+            self.end = Some(Box::new(EndReason::LocalClose {
                 code,
                 reason,
                 acknowledged: false,
-            });
+            }));
             ctx.stop();
             return;
         }
-        self.end = Some(EndReason::LocalClose {
+        self.end = Some(Box::new(EndReason::LocalClose {
             code,
             reason: truncate_reason(&reason),
             acknowledged: false,
-        });
+        }));
         self.send_close(code, &reason, false, ctx);
         ctx.run_later(self.config.close_timeout, |_, ctx| ctx.stop());
     }

@@ -75,14 +75,14 @@ impl Connection {
                 .map(move |result, act, ctx| match result {
                     Ok(Ok((response, framed))) => act.opened(response, framed, ctx),
                     Ok(Err(end)) => {
-                        act.end = Some(end);
+                        act.end = Some(Box::new(end));
                         ctx.stop();
                     }
                     Err(_) => {
-                        act.end = Some(EndReason::HandshakeTimeout {
+                        act.end = Some(Box::new(EndReason::HandshakeTimeout {
                             after: timeout,
                             stage: progress.get(),
-                        });
+                        }));
                         ctx.stop();
                     }
                 }),
@@ -117,7 +117,7 @@ impl Connection {
             Err(reason) => {
                 // The socket is dropped unused: this client cannot read what the server
                 // would send on it.
-                self.end = Some(EndReason::ExtensionInvalid { reason });
+                self.end = Some(Box::new(EndReason::ExtensionInvalid { reason }));
                 ctx.stop();
                 return;
             }

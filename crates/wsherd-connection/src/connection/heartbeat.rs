@@ -11,14 +11,15 @@ use wsherd_protocol::HeartbeatMode;
 
 use super::Connection;
 use crate::event::{EndReason, Notice};
-use crate::heartbeats::{Beat, Heartbeats, Liveness, Unwatch, Watch, WatchId};
+use crate::heartbeats::{Beat, Heartbeats, Liveness, Watch, WatchId};
 use crate::stats::ConnectionStats;
 
-/// A socket's registration with its arbiter's heartbeat.
+/// A socket's registration with its arbiter's heartbeat (found again by
+/// [`Heartbeats::unwatch_here`]: the connection never leaves its arbiter, and an `Addr` kept
+/// here would allocate a sender per socket).
 pub(super) struct Watching {
     id: WatchId,
     liveness: Arc<Liveness>,
-    heartbeats: Addr<Heartbeats>,
 }
 
 impl Connection {
@@ -37,18 +38,14 @@ impl Connection {
             stats: Arc::clone(&self.stats),
             to: ctx.address().recipient(),
         });
-        self.watch = Some(Watching {
-            id,
-            liveness,
-            heartbeats,
-        });
+        self.watch = Some(Watching { id, liveness });
     }
 
     /// Stops the watch: the socket is closing (a Close is on its way, silence is expected) or
     /// gone.
     pub(super) fn unwatch(&mut self) {
         if let Some(watching) = self.watch.take() {
-            watching.heartbeats.do_send(Unwatch(watching.id));
+            Heartbeats::unwatch_here(watching.id);
         }
     }
 

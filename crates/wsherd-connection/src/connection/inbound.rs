@@ -374,7 +374,7 @@ impl Connection {
     /// delivered.
     fn has_failed(&self) -> bool {
         matches!(
-            &self.end,
+            self.end.as_deref(),
             Some(reason) if !matches!(
                 reason,
                 EndReason::LocalClose { .. } | EndReason::PeerClosed { .. }
@@ -449,8 +449,10 @@ impl Connection {
                     ctx,
                 ),
             WsProtocolError::Io(error) => {
-                self.end.get_or_insert(EndReason::Io {
-                    reason: error.to_string(),
+                self.end.get_or_insert_with(|| {
+                    Box::new(EndReason::Io {
+                        reason: error.to_string(),
+                    })
                 });
                 ctx.stop();
             }
@@ -500,7 +502,8 @@ impl FrameSink<LeanFramed<crate::socket::Socket>> for Connection {
     }
 
     fn on_stream_end(&mut self, ctx: &mut Context<Self>) {
-        self.end.get_or_insert(EndReason::StreamEnded);
+        self.end
+            .get_or_insert_with(|| Box::new(EndReason::StreamEnded));
         ctx.stop();
     }
 }

@@ -189,8 +189,10 @@ impl Connection {
                     }
                 }
                 Err(error) => {
-                    act.end.get_or_insert(EndReason::Io {
-                        reason: error.to_string(),
+                    act.end.get_or_insert_with(|| {
+                        Box::new(EndReason::Io {
+                            reason: error.to_string(),
+                        })
                     });
                     ctx.stop();
                 }

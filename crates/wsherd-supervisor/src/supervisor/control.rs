@@ -98,9 +98,12 @@ impl Handler<Stop> for Supervisor {
             // Already closed, only waiting for its last events to be taken.
             let _ = done.send(Vec::new());
         } else {
-            self.stopped_signals.push(done);
+            self.stopping.get_or_insert_default().closed.push(done);
         }
-        self.settled_signals.push(settled_signal);
+        self.stopping
+            .get_or_insert_default()
+            .settled
+            .push(settled_signal);
         self.close_retiring(&reason);
         let queued = self.queue.drain();
         self.sync_queue();
@@ -115,8 +118,14 @@ impl Handler<Stop> for Supervisor {
         }
         StopReceipt {
             unsent: queued,
-            remembered: self.remembered.clone(),
-            hooks: self.hooks.clone(),
+            remembered: self
+                .added
+                .as_ref()
+                .map_or_else(Vec::new, |a| a.remembered.clone()),
+            hooks: self
+                .added
+                .as_ref()
+                .map_or_else(Vec::new, |a| a.hooks.clone()),
             closed,
             settled,
         }

@@ -49,7 +49,7 @@ impl Supervisor {
                         return; // abandoned meanwhile; the permit, if any, goes back on drop
                     }
                     // Without a governor answer (it stopped) connecting is still right.
-                    act.permit = granted.ok().and_then(Result::ok);
+                    act.permit = granted.ok().and_then(Result::ok).map(Box::new);
                     act.start_connection(ctx);
                 }));
             }
@@ -73,7 +73,7 @@ impl Supervisor {
         // Until its `Delivered` notice: a stop waits for its last deliveries.
         self.unsettled_lives += 1;
         self.open_failed = false;
-        let mut connection = match self.attachment.take() {
+        let mut connection = match self.attachment.take().map(|a| *a) {
             Some((socket, protocol)) => Connection::accepted(
                 self.name.clone(),
                 self.connection_config.clone(),
@@ -282,7 +282,11 @@ impl Supervisor {
     /// is reported too.
     pub(super) fn finish_stop(&mut self, ctx: &mut Context<Self>) {
         // The old socket of an interrupted rotation hands back what it held first.
-        if self.retiring.is_some() {
+        if self
+            .rotations
+            .as_ref()
+            .is_some_and(|s| s.retiring.is_some())
+        {
             return;
         }
         if self.in_flight {
@@ -296,7 +300,11 @@ impl Supervisor {
             // being on its way to every subscriber already.
             self.set_state(EndpointState::Stopped, ctx);
             self.shared.requests().stop_all();
-            for signal in self.stopped_signals.drain(..) {
+            let waiting = self
+                .stopping
+                .as_mut()
+                .map(|s| std::mem::take(&mut s.closed));
+            for signal in waiting.into_iter().flatten() {
                 // The first stop asked for is told; any later one has nothing new to hear.
                 let _ = signal.send(late.take().unwrap_or_default());
             }
@@ -315,9 +323,10 @@ impl Supervisor {
             return;
         }
         if self.unsettled_lives > 0 || self.held_events() > 0 {
-            if self.settle_deadline.is_none() {
+            let stopping = self.stopping.get_or_insert_default();
+            if stopping.deadline.is_none() {
                 let limit = self.connection_config.max_stall;
-                self.settle_deadline = Some(ctx.run_later(limit, |act, ctx| {
+                stopping.deadline = Some(ctx.run_later(limit, |act, ctx| {
                     let dropped = act.drop_held_events();
                     act.shared
                         .events_dropped
@@ -328,7 +337,8 @@ impl Supervisor {
             }
             return;
         }
-        for signal in self.settled_signals.drain(..) {
+        let waiting = self.stopping.take().map(|s| s.settled);
+        for signal in waiting.into_iter().flatten() {
             let _ = signal.send(());
         }
         ctx.stop();

@@ -254,10 +254,11 @@ impl Handler<Remember> for Supervisor {
         if let Some(state) = self.is_down() {
             return Err(Rejected::Down { state, message });
         }
-        if self.remembered.len() >= MAX_REMEMBERED {
+        let added = self.added.get_or_insert_default();
+        if added.remembered.len() >= MAX_REMEMBERED {
             return Err(Rejected::TooManyRemembered(message));
         }
-        self.remembered.push(message.clone());
+        added.remembered.push(message.clone());
         // Written once on this socket as part of its replay (never also queued, so never
         // twice), and again after every later open.
         if matches!(self.state, EndpointState::Open | EndpointState::Live) {
@@ -271,6 +272,6 @@ impl Handler<AddOnOpenHook> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, AddOnOpenHook(hook): AddOnOpenHook, _: &mut Context<Self>) {
-        self.hooks.push(hook);
+        self.added.get_or_insert_default().hooks.push(hook);
     }
 }

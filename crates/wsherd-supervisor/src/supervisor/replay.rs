@@ -57,10 +57,14 @@ impl Supervisor {
     }
 
     fn replay_with(&mut self, on_open: Vec<Outbound>, ctx: &mut Context<Self>) {
+        let (remembered, hooks) = match &self.added {
+            Some(added) => (&added.remembered[..], &added.hooks[..]),
+            None => (&[][..], &[][..]),
+        };
         self.replay = on_open
             .into_iter()
-            .chain(self.remembered.iter().cloned())
-            .chain(self.hooks.iter().flat_map(|hook| hook()))
+            .chain(remembered.iter().cloned())
+            .chain(hooks.iter().flat_map(|hook| hook()))
             .collect();
         self.replay_step(ctx);
     }

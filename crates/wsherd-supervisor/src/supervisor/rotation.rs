@@ -41,6 +41,19 @@ pub(super) struct Rotation {
     reads_held: bool,
 }
 
+/// When the next rotation is due, how many were given up in a row, and an old socket closed
+/// early whose end a stop waits for.
+#[derive(Default)]
+pub(super) struct Schedule {
+    /// The next rotation's timer.
+    timer: Option<SpawnHandle>,
+    /// Rotations given up in a row: each doubles the wait before the next try (up to 2^20).
+    failures: u8,
+    /// An old socket closed early (a stop or pause during a rotation): a stop waits for its
+    /// end, so what it hands back is in the stop's report.
+    pub(super) retiring: Option<u64>,
+}
+
 impl Supervisor {
     /// Whether a rotation is under way.
     pub(super) fn is_rotating(&self) -> bool {
@@ -60,12 +73,15 @@ impl Supervisor {
         let Some(lifetime) = after.or(self.spec.max_lifetime) else {
             return;
         };
-        if let Some(timer) = self.rotation_timer.take() {
+        let schedule = self.rotations.get_or_insert_default();
+        if let Some(timer) = schedule.timer.take() {
             ctx.cancel_future(timer);
         }
         let socket = self.connection_id;
-        self.rotation_timer = Some(ctx.run_later(lifetime, move |act, ctx| {
-            act.rotation_timer = None;
+        schedule.timer = Some(ctx.run_later(lifetime, move |act, ctx| {
+            if let Some(schedule) = &mut act.rotations {
+                schedule.timer = None;
+            }
             if act.connection_id == socket
                 && act.state == EndpointState::Live
                 && act.intent == Intent::Run
@@ -78,7 +94,7 @@ impl Supervisor {
 
     /// The socket ended: no rotation of it is due any more.
     pub(super) fn cancel_rotation_timer(&mut self, ctx: &mut Context<Self>) {
-        if let Some(timer) = self.rotation_timer.take() {
+        if let Some(timer) = self.rotations.as_mut().and_then(|s| s.timer.take()) {
             ctx.cancel_future(timer);
         }
     }
@@ -164,8 +180,10 @@ impl Supervisor {
                 if self.rotation.as_ref().is_some_and(|r| r.old_id == id) {
                     self.old_closed(reason, ctx);
                 }
-                if self.retiring == Some(id) {
-                    self.retiring = None;
+                if let Some(schedule) = &mut self.rotations
+                    && schedule.retiring == Some(id)
+                {
+                    schedule.retiring = None;
                     if self.intent == Intent::Stop {
                         self.finish_stop(ctx);
                     }
@@ -199,7 +217,7 @@ impl Supervisor {
             connection.do_send(ReleaseReads);
         }
         if rotation.new_live {
-            self.rotation_failures = 0;
+            self.rotations.get_or_insert_default().failures = 0;
             self.shared.rotations.fetch_add(1, Ordering::Relaxed);
             self.announce(StateEvent::rotated(), ctx);
             self.schedule_rotation(None, ctx);
@@ -240,10 +258,11 @@ impl Supervisor {
         self.connection = Some(rotation.old);
         self.connection_id = rotation.old_id;
         let lifetime = self.spec.max_lifetime.unwrap_or(RETRY_FIRST);
+        let schedule = self.rotations.get_or_insert_default();
         let retry = RETRY_FIRST
-            .saturating_mul(1 << self.rotation_failures.min(20))
+            .saturating_mul(1 << schedule.failures.min(20))
             .min(lifetime.max(RETRY_FIRST));
-        self.rotation_failures = self.rotation_failures.saturating_add(1);
+        schedule.failures = schedule.failures.saturating_add(1);
         self.schedule_rotation(Some(retry), ctx);
         self.pump(ctx);
         true
@@ -253,7 +272,7 @@ impl Supervisor {
     /// idle): what it hands back comes back to the queue, and a stop waits for its end.
     pub(super) fn close_retiring(&mut self, reason: &str) {
         if let Some(rotation) = self.rotation.take() {
-            self.retiring = Some(rotation.old_id);
+            self.rotations.get_or_insert_default().retiring = Some(rotation.old_id);
             rotation.old.do_send(Close {
                 code: CloseCode::NORMAL,
                 reason: reason.to_owned(),

@@ -70,7 +70,7 @@ impl Supervisor {
 
     /// Starts with a client already attached (the one that made the session).
     pub fn with_attached(mut self, socket: AcceptedSocket, protocol: Option<String>) -> Self {
-        self.attachment = Some((socket, protocol));
+        self.attachment = Some(Box::new((socket, protocol)));
         self
     }
 
@@ -119,8 +119,8 @@ impl Supervisor {
     /// Turns away a client that waits to replace the connected one (`Attach` with
     /// `replace`): it hears why in a Close frame instead of an end of stream.
     pub(super) fn turn_away_waiting(&mut self, code: CloseCode, reason: &str) {
-        if let Some((socket, _)) = self.attachment.take() {
-            socket.close(code, reason);
+        if let Some(attachment) = self.attachment.take() {
+            attachment.0.close(code, reason);
         }
     }
 
@@ -164,14 +164,14 @@ impl Handler<Attach> for Supervisor {
             // The newcomer waits for the old socket's end (`on_closed` starts it); one that
             // waited already is replaced by the latest.
             self.turn_away_waiting(CloseCode::POLICY, REPLACED);
-            self.attachment = Some((attach.socket, attach.protocol));
+            self.attachment = Some(Box::new((attach.socket, attach.protocol)));
             connection.do_send(Close {
                 code: CloseCode::POLICY,
                 reason: REPLACED.to_owned(),
             });
             return Ok(());
         }
-        self.attachment = Some((attach.socket, attach.protocol));
+        self.attachment = Some(Box::new((attach.socket, attach.protocol)));
         self.cancel_resume_timer(ctx);
         self.begin_attempt(ctx);
         Ok(())
