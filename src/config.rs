@@ -5,6 +5,7 @@
 //! (`WSHERD__ENDPOINTS__BINANCE__URL`). `[defaults]` applies to every endpoint, merged key by
 //! key under each `[endpoints.<name>]`.
 
+mod cluster;
 mod endpoint;
 mod gateway;
 mod inbound;
@@ -13,6 +14,10 @@ mod server;
 mod show;
 mod units;
 
+pub use cluster::{
+    ClusterSettings, DEFAULT_LEASE, DEFAULT_SUBJECT_PREFIX, MAX_MEMBER_NAME, MIN_LEASE, NatsAuth,
+    NatsTls, NatsUrl, OnClusterLoss, check_member_name, check_subject_prefix,
+};
 pub use gateway::{
     DEFAULT_GATEWAY_BUFFER, DEFAULT_GATEWAY_SESSIONS, DEFAULT_GATEWAY_TOPICS, GatewayOverflow,
     GatewaySettings, path_problem as gateway_path_problem,
@@ -126,6 +131,8 @@ pub struct EndpointConfig {
     pub spec: EndpointSpec,
     /// A digest of the resolved settings, secrets included, to tell whether a reload changed it.
     fingerprint: u64,
+    /// A stable digest of the settings without secrets: what cluster members compare.
+    shape: u64,
 }
 
 impl EndpointConfig {
@@ -143,11 +150,13 @@ impl EndpointConfig {
             material.push('\0');
         }
         let fingerprint = digest(&material);
+        let shape = stable_digest(format!("{spec:?}").as_bytes());
         EndpointConfig {
             enabled: true,
             required: false,
             spec,
             fingerprint,
+            shape,
         }
     }
 
@@ -189,9 +198,27 @@ pub struct HerdConfig {
     pub inbound: BTreeMap<EndpointName, InboundConfig>,
     /// `[gateway]`: local clients subscribe to the herd's messages by topic.
     pub gateway: Option<GatewaySettings>,
+    /// `[cluster]`: this herd's endpoints are shared with other processes over NATS
+    /// (`wsherd-cluster`).
+    pub cluster: Option<ClusterSettings>,
 }
 
 impl HerdConfig {
+    /// A digest of the outbound endpoints (names, whether enabled, every setting but secrets),
+    /// the same on every machine and build: members of one cluster compare it and refuse to
+    /// share endpoints configured differently. Secrets stay out because the digest is
+    /// published to NATS, and a digest of a short secret could be searched for.
+    pub fn shared_digest(&self) -> u64 {
+        let mut material = Vec::new();
+        for (name, endpoint) in &self.endpoints {
+            material.extend_from_slice(name.as_str().as_bytes());
+            material.push(0);
+            material.push(u8::from(endpoint.enabled));
+            material.extend_from_slice(&endpoint.shape.to_le_bytes());
+        }
+        stable_digest(&material)
+    }
+
     /// Loads one file plus the process environment.
     pub fn from_file(path: impl AsRef<Path>) -> Result<HerdConfig, ConfigError> {
         ConfigLoader::new().file(path).load()
@@ -212,6 +239,7 @@ const TOP_KEYS: &[&str] = &[
     "endpoints",
     "inbound",
     "gateway",
+    "cluster",
 ];
 const HERD_KEYS: &[&str] = &[
     "workers",
@@ -363,6 +391,18 @@ pub fn herd_keys() -> Vec<String> {
             keys.extend(OUTAGE_KEYS.iter().map(|k| format!("outage.{k}")));
         } else {
             keys.push((*key).to_owned());
+        }
+    }
+    keys
+}
+
+/// Every key `[cluster]` accepts, nested ones dotted (`tls.ca`).
+pub fn cluster_keys() -> Vec<String> {
+    let mut keys = Vec::new();
+    for key in cluster::CLUSTER_KEYS {
+        keys.push((*key).to_owned());
+        if *key == "tls" {
+            keys.extend(cluster::CLUSTER_TLS_KEYS.iter().map(|k| format!("tls.{k}")));
         }
     }
     keys
@@ -526,6 +566,9 @@ impl ConfigLoader {
         if let Some(gateway) = top.map.get("gateway") {
             config.gateway = gateway::read_gateway(reader, gateway, &lookup);
         }
+        if let Some(cluster) = top.map.get("cluster") {
+            config.cluster = cluster::read_cluster(reader, cluster, &lookup);
+        }
         if let Some(inbound) = top.map.get("inbound") {
             read_inbound_tables(
                 reader,
@@ -587,7 +630,9 @@ impl ConfigLoader {
                     read::remove_path(&mut settings, "linger");
                     read::remove_path(&mut settings, "connect");
                 }
-                let fingerprint = digest(&(canonical(&settings) + &secrets));
+                let shown = canonical(&settings);
+                let shape = stable_digest(shown.as_bytes());
+                let fingerprint = digest(&(shown + &secrets));
                 let (enabled, required, spec) = endpoint;
                 config.endpoints.insert(
                     endpoint_name,
@@ -596,6 +641,7 @@ impl ConfigLoader {
                         required,
                         spec,
                         fingerprint,
+                        shape,
                     },
                 );
             }
@@ -701,6 +747,17 @@ fn canonical(value: &Value) -> String {
         ValueKind::String(text) => format!("{text:?}"),
         _ => value.to_string(),
     }
+}
+
+/// FNV-1a, 64 bits: unlike `DefaultHasher`, the same for every Rust version, so two builds
+/// of one config agree.
+fn stable_digest(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
 }
 
 fn digest(text: &str) -> u64 {

@@ -61,15 +61,34 @@ pub enum SendError {
     /// The endpoint's supervisor stopped while the message waited in its mailbox.
     #[error("the endpoint stopped before the message was taken")]
     Lost,
+    /// A cluster endpoint no member runs right now (between a member's end and a takeover),
+    /// or whose owner did not answer in time.
+    #[error("no member of the cluster runs endpoint {name:?} now")]
+    NoOwner {
+        /// The endpoint.
+        name: String,
+        /// The unsent message.
+        message: Outbound,
+    },
+    /// The member that runs the endpoint refused the message, or the request to it failed.
+    #[error("endpoint {name:?} on another member: {error}")]
+    Remote {
+        /// The endpoint.
+        name: String,
+        /// What the owner (or NATS) said.
+        error: String,
+    },
 }
 
 impl SendError {
     /// The unsent message, when it could be kept.
     pub fn into_message(self) -> Option<Outbound> {
         match self {
-            SendError::UnknownEndpoint { message, .. } => Some(message),
+            SendError::UnknownEndpoint { message, .. } | SendError::NoOwner { message, .. } => {
+                Some(message)
+            }
             SendError::Rejected(rejected) => Some(rejected.into_message()),
-            SendError::Encode(_) | SendError::Lost => None,
+            SendError::Encode(_) | SendError::Lost | SendError::Remote { .. } => None,
         }
     }
 }

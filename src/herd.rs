@@ -9,6 +9,7 @@ mod adapters;
 mod lifecycle;
 mod messaging;
 mod metrics;
+mod remote;
 mod requests;
 mod sessions;
 
@@ -32,6 +33,7 @@ pub use adapters::{DeliveryStream, STREAM_CAPACITY};
 pub use lifecycle::{ReloadReport, SHUTDOWN_TIMEOUT, ShutdownReport, shutdown_signal};
 pub use messaging::MAX_STREAM_CAPACITY;
 pub use metrics::MIN_METRICS_INTERVAL;
+pub use remote::{RemoteSend, RemoteSender};
 pub use sessions::{InboundEndpoint, SessionRefused};
 
 /// An endpoint's settings as it runs: the spec, shared with its supervisor (one copy per
@@ -92,6 +94,8 @@ struct Inner {
     metrics: Mutex<metrics::Publisher>,
     /// Inbound endpoints, whose sessions are in `endpoints` as `<inbound>:<id>`.
     inbound: Mutex<BTreeMap<EndpointName, Arc<sessions::InboundEndpoint>>>,
+    /// Where sends to endpoints run elsewhere go (a cluster's other members).
+    remote: std::sync::RwLock<Option<Arc<dyn remote::RemoteSender>>>,
 }
 
 #[derive(Default)]
@@ -169,6 +173,7 @@ impl Herd {
                 next_arbiter: AtomicUsize::new(0),
                 metrics: Mutex::new(metrics::Publisher::default()),
                 inbound: Mutex::new(BTreeMap::new()),
+                remote: std::sync::RwLock::new(None),
             }),
         }
     }

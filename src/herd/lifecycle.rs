@@ -255,6 +255,17 @@ impl Herd {
         Ok(name)
     }
 
+    /// Starts endpoint `name` as `endpoint` configures it (whether it is required included),
+    /// as [`Herd::from_config`] starts the endpoints of a file: what a cluster member does
+    /// when it takes an endpoint.
+    pub fn add_configured(
+        &self,
+        name: EndpointName,
+        endpoint: crate::config::EndpointConfig,
+    ) -> Result<(), HerdError> {
+        self.start_endpoint(name, endpoint.into(), Replay::default())
+    }
+
     /// Closes endpoint `name` gracefully (Close with `code` and `reason`), waits for the close
     /// to finish (the peer's answer or the close timeout), forgets it, and hands back every
     /// message it had accepted and not sent, oldest first: the queue, and what the socket

@@ -21,12 +21,21 @@ impl Herd {
     /// ([`Submitted::Writing`]) when the endpoint is live and nothing waits, else into its
     /// queue ([`Submitted::Queued`], per its queue policy) and out, in order, after the on-open
     /// messages of the next open. What each outcome promises: `docs/guarantees.md`.
+    ///
+    /// In a cluster, an endpoint another member runs is sent to through its owner, and the
+    /// owner's outcome is the answer ([`SendError::NoOwner`] while nobody holds it).
     pub async fn send(
         &self,
         name: &str,
         message: impl Into<Outbound>,
     ) -> Result<Submitted, SendError> {
-        self.submit(name, message.into(), Submit).await
+        let message = message.into();
+        if self.supervisor(name).is_err()
+            && let Some(remote) = self.remote_for(name)
+        {
+            return remote.send(name, message).await;
+        }
+        self.submit(name, message, Submit).await
     }
 
     /// Hands `message` to endpoint `name`'s supervisor, wrapped by `wrap`.

@@ -22,6 +22,7 @@
 mod browser;
 mod external;
 mod log;
+mod nats;
 mod proxy;
 mod raw;
 mod script;
@@ -33,6 +34,7 @@ mod watch;
 pub use browser::Browser;
 pub use external::ExternalProxy;
 pub use log::{ConnectionLog, Received};
+pub use nats::NatsServer;
 pub use proxy::{FaultProxy, ProxyMode};
 pub use raw::{
     RawLog, RawServer, RawStep, accept_response, client_frames, deflated, frame, frame_with,

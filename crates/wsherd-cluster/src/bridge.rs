@@ -1,0 +1,412 @@
+//! Between the herd and NATS: local messages and state changes published, other members'
+//! messages routed to local subscribers, sends served for and requested from other members,
+//! and status answered.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError, Weak};
+use std::time::Duration;
+
+use actix::prelude::*;
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use wsherd::{
+    Delivery, EndpointName, Outbound, Overflow, RawMessage, RemoteSend, RemoteSender, SendError,
+    StateEvent, Submitted, SubscribeOptions,
+};
+use wsherd_router::DispatchReport;
+
+use crate::error::ClusterError;
+use crate::{HEADER_ENDPOINT, HEADER_KIND, HEADER_MEMBER, Shared};
+
+/// The header that marks a send request's payload as a binary frame (else it is text).
+pub const HEADER_BINARY: &str = "Wsherd-Binary";
+
+/// Messages the publisher holds while NATS takes them: past this they are dropped and counted
+/// (`publish_dropped`) instead of slowing the endpoints that read them.
+const PUBLISH_MAILBOX: usize = 16_384;
+
+/// How long a send by request waits for the owner's answer.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Starts the publisher, the feeder of remote messages, the status responder, and makes the
+/// herd send through this cluster.
+pub(crate) async fn start(shared: &Arc<Shared>) -> Result<(), ClusterError> {
+    let nats = |e: &dyn std::fmt::Display| ClusterError::Nats(e.to_string());
+    let publisher = Publisher {
+        shared: Arc::downgrade(shared),
+    }
+    .start();
+    shared.herd.subscribe_raw_all(
+        publisher.clone().recipient(),
+        SubscribeOptions::new().overflow(Overflow::Drop),
+    );
+    shared.herd.subscribe_events_with::<StateEvent>(
+        publisher.recipient(),
+        SubscribeOptions::new().overflow(Overflow::Drop),
+    );
+
+    let messages = shared
+        .client
+        .subscribe(shared.subjects.all_messages())
+        .await
+        .map_err(|e| nats(&e))?;
+    actix::spawn(feed(Arc::downgrade(shared), messages));
+
+    let status = shared
+        .client
+        .subscribe(shared.subjects.status())
+        .await
+        .map_err(|e| nats(&e))?;
+    actix::spawn(answer_status(Arc::downgrade(shared), status));
+
+    shared.herd.set_remote(Some(Arc::new(RemoteSends {
+        shared: Arc::downgrade(shared),
+    })));
+    Ok(())
+}
+
+/// Publishes what local endpoints receive, and their state changes.
+struct Publisher {
+    shared: Weak<Shared>,
+}
+
+impl Actor for Publisher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(PUBLISH_MAILBOX);
+    }
+}
+
+impl Handler<Delivery<RawMessage>> for Publisher {
+    type Result = ();
+
+    fn handle(&mut self, delivery: Delivery<RawMessage>, _: &mut Context<Self>) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let endpoint = delivery.endpoint.as_str();
+        // Only what this member read itself: a remote message routed here is another
+        // member's (it reached this herd before the endpoint became local, if it is now).
+        let Some(since) = shared.local_since(endpoint) else {
+            return;
+        };
+        if delivery.message.received_at < since {
+            return;
+        }
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_ENDPOINT, endpoint);
+        headers.insert(HEADER_KIND, &*delivery.message.kind);
+        headers.insert(HEADER_MEMBER, shared.member.as_str());
+        let subject = shared.subjects.message(endpoint, &delivery.message.kind);
+        let payload = Bytes::copy_from_slice(delivery.message.text.as_bytes());
+        publish(&shared, subject, headers, payload);
+    }
+}
+
+impl Handler<Delivery<StateEvent>> for Publisher {
+    type Result = ();
+
+    fn handle(&mut self, delivery: Delivery<StateEvent>, _: &mut Context<Self>) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let endpoint = delivery.endpoint.as_str();
+        if !shared.is_local(endpoint) {
+            return;
+        }
+        let mut line = wsherd_server::state_line(endpoint, &delivery.message);
+        line["member"] = Value::from(shared.member.as_str());
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_ENDPOINT, endpoint);
+        headers.insert(HEADER_MEMBER, shared.member.as_str());
+        let payload = Bytes::from(line.to_string());
+        publish(&shared, shared.subjects.state(endpoint), headers, payload);
+    }
+}
+
+/// Hands one message to the NATS client without waiting: the client's own buffer is
+/// bounded, and a message it cannot take now is dropped and counted, never waited for on
+/// the publisher's thread.
+fn publish(shared: &Arc<Shared>, subject: String, headers: HeaderMap, payload: Bytes) {
+    let client = shared.client.clone();
+    let counters = Arc::clone(&shared.counters);
+    let publish = client.publish_with_headers(subject, headers, payload);
+    // `publish` only queues into the client's channel; it waits only when that is full.
+    match futures_util::FutureExt::now_or_never(publish) {
+        Some(Ok(())) => {
+            counters.published.fetch_add(1, Ordering::Relaxed);
+        }
+        _ => {
+            counters.publish_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Routes other members' messages to this herd's subscribers, decoded once per type as any
+/// local message is; nobody here wanting one is fine (no dead letter: that is the owner's).
+async fn feed(shared: Weak<Shared>, mut messages: async_nats::Subscriber) {
+    let mut report = DispatchReport::default();
+    let mut cache = match shared.upgrade() {
+        Some(shared) => shared.herd.router().cache(),
+        None => return,
+    };
+    while let Some(message) = messages.next().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let headers = message.headers.as_ref();
+        let header = |name: &str| {
+            headers
+                .and_then(|h| h.get(name))
+                .map(|v| v.as_str().to_owned())
+        };
+        if header(HEADER_MEMBER).as_deref() == Some(shared.member.as_str()) {
+            continue;
+        }
+        let endpoint = match header(HEADER_ENDPOINT) {
+            Some(endpoint) => endpoint,
+            None => match shared.subjects.parse_message(message.subject.as_str()) {
+                Some((endpoint, _)) => endpoint,
+                None => continue,
+            },
+        };
+        // Ours now: what another member published before the hand-over is not delivered twice.
+        if shared.is_local(&endpoint) {
+            continue;
+        }
+        let (Some(config), Ok(name)) = (
+            shared.endpoint_config(&endpoint),
+            EndpointName::new(&endpoint),
+        ) else {
+            continue;
+        };
+        let Ok(text) = std::str::from_utf8(&message.payload) else {
+            continue;
+        };
+        let table = Arc::clone(cache.current());
+        table.route_wanted(&name, &config.spec.connection.kind, text, &mut report);
+        report.flush_batches();
+        for id in report.closed.drain(..) {
+            shared.herd.unsubscribe(id);
+        }
+        shared
+            .counters
+            .remote_routed
+            .fetch_add(1, Ordering::Relaxed);
+        if report.held() > 0 {
+            // A full backpressure subscriber: wait for it, and let NATS hold (and, past its
+            // own bound, drop and report) what comes meanwhile.
+            drop(shared);
+            std::future::poll_fn(|cx| report.poll_unblocked(cx)).await;
+        }
+    }
+}
+
+/// Answers `<prefix>.status` with this member's endpoints.
+async fn answer_status(shared: Weak<Shared>, mut requests: async_nats::Subscriber) {
+    while let Some(request) = requests.next().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let Some(reply) = request.reply else {
+            continue;
+        };
+        let endpoints: Vec<Value> = shared
+            .herd
+            .status()
+            .iter()
+            .map(wsherd_server::status_json)
+            .collect();
+        let answer = json!({
+            "member": shared.member,
+            "endpoints": endpoints,
+        });
+        let _ = shared
+            .client
+            .publish(reply, Bytes::from(answer.to_string()))
+            .await;
+    }
+}
+
+/// Asks every member for its status and gathers the answers for `wait`.
+pub(crate) async fn gather_status(shared: &Arc<Shared>, wait: Duration) -> Vec<Value> {
+    let inbox = shared.client.new_inbox();
+    let Ok(mut answers) = shared.client.subscribe(inbox.clone()).await else {
+        return Vec::new();
+    };
+    if shared
+        .client
+        .publish_with_reply(shared.subjects.status(), inbox, Bytes::new())
+        .await
+        .is_err()
+    {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, answers.next()).await {
+        if let Ok(value) = serde_json::from_slice::<Value>(&answer.payload) {
+            out.push(value);
+        }
+    }
+    out.sort_by(|a, b| a["member"].as_str().cmp(&b["member"].as_str()));
+    out
+}
+
+/// Answers `<prefix>.send.<endpoint>` requests while this member runs `endpoint`.
+pub(crate) fn serve_sends(shared: &Arc<Shared>, endpoint: EndpointName) {
+    let weak = Arc::downgrade(shared);
+    let client = shared.client.clone();
+    let subject = shared.subjects.send(endpoint.as_str());
+    let key = endpoint.as_str().to_owned();
+    let task = actix::spawn(async move {
+        let Ok(mut requests) = client.subscribe(subject).await else {
+            return;
+        };
+        while let Some(request) = requests.next().await {
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            let Some(reply) = request.reply.clone() else {
+                continue;
+            };
+            let answer = serve_one(&shared, &endpoint, &request).await;
+            shared.counters.sends_served.fetch_add(1, Ordering::Relaxed);
+            let _ = client.publish(reply, Bytes::from(answer.to_string())).await;
+        }
+    });
+    if let Some(old) = shared
+        .send_tasks
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key, task)
+    {
+        old.abort();
+    }
+}
+
+async fn serve_one(
+    shared: &Arc<Shared>,
+    endpoint: &EndpointName,
+    request: &async_nats::Message,
+) -> Value {
+    let binary = request
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(HEADER_BINARY))
+        .is_some();
+    let message = if binary {
+        Outbound::Binary(request.payload.clone())
+    } else {
+        match String::from_utf8(request.payload.to_vec()) {
+            Ok(text) => Outbound::Text(text),
+            Err(_) => {
+                return json!({
+                    "status": "rejected",
+                    "error": format!("the payload is not UTF-8 text; send binary frames with the {HEADER_BINARY} header"),
+                });
+            }
+        }
+    };
+    if !shared.is_local(endpoint.as_str()) {
+        return json!({"status": "rejected", "error": "this member no longer runs the endpoint"});
+    }
+    match shared.herd.send(endpoint.as_str(), message).await {
+        Ok(Submitted::Writing) => json!({"status": "writing"}),
+        Ok(Submitted::Queued) => json!({"status": "queued"}),
+        Err(error) => json!({"status": "rejected", "error": error.to_string()}),
+    }
+}
+
+/// Stops answering sends for `endpoint` (it is being closed here).
+pub(crate) fn stop_serving_sends(shared: &Arc<Shared>, endpoint: &str) {
+    if let Some(task) = shared
+        .send_tasks
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(endpoint)
+    {
+        task.abort();
+    }
+}
+
+/// Sends `message` to `endpoint` through its owner and reads the owner's outcome.
+pub(crate) async fn request_send(
+    shared: &Arc<Shared>,
+    endpoint: &str,
+    message: &Outbound,
+) -> Result<Submitted, SendError> {
+    let (payload, binary) = match message {
+        Outbound::Text(text) => (Bytes::from(text.clone()), false),
+        Outbound::Binary(bytes) => (bytes.clone(), true),
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(HEADER_MEMBER, shared.member.as_str());
+    if binary {
+        headers.insert(HEADER_BINARY, "1");
+    }
+    let request =
+        shared
+            .client
+            .request_with_headers(shared.subjects.send(endpoint), headers, payload);
+    let no_owner = || SendError::NoOwner {
+        name: endpoint.to_owned(),
+        message: message.clone(),
+    };
+    let answer = match tokio::time::timeout(SEND_TIMEOUT, request).await {
+        Ok(Ok(answer)) => answer,
+        Ok(Err(error)) => {
+            return match error.kind() {
+                async_nats::client::RequestErrorKind::NoResponders
+                | async_nats::client::RequestErrorKind::TimedOut => Err(no_owner()),
+                _ => Err(SendError::Remote {
+                    name: endpoint.to_owned(),
+                    error: error.to_string(),
+                }),
+            };
+        }
+        Err(_) => return Err(no_owner()),
+    };
+    let value: Value = serde_json::from_slice(&answer.payload).unwrap_or(Value::Null);
+    match value["status"].as_str() {
+        Some("writing") => Ok(Submitted::Writing),
+        Some("queued") => Ok(Submitted::Queued),
+        Some("rejected") if value["error"] == "this member no longer runs the endpoint" => {
+            Err(no_owner())
+        }
+        _ => Err(SendError::Remote {
+            name: endpoint.to_owned(),
+            error: value["error"]
+                .as_str()
+                .unwrap_or("the owner's answer was not understood")
+                .to_owned(),
+        }),
+    }
+}
+
+/// What the herd sends through for endpoints of the cluster it does not run.
+struct RemoteSends {
+    shared: Weak<Shared>,
+}
+
+impl RemoteSender for RemoteSends {
+    fn knows(&self, name: &str) -> bool {
+        self.shared
+            .upgrade()
+            .is_some_and(|shared| shared.endpoint_config(name).is_some())
+    }
+
+    fn send(&self, name: &str, message: Outbound) -> RemoteSend {
+        let shared = self.shared.upgrade();
+        let name = name.to_owned();
+        Box::pin(async move {
+            match shared {
+                Some(shared) => request_send(&shared, &name, &message).await,
+                None => Err(SendError::NoOwner { name, message }),
+            }
+        })
+    }
+}

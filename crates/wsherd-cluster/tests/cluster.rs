@@ -1,0 +1,476 @@
+//! Members of one cluster against a real nats-server (Debian's package, installed by
+//! `scripts/test`), each member in an actix system of its own thread, every endpoint a path
+//! of one local WebSocket server that counts who is connected.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test helpers fail loudly
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde::Deserialize;
+use wsherd::config::HerdConfig;
+use wsherd::{Delivery, Inbound, Submitted};
+use wsherd_cluster::{Cluster, ClusterError, HEADER_ENDPOINT, HEADER_KIND, HEADER_MEMBER};
+use wsherd_testkit::{ConnectionLog, NatsServer, Step, TestServer};
+
+const LEASE: &str = "2s";
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The one message every endpoint sends when it opens.
+#[derive(Debug, Clone, Deserialize)]
+struct Hello {
+    endpoint: String,
+}
+
+impl Inbound for Hello {
+    const KIND: &'static str = "hello";
+}
+
+fn feed_server() -> TestServer {
+    // Each connection says hello with its own path, then echoes what it is sent.
+    TestServer::builder_with(|_| wsherd_testkit::Behaviour::Accept(vec![Step::Echo(true)]))
+        .start()
+        .expect("test server")
+}
+
+/// The config of `count` endpoints `e00`… on `server`, for member `member`.
+fn config_text(
+    nats: &NatsServer,
+    server: &TestServer,
+    member: &str,
+    count: usize,
+    extra: &str,
+) -> String {
+    let mut text = format!(
+        "[herd]\nworkers = 1\n\n[cluster]\nnats = \"{}\"\nmember = \"{member}\"\nlease = \"{LEASE}\"\n{extra}\n",
+        nats.url()
+    );
+    for i in 0..count {
+        let name = format!("e{i:02}");
+        text.push_str(&format!(
+            "\n[endpoints.{name}]\nurl = \"{}\"\non_open = ['{{\"type\":\"hello\",\"endpoint\":\"{name}\"}}']\n",
+            server.url(&format!("/{name}"))
+        ));
+    }
+    text
+}
+
+fn load(text: &str) -> HerdConfig {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "wsherd-cluster-test-{}-{}.toml",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::write(&path, text).expect("write config");
+    let config = HerdConfig::from_file(&path).expect("config");
+    let _ = std::fs::remove_file(&path);
+    config
+}
+
+/// A member in a system of its own; dropping it (or [`Member::crash`]) stops that system
+/// at once, without leaving: to NATS and the others it is a process that died.
+struct Member {
+    cluster: Cluster,
+    stop: Option<tokio::sync::oneshot::Sender<bool>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Member {
+    fn join(config: HerdConfig) -> Result<Member, ClusterError> {
+        let (ready, joined) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<bool>();
+        let thread = std::thread::spawn(move || {
+            let system = actix::System::new();
+            system.block_on(async move {
+                match Cluster::join(config).await {
+                    Ok(cluster) => {
+                        let _ = ready.send(Ok(cluster.clone()));
+                        if let Ok(true) = stopped.await {
+                            cluster.leave().await;
+                        }
+                    }
+                    Err(error) => {
+                        let _ = ready.send(Err(error));
+                    }
+                }
+            });
+        });
+        let cluster = joined.recv().expect("member thread")?;
+        Ok(Member {
+            cluster,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Ends the member's system without leaving (what SIGKILL does to a process).
+    fn crash(mut self) {
+        self.end(false);
+    }
+
+    fn end(&mut self, leave: bool) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(leave);
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.end(false);
+    }
+}
+
+/// Open connections by path.
+fn open_by_path(connections: &[ConnectionLog]) -> BTreeMap<String, usize> {
+    let mut open = BTreeMap::new();
+    for connection in connections.iter().filter(|c| !c.ended && c.status == 101) {
+        if let Some(path) = &connection.path {
+            *open.entry(path.clone()).or_insert(0) += 1;
+        }
+    }
+    open
+}
+
+/// Waits until each of `count` endpoints is connected exactly once; panics, with what was
+/// seen, if a path is ever open twice.
+async fn wait_each_once(server: &TestServer, count: usize) {
+    server
+        .wait_for(WAIT, |connections| {
+            let open = open_by_path(connections);
+            if let Some((path, n)) = open.iter().find(|(_, n)| **n > 1) {
+                panic!("{path} is connected {n} times at once");
+            }
+            (open.len() == count).then_some(())
+        })
+        .await
+        .expect("every endpoint connected once");
+}
+
+async fn wait_until(mut check: impl FnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn spread(members: &[&Member]) -> Vec<usize> {
+    members
+        .iter()
+        .map(|m| m.cluster.local_endpoints().len())
+        .collect()
+}
+
+#[actix_rt::test]
+async fn three_members_connect_each_of_thirty_endpoints_once_and_evenly_and_serve_the_whole_cluster()
+ {
+    let nats = NatsServer::start().expect("nats-server");
+    let server = feed_server();
+    let plain = async_nats::connect(nats.url()).await.unwrap();
+    let mut hellos = plain.subscribe("wsherd.msg.*.hello").await.unwrap();
+
+    let a = Member::join(load(&config_text(&nats, &server, "a", 30, ""))).unwrap();
+    let b = Member::join(load(&config_text(&nats, &server, "b", 30, ""))).unwrap();
+    let c = Member::join(load(&config_text(&nats, &server, "c", 30, ""))).unwrap();
+    // Member a's herd subscribes to every endpoint of the cluster.
+    let mut stream = a.cluster.herd().stream::<Hello>().unwrap();
+
+    wait_each_once(&server, 30).await;
+    wait_until(
+        || spread(&[&a, &b, &c]).iter().sum::<usize>() == 30,
+        "the members report 30 endpoints",
+    )
+    .await;
+    let spread = spread(&[&a, &b, &c]);
+    assert!(
+        spread.iter().all(|n| (9..=11).contains(n)),
+        "spread evenly: {spread:?}"
+    );
+
+    // A plain NATS subscriber reads every endpoint's hello, as the upstream wrote it, with
+    // the headers naming endpoint, kind and member.
+    let mut seen = BTreeSet::new();
+    while seen.len() < 30 {
+        let message = tokio::time::timeout(WAIT, hellos.next())
+            .await
+            .expect("a hello on NATS")
+            .unwrap();
+        let headers = message.headers.clone().expect("headers");
+        let endpoint = headers.get(HEADER_ENDPOINT).unwrap().as_str().to_owned();
+        assert_eq!(headers.get(HEADER_KIND).unwrap().as_str(), "hello");
+        let member = headers.get(HEADER_MEMBER).unwrap().as_str().to_owned();
+        assert!(["a", "b", "c"].contains(&member.as_str()));
+        assert_eq!(
+            std::str::from_utf8(&message.payload).unwrap(),
+            format!("{{\"type\":\"hello\",\"endpoint\":\"{endpoint}\"}}")
+        );
+        assert_eq!(
+            message.subject.as_str(),
+            format!("wsherd.msg.{endpoint}.hello")
+        );
+        seen.insert(endpoint);
+    }
+
+    // A typed subscriber on one member sees the hellos of all thirty, local or remote, once.
+    let mut typed = BTreeMap::new();
+    while typed.len() < 30 {
+        let delivery: Delivery<Hello> = tokio::time::timeout(WAIT, stream.next())
+            .await
+            .expect("a typed hello")
+            .unwrap();
+        assert_eq!(delivery.endpoint.as_str(), delivery.message.endpoint);
+        *typed.entry(delivery.endpoint.to_string()).or_insert(0) += 1;
+    }
+    assert!(typed.values().all(|n| *n == 1), "{typed:?}");
+
+    // A send from a to an endpoint b runs goes through b and reaches the upstream.
+    let remote = b.cluster.local_endpoints()[0].clone();
+    let outcome = a
+        .cluster
+        .herd()
+        .send(remote.as_str(), r#"{"type":"ping"}"#)
+        .await
+        .expect("sent through its owner");
+    assert!(matches!(outcome, Submitted::Writing | Submitted::Queued));
+    let path = format!("/{remote}");
+    server
+        .wait_for(WAIT, |connections| {
+            connections
+                .iter()
+                .find(|c| !c.ended && c.path.as_deref() == Some(path.as_str()))
+                .filter(|c| c.texts().any(|t| t == r#"{"type":"ping"}"#))
+                .map(|_| ())
+        })
+        .await
+        .expect("the upstream got the send");
+
+    // Everyone answers the status request: thirty endpoints in all, each once.
+    let status = a.cluster.cluster_status(Duration::from_secs(2)).await;
+    let members: Vec<&str> = status.iter().filter_map(|s| s["member"].as_str()).collect();
+    assert_eq!(members, ["a", "b", "c"]);
+    let listed: usize = status
+        .iter()
+        .map(|s| s["endpoints"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(listed, 30);
+    let owners = a.cluster.ownership();
+    assert_eq!(owners.len(), 30);
+    assert!(owners.iter().all(|o| o.owner.is_some()));
+}
+
+#[actix_rt::test]
+async fn a_crashed_members_endpoints_are_taken_over_within_a_lease_and_two_seconds() {
+    let nats = NatsServer::start().expect("nats-server");
+    let server = feed_server();
+    let a = Member::join(load(&config_text(&nats, &server, "a", 12, ""))).unwrap();
+    let b = Member::join(load(&config_text(&nats, &server, "b", 12, ""))).unwrap();
+    let c = Member::join(load(&config_text(&nats, &server, "c", 12, ""))).unwrap();
+    wait_each_once(&server, 12).await;
+    wait_until(|| spread(&[&a, &b, &c]) == [4, 4, 4], "4 endpoints each").await;
+    let victims: Vec<String> = c
+        .cluster
+        .local_endpoints()
+        .iter()
+        .map(|e| format!("/{e}"))
+        .collect();
+    let crashed = Instant::now();
+    c.crash();
+    server
+        .wait_for(WAIT, |connections| {
+            let open = open_by_path(connections);
+            if let Some((path, n)) = open.iter().find(|(_, n)| **n > 1) {
+                panic!("{path} is connected {n} times at once");
+            }
+            victims.iter().all(|v| open.contains_key(v)).then_some(())
+        })
+        .await
+        .expect("the crashed member's endpoints connected again");
+    let takeover = crashed.elapsed();
+    assert!(
+        takeover < Duration::from_secs(2 + 2) + Duration::from_millis(500),
+        "taken over in {takeover:?} (lease {LEASE} + 2 s, and the crash's own close)"
+    );
+    wait_until(|| spread(&[&a, &b]) == [6, 6], "6 each").await;
+}
+
+#[actix_rt::test]
+async fn a_joining_member_gets_its_share_by_hand_over_and_no_endpoint_is_ever_open_twice() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
+    let nats = NatsServer::start().expect("nats-server");
+    let server = feed_server();
+    let a = Member::join(load(&config_text(&nats, &server, "a", 12, ""))).unwrap();
+    let b = Member::join(load(&config_text(&nats, &server, "b", 12, ""))).unwrap();
+    wait_each_once(&server, 12).await;
+    wait_until(|| spread(&[&a, &b]) == [6, 6], "6 each").await;
+    let c = Member::join(load(&config_text(&nats, &server, "c", 12, ""))).unwrap();
+    // Every change of the server's log is checked: never two connections on one path.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let open = open_by_path(&server.connections());
+        assert!(open.values().all(|n| *n == 1), "open twice: {open:?}");
+        if spread(&[&a, &b, &c]) == [4, 4, 4] && open.len() == 12 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no rebalance: {:?}",
+            spread(&[&a, &b, &c])
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        a.cluster
+            .counters()
+            .released
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
+}
+
+#[actix_rt::test]
+async fn after_a_nats_restart_every_endpoint_is_still_connected_once_and_messages_flow() {
+    let mut nats = NatsServer::start().expect("nats-server");
+    let server = feed_server();
+    let a = Member::join(load(&config_text(&nats, &server, "a", 6, ""))).unwrap();
+    let b = Member::join(load(&config_text(&nats, &server, "b", 6, ""))).unwrap();
+    wait_each_once(&server, 6).await;
+    wait_until(|| spread(&[&a, &b]) == [3, 3], "3 each").await;
+    nats.restart().expect("nats-server again");
+    let plain = async_nats::connect(nats.url()).await.unwrap();
+    let mut echoes = plain.subscribe("wsherd.msg.*.echo").await.unwrap();
+    // Wait until the members renew again, then everything is owned once.
+    wait_until(
+        || spread(&[&a, &b]).iter().sum::<usize>() == 6,
+        "six endpoints run",
+    )
+    .await;
+    wait_each_once(&server, 6).await;
+    // A send through b to one of a's endpoints: its echo is published again.
+    let target = a.cluster.local_endpoints()[0].clone();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if b.cluster
+            .herd()
+            .send(target.as_str(), r#"{"type":"echo"}"#)
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "sends never went through after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let echo = tokio::time::timeout(WAIT, echoes.next())
+        .await
+        .expect("the echo on NATS")
+        .unwrap();
+    assert_eq!(
+        echo.headers.unwrap().get(HEADER_ENDPOINT).unwrap().as_str(),
+        target.as_str()
+    );
+}
+
+#[actix_rt::test]
+async fn without_nats_a_stop_member_closes_its_endpoints_and_a_keep_member_keeps_them() {
+    let mut nats = NatsServer::start().expect("nats-server");
+    let stopping_server = feed_server();
+    let keeping_server = feed_server();
+    let stopping = Member::join(load(&config_text(
+        &nats,
+        &stopping_server,
+        "s",
+        3,
+        "subject_prefix = \"stopping\"\non_cluster_loss = \"stop\"",
+    )))
+    .unwrap();
+    let keeping = Member::join(load(&config_text(
+        &nats,
+        &keeping_server,
+        "k",
+        3,
+        "subject_prefix = \"keeping\"\non_cluster_loss = \"keep\"",
+    )))
+    .unwrap();
+    wait_each_once(&stopping_server, 3).await;
+    wait_each_once(&keeping_server, 3).await;
+    nats.kill();
+    stopping_server
+        .wait_for(WAIT, |connections| {
+            open_by_path(connections).is_empty().then_some(())
+        })
+        .await
+        .expect("the stop member closed its endpoints");
+    assert!(stopping.cluster.local_endpoints().is_empty());
+    // Both fence at the same age of their last renewal; the keep member did not.
+    assert_eq!(open_by_path(&keeping_server.connections()).len(), 3);
+    assert_eq!(keeping.cluster.local_endpoints().len(), 3);
+    // NATS back: the stop member takes its endpoints again.
+    nats.restart().expect("nats-server again");
+    wait_each_once(&stopping_server, 3).await;
+}
+
+#[actix_rt::test]
+async fn a_member_with_another_config_is_refused_while_the_first_is_alive() {
+    let nats = NatsServer::start().expect("nats-server");
+    let server = feed_server();
+    let _a = Member::join(load(&config_text(&nats, &server, "a", 3, ""))).unwrap();
+    let refused = Member::join(load(&config_text(&nats, &server, "b", 4, "")));
+    match refused {
+        Err(ClusterError::ConfigMismatch { member, .. }) => assert_eq!(member, "a"),
+        Err(other) => panic!("refused for another reason: {other}"),
+        Ok(_) => panic!("a member with another config joined"),
+    }
+    let message = ClusterError::ConfigMismatch {
+        member: "a".into(),
+        theirs: "1".into(),
+        ours: "2".into(),
+    }
+    .to_string();
+    assert!(message.contains("same endpoints"), "{message}");
+}
+
+#[actix_rt::test]
+async fn a_lease_written_by_hand_closes_the_endpoint_and_it_is_taken_again_once() {
+    let nats = NatsServer::start().expect("nats-server");
+    let server = feed_server();
+    let a = Member::join(load(&config_text(&nats, &server, "a", 2, ""))).unwrap();
+    wait_each_once(&server, 2).await;
+    let plain = async_nats::connect(nats.url()).await.unwrap();
+    let leases = async_nats::jetstream::new(plain.clone())
+        .get_key_value("wsherd_leases")
+        .await
+        .unwrap();
+    let before = server.connections().len();
+    leases.put("e00", "not a lease".into()).await.unwrap();
+    // a closes e00 (its lease no longer names it), and after a lease of grace for the
+    // unknown writer takes it back: a new connection, and never two at once.
+    server
+        .wait_for(WAIT, |connections| {
+            let open = open_by_path(connections);
+            assert!(open.values().all(|n| *n == 1), "{open:?}");
+            (connections.len() > before && open.len() == 2).then_some(())
+        })
+        .await
+        .expect("e00 closed and connected again");
+    assert_eq!(a.cluster.local_endpoints().len(), 2);
+
+    // A send request that is not UTF-8 is refused, with a reason.
+    let answer = plain
+        .request("wsherd.send.e01", vec![0xff, 0xfe].into())
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&answer.payload).unwrap();
+    assert_eq!(answer["status"], "rejected");
+    assert!(answer["error"].as_str().unwrap().contains("UTF-8"));
+}
