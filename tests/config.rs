@@ -1901,3 +1901,82 @@ max_buffer = "10B"
             .contains("gateway.path: is required")
     );
 }
+
+#[test]
+fn a_cluster_table_reads_every_key_and_its_debug_hides_credentials() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[cluster]
+nats = ["nats://herd:s3cret@127.0.0.1:4222", "127.0.0.1:4223"]
+member = "ingest-1"
+lease = "3s"
+subject_prefix = "acme.herd"
+on_cluster_loss = "keep"
+token = "t0ken"
+
+[endpoints.feed]
+url = "ws://127.0.0.1:9/feed"
+"#,
+    );
+    let config = load(&file).unwrap();
+    let cluster = config.cluster.as_ref().expect("[cluster] read");
+    assert_eq!(cluster.nats.len(), 2);
+    assert_eq!(
+        cluster.nats[0].expose(),
+        "nats://herd:s3cret@127.0.0.1:4222"
+    );
+    assert_eq!(cluster.member.as_deref(), Some("ingest-1"));
+    assert_eq!(cluster.lease, Duration::from_secs(3));
+    assert_eq!(cluster.subject_prefix, "acme.herd");
+    assert_eq!(cluster.on_cluster_loss, wsherd::config::OnClusterLoss::Keep);
+    assert!(matches!(&cluster.auth, wsherd::config::NatsAuth::Token(t) if t.expose() == "t0ken"));
+    let shown = format!("{cluster:?}");
+    assert!(
+        !shown.contains("s3cret") && !shown.contains("t0ken"),
+        "{shown}"
+    );
+    // The digest members compare leaves secrets out and follows the endpoints.
+    let digest = config.shared_digest();
+    assert_eq!(digest, load(&file).unwrap().shared_digest());
+    let other = TempConfig::new(
+        "toml",
+        "[endpoints.feed]\nurl = \"ws://127.0.0.1:9/other\"\n",
+    );
+    assert_ne!(digest, load(&other).unwrap().shared_digest());
+}
+
+#[test]
+fn a_cluster_table_says_what_is_wrong_and_where() {
+    let file = TempConfig::new(
+        "toml",
+        r#"
+[cluster]
+nats = "http://127.0.0.1:4222"
+member = "two words"
+lease = "100ms"
+subject_prefix = "a..b"
+on_cluster_loss = "stpo"
+token = "x"
+user = "u"
+"#,
+    );
+    let found = problems(&file).join("\n");
+    for expected in [
+        "cluster.nats: http://127.0.0.1:4222 is not a NATS address",
+        "cluster.member: holds ' '",
+        "cluster.lease: is 100ms; at least 300ms",
+        "cluster.subject_prefix: \"a..b\" has an empty token",
+        "cluster.on_cluster_loss: expected one of \"stop\", \"keep\"",
+        "cluster: sets token and user",
+    ] {
+        assert!(found.contains(expected), "{expected} in:\n{found}");
+    }
+    let file = TempConfig::new("toml", "[cluster]\nlease = \"5s\"\n");
+    assert!(
+        problems(&file)
+            .join("\n")
+            .contains("cluster.nats: is required with [cluster]"),
+        "a cluster needs its NATS"
+    );
+}

@@ -203,7 +203,8 @@ pub(crate) fn read_cluster(
 ) -> Option<ClusterSettings> {
     let table = reader.table(value, "cluster", CLUSTER_KEYS)?;
     let mut settings = ClusterSettings::new(String::new());
-    settings.nats = read_urls(reader, &table)?;
+    // Every other key is still checked when the addresses are wrong: all problems at once.
+    let urls = read_urls(reader, &table);
     if let Some(member) = reader.string(&table, "member") {
         match check_member_name(&member) {
             Ok(()) => settings.member = Some(member),
@@ -238,6 +239,7 @@ pub(crate) fn read_cluster(
     if let Some(tls) = table.map.get("tls") {
         settings.tls = read_tls(reader, tls);
     }
+    settings.nats = urls?;
     Some(settings)
 }
 

@@ -154,7 +154,27 @@ pub(crate) fn run(
             endpoints: endpoints.into_iter().collect(),
             kinds: kinds.into_iter().collect(),
         };
-        let herd = Herd::from_config(config).map_err(|e| e.to_string())?;
+        // With `[cluster]`, this process is one member: it runs its share of the endpoints
+        // and prints every endpoint's messages, its own and the other members'.
+        let cluster = match config.cluster {
+            Some(_) => Some(
+                wsherd_cluster::Cluster::join(config.clone())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
+        let herd = match &cluster {
+            Some(cluster) => {
+                eprintln!(
+                    "wsherd: member {} of the cluster; taking its share of {} endpoint(s)",
+                    cluster.member(),
+                    config.endpoints.values().filter(|e| e.enabled).count()
+                );
+                cluster.herd().clone()
+            }
+            None => Herd::from_config(config).map_err(|e| e.to_string())?,
+        };
         let printers = Printers::start(format, filter, Arc::clone(&rules), &stdout);
         printers.subscribe(&herd);
         herd.start();
@@ -169,9 +189,13 @@ pub(crate) fn run(
         forward_stdin(herd.clone(), printers.lines(), stderr.clone());
         let stdout_closed = stdout.closed();
         tokio::select! {
-            () = wait_for_signals(&herd, path, &rules, &stderr) => {}
+            () = wait_for_signals(&herd, cluster.is_some(), path, &rules, &stderr) => {}
             // `wsherd run | head`: nobody will read what comes next; close gracefully.
             () = stdout_closed => {}
+        }
+        if let Some(cluster) = &cluster {
+            // Hand every endpoint over now: the others take them at once, not a lease later.
+            cluster.leave().await;
         }
         let report = herd.shutdown("shutting down", SHUTDOWN_TIMEOUT).await;
         if let Some(server) = &server {
@@ -250,7 +274,13 @@ async fn read_config(path: &Path) -> Result<HerdConfig, String> {
 }
 
 /// SIGHUP reloads; SIGINT or SIGTERM return.
-async fn wait_for_signals(herd: &Herd, path: &Path, rules: &KindRules, stderr: &Stderr) {
+async fn wait_for_signals(
+    herd: &Herd,
+    clustered: bool,
+    path: &Path,
+    rules: &KindRules,
+    stderr: &Stderr,
+) {
     let (Ok(mut interrupt), Ok(mut terminate), Ok(mut hangup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
@@ -264,7 +294,11 @@ async fn wait_for_signals(herd: &Herd, path: &Path, rules: &KindRules, stderr: &
         tokio::select! {
             _ = interrupt.recv() => return,
             _ = terminate.recv() => return,
+            // A member's endpoints are the cluster's: a reload here would start all of them.
             _ = hangup.recv() => match read_config(path).await {
+                Ok(_) if clustered => stderr.write(
+                    "wsherd: reload is not supported with [cluster]: restart the members one at a time with the new config\n".to_owned(),
+                ),
                 Ok(config) => {
                     *rules.lock().unwrap_or_else(PoisonError::into_inner) = kind_rules(&config);
                     match herd.reload(config).await {

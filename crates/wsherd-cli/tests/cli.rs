@@ -1083,3 +1083,97 @@ async fn run_serves_inbound_sessions_prints_their_messages_and_sends_them_stdin_
         "the token was printed"
     );
 }
+
+/// `[cluster]` with six endpoints of `server`, for member `member`.
+fn cluster_config(nats: &wsherd_testkit::NatsServer, server: &TestServer, member: &str) -> String {
+    let mut text = format!(
+        "[herd]\nworkers = 1\n[cluster]\nnats = \"{}\"\nmember = \"{member}\"\nlease = \"2s\"\n",
+        nats.url()
+    );
+    for i in 0..6 {
+        text.push_str(&format!(
+            "[endpoints.e{i}]\nurl = \"{}\"\non_open = ['{{\"type\":\"hello\",\"n\":{i}}}']\n",
+            server.url(&format!("/e{i}"))
+        ));
+    }
+    text
+}
+
+/// Open connections by path, and whether any path is open twice.
+fn open_paths(server: &TestServer) -> (std::collections::BTreeMap<String, usize>, bool) {
+    let mut open = std::collections::BTreeMap::new();
+    for c in server
+        .connections()
+        .iter()
+        .filter(|c| !c.ended && c.status == 101)
+    {
+        *open.entry(c.path.clone().unwrap_or_default()).or_insert(0) += 1;
+    }
+    let twice = open.values().any(|n| *n > 1);
+    (open, twice)
+}
+
+#[actix_rt::test]
+async fn two_cluster_members_print_every_endpoints_messages_once_and_one_takes_over_when_the_other_is_killed()
+ {
+    let nats = wsherd_testkit::NatsServer::start().unwrap();
+    let server =
+        TestServer::builder_with(|_| wsherd_testkit::Behaviour::Accept(vec![Step::Echo(true)]))
+            .start()
+            .unwrap();
+    let a_config = TempFile::new(&cluster_config(&nats, &server, "a"));
+    let b_config = TempFile::new(&cluster_config(&nats, &server, "b"));
+    let mut a = Running::start(wsherd().args(["run", "--config"]).arg(&a_config.0));
+    let b = Running::start(wsherd().args(["run", "--config"]).arg(&b_config.0));
+    a.stderr_until(|l| l.contains("member a of the cluster"));
+
+    // a prints the hello of all six endpoints, its own and b's.
+    let mut hellos = std::collections::BTreeMap::new();
+    while hellos.len() < 6 {
+        let line = a.json_until("a hello", |v| {
+            v["event"] == "message" && v["kind"] == "hello"
+        });
+        *hellos
+            .entry(line["endpoint"].as_str().unwrap().to_owned())
+            .or_insert(0) += 1;
+    }
+    assert!(hellos.values().all(|n| *n == 1), "{hellos:?}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (open, twice) = open_paths(&server);
+        assert!(!twice, "{open:?}");
+        if open.len() == 6 {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    // SIGKILL b: a takes its endpoints within the lease and two seconds.
+    let status = Command::new("kill")
+        .args(["-KILL", &b.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let killed = Instant::now();
+    // The kernel closes b's sockets at once; wait until all six are open again.
+    loop {
+        let (open, twice) = open_paths(&server);
+        assert!(!twice, "{open:?}");
+        if open.len() == 6 && killed.elapsed() > Duration::from_millis(50) {
+            let ended = server.connections().iter().filter(|c| c.ended).count();
+            if ended > 0 {
+                break;
+            }
+        }
+        assert!(Instant::now() < killed + WAIT, "no takeover: {open:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let takeover = killed.elapsed();
+    eprintln!("takeover after SIGKILL: {takeover:?}");
+    assert!(
+        takeover <= Duration::from_secs(4),
+        "taken over in {takeover:?}, more than the lease (2 s) + 2 s"
+    );
+    drop(b);
+}
