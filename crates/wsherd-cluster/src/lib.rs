@@ -44,8 +44,9 @@ pub const HEADER_MEMBER: &str = "Wsherd-Member";
 pub struct ClusterCounters {
     /// Messages of local endpoints published.
     pub published: AtomicU64,
-    /// Messages of local endpoints not published: the publisher's mailbox was full, or the
-    /// NATS client refused them.
+    /// Messages of local endpoints not published because the NATS client's buffer was full
+    /// (NATS slow or away). Those the publisher's own mailbox had no room for are counted in
+    /// the endpoint's `dropped_full`, as for any subscriber that drops.
     pub publish_dropped: AtomicU64,
     /// Messages of other members' endpoints routed to this herd's subscribers.
     pub remote_routed: AtomicU64,
@@ -244,8 +245,9 @@ impl Cluster {
     /// and stops taking: what a process does before it exits, so that the others take its
     /// endpoints at once instead of after a lease.
     pub async fn leave(&self) {
-        self.shared.leaving.store(true, Ordering::SeqCst);
+        // Made before the flag is set: it hears the controller's notice however soon that comes.
         let left = self.shared.left.notified();
+        self.shared.leaving.store(true, Ordering::SeqCst);
         // The controller may have stopped already (it never runs twice).
         let _ = tokio::time::timeout(self.shared.settings.lease * 2, left).await;
     }

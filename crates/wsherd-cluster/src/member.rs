@@ -59,8 +59,13 @@ pub(crate) async fn check_config(
                 .await
             {
                 Ok(_) => Ok(()),
-                // Another member wrote it first: compare with that.
-                Err(_) => Box::pin(check_config(buckets, digest, me, lease)).await,
+                // Another member wrote it first: compare with that (once more at most; no
+                // key a second time is NATS failing, not a race).
+                Err(error) => match buckets.config.entry(DIGEST_KEY).await {
+                    Ok(Some(entry)) if entry.value == digest.as_bytes() => Ok(()),
+                    Ok(Some(_)) => Box::pin(check_config(buckets, digest, me, lease)).await,
+                    _ => Err(nats(&error)),
+                },
             };
         }
         Some(entry) if entry.value == digest.as_bytes() && entry.operation == Operation::Put => {
