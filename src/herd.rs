@@ -33,7 +33,7 @@ pub use adapters::{DeliveryStream, STREAM_CAPACITY};
 pub use lifecycle::{ReloadReport, SHUTDOWN_TIMEOUT, ShutdownReport, shutdown_signal};
 pub use messaging::MAX_STREAM_CAPACITY;
 pub use metrics::MIN_METRICS_INTERVAL;
-pub use remote::{RemoteSend, RemoteSender};
+pub use remote::{RemoteRemember, RemoteSend, RemoteSender};
 pub use sessions::{InboundEndpoint, SessionRefused};
 
 /// An endpoint's settings as it runs: the spec, shared with its supervisor (one copy per

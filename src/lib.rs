@@ -29,8 +29,8 @@ pub use error::{HerdError, RequestError, SendError};
 pub use events::Event;
 pub use herd::{
     DeliveryStream, Herd, InboundEndpoint, MAX_STREAM_CAPACITY, MIN_METRICS_INTERVAL, ReloadReport,
-    RemoteSend, RemoteSender, SHUTDOWN_TIMEOUT, STREAM_CAPACITY, SessionRefused, ShutdownReport,
-    shutdown_signal,
+    RemoteRemember, RemoteSend, RemoteSender, SHUTDOWN_TIMEOUT, STREAM_CAPACITY, SessionRefused,
+    ShutdownReport, shutdown_signal,
 };
 
 pub use wsherd_connection::{

@@ -79,7 +79,24 @@ impl Herd {
     /// subscription made at run time. It is written once per socket, never also queued.
     /// Refused when the endpoint failed or is stopping; kept across [`Herd::restart`] and
     /// [`Herd::reload`].
+    ///
+    /// In a cluster, the message is kept for the endpoint wherever it runs, and every later
+    /// owner writes it after each open too.
     pub async fn remember(
+        &self,
+        name: &str,
+        message: impl Into<Outbound>,
+    ) -> Result<(), SendError> {
+        let message = message.into();
+        if let Some(remote) = self.remote_for(name) {
+            return remote.remember(name, message).await;
+        }
+        self.submit(name, message, Remember).await
+    }
+
+    /// [`Herd::remember`] on this process's own endpoint only: what a cluster member does once
+    /// the cluster has kept the message.
+    pub async fn remember_here(
         &self,
         name: &str,
         message: impl Into<Outbound>,

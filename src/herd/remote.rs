@@ -21,7 +21,14 @@ pub trait RemoteSender: Send + Sync + 'static {
 
     /// Sends `message` to `name` wherever it runs and answers with the owner's outcome.
     fn send(&self, name: &str, message: Outbound) -> RemoteSend;
+
+    /// Keeps `message` for `name` (written after every open, by whoever runs it), and writes it
+    /// on the open socket now.
+    fn remember(&self, name: &str, message: Outbound) -> RemoteRemember;
 }
+
+/// The future of [`RemoteSender::remember`].
+pub type RemoteRemember = Pin<Box<dyn Future<Output = Result<(), SendError>> + Send>>;
 
 impl Herd {
     /// Sends to endpoints this herd does not run go to `remote` when it

@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use wsherd::{
-    Delivery, EndpointName, Outbound, Overflow, RawMessage, RemoteSend, RemoteSender, SendError,
-    StateEvent, Submitted, SubscribeOptions,
+    Delivery, EndpointName, Outbound, Overflow, RawMessage, RemoteRemember, RemoteSend,
+    RemoteSender, SendError, StateEvent, Submitted, SubscribeOptions,
 };
 use wsherd_router::DispatchReport;
 
@@ -397,6 +397,17 @@ impl RemoteSender for RemoteSends {
         self.shared
             .upgrade()
             .is_some_and(|shared| shared.endpoint_config(name).is_some())
+    }
+
+    fn remember(&self, name: &str, message: Outbound) -> RemoteRemember {
+        let shared = self.shared.upgrade();
+        let name = name.to_owned();
+        Box::pin(async move {
+            match shared {
+                Some(shared) => crate::remembered::remember(&shared, &name, &message).await,
+                None => Err(SendError::NoOwner { name, message }),
+            }
+        })
     }
 
     fn send(&self, name: &str, message: Outbound) -> RemoteSend {

@@ -15,6 +15,7 @@
 mod bridge;
 mod error;
 mod member;
+mod remembered;
 pub mod share;
 mod store;
 pub mod subject;
@@ -30,6 +31,7 @@ use wsherd::{EndpointName, Herd};
 
 pub use bridge::HEADER_BINARY;
 pub use error::ClusterError;
+pub use remembered::MAX_REMEMBERED_PER_ENDPOINT;
 pub use subject::Subjects;
 
 /// The header naming the endpoint a published message came from.
@@ -89,6 +91,10 @@ pub(crate) struct Shared {
     /// Every endpoint's lease owner, as last seen.
     pub(crate) owners: Mutex<BTreeMap<EndpointName, String>>,
     pub(crate) counters: Arc<ClusterCounters>,
+    /// `<prefix>_remembered`: what `Herd::remember` kept for each endpoint.
+    pub(crate) remembered: async_nats::jetstream::kv::Store,
+    /// How many of each local endpoint's remembered messages were written here.
+    pub(crate) remembered_applied: Mutex<std::collections::HashMap<String, usize>>,
     /// The tasks answering send requests, one per endpoint this member runs.
     pub(crate) send_tasks: Mutex<std::collections::HashMap<String, tokio::task::JoinHandle<()>>>,
     /// Set by [`Cluster::leave`]: the controller releases everything and stops.
@@ -136,6 +142,12 @@ impl Cluster {
     /// subscriptions made on [`Cluster::herd`] right after this returns miss nothing.
     /// Inbound endpoints and the gateway stay local to each process.
     pub async fn join(config: HerdConfig) -> Result<Cluster, ClusterError> {
+        // Joining holds a config and several NATS requests at once (18 KB of future): boxed,
+        // so that a caller's own future stays small.
+        Box::pin(Self::join_boxed(config)).await
+    }
+
+    async fn join_boxed(config: HerdConfig) -> Result<Cluster, ClusterError> {
         let settings = config.cluster.clone().ok_or(ClusterError::NotConfigured)?;
         let member = settings.member.clone().unwrap_or_else(default_member_name);
         let counters = Arc::new(ClusterCounters::default());
@@ -172,10 +184,16 @@ impl Cluster {
             owners: Mutex::new(BTreeMap::new()),
             counters,
             send_tasks: Mutex::new(std::collections::HashMap::new()),
+            remembered: buckets.remembered.clone(),
+            remembered_applied: Mutex::new(std::collections::HashMap::new()),
             leaving: AtomicBool::new(false),
             left: tokio::sync::Notify::new(),
         });
         bridge::start(&shared).await?;
+        actix::spawn(remembered::watch(
+            Arc::downgrade(&shared),
+            shared.remembered.clone(),
+        ));
         member::start(Arc::clone(&shared), buckets, registration);
         Ok(Cluster { shared })
     }

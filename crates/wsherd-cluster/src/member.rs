@@ -578,6 +578,10 @@ impl Controller {
             return;
         }
         crate::bridge::serve_sends(&self.shared, name);
+        actix::spawn(crate::remembered::replay(
+            Arc::clone(&self.shared),
+            endpoint.to_owned(),
+        ));
     }
 
     /// Closes `endpoint` here (its lease is not ours, or we are fenced) and hands what it
@@ -592,6 +596,7 @@ impl Controller {
         if removed.is_none() {
             return;
         }
+        crate::remembered::forget(&self.shared, endpoint);
         crate::bridge::stop_serving_sends(&self.shared, endpoint);
         let shared = Arc::clone(&self.shared);
         let endpoint = endpoint.to_owned();
@@ -614,6 +619,7 @@ impl Controller {
             return;
         };
         self.releasing.insert(endpoint.clone());
+        crate::remembered::forget(&self.shared, &endpoint);
         crate::bridge::stop_serving_sends(&self.shared, &endpoint);
         let shared = Arc::clone(&self.shared);
         let leases = self.buckets.leases.clone();

@@ -2,7 +2,8 @@
 //!
 //! - `<prefix>_members`: one key per member, renewed every third of a lease (its liveness);
 //! - `<prefix>_leases`: one key per endpoint, naming the member that runs it;
-//! - `<prefix>_config`: the digest of the config the members share (never expires).
+//! - `<prefix>_config`: the digest of the config the members share (never expires);
+//! - `<prefix>_remembered`: what `Herd::remember` kept for each endpoint.
 //!
 //! None of them has a `max_age`: nothing expires on its own (NATS 2.9 would not say when it
 //! did), and every removal is a revision-checked delete by a member.
@@ -40,6 +41,7 @@ pub(crate) struct Buckets {
     pub(crate) members: kv::Store,
     pub(crate) leases: kv::Store,
     pub(crate) config: kv::Store,
+    pub(crate) remembered: kv::Store,
 }
 
 /// Key of the shared config digest in the config bucket.
@@ -56,6 +58,7 @@ impl Buckets {
             members: open_bucket(jetstream, subjects.bucket("members"), timeout).await?,
             leases: open_bucket(jetstream, subjects.bucket("leases"), timeout).await?,
             config: open_bucket(jetstream, subjects.bucket("config"), timeout).await?,
+            remembered: open_bucket(jetstream, subjects.bucket("remembered"), timeout).await?,
         })
     }
 }

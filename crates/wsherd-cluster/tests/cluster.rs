@@ -474,3 +474,40 @@ async fn a_lease_written_by_hand_closes_the_endpoint_and_it_is_taken_again_once(
     assert_eq!(answer["status"], "rejected");
     assert!(answer["error"].as_str().unwrap().contains("UTF-8"));
 }
+
+#[actix_rt::test]
+async fn a_remembered_message_is_written_by_the_owner_now_and_by_the_next_owner_after_a_takeover() {
+    let nats = NatsServer::start().expect("nats-server");
+    let server = feed_server();
+    let a = Member::join(load(&config_text(&nats, &server, "a", 2, ""))).unwrap();
+    let b = Member::join(load(&config_text(&nats, &server, "b", 2, ""))).unwrap();
+    wait_each_once(&server, 2).await;
+    wait_until(|| spread(&[&a, &b]) == [1, 1], "one each").await;
+    let theirs = b.cluster.local_endpoints()[0].clone();
+    let path = format!("/{theirs}");
+    let subscribe = r#"{"type":"subscribe","channel":"trades"}"#;
+    a.cluster
+        .herd()
+        .remember(theirs.as_str(), subscribe)
+        .await
+        .expect("kept in the cluster");
+    let got_it = |connections: &[ConnectionLog], newer_than: usize| {
+        connections
+            .iter()
+            .filter(|c| c.index >= newer_than && !c.ended)
+            .find(|c| c.path.as_deref() == Some(path.as_str()))
+            .filter(|c| c.texts().any(|t| t == subscribe))
+            .map(|c| c.index)
+    };
+    let first = server
+        .wait_for(WAIT, |connections| got_it(connections, 0))
+        .await
+        .expect("b wrote it on the open socket");
+    b.crash();
+    let second = server
+        .wait_for(WAIT, |connections| got_it(connections, first + 1))
+        .await
+        .expect("a wrote it after taking the endpoint over");
+    assert!(second > first);
+    assert_eq!(a.cluster.local_endpoints().len(), 2);
+}
