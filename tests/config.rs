@@ -1907,6 +1907,9 @@ fn a_cluster_table_reads_every_key_and_its_debug_hides_credentials() {
     let file = TempConfig::new(
         "toml",
         r#"
+[herd]
+metrics_interval = "1s"
+
 [cluster]
 nats = ["nats://herd:s3cret@127.0.0.1:4222", "127.0.0.1:4223"]
 member = "ingest-1"
@@ -1935,6 +1938,16 @@ url = "ws://127.0.0.1:9/feed"
     assert!(
         !shown.contains("s3cret") && !shown.contains("t0ken"),
         "{shown}"
+    );
+    // `wsherd check` shows the table, its secrets hidden.
+    let checked = config.to_toml();
+    assert!(checked.contains("\n[cluster]\n"), "{checked}");
+    assert!(checked.contains("on_cluster_loss = \"keep\"") && checked.contains("lease = \"3s\""));
+    // A duration in [herd] is written as one TOML string too (it was quoted twice).
+    assert!(checked.contains("metrics_interval = \"1s\"\n"), "{checked}");
+    assert!(
+        !checked.contains("s3cret") && !checked.contains("t0ken"),
+        "{checked}"
     );
     // The digest members compare leaves secrets out and follows the endpoints.
     let digest = config.shared_digest();

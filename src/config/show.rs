@@ -33,7 +33,7 @@ impl HerdConfig {
             float(governor.reconnects_per_second)
         );
         if let Some(interval) = self.settings.metrics_interval {
-            let _ = writeln!(out, "metrics_interval = {:?}", duration(interval));
+            let _ = writeln!(out, "metrics_interval = {}", duration(interval));
         }
         let outage = &governor.outage;
         let _ = writeln!(out, "\n[herd.outage]");
@@ -52,6 +52,9 @@ impl HerdConfig {
         }
         if let Some(gateway) = &self.gateway {
             gateway_toml(gateway, &mut out);
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster_toml(cluster, &mut out);
         }
         out
     }
@@ -124,6 +127,50 @@ fn gateway_toml(gateway: &super::GatewaySettings, out: &mut String) {
     );
     line("max_sessions", gateway.max_sessions.to_string());
     line("max_topics", gateway.max_topics.to_string());
+}
+
+/// `[cluster]`: addresses without credentials, secrets as where they come from or redacted.
+fn cluster_toml(cluster: &super::ClusterSettings, out: &mut String) {
+    let _ = writeln!(out, "\n[cluster]");
+    let mut line = |key: &str, value: String| {
+        let _ = writeln!(out, "{key} = {value}");
+    };
+    line(
+        "nats",
+        array(cluster.nats.iter().map(|url| string(&url.to_string()))),
+    );
+    match &cluster.member {
+        Some(member) => line("member", string(member)),
+        None => line("# member", string("<host name>-<process id>")),
+    }
+    line("lease", duration(cluster.lease));
+    line("subject_prefix", string(&cluster.subject_prefix));
+    line("on_cluster_loss", string(cluster.on_cluster_loss.as_str()));
+    match &cluster.auth {
+        super::NatsAuth::None => {}
+        super::NatsAuth::Token(token) => line("token", token_shown(token)),
+        super::NatsAuth::UserPassword { user, password } => {
+            line("user", string(user));
+            line("password", token_shown(password));
+        }
+        super::NatsAuth::Credentials(path) => {
+            line("credentials", string(&path.display().to_string()));
+        }
+    }
+    if let Some(tls) = &cluster.tls {
+        let files = [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)]
+            .into_iter()
+            .filter_map(|(key, path)| {
+                path.as_ref()
+                    .map(|p| format!("{key} = {}", string(&p.display().to_string())))
+            })
+            .collect::<Vec<_>>();
+        if files.is_empty() {
+            line("tls", "true".to_owned());
+        } else {
+            line("tls", format!("{{ {} }}", files.join(", ")));
+        }
+    }
 }
 
 fn inbound_toml(inbound: &super::InboundConfig, out: &mut String) {
