@@ -118,6 +118,16 @@ impl Shared {
             .copied()
     }
 
+    /// The endpoints this member runs now.
+    pub(crate) fn local_names(&self) -> Vec<EndpointName> {
+        self.local
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn endpoint_config(&self, endpoint: &str) -> Option<&EndpointConfig> {
         self.config.endpoints.get(endpoint)
     }
@@ -222,13 +232,7 @@ impl Cluster {
 
     /// The endpoints this member runs now.
     pub fn local_endpoints(&self) -> Vec<EndpointName> {
-        self.shared
-            .local
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .cloned()
-            .collect()
+        self.shared.local_names()
     }
 
     /// Every endpoint of the config with its owner, as this member last saw the leases.

@@ -318,7 +318,6 @@ impl Controller {
     }
 
     async fn on_lease(&mut self, entry: kv::Entry) {
-        tracing::debug!(member = %self.shared.member, key = %entry.key, revision = entry.revision, delta = entry.delta, op = ?entry.operation, current = entry.seen_current, "lease entry");
         if entry.seen_current || entry.delta == 0 {
             self.leases_current = true;
         }
@@ -538,7 +537,6 @@ impl Controller {
                     .await
                     .ok(),
             };
-            tracing::debug!(member = %me, endpoint = %endpoint, ?taken, "take");
             if let Some(revision) = taken {
                 self.leases.insert(
                     endpoint.clone(),
@@ -654,49 +652,36 @@ impl Controller {
     }
 
     async fn fence_all(&mut self, reason: &str) {
-        let local: Vec<String> = self
-            .shared
-            .local
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .map(|e| e.as_str().to_owned())
-            .collect();
+        let local = self.shared.local_names();
         if !local.is_empty() {
             self.shared.counters.fenced.fetch_add(1, Ordering::Relaxed);
         }
         self.fenced = true;
         for endpoint in local {
-            self.close_local(&endpoint, reason).await;
+            self.close_local(endpoint.as_str(), reason).await;
         }
     }
 
     async fn leave(&mut self) {
-        let local: Vec<String> = self
-            .shared
-            .local
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .keys()
-            .map(|e| e.as_str().to_owned())
-            .collect();
-        for endpoint in local {
-            crate::bridge::stop_serving_sends(&self.shared, &endpoint);
+        let local = self.shared.local_names();
+        for name in local {
+            let endpoint = name.as_str();
+            crate::bridge::stop_serving_sends(&self.shared, endpoint);
             let _ = self
                 .shared
                 .herd
-                .remove_endpoint(&endpoint, 1001u16, "member leaving")
+                .remove_endpoint(endpoint, 1001u16, "member leaving")
                 .await;
             self.shared
                 .local
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
-                .remove(endpoint.as_str());
-            if let Some(lease) = self.leases.get(&endpoint) {
+                .remove(endpoint);
+            if let Some(lease) = self.leases.get(endpoint) {
                 let _ = self
                     .buckets
                     .leases
-                    .delete_expect_revision(escape_key(&endpoint), Some(lease.revision))
+                    .delete_expect_revision(escape_key(endpoint), Some(lease.revision))
                     .await;
             }
         }
