@@ -324,7 +324,7 @@ async fn the_token_origins_and_max_sessions_refuse_before_the_upgrade() {
     assert_eq!(gateway.refused("?token=gate-token", None).await, 503);
 }
 
-/// A client that subscribes to `topic` by hand and then reads nothing.
+/// A client that subscribes to `topic` by hand, reads the ack and then nothing more.
 async fn stalled_client(gateway: &Gateway, topic: &str) -> tokio::net::TcpStream {
     let mut stream = tokio::net::TcpStream::connect(gateway.server.addrs()[0])
         .await
@@ -353,6 +353,26 @@ async fn stalled_client(gateway: &Gateway, topic: &str) -> tokio::net::TcpStream
     )
     .unwrap();
     stream.write_all(&frame).await.unwrap();
+    // Read up to the ack, so the subscription is in place before the feed starts (sessions
+    // run on the server's workers: without it, a loaded machine could subscribe it late).
+    let mut codec = awc::ws::Codec::new().client_mode();
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match codec.decode(&mut buf).unwrap() {
+            Some(Frame::Text(text)) => {
+                let value: Value = serde_json::from_slice(&text).unwrap();
+                assert_eq!(value["op"], "ack", "{value}");
+                break;
+            }
+            Some(_) => {}
+            None => {
+                let n = stream.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "closed before the ack");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
     stream
 }
 

@@ -120,15 +120,28 @@ impl Registry {
             // An arbiter of its own: the fan-out runs beside the worker that writes the
             // sessions' frames, not in turns with it. It ends with the relay.
             let arbiter = Arbiter::new();
-            let (herd, registry) = (herd.clone(), Arc::downgrade(self));
-            *relay = Some(Relay::start_in_arbiter(&arbiter.handle(), move |_| Relay {
-                herd,
-                subscriptions: Vec::new(),
+            let subscriptions = Arc::new(Mutex::new(Vec::new()));
+            let (held, registry) = (Arc::clone(&subscriptions), Arc::downgrade(self));
+            let relay_herd = herd.clone();
+            let addr = Relay::start_in_arbiter(&arbiter.handle(), move |_| Relay {
+                herd: relay_herd,
+                subscriptions: held,
                 registry,
                 matches: HashMap::new(),
                 matched: 0,
                 generation: u64::MAX,
-            }));
+            });
+            // Subscribed here, not when the relay starts on its arbiter: the session's ack
+            // may only go out once what happens next reaches it.
+            let ids = [
+                herd.subscribe_raw_all(addr.clone().recipient(), SubscribeOptions::new()),
+                herd.subscribe_events::<StateEvent>(addr.clone().recipient()),
+            ];
+            subscriptions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .extend(ids);
+            *relay = Some(addr);
         }
     }
 
@@ -175,8 +188,9 @@ struct Retire;
 /// See the module docs.
 pub(crate) struct Relay {
     herd: Herd,
-    /// Its subscriptions to the herd, undone when it stops.
-    subscriptions: Vec<wsherd::SubscriptionId>,
+    /// Its subscriptions to the herd (made by the registry as it starts the relay), undone
+    /// when it stops.
+    subscriptions: Arc<Mutex<Vec<wsherd::SubscriptionId>>>,
     /// Weak: the relay ends when the server's routes (which hold the registry) go.
     registry: Weak<Registry>,
     /// The sessions each (endpoint, kind) goes to, as of `generation`: one lookup per
@@ -254,17 +268,17 @@ impl Actor for Relay {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(MAILBOX);
-        let me = ctx.address();
-        self.subscriptions = vec![
-            self.herd
-                .subscribe_raw_all(me.clone().recipient(), SubscribeOptions::new()),
-            self.herd.subscribe_events::<StateEvent>(me.recipient()),
-        ];
         ctx.run_interval(WATCH_EVERY, |relay, ctx| relay.watch(ctx));
     }
 
     fn stopped(&mut self, _: &mut Context<Self>) {
-        for id in self.subscriptions.drain(..) {
+        let ids = std::mem::take(
+            &mut *self
+                .subscriptions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for id in ids {
             self.herd.unsubscribe(id);
         }
         Arbiter::current().stop();
