@@ -7,6 +7,7 @@
 
 mod adapters;
 mod lifecycle;
+mod membership;
 mod messaging;
 mod metrics;
 mod remote;
@@ -31,6 +32,7 @@ use crate::error::HerdError;
 
 pub use adapters::{DeliveryStream, STREAM_CAPACITY};
 pub use lifecycle::{ReloadReport, SHUTDOWN_TIMEOUT, ShutdownReport, shutdown_signal};
+pub use membership::{Membership, MembershipFigure, Ownership};
 pub use messaging::MAX_STREAM_CAPACITY;
 pub use metrics::MIN_METRICS_INTERVAL;
 pub use remote::{RemoteRemember, RemoteSend, RemoteSender};
@@ -96,6 +98,8 @@ struct Inner {
     inbound: Mutex<BTreeMap<EndpointName, Arc<sessions::InboundEndpoint>>>,
     /// Where sends to endpoints run elsewhere go (a cluster's other members).
     remote: std::sync::RwLock<Option<Arc<dyn remote::RemoteSender>>>,
+    /// The cluster this herd is a member of.
+    membership: std::sync::RwLock<Option<Arc<dyn membership::Membership>>>,
 }
 
 #[derive(Default)]
@@ -174,6 +178,7 @@ impl Herd {
                 metrics: Mutex::new(metrics::Publisher::default()),
                 inbound: Mutex::new(BTreeMap::new()),
                 remote: std::sync::RwLock::new(None),
+                membership: std::sync::RwLock::new(None),
             }),
         }
     }

@@ -28,9 +28,9 @@ pub fn run<F: std::future::Future>(app: F) -> F::Output {
 pub use error::{HerdError, RequestError, SendError};
 pub use events::Event;
 pub use herd::{
-    DeliveryStream, Herd, InboundEndpoint, MAX_STREAM_CAPACITY, MIN_METRICS_INTERVAL, ReloadReport,
-    RemoteRemember, RemoteSend, RemoteSender, SHUTDOWN_TIMEOUT, STREAM_CAPACITY, SessionRefused,
-    ShutdownReport, shutdown_signal,
+    DeliveryStream, Herd, InboundEndpoint, MAX_STREAM_CAPACITY, MIN_METRICS_INTERVAL, Membership,
+    MembershipFigure, Ownership, ReloadReport, RemoteRemember, RemoteSend, RemoteSender,
+    SHUTDOWN_TIMEOUT, STREAM_CAPACITY, SessionRefused, ShutdownReport, shutdown_signal,
 };
 
 pub use wsherd_connection::{

@@ -15,6 +15,7 @@
 mod bridge;
 mod error;
 mod member;
+mod membership;
 mod remembered;
 pub mod share;
 mod store;
@@ -33,6 +34,7 @@ pub use bridge::HEADER_BINARY;
 pub use error::ClusterError;
 pub use remembered::MAX_REMEMBERED_PER_ENDPOINT;
 pub use subject::Subjects;
+pub use wsherd::Ownership;
 
 /// The header naming the endpoint a published message came from.
 pub const HEADER_ENDPOINT: &str = "Wsherd-Endpoint";
@@ -64,17 +66,6 @@ pub struct ClusterCounters {
     pub fenced: AtomicU64,
 }
 
-/// One endpoint's owner as this member last saw the lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ownership {
-    /// The endpoint.
-    pub endpoint: EndpointName,
-    /// The member holding its lease, if any.
-    pub owner: Option<String>,
-    /// Whether this member runs it now.
-    pub local: bool,
-}
-
 /// What the members share between their tasks.
 pub(crate) struct Shared {
     pub(crate) herd: Herd,
@@ -90,6 +81,8 @@ pub(crate) struct Shared {
     pub(crate) local: Mutex<BTreeMap<EndpointName, SystemTime>>,
     /// Every endpoint's lease owner, as last seen.
     pub(crate) owners: Mutex<BTreeMap<EndpointName, String>>,
+    /// The members seen alive at the last rebalance, this one among them.
+    pub(crate) members: Mutex<Vec<String>>,
     pub(crate) counters: Arc<ClusterCounters>,
     /// `<prefix>_remembered`: what `Herd::remember` kept for each endpoint.
     pub(crate) remembered: async_nats::jetstream::kv::Store,
@@ -125,6 +118,26 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
             .keys()
             .cloned()
+            .collect()
+    }
+
+    /// Every enabled endpoint of the config with its owner, as last seen.
+    pub(crate) fn ownership(&self) -> Vec<Ownership> {
+        let owners = self
+            .owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        self.config
+            .endpoints
+            .iter()
+            .filter(|(_, endpoint)| endpoint.enabled)
+            .map(|(name, _)| Ownership {
+                endpoint: name.clone(),
+                owner: owners.get(name).cloned(),
+                local: local.contains_key(name),
+            })
             .collect()
     }
 
@@ -192,6 +205,7 @@ impl Cluster {
             subjects,
             local: Mutex::new(BTreeMap::new()),
             owners: Mutex::new(BTreeMap::new()),
+            members: Mutex::new(Vec::new()),
             counters,
             send_tasks: Mutex::new(std::collections::HashMap::new()),
             remembered: buckets.remembered.clone(),
@@ -200,6 +214,9 @@ impl Cluster {
             left: tokio::sync::Notify::new(),
         });
         bridge::start(&shared).await?;
+        shared
+            .herd
+            .set_membership(Some(Arc::new(membership::Seen(Arc::downgrade(&shared)))));
         actix::spawn(remembered::watch(
             Arc::downgrade(&shared),
             shared.remembered.clone(),
@@ -237,23 +254,7 @@ impl Cluster {
 
     /// Every endpoint of the config with its owner, as this member last saw the leases.
     pub fn ownership(&self) -> Vec<Ownership> {
-        let owners = self
-            .shared
-            .owners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        self.shared
-            .config
-            .endpoints
-            .iter()
-            .filter(|(_, endpoint)| endpoint.enabled)
-            .map(|(name, _)| Ownership {
-                endpoint: name.clone(),
-                owner: owners.get(name).cloned(),
-                local: self.shared.is_local(name.as_str()),
-            })
-            .collect()
+        self.shared.ownership()
     }
 
     /// Asks every member for its endpoints' status (`<prefix>.status`) and gathers the

@@ -499,6 +499,11 @@ impl Controller {
         let lease = self.shared.settings.lease;
         let me = self.shared.member.clone();
         let live = self.liveness.live(&me, now, lease);
+        *self
+            .shared
+            .members
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = live.iter().cloned().collect();
         let endpoints: Vec<String> = self
             .shared
             .config

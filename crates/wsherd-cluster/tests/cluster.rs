@@ -262,6 +262,34 @@ async fn three_members_connect_each_of_thirty_endpoints_once_and_evenly_and_serv
     let owners = a.cluster.ownership();
     assert_eq!(owners.len(), 30);
     assert!(owners.iter().all(|o| o.owner.is_some()));
+
+    // What the server's status, metrics and dashboard read: the herd's membership.
+    let membership = a
+        .cluster
+        .herd()
+        .membership()
+        .expect("a member's herd knows it");
+    assert_eq!(membership.member(), "a");
+    wait_until(
+        || membership.members() == ["a", "b", "c"],
+        "a sees three live members",
+    )
+    .await;
+    for seen in membership.ownership() {
+        let runs = |m: &Member| m.cluster.local_endpoints().contains(&seen.endpoint);
+        let owner = [("a", &a), ("b", &b), ("c", &c)]
+            .into_iter()
+            .find(|(_, m)| runs(m))
+            .map(|(name, _)| name.to_owned());
+        assert_eq!(seen.owner, owner, "{}", seen.endpoint);
+        assert_eq!(seen.local, runs(&a));
+    }
+    let taken = membership
+        .figures()
+        .into_iter()
+        .find(|f| f.name == "taken")
+        .expect("a taken counter");
+    assert_eq!(taken.value as usize, a.cluster.local_endpoints().len());
 }
 
 #[actix_rt::test]

@@ -6,8 +6,9 @@
 //! | `GET /healthz` | `200` while the herd runs (started), `503` before; never needs the token |
 //! | `GET /readyz` | `200` when every `required = true` endpoint is live, else `503` naming those that are not; never needs the token |
 //! | `GET /metrics` | Prometheus text: whatever the installed recorder holds, plus herd-wide gauges read at scrape time |
-//! | `GET /api/status` | a JSON array, one object per endpoint |
-//! | `GET /api/status/{name}` | one endpoint's object, `404` if there is none |
+//! | `GET /api/status` | a JSON array, one object per endpoint this herd runs (in a cluster each has `"owner"`) |
+//! | `GET /api/status/{name}` | one endpoint's object, `404` if there is none (in a cluster, saying which member runs it) |
+//! | `GET /api/cluster` | in a cluster (`wsherd-cluster`): this member, the live members, every endpoint's owner and the cluster's counters; `404` outside one |
 //! | `POST /api/endpoints/{name}/{action}` | `reconnect`, `pause`, `resume` or `stop` |
 //! | `GET /api/events` | a WebSocket: every state change, and once a second a stats line per endpoint that changed |
 //! | `GET <gateway.path>` | with [`ServerOptions::gateway`]: the fan-out gateway, a WebSocket where clients subscribe to topics (see `[gateway]` in the configuration reference) |
@@ -129,6 +130,11 @@ pub fn routes(herd: Herd, options: ServerOptions) -> impl FnOnce(&mut web::Servi
                     .service(
                         web::resource("/status/{name}")
                             .route(web::get().to(status::one))
+                            .default_service(web::to(errors::get_only)),
+                    )
+                    .service(
+                        web::resource("/cluster")
+                            .route(web::get().to(status::cluster))
                             .default_service(web::to(errors::get_only)),
                     )
                     .service(

@@ -90,6 +90,7 @@ impl State {
         };
         let mut text = recorded;
         self.server_gauges(&mut text);
+        self.cluster_figures(&mut text);
         let text = Bytes::from(text);
         *last = Some((Instant::now(), text.clone()));
         Ok(text)
@@ -140,5 +141,90 @@ impl State {
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
             );
         }
+    }
+
+    /// In a cluster: its counters, the live members, and who owns each endpoint
+    /// (`wsherd_cluster_owner{endpoint,member}` is 1 for the member that owns it; an endpoint
+    /// nobody owns has none), each read at scrape time.
+    fn cluster_figures(&self, out: &mut String) {
+        let Some(membership) = self.herd.membership() else {
+            return;
+        };
+        let member = label_value(&membership.member());
+        for figure in membership.figures() {
+            let name = format!("wsherd_cluster_{}_total", figure.name);
+            let _ = write!(
+                out,
+                "# HELP {name} {}\n# TYPE {name} counter\n{name}{{member=\"{member}\"}} {}\n",
+                figure.help, figure.value
+            );
+        }
+        let ownership = membership.ownership();
+        let local = ownership.iter().filter(|o| o.local).count();
+        let unowned = ownership.iter().filter(|o| o.owner.is_none()).count();
+        let gauges = [
+            (
+                "wsherd_cluster_members",
+                "Members of the cluster seen alive by this one, itself included.",
+                membership.members().len(),
+            ),
+            (
+                "wsherd_cluster_endpoints_local",
+                "Endpoints this member runs.",
+                local,
+            ),
+            (
+                "wsherd_cluster_endpoints_unowned",
+                "Endpoints of the cluster no member holds now.",
+                unowned,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{member=\"{member}\"}} {value}\n"
+            );
+        }
+        let name = "wsherd_cluster_owner";
+        let _ = write!(
+            out,
+            "# HELP {name} 1 for the member that owns the endpoint, as this member saw the leases.\n# TYPE {name} gauge\n"
+        );
+        for seen in &ownership {
+            if let Some(owner) = &seen.owner {
+                let _ = writeln!(
+                    out,
+                    "{name}{{endpoint=\"{}\",member=\"{}\"}} 1",
+                    label_value(seen.endpoint.as_str()),
+                    label_value(owner)
+                );
+            }
+        }
+    }
+}
+
+/// `text` as a Prometheus label value: backslash, quote and newline escaped.
+fn label_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_value;
+
+    #[test]
+    fn label_values_escape_backslash_quote_and_newline() {
+        assert_eq!(label_value(r#"a\b"c"#), r#"a\\b\"c"#);
+        assert_eq!(label_value("a\nb"), "a\\nb");
+        assert_eq!(label_value("plain-name_1"), "plain-name_1");
     }
 }

@@ -292,3 +292,57 @@ async fn the_page_reconnects_its_events_socket_by_itself_when_the_server_restart
         .unwrap();
     assert_same_document(&browser).await;
 }
+
+#[actix_rt::test]
+async fn in_a_cluster_the_page_shows_each_endpoints_member_and_the_others_endpoints_as_elsewhere() {
+    let feed = TestServer::start(vec![]).unwrap();
+    let herd = Herd::new();
+    let states = states(&herd);
+    herd.add_endpoint(
+        "feed",
+        EndpointSpec::new(ConnectionConfig::new(feed.url("/feed"))),
+    )
+    .unwrap();
+    wait_for_state(&states, "feed", "live", 1).await;
+    herd.set_membership(Some(std::sync::Arc::new(common::FakeMembership)));
+    let server = serve(&herd, ServerOptions::new());
+    let browser = browser().await;
+    browser.goto(&server.url()).await.unwrap();
+    let listed = browser
+        .until(
+            "three rows, feed live",
+            &format!(
+                "const rows = (() => {{ {ROWS} }})(); \
+                 return rows.length === 3 && rows.includes('feed=live') ? rows : null;"
+            ),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        listed,
+        json!(["far=elsewhere", "feed=live", "loose=elsewhere"])
+    );
+    let owners = browser
+        .eval(
+            "return [...document.querySelectorAll('tr[data-endpoint]')]\
+             .map(r => r.dataset.endpoint + '=' + r.querySelector('.owner').textContent);",
+        )
+        .await
+        .unwrap();
+    assert_eq!(owners, json!(["far=m2", "feed=m1", "loose="]));
+    let header = browser
+        .eval("return document.getElementById('cluster').textContent;")
+        .await
+        .unwrap();
+    assert_eq!(header, json!("member m1 of 2"));
+    // Only the endpoint run here has buttons.
+    let buttons = browser
+        .eval(
+            "return [...document.querySelectorAll('tr[data-endpoint]')]\
+             .filter(r => r.querySelector('button')).map(r => r.dataset.endpoint);",
+        )
+        .await
+        .unwrap();
+    assert_eq!(buttons, json!(["feed"]));
+}

@@ -399,3 +399,71 @@ async fn metrics_render_the_installed_recorder_and_the_herd_wide_gauges() {
     .unwrap();
     assert!(text.starts_with("# HELP wsherd_events_clients"), "{text}");
 }
+
+#[actix_rt::test]
+async fn in_a_cluster_status_names_each_owner_and_api_cluster_and_metrics_show_who_owns_what() {
+    let fixture = Fixture::start(vec![], ServerOptions::new()).await;
+    // Outside a cluster: no owner field, and /api/cluster says there is none.
+    let (_, all) = fixture.get("/api/status").await;
+    assert!(all[0].get("owner").is_none(), "{all}");
+    let (status, error) = fixture.get("/api/cluster").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error["error"], "this herd is not in a cluster");
+
+    fixture
+        .herd
+        .set_membership(Some(std::sync::Arc::new(FakeMembership)));
+    let (_, all) = fixture.get("/api/status").await;
+    assert_eq!(all[0]["name"], "feed");
+    assert_eq!(all[0]["owner"], "m1");
+    let (_, one) = fixture.get("/api/status/feed").await;
+    assert_eq!(one["owner"], "m1");
+    // Another member's endpoint is not here, and the answer says where it is.
+    let (status, error) = fixture.get("/api/status/far").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        error["error"],
+        "endpoint \"far\" runs on member \"m2\", not here"
+    );
+    let (status, error) = fixture.get("/api/status/loose").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(error["error"], "endpoint \"loose\" has no owner now");
+
+    let (status, cluster) = fixture.get("/api/cluster").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        cluster,
+        json!({
+            "member": "m1",
+            "members": ["m1", "m2"],
+            "endpoints": [
+                {"name": "far", "owner": "m2", "local": false},
+                {"name": "feed", "owner": "m1", "local": true},
+                {"name": "loose", "owner": null, "local": false},
+            ],
+            "counters": {"published": 7},
+        })
+    );
+
+    let mut response = awc::Client::default()
+        .get(fixture.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    let text = String::from_utf8(response.body().await.unwrap().to_vec()).unwrap();
+    for line in [
+        "# TYPE wsherd_cluster_published_total counter",
+        r#"wsherd_cluster_published_total{member="m1"} 7"#,
+        r#"wsherd_cluster_members{member="m1"} 2"#,
+        r#"wsherd_cluster_endpoints_local{member="m1"} 1"#,
+        r#"wsherd_cluster_endpoints_unowned{member="m1"} 1"#,
+        r#"wsherd_cluster_owner{endpoint="far",member="m2"} 1"#,
+        r#"wsherd_cluster_owner{endpoint="feed",member="m1"} 1"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "no line {line:?} in\n{text}"
+        );
+    }
+    assert!(!text.contains(r#"endpoint="loose""#), "{text}");
+}

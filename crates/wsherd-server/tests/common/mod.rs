@@ -140,3 +140,38 @@ pub(crate) async fn wait_for_state(
         .await
         .unwrap_or_else(|e| panic!("{name} never became {state} {nth} times: {e}"));
 }
+
+/// A cluster's view as a test sets it: this herd is member `m1` of `m1` and `m2`; it runs
+/// `feed`, `m2` runs `far`, and nobody holds `loose`.
+pub(crate) struct FakeMembership;
+
+impl wsherd::Membership for FakeMembership {
+    fn member(&self) -> String {
+        "m1".to_owned()
+    }
+
+    fn members(&self) -> Vec<String> {
+        vec!["m1".to_owned(), "m2".to_owned()]
+    }
+
+    fn ownership(&self) -> Vec<wsherd::Ownership> {
+        let seen = |name: &str, owner: Option<&str>| wsherd::Ownership {
+            endpoint: EndpointName::new(name).unwrap(),
+            owner: owner.map(str::to_owned),
+            local: owner == Some("m1"),
+        };
+        vec![
+            seen("far", Some("m2")),
+            seen("feed", Some("m1")),
+            seen("loose", None),
+        ]
+    }
+
+    fn figures(&self) -> Vec<wsherd::MembershipFigure> {
+        vec![wsherd::MembershipFigure {
+            name: "published",
+            help: "Messages published.",
+            value: 7,
+        }]
+    }
+}
