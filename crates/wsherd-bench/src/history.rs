@@ -122,7 +122,7 @@ fn walk(value: &Value, path: String, out: &mut Vec<(String, f64, Better)>) {
             };
             let leaf = path.rsplit('.').next().unwrap_or(&path);
             let latency = path.starts_with("latency.");
-            let better = if path == "detect.ratio" {
+            let better = if path == "detect.ratio" || path == "cluster.takeover_over_lease" {
                 // Time to detect over interval + timeout: lower is better.
                 Some(Better::Lower)
             } else if latency && leaf.contains("_p99") {

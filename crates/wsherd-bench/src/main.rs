@@ -2,13 +2,14 @@
 //! `wsherd-bench compare A.json B.json` (see `history.rs`).
 //!
 //! Scenarios: `throughput`, `fanout`, `latency`, `features`, `connections`, `storm`, `detect`,
-//! `scaling`, `inbound`, `gateway`, `all`. Every figure is measured beside its baselines in the same run, as the median
+//! `scaling`, `inbound`, `gateway`, `cluster`, `all`. Every figure is measured beside its baselines in the same run, as the median
 //! of interleaved rounds (`latency`: percentiles of the rounds' latencies pooled); ratios and
 //! differences are printed, never asserted.
 #![forbid(unsafe_code)]
 // Printing figures is what a benchmark is for.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod cluster;
 mod fanout;
 mod features;
 mod fleet;
@@ -56,6 +57,8 @@ fn main() -> ExitCode {
         Some("inbound-client") => return inbound::client(&args[1..]),
         Some("gateway-clients") => return gateway::clients(&args[1..]),
         Some("serve-paced") => return paced_server::serve_paced(&args[1..]),
+        Some("serve-cluster-feed") => return cluster::serve_feed(&args[1..]),
+        Some("cluster-member") => return cluster::member(&args[1..]),
         // One client holding one point of `scaling`, in a process of its own.
         Some("scaling-point") => return fleet::scaling::serve_point(&args[1..]),
         Some("compare") => {
@@ -146,7 +149,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    let scenarios: [(&str, Scenario); 7] = [
+    let scenarios: [(&str, Scenario); 8] = [
         ("latency", latency::run),
         ("connections", fleet::connections),
         ("storm", fleet::storm),
@@ -154,12 +157,17 @@ fn main() -> ExitCode {
         ("scaling", fleet::scaling::run),
         ("inbound", inbound::run),
         ("gateway", gateway::run),
+        ("cluster", cluster::run),
     ];
     for (name, scenario_fn) in scenarios {
         if run(name) {
             match scenario_fn() {
                 Ok(figures) => {
                     results.insert(name.into(), figures);
+                }
+                // `all` on a machine without nats-server still measures the rest.
+                Err(error) if scenario == "all" && error.starts_with(cluster::NO_NATS) => {
+                    eprintln!("{name}: skipped: {error}");
                 }
                 Err(error) => {
                     eprintln!("{name}: {error}");
@@ -170,7 +178,7 @@ fn main() -> ExitCode {
     }
     if results.is_empty() {
         eprintln!(
-            "unknown scenario {scenario:?}: use throughput, fanout, latency, features, connections, storm, detect, scaling, inbound, gateway, all, or soak [--minutes N]"
+            "unknown scenario {scenario:?}: use throughput, fanout, latency, features, connections, storm, detect, scaling, inbound, gateway, cluster, all, or soak [--minutes N]"
         );
         return ExitCode::from(2);
     }

@@ -36,7 +36,7 @@ impl Trade {
     /// A number that depends on every decoded field, so a client cannot match the expected
     /// checksum without decoding each message in full. `seq` is spread by a large odd factor
     /// so that a lost message and a repeated one do not cancel out in the sum.
-    fn digest(&self) -> u64 {
+    pub(crate) fn digest(&self) -> u64 {
         let text = self.symbol.len() + self.venue.len() + self.side.len();
         self.seq
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)

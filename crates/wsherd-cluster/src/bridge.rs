@@ -23,9 +23,14 @@ use crate::{HEADER_ENDPOINT, HEADER_KIND, HEADER_MEMBER, Shared};
 /// The header that marks a send request's payload as a binary frame (else it is text).
 pub const HEADER_BINARY: &str = "Wsherd-Binary";
 
-/// Messages the publisher holds while NATS takes them: past this they are dropped and counted
-/// (`publish_dropped`) instead of slowing the endpoints that read them.
+/// Messages the publisher's mailbox holds; past this the herd drops them for it (counted as
+/// the endpoint's `dropped_full`) instead of slowing the endpoints that read them.
 const PUBLISH_MAILBOX: usize = 16_384;
+
+/// Messages waiting for the NATS client, beyond its own buffer: past this they are dropped and
+/// counted (`publish_dropped`). A burst waits here while the client writes; a NATS slower
+/// than the endpoints, or away, fills it.
+const PUBLISH_QUEUE: usize = 65_536;
 
 /// How long a send by request waits for the owner's answer.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -34,8 +39,15 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// herd send through this cluster.
 pub(crate) async fn start(shared: &Arc<Shared>) -> Result<(), ClusterError> {
     let nats = |e: &dyn std::fmt::Display| ClusterError::Nats(e.to_string());
+    let (queue, outgoing) = tokio::sync::mpsc::channel(PUBLISH_QUEUE);
+    actix::spawn(hand_to_nats(
+        shared.client.clone(),
+        Arc::clone(&shared.counters),
+        outgoing,
+    ));
     let publisher = Publisher {
         shared: Arc::downgrade(shared),
+        queue,
     }
     .start();
     shared.herd.subscribe_raw_all(
@@ -70,6 +82,52 @@ pub(crate) async fn start(shared: &Arc<Shared>) -> Result<(), ClusterError> {
 /// Publishes what local endpoints receive, and their state changes.
 struct Publisher {
     shared: Weak<Shared>,
+    queue: tokio::sync::mpsc::Sender<Outgoing>,
+}
+
+/// One message for NATS.
+struct Outgoing {
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+}
+
+impl Publisher {
+    /// Queues one message for NATS without waiting: a full queue drops it and counts it.
+    fn publish(&self, shared: &Shared, subject: String, headers: HeaderMap, payload: Bytes) {
+        let outgoing = Outgoing {
+            subject,
+            headers,
+            payload,
+        };
+        if self.queue.try_send(outgoing).is_err() {
+            shared
+                .counters
+                .publish_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Hands the publisher's messages to the NATS client in order, waiting while its buffer is
+/// full. A task of its own, not the publisher's handler: waiting there would leave the
+/// client's connection task (on the same arbiter) no turn to write, and drop a burst the
+/// client could have taken a moment later.
+async fn hand_to_nats(
+    client: async_nats::Client,
+    counters: Arc<crate::ClusterCounters>,
+    mut outgoing: tokio::sync::mpsc::Receiver<Outgoing>,
+) {
+    while let Some(message) = outgoing.recv().await {
+        let sent = client
+            .publish_with_headers(message.subject, message.headers, message.payload)
+            .await;
+        let counter = match sent {
+            Ok(()) => &counters.published,
+            Err(_) => &counters.publish_dropped,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Actor for Publisher {
@@ -102,7 +160,7 @@ impl Handler<Delivery<RawMessage>> for Publisher {
         headers.insert(HEADER_MEMBER, shared.member.as_str());
         let subject = shared.subjects.message(endpoint, &delivery.message.kind);
         let payload = Bytes::copy_from_slice(delivery.message.text.as_bytes());
-        publish(&shared, subject, headers, payload);
+        self.publish(&shared, subject, headers, payload);
     }
 }
 
@@ -123,25 +181,7 @@ impl Handler<Delivery<StateEvent>> for Publisher {
         headers.insert(HEADER_ENDPOINT, endpoint);
         headers.insert(HEADER_MEMBER, shared.member.as_str());
         let payload = Bytes::from(line.to_string());
-        publish(&shared, shared.subjects.state(endpoint), headers, payload);
-    }
-}
-
-/// Hands one message to the NATS client without waiting: the client's own buffer is
-/// bounded, and a message it cannot take now is dropped and counted, never waited for on
-/// the publisher's thread.
-fn publish(shared: &Arc<Shared>, subject: String, headers: HeaderMap, payload: Bytes) {
-    let client = shared.client.clone();
-    let counters = Arc::clone(&shared.counters);
-    let publish = client.publish_with_headers(subject, headers, payload);
-    // `publish` only queues into the client's channel; it waits only when that is full.
-    match futures_util::FutureExt::now_or_never(publish) {
-        Some(Ok(())) => {
-            counters.published.fetch_add(1, Ordering::Relaxed);
-        }
-        _ => {
-            counters.publish_dropped.fetch_add(1, Ordering::Relaxed);
-        }
+        self.publish(&shared, shared.subjects.state(endpoint), headers, payload);
     }
 }
 
@@ -220,9 +260,14 @@ async fn answer_status(shared: Weak<Shared>, mut requests: async_nats::Subscribe
             .iter()
             .map(wsherd_server::status_json)
             .collect();
+        let counters: serde_json::Map<String, Value> = crate::membership::figures(&shared)
+            .iter()
+            .map(|figure| (figure.name.to_owned(), Value::from(figure.value)))
+            .collect();
         let answer = json!({
             "member": shared.member,
             "endpoints": endpoints,
+            "counters": counters,
         });
         let _ = shared
             .client

@@ -48,9 +48,10 @@ pub const HEADER_MEMBER: &str = "Wsherd-Member";
 pub struct ClusterCounters {
     /// Messages of local endpoints published.
     pub published: AtomicU64,
-    /// Messages of local endpoints not published because the NATS client's buffer was full
-    /// (NATS slow or away). Those the publisher's own mailbox had no room for are counted in
-    /// the endpoint's `dropped_full`, as for any subscriber that drops.
+    /// Messages of local endpoints not published: the publisher's queue for the NATS client
+    /// was full (NATS slower than the endpoints, or away), or the client refused them. Those
+    /// the publisher's own mailbox had no room for are counted in the endpoint's
+    /// `dropped_full`, as for any subscriber that drops.
     pub publish_dropped: AtomicU64,
     /// Messages of other members' endpoints routed to this herd's subscribers.
     pub remote_routed: AtomicU64,
@@ -259,7 +260,7 @@ impl Cluster {
 
     /// Asks every member for its endpoints' status (`<prefix>.status`) and gathers the
     /// answers that come within `wait`: one JSON object per member,
-    /// `{"member":…,"endpoints":[…]}`.
+    /// `{"member":…,"endpoints":[…],"counters":{…}}`.
     pub async fn cluster_status(&self, wait: Duration) -> Vec<serde_json::Value> {
         bridge::gather_status(&self.shared, wait).await
     }

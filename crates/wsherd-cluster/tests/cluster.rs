@@ -259,6 +259,15 @@ async fn three_members_connect_each_of_thirty_endpoints_once_and_evenly_and_serv
         .map(|s| s["endpoints"].as_array().map_or(0, Vec::len))
         .sum();
     assert_eq!(listed, 30);
+    // Each answer carries that member's counters: what it took and published.
+    for answer in &status {
+        let taken = answer["counters"]["taken"].as_u64().unwrap_or(0);
+        assert!((9..=11).contains(&taken), "{answer}");
+        assert!(
+            answer["counters"]["published"].as_u64().unwrap_or(0) >= taken,
+            "{answer}"
+        );
+    }
     let owners = a.cluster.ownership();
     assert_eq!(owners.len(), 30);
     assert!(owners.iter().all(|o| o.owner.is_some()));
