@@ -32,6 +32,9 @@ const PUBLISH_MAILBOX: usize = 16_384;
 /// than the endpoints, or away, fills it.
 const PUBLISH_QUEUE: usize = 65_536;
 
+/// How often the feed looks whether anything here wants other members' messages.
+const DEMAND_EVERY: Duration = Duration::from_millis(50);
+
 /// How long a send by request waits for the owner's answer.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -50,7 +53,7 @@ pub(crate) async fn start(shared: &Arc<Shared>) -> Result<(), ClusterError> {
         queue,
     }
     .start();
-    shared.herd.subscribe_raw_all(
+    let own = shared.herd.subscribe_raw_all(
         publisher.clone().recipient(),
         SubscribeOptions::new().overflow(Overflow::Drop),
     );
@@ -59,12 +62,7 @@ pub(crate) async fn start(shared: &Arc<Shared>) -> Result<(), ClusterError> {
         SubscribeOptions::new().overflow(Overflow::Drop),
     );
 
-    let messages = shared
-        .client
-        .subscribe(shared.subjects.all_messages())
-        .await
-        .map_err(|e| nats(&e))?;
-    actix::spawn(feed(Arc::downgrade(shared), messages));
+    actix::spawn(feed(Arc::downgrade(shared), own));
 
     let status = shared
         .client
@@ -187,62 +185,122 @@ impl Handler<Delivery<StateEvent>> for Publisher {
 
 /// Routes other members' messages to this herd's subscribers, decoded once per type as any
 /// local message is; nobody here wanting one is fine (no dead letter: that is the owner's).
-async fn feed(shared: Weak<Shared>, mut messages: async_nats::Subscriber) {
+///
+/// It takes them off NATS only while a subscription here wants messages (`own`, the
+/// publisher's, aside): a member without subscribers costs NATS and itself nothing for
+/// the others' traffic. Subscriptions are looked at every [`DEMAND_EVERY`] when they changed.
+async fn feed(shared: Weak<Shared>, own: wsherd::SubscriptionId) {
     let mut report = DispatchReport::default();
     let mut cache = match shared.upgrade() {
         Some(shared) => shared.herd.router().cache(),
         None => return,
     };
-    while let Some(message) = messages.next().await {
+    let mut messages: Option<async_nats::Subscriber> = None;
+    let mut looked_at = None;
+    let mut check = tokio::time::interval(DEMAND_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let message = match messages.as_mut() {
+            Some(subscriber) => tokio::select! {
+                // The tick first: a flood of messages must not keep the check from running.
+                biased;
+                _ = check.tick() => None,
+                message = subscriber.next() => match message {
+                    Some(message) => Some(message),
+                    None => {
+                        // The client closed: subscribe again at the next check.
+                        messages = None;
+                        looked_at = None;
+                        continue;
+                    }
+                },
+            },
+            None => {
+                check.tick().await;
+                None
+            }
+        };
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let headers = message.headers.as_ref();
-        let header = |name: &str| {
-            headers
-                .and_then(|h| h.get(name))
-                .map(|v| v.as_str().to_owned())
-        };
-        if header(HEADER_MEMBER).as_deref() == Some(shared.member.as_str()) {
-            continue;
-        }
-        let endpoint = match header(HEADER_ENDPOINT) {
-            Some(endpoint) => endpoint,
-            None => match shared.subjects.parse_message(message.subject.as_str()) {
-                Some((endpoint, _)) => endpoint,
-                None => continue,
-            },
-        };
-        // Ours now: what another member published before the hand-over is not delivered twice.
-        if shared.is_local(&endpoint) {
-            continue;
-        }
-        let (Some(config), Ok(name)) = (
-            shared.endpoint_config(&endpoint),
-            EndpointName::new(&endpoint),
-        ) else {
+        let Some(message) = message else {
+            let version = cache.current().version();
+            if looked_at == Some(version) {
+                continue;
+            }
+            looked_at = Some(version);
+            let wanted = shared.herd.router().wants_messages_besides(&[own]);
+            if wanted && messages.is_none() {
+                match shared
+                    .client
+                    .subscribe(shared.subjects.all_messages())
+                    .await
+                {
+                    Ok(subscriber) => messages = Some(subscriber),
+                    // Tried again at the next check.
+                    Err(_) => looked_at = None,
+                }
+            } else if !wanted && let Some(mut subscriber) = messages.take() {
+                let _ = subscriber.unsubscribe().await;
+            }
             continue;
         };
-        let Ok(text) = std::str::from_utf8(&message.payload) else {
-            continue;
-        };
-        let table = Arc::clone(cache.current());
-        table.route_wanted(&name, &config.spec.connection.kind, text, &mut report);
-        report.flush_batches();
-        for id in report.closed.drain(..) {
-            shared.herd.unsubscribe(id);
-        }
-        shared
-            .counters
-            .remote_routed
-            .fetch_add(1, Ordering::Relaxed);
-        if report.held() > 0 {
+        if route_remote(&shared, &mut cache, &mut report, &message) && report.held() > 0 {
             // A full backpressure subscriber: wait for it, and let NATS hold (and, past its
             // own bound, drop and report) what comes meanwhile.
             drop(shared);
             std::future::poll_fn(|cx| report.poll_unblocked(cx)).await;
         }
     }
+}
+
+/// Routes one message of another member's endpoint here; whether it was routed.
+fn route_remote(
+    shared: &Shared,
+    cache: &mut wsherd_router::RouteCache,
+    report: &mut DispatchReport,
+    message: &async_nats::Message,
+) -> bool {
+    let headers = message.headers.as_ref();
+    let header = |name: &str| {
+        headers
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+    if header(HEADER_MEMBER).as_deref() == Some(shared.member.as_str()) {
+        return false;
+    }
+    let endpoint = match header(HEADER_ENDPOINT) {
+        Some(endpoint) => endpoint,
+        None => match shared.subjects.parse_message(message.subject.as_str()) {
+            Some((endpoint, _)) => endpoint,
+            None => return false,
+        },
+    };
+    // Ours now: what another member published before the hand-over is not delivered twice.
+    if shared.is_local(&endpoint) {
+        return false;
+    }
+    let (Some(config), Ok(name)) = (
+        shared.endpoint_config(&endpoint),
+        EndpointName::new(&endpoint),
+    ) else {
+        return false;
+    };
+    let Ok(text) = std::str::from_utf8(&message.payload) else {
+        return false;
+    };
+    let table = Arc::clone(cache.current());
+    table.route_wanted(&name, &config.spec.connection.kind, text, report);
+    report.flush_batches();
+    for id in report.closed.drain(..) {
+        shared.herd.unsubscribe(id);
+    }
+    shared
+        .counters
+        .remote_routed
+        .fetch_add(1, Ordering::Relaxed);
+    true
 }
 
 /// Answers `<prefix>.status` with this member's endpoints.

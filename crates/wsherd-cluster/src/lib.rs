@@ -6,7 +6,8 @@
 //! fair share, hands its extras over when another joins, and takes over the endpoints of a
 //! member that stopped renewing. Every message an endpoint receives is published on
 //! `<prefix>.msg.<endpoint>.<kind>` (the upstream text byte for byte), and every member's
-//! [`Herd`] delivers the whole cluster's messages to its subscribers; [`Herd::send`] to an
+//! [`Herd`] delivers the whole cluster's messages to its subscribers (taking other members'
+//! off NATS only while it has some); [`Herd::send`] to an
 //! endpoint another member runs goes there by NATS request.
 //!
 //! The subjects, the escaping rule, the lease protocol and what is guaranteed:
@@ -163,7 +164,9 @@ impl Cluster {
     /// Call it inside a running actix system. It connects to NATS, checks that live members
     /// run the same config, registers this member and starts its herd with no endpoint; the
     /// member takes its share a third of a lease later (time to see the other members), so
-    /// subscriptions made on [`Cluster::herd`] right after this returns miss nothing.
+    /// subscriptions made on [`Cluster::herd`] right after this returns miss nothing of its
+    /// own endpoints (other members' messages reach them within 50 ms of subscribing: see
+    /// the crate docs).
     /// Inbound endpoints and the gateway stay local to each process.
     pub async fn join(config: HerdConfig) -> Result<Cluster, ClusterError> {
         // Joining holds a config and several NATS requests at once (18 KB of future): boxed,

@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // test helpers fail loudly
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -547,4 +548,93 @@ async fn a_remembered_message_is_written_by_the_owner_now_and_by_the_next_owner_
         .expect("a wrote it after taking the endpoint over");
     assert!(second > first);
     assert_eq!(a.cluster.local_endpoints().len(), 2);
+}
+
+#[actix_rt::test]
+async fn a_member_takes_other_members_messages_off_nats_only_while_something_here_wants_them() {
+    let nats = NatsServer::start().expect("nats-server");
+    let server = feed_server();
+    let plain = async_nats::connect(nats.url()).await.unwrap();
+    let mut echoes = plain.subscribe("wsherd.msg.*.echo").await.unwrap();
+    plain.flush().await.unwrap();
+    let a = Member::join(load(&config_text(&nats, &server, "a", 6, ""))).unwrap();
+    let b = Member::join(load(&config_text(&nats, &server, "b", 6, ""))).unwrap();
+    wait_each_once(&server, 6).await;
+    wait_until(
+        || spread(&[&a, &b]) == [3, 3],
+        "the members hold three endpoints each",
+    )
+    .await;
+    let remote = b.cluster.local_endpoints()[0].clone();
+    let routed = || a.cluster.counters().remote_routed.load(Ordering::Relaxed);
+    // b's endpoint echoes what b sends it; a plain subscriber sees it on NATS; a has been
+    // told everything NATS had for it once its own round trip is back.
+    let mut n = 0;
+    let mut echo_through_b = async || {
+        n += 1;
+        let text = format!(r#"{{"type":"echo","n":{n}}}"#);
+        b.cluster
+            .herd()
+            .send(remote.as_str(), text.clone())
+            .await
+            .unwrap();
+        loop {
+            let message = tokio::time::timeout(WAIT, echoes.next())
+                .await
+                .expect("the echo on NATS")
+                .unwrap();
+            if message.payload == text.as_bytes() {
+                break;
+            }
+        }
+        a.cluster.client().flush().await.unwrap();
+    };
+    for _ in 0..20 {
+        echo_through_b().await;
+    }
+    assert_eq!(
+        routed(),
+        0,
+        "nothing on a wants messages: none taken off NATS"
+    );
+
+    // A subscription on a: from then on b's messages reach it.
+    let mut stream = a.cluster.herd().stream::<Echo>().unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "b's echo never reached a's subscriber"
+        );
+        echo_through_b().await;
+        if let Ok(Some(delivery)) =
+            tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+        {
+            assert_eq!(delivery.endpoint, remote);
+            break;
+        }
+    }
+    assert!(routed() > 0);
+
+    // Without it, a stops taking them again.
+    drop(stream);
+    let deadline = Instant::now() + WAIT;
+    let mut unchanged = 0;
+    while unchanged < 3 {
+        assert!(Instant::now() < deadline, "a kept taking b's messages");
+        let before = routed();
+        echo_through_b().await;
+        unchanged = if routed() == before { unchanged + 1 } else { 0 };
+    }
+}
+
+/// What the feed server echoes back when a member sends it.
+#[derive(Debug, Clone, Deserialize)]
+struct Echo {
+    #[allow(dead_code)] // decoded to prove the type takes it
+    n: u64,
+}
+
+impl Inbound for Echo {
+    const KIND: &'static str = "echo";
 }

@@ -351,6 +351,15 @@ impl Router {
         self.lock().demand.unwatch(endpoint, watch);
     }
 
+    /// Whether a subscription other than those in `besides` takes messages (typed or raw,
+    /// of any kind; events do not count): a cluster asks this before it takes other members'
+    /// messages off the wire for nobody.
+    pub fn wants_messages_besides(&self, besides: &[SubscriptionId]) -> bool {
+        self.lock().keys.iter().any(|(id, keys)| {
+            !besides.contains(id) && keys.iter().any(|key| !matches!(key, RouteKey::Event(_)))
+        })
+    }
+
     /// How many subscriptions exist.
     pub fn subscription_count(&self) -> usize {
         self.lock().keys.len()

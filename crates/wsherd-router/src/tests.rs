@@ -231,6 +231,23 @@ async fn cache_follows_versions_and_unsubscribe_works() {
     );
 }
 
+#[actix_rt::test]
+async fn messages_are_wanted_by_typed_and_raw_subscriptions_but_not_by_events_or_those_set_aside() {
+    let router = Router::new();
+    let (events, _) = collector::<DeadLetter>();
+    router.subscribe_event(events, SubscribeOptions::new());
+    assert!(!router.wants_messages_besides(&[]));
+    let (raw, _) = collector::<RawMessage>();
+    let own = router.subscribe_raw_all(raw, SubscribeOptions::new());
+    assert!(router.wants_messages_besides(&[]));
+    assert!(!router.wants_messages_besides(&[own]));
+    let (typed, _) = collector::<Quote>();
+    let id = router.subscribe_kind::<Quote>("quote", typed, SubscribeOptions::new());
+    assert!(router.wants_messages_besides(&[own]));
+    router.unsubscribe(id);
+    assert!(!router.wants_messages_besides(&[own]));
+}
+
 struct Stopper;
 impl Actor for Stopper {
     type Context = Context<Self>;
