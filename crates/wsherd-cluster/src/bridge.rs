@@ -35,6 +35,10 @@ const PUBLISH_QUEUE: usize = 65_536;
 /// How often the feed looks whether anything here wants other members' messages.
 const DEMAND_EVERY: Duration = Duration::from_millis(50);
 
+/// How long a send by request is tried again while a lease names an owner that does not
+/// answer yet (it is taking the endpoint over).
+const HANDOVER_GRACE: Duration = Duration::from_secs(1);
+
 /// How long a send by request waits for the owner's answer.
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -366,6 +370,10 @@ pub(crate) fn serve_sends(shared: &Arc<Shared>, endpoint: EndpointName) {
     let subject = shared.subjects.send(endpoint.as_str());
     let key = endpoint.as_str().to_owned();
     let task = actix::spawn(async move {
+        // What the last owner handed over goes first: no send through this member overtakes it.
+        if let Some(shared) = weak.upgrade() {
+            crate::handover::take(&shared, endpoint.as_str()).await;
+        }
         let Ok(mut requests) = client.subscribe(subject).await else {
             return;
         };
@@ -451,27 +459,39 @@ pub(crate) async fn request_send(
     if binary {
         headers.insert(HEADER_BINARY, "1");
     }
-    let request =
-        shared
-            .client
-            .request_with_headers(shared.subjects.send(endpoint), headers, payload);
     let no_owner = || SendError::NoOwner {
         name: endpoint.to_owned(),
         message: message.clone(),
     };
-    let answer = match tokio::time::timeout(SEND_TIMEOUT, request).await {
-        Ok(Ok(answer)) => answer,
-        Ok(Err(error)) => {
-            return match error.kind() {
+    let started = tokio::time::Instant::now();
+    let answer = loop {
+        let request = shared.client.request_with_headers(
+            shared.subjects.send(endpoint),
+            headers.clone(),
+            payload.clone(),
+        );
+        match tokio::time::timeout(SEND_TIMEOUT, request).await {
+            Ok(Ok(answer)) => break answer,
+            Ok(Err(error)) => match error.kind() {
+                // A lease names an owner that does not answer yet: a hand-over or a takeover
+                // under way (the new owner answers once it has sent what was handed over).
                 async_nats::client::RequestErrorKind::NoResponders
-                | async_nats::client::RequestErrorKind::TimedOut => Err(no_owner()),
-                _ => Err(SendError::Remote {
-                    name: endpoint.to_owned(),
-                    error: error.to_string(),
-                }),
-            };
+                    if started.elapsed() < HANDOVER_GRACE
+                        && shared.owner_of(endpoint).is_some() =>
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                async_nats::client::RequestErrorKind::NoResponders
+                | async_nats::client::RequestErrorKind::TimedOut => return Err(no_owner()),
+                _ => {
+                    return Err(SendError::Remote {
+                        name: endpoint.to_owned(),
+                        error: error.to_string(),
+                    });
+                }
+            },
+            Err(_) => return Err(no_owner()),
         }
-        Err(_) => return Err(no_owner()),
     };
     let value: Value = serde_json::from_slice(&answer.payload).unwrap_or(Value::Null);
     match value["status"].as_str() {

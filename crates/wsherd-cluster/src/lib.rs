@@ -15,6 +15,7 @@
 
 mod bridge;
 mod error;
+mod handover;
 mod member;
 mod membership;
 mod remembered;
@@ -88,6 +89,8 @@ pub(crate) struct Shared {
     pub(crate) counters: Arc<ClusterCounters>,
     /// `<prefix>_remembered`: what `Herd::remember` kept for each endpoint.
     pub(crate) remembered: async_nats::jetstream::kv::Store,
+    /// `<prefix>_handover`: queued sends of endpoints handed over, for their next owners.
+    pub(crate) handover: async_nats::jetstream::kv::Store,
     /// How many of each local endpoint's remembered messages were written here.
     pub(crate) remembered_applied: Mutex<std::collections::HashMap<String, usize>>,
     /// The tasks answering send requests, one per endpoint this member runs.
@@ -111,6 +114,15 @@ impl Shared {
             .unwrap_or_else(PoisonError::into_inner)
             .get(endpoint)
             .copied()
+    }
+
+    /// The member the last-seen lease of `endpoint` names.
+    pub(crate) fn owner_of(&self, endpoint: &str) -> Option<String> {
+        self.owners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(endpoint)
+            .cloned()
     }
 
     /// The endpoints this member runs now.
@@ -213,6 +225,7 @@ impl Cluster {
             counters,
             send_tasks: Mutex::new(std::collections::HashMap::new()),
             remembered: buckets.remembered.clone(),
+            handover: buckets.handover.clone(),
             remembered_applied: Mutex::new(std::collections::HashMap::new()),
             leaving: AtomicBool::new(false),
             left: tokio::sync::Notify::new(),

@@ -615,8 +615,8 @@ impl Controller {
         });
     }
 
-    /// Hands `endpoint` over: closes it, deletes its lease (if it still names us), then
-    /// forwards what was queued.
+    /// Hands `endpoint` over: closes it, leaves what was queued for the next owner in
+    /// `<prefix>_handover`, then deletes its lease (if it still names us).
     fn release(&mut self, endpoint: String) {
         let Some(lease) = self.leases.get(&endpoint).cloned() else {
             return;
@@ -637,10 +637,16 @@ impl Controller {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(endpoint.as_str());
+            // Before the release: the next owner sends these before anything of its own.
+            let unsent = match crate::handover::leave(&shared, &endpoint, unsent).await {
+                Ok(()) => Vec::new(),
+                Err(unsent) => unsent,
+            };
             let _ = leases
                 .delete_expect_revision(escape_key(&endpoint), Some(lease.revision))
                 .await;
             shared.counters.released.fetch_add(1, Ordering::Relaxed);
+            // Only if the bucket could not take them: sent to the next owner by request.
             forward(shared, endpoint, unsent).await;
         });
         // The watch shows the delete; until then the lease is still ours in `leases`, and
@@ -672,11 +678,21 @@ impl Controller {
         for name in local {
             let endpoint = name.as_str();
             crate::bridge::stop_serving_sends(&self.shared, endpoint);
-            let _ = self
+            let unsent = self
                 .shared
                 .herd
                 .remove_endpoint(endpoint, 1001u16, "member leaving")
-                .await;
+                .await
+                .unwrap_or_default();
+            // Left for the next owner before the release, as in any hand-over; a member
+            // leaving does not wait to forward what the bucket could not take.
+            if let Err(lost) = crate::handover::leave(&self.shared, endpoint, unsent).await {
+                tracing::warn!(
+                    endpoint,
+                    lost = lost.len(),
+                    "queued sends lost as the member left"
+                );
+            }
             self.shared
                 .local
                 .lock()

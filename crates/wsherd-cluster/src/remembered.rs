@@ -18,8 +18,9 @@ use crate::subject::{escape_key, unescape_key};
 /// 1 MiB payload for messages of a few hundred bytes.
 pub const MAX_REMEMBERED_PER_ENDPOINT: usize = 256;
 
+/// One message as a bucket keeps it (remembered here, handed over in `handover`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-enum Kept {
+pub(crate) enum Kept {
     Text(String),
     Binary(Vec<u8>),
 }
@@ -42,7 +43,8 @@ impl From<Kept> for Outbound {
     }
 }
 
-fn parse(value: &[u8]) -> Vec<Kept> {
+/// A bucket's list of messages.
+pub(crate) fn parse(value: &[u8]) -> Vec<Kept> {
     // A value no member wrote is nothing to replay (and is replaced by the next remember).
     serde_json::from_slice(value).unwrap_or_default()
 }

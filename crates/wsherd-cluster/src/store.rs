@@ -1,9 +1,10 @@
-//! The three buckets a cluster keeps in JetStream key-value, and what their values hold.
+//! The buckets a cluster keeps in JetStream key-value, and what their values hold.
 //!
 //! - `<prefix>_members`: one key per member, renewed every third of a lease (its liveness);
 //! - `<prefix>_leases`: one key per endpoint, naming the member that runs it;
 //! - `<prefix>_config`: the digest of the config the members share (never expires);
-//! - `<prefix>_remembered`: what `Herd::remember` kept for each endpoint.
+//! - `<prefix>_remembered`: what `Herd::remember` kept for each endpoint;
+//! - `<prefix>_handover`: sends queued at an endpoint's last owner, for its next one.
 //!
 //! None of them has a `max_age`: nothing expires on its own (NATS 2.9 would not say when it
 //! did), and every removal is a revision-checked delete by a member.
@@ -42,6 +43,7 @@ pub(crate) struct Buckets {
     pub(crate) leases: kv::Store,
     pub(crate) config: kv::Store,
     pub(crate) remembered: kv::Store,
+    pub(crate) handover: kv::Store,
 }
 
 /// Key of the shared config digest in the config bucket.
@@ -59,6 +61,7 @@ impl Buckets {
             leases: open_bucket(jetstream, subjects.bucket("leases"), timeout).await?,
             config: open_bucket(jetstream, subjects.bucket("config"), timeout).await?,
             remembered: open_bucket(jetstream, subjects.bucket("remembered"), timeout).await?,
+            handover: open_bucket(jetstream, subjects.bucket("handover"), timeout).await?,
         })
     }
 }

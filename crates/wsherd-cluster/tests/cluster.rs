@@ -638,3 +638,73 @@ struct Echo {
 impl Inbound for Echo {
     const KIND: &'static str = "echo";
 }
+
+#[actix_rt::test]
+async fn sends_queued_at_a_member_that_hands_an_endpoint_over_go_first_from_its_next_owner() {
+    let nats = NatsServer::start().expect("nats-server");
+    // The upstream refuses (503, retried) until the test opens it: sends queue meanwhile.
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gate = std::sync::Arc::clone(&open);
+    let server = TestServer::builder_with(move |_| {
+        if gate.load(Ordering::SeqCst) {
+            wsherd_testkit::Behaviour::Accept(vec![Step::Echo(true)])
+        } else {
+            wsherd_testkit::Behaviour::Reject(503)
+        }
+    })
+    .start()
+    .expect("test server");
+    let plain = async_nats::connect(nats.url()).await.unwrap();
+    let a = Member::join(load(&config_text(&nats, &server, "a", 2, ""))).unwrap();
+    wait_until(|| spread(&[&a]) == [2], "a runs both endpoints").await;
+    let text = |n: u64| format!(r#"{{"type":"echo","n":{n}}}"#);
+    for n in 1..=4 {
+        let endpoint = if n % 2 == 1 { "e00" } else { "e01" };
+        let outcome = a.cluster.herd().send(endpoint, text(n)).await.unwrap();
+        assert_eq!(outcome, Submitted::Queued, "the upstream is down");
+    }
+    // The hand-over's list is in the bucket before the lease is released.
+    let handover = async_nats::jetstream::new(plain.clone())
+        .get_key_value("wsherd_handover")
+        .await
+        .unwrap();
+    let mut written = handover.watch_all().await.unwrap();
+
+    let b = Member::join(load(&config_text(&nats, &server, "b", 2, ""))).unwrap();
+    wait_until(|| spread(&[&a, &b]) == [1, 1], "one endpoint each").await;
+    let moved = b.cluster.local_endpoints()[0].clone();
+    let entry = tokio::time::timeout(WAIT, written.next())
+        .await
+        .expect("a hand-over written")
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.key, moved.as_str());
+    let list: serde_json::Value = serde_json::from_slice(&entry.value).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(2), "{list}");
+
+    // A send through the member that stayed, by request to the new owner, comes after them.
+    let later = a
+        .cluster
+        .herd()
+        .send(moved.as_str(), text(9))
+        .await
+        .unwrap();
+    assert_eq!(later, Submitted::Queued);
+    open.store(true, Ordering::SeqCst);
+    let first = if moved.as_str() == "e00" { 1 } else { 2 };
+    // After the on-open hello, as on any open: the queued sends in the order they were made.
+    let hello = format!(r#"{{"type":"hello","endpoint":"{moved}"}}"#);
+    let expected = vec![hello, text(first), text(first + 2), text(9)];
+    let path = format!("/{moved}");
+    server
+        .wait_for(WAIT, |connections| {
+            connections
+                .iter()
+                .filter(|c| c.path.as_deref() == Some(path.as_str()))
+                .map(|c| c.texts().map(str::to_owned).collect::<Vec<_>>())
+                .find(|texts| texts.len() >= 4)
+        })
+        .await
+        .map(|texts| assert_eq!(texts, expected))
+        .expect("the moved endpoint's upstream got the sends");
+}
