@@ -23,8 +23,8 @@ pub struct Ownership {
 /// One of a cluster's counters, for metrics and status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MembershipFigure {
-    /// A short snake-case name (`published`, `taken`, …): the metric is
-    /// `wsherd_cluster_<name>_total`.
+    /// A short snake-case name (`published`, `taken`, …; only `a-z`, `0-9` and `_`, else the
+    /// server leaves it out of `/metrics`): the metric is `wsherd_cluster_<name>_total`.
     pub name: &'static str,
     /// One line saying what it counts.
     pub help: &'static str,
@@ -37,7 +37,8 @@ pub trait Membership: Send + Sync + 'static {
     /// This member's name.
     fn member(&self) -> String;
 
-    /// The members seen alive now, this one among them, sorted.
+    /// The members seen alive, this one among them, sorted (as of the cluster's last look:
+    /// `wsherd-cluster` looks every third of a lease).
     fn members(&self) -> Vec<String>;
 
     /// Every endpoint of the cluster with its owner, sorted by endpoint.

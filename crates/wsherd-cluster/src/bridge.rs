@@ -27,10 +27,15 @@ pub const HEADER_BINARY: &str = "Wsherd-Binary";
 /// the endpoint's `dropped_full`) instead of slowing the endpoints that read them.
 const PUBLISH_MAILBOX: usize = 16_384;
 
-/// Messages waiting for the NATS client, beyond its own buffer: past this they are dropped and
-/// counted (`publish_dropped`). A burst waits here while the client writes; a NATS slower
-/// than the endpoints, or away, fills it.
+/// Messages waiting for the NATS client, beyond its own buffer: past this many, or past
+/// [`PUBLISH_QUEUE_BYTES`] of payload, they are dropped and counted (`publish_dropped`). A
+/// burst waits here while the client writes; a NATS slower than the endpoints, or away,
+/// fills it.
 const PUBLISH_QUEUE: usize = 65_536;
+
+/// Payload bytes waiting for the NATS client at most (messages may be up to the endpoints'
+/// `max_message_size` each, so the count alone is no bound on memory).
+const PUBLISH_QUEUE_BYTES: usize = 64 << 20;
 
 /// How often the feed looks whether anything here wants other members' messages.
 const DEMAND_EVERY: Duration = Duration::from_millis(50);
@@ -47,24 +52,32 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) async fn start(shared: &Arc<Shared>) -> Result<(), ClusterError> {
     let nats = |e: &dyn std::fmt::Display| ClusterError::Nats(e.to_string());
     let (queue, outgoing) = tokio::sync::mpsc::channel(PUBLISH_QUEUE);
+    let queued_bytes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     actix::spawn(hand_to_nats(
         shared.client.clone(),
         Arc::clone(&shared.counters),
+        Arc::clone(&queued_bytes),
         outgoing,
     ));
     let publisher = Publisher {
         shared: Arc::downgrade(shared),
         queue,
+        queued_bytes,
     }
     .start();
     let own = shared.herd.subscribe_raw_all(
         publisher.clone().recipient(),
         SubscribeOptions::new().overflow(Overflow::Drop),
     );
-    shared.herd.subscribe_events_with::<StateEvent>(
+    let states = shared.herd.subscribe_events_with::<StateEvent>(
         publisher.recipient(),
         SubscribeOptions::new().overflow(Overflow::Drop),
     );
+    shared
+        .own_subscriptions
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .extend([own, states]);
 
     actix::spawn(feed(Arc::downgrade(shared), own));
 
@@ -85,6 +98,8 @@ pub(crate) async fn start(shared: &Arc<Shared>) -> Result<(), ClusterError> {
 struct Publisher {
     shared: Weak<Shared>,
     queue: tokio::sync::mpsc::Sender<Outgoing>,
+    /// Payload bytes in `queue`.
+    queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// One message for NATS.
@@ -97,16 +112,26 @@ struct Outgoing {
 impl Publisher {
     /// Queues one message for NATS without waiting: a full queue drops it and counts it.
     fn publish(&self, shared: &Shared, subject: String, headers: HeaderMap, payload: Bytes) {
+        let size = payload.len();
+        let drop = || {
+            shared
+                .counters
+                .publish_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        };
+        if self.queued_bytes.load(Ordering::Relaxed) + size > PUBLISH_QUEUE_BYTES {
+            return drop();
+        }
         let outgoing = Outgoing {
             subject,
             headers,
             payload,
         };
+        // Counted before it is queued, so the task's subtraction never comes first.
+        self.queued_bytes.fetch_add(size, Ordering::Relaxed);
         if self.queue.try_send(outgoing).is_err() {
-            shared
-                .counters
-                .publish_dropped
-                .fetch_add(1, Ordering::Relaxed);
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            drop();
         }
     }
 }
@@ -118,9 +143,11 @@ impl Publisher {
 async fn hand_to_nats(
     client: async_nats::Client,
     counters: Arc<crate::ClusterCounters>,
+    queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
     mut outgoing: tokio::sync::mpsc::Receiver<Outgoing>,
 ) {
     while let Some(message) = outgoing.recv().await {
+        queued_bytes.fetch_sub(message.payload.len(), Ordering::Relaxed);
         let sent = client
             .publish_with_headers(message.subject, message.headers, message.payload)
             .await;
@@ -227,6 +254,12 @@ async fn feed(shared: Weak<Shared>, own: wsherd::SubscriptionId) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        if shared.leaving.load(Ordering::SeqCst) {
+            if let Some(mut subscriber) = messages.take() {
+                let _ = subscriber.unsubscribe().await;
+            }
+            return;
+        }
         let Some(message) = message else {
             let version = cache.current().version();
             if looked_at == Some(version) {
@@ -294,16 +327,17 @@ fn route_remote(
     let Ok(text) = std::str::from_utf8(&message.payload) else {
         return false;
     };
+    // Counted before it is handed on: whoever sees the delivery sees the count.
+    shared
+        .counters
+        .remote_routed
+        .fetch_add(1, Ordering::Relaxed);
     let table = Arc::clone(cache.current());
     table.route_wanted(&name, &config.spec.connection.kind, text, report);
     report.flush_batches();
     for id in report.closed.drain(..) {
         shared.herd.unsubscribe(id);
     }
-    shared
-        .counters
-        .remote_routed
-        .fetch_add(1, Ordering::Relaxed);
     true
 }
 
@@ -370,9 +404,11 @@ pub(crate) fn serve_sends(shared: &Arc<Shared>, endpoint: EndpointName) {
     let subject = shared.subjects.send(endpoint.as_str());
     let key = endpoint.as_str().to_owned();
     let task = actix::spawn(async move {
-        // What the last owner handed over goes first: no send through this member overtakes it.
+        // What the last owner handed over goes first: no send by request overtakes it. A
+        // task of its own, so that a release aborting this one cannot cut it off halfway.
         if let Some(shared) = weak.upgrade() {
-            crate::handover::take(&shared, endpoint.as_str()).await;
+            let taking = actix::spawn(crate::handover::take(shared, endpoint.as_str().to_owned()));
+            let _ = taking.await;
         }
         let Ok(mut requests) = client.subscribe(subject).await else {
             return;

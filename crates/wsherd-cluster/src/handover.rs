@@ -1,7 +1,13 @@
 //! Queued sends handed over with an endpoint (`<prefix>_handover`, one key per endpoint):
 //! a member that hands an endpoint over writes what it still had queued there *before* it
 //! releases the lease, and the next owner sends it, oldest first, before it answers any send
-//! request of its own, so a send made through the new owner never overtakes them.
+//! request for the endpoint, so a send by request never overtakes them (one made on the new
+//! owner's own herd as it takes the endpoint may).
+//!
+//! A list has one owner at a time: whoever deletes its key (revision-checked) has it. The
+//! next owner deletes before it sends; a member whose release failed (the lease changed
+//! under it) deletes to take its list back and forwards it instead. So a list is sent once,
+//! and never left behind for a later owner.
 
 use std::sync::Arc;
 
@@ -13,19 +19,29 @@ use crate::Shared;
 use crate::remembered::{Kept, parse};
 use crate::subject::escape_key;
 
+/// Reads and deletes tried before a list is left where it is.
+const CLAIM_TRIES: usize = 5;
+
+/// A list written for the next owner, to take back if the release fails.
+pub(crate) struct Left {
+    key: String,
+    revision: u64,
+    list: Vec<Kept>,
+}
+
 /// Adds `unsent` to what waits for `endpoint`'s next owner. `Err` hands the messages back
 /// (NATS away, or more than a value may hold): the caller forwards them after the release.
 pub(crate) async fn leave(
     shared: &Shared,
     endpoint: &str,
     unsent: Vec<Outbound>,
-) -> Result<(), Vec<Outbound>> {
+) -> Result<Option<Left>, Vec<Outbound>> {
     if unsent.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let key = escape_key(endpoint);
-    // Only the lease holder writes here, and only before releasing: one writer at a time,
-    // but an earlier hand-over nobody took yet is kept in front.
+    // Only the lease holder writes here, and only before releasing; an earlier list nobody
+    // took yet (its release failed and it was not taken back) is kept in front.
     let (mut list, revision) = match shared.handover.entry(&key).await {
         Ok(Some(entry)) if entry.operation == Operation::Put => {
             (parse(&entry.value), Some(entry.revision))
@@ -40,29 +56,68 @@ pub(crate) async fn leave(
     };
     let value = Bytes::from(value);
     let written = match revision {
-        Some(revision) => shared.handover.update(&key, value, revision).await.is_ok(),
-        None => shared.handover.create(&key, value).await.is_ok(),
+        Some(revision) => shared.handover.update(&key, value, revision).await.ok(),
+        None => shared.handover.create(&key, value).await.ok(),
     };
-    if written { Ok(()) } else { Err(unsent) }
+    match written {
+        Some(revision) => Ok(Some(Left {
+            key,
+            revision,
+            list,
+        })),
+        None => Err(unsent),
+    }
 }
 
-/// On taking `endpoint`: sends what its last owner handed over (queued here if it is not
-/// live yet), then removes the list.
-pub(crate) async fn take(shared: &Arc<Shared>, endpoint: &str) {
-    let key = escape_key(endpoint);
-    let Ok(Some(entry)) = shared.handover.entry(&key).await else {
+/// The release failed: takes `left` back if no owner took it yet (then the caller has it
+/// to forward), else nothing (it was sent by whoever took it).
+pub(crate) async fn take_back(shared: &Shared, left: Left) -> Vec<Outbound> {
+    match shared
+        .handover
+        .delete_expect_revision(&left.key, Some(left.revision))
+        .await
+    {
+        Ok(()) => left.list.into_iter().map(Outbound::from).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// On taking `endpoint`: claims what its last owner handed over (by deleting it) and sends
+/// it, oldest first (queued here if the endpoint is not live yet).
+pub(crate) async fn take(shared: Arc<Shared>, endpoint: String) {
+    let key = escape_key(&endpoint);
+    let mut list = None;
+    for _ in 0..CLAIM_TRIES {
+        let entry = match shared.handover.entry(&key).await {
+            Ok(Some(entry)) if entry.operation == Operation::Put => entry,
+            _ => return,
+        };
+        if shared
+            .handover
+            .delete_expect_revision(&key, Some(entry.revision))
+            .await
+            .is_ok()
+        {
+            list = Some(parse(&entry.value));
+            break;
+        }
+        // Changed since it was read (taken back, or written again), or NATS failed: once more.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let Some(list) = list else {
+        tracing::warn!(
+            endpoint,
+            "a hand-over list could not be claimed; it stays in the bucket"
+        );
         return;
     };
-    if entry.operation != Operation::Put {
-        return;
-    }
-    let list = parse(&entry.value);
     let total = list.len();
     let mut lost = 0;
     for kept in list {
+        // A herd send: if the endpoint left this member meanwhile, it goes to its next owner.
         if shared
             .herd
-            .send(endpoint, Outbound::from(kept))
+            .send(&endpoint, Outbound::from(kept))
             .await
             .is_err()
         {
@@ -74,11 +129,7 @@ pub(crate) async fn take(shared: &Arc<Shared>, endpoint: &str) {
             endpoint,
             lost,
             total,
-            "handed-over sends this member could not queue"
+            "handed-over sends that could not be sent on"
         );
     }
-    let _ = shared
-        .handover
-        .delete_expect_revision(&key, Some(entry.revision))
-        .await;
 }

@@ -95,6 +95,8 @@ pub(crate) struct Shared {
     pub(crate) remembered_applied: Mutex<std::collections::HashMap<String, usize>>,
     /// The tasks answering send requests, one per endpoint this member runs.
     pub(crate) send_tasks: Mutex<std::collections::HashMap<String, tokio::task::JoinHandle<()>>>,
+    /// The publisher's subscriptions to the herd, undone by [`Cluster::leave`].
+    pub(crate) own_subscriptions: Mutex<Vec<wsherd::SubscriptionId>>,
     /// Set by [`Cluster::leave`]: the controller releases everything and stops.
     pub(crate) leaving: AtomicBool,
     pub(crate) left: tokio::sync::Notify,
@@ -214,19 +216,21 @@ impl Cluster {
             herd,
             config,
             settings,
-            member,
+            member: member.clone(),
             incarnation,
             digest,
             client,
             subjects,
             local: Mutex::new(BTreeMap::new()),
             owners: Mutex::new(BTreeMap::new()),
-            members: Mutex::new(Vec::new()),
+            // Until the first rebalance has seen the others.
+            members: Mutex::new(vec![member.clone()]),
             counters,
             send_tasks: Mutex::new(std::collections::HashMap::new()),
             remembered: buckets.remembered.clone(),
             handover: buckets.handover.clone(),
             remembered_applied: Mutex::new(std::collections::HashMap::new()),
+            own_subscriptions: Mutex::new(Vec::new()),
             leaving: AtomicBool::new(false),
             left: tokio::sync::Notify::new(),
         });
@@ -290,6 +294,20 @@ impl Cluster {
         self.shared.leaving.store(true, Ordering::SeqCst);
         // The controller may have stopped already (it never runs twice).
         let _ = tokio::time::timeout(self.shared.settings.lease * 2, left).await;
+        // No longer a member: nothing more published, sent or shown as the cluster's (the
+        // feed of other members' messages sees `leaving` and ends too).
+        let own = std::mem::take(
+            &mut *self
+                .shared
+                .own_subscriptions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for id in own {
+            self.shared.herd.unsubscribe(id);
+        }
+        self.shared.herd.set_membership(None);
+        self.shared.herd.set_remote(None);
     }
 }
 

@@ -638,15 +638,22 @@ impl Controller {
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(endpoint.as_str());
             // Before the release: the next owner sends these before anything of its own.
-            let unsent = match crate::handover::leave(&shared, &endpoint, unsent).await {
-                Ok(()) => Vec::new(),
-                Err(unsent) => unsent,
+            let (left, mut unsent) = match crate::handover::leave(&shared, &endpoint, unsent).await
+            {
+                Ok(left) => (left, Vec::new()),
+                Err(unsent) => (None, unsent),
             };
-            let _ = leases
+            let released = leases
                 .delete_expect_revision(escape_key(&endpoint), Some(lease.revision))
-                .await;
-            shared.counters.released.fetch_add(1, Ordering::Relaxed);
-            // Only if the bucket could not take them: sent to the next owner by request.
+                .await
+                .is_ok();
+            if released {
+                shared.counters.released.fetch_add(1, Ordering::Relaxed);
+            } else if let Some(left) = left {
+                // The lease changed under us (taken): its new owner may never look.
+                unsent.extend(crate::handover::take_back(&shared, left).await);
+            }
+            // Only what the bucket could not take, or took back: to the next owner by request.
             forward(shared, endpoint, unsent).await;
         });
         // The watch shows the delete; until then the lease is still ours in `leases`, and
@@ -686,24 +693,35 @@ impl Controller {
                 .unwrap_or_default();
             // Left for the next owner before the release, as in any hand-over; a member
             // leaving does not wait to forward what the bucket could not take.
-            if let Err(lost) = crate::handover::leave(&self.shared, endpoint, unsent).await {
-                tracing::warn!(
-                    endpoint,
-                    lost = lost.len(),
-                    "queued sends lost as the member left"
-                );
-            }
+            let (left, mut lost) =
+                match crate::handover::leave(&self.shared, endpoint, unsent).await {
+                    Ok(left) => (left, Vec::new()),
+                    Err(unsent) => (None, unsent),
+                };
             self.shared
                 .local
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(endpoint);
-            if let Some(lease) = self.leases.get(endpoint) {
-                let _ = self
+            let released = match self.leases.get(endpoint) {
+                Some(lease) => self
                     .buckets
                     .leases
                     .delete_expect_revision(escape_key(endpoint), Some(lease.revision))
-                    .await;
+                    .await
+                    .is_ok(),
+                None => false,
+            };
+            if !released && let Some(left) = left {
+                // Taken while this member left: its new owner may never look.
+                lost.extend(crate::handover::take_back(&self.shared, left).await);
+            }
+            if !lost.is_empty() {
+                tracing::warn!(
+                    endpoint,
+                    lost = lost.len(),
+                    "queued sends lost as the member left"
+                );
             }
         }
         if let Some(registration) = &self.registration {

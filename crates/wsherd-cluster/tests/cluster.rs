@@ -707,4 +707,14 @@ async fn sends_queued_at_a_member_that_hands_an_endpoint_over_go_first_from_its_
         .await
         .map(|texts| assert_eq!(texts, expected))
         .expect("the moved endpoint's upstream got the sends");
+    assert_eq!(
+        handover.get(moved.as_str()).await.unwrap(),
+        None,
+        "the list is gone once sent"
+    );
+
+    // A member that left is no longer shown as one.
+    let mut b = b;
+    b.end(true);
+    assert!(b.cluster.herd().membership().is_none());
 }

@@ -152,6 +152,15 @@ impl State {
         };
         let member = label_value(&membership.member());
         for figure in membership.figures() {
+            // A name from another crate's `Membership`: only what a metric name may hold.
+            let valid = !figure.name.is_empty()
+                && figure
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                continue;
+            }
             let name = format!("wsherd_cluster_{}_total", figure.name);
             let _ = write!(
                 out,

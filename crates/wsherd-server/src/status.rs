@@ -40,26 +40,32 @@ pub(crate) async fn one(
         let member = member(&state.herd);
         return HttpResponse::Ok().json(owned(status_json(&status), member.as_deref()));
     }
-    let elsewhere = state.herd.membership().and_then(|membership| {
-        membership
-            .ownership()
-            .into_iter()
-            .find(|o| o.endpoint.as_str() == name.as_str())
-    });
-    match elsewhere {
-        Some(seen) => json_error(
-            StatusCode::NOT_FOUND,
-            match seen.owner {
-                Some(owner) => format!(
-                    "endpoint {} runs on member {}, not here",
-                    shown(&name),
-                    shown(&owner)
-                ),
-                None => format!("endpoint {} has no owner now", shown(&name)),
-            },
+    let Some(membership) = state.herd.membership() else {
+        return unknown_endpoint(&name);
+    };
+    let Some(seen) = membership
+        .ownership()
+        .into_iter()
+        .find(|o| o.endpoint.as_str() == name.as_str())
+    else {
+        return unknown_endpoint(&name);
+    };
+    let why = match seen.owner {
+        // Its lease names this member, which has not started it (yet, or any more).
+        Some(owner) if owner == membership.member() => {
+            format!(
+                "endpoint {} is held by this member but not running",
+                shown(&name)
+            )
+        }
+        Some(owner) => format!(
+            "endpoint {} runs on member {}, not here",
+            shown(&name),
+            shown(&owner)
         ),
-        None => unknown_endpoint(&name),
-    }
+        None => format!("endpoint {} has no owner now", shown(&name)),
+    };
+    json_error(StatusCode::NOT_FOUND, why)
 }
 
 /// `GET /api/cluster`: this member, the live members, every endpoint's owner and the

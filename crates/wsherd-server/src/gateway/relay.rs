@@ -133,9 +133,12 @@ impl Registry {
             });
             // Subscribed here, not when the relay starts on its arbiter: the session's ack
             // may only go out once what happens next reaches it.
+            // Its home is its own arbiter (not this worker's, the default for a subscription
+            // made here): deliveries are relayed there.
+            let home = || SubscribeOptions::new().arbiter(arbiter.handle());
             let ids = [
-                herd.subscribe_raw_all(addr.clone().recipient(), SubscribeOptions::new()),
-                herd.subscribe_events::<StateEvent>(addr.clone().recipient()),
+                herd.subscribe_raw_all(addr.clone().recipient(), home()),
+                herd.subscribe_events_with::<StateEvent>(addr.clone().recipient(), home()),
             ];
             subscriptions
                 .lock()
