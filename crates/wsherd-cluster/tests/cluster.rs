@@ -718,3 +718,65 @@ async fn sends_queued_at_a_member_that_hands_an_endpoint_over_go_first_from_its_
     b.end(true);
     assert!(b.cluster.herd().membership().is_none());
 }
+
+/// One message of the streamed burst.
+#[derive(Debug, Clone, Deserialize)]
+struct Tick {
+    seq: u64,
+}
+
+impl Inbound for Tick {
+    const KIND: &'static str = "tick";
+}
+
+#[actix_rt::test]
+async fn with_nats_gone_a_members_endpoints_run_at_full_speed_and_what_it_cannot_publish_is_counted()
+ {
+    const TICKS: u64 = 100_000;
+    let mut nats = NatsServer::start().expect("nats-server");
+    // The burst starts once the endpoint said hello (on open) and the test said go.
+    let server = TestServer::builder_with(|_| {
+        wsherd_testkit::Behaviour::Accept(vec![
+            Step::WaitForMessages(2),
+            Step::stream(&["tick"], TICKS),
+        ])
+    })
+    .start()
+    .expect("test server");
+    let a = Member::join(load(&config_text(
+        &nats,
+        &server,
+        "a",
+        1,
+        "on_cluster_loss = \"keep\"",
+    )))
+    .unwrap();
+    wait_until(|| spread(&[&a]) == [1], "a runs the endpoint").await;
+    let mut ticks = a.cluster.herd().stream::<Tick>().unwrap();
+    nats.kill();
+    a.cluster.herd().send("e00", "go").await.unwrap();
+    // Every tick reaches the local subscriber, in order: NATS being gone slows nothing here.
+    for expected in 0..TICKS {
+        let tick = tokio::time::timeout(WAIT, ticks.next())
+            .await
+            .expect("the next tick")
+            .unwrap();
+        assert_eq!(tick.message.seq, expected);
+    }
+    // What could not go to NATS was dropped and counted: by the publisher (its queue for the
+    // NATS client full) or, before it, by the herd (the publisher's mailbox full).
+    let counters = a.cluster.counters();
+    let dropped = || {
+        let full = a
+            .cluster
+            .herd()
+            .endpoint_status("e00")
+            .map_or(0, |status| status.stats.dropped_full);
+        counters.publish_dropped.load(Ordering::Relaxed) + full
+    };
+    wait_until(|| dropped() > 0, "what could not be published is counted").await;
+    assert!(
+        counters.published.load(Ordering::Relaxed) < TICKS,
+        "a NATS that is gone took everything"
+    );
+}
