@@ -180,6 +180,11 @@ impl Printers {
         self.messages.clone().recipient()
     }
 
+    /// Where other cluster members' state lines are printed.
+    pub(crate) fn remote_states(&self) -> Recipient<RemoteState> {
+        self.events.clone().recipient()
+    }
+
     /// Subscribes them to every message, dead letter and state event of `herd`. With
     /// `--endpoint`, the message subscription names those endpoints, so the on-demand ones
     /// among them connect; without, it is a tap on everything and wakes none.
@@ -397,6 +402,26 @@ impl Handler<Delivery<StateEvent>> for EventPrinter {
             return;
         }
         self.emit(state_line(endpoint, &event.message), ctx);
+    }
+}
+
+/// A state line another cluster member published (`<prefix>.state.<endpoint>`): printed as
+/// this process prints its own, with the member that runs the endpoint.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct RemoteState(pub(crate) Value);
+
+impl Handler<RemoteState> for EventPrinter {
+    type Result = ();
+
+    fn handle(&mut self, RemoteState(line): RemoteState, ctx: &mut Context<Self>) {
+        let Some(endpoint) = line["endpoint"].as_str() else {
+            return;
+        };
+        if !self.filter.endpoint(endpoint) {
+            return;
+        }
+        self.emit(line, ctx);
     }
 }
 

@@ -164,6 +164,18 @@ pub(crate) fn run(
             ),
             None => None,
         };
+        // Subscribed before this process says it is a member: every state change of another
+        // member's endpoint after that line is printed here too.
+        let remote_states = match &cluster {
+            Some(cluster) => Some(
+                cluster
+                    .client()
+                    .subscribe(cluster.subjects().all_states())
+                    .await
+                    .map_err(|e| format!("cannot subscribe to the cluster's state lines: {e}"))?,
+            ),
+            None => None,
+        };
         let herd = match &cluster {
             Some(cluster) => {
                 eprintln!(
@@ -177,6 +189,13 @@ pub(crate) fn run(
         };
         let printers = Printers::start(format, filter, Arc::clone(&rules), &stdout);
         printers.subscribe(&herd);
+        if let (Some(cluster), Some(states)) = (&cluster, remote_states) {
+            actix_rt::spawn(print_remote_states(
+                states,
+                cluster.member().to_owned(),
+                printers.remote_states(),
+            ));
+        }
         herd.start();
         let server = match server_settings.listen {
             Some(_) => Some(start_server(&herd, &server_settings, gateway)?),
@@ -374,6 +393,47 @@ fn forward_stdin(herd: Herd, printed: Recipient<Printed>, stderr: Stderr) {
             }
         }
     });
+}
+
+/// Prints the state lines other members publish (this member's own are printed from its herd),
+/// each with the member that runs the endpoint. Lines come from NATS, so anyone who may
+/// publish there could write them: only state lines are taken, and control characters in
+/// their text are blanked before a terminal sees them.
+async fn print_remote_states(
+    mut states: wsherd_cluster::async_nats::Subscriber,
+    me: String,
+    printer: Recipient<crate::output::RemoteState>,
+) {
+    use futures_util::StreamExt as _;
+    while let Some(message) = states.next().await {
+        let Ok(serde_json::Value::Object(mut line)) =
+            serde_json::from_slice::<serde_json::Value>(&message.payload)
+        else {
+            continue;
+        };
+        if line.get("event").and_then(serde_json::Value::as_str) != Some("state")
+            || line.get("member").and_then(serde_json::Value::as_str) == Some(me.as_str())
+        {
+            continue;
+        }
+        for value in line.values_mut() {
+            if let serde_json::Value::String(text) = value
+                && text.chars().any(char::is_control)
+            {
+                *text = text
+                    .chars()
+                    .map(|c| if c.is_control() { ' ' } else { c })
+                    .collect();
+            }
+        }
+        if printer
+            .try_send(crate::output::RemoteState(serde_json::Value::Object(line)))
+            .is_err()
+        {
+            // The printer's mailbox is full or gone: skipped, as it skips its own backlog.
+            continue;
+        }
+    }
 }
 
 #[cfg(test)]

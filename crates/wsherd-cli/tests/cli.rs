@@ -1114,13 +1114,20 @@ fn open_paths(server: &TestServer) -> (std::collections::BTreeMap<String, usize>
 }
 
 #[actix_rt::test]
-async fn two_cluster_members_print_every_endpoints_messages_once_and_one_takes_over_when_the_other_is_killed()
+async fn two_cluster_members_print_every_endpoints_messages_and_state_changes_once_and_one_takes_over_when_the_other_is_killed()
  {
     let nats = wsherd_testkit::NatsServer::start().unwrap();
-    let server =
-        TestServer::builder_with(|_| wsherd_testkit::Behaviour::Accept(vec![Step::Echo(true)]))
-            .start()
-            .unwrap();
+    // Every connection echoes what it is sent: the on-open hello, then one more line, after
+    // which the server closes it.
+    let server = TestServer::builder_with(|_| {
+        wsherd_testkit::Behaviour::Accept(vec![
+            Step::Echo(true),
+            Step::WaitForMessages(2),
+            Step::close(1001, "bye"),
+        ])
+    })
+    .start()
+    .unwrap();
     let a_config = TempFile::new(&cluster_config(&nats, &server, "a"));
     let b_config = TempFile::new(&cluster_config(&nats, &server, "b"));
     let mut a = Running::start(wsherd().args(["run", "--config"]).arg(&a_config.0));
@@ -1138,6 +1145,30 @@ async fn two_cluster_members_print_every_endpoints_messages_once_and_one_takes_o
             .or_insert(0) += 1;
     }
     assert!(hellos.values().all(|n| *n == 1), "{hellos:?}");
+
+    // Each endpoint's owner writes a line (b's by request through NATS); the server closes
+    // every one, and each comes back. a prints every return once: its own endpoints' from its
+    // herd, b's from NATS, naming b.
+    for i in 0..6 {
+        a.send(&format!(r#"{{"endpoint":"e{i}","text":"bye"}}"#));
+    }
+    let mut back: std::collections::BTreeMap<String, Vec<Option<String>>> = Default::default();
+    while back.len() < 6 {
+        let line = a.json_until("a live-again line", |v| {
+            v["event"] == "state" && v["state"] == "live" && v["reconnected"] == true
+        });
+        back.entry(line["endpoint"].as_str().unwrap().to_owned())
+            .or_default()
+            .push(line["member"].as_str().map(str::to_owned));
+    }
+    assert!(back.values().all(|m| m.len() == 1), "{back:?}");
+    let members: std::collections::BTreeSet<Option<String>> =
+        back.values().map(|m| m[0].clone()).collect();
+    assert_eq!(
+        members,
+        [None, Some("b".to_owned())].into_iter().collect(),
+        "a's own lines and b's, through NATS: {back:?}"
+    );
     let deadline = Instant::now() + WAIT;
     loop {
         let (open, twice) = open_paths(&server);
@@ -1169,11 +1200,7 @@ async fn two_cluster_members_print_every_endpoints_messages_once_and_one_takes_o
         assert!(Instant::now() < killed + WAIT, "no takeover: {open:?}");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let takeover = killed.elapsed();
-    eprintln!("takeover after SIGKILL: {takeover:?}");
-    assert!(
-        takeover <= Duration::from_secs(4),
-        "taken over in {takeover:?}, more than the lease (2 s) + 2 s"
-    );
+    // How fast is the bench's to measure (`wsherd-bench cluster`), not a test's to assert.
+    eprintln!("takeover after SIGKILL: {:?}", killed.elapsed());
     drop(b);
 }

@@ -32,6 +32,9 @@ use async_nats::ConnectOptions;
 use wsherd::config::{ClusterSettings, EndpointConfig, HerdConfig, NatsAuth};
 use wsherd::{EndpointName, Herd};
 
+/// The NATS client crate this one speaks through ([`Cluster::client`] is one of its clients),
+/// so that callers need not match its version themselves.
+pub use async_nats;
 pub use bridge::HEADER_BINARY;
 pub use error::ClusterError;
 pub use remembered::MAX_REMEMBERED_PER_ENDPOINT;
@@ -261,6 +264,11 @@ impl Cluster {
     /// The NATS client this member speaks through.
     pub fn client(&self) -> &async_nats::Client {
         &self.shared.client
+    }
+
+    /// The subjects of this cluster (its `subject_prefix`).
+    pub fn subjects(&self) -> &Subjects {
+        &self.shared.subjects
     }
 
     /// This member's counters.

@@ -157,6 +157,11 @@ impl Subjects {
         format!("{}.msg.>", self.prefix)
     }
 
+    /// `<prefix>.state.>`: every endpoint's state changes.
+    pub fn all_states(&self) -> String {
+        format!("{}.state.>", self.prefix)
+    }
+
     /// The endpoint and kind of a message subject, unescaped.
     pub fn parse_message(&self, subject: &str) -> Option<(String, String)> {
         let rest = subject.strip_prefix(&self.prefix)?.strip_prefix(".msg.")?;
