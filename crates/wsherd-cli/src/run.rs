@@ -396,9 +396,7 @@ fn forward_stdin(herd: Herd, printed: Recipient<Printed>, stderr: Stderr) {
 }
 
 /// Prints the state lines other members publish (this member's own are printed from its herd),
-/// each with the member that runs the endpoint. Lines come from NATS, so anyone who may
-/// publish there could write them: only state lines are taken, and control characters in
-/// their text are blanked before a terminal sees them.
+/// each with the member that runs the endpoint.
 async fn print_remote_states(
     mut states: wsherd_cluster::async_nats::Subscriber,
     me: String,
@@ -406,38 +404,67 @@ async fn print_remote_states(
 ) {
     use futures_util::StreamExt as _;
     while let Some(message) = states.next().await {
-        let Ok(serde_json::Value::Object(mut line)) =
-            serde_json::from_slice::<serde_json::Value>(&message.payload)
-        else {
+        let Some(line) = remote_state_line(&message.payload, &me) else {
             continue;
         };
-        if line.get("event").and_then(serde_json::Value::as_str) != Some("state")
-            || line.get("member").and_then(serde_json::Value::as_str) == Some(me.as_str())
+        // A full or gone printer skips it, as the printer skips past its own backlog.
+        let _ = printer.try_send(crate::output::RemoteState(line));
+    }
+}
+
+/// The line to print for `payload` from `<prefix>.state.*`, if it is another member's state
+/// line. Anyone who may publish on NATS could write one: only JSON objects with
+/// `"event":"state"` are taken, and control characters in their text are blanked before a
+/// terminal sees them.
+fn remote_state_line(payload: &[u8], me: &str) -> Option<serde_json::Value> {
+    let serde_json::Value::Object(mut line) = serde_json::from_slice(payload).ok()? else {
+        return None;
+    };
+    if line.get("event").and_then(serde_json::Value::as_str) != Some("state")
+        || line.get("member").and_then(serde_json::Value::as_str) == Some(me)
+        || !line
+            .get("endpoint")
+            .is_some_and(serde_json::Value::is_string)
+    {
+        return None;
+    }
+    for value in line.values_mut() {
+        if let serde_json::Value::String(text) = value
+            && text.chars().any(char::is_control)
         {
-            continue;
-        }
-        for value in line.values_mut() {
-            if let serde_json::Value::String(text) = value
-                && text.chars().any(char::is_control)
-            {
-                *text = text
-                    .chars()
-                    .map(|c| if c.is_control() { ' ' } else { c })
-                    .collect();
-            }
-        }
-        if printer
-            .try_send(crate::output::RemoteState(serde_json::Value::Object(line)))
-            .is_err()
-        {
-            // The printer's mailbox is full or gone: skipped, as it skips its own backlog.
-            continue;
+            *text = text
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
         }
     }
+    Some(serde_json::Value::Object(line))
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn another_members_state_line_is_printed_with_control_characters_blanked_and_nothing_else_is() {
+        let line = remote_state_line(
+            br#"{"event":"state","endpoint":"e1","state":"backoff","member":"b","reason":"bad\u001b[2Jpeer"}"#,
+            "a",
+        )
+        .unwrap();
+        assert_eq!(line["reason"], "bad [2Jpeer");
+        assert_eq!(line["member"], "b");
+        // This member's own (printed from its herd), other events, and what is not a line.
+        assert!(
+            remote_state_line(br#"{"event":"state","endpoint":"e1","member":"a"}"#, "a").is_none()
+        );
+        assert!(
+            remote_state_line(br#"{"event":"message","endpoint":"e1","member":"b"}"#, "a")
+                .is_none()
+        );
+        assert!(remote_state_line(br#"{"event":"state","member":"b"}"#, "a").is_none());
+        assert!(remote_state_line(b"not json", "a").is_none());
+        assert!(remote_state_line(b"[1,2]", "a").is_none());
+    }
+
     use super::*;
 
     #[test]
