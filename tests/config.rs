@@ -660,6 +660,7 @@ fn the_reference_example_config_is_valid() {
             .into_iter()
             .map(str::to_owned),
     );
+    accepted.extend(wsherd::config::cluster_keys());
     accepted.sort();
     let mut documented_sorted = documented.clone();
     documented_sorted.sort();
