@@ -267,9 +267,9 @@ pub(crate) fn member(args: &[String]) -> ExitCode {
             Ok(cluster) => {
                 println!("joined");
                 let _ = std::io::stdout().flush();
-                std::future::pending::<()>().await;
-                drop(cluster);
-                ExitCode::SUCCESS
+                // Held until the process ends (its stdin closes, or it is killed).
+                let _member = cluster;
+                std::future::pending::<ExitCode>().await
             }
             Err(error) => {
                 eprintln!("cluster-member: {error}");

@@ -298,30 +298,28 @@ fn route_remote(
     report: &mut DispatchReport,
     message: &async_nats::Message,
 ) -> bool {
-    let headers = message.headers.as_ref();
-    let header = |name: &str| {
-        headers
-            .and_then(|h| h.get(name))
-            .map(|v| v.as_str().to_owned())
-    };
-    if header(HEADER_MEMBER).as_deref() == Some(shared.member.as_str()) {
+    // Borrowed from the message: nothing is allocated per message to look at it.
+    let header = |name: &str| message.headers.as_ref()?.get(name).map(|v| v.as_str());
+    if header(HEADER_MEMBER) == Some(shared.member.as_str()) {
         return false;
     }
+    let parsed;
     let endpoint = match header(HEADER_ENDPOINT) {
         Some(endpoint) => endpoint,
         None => match shared.subjects.parse_message(message.subject.as_str()) {
-            Some((endpoint, _)) => endpoint,
+            Some((endpoint, _)) => {
+                parsed = endpoint;
+                parsed.as_str()
+            }
             None => return false,
         },
     };
     // Ours now: what another member published before the hand-over is not delivered twice.
-    if shared.is_local(&endpoint) {
+    if shared.is_local(endpoint) {
         return false;
     }
-    let (Some(config), Ok(name)) = (
-        shared.endpoint_config(&endpoint),
-        EndpointName::new(&endpoint),
-    ) else {
+    // The config's own name (a shared one): only endpoints of the config are routed.
+    let Some((name, config)) = shared.config.endpoints.get_key_value(endpoint) else {
         return false;
     };
     let Ok(text) = std::str::from_utf8(&message.payload) else {
@@ -333,7 +331,7 @@ fn route_remote(
         .remote_routed
         .fetch_add(1, Ordering::Relaxed);
     let table = Arc::clone(cache.current());
-    table.route_wanted(&name, &config.spec.connection.kind, text, report);
+    table.route_wanted(name, &config.spec.connection.kind, text, report);
     report.flush_batches();
     for id in report.closed.drain(..) {
         shared.herd.unsubscribe(id);
@@ -512,8 +510,7 @@ pub(crate) async fn request_send(
                 // A lease names an owner that does not answer yet: a hand-over or a takeover
                 // under way (the new owner answers once it has sent what was handed over).
                 async_nats::client::RequestErrorKind::NoResponders
-                    if started.elapsed() < HANDOVER_GRACE
-                        && shared.owner_of(endpoint).is_some() =>
+                    if started.elapsed() < HANDOVER_GRACE && shared.has_owner(endpoint) =>
                 {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }

@@ -7,7 +7,8 @@
 //! A list has one owner at a time: whoever deletes its key (revision-checked) has it. The
 //! next owner deletes before it sends; a member whose release failed (the lease changed
 //! under it) deletes to take its list back and forwards it instead. So a list is sent once,
-//! and never left behind for a later owner.
+//! and left behind for a later owner only when the next owner cannot claim it (NATS failing
+//! its reads or deletes), which it logs.
 
 use std::sync::Arc;
 
@@ -22,22 +23,50 @@ use crate::subject::escape_key;
 /// Reads and deletes tried before a list is left where it is.
 const CLAIM_TRIES: usize = 5;
 
-/// A list written for the next owner, to take back if the release fails.
-pub(crate) struct Left {
-    key: String,
-    revision: u64,
-    list: Vec<Kept>,
+/// What a member leaves for the next owner before it releases an endpoint.
+pub(crate) enum Left {
+    /// Nothing was queued.
+    Nothing,
+    /// Written to the bucket, to take back if the release fails.
+    Written {
+        key: String,
+        revision: u64,
+        list: Vec<Kept>,
+    },
+    /// The bucket did not take them (NATS away, or more than a value may hold).
+    Kept(Vec<Outbound>),
 }
 
-/// Adds `unsent` to what waits for `endpoint`'s next owner. `Err` hands the messages back
-/// (NATS away, or more than a value may hold): the caller forwards them after the release.
-pub(crate) async fn leave(
-    shared: &Shared,
-    endpoint: &str,
-    unsent: Vec<Outbound>,
-) -> Result<Option<Left>, Vec<Outbound>> {
+impl Left {
+    /// After the release (`released`: the lease delete went through): what the member still
+    /// has to send on itself. Nothing when the bucket holds the list for the next owner, or
+    /// when that owner claimed it already; else the messages.
+    pub(crate) async fn after_release(self, shared: &Shared, released: bool) -> Vec<Outbound> {
+        match self {
+            Left::Nothing => Vec::new(),
+            Left::Kept(unsent) => unsent,
+            Left::Written { .. } if released => Vec::new(),
+            // The lease changed under the member (taken): its new owner may never look.
+            Left::Written {
+                key,
+                revision,
+                list,
+            } => match shared
+                .handover
+                .delete_expect_revision(&key, Some(revision))
+                .await
+            {
+                Ok(()) => list.into_iter().map(Outbound::from).collect(),
+                Err(_) => Vec::new(),
+            },
+        }
+    }
+}
+
+/// Adds `unsent` to what waits for `endpoint`'s next owner.
+pub(crate) async fn leave(shared: &Shared, endpoint: &str, unsent: Vec<Outbound>) -> Left {
     if unsent.is_empty() {
-        return Ok(None);
+        return Left::Nothing;
     }
     let key = escape_key(endpoint);
     // Only the lease holder writes here, and only before releasing; an earlier list nobody
@@ -48,11 +77,11 @@ pub(crate) async fn leave(
         }
         Ok(Some(entry)) => (Vec::new(), Some(entry.revision)),
         Ok(None) => (Vec::new(), None),
-        Err(_) => return Err(unsent),
+        Err(_) => return Left::Kept(unsent),
     };
     list.extend(unsent.iter().map(Kept::from));
     let Ok(value) = serde_json::to_vec(&list) else {
-        return Err(unsent);
+        return Left::Kept(unsent);
     };
     let value = Bytes::from(value);
     let written = match revision {
@@ -60,25 +89,12 @@ pub(crate) async fn leave(
         None => shared.handover.create(&key, value).await.ok(),
     };
     match written {
-        Some(revision) => Ok(Some(Left {
+        Some(revision) => Left::Written {
             key,
             revision,
             list,
-        })),
-        None => Err(unsent),
-    }
-}
-
-/// The release failed: takes `left` back if no owner took it yet (then the caller has it
-/// to forward), else nothing (it was sent by whoever took it).
-pub(crate) async fn take_back(shared: &Shared, left: Left) -> Vec<Outbound> {
-    match shared
-        .handover
-        .delete_expect_revision(&left.key, Some(left.revision))
-        .await
-    {
-        Ok(()) => left.list.into_iter().map(Outbound::from).collect(),
-        Err(_) => Vec::new(),
+        },
+        None => Left::Kept(unsent),
     }
 }
 
@@ -90,7 +106,12 @@ pub(crate) async fn take(shared: Arc<Shared>, endpoint: String) {
     for _ in 0..CLAIM_TRIES {
         let entry = match shared.handover.entry(&key).await {
             Ok(Some(entry)) if entry.operation == Operation::Put => entry,
-            _ => return,
+            Ok(_) => return,
+            // Tried again: a read that fails must not leave the list for a later owner.
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            }
         };
         if shared
             .handover

@@ -121,13 +121,12 @@ impl Shared {
             .copied()
     }
 
-    /// The member the last-seen lease of `endpoint` names.
-    pub(crate) fn owner_of(&self, endpoint: &str) -> Option<String> {
+    /// Whether the last-seen lease of `endpoint` names a member.
+    pub(crate) fn has_owner(&self, endpoint: &str) -> bool {
         self.owners
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(endpoint)
-            .cloned()
+            .contains_key(endpoint)
     }
 
     /// The endpoints this member runs now.
@@ -142,11 +141,8 @@ impl Shared {
 
     /// Every enabled endpoint of the config with its owner, as last seen.
     pub(crate) fn ownership(&self) -> Vec<Ownership> {
-        let owners = self
-            .owners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        // Both held at once; no other code holds either while it takes the other.
+        let owners = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
         let local = self.local.lock().unwrap_or_else(PoisonError::into_inner);
         self.config
             .endpoints

@@ -638,22 +638,16 @@ impl Controller {
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(endpoint.as_str());
             // Before the release: the next owner sends these before anything of its own.
-            let (left, mut unsent) = match crate::handover::leave(&shared, &endpoint, unsent).await
-            {
-                Ok(left) => (left, Vec::new()),
-                Err(unsent) => (None, unsent),
-            };
+            let left = crate::handover::leave(&shared, &endpoint, unsent).await;
             let released = leases
                 .delete_expect_revision(escape_key(&endpoint), Some(lease.revision))
                 .await
                 .is_ok();
             if released {
                 shared.counters.released.fetch_add(1, Ordering::Relaxed);
-            } else if let Some(left) = left {
-                // The lease changed under us (taken): its new owner may never look.
-                unsent.extend(crate::handover::take_back(&shared, left).await);
             }
             // Only what the bucket could not take, or took back: to the next owner by request.
+            let unsent = left.after_release(&shared, released).await;
             forward(shared, endpoint, unsent).await;
         });
         // The watch shows the delete; until then the lease is still ours in `leases`, and
@@ -693,11 +687,7 @@ impl Controller {
                 .unwrap_or_default();
             // Left for the next owner before the release, as in any hand-over; a member
             // leaving does not wait to forward what the bucket could not take.
-            let (left, mut lost) =
-                match crate::handover::leave(&self.shared, endpoint, unsent).await {
-                    Ok(left) => (left, Vec::new()),
-                    Err(unsent) => (None, unsent),
-                };
+            let left = crate::handover::leave(&self.shared, endpoint, unsent).await;
             self.shared
                 .local
                 .lock()
@@ -712,10 +702,7 @@ impl Controller {
                     .is_ok(),
                 None => false,
             };
-            if !released && let Some(left) = left {
-                // Taken while this member left: its new owner may never look.
-                lost.extend(crate::handover::take_back(&self.shared, left).await);
-            }
+            let lost = left.after_release(&self.shared, released).await;
             if !lost.is_empty() {
                 tracing::warn!(
                     endpoint,

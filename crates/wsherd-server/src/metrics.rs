@@ -162,10 +162,12 @@ impl State {
                 continue;
             }
             let name = format!("wsherd_cluster_{}_total", figure.name);
+            // One line of help: a line break or backslash would end or bend it.
+            let help = figure.help.replace(['\n', '\\'], " ");
             let _ = write!(
                 out,
-                "# HELP {name} {}\n# TYPE {name} counter\n{name}{{member=\"{member}\"}} {}\n",
-                figure.help, figure.value
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{member=\"{member}\"}} {}\n",
+                figure.value
             );
         }
         let ownership = membership.ownership();
