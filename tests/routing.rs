@@ -239,6 +239,157 @@ async fn a_backpressure_subscriber_on_the_main_thread_with_a_tiny_mailbox_loses_
     herd.shutdown("done", Duration::from_secs(5)).await;
 }
 
+/// A subscriber that takes ticks and ends through its inbox (`subscribe_in`), optionally
+/// with a tiny inbox that stays shut until a gate opens.
+struct InboxFeed {
+    herd: Herd,
+    seen: Seen,
+    capacity: Option<usize>,
+    gate: Option<oneshot::Receiver<()>>,
+}
+
+impl Actor for InboxFeed {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let mut options = SubscribeOptions::new();
+        if let Some(capacity) = self.capacity {
+            options = options.inbox_capacity(capacity);
+        }
+        self.herd.subscribe_in_with::<Tick, _>(ctx, options.clone());
+        self.herd.subscribe_in_with::<End, _>(ctx, options);
+        if let Some(gate) = self.gate.take() {
+            ctx.wait(
+                async move {
+                    let _ = gate.await;
+                }
+                .into_actor(self),
+            );
+        }
+    }
+}
+
+impl Handler<Delivery<Tick>> for InboxFeed {
+    type Result = ();
+    fn handle(&mut self, tick: Delivery<Tick>, _: &mut Context<Self>) {
+        let entry = (tick.endpoint.to_string(), Some(tick.message.seq));
+        self.seen.update(|seen| seen.push(entry));
+    }
+}
+
+impl Handler<Delivery<End>> for InboxFeed {
+    type Result = ();
+    fn handle(&mut self, end: Delivery<End>, _: &mut Context<Self>) {
+        let entry = (end.endpoint.to_string(), None);
+        self.seen.update(|seen| seen.push(entry));
+    }
+}
+
+fn inbox_feed(
+    herd: &Herd,
+    capacity: Option<usize>,
+    gate: Option<oneshot::Receiver<()>>,
+) -> (Addr<InboxFeed>, Seen) {
+    let seen: Seen = Arc::new(Watched::new(Vec::new()));
+    let addr = InboxFeed {
+        herd: herd.clone(),
+        seen: Arc::clone(&seen),
+        capacity,
+        gate,
+    }
+    .start();
+    (addr, seen)
+}
+
+#[actix_rt::test]
+async fn an_inbox_subscriber_on_the_main_thread_gets_every_message_from_the_workers_in_order_exactly_once()
+ {
+    const COUNT: u64 = 5_000;
+    let server = TestServer::start(vec![Step::stream(&["tick"], COUNT), end()]).unwrap();
+    let herd = workers(2);
+    let (_addr, seen) = inbox_feed(&herd, None, None);
+    // Subscribed from the actor's `started`, before any endpoint exists.
+    tokio::task::yield_now().await;
+    for name in ["left", "right"] {
+        herd.add_endpoint(name, ConnectionConfig::new(server.url("/")))
+            .unwrap();
+    }
+    let ends = |s: &Vec<(String, Option<u64>)>| s.iter().filter(|(_, seq)| seq.is_none()).count();
+    let seen = seen
+        .wait_for(
+            WAIT,
+            |s| (ends(s) == 2).then(|| s.clone()),
+            |s| format!("{} entries", s.len()),
+        )
+        .await
+        .unwrap();
+    for name in ["left", "right"] {
+        assert_eq!(
+            ticks_of(&seen, name),
+            (0..COUNT).collect::<Vec<_>>(),
+            "{name}: every tick once, in order"
+        );
+        let stats = herd.endpoint_status(name).unwrap().stats;
+        assert_eq!(
+            (stats.delivered, stats.dropped_full),
+            (COUNT + 1, 0),
+            "{name}"
+        );
+    }
+    herd.shutdown("done", Duration::from_secs(5)).await;
+}
+
+#[actix_rt::test]
+async fn a_backpressure_subscriber_with_a_tiny_inbox_holds_its_endpoint_and_loses_nothing() {
+    const COUNT: u64 = 20_000;
+    let server = TestServer::start(vec![Step::stream(&["tick"], COUNT), end()]).unwrap();
+    let herd = workers(1);
+    let (open, gate) = oneshot::channel();
+    let (_addr, seen) = inbox_feed(&herd, Some(1), Some(gate));
+    tokio::task::yield_now().await;
+    herd.add_endpoint("feed", ConnectionConfig::new(server.url("/")))
+        .unwrap();
+
+    // The inbox takes one parcel and is full; the next parcel is held and the connection
+    // stops reading: the rest waits in the socket, not in memory. Reading has stopped once
+    // two looks 50 ms apart find the same count.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut last = 0;
+    let read = loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = herd.endpoint_status("feed").unwrap().stats.messages_in;
+        if now > 0 && now == last {
+            break now;
+        }
+        last = now;
+        assert!(std::time::Instant::now() < deadline, "still reading: {now}");
+    };
+    // One parcel in the inbox and one held, each at most a turn's batch of 256.
+    assert!(
+        read <= 2 * 256,
+        "{read} messages read with a shut inbox of one"
+    );
+    assert!(seen.lock().is_empty(), "the gate is shut");
+    open.send(()).unwrap();
+    let seen = seen
+        .wait_for(
+            WAIT,
+            |s| s.iter().any(|(_, seq)| seq.is_none()).then(|| s.clone()),
+            |s| format!("{} entries", s.len()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(seen.len() as u64, COUNT + 1);
+    assert_eq!(
+        ticks_of(&seen, "feed"),
+        (0..COUNT).collect::<Vec<_>>(),
+        "nothing lost, in order"
+    );
+    let stats = herd.endpoint_status("feed").unwrap().stats;
+    assert_eq!((stats.delivered, stats.dropped_full), (COUNT + 1, 0));
+    herd.shutdown("done", Duration::from_secs(5)).await;
+}
+
 static FEED_DECODES: AtomicUsize = AtomicUsize::new(0);
 
 /// A feed modelled as one tagged enum; counts its decodes.

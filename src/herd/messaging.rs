@@ -132,6 +132,35 @@ impl Herd {
         self.inner.router.subscribe_with(recipient, options)
     }
 
+    /// Delivers every `T` from every endpoint to the actor whose context `ctx` is, one
+    /// `Handler<Delivery<T>>` call per message as with [`Herd::subscribe`], through an inbox
+    /// the actor's own context drains instead of its mailbox: each read turn's deliveries
+    /// arrive as one parcel, without an envelope per message. The fastest per-message
+    /// delivery; call it in the actor's `started`.
+    ///
+    /// The inbox holds up to 1,024 deliveries ([`SubscribeOptions::inbox_capacity`]); the
+    /// order of deliveries through it is kept, but not relative to the actor's mailbox. See
+    /// [`Router::subscribe_in`](crate::Router::subscribe_in).
+    pub fn subscribe_in<T: Inbound, A>(&self, ctx: &mut Context<A>) -> SubscriptionId
+    where
+        A: Actor<Context = Context<A>> + Handler<Delivery<T>>,
+    {
+        self.subscribe_in_with(ctx, SubscribeOptions::new())
+    }
+
+    /// Delivers `T` through the actor's inbox per `options` (only some endpoints, overflow
+    /// policy, inbox capacity); see [`Herd::subscribe_in`].
+    pub fn subscribe_in_with<T: Inbound, A>(
+        &self,
+        ctx: &mut Context<A>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId
+    where
+        A: Actor<Context = Context<A>> + Handler<Delivery<T>>,
+    {
+        self.inner.router.subscribe_in(ctx, options)
+    }
+
     /// Delivers every `T` in [`Batch`](crate::Batch)es: what a connection decodes while its
     /// socket has frames to read (up to 256) travels as one message. The fastest way to take a
     /// busy feed, on any arbiter.

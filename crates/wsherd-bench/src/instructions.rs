@@ -1,5 +1,6 @@
-//! `instructions [--recorder] [--batched] [--messages N]`: one wsherd client taking N messages
-//! (100,000 by default; `--batched`: through `subscribe_batched`) from the bench server, with the herd publishing its metrics every 100 ms, and with
+//! `instructions [--recorder] [--batched | --inbox] [--messages N]`: one wsherd client taking N
+//! messages (100,000 by default; `--batched`: through `subscribe_batched`, `--inbox`: through
+//! `subscribe_in`) from the bench server, with the herd publishing its metrics every 100 ms, and with
 //! or without a `metrics` recorder installed. Run it under callgrind twice and compare the
 //! instruction counts: what a recorder adds, per message, without wall-clock noise.
 //!
@@ -22,7 +23,7 @@ use metrics::{
 use wsherd::prelude::*;
 
 use crate::server::ServerProcess;
-use crate::throughput::{Counter as Deliveries, Tally, Trade, all_in};
+use crate::throughput::{Counter as Deliveries, Tally, Via, all_in};
 
 /// A recorder that does real work for every update (atomics behind a registry), as an
 /// exporter's would, without exporting anything.
@@ -64,6 +65,7 @@ impl Recorder for Atomics {
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let recorder = args.iter().any(|a| a == "--recorder");
     let batched = args.iter().any(|a| a == "--batched");
+    let inbox = args.iter().any(|a| a == "--inbox");
     let messages = args
         .iter()
         .position(|a| a == "--messages")
@@ -88,12 +90,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let herd = Herd::new();
         herd.enable_metrics(Duration::from_millis(100))
             .map_err(|e| e.to_string())?;
-        let (deliveries, rx) = Deliveries::start(messages, Tally::default());
-        if batched {
-            herd.subscribe_batched::<Trade>(deliveries.recipient());
-        } else {
-            herd.subscribe::<Trade>(deliveries.recipient());
-        }
+        let via = match (batched, inbox) {
+            (true, _) => Via::Batches,
+            (false, true) => Via::Inbox,
+            (false, false) => Via::Mailbox,
+        };
+        let (_deliveries, rx) =
+            Deliveries::start_subscribed(messages, Tally::default(), &herd, via);
         let mut config = ConnectionConfig::new(url);
         config.heartbeat.interval = Duration::from_secs(3600);
         herd.add_endpoint("bench", config)
@@ -105,7 +108,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     })?;
     println!(
         "instructions: {count} messages taken{}, recorder {}",
-        if batched { " in batches" } else { "" },
+        match (batched, inbox) {
+            (true, _) => " in batches",
+            (false, true) => " through the inbox",
+            (false, false) => "",
+        },
         if recorder { "installed" } else { "absent" }
     );
     Ok(())

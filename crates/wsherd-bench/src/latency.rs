@@ -207,24 +207,31 @@ fn raw_awc_actor(url: &str, recording: Recording) -> Result<(Recording, Duration
 /// wsherd, one subscriber actor, per message.
 fn wsherd(url: &str, recording: Recording) -> Result<(Recording, Duration), String> {
     let expected = recording.expected;
-    throughput::wsherd_client(url, false, expected, recording)
+    throughput::wsherd_client(url, throughput::Via::Mailbox, expected, recording)
+}
+
+/// wsherd, one subscriber actor, per message through its inbox.
+fn wsherd_inbox(url: &str, recording: Recording) -> Result<(Recording, Duration), String> {
+    let expected = recording.expected;
+    throughput::wsherd_client(url, throughput::Via::Inbox, expected, recording)
 }
 
 /// wsherd, one subscriber actor, batched.
 fn wsherd_batched(url: &str, recording: Recording) -> Result<(Recording, Duration), String> {
     let expected = recording.expected;
-    throughput::wsherd_client(url, true, expected, recording)
+    throughput::wsherd_client(url, throughput::Via::Batches, expected, recording)
 }
 
-/// The clients, in the order of the table; [`RAW_AWC`], [`RAW_AWC_ACTOR`], [`WSHERD`] and
-/// [`BATCHED`] index it for the comparisons.
-const CLIENTS: [(&str, Client<Recording>); 6] = [
+/// The clients, in the order of the table; [`RAW_AWC`], [`RAW_AWC_ACTOR`], [`WSHERD`],
+/// [`BATCHED`] and [`INBOX`] index it for the comparisons.
+const CLIENTS: [(&str, Client<Recording>); 7] = [
     ("raw_awc", raw_awc),
     ("tokio_tungstenite", tokio_tungstenite),
     ("fastwebsockets", fastwebsockets),
     ("raw_awc_actor", raw_awc_actor),
     ("wsherd", wsherd),
     ("wsherd_batched", wsherd_batched),
+    ("wsherd_inbox", wsherd_inbox),
 ];
 /// `raw_awc` in [`CLIENTS`].
 const RAW_AWC: usize = 0;
@@ -234,6 +241,8 @@ const RAW_AWC_ACTOR: usize = 3;
 const WSHERD: usize = 4;
 /// `wsherd_batched` in [`CLIENTS`].
 const BATCHED: usize = 5;
+/// `wsherd_inbox` in [`CLIENTS`].
+const INBOX: usize = 6;
 
 /// What one rate's runs gathered: every client's timed latencies, pooled over the rounds, each
 /// run's p99 on its own (to tell a steady tail from one bad run), and the rate the server kept
@@ -434,8 +443,24 @@ fn report(at: AtRate) -> Value {
             no_added_latency.to_owned(),
         ),
     ];
+    let inbox_rows = pick(INBOX).map(|inbox| {
+        [
+            (
+                "diff_inbox_raw_awc_p50_us",
+                "inbox p50 - raw_awc p50",
+                inbox.pooled.p50 - raw.pooled.p50,
+                String::new(),
+            ),
+            (
+                "diff_inbox_raw_awc_p99_us",
+                "inbox p99 - raw_awc p99",
+                inbox.run_p99 - raw.run_p99,
+                String::new(),
+            ),
+        ]
+    });
     println!("(p50: pooled; p99: the median of the runs' p99s)");
-    for (key, label, diff, goal) in rows {
+    for (key, label, diff, goal) in rows.into_iter().chain(inbox_rows.into_iter().flatten()) {
         println!("{label:<32} {diff:>+9.1} µs  {goal}");
         out.insert(key.into(), json!(diff));
     }

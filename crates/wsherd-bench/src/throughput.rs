@@ -383,6 +383,26 @@ impl<S: TradeSink> Counter<S> {
         (Actor::start(counter), all_in)
     }
 
+    /// A counter as [`Counter::start`] makes one, subscribed to `herd`'s trades `via` the
+    /// given path before it starts.
+    pub(crate) fn start_subscribed(
+        target: u64,
+        sink: S,
+        herd: &Herd,
+        via: Via,
+    ) -> (Addr<Self>, tokio::sync::oneshot::Receiver<S>) {
+        let (done, all_in) = tokio::sync::oneshot::channel();
+        let counter = Counter::create(|ctx| {
+            via.subscribe(herd, &ctx.address(), ctx);
+            Counter {
+                sink,
+                target,
+                done: Some(done),
+            }
+        });
+        (counter, all_in)
+    }
+
     fn add(&mut self, trade: &Trade) {
         self.sink.take(trade);
         if self.sink.count() >= self.target
@@ -424,30 +444,63 @@ impl<S: TradeSink> Handler<wsherd::Batch<Trade>> for Counter<S> {
 }
 
 fn wsherd_one_subscriber(url: &str, tally: Tally) -> Result<(Tally, Duration), String> {
-    wsherd_client(url, false, MESSAGES, tally)
+    wsherd_client(url, Via::Mailbox, MESSAGES, tally)
+}
+
+fn wsherd_inbox(url: &str, tally: Tally) -> Result<(Tally, Duration), String> {
+    wsherd_client(url, Via::Inbox, MESSAGES, tally)
 }
 
 fn wsherd_batched(url: &str, tally: Tally) -> Result<(Tally, Duration), String> {
-    wsherd_client(url, true, MESSAGES, tally)
+    wsherd_client(url, Via::Batches, MESSAGES, tally)
 }
 
-/// wsherd delivering `count` trades into `sink` through one subscriber actor, per message or
-/// batched, on the same thread as the connection (a herd from [`Herd::new`] has no workers).
+/// How the wsherd client's subscriber actor takes its trades.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// `Herd::subscribe`: one `Delivery` per message through the actor's mailbox.
+    Mailbox,
+    /// `Herd::subscribe_in`: one `Delivery` per message through the inbox its context drains.
+    Inbox,
+    /// `Herd::subscribe_batched`: one `Batch` per read turn through the mailbox.
+    Batches,
+}
+
+impl Via {
+    /// Subscribes `counter`'s actor (`ctx` is its context, before it starts) to the trades.
+    fn subscribe<S: TradeSink>(
+        self,
+        herd: &Herd,
+        counter: &Addr<Counter<S>>,
+        ctx: &mut Context<Counter<S>>,
+    ) {
+        match self {
+            Via::Mailbox => {
+                herd.subscribe::<Trade>(counter.clone().recipient());
+            }
+            Via::Inbox => {
+                herd.subscribe_in::<Trade, _>(ctx);
+            }
+            Via::Batches => {
+                herd.subscribe_batched::<Trade>(counter.clone().recipient());
+            }
+        }
+    }
+}
+
+/// wsherd delivering `count` trades into `sink` through one subscriber actor, `via` its
+/// mailbox (per message or batched) or its inbox, on the same thread as the connection (a
+/// herd from [`Herd::new`] has no workers).
 pub(crate) fn wsherd_client<S: TradeSink>(
     url: &str,
-    batched: bool,
+    via: Via,
     count: u64,
     sink: S,
 ) -> Result<(S, Duration), String> {
     let system = System::new();
     system.block_on(async {
         let herd = Herd::new();
-        let (counter, rx) = Counter::start(count, sink);
-        if batched {
-            herd.subscribe_batched::<Trade>(counter.recipient());
-        } else {
-            herd.subscribe::<Trade>(counter.recipient());
-        }
+        let (_counter, rx) = Counter::start_subscribed(count, sink, &herd, via);
         let mut config = ConnectionConfig::new(url);
         config.heartbeat.interval = Duration::from_secs(3600);
         let started = Instant::now();
@@ -464,7 +517,7 @@ pub(crate) fn wsherd_client<S: TradeSink>(
 /// to the last message.
 pub(crate) type Client<S> = fn(&str, S) -> Result<(S, Duration), String>;
 
-pub(crate) const CLIENTS: [(&str, Client<Tally>); 7] = [
+pub(crate) const CLIENTS: [(&str, Client<Tally>); 8] = [
     ("raw_awc", raw_awc),
     ("tokio_tungstenite", raw_tungstenite),
     ("ezsockets", ezsockets_client),
@@ -472,6 +525,7 @@ pub(crate) const CLIENTS: [(&str, Client<Tally>); 7] = [
     ("wsherd", wsherd_one_subscriber),
     ("wsherd_batched", wsherd_batched),
     ("fastwebsockets", fastwebsockets_client),
+    ("wsherd_inbox", wsherd_inbox),
 ];
 
 /// Runs one client for a few rounds and prints its rate.
@@ -565,6 +619,10 @@ pub(crate) fn run() -> Result<Value, String> {
             rates[5] / rates[1],
         ),
         ("ratio_wsherd_batched_fastwebsockets", rates[5] / rates[6]),
+        ("ratio_wsherd_inbox_raw_awc", rates[7] / rates[0]),
+        ("ratio_wsherd_inbox_tokio_tungstenite", rates[7] / rates[1]),
+        ("ratio_wsherd_inbox_raw_awc_actor", rates[7] / rates[3]),
+        ("ratio_wsherd_inbox_fastwebsockets", rates[7] / rates[6]),
     ];
     for (name, ratio) in ratios {
         println!("{:<32} {ratio:.3}", name.trim_start_matches("ratio_"));

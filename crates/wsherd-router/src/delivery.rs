@@ -159,6 +159,11 @@ impl<T: 'static> Batch<T> {
     pub(crate) fn storage(capacity: usize) -> Vec<Delivery<T>> {
         pool::take(capacity)
     }
+
+    /// Keeps emptied (or emptied here) batch storage for the next batch of `T` on this thread.
+    pub(crate) fn keep_storage(storage: Vec<Delivery<T>>) {
+        pool::give_back(storage);
+    }
 }
 
 impl<T: 'static> Drop for Batch<T> {

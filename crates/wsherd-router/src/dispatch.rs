@@ -16,8 +16,11 @@ use wsherd_protocol::EndpointName;
 
 use crate::delivery::{Batch, Delivery};
 
+mod inbox;
 mod relay;
 
+use inbox::Offer;
+pub(crate) use inbox::{Budgeted, DEFAULT_INBOX_CAPACITY, Inbox, InboxSender};
 pub(crate) use relay::Home;
 #[cfg(test)]
 pub(crate) use relay::RELAY_CAP;
@@ -58,6 +61,10 @@ pub(crate) enum Sink<T: Send + Sync + 'static> {
     /// Deliveries gathered per connection turn into one [`Batch`]: one channel hop for many
     /// messages, which is what a subscriber on another arbiter wants.
     Batched(Recipient<Batch<T>>),
+    /// Deliveries gathered per connection turn into the subscriber's own [`Inbox`], which
+    /// its context drains into `Handler<Delivery<T>>`: one handler call per message, no
+    /// mailbox envelope per message. Never relayed: the inbox takes parcels from any thread.
+    Inbox(InboxSender<T>),
 }
 
 pub(crate) struct Subscriber<T: Send + Sync + 'static> {
@@ -104,6 +111,7 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
             && match &self.sink {
                 Sink::Each(recipient) => recipient.connected(),
                 Sink::Batched(recipient) => recipient.connected(),
+                Sink::Inbox(inbox) => inbox.0.is_open(),
             }
     }
 
@@ -126,7 +134,7 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
                 }
                 Some((home, thread)) => report.relay_each(self, home, thread, delivery),
             },
-            Sink::Batched(_) => report.add_to_batch(self, delivery),
+            Sink::Batched(_) | Sink::Inbox(_) => report.add_to_batch(self, delivery),
         }
     }
 
@@ -175,6 +183,48 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
     }
 }
 
+impl<T: Send + Sync + 'static> Subscriber<T> {
+    /// Hands a turn's `parcel` to the subscriber's inbox under the overflow policy, as
+    /// [`Subscriber::offer`] hands a message to a mailbox.
+    fn offer_parcel(
+        &self,
+        inbox: &Arc<Inbox<T>>,
+        parcel: Vec<Delivery<T>>,
+        report: &mut DispatchReport,
+    ) {
+        let count = parcel.len() as u64;
+        if self.overflow == Overflow::Backpressure && !report.blocked.is_empty() {
+            // Behind earlier deliveries that wait for a full subscriber, as in `offer`.
+            report.delivered += count;
+            report.hold(Arc::clone(inbox).offer_when_room(parcel), count);
+            return;
+        }
+        match inbox.offer(parcel) {
+            Offer::Taken(spare) => {
+                report.delivered += count;
+                if let Some(spare) = spare {
+                    Batch::keep_storage(spare);
+                }
+            }
+            Offer::Full(parcel) => match self.overflow {
+                Overflow::Drop => {
+                    report.dropped_full += count;
+                    Batch::keep_storage(parcel);
+                }
+                Overflow::Backpressure => {
+                    report.delivered += count;
+                    report.hold(Arc::clone(inbox).offer_when_room(parcel), count);
+                }
+            },
+            Offer::Closed => {
+                if !self.closed.swap(true, Ordering::Relaxed) {
+                    report.closed.push(self.id);
+                }
+            }
+        }
+    }
+}
+
 /// Deliveries gathered for one batched subscriber during one connection turn.
 trait PendingBatch {
     fn as_any_mut(&mut self) -> &mut dyn Any;
@@ -196,8 +246,10 @@ impl<T: Send + Sync + 'static> PendingBatch for Pending<T> {
             subscriber,
             deliveries,
         } = *self;
-        let Sink::Batched(recipient) = &subscriber.sink else {
-            return;
+        let recipient = match &subscriber.sink {
+            Sink::Batched(recipient) => recipient,
+            Sink::Inbox(inbox) => return subscriber.offer_parcel(&inbox.0, deliveries, report),
+            Sink::Each(_) => return,
         };
         let batch = Batch { deliveries };
         match subscriber.remote(report) {

@@ -5,13 +5,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use actix::Recipient;
+use actix::{Actor, AsyncContext, Context, Handler, Recipient};
 use serde::de::DeserializeOwned;
 use wsherd_protocol::{EndpointName, Inbound};
 
 use crate::delivery::{Batch, Delivery, RawMessage};
 use crate::demand::{Demand, DemandChanged, DemandWatch, Demander};
-use crate::dispatch::{Sink, Subscriber, SubscriptionId};
+use crate::dispatch::{
+    Budgeted, DEFAULT_INBOX_CAPACITY, Inbox, InboxSender, Sink, Subscriber, SubscriptionId,
+};
 use crate::subscription::{Group, SubscribeOptions};
 use crate::table::{JsonRoute, RawRoute, RouteTable};
 
@@ -201,6 +203,65 @@ impl Router {
         options: SubscribeOptions,
     ) -> SubscriptionId {
         self.add_json(kind_keys::<T>(T::KINDS), Sink::Batched(recipient), options)
+    }
+
+    /// Delivers every message of the kinds `T::KINDS`, decoded as `T`, to the actor whose
+    /// context `ctx` is, through an inbox that context drains: the actor's
+    /// `Handler<Delivery<T>>` runs once per message, as with [`Router::subscribe`], without a
+    /// mailbox envelope per message. Call it from the actor's `started` (or a handler).
+    ///
+    /// A connection hands each read turn's deliveries for the actor to its inbox as one
+    /// parcel, from whichever thread it runs on, and the actor's context hands them to the
+    /// handler in order, up to 256 per poll before its mailbox gets a turn. The inbox holds up
+    /// to [`SubscribeOptions::inbox_capacity`] deliveries; beyond that it is full and
+    /// `options`' overflow policy applies, as for a full mailbox. Deliveries through the inbox
+    /// keep their order among themselves, but not with the messages of the actor's mailbox
+    /// (its other subscriptions, its own messages): do not rely on an order across the two.
+    /// The subscription ends, like any other, when the actor stops or with
+    /// [`Router::unsubscribe`]; the arbiter options of `options` do not apply (nothing is
+    /// relayed).
+    pub fn subscribe_in<T: Inbound, A>(
+        &self,
+        ctx: &mut Context<A>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId
+    where
+        A: Actor<Context = Context<A>> + Handler<Delivery<T>>,
+    {
+        self.subscribe_kinds_in(kind_keys::<T>(T::KINDS), ctx, options)
+    }
+
+    /// Delivers every message of kind `kind`, decoded as `T`, through the actor's inbox; see
+    /// [`Router::subscribe_in`].
+    pub fn subscribe_kind_in<T, A>(
+        &self,
+        kind: &str,
+        ctx: &mut Context<A>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+        A: Actor<Context = Context<A>> + Handler<Delivery<T>>,
+    {
+        self.subscribe_kinds_in(kind_keys::<T>(&[kind]), ctx, options)
+    }
+
+    fn subscribe_kinds_in<T, A>(
+        &self,
+        keys: Vec<RouteKey>,
+        ctx: &mut Context<A>,
+        options: SubscribeOptions,
+    ) -> SubscriptionId
+    where
+        T: DeserializeOwned + Send + Sync + 'static,
+        A: Actor<Context = Context<A>> + Handler<Delivery<T>>,
+    {
+        let capacity = options.inbox_capacity.unwrap_or(DEFAULT_INBOX_CAPACITY);
+        let (inbox, drain) = Inbox::new(capacity);
+        // A stopped actor's context drops the stream at once: the inbox is closed then, and
+        // the subscription is forgotten at its first delivery.
+        ctx.add_message_stream(Budgeted::new(drain));
+        self.add_json(keys, Sink::Inbox(InboxSender(inbox)), options)
     }
 
     /// Delivers every message of kind `kind` to `recipient`, decoded as `T`, per `options`.

@@ -30,6 +30,7 @@ pub struct SubscribeOptions {
     pub(crate) overflow: Overflow,
     pub(crate) home: HomeChoice,
     pub(crate) passive: bool,
+    pub(crate) inbox_capacity: Option<usize>,
 }
 
 /// Where a subscriber's actor is taken to run.
@@ -100,6 +101,16 @@ impl SubscribeOptions {
     /// What to do when this subscriber's mailbox is full.
     pub fn overflow(mut self, overflow: Overflow) -> Self {
         self.overflow = overflow;
+        self
+    }
+
+    /// How many deliveries may wait in the inbox of a subscription made with
+    /// [`Router::subscribe_in`](crate::Router::subscribe_in) (1,024 unless set; at least one):
+    /// beyond it the inbox is full, and [`overflow`](Self::overflow) says what happens. The
+    /// deliveries the actor is handling count until it has handled them. Other subscriptions
+    /// are bounded by their actor's mailbox (`ctx.set_mailbox_capacity`) instead.
+    pub fn inbox_capacity(mut self, capacity: usize) -> Self {
+        self.inbox_capacity = Some(capacity);
         self
     }
 }

@@ -476,5 +476,6 @@ async fn a_reply_wsherd_consumed_reaches_its_subscribers_but_is_never_a_dead_let
 }
 
 mod demand;
+mod inbox;
 mod kinds;
 mod relay;

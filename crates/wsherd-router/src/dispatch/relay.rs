@@ -360,7 +360,7 @@ impl<T: Send + Sync + 'static> Part for ConfirmedPart<T> {
         Box::pin(async move {
             let taken = match &subscriber.sink {
                 Sink::Each(recipient) => recipient.send(delivery).await.is_ok(),
-                Sink::Batched(_) => true,
+                Sink::Batched(_) | Sink::Inbox(_) => true,
             };
             if taken {
                 tally.delivered(1);
