@@ -35,7 +35,7 @@ pub use heartbeat::{
     HeartbeatMode, HeartbeatSpec, InvalidHeartbeat, MAX_HEARTBEAT_DURATION, MIN_HEARTBEAT_DURATION,
     ReplyMatcher,
 };
-pub use kind::{KindFn, KindRule, MessageId};
+pub use kind::{KindFn, KindRule, MessageId, same_kind};
 pub use message::{
     DecodeError, DecodeStage, EXCERPT_LIMIT, EncodeError, Inbound, Outbound, decode, excerpt,
     validate_text,

@@ -351,6 +351,8 @@ pub struct DispatchReport {
     /// Where relayed deliveries are counted, and stopped subscribers reported.
     tally: Arc<Tally>,
     relayed_parcels: u64,
+    /// The kind the last message routed with this report had, for the next one.
+    pub(crate) last_kind: crate::table::KindMemo,
 }
 
 impl DispatchReport {

@@ -518,6 +518,7 @@ impl Router {
         state.version += 1;
         let mut table = RouteTable {
             version: state.version,
+            stamp: crate::table::next_stamp(),
             ..RouteTable::default()
         };
         for (key, entry) in &state.entries {

@@ -1,13 +1,15 @@
 //! The immutable route table that connections read on every message.
 
 use std::any::{Any, TypeId};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use wsherd_protocol::{
-    DecodeError, DecodeStage, EndpointName, KindRule, decode, excerpt, validate_text,
+    DecodeError, DecodeStage, EndpointName, KindRule, decode, excerpt, same_kind, validate_text,
 };
 
 use crate::delivery::{Binary, DeadLetter, DeadLetterReason, RawMessage};
@@ -113,15 +115,31 @@ impl KindIndex {
     }
 
     pub(crate) fn get(&self, kind: &str) -> &[Arc<dyn JsonRoute>] {
-        let found = if self.many.is_empty() {
-            self.few
-                .iter()
-                .find(|(k, _)| k.len() == kind.len() && &**k == kind)
-                .map(|(_, routes)| routes)
-        } else {
-            self.many.get(kind)
-        };
-        found.map_or(&[][..], Vec::as_slice)
+        self.find(kind).1
+    }
+
+    /// The routes of `kind`, and where they are in the list while there is one.
+    fn find(&self, kind: &str) -> (Option<usize>, &[Arc<dyn JsonRoute>]) {
+        if !self.many.is_empty() {
+            return (None, self.many.get(kind).map_or(&[][..], Vec::as_slice));
+        }
+        match self.few.iter().position(|(k, _)| same_kind(k, kind)) {
+            Some(at) => (
+                Some(at),
+                self.few.get(at).map_or(&[][..], |(_, r)| r.as_slice()),
+            ),
+            None => (None, &[]),
+        }
+    }
+
+    /// The routes at `at` in the list (none past its end, or once a map took over).
+    fn at(&self, at: usize) -> &[Arc<dyn JsonRoute>] {
+        if !self.many.is_empty() {
+            return &[];
+        }
+        self.few
+            .get(at)
+            .map_or(&[][..], |(_, routes)| routes.as_slice())
     }
 
     fn kinds(&self) -> impl Iterator<Item = &str> {
@@ -132,10 +150,85 @@ impl KindIndex {
     }
 }
 
+/// A stamp no other published table has.
+pub(crate) fn next_stamp() -> u64 {
+    static STAMPS: AtomicU64 = AtomicU64::new(1);
+    STAMPS.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The last kind one report (one connection) routed: consecutive messages of a feed nearly
+/// always share their kind, and a message that starts with the very bytes the last one's kind
+/// was read from (`{"type":"trade"`, closing quote included) has that kind. Checking that
+/// prefix costs a third of reading the kind and looking its routes up again.
+#[derive(Default)]
+pub(crate) struct KindMemo {
+    /// The stamp of the table the routes' place was found in (never 0, a default table's).
+    stamp: u64,
+    /// `{"field":"kind"`; empty when nothing is remembered.
+    prefix: String,
+    /// Where the kind starts in `prefix`.
+    kind_at: usize,
+    /// The place of the kind's routes in the table's list.
+    routes_at: usize,
+}
+
+impl KindMemo {
+    /// The kind of `text` and the place of its routes, when `text` starts as the remembered
+    /// message did, under the same single-field `rule`, in table `version`.
+    fn recall<'t>(&self, stamp: u64, rule: &KindRule, text: &'t str) -> Option<(&'t str, usize)> {
+        if self.prefix.is_empty() || self.stamp != stamp {
+            return None;
+        }
+        let KindRule::Path(segments) = rule else {
+            return None;
+        };
+        let [field] = &segments[..] else {
+            return None;
+        };
+        let remembered_field = self.prefix.get(2..self.kind_at.checked_sub(3)?)?;
+        if !same_kind(remembered_field, field)
+            || !same_kind(text.get(..self.prefix.len())?, &self.prefix)
+        {
+            return None;
+        }
+        let kind = text.get(self.kind_at..self.prefix.len() - 1)?;
+        Some((kind, self.routes_at))
+    }
+
+    /// Remembers that `text`'s kind, read from its compact leading `field` (`kind` borrows
+    /// from `text` there), has its routes at `routes_at` in table `stamp`.
+    fn remember(&mut self, stamp: u64, field: &str, text: &str, kind: &str, routes_at: usize) {
+        let kind_at = (kind.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+        let end = kind_at + kind.len() + 1;
+        // Only the compact form `{"field":"kind"` is remembered, checked byte for byte.
+        let compact = stamp != 0
+            && kind_at == 2 + field.len() + 3
+            && text
+                .get(2..2 + field.len())
+                .is_some_and(|f| same_kind(f, field))
+            && text.as_bytes().get(..2) == Some(b"{\"")
+            && text.as_bytes().get(kind_at - 3..kind_at) == Some(b"\":\"")
+            && text.as_bytes().get(end - 1) == Some(&b'"');
+        match text.get(..end) {
+            Some(prefix) if compact && end <= 64 => {
+                self.prefix.clear();
+                self.prefix.push_str(prefix);
+                self.stamp = stamp;
+                self.kind_at = kind_at;
+                self.routes_at = routes_at;
+            }
+            _ => self.prefix.clear(),
+        }
+    }
+}
+
 /// A snapshot of every subscription, published by the [`Router`](crate::Router) on each change.
 #[derive(Default)]
 pub struct RouteTable {
     pub(crate) version: u64,
+    /// Unique in the process (versions are only unique per router): what a report remembers
+    /// a place in this table's lists by.
+    pub(crate) stamp: u64,
     pub(crate) kinds: KindIndex,
     pub(crate) any_kind: Vec<Arc<dyn JsonRoute>>,
     pub(crate) events: HashMap<TypeId, Arc<dyn Any + Send + Sync>>,
@@ -174,14 +267,34 @@ impl RouteTable {
         report: &mut DispatchReport,
     ) {
         let payload = text.as_bytes();
-        let kind = match rule.extract(text) {
-            Ok(kind) => kind,
-            Err(error) => {
-                let error = DecodeError::new(DecodeStage::Json, error.to_string(), payload);
-                return self.reject(endpoint, None, error, report);
+        let recalled = report.last_kind.recall(self.stamp, rule, text);
+        let (kind, by_kind) = match recalled {
+            Some((kind, at)) => (Some(Cow::Borrowed(kind)), self.kinds.at(at)),
+            None => {
+                let kind = match rule.extract(text) {
+                    Ok(kind) => kind,
+                    Err(error) => {
+                        let error = DecodeError::new(DecodeStage::Json, error.to_string(), payload);
+                        return self.reject(endpoint, None, error, report);
+                    }
+                };
+                let (at, by_kind) = kind
+                    .as_deref()
+                    .map_or((None, &[][..]), |k| self.kinds.find(k));
+                match (&kind, at, rule) {
+                    (Some(Cow::Borrowed(borrowed)), Some(at), KindRule::Path(segments)) => {
+                        match &segments[..] {
+                            [field] => report
+                                .last_kind
+                                .remember(self.stamp, field, text, borrowed, at),
+                            _ => report.last_kind.prefix.clear(),
+                        }
+                    }
+                    _ => report.last_kind.prefix.clear(),
+                }
+                (kind, by_kind)
             }
         };
-        let by_kind = kind.as_deref().map_or(&[][..], |kind| self.kinds.get(kind));
         let mut delivered = false;
         let mut rejected = false;
         for route in by_kind.iter().chain(&self.any_kind) {

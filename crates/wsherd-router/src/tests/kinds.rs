@@ -171,3 +171,97 @@ async fn a_raw_subscriber_of_every_kind_gets_each_text_with_its_kind_and_no_dead
         ]
     );
 }
+
+/// What one report routes, message after message, as a connection does.
+fn route_all(
+    router: &Router,
+    rule: &wsherd_protocol::KindRule,
+    texts: &[&str],
+) -> crate::DispatchReport {
+    let mut report = crate::DispatchReport::default();
+    for text in texts {
+        router
+            .table()
+            .route_text(&super::name("ex"), rule, text.as_bytes(), &mut report);
+    }
+    report
+}
+
+#[actix_rt::test]
+async fn a_message_that_only_starts_like_the_last_one_is_routed_by_its_own_kind() {
+    let router = Router::new();
+    let (trades, seen_trades) = collector::<serde_json::Value>();
+    let (traders, seen_traders) = collector::<serde_json::Value>();
+    router.subscribe_kind::<serde_json::Value>("trade", trades, SubscribeOptions::new());
+    router.subscribe_kind::<serde_json::Value>("trader", traders, SubscribeOptions::new());
+    let report = route_all(
+        &router,
+        &wsherd_protocol::KindRule::default(),
+        &[
+            r#"{"type":"trade","n":1}"#,
+            r#"{"type":"trade","n":2}"#,
+            // The remembered `{"type":"trade"` is not a prefix of these.
+            r#"{"type":"trader","n":3}"#,
+            r#"{"type":"trade\u0072","n":4}"#,
+            r#"{"type": "trade","n":5}"#,
+            r#"{"type":"trade","n":6}"#,
+        ],
+    );
+    assert_eq!((report.delivered, report.unrouted), (6, 0), "{report:?}");
+    settle().await;
+    let numbers = |seen: &super::Seen<serde_json::Value>| -> Vec<u64> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter_map(|d| d.message["n"].as_u64())
+            .collect()
+    };
+    assert_eq!(numbers(&seen_trades), vec![1, 2, 5, 6]);
+    assert_eq!(
+        numbers(&seen_traders),
+        vec![3, 4],
+        "an escaped kind is the same kind"
+    );
+}
+
+#[actix_rt::test]
+async fn a_remembered_kind_is_not_taken_for_another_rule_or_another_table() {
+    let router = Router::new();
+    let (quotes, seen_quotes) = collector::<serde_json::Value>();
+    router.subscribe_kind::<serde_json::Value>("quote", quotes, SubscribeOptions::new());
+    let (trades, seen_trades) = collector::<serde_json::Value>();
+    router.subscribe_kind::<serde_json::Value>("trade", trades, SubscribeOptions::new());
+    let mut report = crate::DispatchReport::default();
+    let by_type = wsherd_protocol::KindRule::default();
+    let by_e = wsherd_protocol::KindRule::field("e");
+    let text = r#"{"type":"trade","e":"quote"}"#;
+    router
+        .table()
+        .route_text(&super::name("ex"), &by_type, text.as_bytes(), &mut report);
+    // The same text under another rule has another kind.
+    router
+        .table()
+        .route_text(&super::name("ex"), &by_e, text.as_bytes(), &mut report);
+    // A new table (a subscription came first in its list) is searched anew.
+    router
+        .table()
+        .route_text(&super::name("ex"), &by_type, text.as_bytes(), &mut report);
+    let (first, seen_first) = collector::<serde_json::Value>();
+    router.subscribe_kind::<serde_json::Value>("aaa", first, SubscribeOptions::new());
+    router
+        .table()
+        .route_text(&super::name("ex"), &by_type, text.as_bytes(), &mut report);
+    router.unsubscribe(router.subscribe_kind::<serde_json::Value>(
+        "zzz",
+        collector::<serde_json::Value>().0,
+        SubscribeOptions::new(),
+    ));
+    router
+        .table()
+        .route_text(&super::name("ex"), &by_type, text.as_bytes(), &mut report);
+    assert_eq!(report.delivered, 5, "{report:?}");
+    settle().await;
+    assert_eq!(seen_trades.lock().unwrap().len(), 4);
+    assert_eq!(seen_quotes.lock().unwrap().len(), 1);
+    assert!(seen_first.lock().unwrap().is_empty());
+}
