@@ -513,6 +513,25 @@ pub(crate) fn wsherd_client<S: TradeSink>(
     })
 }
 
+/// Messages per second of decoding the server's [`MESSAGES`] messages from memory into
+/// [`Trade`]s (the median of [`ROUNDS`] passes); fails unless the tally is `want`'s.
+fn decode_only(want: Tally) -> Result<f64, String> {
+    let texts: Vec<String> = (0..MESSAGES).map(crate::server::message).collect();
+    let mut rates = Vec::new();
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        let mut tally = Tally::default();
+        for text in &texts {
+            let trade: Trade = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            tally.add(&trade);
+        }
+        let elapsed = started.elapsed();
+        check("decode_only", tally, want)?;
+        rates.push(MESSAGES as f64 / elapsed.as_secs_f64());
+    }
+    Ok(median(rates))
+}
+
 /// A client: given a fresh sink, the sink holding what it decoded and the time from connect
 /// to the last message.
 pub(crate) type Client<S> = fn(&str, S) -> Result<(S, Duration), String>;
@@ -606,6 +625,24 @@ pub(crate) fn run() -> Result<Value, String> {
         );
         rates.push(rate);
     }
+    // The ceiling of every client: the same messages decoded from memory into the same struct,
+    // with no socket, framing or delivery (pinned like the clients).
+    let ceiling = decode_only(want)?;
+    println!(
+        "{:<20} {ceiling:>12.0}   (decode alone, no socket: the ceiling of every client)",
+        "decode_only"
+    );
+    // Not a ratio of wsherd's (`compare` judges those): how far above tokio-tungstenite the
+    // ceiling is, which bounds what any client's ratio can reach.
+    figures.insert(
+        "decode_only".into(),
+        json!({"msgs_per_s": ceiling, "over_tokio_tungstenite": ceiling / rates[1]}),
+    );
+    println!(
+        "{:<32} {:.3}",
+        "decode_only_over_tokio_tungstenite",
+        ceiling / rates[1]
+    );
     let wsherd = rates[4];
     let ratios = [
         ("ratio_wsherd_raw_awc", wsherd / rates[0]),
