@@ -139,7 +139,8 @@ impl Herd {
     /// delivery; call it in the actor's `started`.
     ///
     /// The inbox holds up to 1,024 deliveries ([`SubscribeOptions::inbox_capacity`]); the
-    /// order of deliveries through it is kept, but not relative to the actor's mailbox. See
+    /// order of deliveries through it is kept, but not relative to the actor's mailbox (state
+    /// events included) or its other inbox subscriptions. See
     /// [`Router::subscribe_in`](crate::Router::subscribe_in).
     pub fn subscribe_in<T: Inbound, A>(&self, ctx: &mut Context<A>) -> SubscriptionId
     where

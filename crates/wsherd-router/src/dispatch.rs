@@ -187,7 +187,7 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
     /// Hands a turn's `parcel` to the subscriber's inbox under the overflow policy, as
     /// [`Subscriber::offer`] hands a message to a mailbox.
     fn offer_parcel(
-        &self,
+        self: &Arc<Self>,
         inbox: &Arc<Inbox<T>>,
         parcel: Vec<Delivery<T>>,
         report: &mut DispatchReport,
@@ -196,7 +196,7 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
         if self.overflow == Overflow::Backpressure && !report.blocked.is_empty() {
             // Behind earlier deliveries that wait for a full subscriber, as in `offer`.
             report.delivered += count;
-            report.hold(Arc::clone(inbox).offer_when_room(parcel), count);
+            self.hold_parcel(inbox, parcel, count, report);
             return;
         }
         match inbox.offer(parcel) {
@@ -213,7 +213,7 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
                 }
                 Overflow::Backpressure => {
                     report.delivered += count;
-                    report.hold(Arc::clone(inbox).offer_when_room(parcel), count);
+                    self.hold_parcel(inbox, parcel, count, report);
                 }
             },
             Offer::Closed => {
@@ -222,6 +222,27 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
                 }
             }
         }
+    }
+
+    /// Holds `parcel` in `report` until the inbox has room for it. The subscription is kept
+    /// meanwhile, so that its inbox does not end (and lose the parcel) while it waits.
+    fn hold_parcel(
+        self: &Arc<Self>,
+        inbox: &Arc<Inbox<T>>,
+        parcel: Vec<Delivery<T>>,
+        count: u64,
+        report: &mut DispatchReport,
+    ) {
+        let subscription = Arc::clone(self);
+        let wait = Arc::clone(inbox).offer_when_room(parcel);
+        report.hold(
+            async move {
+                let taken = wait.await;
+                drop(subscription);
+                taken
+            },
+            count,
+        );
     }
 }
 

@@ -215,8 +215,9 @@ impl Router {
     /// handler in order, up to 256 per poll before its mailbox gets a turn. The inbox holds up
     /// to [`SubscribeOptions::inbox_capacity`] deliveries; beyond that it is full and
     /// `options`' overflow policy applies, as for a full mailbox. Deliveries through the inbox
-    /// keep their order among themselves, but not with the messages of the actor's mailbox
-    /// (its other subscriptions, its own messages): do not rely on an order across the two.
+    /// keep their order among themselves, but not with another inbox subscription of the same
+    /// actor nor with the messages of its mailbox (its other subscriptions, state events, its
+    /// own messages): do not rely on an order across them.
     /// The subscription ends, like any other, when the actor stops or with
     /// [`Router::unsubscribe`]; the arbiter options of `options` do not apply (nothing is
     /// relayed).

@@ -106,9 +106,11 @@ impl SubscribeOptions {
 
     /// How many deliveries may wait in the inbox of a subscription made with
     /// [`Router::subscribe_in`](crate::Router::subscribe_in) (1,024 unless set; at least one):
-    /// beyond it the inbox is full, and [`overflow`](Self::overflow) says what happens. The
-    /// deliveries the actor is handling count until it has handled them. Other subscriptions
-    /// are bounded by their actor's mailbox (`ctx.set_mailbox_capacity`) instead.
+    /// beyond it the inbox is full, and [`overflow`](Self::overflow) says what happens to a
+    /// connection's turn that does not fit (dropped whole, or held until it fits, in turn).
+    /// A turn counts until the actor has handled its last delivery; an empty inbox takes a
+    /// turn larger than the capacity. Other subscriptions are bounded by their actor's mailbox
+    /// (`ctx.set_mailbox_capacity`) instead.
     pub fn inbox_capacity(mut self, capacity: usize) -> Self {
         self.inbox_capacity = Some(capacity);
         self

@@ -10,9 +10,11 @@
 //! deliveries to the actor's `Handler<Delivery<T>>` one by one, with no envelope at all.
 //!
 //! The inbox is bounded: it takes a parcel while the deliveries waiting in it (those in parcels
-//! and those of the parcel being handled) stay within its capacity, or when it is empty (a turn
-//! larger than the capacity still goes, one at a time). A full inbox is the overflow policy's
-//! business, as a full mailbox is.
+//! and the whole parcel being handled, until its last delivery was) stay within its capacity,
+//! or when it is empty (a turn larger than the capacity still goes, one at a time). A full
+//! inbox is the overflow policy's business, as a full mailbox is: a parcel that must wait for
+//! room waits its turn behind those that came before it (first come, first in), so a large
+//! turn is never overtaken for good by small ones.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -42,8 +44,10 @@ struct State<T> {
     waiting: usize,
     /// The actor's context, while its drain waits for a parcel.
     consumer: Option<Waker>,
-    /// Producers waiting for room.
-    room: Vec<Waker>,
+    /// Producers waiting for room, first come first in: each one's ticket, and its waker once
+    /// it waits.
+    waiters: VecDeque<(u64, Option<Waker>)>,
+    next_ticket: u64,
     /// Emptied parcel storage, for a producer's next turn.
     spares: Vec<Vec<Delivery<T>>>,
     /// The drain was dropped: the actor stopped.
@@ -78,7 +82,8 @@ impl<T> Inbox<T> {
                 parcels: VecDeque::new(),
                 waiting: 0,
                 consumer: None,
-                room: Vec::new(),
+                waiters: VecDeque::new(),
+                next_ticket: 0,
                 spares: Vec::new(),
                 closed: false,
                 ended: false,
@@ -103,7 +108,8 @@ impl<T> Inbox<T> {
         !self.lock().closed
     }
 
-    /// Puts `parcel` in when there is room, waking the drain if it waits.
+    /// Puts `parcel` in when there is room and nobody waits for room before it, waking the
+    /// drain if it waits.
     pub(crate) fn offer(&self, parcel: Vec<Delivery<T>>) -> Offer<T> {
         if parcel.is_empty() {
             return Offer::Taken(None);
@@ -113,13 +119,11 @@ impl<T> Inbox<T> {
             drop(state);
             return Offer::Closed;
         }
-        if state.waiting > 0 && state.waiting + parcel.len() > self.capacity {
+        if !state.waiters.is_empty() || !self.fits(&state, parcel.len()) {
             return Offer::Full(parcel);
         }
-        state.waiting += parcel.len();
-        state.parcels.push_back(parcel);
+        let consumer = self.put(&mut state, parcel);
         let spare = state.spares.pop();
-        let consumer = state.consumer.take();
         drop(state);
         if let Some(consumer) = consumer {
             consumer.wake();
@@ -127,36 +131,27 @@ impl<T> Inbox<T> {
         Offer::Taken(spare)
     }
 
-    /// Puts `parcel` in once there is room; `false` when the actor stopped first (the
-    /// deliveries are lost with it).
-    pub(crate) async fn offer_when_room(self: Arc<Self>, parcel: Vec<Delivery<T>>) -> bool {
-        let mut parcel = Some(parcel);
-        std::future::poll_fn(|cx| {
-            let Some(waiting) = parcel.take() else {
-                return Poll::Ready(true);
-            };
-            match self.offer(waiting) {
-                Offer::Taken(_) => Poll::Ready(true),
-                Offer::Closed => Poll::Ready(false),
-                Offer::Full(back) => {
-                    parcel = Some(back);
-                    let mut state = self.lock();
-                    // The drain may have made room between the offer and this lock: it wakes
-                    // only the wakers it finds, so look again before waiting.
-                    if state.closed
-                        || state.waiting == 0
-                        || state.waiting + parcel.as_ref().map_or(0, Vec::len) <= self.capacity
-                    {
-                        drop(state);
-                        cx.waker().wake_by_ref();
-                    } else {
-                        state.room.push(cx.waker().clone());
-                    }
-                    Poll::Pending
-                }
-            }
-        })
-        .await
+    /// Whether `deliveries` more may go in now.
+    fn fits(&self, state: &State<T>, deliveries: usize) -> bool {
+        state.waiting == 0 || state.waiting + deliveries <= self.capacity
+    }
+
+    /// Puts `parcel` in; returns the drain's waker, to wake once the lock is let go.
+    fn put(&self, state: &mut State<T>, parcel: Vec<Delivery<T>>) -> Option<Waker> {
+        state.waiting += parcel.len();
+        state.parcels.push_back(parcel);
+        state.consumer.take()
+    }
+
+    /// Puts `parcel` in once there is room, after the parcels that waited for room before it;
+    /// resolves to `false` when the actor stopped first (the deliveries are lost with it).
+    /// Dropped before, it gives its turn up.
+    pub(crate) fn offer_when_room(self: Arc<Self>, parcel: Vec<Delivery<T>>) -> RoomWait<T> {
+        RoomWait {
+            inbox: self,
+            parcel: Some(parcel),
+            ticket: None,
+        }
     }
 
     /// The subscription is gone: the drain ends once it has handed over what it holds.
@@ -178,6 +173,88 @@ pub(crate) struct InboxSender<T>(pub(crate) Arc<Inbox<T>>);
 impl<T> Drop for InboxSender<T> {
     fn drop(&mut self) {
         self.0.end();
+    }
+}
+
+/// A parcel waiting for room in an inbox, in its turn: see [`Inbox::offer_when_room`].
+pub(crate) struct RoomWait<T> {
+    inbox: Arc<Inbox<T>>,
+    parcel: Option<Vec<Delivery<T>>>,
+    /// Its place among the waiters, once it has one.
+    ticket: Option<u64>,
+}
+
+// The parcel is moved in and out, never pinned.
+impl<T> Unpin for RoomWait<T> {}
+
+impl<T> std::future::Future for RoomWait<T> {
+    type Output = bool;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<bool> {
+        let this = self.get_mut();
+        let Some(parcel) = this.parcel.take() else {
+            return Poll::Ready(true);
+        };
+        let inbox = Arc::clone(&this.inbox);
+        let mut state = inbox.lock();
+        if state.closed {
+            if let Some(ticket) = this.ticket.take() {
+                state.waiters.retain(|(t, _)| *t != ticket);
+            }
+            drop(state);
+            drop(parcel);
+            return Poll::Ready(false);
+        }
+        let ticket = match this.ticket {
+            Some(ticket) => ticket,
+            None => {
+                let ticket = state.next_ticket;
+                state.next_ticket += 1;
+                state.waiters.push_back((ticket, None));
+                this.ticket = Some(ticket);
+                ticket
+            }
+        };
+        let first = state.waiters.front().map(|(t, _)| *t) == Some(ticket);
+        if first && inbox.fits(&state, parcel.len()) {
+            state.waiters.pop_front();
+            this.ticket = None;
+            let consumer = inbox.put(&mut state, parcel);
+            // The next waiter may fit as well.
+            let next = state.waiters.front_mut().and_then(|(_, w)| w.take());
+            drop(state);
+            consumer.into_iter().chain(next).for_each(Waker::wake);
+            return Poll::Ready(true);
+        }
+        if let Some((_, slot)) = state.waiters.iter_mut().find(|(t, _)| *t == ticket)
+            && !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            *slot = Some(cx.waker().clone());
+        }
+        drop(state);
+        this.parcel = Some(parcel);
+        Poll::Pending
+    }
+}
+
+impl<T> Drop for RoomWait<T> {
+    fn drop(&mut self) {
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
+        let mut state = self.inbox.lock();
+        let was_first = state.waiters.front().map(|(t, _)| *t) == Some(ticket);
+        state.waiters.retain(|(t, _)| *t != ticket);
+        let next = if was_first {
+            state.waiters.front_mut().and_then(|(_, w)| w.take())
+        } else {
+            None
+        };
+        drop(state);
+        // Its parcel is given up (dropped with it, outside the lock).
+        if let Some(next) = next {
+            next.wake();
+        }
     }
 }
 
@@ -205,7 +282,11 @@ impl<T> Drain<T> {
         if emptied.capacity() > 0 && state.spares.len() < SPARES {
             state.spares.push(emptied);
         }
-        let room = std::mem::take(&mut state.room);
+        // Room was made: the first waiter may fit now (it wakes the next once it is in).
+        let room = state
+            .waiters
+            .front_mut()
+            .and_then(|(_, waker)| waker.take());
         let next = state.parcels.pop_front();
         let polled = match next {
             Some(parcel) => {
@@ -226,7 +307,7 @@ impl<T> Drain<T> {
             }
         };
         drop(state);
-        for producer in room {
+        if let Some(producer) = room {
             producer.wake();
         }
         polled
@@ -256,7 +337,12 @@ impl<T> Drop for Drain<T> {
         let mut state = self.inbox.lock();
         state.closed = true;
         let parcels = std::mem::take(&mut state.parcels);
-        let room = std::mem::take(&mut state.room);
+        // Every waiter learns that the actor stopped.
+        let room: Vec<Waker> = state
+            .waiters
+            .iter_mut()
+            .filter_map(|(_, w)| w.take())
+            .collect();
         drop(state);
         // The deliveries' values are dropped outside the lock.
         drop(parcels);
@@ -305,6 +391,7 @@ impl<T> Stream for Budgeted<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::Wake;
 
@@ -387,19 +474,106 @@ mod tests {
         }
     }
 
-    #[actix_rt::test]
-    async fn a_producer_waiting_for_room_gives_up_when_the_actor_stops() {
+    fn poll_wait(wait: &mut RoomWait<u64>, waker: &Waker) -> Poll<bool> {
+        Pin::new(wait).poll(&mut TaskContext::from_waker(waker))
+    }
+
+    fn take_all(drain: &mut Drain<u64>, waker: &Waker) -> Vec<u64> {
+        let mut cx = TaskContext::from_waker(waker);
+        let mut seen = Vec::new();
+        while let Poll::Ready(Some(delivery)) = Pin::new(&mut *drain).poll_next(&mut cx) {
+            seen.push(*delivery.message);
+        }
+        seen
+    }
+
+    #[test]
+    fn a_producer_waiting_for_room_is_woken_and_gives_up_when_the_actor_stops() {
         let (inbox, drain) = Inbox::new(1);
         assert!(matches!(inbox.offer(parcel(0..1)), Offer::Taken(_)));
-        let waiting = tokio::spawn(Arc::clone(&inbox).offer_when_room(parcel(1..2)));
-        tokio::task::yield_now().await;
+        let counter = Arc::new(CountingWaker::default());
+        let waker = Waker::from(Arc::clone(&counter));
+        let mut wait = Arc::clone(&inbox).offer_when_room(parcel(1..2));
+        assert!(poll_wait(&mut wait, &waker).is_pending(), "no room");
         drop(drain);
-        let taken = tokio::time::timeout(std::time::Duration::from_secs(60), waiting)
-            .await
-            .expect("woken when the drain goes")
-            .expect("the task runs");
-        assert!(!taken, "nobody took it");
+        assert_eq!(
+            counter.0.load(Ordering::SeqCst),
+            1,
+            "woken when the drain goes"
+        );
+        assert_eq!(
+            poll_wait(&mut wait, &waker),
+            Poll::Ready(false),
+            "nobody took it"
+        );
         assert!(!inbox.is_open());
         assert!(matches!(inbox.offer(parcel(2..3)), Offer::Closed));
+    }
+
+    #[test]
+    fn parcels_waiting_for_room_go_in_first_come_first_in_and_a_fresh_one_waits_behind() {
+        let (inbox, mut drain) = Inbox::new(4);
+        assert!(matches!(inbox.offer(parcel(0..4)), Offer::Taken(_)));
+        let (a_woken, b_woken) = (
+            Arc::new(CountingWaker::default()),
+            Arc::new(CountingWaker::default()),
+        );
+        let (a_waker, b_waker) = (
+            Waker::from(Arc::clone(&a_woken)),
+            Waker::from(Arc::clone(&b_woken)),
+        );
+        // A large parcel waits first; a small one would fit sooner, but comes after it.
+        let mut large = Arc::clone(&inbox).offer_when_room(parcel(4..8));
+        assert!(poll_wait(&mut large, &a_waker).is_pending());
+        assert!(
+            matches!(inbox.offer(parcel(8..9)), Offer::Full(_)),
+            "behind the waiter"
+        );
+        let mut small = Arc::clone(&inbox).offer_when_room(parcel(8..9));
+        assert!(poll_wait(&mut small, &b_waker).is_pending());
+
+        let drain_waker = Waker::from(Arc::new(CountingWaker::default()));
+        assert_eq!(take_all(&mut drain, &drain_waker), vec![0, 1, 2, 3]);
+        assert_eq!(
+            a_woken.0.load(Ordering::SeqCst),
+            1,
+            "the first waiter is told"
+        );
+        assert_eq!(
+            b_woken.0.load(Ordering::SeqCst),
+            0,
+            "the second is not, yet"
+        );
+        assert!(poll_wait(&mut small, &b_waker).is_pending(), "not its turn");
+        assert_eq!(poll_wait(&mut large, &a_waker), Poll::Ready(true));
+        assert_eq!(b_woken.0.load(Ordering::SeqCst), 1, "its turn now");
+        assert!(
+            poll_wait(&mut small, &b_waker).is_pending(),
+            "the inbox is full again"
+        );
+        assert_eq!(take_all(&mut drain, &drain_waker), vec![4, 5, 6, 7]);
+        assert_eq!(poll_wait(&mut small, &b_waker), Poll::Ready(true));
+        assert_eq!(take_all(&mut drain, &drain_waker), vec![8]);
+    }
+
+    #[test]
+    fn a_waiter_that_gives_up_hands_its_turn_to_the_next() {
+        let (inbox, mut drain) = Inbox::new(1);
+        assert!(matches!(inbox.offer(parcel(0..1)), Offer::Taken(_)));
+        let woken = Arc::new(CountingWaker::default());
+        let waker = Waker::from(Arc::clone(&woken));
+        let mut first = Arc::clone(&inbox).offer_when_room(parcel(1..2));
+        assert!(poll_wait(&mut first, &waker).is_pending());
+        let mut second = Arc::clone(&inbox).offer_when_room(parcel(2..3));
+        assert!(poll_wait(&mut second, &waker).is_pending());
+        drop(first);
+        let drain_waker = Waker::from(Arc::new(CountingWaker::default()));
+        assert_eq!(take_all(&mut drain, &drain_waker), vec![0]);
+        assert_eq!(poll_wait(&mut second, &waker), Poll::Ready(true));
+        assert_eq!(
+            take_all(&mut drain, &drain_waker),
+            vec![2],
+            "the given-up parcel never came"
+        );
     }
 }

@@ -280,14 +280,38 @@ async fn a_connection_on_another_thread_hands_its_turns_over_and_waits_for_room(
         });
         let _ = done.send(outcome);
     });
-    let (delivered, _waits) = tokio::time::timeout(WAIT, finished)
+    let (delivered, waits) = tokio::time::timeout(WAIT, finished)
         .await
         .expect("the producer finishes")
         .expect("it reports")
         .expect("it never waits forever");
     assert_eq!(delivered, 1000);
+    // The first turn of ten goes into the empty inbox of 16; the second would make 20.
+    assert!(waits > 0, "turns of 10 into an inbox of 16 must wait");
     assert_eq!(
         taker.handled.until(1000).await,
         (0..1000).collect::<Vec<_>>()
     );
+}
+
+#[actix_rt::test]
+async fn a_parcel_held_for_room_still_arrives_when_its_subscription_ends_meanwhile() {
+    let router = Router::new();
+    let taker = start(&router, SubscribeOptions::new().inbox_capacity(1), false).await;
+    let mut report = DispatchReport::default();
+    route_tick(&router, 0, &mut report);
+    report.flush_batches();
+    route_tick(&router, 1, &mut report);
+    report.flush_batches();
+    assert_eq!(report.delivered, 2, "one in, one held: both counted");
+    let wait = report
+        .take_backpressure()
+        .expect("the second waits for room");
+    // The subscription ends while its second parcel waits: it was counted, so it must come.
+    assert!(router.unsubscribe(taker.id));
+    drop(report);
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("the inbox makes room");
+    assert_eq!(taker.handled.until(2).await, vec![0, 1]);
 }
