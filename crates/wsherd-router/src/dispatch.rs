@@ -372,8 +372,9 @@ pub struct DispatchReport {
     /// Where relayed deliveries are counted, and stopped subscribers reported.
     tally: Arc<Tally>,
     relayed_parcels: u64,
-    /// The kind the last message routed with this report had, for the next one.
-    pub(crate) last_kind: crate::table::KindMemo,
+    /// The kind the last message routed with this report had, for the next one (boxed: a
+    /// connection's task stays within its memory cell).
+    pub(crate) last_kind: Option<Box<crate::table::KindMemo>>,
 }
 
 impl DispatchReport {

@@ -267,7 +267,10 @@ impl RouteTable {
         report: &mut DispatchReport,
     ) {
         let payload = text.as_bytes();
-        let recalled = report.last_kind.recall(self.stamp, rule, text);
+        let recalled = report
+            .last_kind
+            .as_deref()
+            .and_then(|memo| memo.recall(self.stamp, rule, text));
         let (kind, by_kind) = match recalled {
             Some((kind, at)) => (Some(Cow::Borrowed(kind)), self.kinds.at(at)),
             None => {
@@ -281,16 +284,23 @@ impl RouteTable {
                 let (at, by_kind) = kind
                     .as_deref()
                     .map_or((None, &[][..]), |k| self.kinds.find(k));
-                match (&kind, at, rule) {
-                    (Some(Cow::Borrowed(borrowed)), Some(at), KindRule::Path(segments)) => {
-                        match &segments[..] {
-                            [field] => report
-                                .last_kind
-                                .remember(self.stamp, field, text, borrowed, at),
-                            _ => report.last_kind.prefix.clear(),
+                let field = match rule {
+                    KindRule::Path(segments) => match &segments[..] {
+                        [field] => Some(field.as_str()),
+                        _ => None,
+                    },
+                    KindRule::Custom(_) => None,
+                };
+                match (&kind, at, field) {
+                    (Some(Cow::Borrowed(borrowed)), Some(at), Some(field)) => report
+                        .last_kind
+                        .get_or_insert_with(Box::default)
+                        .remember(self.stamp, field, text, borrowed, at),
+                    _ => {
+                        if let Some(memo) = &mut report.last_kind {
+                            memo.prefix.clear();
                         }
                     }
-                    _ => report.last_kind.prefix.clear(),
                 }
                 (kind, by_kind)
             }
