@@ -239,6 +239,19 @@ async fn a_backpressure_subscriber_on_the_main_thread_with_a_tiny_mailbox_loses_
     herd.shutdown("done", Duration::from_secs(5)).await;
 }
 
+/// `name`'s counters once they account for `handled` deliveries: a connection settles its
+/// counts at the end of its read turn, which its subscriber on another thread may outrun.
+async fn settled_stats(herd: &Herd, name: &str, handled: u64) -> wsherd::StatsSnapshot {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let stats = herd.endpoint_status(name).unwrap().stats;
+        if stats.delivered + stats.dropped_full >= handled || std::time::Instant::now() > deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A subscriber that takes ticks and ends through its inbox (`subscribe_in`), optionally
 /// with a tiny inbox that stays shut until a gate opens.
 struct InboxFeed {
@@ -331,7 +344,7 @@ async fn an_inbox_subscriber_on_the_main_thread_gets_every_message_from_the_work
             (0..COUNT).collect::<Vec<_>>(),
             "{name}: every tick once, in order"
         );
-        let stats = herd.endpoint_status(name).unwrap().stats;
+        let stats = settled_stats(&herd, name, COUNT + 1).await;
         assert_eq!(
             (stats.delivered, stats.dropped_full),
             (COUNT + 1, 0),
@@ -387,7 +400,7 @@ async fn a_backpressure_subscriber_with_a_tiny_inbox_holds_its_endpoint_and_lose
         (0..COUNT).collect::<Vec<_>>(),
         "nothing lost, in order"
     );
-    let stats = herd.endpoint_status("feed").unwrap().stats;
+    let stats = settled_stats(&herd, "feed", COUNT + 1).await;
     assert_eq!((stats.delivered, stats.dropped_full), (COUNT + 1, 0));
     herd.shutdown("done", Duration::from_secs(5)).await;
 }
