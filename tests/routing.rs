@@ -44,18 +44,28 @@ fn workers(count: usize) -> Herd {
 type Seen = Arc<Watched<Vec<(String, Option<u64>)>>>;
 
 /// A subscriber on the calling thread: every tick and end it takes, by endpoint, optionally
-/// with a small mailbox that stays closed until a gate opens.
+/// with a small mailbox (or inbox) that stays closed until a gate opens.
 struct Feed {
     seen: Seen,
     capacity: Option<usize>,
     gate: Option<oneshot::Receiver<()>>,
+    /// Takes ticks and ends through its inbox (`subscribe_in`) from this herd, not through its
+    /// mailbox; `capacity` is then the inbox's.
+    inbox_of: Option<Herd>,
 }
 
 impl Actor for Feed {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        if let Some(capacity) = self.capacity {
+        if let Some(herd) = &self.inbox_of {
+            let mut options = SubscribeOptions::new();
+            if let Some(capacity) = self.capacity {
+                options = options.inbox_capacity(capacity);
+            }
+            herd.subscribe_in_with::<Tick, _>(ctx, options.clone());
+            herd.subscribe_in_with::<End, _>(ctx, options);
+        } else if let Some(capacity) = self.capacity {
             ctx.set_mailbox_capacity(capacity);
         }
         if let Some(gate) = self.gate.take() {
@@ -86,11 +96,29 @@ impl Handler<Delivery<End>> for Feed {
 }
 
 fn feed(capacity: Option<usize>, gate: Option<oneshot::Receiver<()>>) -> (Addr<Feed>, Seen) {
+    start_feed(capacity, gate, None)
+}
+
+/// A [`Feed`] that subscribes itself to `herd` through its inbox when it starts.
+fn inbox_feed(
+    herd: &Herd,
+    capacity: Option<usize>,
+    gate: Option<oneshot::Receiver<()>>,
+) -> (Addr<Feed>, Seen) {
+    start_feed(capacity, gate, Some(herd.clone()))
+}
+
+fn start_feed(
+    capacity: Option<usize>,
+    gate: Option<oneshot::Receiver<()>>,
+    inbox_of: Option<Herd>,
+) -> (Addr<Feed>, Seen) {
     let seen: Seen = Arc::new(Watched::new(Vec::new()));
     let addr = Feed {
         seen: Arc::clone(&seen),
         capacity,
         gate,
+        inbox_of,
     }
     .start();
     (addr, seen)
@@ -250,68 +278,6 @@ async fn settled_stats(herd: &Herd, name: &str, handled: u64) -> wsherd::StatsSn
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-}
-
-/// A subscriber that takes ticks and ends through its inbox (`subscribe_in`), optionally
-/// with a tiny inbox that stays shut until a gate opens.
-struct InboxFeed {
-    herd: Herd,
-    seen: Seen,
-    capacity: Option<usize>,
-    gate: Option<oneshot::Receiver<()>>,
-}
-
-impl Actor for InboxFeed {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        let mut options = SubscribeOptions::new();
-        if let Some(capacity) = self.capacity {
-            options = options.inbox_capacity(capacity);
-        }
-        self.herd.subscribe_in_with::<Tick, _>(ctx, options.clone());
-        self.herd.subscribe_in_with::<End, _>(ctx, options);
-        if let Some(gate) = self.gate.take() {
-            ctx.wait(
-                async move {
-                    let _ = gate.await;
-                }
-                .into_actor(self),
-            );
-        }
-    }
-}
-
-impl Handler<Delivery<Tick>> for InboxFeed {
-    type Result = ();
-    fn handle(&mut self, tick: Delivery<Tick>, _: &mut Context<Self>) {
-        let entry = (tick.endpoint.to_string(), Some(tick.message.seq));
-        self.seen.update(|seen| seen.push(entry));
-    }
-}
-
-impl Handler<Delivery<End>> for InboxFeed {
-    type Result = ();
-    fn handle(&mut self, end: Delivery<End>, _: &mut Context<Self>) {
-        let entry = (end.endpoint.to_string(), None);
-        self.seen.update(|seen| seen.push(entry));
-    }
-}
-
-fn inbox_feed(
-    herd: &Herd,
-    capacity: Option<usize>,
-    gate: Option<oneshot::Receiver<()>>,
-) -> (Addr<InboxFeed>, Seen) {
-    let seen: Seen = Arc::new(Watched::new(Vec::new()));
-    let addr = InboxFeed {
-        herd: herd.clone(),
-        seen: Arc::clone(&seen),
-        capacity,
-        gate,
-    }
-    .start();
-    (addr, seen)
 }
 
 #[actix_rt::test]

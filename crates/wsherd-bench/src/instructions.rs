@@ -65,7 +65,11 @@ impl Recorder for Atomics {
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let recorder = args.iter().any(|a| a == "--recorder");
     let batched = args.iter().any(|a| a == "--batched");
-    let inbox = args.iter().any(|a| a == "--inbox");
+    let via = match (batched, args.iter().any(|a| a == "--inbox")) {
+        (true, _) => Via::Batches,
+        (false, true) => Via::Inbox,
+        (false, false) => Via::Mailbox,
+    };
     let messages = args
         .iter()
         .position(|a| a == "--messages")
@@ -90,11 +94,6 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         let herd = Herd::new();
         herd.enable_metrics(Duration::from_millis(100))
             .map_err(|e| e.to_string())?;
-        let via = match (batched, inbox) {
-            (true, _) => Via::Batches,
-            (false, true) => Via::Inbox,
-            (false, false) => Via::Mailbox,
-        };
         let (_deliveries, rx) =
             Deliveries::start_subscribed(messages, Tally::default(), &herd, via);
         let mut config = ConnectionConfig::new(url);
@@ -108,10 +107,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     })?;
     println!(
         "instructions: {count} messages taken{}, recorder {}",
-        match (batched, inbox) {
-            (true, _) => " in batches",
-            (false, true) => " through the inbox",
-            (false, false) => "",
+        match via {
+            Via::Batches => " in batches",
+            Via::Inbox => " through the inbox",
+            Via::Mailbox => "",
         },
         if recorder { "installed" } else { "absent" }
     );

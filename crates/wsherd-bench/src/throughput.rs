@@ -393,7 +393,7 @@ impl<S: TradeSink> Counter<S> {
     ) -> (Addr<Self>, tokio::sync::oneshot::Receiver<S>) {
         let (done, all_in) = tokio::sync::oneshot::channel();
         let counter = Counter::create(|ctx| {
-            via.subscribe(herd, &ctx.address(), ctx);
+            via.subscribe(herd, ctx);
             Counter {
                 sink,
                 target,
@@ -467,22 +467,17 @@ pub(crate) enum Via {
 }
 
 impl Via {
-    /// Subscribes `counter`'s actor (`ctx` is its context, before it starts) to the trades.
-    fn subscribe<S: TradeSink>(
-        self,
-        herd: &Herd,
-        counter: &Addr<Counter<S>>,
-        ctx: &mut Context<Counter<S>>,
-    ) {
+    /// Subscribes the counter whose context `ctx` is (before it starts) to the trades.
+    fn subscribe<S: TradeSink>(self, herd: &Herd, ctx: &mut Context<Counter<S>>) {
         match self {
             Via::Mailbox => {
-                herd.subscribe::<Trade>(counter.clone().recipient());
+                herd.subscribe::<Trade>(ctx.address().recipient());
             }
             Via::Inbox => {
                 herd.subscribe_in::<Trade, _>(ctx);
             }
             Via::Batches => {
-                herd.subscribe_batched::<Trade>(counter.clone().recipient());
+                herd.subscribe_batched::<Trade>(ctx.address().recipient());
             }
         }
     }

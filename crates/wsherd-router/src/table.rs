@@ -174,7 +174,7 @@ pub(crate) struct KindMemo {
 
 impl KindMemo {
     /// The kind of `text` and the place of its routes, when `text` starts as the remembered
-    /// message did, under the same single-field `rule`, in table `version`.
+    /// message did, under the same single-field `rule`, in the table of `stamp`.
     fn recall<'t>(&self, stamp: u64, rule: &KindRule, text: &'t str) -> Option<(&'t str, usize)> {
         if self.prefix.is_empty() || self.stamp != stamp {
             return None;

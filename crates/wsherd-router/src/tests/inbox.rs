@@ -1,27 +1,14 @@
 //! Subscribers through their inbox: one handler call per message, parcels per turn, bounded.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use actix::prelude::*;
-use serde::Deserialize;
 use tokio::sync::{Notify, oneshot};
-use wsherd_protocol::{Inbound, KindRule};
+use wsherd_protocol::KindRule;
 
 use super::name;
+use super::relay::{Tick, WAIT};
 use crate::{Delivery, DispatchReport, Overflow, Router, SubscribeOptions, SubscriptionId};
-
-/// Generous: a loaded 2-core machine is slow, not broken.
-const WAIT: Duration = Duration::from_secs(60);
-
-#[derive(Debug, Deserialize)]
-struct Tick {
-    seq: u64,
-}
-
-impl Inbound for Tick {
-    const KIND: &'static str = "tick";
-}
 
 /// The sequence numbers an actor handled, in order, and a way to wait for more.
 #[derive(Default)]

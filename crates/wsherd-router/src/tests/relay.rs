@@ -16,11 +16,11 @@ use crate::{
 };
 
 /// Generous: a loaded 2-core machine is slow, not broken.
-const WAIT: Duration = Duration::from_secs(60);
+pub(super) const WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Deserialize)]
-struct Tick {
-    seq: u64,
+pub(super) struct Tick {
+    pub(super) seq: u64,
 }
 
 impl Inbound for Tick {
