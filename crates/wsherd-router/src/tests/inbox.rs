@@ -244,6 +244,7 @@ async fn a_connection_on_another_thread_hands_its_turns_over_and_waits_for_room(
     let taker = start(&router, options, false).await;
     let producer = router.clone();
     let (done, finished) = oneshot::channel();
+    let (second_flushed, second_turn) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let system = actix_rt::System::new();
         let outcome = system.block_on(async move {
@@ -256,6 +257,9 @@ async fn a_connection_on_another_thread_hands_its_turns_over_and_waits_for_room(
                 }
                 report.flush_batches();
                 delivered += report.delivered;
+                if turn == 1 {
+                    let _ = second_flushed.send(());
+                }
                 if let Some(wait) = report.take_backpressure() {
                     waits += 1;
                     if tokio::time::timeout(WAIT, wait).await.is_err() {
@@ -267,13 +271,18 @@ async fn a_connection_on_another_thread_hands_its_turns_over_and_waits_for_room(
         });
         let _ = done.send(outcome);
     });
+    // The actor's thread (this one) is held until the second turn was flushed, so the first
+    // turn is still in the inbox then: the second must wait for room.
+    second_turn
+        .recv_timeout(WAIT)
+        .expect("the producer flushes its second turn");
     let (delivered, waits) = tokio::time::timeout(WAIT, finished)
         .await
         .expect("the producer finishes")
         .expect("it reports")
         .expect("it never waits forever");
     assert_eq!(delivered, 1000);
-    // The first turn of ten goes into the empty inbox of 16; the second would make 20.
+    // The first turn of ten went into the empty inbox of 16; the second would have made 20.
     assert!(waits > 0, "turns of 10 into an inbox of 16 must wait");
     assert_eq!(
         taker.handled.until(1000).await,
