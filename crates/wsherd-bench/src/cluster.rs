@@ -493,7 +493,7 @@ pub(crate) fn run() -> Result<Value, String> {
     // Inside `all` the spread has taken ten times as long as alone: the files this process
     // holds when it starts (earlier scenarios' sockets, against the cap of 20,000) are one
     // suspect, so they are reported.
-    let open_files_at_start = std::fs::read_dir("/proc/self/fd").map_or(0, |dir| dir.count());
+    let open_files_at_start = crate::open_files();
     let nats = wsherd_testkit::NatsServer::start()
         .map_err(|e| format!("{NO_NATS} {e} (scripts/test installs it)"))?;
     let (mut feed, port) = FeedServer::start()?;

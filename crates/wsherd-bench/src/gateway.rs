@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,7 @@ enum Side {
 async fn round(side: Side) -> Result<Value, String> {
     let herd = Herd::new();
     let mut served = None;
+    let mut baseline = None;
     let server_url = match side {
         Side::Gateway => {
             let mut settings = GatewaySettings::new("/feed");
@@ -114,7 +115,12 @@ async fn round(side: Side) -> Result<Value, String> {
             served = Some(server);
             url
         }
-        Side::Baseline => baseline_server(&herd)?,
+        Side::Baseline => {
+            let server = baseline_server(&herd)?;
+            let url = server.url.clone();
+            baseline = Some(server);
+            url
+        }
     };
     let mut child = std::process::Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
         .args([
@@ -178,25 +184,38 @@ async fn round(side: Side) -> Result<Value, String> {
     if let Some(server) = served {
         server.stop(false).await;
     }
+    // Its workers would go on writing the backlog its unbounded mailboxes hold, on a core the
+    // next scenario measures on, and keep their sockets open.
+    if let Some(server) = baseline {
+        server.over.store(true, Ordering::Relaxed);
+        server.handle.stop(false).await;
+    }
     Ok(figures)
 }
 
 /// The baseline: actix-web with one actix-web-actors session actor per client, and one
 /// broadcaster that sends each message to every client actor, unbounded.
-fn baseline_server(herd: &Herd) -> Result<String, String> {
+fn baseline_server(herd: &Herd) -> Result<BaselineServer, String> {
     let clients: Arc<Mutex<Vec<Addr<BaselineClient>>>> = Arc::default();
+    let over = Arc::new(AtomicBool::new(false));
     let broadcaster = Broadcaster {
         clients: Arc::clone(&clients),
+        over: Arc::clone(&over),
     }
     .start();
     herd.subscribe_raw_all(broadcaster.recipient(), wsherd::SubscribeOptions::new());
+    let app_over = Arc::clone(&over);
     let server = HttpServer::new(move || {
         let clients = Arc::clone(&clients);
+        let over = Arc::clone(&app_over);
         App::new().route(
             "/base",
             web::get().to(move |req: HttpRequest, stream: web::Payload| {
-                let clients = Arc::clone(&clients);
-                async move { ws::start(BaselineClient { clients }, &req, stream) }
+                let client = BaselineClient {
+                    clients: Arc::clone(&clients),
+                    over: Arc::clone(&over),
+                };
+                async move { ws::start(client, &req, stream) }
             }),
         )
     })
@@ -206,8 +225,25 @@ fn baseline_server(herd: &Herd) -> Result<String, String> {
     .bind(("127.0.0.1", 0))
     .map_err(|e| e.to_string())?;
     let addr = server.addrs()[0];
-    actix_rt::spawn(server.run());
-    Ok(format!("ws://{addr}/base"))
+    let running = server.run();
+    let handle = running.handle();
+    actix_rt::spawn(running);
+    Ok(BaselineServer {
+        url: format!("ws://{addr}/base"),
+        handle,
+        over,
+    })
+}
+
+/// The baseline, running.
+struct BaselineServer {
+    url: String,
+    handle: actix_web::dev::ServerHandle,
+    /// Set when the round is over. The client actors' unbounded mailboxes hold what they were
+    /// too slow to write (most of the feed); without it they would go on writing it for
+    /// seconds after the round, on the cores the next scenario measures, holding their sockets
+    /// (the server's stop does not end them).
+    over: Arc<AtomicBool>,
 }
 
 /// One message for every client, as the gateway would frame it.
@@ -217,6 +253,7 @@ struct Broadcast(Arc<str>);
 
 struct Broadcaster {
     clients: Arc<Mutex<Vec<Addr<BaselineClient>>>>,
+    over: Arc<AtomicBool>,
 }
 
 impl Actor for Broadcaster {
@@ -226,6 +263,9 @@ impl Actor for Broadcaster {
 impl Handler<Delivery<RawMessage>> for Broadcaster {
     type Result = ();
     fn handle(&mut self, delivery: Delivery<RawMessage>, _: &mut Context<Self>) {
+        if self.over.load(Ordering::Relaxed) {
+            return;
+        }
         let text: Arc<str> = format!(
             r#"{{"endpoint":"{}","kind":"{}","data":{}}}"#,
             delivery.endpoint, delivery.message.kind, delivery.message.text
@@ -240,6 +280,7 @@ impl Handler<Delivery<RawMessage>> for Broadcaster {
 
 struct BaselineClient {
     clients: Arc<Mutex<Vec<Addr<BaselineClient>>>>,
+    over: Arc<AtomicBool>,
 }
 
 impl Actor for BaselineClient {
@@ -257,6 +298,10 @@ impl Actor for BaselineClient {
 impl Handler<Broadcast> for BaselineClient {
     type Result = ();
     fn handle(&mut self, message: Broadcast, ctx: &mut Self::Context) {
+        if self.over.load(Ordering::Relaxed) {
+            ctx.stop();
+            return;
+        }
         ctx.text(&*message.0);
     }
 }

@@ -2,7 +2,7 @@
 //! `wsherd-bench compare A.json B.json` (see `history.rs`).
 //!
 //! Scenarios: `throughput`, `fanout`, `latency`, `features`, `connections`, `storm`, `detect`,
-//! `scaling`, `inbound`, `gateway`, `cluster`, `all`. Every figure is measured beside its baselines in the same run, as the median
+//! `scaling`, `inbound`, `gateway`, `cluster`, `all`, or several joined by commas. Every figure is measured beside its baselines in the same run, as the median
 //! of interleaved rounds (`latency`: percentiles of the rounds' latencies pooled); ratios and
 //! differences are printed, never asserted.
 #![forbid(unsafe_code)]
@@ -42,6 +42,26 @@ fn raise_open_file_limit() {
         ),
         Ok(_) => {}
         Err(error) => eprintln!("note: cannot raise the open-file limit: {error}"),
+    }
+}
+
+/// How many files this process has open now (0 where `/proc` is missing).
+pub(crate) fn open_files() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count)
+}
+
+/// Files a scenario may leave open that are opened once per process, not per scenario.
+const ONCE_PER_PROCESS_FILES: usize = 8;
+
+/// Open files once they are back to `before`, or after a few seconds of waiting for that.
+fn files_settled(before: usize) -> usize {
+    let patience = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = open_files();
+        if now <= before || std::time::Instant::now() > patience {
+            return now;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
@@ -98,46 +118,16 @@ fn main() -> ExitCode {
     }
     let json = args.iter().any(|a| a == "--json");
     let save = args.iter().any(|a| a == "--save");
+    // One scenario, `all`, or several joined by commas (`latency,cluster`): run in one process,
+    // in the order below, so what one leaves behind shows in the next.
     let scenario = args
         .iter()
         .find(|a| !a.starts_with("--"))
         .map_or("all", String::as_str);
+    let wanted: Vec<&str> = scenario.split(',').collect();
+    let run = |name: &str| wanted.contains(&name) || wanted.contains(&"all");
     let mut results = serde_json::Map::new();
-    let run = |name: &str| scenario == name || scenario == "all";
-    if run("throughput") {
-        match throughput::run() {
-            Ok(figures) => {
-                results.insert("throughput".into(), figures);
-            }
-            Err(error) => {
-                eprintln!("throughput: {error}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    if run("fanout") {
-        match fanout::run() {
-            Ok(figures) => {
-                results.insert("fanout".into(), figures);
-            }
-            Err(error) => {
-                eprintln!("fanout: {error}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    if run("features") {
-        match features::run() {
-            Ok(figures) => {
-                results.insert("features".into(), figures);
-            }
-            Err(error) => {
-                eprintln!("features: {error}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    if scenario == "soak" {
+    if wanted.contains(&"soak") {
         // Minutes long: never part of `all`.
         match fleet::soak(&args) {
             Ok(figures) => {
@@ -149,7 +139,10 @@ fn main() -> ExitCode {
             }
         }
     }
-    let scenarios: [(&str, Scenario); 8] = [
+    let scenarios: [(&str, Scenario); 11] = [
+        ("throughput", throughput::run),
+        ("fanout", fanout::run),
+        ("features", features::run),
         ("latency", latency::run),
         ("connections", fleet::connections),
         ("storm", fleet::storm),
@@ -161,6 +154,7 @@ fn main() -> ExitCode {
     ];
     for (name, scenario_fn) in scenarios {
         if run(name) {
+            let files_before = open_files();
             match scenario_fn() {
                 Ok(figures) => {
                     results.insert(name.into(), figures);
@@ -174,11 +168,22 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
+            // A scenario must give back what it opened, or it skews the ones after it. Sockets
+            // its servers' workers close as their peers go may take a moment.
+            let files_after = files_settled(files_before);
+            // A few are opened once per process and kept (the signal driver's socket pair, an
+            // eventfd and an epoll): only more than those is left behind.
+            if files_after > files_before + ONCE_PER_PROCESS_FILES {
+                eprintln!(
+                    "note: {name} left {} files open ({files_before} before, {files_after} after)",
+                    files_after - files_before
+                );
+            }
         }
     }
     if results.is_empty() {
         eprintln!(
-            "unknown scenario {scenario:?}: use throughput, fanout, latency, features, connections, storm, detect, scaling, inbound, gateway, cluster, all, or soak [--minutes N]"
+            "unknown scenario {scenario:?}: use throughput, fanout, latency, features, connections, storm, detect, scaling, inbound, gateway, cluster, all, several joined by commas, or soak [--minutes N]"
         );
         return ExitCode::from(2);
     }
