@@ -541,35 +541,58 @@ impl DispatchReport {
         self.collect_relayed();
     }
 
+    /// Gathers `delivery` into `subscriber`'s batch for this turn.
+    ///
+    /// The batch is looked up before the delivery moves, so that on the hot path (a batch
+    /// already started this turn) the delivery is moved once, straight into its place: moved
+    /// through the lookup's branches it was copied three times (136 bytes each for the bench's
+    /// trade), a measurable share of a batched feed's time.
+    #[inline]
     fn add_to_batch<T: Send + Sync + 'static>(
         &mut self,
         subscriber: &Arc<Subscriber<T>>,
         delivery: Delivery<T>,
     ) {
-        self.pending_deliveries += 1;
-        let existing = self
+        match self.started_batch(subscriber) {
+            Some(batch) => batch.push(delivery),
+            None => self.start_batch(subscriber, delivery),
+        }
+    }
+
+    /// The batch `subscriber` started this turn, if it did, counting the delivery the caller
+    /// adds to it. Only a subscriber that takes batches or an inbox ever starts one.
+    pub(crate) fn started_batch<T: Send + Sync + 'static>(
+        &mut self,
+        subscriber: &Subscriber<T>,
+    ) -> Option<&mut Vec<Delivery<T>>> {
+        let (_, pending) = self
             .pending
             .iter_mut()
-            .find(|(id, _)| *id == subscriber.id)
-            .and_then(|(_, p)| p.as_any_mut().downcast_mut::<Pending<T>>());
-        match existing {
-            Some(pending) => {
-                pending.deliveries.push(delivery);
-                self.largest_batch = self.largest_batch.max(pending.deliveries.len());
-            }
-            None => {
-                self.largest_batch = self.largest_batch.max(1);
-                let mut deliveries = Batch::storage(self.batch_start.max(BATCH_START_MIN));
-                deliveries.push(delivery);
-                self.pending.push((
-                    subscriber.id,
-                    Box::new(Pending {
-                        subscriber: Arc::clone(subscriber),
-                        deliveries,
-                    }),
-                ));
-            }
-        }
+            .find(|(id, _)| *id == subscriber.id)?;
+        let pending = pending.as_any_mut().downcast_mut::<Pending<T>>()?;
+        self.pending_deliveries += 1;
+        self.largest_batch = self.largest_batch.max(pending.deliveries.len() + 1);
+        Some(&mut pending.deliveries)
+    }
+
+    /// Starts `subscriber`'s batch for this turn with `delivery`.
+    #[inline(never)]
+    fn start_batch<T: Send + Sync + 'static>(
+        &mut self,
+        subscriber: &Arc<Subscriber<T>>,
+        delivery: Delivery<T>,
+    ) {
+        self.pending_deliveries += 1;
+        self.largest_batch = self.largest_batch.max(1);
+        let mut deliveries = Batch::storage(self.batch_start.max(BATCH_START_MIN));
+        deliveries.push(delivery);
+        self.pending.push((
+            subscriber.id,
+            Box::new(Pending {
+                subscriber: Arc::clone(subscriber),
+                deliveries,
+            }),
+        ));
     }
 
     /// Whether a full [`Overflow::Backpressure`](crate::Overflow) subscriber is waited for;
