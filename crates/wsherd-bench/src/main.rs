@@ -51,14 +51,14 @@ pub(crate) fn open_files() -> usize {
 }
 
 /// Files a scenario may leave open that are opened once per process, not per scenario.
-const ONCE_PER_PROCESS_FILES: usize = 8;
+pub(crate) const ONCE_PER_PROCESS_FILES: usize = 8;
 
-/// Open files once they are back to `before`, or after a few seconds of waiting for that.
-fn files_settled(before: usize) -> usize {
-    let patience = std::time::Instant::now() + std::time::Duration::from_secs(10);
+/// Open files once they are down to `at_most`, or after `patience` of waiting for that.
+pub(crate) fn files_settled(at_most: usize, patience: std::time::Duration) -> usize {
+    let patience = std::time::Instant::now() + patience;
     loop {
         let now = open_files();
-        if now <= before || std::time::Instant::now() > patience {
+        if now <= at_most || std::time::Instant::now() > patience {
             return now;
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -170,7 +170,7 @@ fn main() -> ExitCode {
             }
             // A scenario must give back what it opened, or it skews the ones after it. Sockets
             // its servers' workers close as their peers go may take a moment.
-            let files_after = files_settled(files_before);
+            let files_after = files_settled(files_before, std::time::Duration::from_secs(10));
             // A few are opened once per process and kept (the signal driver's socket pair, an
             // eventfd and an epoll): only more than those is left behind.
             if files_after > files_before + ONCE_PER_PROCESS_FILES {
