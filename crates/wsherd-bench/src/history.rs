@@ -1,4 +1,5 @@
-//! A bench history: `all --save` keeps a run as `bench/results/<date>-<host>.json`, and
+//! A bench history: `all --save` keeps a run as `bench/results/<date>-<host>.json` (`-2`, `-3`…
+//! after it for more runs of the day: an earlier run is never written over), and
 //! `compare A.json B.json` sets two runs side by side. Only what is comparable across runs is
 //! compared: ratios (wsherd over its baselines in the same run, so the machine's speed cancels
 //! out), costs per connection (bytes, idle CPU, and `scaling`'s idle CPU per 1,000 connections at
@@ -70,21 +71,54 @@ fn host() -> String {
 
 /// Writes `results` (every scenario's figures) with when and where they were measured.
 pub(crate) fn save(results: &Value) -> Result<PathBuf, String> {
-    let now = SystemTime::now();
+    save_in(&results_dir(), results, SystemTime::now())
+}
+
+/// Files of one day and host kept before a save gives up looking for a free name.
+const MOST_SAVES_A_DAY: u32 = 1_000;
+
+/// [`save`] into `dir`, as measured at `now`: as `<date>-<host>.json`, or when a run of the day
+/// is kept there already, `<date>-<host>-2.json` and so on. Never over an earlier run: a lone
+/// `throughput --save` once replaced the day's whole `all` run.
+fn save_in(dir: &Path, results: &Value, now: SystemTime) -> Result<PathBuf, String> {
+    use std::io::Write;
+
     let date = civil_date(now);
     let host = host();
-    let dir = results_dir();
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let path = dir.join(format!("{date}-{host}.json"));
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let record = json!({
         "date": date,
         "host": host,
         "unix_time": now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         "results": results,
     });
-    let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())?;
-    std::fs::write(&path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(path.canonicalize().unwrap_or(path))
+    let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())? + "\n";
+    for n in 1..=MOST_SAVES_A_DAY {
+        let name = if n == 1 {
+            format!("{date}-{host}.json")
+        } else {
+            format!("{date}-{host}-{n}.json")
+        };
+        let path = dir.join(name);
+        // `create_new`: the check for an earlier file and the write are one step.
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(mut file) => {
+                file.write_all(text.as_bytes())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                return Ok(path.canonicalize().unwrap_or(path));
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(format!("{}: {error}", path.display())),
+        }
+    }
+    Err(format!(
+        "{}: {MOST_SAVES_A_DAY} runs of {date} on {host} are kept there already",
+        dir.display()
+    ))
 }
 
 /// Which way is better for a compared figure.
@@ -232,6 +266,22 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn a_second_save_of_the_day_keeps_the_first() -> Result<(), String> {
+        let dir = std::env::temp_dir().join(format!("wsherd-bench-history-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let now = UNIX_EPOCH + std::time::Duration::from_secs(1_764_806_400);
+        let first = save_in(&dir, &json!({"all": 1}), now)?;
+        let second = save_in(&dir, &json!({"throughput": 2}), now)?;
+        assert_ne!(first, second);
+        assert!(second.to_string_lossy().ends_with("-2.json"), "{second:?}");
+        let kept = load(&first.to_string_lossy())?;
+        assert_eq!(kept, json!({"all": 1}), "the first run is untouched");
+        assert_eq!(load(&second.to_string_lossy())?, json!({"throughput": 2}));
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }
 
     #[test]
     fn dates_are_civil_utc() {
