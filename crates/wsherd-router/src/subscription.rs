@@ -131,8 +131,11 @@ impl<T: Send + Sync + 'static> Clone for Group<T> {
 }
 
 impl<T: Send + Sync + 'static> Group<T> {
-    pub(crate) fn wanted_by_any(&self, endpoint: &EndpointName) -> bool {
-        self.subscribers.iter().any(|s| s.wants(endpoint))
+    /// Where the first subscriber that wants `endpoint` is, if any does: found before a
+    /// message is decoded (nobody wanting it, it is not), and handed to
+    /// [`Self::deliver_from`] so that subscriber is not asked twice.
+    pub(crate) fn first_wanting(&self, endpoint: &EndpointName) -> Option<usize> {
+        self.subscribers.iter().position(|s| s.wants(endpoint))
     }
 
     /// Hands `value` to every subscriber that wants `endpoint`; returns whether any did.
@@ -142,10 +145,29 @@ impl<T: Send + Sync + 'static> Group<T> {
         value: T,
         report: &mut DispatchReport,
     ) -> bool {
-        let mut wanted = self.subscribers.iter().filter(|s| s.wants(endpoint));
-        let Some(first) = wanted.next() else {
+        match self.first_wanting(endpoint) {
+            Some(first) => self.deliver_from(first, endpoint, value, report),
+            None => false,
+        }
+    }
+
+    /// [`Self::deliver`], given where the first subscriber that wants `endpoint` is (from
+    /// [`Self::first_wanting`]); the later ones are asked here.
+    pub(crate) fn deliver_from(
+        &self,
+        first_at: usize,
+        endpoint: &EndpointName,
+        value: T,
+        report: &mut DispatchReport,
+    ) -> bool {
+        let Some((first, later)) = self
+            .subscribers
+            .get(first_at..)
+            .and_then(<[Arc<Subscriber<T>>]>::split_first)
+        else {
             return false;
         };
+        let mut wanted = later.iter().filter(|s| s.wants(endpoint));
         let Some(mut next) = wanted.next() else {
             // One subscriber (the common case): the value travels inline, no allocation. Into
             // a batch already started this turn it is built in place: handed down through

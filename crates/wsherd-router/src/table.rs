@@ -41,12 +41,12 @@ impl<T: DeserializeOwned + Send + Sync + 'static> JsonRoute for Group<T> {
         text: &str,
         report: &mut DispatchReport,
     ) -> RouteOutcome {
-        if !self.wanted_by_any(endpoint) {
+        let Some(first) = self.first_wanting(endpoint) else {
             return RouteOutcome::NotWanted;
-        }
+        };
         match decode::<T>(kind, text) {
             Ok(value) => {
-                self.deliver(endpoint, value, report);
+                self.deliver_from(first, endpoint, value, report);
                 RouteOutcome::Delivered
             }
             Err(error) => RouteOutcome::Rejected(error),
@@ -69,15 +69,15 @@ impl JsonRoute for RawRoute {
         text: &str,
         report: &mut DispatchReport,
     ) -> RouteOutcome {
-        if !self.group.wanted_by_any(endpoint) {
+        let Some(first) = self.group.first_wanting(endpoint) else {
             return RouteOutcome::NotWanted;
-        }
+        };
         let raw = RawMessage {
             kind: self.kind.clone().unwrap_or_else(|| Arc::from(kind)),
             text: Arc::from(text),
             received_at: std::time::SystemTime::now(),
         };
-        self.group.deliver(endpoint, raw, report);
+        self.group.deliver_from(first, endpoint, raw, report);
         RouteOutcome::Delivered
     }
 }

@@ -141,6 +141,43 @@ async fn endpoint_filter_limits_delivery() {
 }
 
 #[actix_rt::test]
+async fn a_message_reaches_each_subscriber_that_wants_its_endpoint_whatever_comes_first() {
+    let router = Router::new();
+    let (left, left_seen) = collector::<Quote>();
+    let (right, right_seen) = collector::<Quote>();
+    let (every, every_seen) = collector::<Quote>();
+    let only = |endpoint| SubscribeOptions::new().endpoints([name(endpoint)]);
+    router.subscribe_kind::<Quote>("quote", left, only("left"));
+    router.subscribe_kind::<Quote>("quote", right, only("right"));
+    router.subscribe_kind::<Quote>("quote", every, SubscribeOptions::new());
+
+    // The first subscriber that wants "right" is the second of three.
+    let report = route(&router, "right", r#"{"type":"quote","bid":2.0}"#);
+    assert_eq!(report.delivered, 2);
+    let report = route(&router, "left", r#"{"type":"quote","bid":1.0}"#);
+    assert_eq!(report.delivered, 2);
+    settle().await;
+    let bids = |seen: &std::sync::Mutex<Vec<Delivery<Quote>>>| -> Vec<(String, f64)> {
+        let seen = seen.lock().unwrap();
+        seen.iter()
+            .map(|d| (d.endpoint.to_string(), d.message.bid))
+            .collect()
+    };
+    assert_eq!(bids(&left_seen), [("left".to_owned(), 1.0)]);
+    assert_eq!(bids(&right_seen), [("right".to_owned(), 2.0)]);
+    assert_eq!(
+        bids(&every_seen),
+        [("right".to_owned(), 2.0), ("left".to_owned(), 1.0)]
+    );
+    let right = &right_seen.lock().unwrap()[0];
+    let every = &every_seen.lock().unwrap()[0];
+    assert!(
+        Shared::ptr_eq(&right.message, &every.message),
+        "one decoded value shared by the two that wanted it"
+    );
+}
+
+#[actix_rt::test]
 async fn bad_messages_become_dead_letters_with_reasons() {
     let router = Router::new();
     let (q, _) = collector::<Quote>();
