@@ -9,7 +9,7 @@
 //! child times itself from connect to the last message, as every `throughput` client does,
 //! and returns its tally, which is checked like theirs.
 
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -106,9 +106,9 @@ fn parse_line(line: &str) -> Result<(Tally, Duration), String> {
     }
 }
 
-fn run_child(url: &str, extra: &[&str]) -> Result<(Tally, Duration), String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let output = Command::new(exe)
+/// Runs one `feature-client` child, on core `cpu` alone if given.
+fn run_child(url: &str, extra: &[&str], cpu: Option<usize>) -> Result<(Tally, Duration), String> {
+    let output = crate::pin::this_executable_on(cpu)?
         .arg("feature-client")
         .arg(url)
         .arg(MESSAGES.to_string())
@@ -124,8 +124,16 @@ fn run_child(url: &str, extra: &[&str]) -> Result<(Tally, Duration), String> {
 
 pub(crate) fn run() -> Result<Value, String> {
     let want = expected(MESSAGES)?;
-    let server = ServerProcess::start(MESSAGES)?;
-    let compressing = ServerProcess::start_deflate(MESSAGES)?;
+    // Pinned as `throughput` is (see `pin.rs`), so that where the scheduler puts a client
+    // beside its server is not what the ratio measures.
+    let pin = crate::pin::wanted();
+    let (server_cpu, client_cpu) = if pin {
+        (Some(crate::pin::SERVER_CPU), Some(crate::pin::CLIENT_CPU))
+    } else {
+        (None, None)
+    };
+    let server = ServerProcess::start_pinned(MESSAGES, false, server_cpu)?;
+    let compressing = ServerProcess::start_pinned(MESSAGES, true, server_cpu)?;
     let mut walls: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
     for _ in 0..ROUNDS {
         for (i, (name, extra, deflate)) in VARIANTS.iter().enumerate() {
@@ -134,16 +142,22 @@ pub(crate) fn run() -> Result<Value, String> {
             } else {
                 server.url()
             };
-            let (tally, wall) = run_child(&url, extra)?;
+            let (tally, wall) = run_child(&url, extra, client_cpu)?;
             check(name, tally, want)?;
             walls[i].push(wall.as_secs_f64());
         }
     }
     println!(
-        "features: wsherd per message, {MESSAGES} messages, each client in its own process, median of {ROUNDS} interleaved rounds"
+        "features: wsherd per message, {MESSAGES} messages, each client in its own process, median of {ROUNDS} interleaved rounds, {}",
+        if pin {
+            "servers on core 0, clients on core 1"
+        } else {
+            "unpinned"
+        }
     );
     println!("{:<20} {:>12} {:>10}", "client", "msgs/s", "wall s");
     let mut figures = serde_json::Map::new();
+    figures.insert("pinned".into(), json!(pin));
     let mut rates = Vec::new();
     for ((name, _, _), runs) in VARIANTS.iter().zip(walls) {
         let wall = median(runs);

@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 
 /// The core the server child runs on.
 pub(crate) const SERVER_CPU: usize = 0;
-/// The core this process's threads (the clients) run on.
-const CLIENT_CPU: usize = 1;
+/// The core this process's threads (the clients) run on, and client child processes.
+pub(crate) const CLIENT_CPU: usize = 1;
 
 /// Whether pinning is possible here: two cores or more, and `taskset` runs.
 pub(crate) fn available() -> bool {
@@ -22,6 +22,24 @@ pub(crate) fn available() -> bool {
             .stderr(Stdio::null())
             .status()
             .is_ok_and(|status| status.success())
+}
+
+/// Whether a run pins: where [`available`], unless `WSHERD_BENCH_PIN=0` says not to.
+pub(crate) fn wanted() -> bool {
+    available() && std::env::var("WSHERD_BENCH_PIN").as_deref() != Ok("0")
+}
+
+/// A command that runs this executable, on core `cpu` alone when one is given.
+pub(crate) fn this_executable_on(cpu: Option<usize>) -> Result<Command, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    Ok(match cpu {
+        Some(cpu) => {
+            let mut taskset = Command::new("taskset");
+            taskset.args(["-c", &cpu.to_string()]).arg(exe);
+            taskset
+        }
+        None => Command::new(exe),
+    })
 }
 
 /// This process pinned to [`CLIENT_CPU`] until dropped; then back on every core it had.

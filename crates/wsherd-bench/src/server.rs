@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, ExitCode, Stdio};
 use std::sync::Arc;
 
 /// One ~120-byte JSON trade; the shape every client decodes.
@@ -144,15 +144,6 @@ impl ServerProcess {
         Self::spawn(&["serve".to_owned(), count.to_string()])
     }
 
-    /// `serve COUNT --deflate`: the same messages, each compressed (permessage-deflate).
-    pub(crate) fn start_deflate(count: u64) -> Result<ServerProcess, String> {
-        Self::spawn(&[
-            "serve".to_owned(),
-            count.to_string(),
-            "--deflate".to_owned(),
-        ])
-    }
-
     /// `serve-paced RATE COUNT`: every connection gets COUNT messages at RATE a second, each
     /// stamped with its send time (see `paced_server.rs`).
     pub(crate) fn start_paced(rate: u64, count: u64) -> Result<ServerProcess, String> {
@@ -173,19 +164,24 @@ impl ServerProcess {
         Self::spawn_on(&["serve".to_owned(), count.to_string()], Some(cpu))
     }
 
+    /// [`Self::start`] on core `cpu` alone, if given; with `deflate`, `serve COUNT --deflate`:
+    /// the same messages, each compressed (permessage-deflate).
+    pub(crate) fn start_pinned(
+        count: u64,
+        deflate: bool,
+        cpu: Option<usize>,
+    ) -> Result<ServerProcess, String> {
+        let mut args = vec!["serve".to_owned(), count.to_string()];
+        if deflate {
+            args.push("--deflate".to_owned());
+        }
+        Self::spawn_on(&args, cpu)
+    }
+
     /// Starts this executable as a server child with `args` (on core `cpu` alone, if given)
     /// and reads the port it prints.
     fn spawn_on(args: &[String], cpu: Option<usize>) -> Result<ServerProcess, String> {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut command = match cpu {
-            Some(cpu) => {
-                let mut taskset = Command::new("taskset");
-                taskset.args(["-c", &cpu.to_string()]).arg(exe);
-                taskset
-            }
-            None => Command::new(exe),
-        };
-        let mut child = command
+        let mut child = crate::pin::this_executable_on(cpu)?
             .args(args)
             .stdout(Stdio::piped())
             .spawn()

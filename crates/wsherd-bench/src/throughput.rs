@@ -567,7 +567,7 @@ pub(crate) fn run() -> Result<Value, String> {
     }
     let want = expected(MESSAGES)?;
     // Pinned where it can be (`WSHERD_BENCH_PIN=0` to run unpinned): see `pin.rs`.
-    let pin = crate::pin::available() && std::env::var("WSHERD_BENCH_PIN").as_deref() != Ok("0");
+    let pin = crate::pin::wanted();
     let server = if pin {
         ServerProcess::start_on(MESSAGES, crate::pin::SERVER_CPU)?
     } else {
