@@ -107,8 +107,12 @@ fn save_in(dir: &Path, results: &Value, now: SystemTime) -> Result<PathBuf, Stri
             .open(&path)
         {
             Ok(mut file) => {
-                file.write_all(text.as_bytes())
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                if let Err(error) = file.write_all(text.as_bytes()) {
+                    // A half-written run would stand under the day's name and fail `compare`.
+                    drop(file);
+                    let _ = std::fs::remove_file(&path);
+                    return Err(format!("{}: {error}", path.display()));
+                }
                 return Ok(path.canonicalize().unwrap_or(path));
             }
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {}

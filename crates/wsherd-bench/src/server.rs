@@ -159,11 +159,6 @@ impl ServerProcess {
         Self::spawn_on(args, None)
     }
 
-    /// A `serve COUNT` child on core `cpu` only (see [`crate::pin`]).
-    pub(crate) fn start_on(count: u64, cpu: usize) -> Result<ServerProcess, String> {
-        Self::spawn_on(&["serve".to_owned(), count.to_string()], Some(cpu))
-    }
-
     /// [`Self::start`] on core `cpu` alone, if given; with `deflate`, `serve COUNT --deflate`:
     /// the same messages, each compressed (permessage-deflate).
     pub(crate) fn start_pinned(

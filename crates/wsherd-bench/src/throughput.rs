@@ -568,11 +568,8 @@ pub(crate) fn run() -> Result<Value, String> {
     let want = expected(MESSAGES)?;
     // Pinned where it can be (`WSHERD_BENCH_PIN=0` to run unpinned): see `pin.rs`.
     let pin = crate::pin::wanted();
-    let server = if pin {
-        ServerProcess::start_on(MESSAGES, crate::pin::SERVER_CPU)?
-    } else {
-        ServerProcess::start(MESSAGES)?
-    };
+    let server =
+        ServerProcess::start_pinned(MESSAGES, false, pin.then_some(crate::pin::SERVER_CPU))?;
     let _pinned = if pin {
         Some(crate::pin::ClientPin::new()?)
     } else {
@@ -617,8 +614,8 @@ pub(crate) fn run() -> Result<Value, String> {
         let wall = median(runs.iter().map(|s| s.wall.as_secs_f64()).collect());
         let cpu = median(runs.iter().map(|s| s.cpu.as_secs_f64()).collect());
         let rate = MESSAGES as f64 / wall;
-        // What a client spends per message on all but the decode: socket, framing, UTF-8,
-        // routing and delivery.
+        // A client's wall time per message beyond the decode: socket, framing, UTF-8, routing,
+        // delivery, and any wait for the server (a run on a quiet machine has next to none).
         let beside = 1e9 / rate - decode_ns;
         println!("{name:<20} {rate:>12.0} {wall:>10.3} {cpu:>14.3} {beside:>18.0}");
         figures.insert(
