@@ -411,6 +411,44 @@ async fn batched_subscribers_get_one_message_per_flush_in_order() {
 }
 
 #[actix_rt::test]
+async fn each_batched_subscriber_gathers_its_own_batch_and_the_fullest_is_counted() {
+    let router = Router::new();
+    let only = |endpoint| SubscribeOptions::new().endpoints([name(endpoint)]);
+    let seen_a = Arc::new(Mutex::new(Vec::new()));
+    let a = BatchCollector {
+        seen: seen_a.clone(),
+    }
+    .start();
+    router.subscribe_kind_batched::<Trade>("trade", a.recipient(), only("a"));
+    let seen_b = Arc::new(Mutex::new(Vec::new()));
+    let b = BatchCollector {
+        seen: seen_b.clone(),
+    }
+    .start();
+    router.subscribe_kind_batched::<Trade>("trade", b.recipient(), only("b"));
+    let mut report = DispatchReport::default();
+    // Seven for "a" and three for "b", interleaved within one turn.
+    for seq in 0..10u64 {
+        let endpoint = if seq % 3 == 1 { "b" } else { "a" };
+        let text = format!(r#"{{"type":"trade","seq":{seq}}}"#);
+        router.table().route_text(
+            &name(endpoint),
+            &KindRule::default(),
+            text.as_bytes(),
+            &mut report,
+        );
+    }
+    assert_eq!(report.pending_deliveries(), 10);
+    assert_eq!(report.largest_batch(), 7, "a's batch is the fullest");
+    report.flush_batches();
+    assert_eq!(report.pending_deliveries(), 0);
+    assert_eq!(report.largest_batch(), 0);
+    settle().await;
+    assert_eq!(*seen_a.lock().unwrap(), vec![vec![0, 2, 3, 5, 6, 8, 9]]);
+    assert_eq!(*seen_b.lock().unwrap(), vec![vec![1, 4, 7]]);
+}
+
+#[actix_rt::test]
 async fn many_kinds_route_alike_before_and_after_the_index_becomes_a_map() {
     let router = Router::new();
     let mut seen = Vec::new();
