@@ -115,6 +115,12 @@ impl<T: Send + Sync + 'static> Subscriber<T> {
             }
     }
 
+    /// Whether deliveries to it are gathered per turn (batched or into its inbox), not sent
+    /// one by one.
+    pub(crate) fn gathers(&self) -> bool {
+        matches!(self.sink, Sink::Batched(_) | Sink::Inbox(_))
+    }
+
     pub(crate) fn wants(&self, endpoint: &EndpointName) -> bool {
         !self.closed.load(Ordering::Relaxed)
             && self
@@ -548,7 +554,7 @@ impl DispatchReport {
     /// through the lookup's branches it was copied three times (136 bytes each for the bench's
     /// trade), a measurable share of a batched feed's time.
     #[inline]
-    fn add_to_batch<T: Send + Sync + 'static>(
+    pub(crate) fn add_to_batch<T: Send + Sync + 'static>(
         &mut self,
         subscriber: &Arc<Subscriber<T>>,
         delivery: Delivery<T>,
@@ -560,8 +566,8 @@ impl DispatchReport {
     }
 
     /// The batch `subscriber` started this turn, if it did, counting the delivery the caller
-    /// adds to it. Only a subscriber that takes batches or an inbox ever starts one.
-    pub(crate) fn started_batch<T: Send + Sync + 'static>(
+    /// adds to it.
+    fn started_batch<T: Send + Sync + 'static>(
         &mut self,
         subscriber: &Subscriber<T>,
     ) -> Option<&mut Vec<Delivery<T>>> {

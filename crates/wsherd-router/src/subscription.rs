@@ -169,16 +169,17 @@ impl<T: Send + Sync + 'static> Group<T> {
         };
         let mut wanted = later.iter().filter(|s| s.wants(endpoint));
         let Some(mut next) = wanted.next() else {
-            // One subscriber (the common case): the value travels inline, no allocation. Into
-            // a batch already started this turn it is built in place: handed down through
-            // `send` it was copied on the way (three times 136 bytes for the bench's trade).
+            // One subscriber (the common case): the value travels inline, no allocation. A
+            // gathering one's delivery goes straight to its batch: handed down through `send`
+            // it was copied on the way (three times 136 bytes for the bench's trade).
             let delivery = Delivery {
                 endpoint: endpoint.clone(),
                 message: Shared::alone(value),
             };
-            match report.started_batch(first) {
-                Some(batch) => batch.push(delivery),
-                None => first.send(delivery, report),
+            if first.gathers() {
+                report.add_to_batch(first, delivery);
+            } else {
+                first.send(delivery, report);
             }
             return true;
         };
